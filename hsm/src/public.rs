@@ -1,0 +1,180 @@
+//! Public keys read from the token, as SubjectPublicKeyInfo (DER/PEM) and JWK (RFC 7517, RFC 8037).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::der::{self, oid};
+use crate::error::{Error, Result};
+use crate::spec::KeySpec;
+
+/// A public key with the spec it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    spec: KeySpec,
+    material: Material,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Material {
+    /// Uncompressed SEC1 point (0x04 || X || Y).
+    Ec(Vec<u8>),
+    /// 32-byte Ed25519 public key.
+    Ed25519(Vec<u8>),
+    /// Big-endian modulus and public exponent.
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+}
+
+impl PublicKey {
+    /// An EC or Ed25519 key from the token's `CKA_EC_POINT`, which PKCS#11 says is a DER OCTET
+    /// STRING but some tokens return bare.
+    pub fn from_ec_point(spec: KeySpec, ec_point: &[u8]) -> Result<Self> {
+        let expected = match spec {
+            KeySpec::EcP256 => 65,
+            KeySpec::EcP384 => 97,
+            KeySpec::Ed25519 => 32,
+            _ => return Err(Error::Malformed(format!("{spec} has no EC point"))),
+        };
+        let point = if ec_point.len() == expected {
+            ec_point.to_vec()
+        } else {
+            match der::read_tlv(ec_point)? {
+                (der::TAG_OCTET_STRING, body, []) if body.len() == expected => body.to_vec(),
+                _ => {
+                    return Err(Error::Malformed(format!(
+                        "CKA_EC_POINT of {} bytes for a {spec} key",
+                        ec_point.len()
+                    )))
+                }
+            }
+        };
+        if spec != KeySpec::Ed25519 && point[0] != 0x04 {
+            return Err(Error::Malformed("EC point is not uncompressed".into()));
+        }
+        let material = if spec == KeySpec::Ed25519 {
+            Material::Ed25519(point)
+        } else {
+            Material::Ec(point)
+        };
+        Ok(PublicKey { spec, material })
+    }
+
+    /// An RSA key from its modulus and public exponent (big-endian).
+    pub fn from_rsa(spec: KeySpec, modulus: Vec<u8>, exponent: Vec<u8>) -> Result<Self> {
+        let bits = spec
+            .rsa_bits()
+            .ok_or_else(|| Error::Malformed(format!("{spec} is not RSA")))?;
+        let skip = modulus.iter().take_while(|b| **b == 0).count();
+        let modulus = modulus[skip..].to_vec();
+        if modulus.len() * 8 != bits as usize {
+            return Err(Error::Malformed(format!(
+                "RSA modulus of {} bits for a {spec} key",
+                modulus.len() * 8
+            )));
+        }
+        Ok(PublicKey {
+            spec,
+            material: Material::Rsa { modulus, exponent },
+        })
+    }
+
+    /// The key's spec.
+    pub fn spec(&self) -> KeySpec {
+        self.spec
+    }
+
+    /// The subjectPublicKey bytes: the SEC1 point, the Ed25519 key, or PKCS#1 RSAPublicKey DER.
+    pub fn raw(&self) -> Vec<u8> {
+        match &self.material {
+            Material::Ec(point) => point.clone(),
+            Material::Ed25519(key) => key.clone(),
+            Material::Rsa { modulus, exponent } => der::sequence(&[
+                &der::unsigned_integer(modulus),
+                &der::unsigned_integer(exponent),
+            ]),
+        }
+    }
+
+    /// SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> Vec<u8> {
+        let algorithm = match self.spec {
+            KeySpec::EcP256 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P256]),
+            KeySpec::EcP384 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P384]),
+            KeySpec::Ed25519 => der::sequence(&[oid::ED25519]),
+            _ => der::sequence(&[oid::RSA_ENCRYPTION, &[der::TAG_NULL, 0]]),
+        };
+        der::sequence(&[&algorithm, &der::bit_string(&self.raw())])
+    }
+
+    /// SubjectPublicKeyInfo, PEM (`PUBLIC KEY`).
+    pub fn spki_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
+    }
+
+    /// The public JWK (RFC 7517 / RFC 8037), without `kid`, `alg` or `use`.
+    pub fn jwk(&self) -> Value {
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        match &self.material {
+            Material::Ec(point) => {
+                let coord = (point.len() - 1) / 2;
+                let crv = if self.spec == KeySpec::EcP256 { "P-256" } else { "P-384" };
+                json!({"kty": "EC", "crv": crv, "x": b64(&point[1..1 + coord]), "y": b64(&point[1 + coord..])})
+            }
+            Material::Ed25519(key) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)}),
+            Material::Rsa { modulus, exponent } => {
+                json!({"kty": "RSA", "n": b64(modulus), "e": b64(exponent)})
+            }
+        }
+    }
+
+    /// RFC 7638 JWK thumbprint (SHA-256), base64url: the canonical `kid` of this key.
+    pub fn jwk_thumbprint(&self) -> String {
+        // RFC 7638: only the required members, in lexicographic order, no whitespace. Written out
+        // rather than relying on a JSON map's ordering.
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let canonical = match &self.material {
+            Material::Ec(point) => {
+                let coord = (point.len() - 1) / 2;
+                let crv = if self.spec == KeySpec::EcP256 { "P-256" } else { "P-384" };
+                format!(
+                    r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
+                    b64(&point[1..1 + coord]),
+                    b64(&point[1 + coord..])
+                )
+            }
+            Material::Ed25519(key) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(key)),
+            Material::Rsa { modulus, exponent } => {
+                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(exponent), b64(modulus))
+            }
+        };
+        b64(&crate::spec::Hash::Sha256.digest(canonical.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_and_bare_points_are_accepted() {
+        let mut point = vec![0x04];
+        point.extend([7u8; 64]);
+        let bare = PublicKey::from_ec_point(KeySpec::EcP256, &point).unwrap();
+        let wrapped =
+            PublicKey::from_ec_point(KeySpec::EcP256, &der::tlv(der::TAG_OCTET_STRING, &point))
+                .unwrap();
+        assert_eq!(bare, wrapped);
+        assert!(PublicKey::from_ec_point(KeySpec::EcP384, &point).is_err());
+    }
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // The RSA key of RFC 7638 §3.1, whose thumbprint the RFC gives.
+        let n = URL_SAFE_NO_PAD.decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
+        let key = PublicKey {
+            spec: KeySpec::Rsa2048,
+            material: Material::Rsa { modulus: n, exponent: vec![1, 0, 1] },
+        };
+        assert_eq!(key.jwk_thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+}

@@ -1,0 +1,261 @@
+//! Key specs and signature algorithms, with the names used on the CLI, in config and on the wire.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of key pair Signet generates in a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeySpec {
+    /// ECDSA on NIST P-256.
+    EcP256,
+    /// ECDSA on NIST P-384.
+    EcP384,
+    /// EdDSA on Curve25519.
+    Ed25519,
+    /// RSA, 2048-bit modulus.
+    Rsa2048,
+    /// RSA, 3072-bit modulus.
+    Rsa3072,
+    /// RSA, 4096-bit modulus.
+    Rsa4096,
+}
+
+impl KeySpec {
+    /// Every spec, in a stable order.
+    pub const ALL: [KeySpec; 6] = [
+        KeySpec::EcP256,
+        KeySpec::EcP384,
+        KeySpec::Ed25519,
+        KeySpec::Rsa2048,
+        KeySpec::Rsa3072,
+        KeySpec::Rsa4096,
+    ];
+
+    /// The name used in config, CLI and API (`ec-p256`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySpec::EcP256 => "ec-p256",
+            KeySpec::EcP384 => "ec-p384",
+            KeySpec::Ed25519 => "ed25519",
+            KeySpec::Rsa2048 => "rsa-2048",
+            KeySpec::Rsa3072 => "rsa-3072",
+            KeySpec::Rsa4096 => "rsa-4096",
+        }
+    }
+
+    /// RSA modulus size in bits, for RSA specs.
+    pub fn rsa_bits(self) -> Option<u32> {
+        match self {
+            KeySpec::Rsa2048 => Some(2048),
+            KeySpec::Rsa3072 => Some(3072),
+            KeySpec::Rsa4096 => Some(4096),
+            _ => None,
+        }
+    }
+
+    /// Whether `alg` may be used with a key of this spec.
+    pub fn allows(self, alg: SignatureAlgorithm) -> bool {
+        use SignatureAlgorithm::*;
+        match self {
+            KeySpec::EcP256 => alg == Es256,
+            KeySpec::EcP384 => alg == Es384,
+            KeySpec::Ed25519 => alg == EdDsa,
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                matches!(alg, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512)
+            }
+        }
+    }
+
+    /// The algorithms usable with this spec; the first is the default.
+    pub fn algorithms(self) -> &'static [SignatureAlgorithm] {
+        use SignatureAlgorithm::*;
+        match self {
+            KeySpec::EcP256 => &[Es256],
+            KeySpec::EcP384 => &[Es384],
+            KeySpec::Ed25519 => &[EdDsa],
+            _ => &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512],
+        }
+    }
+
+    /// The algorithm to use when the caller names none.
+    pub fn default_algorithm(self) -> SignatureAlgorithm {
+        self.algorithms()[0]
+    }
+}
+
+impl fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A key spec name that is not one of [`KeySpec::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key spec {0:?} (expected one of ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096)")]
+pub struct UnknownSpec(pub String);
+
+impl FromStr for KeySpec {
+    type Err = UnknownSpec;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeySpec::ALL
+            .into_iter()
+            .find(|spec| spec.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownSpec(s.to_string()))
+    }
+}
+
+/// Signature algorithms, named as in JOSE (RFC 7518 / RFC 8037).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// ECDSA P-384 with SHA-384.
+    Es384,
+    /// Ed25519 (pure EdDSA).
+    EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt.
+    Ps256,
+    /// RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt.
+    Ps384,
+    /// RSASSA-PSS with SHA-512, MGF1-SHA-512, 64-byte salt.
+    Ps512,
+}
+
+/// The hash an algorithm signs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Hash {
+    /// Output length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    /// Never empty; present for clippy's `len_without_is_empty`.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    /// Hashes `data` on the host.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+impl SignatureAlgorithm {
+    /// Every algorithm, in a stable order.
+    pub const ALL: [SignatureAlgorithm; 9] = [
+        SignatureAlgorithm::Es256,
+        SignatureAlgorithm::Es384,
+        SignatureAlgorithm::EdDsa,
+        SignatureAlgorithm::Rs256,
+        SignatureAlgorithm::Rs384,
+        SignatureAlgorithm::Rs512,
+        SignatureAlgorithm::Ps256,
+        SignatureAlgorithm::Ps384,
+        SignatureAlgorithm::Ps512,
+    ];
+
+    /// JOSE name (`ES256`, `EdDSA`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::Es256 => "ES256",
+            SignatureAlgorithm::Es384 => "ES384",
+            SignatureAlgorithm::EdDsa => "EdDSA",
+            SignatureAlgorithm::Rs256 => "RS256",
+            SignatureAlgorithm::Rs384 => "RS384",
+            SignatureAlgorithm::Rs512 => "RS512",
+            SignatureAlgorithm::Ps256 => "PS256",
+            SignatureAlgorithm::Ps384 => "PS384",
+            SignatureAlgorithm::Ps512 => "PS512",
+        }
+    }
+
+    /// The hash signed over; `None` for EdDSA, which signs the message itself.
+    pub fn hash(self) -> Option<Hash> {
+        use SignatureAlgorithm::*;
+        match self {
+            Es256 | Rs256 | Ps256 => Some(Hash::Sha256),
+            Es384 | Rs384 | Ps384 => Some(Hash::Sha384),
+            Rs512 | Ps512 => Some(Hash::Sha512),
+            EdDsa => None,
+        }
+    }
+
+    /// True for the ECDSA algorithms (whose signatures have a DER and a raw form).
+    pub fn is_ecdsa(self) -> bool {
+        matches!(self, SignatureAlgorithm::Es256 | SignatureAlgorithm::Es384)
+    }
+}
+
+impl fmt::Display for SignatureAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An algorithm name that is not one of [`SignatureAlgorithm::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)")]
+pub struct UnknownAlgorithm(pub String);
+
+impl FromStr for SignatureAlgorithm {
+    type Err = UnknownAlgorithm;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SignatureAlgorithm::ALL
+            .into_iter()
+            .find(|alg| alg.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownAlgorithm(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for spec in KeySpec::ALL {
+            assert_eq!(spec.name().parse::<KeySpec>(), Ok(spec));
+            for alg in spec.algorithms() {
+                assert!(spec.allows(*alg));
+            }
+        }
+        for alg in SignatureAlgorithm::ALL {
+            assert_eq!(alg.name().parse::<SignatureAlgorithm>(), Ok(alg));
+        }
+        assert!("rsa-1024".parse::<KeySpec>().is_err());
+        assert!("none".parse::<SignatureAlgorithm>().is_err());
+    }
+
+    #[test]
+    fn curves_are_strict() {
+        assert!(!KeySpec::EcP256.allows(SignatureAlgorithm::Es384));
+        assert!(!KeySpec::Ed25519.allows(SignatureAlgorithm::Es256));
+        assert!(!KeySpec::Rsa2048.allows(SignatureAlgorithm::EdDsa));
+    }
+}

@@ -1,0 +1,399 @@
+//! The PKCS#11 backend against a real SoftHSM2 token, through the real ABI. Signatures are checked
+//! by ring (an independent implementation) and, for a sample, by the openssl command line.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use ring::signature::{self as rs, UnparsedPublicKey};
+use signet_hsm::{
+    Backend, EcdsaFormat, Error, HsmSigner, KeyId, KeySpec, Pin, Pkcs11Backend, PublicKey,
+    SignInput, SignatureAlgorithm, Signer, TokenSelector,
+};
+use signet_softhsm::TestToken;
+
+fn backend(pool: usize) -> (TestToken, Pkcs11Backend) {
+    let token = TestToken::new().expect("test token");
+    let backend = Pkcs11Backend::open(token.config(pool)).expect("open backend");
+    (token, backend)
+}
+
+/// Verifies with ring. `raw_ecdsa` selects the fixed-size ECDSA form.
+fn ring_verify(
+    key: &PublicKey,
+    alg: SignatureAlgorithm,
+    raw_ecdsa: bool,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    use SignatureAlgorithm::*;
+    let params: &dyn rs::VerificationAlgorithm = match (alg, raw_ecdsa) {
+        (Es256, false) => &rs::ECDSA_P256_SHA256_ASN1,
+        (Es256, true) => &rs::ECDSA_P256_SHA256_FIXED,
+        (Es384, false) => &rs::ECDSA_P384_SHA384_ASN1,
+        (Es384, true) => &rs::ECDSA_P384_SHA384_FIXED,
+        (EdDsa, _) => &rs::ED25519,
+        (Rs256, _) => &rs::RSA_PKCS1_2048_8192_SHA256,
+        (Rs384, _) => &rs::RSA_PKCS1_2048_8192_SHA384,
+        (Rs512, _) => &rs::RSA_PKCS1_2048_8192_SHA512,
+        (Ps256, _) => &rs::RSA_PSS_2048_8192_SHA256,
+        (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
+        (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
+        _ => panic!("no ring verifier for {alg}"),
+    };
+    UnparsedPublicKey::new(params, key.raw())
+        .verify(msg, sig)
+        .is_ok()
+}
+
+/// Verifies a signature with `openssl` on the exported PEM.
+fn openssl_verify(
+    dir: &Path,
+    key: &PublicKey,
+    alg: SignatureAlgorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    std::fs::write(dir.join("key.pem"), key.spki_pem()).unwrap();
+    std::fs::write(dir.join("msg"), msg).unwrap();
+    std::fs::write(dir.join("sig"), sig).unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir);
+    match alg {
+        SignatureAlgorithm::EdDsa => {
+            cmd.args([
+                "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin", "-in", "msg",
+                "-sigfile", "sig",
+            ]);
+        }
+        _ => {
+            let digest = format!("-sha{}", alg.hash().unwrap().len() * 8);
+            cmd.args(["dgst", &digest, "-verify", "key.pem", "-signature", "sig"]);
+            if alg.name().starts_with("PS") {
+                cmd.args([
+                    "-sigopt",
+                    "rsa_padding_mode:pss",
+                    "-sigopt",
+                    "rsa_pss_saltlen:digest",
+                ]);
+            }
+            cmd.arg("msg");
+        }
+    }
+    let out = cmd.output().expect("run openssl");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+        || (alg == SignatureAlgorithm::EdDsa
+            && String::from_utf8_lossy(&out.stdout).contains("Signature Verified Successfully"))
+}
+
+/// Signs with every algorithm the spec allows, over a message and over a digest, and checks each
+/// signature with ring; a sample also with openssl; and that a tampered message fails.
+fn every_algorithm_of(spec: KeySpec) {
+    let (_token, hsm) = backend(2);
+    let key = hsm.generate(&format!("k-{spec}"), spec).unwrap();
+    assert_eq!(key.spec, spec);
+    let public = hsm.public_key(&key.id).unwrap();
+    assert_eq!(public.spec(), spec);
+    let tmp = tempfile::tempdir().unwrap();
+    let msg = b"the quick brown fox signs in the token";
+    for &alg in spec.algorithms() {
+        for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
+            let sig = hsm
+                .sign(&key.id, alg, SignInput::Message(msg), format)
+                .unwrap();
+            let raw = format == EcdsaFormat::Raw && alg.is_ecdsa();
+            assert!(ring_verify(&public, alg, raw, msg, &sig), "{spec} {alg} {format:?}");
+            assert!(!ring_verify(&public, alg, raw, b"another message", &sig));
+            if let Some(hash) = alg.hash() {
+                let digest = hash.digest(msg);
+                let sig = hsm
+                    .sign(&key.id, alg, SignInput::Digest(&digest), format)
+                    .unwrap();
+                assert!(ring_verify(&public, alg, raw, msg, &sig), "{spec} {alg} digest");
+            }
+        }
+        let sig = hsm
+            .sign(&key.id, alg, SignInput::Message(msg), EcdsaFormat::Der)
+            .unwrap();
+        assert!(openssl_verify(tmp.path(), &public, alg, msg, &sig), "openssl {spec} {alg}");
+    }
+    // A key of this spec refuses every algorithm it does not fit.
+    for alg in SignatureAlgorithm::ALL {
+        if !spec.allows(alg) {
+            let err = hsm
+                .sign(&key.id, alg, SignInput::Message(msg), EcdsaFormat::Der)
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::AlgorithmMismatch { .. } | Error::Unsupported(_)),
+                "{spec} {alg}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ec_p256_signs_and_verifies() {
+    every_algorithm_of(KeySpec::EcP256);
+}
+
+#[test]
+fn ec_p384_signs_and_verifies() {
+    every_algorithm_of(KeySpec::EcP384);
+}
+
+#[test]
+fn ed25519_signs_and_verifies() {
+    every_algorithm_of(KeySpec::Ed25519);
+}
+
+#[test]
+fn rsa_2048_signs_and_verifies() {
+    every_algorithm_of(KeySpec::Rsa2048);
+}
+
+#[test]
+fn rsa_3072_signs_and_verifies() {
+    every_algorithm_of(KeySpec::Rsa3072);
+}
+
+#[test]
+fn rsa_4096_signs_and_verifies() {
+    every_algorithm_of(KeySpec::Rsa4096);
+}
+
+#[test]
+fn public_key_exports_are_consistent() {
+    let (_token, hsm) = backend(1);
+    let key = hsm.generate("jwk", KeySpec::EcP256).unwrap();
+    let public = hsm.public_key(&key.id).unwrap();
+    let jwk = public.jwk();
+    assert_eq!(jwk["kty"], "EC");
+    assert_eq!(jwk["crv"], "P-256");
+    // openssl reads the PEM and agrees on the curve.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("k.pem"), public.spki_pem()).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubin", "-in", "k.pem", "-text", "-noout"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("prime256v1") || text.contains("P-256"), "{text}");
+    let ed = hsm.generate("ed", KeySpec::Ed25519).unwrap();
+    let ed_jwk = hsm.public_key(&ed.id).unwrap().jwk();
+    assert_eq!((ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    let rsa = hsm.generate("rsa", KeySpec::Rsa2048).unwrap();
+    assert_eq!(hsm.public_key(&rsa.id).unwrap().jwk()["e"], "AQAB");
+}
+
+#[test]
+fn private_keys_cannot_be_read() {
+    use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
+    let (token, hsm) = backend(1);
+    let ec = hsm.generate("secret-ec", KeySpec::EcP256).unwrap();
+    let rsa = hsm.generate("secret-rsa", KeySpec::Rsa2048).unwrap();
+    for key in [&ec, &rsa] {
+        let p = hsm.protection(&key.id).unwrap();
+        assert!(p.is_locked_in(), "{p:?}");
+    }
+    // A second, independent PKCS#11 handle on the same token asks for the private values.
+    let ctx = cryptoki::context::Pkcs11::new(&token.module).unwrap();
+    let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token.label)
+        .unwrap();
+    let session = ctx.open_ro_session(slot).unwrap();
+    let _ = session.login(cryptoki::session::UserType::User, Some(&token.pin.expose().into()));
+    for (key, secret) in [(&ec, AttributeType::Value), (&rsa, AttributeType::PrivateExponent)] {
+        let handle = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(key.id.0.clone()),
+            ])
+            .unwrap()[0];
+        let info = session.get_attribute_info(handle, &[secret]).unwrap();
+        assert!(matches!(info[0], AttributeInfo::Sensitive), "{info:?}");
+        assert!(session.get_attributes(handle, &[secret]).unwrap().is_empty());
+        // Flags as the token reports them to anyone.
+        let flags = session
+            .get_attributes(
+                handle,
+                &[AttributeType::Extractable, AttributeType::NeverExtractable, AttributeType::Decrypt],
+            )
+            .unwrap();
+        assert!(flags.contains(&Attribute::Extractable(false)));
+        assert!(flags.contains(&Attribute::NeverExtractable(true)));
+        assert!(flags.contains(&Attribute::Decrypt(false)));
+    }
+}
+
+#[test]
+fn concurrent_signing_with_a_small_pool() {
+    let (_token, hsm) = backend(2);
+    let hsm = Arc::new(hsm);
+    let key = hsm.generate("busy", KeySpec::EcP256).unwrap();
+    let public = hsm.public_key(&key.id).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let hsm = hsm.clone();
+            let id = key.id.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        let msg = format!("thread {t} message {i}").into_bytes();
+                        let sig = hsm
+                            .sign(&id, SignatureAlgorithm::Es256, SignInput::Message(&msg), EcdsaFormat::Der)
+                            .unwrap();
+                        (msg, sig)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for t in threads {
+        for (msg, sig) in t.join().unwrap() {
+            assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, &msg, &sig));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 400);
+    let info = hsm.info().unwrap();
+    assert!(info.sessions_open <= 2, "pool grew to {}", info.sessions_open);
+}
+
+/// Calls `C_CloseAllSessions` / `C_Logout` through a second, raw load of the module: what another
+/// process-level handle (or an operator tool in-process) would do underneath the backend.
+#[allow(unsafe_code)]
+mod underneath {
+    use std::path::Path;
+
+    fn slot_of(module: &Path, label: &str) -> u64 {
+        let ctx = cryptoki::context::Pkcs11::new(module).unwrap();
+        let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        ));
+        ctx.get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == label)
+            .unwrap()
+            .id()
+    }
+
+    pub fn close_all_sessions(module: &Path, label: &str) {
+        let slot = slot_of(module, label);
+        // SAFETY: the library is already initialised in this process; C_CloseAllSessions takes a
+        // plain slot id.
+        let rv = unsafe {
+            let lib = cryptoki_sys::Pkcs11::new(module).unwrap();
+            lib.C_CloseAllSessions(slot as cryptoki_sys::CK_SLOT_ID)
+        };
+        assert_eq!(rv, cryptoki_sys::CKR_OK);
+    }
+
+    pub fn logout(module: &Path, label: &str) {
+        let slot = slot_of(module, label);
+        // SAFETY: the handle is written by C_OpenSession before use and closed afterwards.
+        unsafe {
+            let lib = cryptoki_sys::Pkcs11::new(module).unwrap();
+            let mut session: cryptoki_sys::CK_SESSION_HANDLE = 0;
+            let rv = lib.C_OpenSession(
+                slot as cryptoki_sys::CK_SLOT_ID,
+                cryptoki_sys::CKF_SERIAL_SESSION,
+                std::ptr::null_mut(),
+                None,
+                &mut session,
+            );
+            assert_eq!(rv, cryptoki_sys::CKR_OK);
+            assert_eq!(lib.C_Logout(session), cryptoki_sys::CKR_OK);
+            lib.C_CloseSession(session);
+        }
+    }
+}
+
+#[test]
+fn sessions_closed_underneath_are_replaced() {
+    let (token, hsm) = backend(3);
+    let key = hsm.generate("survivor", KeySpec::EcP256).unwrap();
+    let public = hsm.public_key(&key.id).unwrap();
+    let sign = |m: &[u8]| {
+        hsm.sign(&key.id, SignatureAlgorithm::Es256, SignInput::Message(m), EcdsaFormat::Der)
+    };
+    sign(b"before").unwrap();
+    underneath::close_all_sessions(&token.module, &token.label);
+    let sig = sign(b"after close-all").expect("sign after C_CloseAllSessions");
+    assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, b"after close-all", &sig));
+    underneath::logout(&token.module, &token.label);
+    let sig = sign(b"after logout").expect("sign after C_Logout");
+    assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, b"after logout", &sig));
+    assert!(hsm.list().unwrap().iter().any(|k| k.label == "survivor"));
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let (token, hsm) = backend(1);
+    let ec = hsm.generate("ec", KeySpec::EcP256).unwrap();
+    let ed = hsm.generate("ed", KeySpec::Ed25519).unwrap();
+    let msg = SignInput::Message(b"m");
+    let der = EcdsaFormat::Der;
+
+    let unknown = KeyId(vec![9; 16]);
+    assert!(matches!(hsm.sign(&unknown, SignatureAlgorithm::Es256, msg, der), Err(Error::KeyNotFound(_))));
+    assert!(matches!(hsm.public_key(&unknown), Err(Error::KeyNotFound(_))));
+    assert!(matches!(hsm.find_by_label("nope"), Err(Error::KeyNotFound(_))));
+    assert!(matches!(hsm.destroy(&unknown), Err(Error::KeyNotFound(_))));
+    assert!(matches!(
+        hsm.sign(&ec.id, SignatureAlgorithm::Es384, msg, der),
+        Err(Error::AlgorithmMismatch { .. })
+    ));
+    assert!(matches!(
+        hsm.sign(&ec.id, SignatureAlgorithm::Es256, SignInput::Digest(&[0; 20]), der),
+        Err(Error::DigestLength { expected: 32, actual: 20, .. })
+    ));
+    assert!(matches!(
+        hsm.sign(&ec.id, SignatureAlgorithm::Es256, SignInput::Message(b""), der),
+        Err(Error::EmptyInput)
+    ));
+    assert!(matches!(
+        hsm.sign(&ed.id, SignatureAlgorithm::EdDsa, SignInput::Digest(&[0; 32]), der),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(hsm.generate("ec", KeySpec::EcP256), Err(Error::KeyExists(_))));
+    assert!(HsmSigner::new(Arc::new(hsm), ec.id.clone(), SignatureAlgorithm::Rs256).is_err());
+
+    // A wrong PIN is refused clearly, and the token is unchanged: the right PIN still sees the keys.
+    let mut wrong = token.config(1);
+    wrong.pin = Pin::new("not-the-pin".into());
+    let err = Pkcs11Backend::open(wrong).unwrap_err();
+    assert!(matches!(err, Error::PinIncorrect), "{err}");
+    assert!(!err.to_string().contains("not-the-pin"));
+    let again = Pkcs11Backend::open(token.config(1)).unwrap();
+    assert_eq!(again.list().unwrap().len(), 2);
+
+    let mut missing = token.config(1);
+    missing.module = "/nonexistent/libpkcs11.so".into();
+    assert!(matches!(Pkcs11Backend::open(missing), Err(Error::ModuleLoad { .. })));
+    let mut no_token = token.config(1);
+    no_token.token = TokenSelector::Label("no-such-token".into());
+    assert!(matches!(Pkcs11Backend::open(no_token), Err(Error::TokenNotFound(_))));
+}
+
+#[test]
+fn signer_and_destroy() {
+    let (_token, hsm) = backend(1);
+    let hsm: Arc<dyn Backend> = Arc::new(hsm);
+    let key = hsm.generate("signer", KeySpec::EcP384).unwrap();
+    let signer = HsmSigner::new(hsm.clone(), key.id.clone(), SignatureAlgorithm::Es384).unwrap();
+    let sig = signer.sign(b"hello").unwrap();
+    assert!(ring_verify(signer.public_key(), SignatureAlgorithm::Es384, false, b"hello", &sig));
+    assert_eq!(hsm.find(&key.id).unwrap().label, "signer");
+    hsm.destroy(&key.id).unwrap();
+    assert!(matches!(hsm.find(&key.id), Err(Error::KeyNotFound(_))));
+    assert!(hsm.list().unwrap().is_empty());
+}
