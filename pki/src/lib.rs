@@ -1,1 +1,20 @@
+//! Signet's certificate authority: a root and an intermediate whose keys live in the HSM, leaf
+//! profiles, CSR checks, CRLs and PKCS#12 bundles.
+//!
+//! This crate never sees PKCS#11: it signs through [`signet_hsm::Signer`], adapted to the
+//! certificate builder by [`HsmSigningKey`]. It stores nothing; the service keeps the records.
 
+mod ca;
+pub mod csr;
+mod error;
+pub mod pkcs12;
+mod profile;
+mod signing;
+
+pub use ca::{
+    build_intermediate, build_root, parse_reason, pem_cert, pem_crl, random_serial, Ca,
+    CaSettings, HandedOutKey, Issued, LeafRequest, RevokedEntry, REVOCATION_REASONS,
+};
+pub use error::{Error, Result};
+pub use profile::{valid_client_name, valid_dns_name, Profile};
+pub use signing::{rcgen_algorithm, HsmSigningKey};

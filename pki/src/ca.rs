@@ -1,0 +1,513 @@
+//! The chain: a self-signed root (pathlen 1), an intermediate it signs (pathlen 0), and leaves
+//! the intermediate signs. Every CA signature is made in the HSM.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+use signet_hsm::{KeySpec, Signer};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::csr;
+use crate::error::{Error, Result};
+use crate::profile::{valid_client_name, valid_dns_name, Profile};
+use crate::signing::HsmSigningKey;
+
+/// Names and lifetimes of the CA.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    /// Organisation (O) in every subject.
+    pub organization: String,
+    /// SPIFFE trust domain of client identities.
+    pub trust_domain: String,
+    /// Root validity.
+    pub root_validity: Duration,
+    /// Intermediate validity.
+    pub intermediate_validity: Duration,
+    /// Longest lifetime of a server certificate (also its default).
+    pub server_max_ttl: Duration,
+    /// Longest lifetime of a client certificate (also its default).
+    pub client_max_ttl: Duration,
+    /// How long a CRL is valid (`nextUpdate - thisUpdate`).
+    pub crl_validity: Duration,
+}
+
+const DAY: u64 = 24 * 3600;
+
+impl Default for CaSettings {
+    fn default() -> Self {
+        CaSettings {
+            organization: "Signet".into(),
+            trust_domain: "signet.local".into(),
+            root_validity: Duration::from_secs(10 * 365 * DAY),
+            intermediate_validity: Duration::from_secs(5 * 365 * DAY),
+            server_max_ttl: Duration::from_secs(90 * DAY),
+            client_max_ttl: Duration::from_secs(365 * DAY),
+            crl_validity: Duration::from_secs(7 * DAY),
+        }
+    }
+}
+
+impl CaSettings {
+    /// The longest lifetime of a leaf of this profile.
+    pub fn max_ttl(&self, profile: Profile) -> Duration {
+        match profile {
+            Profile::Server => self.server_max_ttl,
+            Profile::Client => self.client_max_ttl,
+        }
+    }
+}
+
+/// What a leaf should say. The profile and these fields decide subject and SANs, never a CSR.
+#[derive(Debug, Clone)]
+pub struct LeafRequest {
+    /// Server or client.
+    pub profile: Profile,
+    /// Client identity, or the server's common name.
+    pub name: String,
+    /// DNS SANs (server profile only).
+    pub dns: Vec<String>,
+    /// IP SANs (server profile only).
+    pub ips: Vec<IpAddr>,
+    /// Requested lifetime; the profile's maximum when `None`. Longer than the maximum is refused.
+    pub ttl: Option<Duration>,
+}
+
+/// An issued certificate and the facts kept about it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// Subject, as `O=…, CN=…`.
+    pub subject: String,
+    /// SANs as `DNS:…`, `IP:…`, `URI:…`.
+    pub sans: Vec<String>,
+    /// Profile it was issued under.
+    pub profile: Profile,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// A revoked certificate as the CRL lists it.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// RFC 5280 reason name (e.g. `keyCompromise`).
+    pub reason: Option<String>,
+}
+
+/// Random, positive, 128-bit serial number.
+pub fn random_serial() -> Vec<u8> {
+    let mut serial = [0u8; 16];
+    getrandom::getrandom(&mut serial).expect("operating system RNG unavailable");
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 0x01; // keep all 128 bits significant and DER-minimal
+    }
+    serial.to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.is_empty() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn ca_params(
+    settings: &CaSettings,
+    common_name: &str,
+    path_len: u8,
+    validity: Duration,
+    not_after_cap: Option<OffsetDateTime>,
+) -> CertificateParams {
+    let now = OffsetDateTime::now_utc();
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, settings.organization.as_str());
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+    params.not_before = now - time::Duration::minutes(1);
+    let mut not_after = now + validity;
+    if let Some(cap) = not_after_cap {
+        not_after = not_after.min(cap);
+    }
+    params.not_after = not_after;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params
+}
+
+/// Builds the self-signed root certificate (pathlen 1) on an HSM key. Returns DER.
+pub fn build_root(settings: &CaSettings, root_key: Arc<dyn Signer>) -> Result<Vec<u8>> {
+    let key = HsmSigningKey::new(root_key)?;
+    let params = ca_params(
+        settings,
+        &format!("{} Root CA", settings.organization),
+        1,
+        settings.root_validity,
+        None,
+    );
+    let cert = params.self_signed(&key).map_err(|e| key.explain(e))?;
+    Ok(cert.der().to_vec())
+}
+
+/// Builds the intermediate (pathlen 0) on an HSM key, signed by the root's HSM key. Returns DER.
+pub fn build_intermediate(
+    settings: &CaSettings,
+    intermediate_key: Arc<dyn Signer>,
+    root_der: &[u8],
+    root_key: Arc<dyn Signer>,
+) -> Result<Vec<u8>> {
+    let root_signing = HsmSigningKey::new(root_key)?;
+    let root_not_after = not_after_of(root_der)?;
+    let issuer = Issuer::from_ca_cert_der(&root_der.to_vec().into(), &root_signing)?;
+    let subject = HsmSigningKey::new(intermediate_key)?;
+    let params = ca_params(
+        settings,
+        &format!("{} Intermediate CA", settings.organization),
+        0,
+        settings.intermediate_validity,
+        Some(root_not_after),
+    );
+    let cert = params
+        .signed_by(&subject, &issuer)
+        .map_err(|e| root_signing.explain(e))?;
+    Ok(cert.der().to_vec())
+}
+
+fn not_after_of(der: &[u8]) -> Result<OffsetDateTime> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
+        Error::Parse {
+            what: "CA certificate",
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+/// The issuing CA: the intermediate's HSM key and certificate, with the root above it.
+#[derive(Debug)]
+pub struct Ca {
+    settings: CaSettings,
+    key: HsmSigningKey,
+    intermediate_der: Vec<u8>,
+    root_der: Vec<u8>,
+    intermediate_not_after: OffsetDateTime,
+}
+
+/// A key made in software to hand out (bootstrap, enrolment convenience), PKCS#8 DER, wiped on
+/// drop.
+pub type HandedOutKey = Zeroizing<Vec<u8>>;
+
+impl Ca {
+    /// The issuing CA over its HSM key and stored certificates.
+    pub fn new(
+        settings: CaSettings,
+        intermediate_key: Arc<dyn Signer>,
+        intermediate_der: Vec<u8>,
+        root_der: Vec<u8>,
+    ) -> Result<Self> {
+        let key = HsmSigningKey::new(intermediate_key)?;
+        if key.signer().public_key().spki_der() != spki_of(&intermediate_der)? {
+            return Err(Error::Policy(
+                "the intermediate certificate does not belong to the intermediate key".into(),
+            ));
+        }
+        Ok(Ca {
+            intermediate_not_after: not_after_of(&intermediate_der)?,
+            settings,
+            key,
+            intermediate_der,
+            root_der,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &CaSettings {
+        &self.settings
+    }
+
+    /// Intermediate certificate, DER.
+    pub fn intermediate_der(&self) -> &[u8] {
+        &self.intermediate_der
+    }
+
+    /// Root certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// Intermediate then root, PEM: what a client appends to a leaf.
+    pub fn chain_pem(&self) -> String {
+        pem_cert(&self.intermediate_der) + &pem_cert(&self.root_der)
+    }
+
+    /// The SANs a request will get, in the `DNS:`/`IP:`/`URI:` form.
+    pub fn granted_names(&self, req: &LeafRequest) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        match req.profile {
+            Profile::Server => {
+                names.extend(req.dns.iter().map(|d| format!("DNS:{}", d.to_ascii_lowercase())));
+                names.extend(req.ips.iter().map(|ip| format!("IP:{ip}")));
+            }
+            Profile::Client => {
+                names.insert(format!("URI:{}", self.spiffe_id(&req.name)));
+            }
+        }
+        names
+    }
+
+    /// `spiffe://<trust-domain>/<name>`.
+    pub fn spiffe_id(&self, name: &str) -> String {
+        format!("spiffe://{}/{}", self.settings.trust_domain, name)
+    }
+
+    fn check_request(&self, req: &LeafRequest) -> Result<Duration> {
+        match req.profile {
+            Profile::Client => {
+                if !valid_client_name(&req.name) {
+                    return Err(Error::Policy(format!(
+                        "client name {:?} must be 1-64 of A-Z a-z 0-9 - _ .",
+                        req.name
+                    )));
+                }
+                if !req.dns.is_empty() || !req.ips.is_empty() {
+                    return Err(Error::Policy(
+                        "client certificates carry no DNS or IP names".into(),
+                    ));
+                }
+            }
+            Profile::Server => {
+                if req.dns.is_empty() && req.ips.is_empty() {
+                    return Err(Error::Policy(
+                        "a server certificate needs at least one DNS name or IP address".into(),
+                    ));
+                }
+                if let Some(bad) = req.dns.iter().find(|d| !valid_dns_name(d)) {
+                    return Err(Error::Policy(format!("{bad:?} is not a valid DNS name")));
+                }
+                if req.name.is_empty() || req.name.len() > 64 {
+                    return Err(Error::Policy("server name must be 1-64 characters".into()));
+                }
+            }
+        }
+        let max = self.settings.max_ttl(req.profile);
+        match req.ttl {
+            Some(ttl) if ttl > max => Err(Error::Policy(format!(
+                "ttl of {}s exceeds the {} profile's maximum of {}s",
+                ttl.as_secs(),
+                req.profile,
+                max.as_secs()
+            ))),
+            Some(ttl) if ttl < Duration::from_secs(60) => {
+                Err(Error::Policy("ttl must be at least 60s".into()))
+            }
+            Some(ttl) => Ok(ttl),
+            None => Ok(max),
+        }
+    }
+
+    /// Issues a leaf for a public key (SubjectPublicKeyInfo DER).
+    pub fn issue(&self, req: &LeafRequest, spki_der: &[u8]) -> Result<Issued> {
+        let ttl = self.check_request(req)?;
+        let public = SubjectPublicKeyInfo::from_der(spki_der)?;
+        let now = OffsetDateTime::now_utc();
+        let serial = random_serial();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, self.settings.organization.as_str());
+        dn.push(DnType::CommonName, req.name.as_str());
+        params.distinguished_name = dn;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = (now + ttl).min(self.intermediate_not_after);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let mut sans = Vec::new();
+        match req.profile {
+            Profile::Server => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                for dns in &req.dns {
+                    params.subject_alt_names.push(SanType::DnsName(
+                        dns.to_ascii_lowercase().try_into()?,
+                    ));
+                    sans.push(format!("DNS:{}", dns.to_ascii_lowercase()));
+                }
+                for ip in &req.ips {
+                    params.subject_alt_names.push(SanType::IpAddress(*ip));
+                    sans.push(format!("IP:{ip}"));
+                }
+            }
+            Profile::Client => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                let uri = self.spiffe_id(&req.name);
+                params
+                    .subject_alt_names
+                    .push(SanType::URI(uri.as_str().try_into()?));
+                sans.push(format!("URI:{uri}"));
+            }
+        }
+        let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
+        let cert = params
+            .signed_by(&public, &issuer)
+            .map_err(|e| self.key.explain(e))?;
+        Ok(Issued {
+            serial: hex(&serial),
+            subject: format!("O={}, CN={}", self.settings.organization, req.name),
+            sans,
+            profile: req.profile,
+            not_before: params.not_before.unix_timestamp(),
+            not_after: params.not_after.unix_timestamp(),
+            der: cert.der().to_vec(),
+        })
+    }
+
+    /// Issues from a CSR: checks its signature and key, refuses anything it asks beyond the
+    /// profile, and takes only its public key.
+    pub fn issue_from_csr(&self, req: &LeafRequest, csr_input: &[u8]) -> Result<Issued> {
+        self.check_request(req)?;
+        let checked = csr::check(csr_input, req.profile, &self.granted_names(req))?;
+        self.issue(req, &checked.spki_der)
+    }
+
+    /// Issues for a key generated here in software to be handed to its holder (as PKCS#12). The
+    /// returned PKCS#8 is wiped when dropped.
+    pub fn issue_with_new_key(
+        &self,
+        req: &LeafRequest,
+        spec: KeySpec,
+    ) -> Result<(Issued, HandedOutKey)> {
+        self.check_request(req)?;
+        let alg = match spec {
+            KeySpec::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeySpec::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeySpec::Ed25519 => &rcgen::PKCS_ED25519,
+            other => {
+                return Err(Error::Policy(format!(
+                    "{other} keys are not generated for handing out; send a CSR instead"
+                )))
+            }
+        };
+        let pair = rcgen::KeyPair::generate_for(alg)?;
+        let pkcs8 = Zeroizing::new(pair.serialize_der());
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&pair);
+        drop(pair);
+        let issued = self.issue(req, &spki)?;
+        Ok((issued, pkcs8))
+    }
+
+    /// A v2 CRL with CRL number and AKI, signed by the intermediate in the HSM. Returns DER.
+    pub fn crl(&self, revoked: &[RevokedEntry], crl_number: u64) -> Result<Vec<u8>> {
+        let now = OffsetDateTime::now_utc();
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for entry in revoked {
+            let serial = from_hex(&entry.serial).ok_or_else(|| Error::Parse {
+                what: "serial",
+                detail: entry.serial.clone(),
+            })?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: OffsetDateTime::from_unix_timestamp(entry.revoked_at)
+                    .unwrap_or(now),
+                reason_code: entry.reason.as_deref().map(parse_reason).transpose()?,
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + self.settings.crl_validity,
+            crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
+        let crl = params.signed_by(&issuer).map_err(|e| self.key.explain(e))?;
+        Ok(crl.der().to_vec())
+    }
+}
+
+/// The reason names accepted for revocation, as RFC 5280 spells them.
+pub const REVOCATION_REASONS: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "privilegeWithdrawn",
+];
+
+/// Parses an RFC 5280 revocation reason name.
+pub fn parse_reason(name: &str) -> Result<RevocationReason> {
+    Ok(match name {
+        "unspecified" => RevocationReason::Unspecified,
+        "keyCompromise" => RevocationReason::KeyCompromise,
+        "cACompromise" => RevocationReason::CaCompromise,
+        "affiliationChanged" => RevocationReason::AffiliationChanged,
+        "superseded" => RevocationReason::Superseded,
+        "cessationOfOperation" => RevocationReason::CessationOfOperation,
+        "certificateHold" => RevocationReason::CertificateHold,
+        "privilegeWithdrawn" => RevocationReason::PrivilegeWithdrawn,
+        other => {
+            return Err(Error::Policy(format!(
+                "unknown revocation reason {other:?} (one of {})",
+                REVOCATION_REASONS.join(", ")
+            )))
+        }
+    })
+}
+
+fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
+        Error::Parse {
+            what: "certificate",
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// A certificate as PEM.
+pub fn pem_cert(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
+/// A CRL as PEM.
+pub fn pem_crl(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("X509 CRL", der.to_vec()))
+}

@@ -1,0 +1,163 @@
+//! Certificate signing requests: parsed, their self-signature checked, and held to the profile.
+//! The CSR contributes its public key and nothing else; what it asks for beyond that is refused
+//! rather than silently dropped, so a client learns its request was wrong.
+
+use std::collections::BTreeSet;
+
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey as ParsedKey;
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+
+/// The largest CSR accepted (a 4096-bit RSA request is about 1.7 KB in PEM).
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+
+/// A checked CSR: its SubjectPublicKeyInfo, ready for issuance.
+#[derive(Debug, Clone)]
+pub struct CheckedCsr {
+    /// SubjectPublicKeyInfo DER.
+    pub spki_der: Vec<u8>,
+    /// A description of the key, e.g. `ec-p256` or `rsa-3072`.
+    pub key_description: String,
+}
+
+/// Decodes PEM (`CERTIFICATE REQUEST` / `NEW CERTIFICATE REQUEST`) or DER.
+pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
+    if input.len() > MAX_CSR_BYTES {
+        return Err(Error::CsrRefused(format!(
+            "larger than {MAX_CSR_BYTES} bytes"
+        )));
+    }
+    let trimmed = input.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN") {
+        let pem = pem::parse(trimmed)
+            .map_err(|e| Error::CsrRefused(format!("not valid PEM: {e}")))?;
+        if !matches!(pem.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
+            return Err(Error::CsrRefused(format!(
+                "PEM block is {:?}, expected CERTIFICATE REQUEST",
+                pem.tag()
+            )));
+        }
+        Ok(pem.into_contents())
+    } else {
+        Ok(input.to_vec())
+    }
+}
+
+/// Parses and checks a CSR for `profile`. `granted` are the SANs the profile will write (as
+/// `DNS:x`, `IP:x`, `URI:x`): a CSR may repeat them, never add to them.
+pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Result<CheckedCsr> {
+    let der = decode(input)?;
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|e| Error::CsrRefused(format!("not a PKCS#10 request: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::CsrRefused("trailing data after the request".into()));
+    }
+    let info = &csr.certification_request_info;
+    let key_description = match info.subject_pki.parsed() {
+        Ok(ParsedKey::EC(point)) => {
+            let curve = info
+                .subject_pki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match (curve.as_deref(), point.key_size()) {
+                (Some("1.2.840.10045.3.1.7"), _) => "ec-p256".to_string(),
+                (Some("1.3.132.0.34"), _) => "ec-p384".to_string(),
+                (other, _) => {
+                    return Err(Error::CsrRefused(format!(
+                        "EC key on an unsupported curve {}",
+                        other.unwrap_or("(none)")
+                    )))
+                }
+            }
+        }
+        Ok(ParsedKey::RSA(rsa)) => {
+            let bits = rsa.key_size();
+            if bits < 2048 {
+                return Err(Error::CsrRefused(format!(
+                    "RSA key of {bits} bits is too weak (2048 at least)"
+                )));
+            }
+            format!("rsa-{bits}")
+        }
+        _ if info.subject_pki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            "ed25519".to_string()
+        }
+        _ => {
+            return Err(Error::CsrRefused(format!(
+                "unsupported key algorithm {}",
+                info.subject_pki.algorithm.algorithm.to_id_string()
+            )))
+        }
+    };
+
+    // After the key check: the verifier refuses weak keys too, and the key's own error is clearer.
+    csr.verify_signature()
+        .map_err(|_| Error::CsrRefused("its self-signature does not verify".into()))?;
+
+    if let Some(extensions) = csr.requested_extensions() {
+        for ext in extensions {
+            match ext {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for name in &san.general_names {
+                        let wanted = match name {
+                            GeneralName::DNSName(d) => format!("DNS:{}", d.to_ascii_lowercase()),
+                            GeneralName::URI(u) => format!("URI:{u}"),
+                            GeneralName::IPAddress(b) => match b.len() {
+                                4 => format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                                16 => format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                                _ => "IP:(malformed)".into(),
+                            },
+                            other => format!("{other:?}"),
+                        };
+                        if !granted.contains(&wanted) {
+                            return Err(Error::CsrRefused(format!(
+                                "it asks for the name {wanted}, which the {profile} profile does not grant (granted: {})",
+                                granted.iter().cloned().collect::<Vec<_>>().join(", ")
+                            )));
+                        }
+                    }
+                }
+                ParsedExtension::BasicConstraints(bc) if bc.ca => {
+                    return Err(Error::CsrRefused("it asks to be a CA (CA:TRUE)".into()));
+                }
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    let allowed = match profile {
+                        Profile::Server => eku.server_auth,
+                        Profile::Client => eku.client_auth,
+                    };
+                    let extra = eku.any
+                        || eku.code_signing
+                        || eku.email_protection
+                        || eku.time_stamping
+                        || eku.ocsp_signing
+                        || !eku.other.is_empty()
+                        || (profile == Profile::Server && eku.client_auth)
+                        || (profile == Profile::Client && eku.server_auth);
+                    if extra || !allowed {
+                        return Err(Error::CsrRefused(format!(
+                            "it asks for extended key usages the {profile} profile does not grant"
+                        )));
+                    }
+                }
+                ParsedExtension::KeyUsage(ku) if ku.key_cert_sign() || ku.crl_sign() => {
+                    return Err(Error::CsrRefused(
+                        "it asks for certificate or CRL signing key usage".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    Ok(CheckedCsr {
+        spki_der: info.subject_pki.raw.to_vec(),
+        key_description,
+    })
+}

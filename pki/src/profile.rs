@@ -1,0 +1,67 @@
+//! Certificate profiles: what a leaf of each kind may say.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of leaf certificate Signet issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Profile {
+    /// TLS server: EKU serverAuth, DNS and IP SANs.
+    Server,
+    /// TLS client: EKU clientAuth, identity as `spiffe://<trust-domain>/<name>` and CN.
+    Client,
+}
+
+impl Profile {
+    /// The profile's name in CLI, config and API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Server => "server",
+            Profile::Client => "client",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "server" => Ok(Profile::Server),
+            "client" => Ok(Profile::Client),
+            other => Err(crate::Error::Policy(format!(
+                "unknown profile {other:?} (expected server or client)"
+            ))),
+        }
+    }
+}
+
+/// Whether `name` is acceptable as a client identity: the last path segment of a SPIFFE ID.
+pub fn valid_client_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.')
+}
+
+/// Whether `name` is a plausible DNS name (letters, digits, hyphens, dots; optional leading `*.`).
+pub fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
