@@ -1,1 +1,31 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    let cli = signet::cli::Cli::parse();
+    // The server logs its work; the CLI speaks only when something is wrong.
+    let level = if matches!(cli.command, signet::cli::Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+        // cryptoki logs an ERROR for every mechanism number it has no name for, and for closing
+        // sessions that a token already dropped: noise, not information.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},cryptoki=off,sled=warn"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(true)
+        .init();
+    match signet::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

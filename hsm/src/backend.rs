@@ -148,6 +148,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
         format: EcdsaFormat,
     ) -> Result<Vec<u8>>;
 
+    /// Verifies a signature with the key's public half, inside the token. `Ok(false)` for a
+    /// signature that does not match; errors only for unusable input.
+    fn verify(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        input: SignInput<'_>,
+        signature: &[u8],
+        format: EcdsaFormat,
+    ) -> Result<bool>;
+
     /// How the private key is protected.
     fn protection(&self, id: &KeyId) -> Result<Protection>;
 
@@ -177,7 +188,11 @@ pub struct HsmSigner {
 
 impl HsmSigner {
     /// Binds a token key to an algorithm, checking that they fit.
-    pub fn new(backend: Arc<dyn Backend>, id: KeyId, algorithm: SignatureAlgorithm) -> Result<Self> {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        id: KeyId,
+        algorithm: SignatureAlgorithm,
+    ) -> Result<Self> {
         let public = backend.public_key(&id)?;
         if !public.spec().allows(algorithm) {
             return Err(Error::AlgorithmMismatch {
@@ -219,6 +234,7 @@ impl Signer for HsmSigner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -80,7 +80,9 @@ pub(crate) fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return Err(bad());
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -105,19 +107,25 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
 pub fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {
     let (tag, body, rest) = read_tlv(der)?;
     if tag != TAG_SEQUENCE || !rest.is_empty() {
-        return Err(Error::Malformed("ECDSA signature is not a DER SEQUENCE".into()));
+        return Err(Error::Malformed(
+            "ECDSA signature is not a DER SEQUENCE".into(),
+        ));
     }
     let mut out = Vec::with_capacity(field_len * 2);
     let mut cursor = body;
     for _ in 0..2 {
         let (tag, int, rest) = read_tlv(cursor)?;
         if tag != TAG_INTEGER {
-            return Err(Error::Malformed("ECDSA signature component is not an INTEGER".into()));
+            return Err(Error::Malformed(
+                "ECDSA signature component is not an INTEGER".into(),
+            ));
         }
         let skip = int.iter().take_while(|b| **b == 0).count();
         let magnitude = &int[skip..];
         if magnitude.len() > field_len {
-            return Err(Error::Malformed("ECDSA signature component too long".into()));
+            return Err(Error::Malformed(
+                "ECDSA signature component too long".into(),
+            ));
         }
         out.extend(std::iter::repeat_n(0u8, field_len - magnitude.len()));
         out.extend_from_slice(magnitude);
@@ -149,6 +157,7 @@ pub(crate) fn rsa_digest_info_prefix(hash: crate::spec::Hash) -> &'static [u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -144,12 +144,16 @@ fn rv_name(rv: RvError) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn return_codes_use_spec_names() {
-        assert_eq!(rv_name(RvError::SessionHandleInvalid), "CKR_SESSION_HANDLE_INVALID");
+        assert_eq!(
+            rv_name(RvError::SessionHandleInvalid),
+            "CKR_SESSION_HANDLE_INVALID"
+        );
         assert_eq!(rv_name(RvError::DeviceError), "CKR_DEVICE_ERROR");
     }
 
@@ -164,6 +168,9 @@ mod tests {
             RvError::KeyHandleInvalid,
             cryptoki::context::Function::Sign,
         ));
-        assert_eq!(e.to_string(), "PKCS#11 C_Sign failed: CKR_KEY_HANDLE_INVALID");
+        assert_eq!(
+            e.to_string(),
+            "PKCS#11 C_Sign failed: CKR_KEY_HANDLE_INVALID"
+        );
     }
 }

@@ -58,6 +58,7 @@ impl fmt::Debug for Pin {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

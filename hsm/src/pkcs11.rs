@@ -13,9 +13,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 
-use crate::backend::{
-    Backend, BackendInfo, EcdsaFormat, KeyId, KeyInfo, Protection, SignInput,
-};
+use crate::backend::{Backend, BackendInfo, EcdsaFormat, KeyId, KeyInfo, Protection, SignInput};
 use crate::der::{self, oid};
 use crate::error::{Error, Result};
 use crate::pin::Pin;
@@ -120,7 +118,8 @@ pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> R
             break;
         }
     }
-    let slot = free.ok_or_else(|| Error::TokenNotFound("with a free (uninitialised) slot".into()))?;
+    let slot =
+        free.ok_or_else(|| Error::TokenNotFound("with a free (uninitialised) slot".into()))?;
     ctx.init_token(slot, &so_pin.auth_pin(), label)?;
     // SoftHSM2 moves a newly initialised token to a new slot id: look it up again.
     let (slot, _) = find_slot(&ctx, &TokenSelector::Label(label.to_string()))?;
@@ -248,7 +247,11 @@ impl Pkcs11Backend {
     fn key_info(session: &Session, handle: ObjectHandle) -> Result<KeyInfo> {
         let attrs = session.get_attributes(
             handle,
-            &[AttributeType::Id, AttributeType::Label, AttributeType::KeyType],
+            &[
+                AttributeType::Id,
+                AttributeType::Label,
+                AttributeType::KeyType,
+            ],
         )?;
         let mut id = None;
         let mut label = String::new();
@@ -266,7 +269,11 @@ impl Pkcs11Backend {
             Some(t) if t == KeyType::EC || t == KeyType::EC_EDWARDS || t == KeyType::RSA => {
                 Self::public_key_of(session, &id, t)?.spec()
             }
-            _ => return Err(Error::Unsupported(format!("key {label:?} of an unsupported type"))),
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "key {label:?} of an unsupported type"
+                )))
+            }
         };
         Ok(KeyInfo { id, label, spec })
     }
@@ -421,9 +428,10 @@ impl Pkcs11Backend {
                 (Mechanism::EcdsaSha384, message(input))
             }
             (Es256 | Es384, None) => (Mechanism::Ecdsa, hash.digest(&message(input))),
-            (Rs256 | Rs384 | Rs512, Some(d)) => {
-                (Mechanism::RsaPkcs, [der::rsa_digest_info_prefix(hash), &d].concat())
-            }
+            (Rs256 | Rs384 | Rs512, Some(d)) => (
+                Mechanism::RsaPkcs,
+                [der::rsa_digest_info_prefix(hash), &d].concat(),
+            ),
             (Rs256, None) if self.has(MechanismType::SHA256_RSA_PKCS) => {
                 (Mechanism::Sha256RsaPkcs, message(input))
             }
@@ -435,7 +443,11 @@ impl Pkcs11Backend {
             }
             (Rs256 | Rs384 | Rs512, None) => (
                 Mechanism::RsaPkcs,
-                [der::rsa_digest_info_prefix(hash), &hash.digest(&message(input))].concat(),
+                [
+                    der::rsa_digest_info_prefix(hash),
+                    &hash.digest(&message(input)),
+                ]
+                .concat(),
             ),
             (Ps256 | Ps384 | Ps512, Some(d)) => (Mechanism::RsaPkcsPss(pss), d),
             (Ps256, None) if self.has(MechanismType::SHA256_RSA_PKCS_PSS) => {
@@ -488,7 +500,11 @@ impl Backend for Pkcs11Backend {
                 library.library_version().minor()
             ),
             token_label: self.token_label.clone(),
-            token_model: format!("{} {}", token.model().trim_end(), token.serial_number().trim_end()),
+            token_model: format!(
+                "{} {}",
+                token.model().trim_end(),
+                token.serial_number().trim_end()
+            ),
             algorithms: self.supported_algorithms(),
             pool_size: self.pool.max,
             sessions_open: self.pool.open(),
@@ -503,8 +519,7 @@ impl Backend for Pkcs11Backend {
             return Err(Error::KeyExists(label.to_string()));
         }
         let mut raw_id = vec![0u8; 16];
-        getrandom::getrandom(&mut raw_id)
-            .map_err(|e| Error::Wrapper(format!("random id: {e}")))?;
+        getrandom::getrandom(&mut raw_id).map_err(|e| Error::Wrapper(format!("random id: {e}")))?;
         let id = KeyId(raw_id);
         let (public, private) = Self::templates(label, &id, spec);
         let mechanism = match spec {
@@ -602,6 +617,57 @@ impl Backend for Pkcs11Backend {
             return der::ecdsa_raw_to_der(&signature);
         }
         Ok(signature)
+    }
+
+    fn verify(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        input: SignInput<'_>,
+        signature: &[u8],
+        format: EcdsaFormat,
+    ) -> Result<bool> {
+        let (mechanism, data) = self.sign_request(algorithm, input)?;
+        let signature = match (algorithm, format) {
+            (SignatureAlgorithm::Es256, EcdsaFormat::Der) => {
+                match der::ecdsa_der_to_raw(signature, 32) {
+                    Ok(raw) => raw,
+                    Err(_) => return Ok(false),
+                }
+            }
+            (SignatureAlgorithm::Es384, EcdsaFormat::Der) => {
+                match der::ecdsa_der_to_raw(signature, 48) {
+                    Ok(raw) => raw,
+                    Err(_) => return Ok(false),
+                }
+            }
+            _ => signature.to_vec(),
+        };
+        self.with_session(true, |s| {
+            let handle = s
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::Id(id.0.clone()),
+                ])?
+                .first()
+                .copied()
+                .ok_or_else(|| Error::KeyNotFound(id.to_hex()))?;
+            let private = Self::private_handle(s, id)?;
+            let info = Self::key_info(s, private)?;
+            if !info.spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch {
+                    algorithm,
+                    spec: info.spec,
+                });
+            }
+            match s.verify(&mechanism, handle, &data, &signature) {
+                Ok(()) => Ok(true),
+                Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     fn protection(&self, id: &KeyId) -> Result<Protection> {

@@ -117,7 +117,11 @@ impl PublicKey {
         match &self.material {
             Material::Ec(point) => {
                 let coord = (point.len() - 1) / 2;
-                let crv = if self.spec == KeySpec::EcP256 { "P-256" } else { "P-384" };
+                let crv = if self.spec == KeySpec::EcP256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({"kty": "EC", "crv": crv, "x": b64(&point[1..1 + coord]), "y": b64(&point[1 + coord..])})
             }
             Material::Ed25519(key) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)}),
@@ -135,16 +139,26 @@ impl PublicKey {
         let canonical = match &self.material {
             Material::Ec(point) => {
                 let coord = (point.len() - 1) / 2;
-                let crv = if self.spec == KeySpec::EcP256 { "P-256" } else { "P-384" };
+                let crv = if self.spec == KeySpec::EcP256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 format!(
                     r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
                     b64(&point[1..1 + coord]),
                     b64(&point[1 + coord..])
                 )
             }
-            Material::Ed25519(key) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(key)),
+            Material::Ed25519(key) => {
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(key))
+            }
             Material::Rsa { modulus, exponent } => {
-                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(exponent), b64(modulus))
+                format!(
+                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                    b64(exponent),
+                    b64(modulus)
+                )
             }
         };
         b64(&crate::spec::Hash::Sha256.digest(canonical.as_bytes()))
@@ -152,6 +166,7 @@ impl PublicKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -173,8 +188,14 @@ mod tests {
         let n = URL_SAFE_NO_PAD.decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
         let key = PublicKey {
             spec: KeySpec::Rsa2048,
-            material: Material::Rsa { modulus: n, exponent: vec![1, 0, 1] },
+            material: Material::Rsa {
+                modulus: n,
+                exponent: vec![1, 0, 1],
+            },
         };
-        assert_eq!(key.jwk_thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            key.jwk_thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 }

@@ -234,6 +234,7 @@ impl FromStr for SignatureAlgorithm {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The PKCS#11 backend against a real SoftHSM2 token, through the real ABI. Signatures are checked
 //! by ring (an independent implementation) and, for a sample, by the openssl command line.
 
@@ -102,20 +103,29 @@ fn every_algorithm_of(spec: KeySpec) {
                 .sign(&key.id, alg, SignInput::Message(msg), format)
                 .unwrap();
             let raw = format == EcdsaFormat::Raw && alg.is_ecdsa();
-            assert!(ring_verify(&public, alg, raw, msg, &sig), "{spec} {alg} {format:?}");
+            assert!(
+                ring_verify(&public, alg, raw, msg, &sig),
+                "{spec} {alg} {format:?}"
+            );
             assert!(!ring_verify(&public, alg, raw, b"another message", &sig));
             if let Some(hash) = alg.hash() {
                 let digest = hash.digest(msg);
                 let sig = hsm
                     .sign(&key.id, alg, SignInput::Digest(&digest), format)
                     .unwrap();
-                assert!(ring_verify(&public, alg, raw, msg, &sig), "{spec} {alg} digest");
+                assert!(
+                    ring_verify(&public, alg, raw, msg, &sig),
+                    "{spec} {alg} digest"
+                );
             }
         }
         let sig = hsm
             .sign(&key.id, alg, SignInput::Message(msg), EcdsaFormat::Der)
             .unwrap();
-        assert!(openssl_verify(tmp.path(), &public, alg, msg, &sig), "openssl {spec} {alg}");
+        assert!(
+            openssl_verify(tmp.path(), &public, alg, msg, &sig),
+            "openssl {spec} {alg}"
+        );
     }
     // A key of this spec refuses every algorithm it does not fit.
     for alg in SignatureAlgorithm::ALL {
@@ -178,10 +188,16 @@ fn public_key_exports_are_consistent() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("prime256v1") || text.contains("P-256"), "{text}");
+    assert!(
+        text.contains("prime256v1") || text.contains("P-256"),
+        "{text}"
+    );
     let ed = hsm.generate("ed", KeySpec::Ed25519).unwrap();
     let ed_jwk = hsm.public_key(&ed.id).unwrap().jwk();
-    assert_eq!((ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     let rsa = hsm.generate("rsa", KeySpec::Rsa2048).unwrap();
     assert_eq!(hsm.public_key(&rsa.id).unwrap().jwk()["e"], "AQAB");
 }
@@ -208,8 +224,14 @@ fn private_keys_cannot_be_read() {
         .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token.label)
         .unwrap();
     let session = ctx.open_ro_session(slot).unwrap();
-    let _ = session.login(cryptoki::session::UserType::User, Some(&token.pin.expose().into()));
-    for (key, secret) in [(&ec, AttributeType::Value), (&rsa, AttributeType::PrivateExponent)] {
+    let _ = session.login(
+        cryptoki::session::UserType::User,
+        Some(&token.pin.expose().into()),
+    );
+    for (key, secret) in [
+        (&ec, AttributeType::Value),
+        (&rsa, AttributeType::PrivateExponent),
+    ] {
         let handle = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -218,12 +240,19 @@ fn private_keys_cannot_be_read() {
             .unwrap()[0];
         let info = session.get_attribute_info(handle, &[secret]).unwrap();
         assert!(matches!(info[0], AttributeInfo::Sensitive), "{info:?}");
-        assert!(session.get_attributes(handle, &[secret]).unwrap().is_empty());
+        assert!(session
+            .get_attributes(handle, &[secret])
+            .unwrap()
+            .is_empty());
         // Flags as the token reports them to anyone.
         let flags = session
             .get_attributes(
                 handle,
-                &[AttributeType::Extractable, AttributeType::NeverExtractable, AttributeType::Decrypt],
+                &[
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Decrypt,
+                ],
             )
             .unwrap();
         assert!(flags.contains(&Attribute::Extractable(false)));
@@ -247,7 +276,12 @@ fn concurrent_signing_with_a_small_pool() {
                     .map(|i| {
                         let msg = format!("thread {t} message {i}").into_bytes();
                         let sig = hsm
-                            .sign(&id, SignatureAlgorithm::Es256, SignInput::Message(&msg), EcdsaFormat::Der)
+                            .sign(
+                                &id,
+                                SignatureAlgorithm::Es256,
+                                SignInput::Message(&msg),
+                                EcdsaFormat::Der,
+                            )
                             .unwrap();
                         (msg, sig)
                     })
@@ -258,13 +292,23 @@ fn concurrent_signing_with_a_small_pool() {
     let mut checked = 0;
     for t in threads {
         for (msg, sig) in t.join().unwrap() {
-            assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, &msg, &sig));
+            assert!(ring_verify(
+                &public,
+                SignatureAlgorithm::Es256,
+                false,
+                &msg,
+                &sig
+            ));
             checked += 1;
         }
     }
     assert_eq!(checked, 400);
     let info = hsm.info().unwrap();
-    assert!(info.sessions_open <= 2, "pool grew to {}", info.sessions_open);
+    assert!(
+        info.sessions_open <= 2,
+        "pool grew to {}",
+        info.sessions_open
+    );
 }
 
 /// Calls `C_CloseAllSessions` / `C_Logout` through a second, raw load of the module: what another
@@ -323,15 +367,32 @@ fn sessions_closed_underneath_are_replaced() {
     let key = hsm.generate("survivor", KeySpec::EcP256).unwrap();
     let public = hsm.public_key(&key.id).unwrap();
     let sign = |m: &[u8]| {
-        hsm.sign(&key.id, SignatureAlgorithm::Es256, SignInput::Message(m), EcdsaFormat::Der)
+        hsm.sign(
+            &key.id,
+            SignatureAlgorithm::Es256,
+            SignInput::Message(m),
+            EcdsaFormat::Der,
+        )
     };
     sign(b"before").unwrap();
     underneath::close_all_sessions(&token.module, &token.label);
     let sig = sign(b"after close-all").expect("sign after C_CloseAllSessions");
-    assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, b"after close-all", &sig));
+    assert!(ring_verify(
+        &public,
+        SignatureAlgorithm::Es256,
+        false,
+        b"after close-all",
+        &sig
+    ));
     underneath::logout(&token.module, &token.label);
     let sig = sign(b"after logout").expect("sign after C_Logout");
-    assert!(ring_verify(&public, SignatureAlgorithm::Es256, false, b"after logout", &sig));
+    assert!(ring_verify(
+        &public,
+        SignatureAlgorithm::Es256,
+        false,
+        b"after logout",
+        &sig
+    ));
     assert!(hsm.list().unwrap().iter().any(|k| k.label == "survivor"));
 }
 
@@ -344,27 +405,58 @@ fn bad_input_gets_typed_errors() {
     let der = EcdsaFormat::Der;
 
     let unknown = KeyId(vec![9; 16]);
-    assert!(matches!(hsm.sign(&unknown, SignatureAlgorithm::Es256, msg, der), Err(Error::KeyNotFound(_))));
-    assert!(matches!(hsm.public_key(&unknown), Err(Error::KeyNotFound(_))));
-    assert!(matches!(hsm.find_by_label("nope"), Err(Error::KeyNotFound(_))));
+    assert!(matches!(
+        hsm.sign(&unknown, SignatureAlgorithm::Es256, msg, der),
+        Err(Error::KeyNotFound(_))
+    ));
+    assert!(matches!(
+        hsm.public_key(&unknown),
+        Err(Error::KeyNotFound(_))
+    ));
+    assert!(matches!(
+        hsm.find_by_label("nope"),
+        Err(Error::KeyNotFound(_))
+    ));
     assert!(matches!(hsm.destroy(&unknown), Err(Error::KeyNotFound(_))));
     assert!(matches!(
         hsm.sign(&ec.id, SignatureAlgorithm::Es384, msg, der),
         Err(Error::AlgorithmMismatch { .. })
     ));
     assert!(matches!(
-        hsm.sign(&ec.id, SignatureAlgorithm::Es256, SignInput::Digest(&[0; 20]), der),
-        Err(Error::DigestLength { expected: 32, actual: 20, .. })
+        hsm.sign(
+            &ec.id,
+            SignatureAlgorithm::Es256,
+            SignInput::Digest(&[0; 20]),
+            der
+        ),
+        Err(Error::DigestLength {
+            expected: 32,
+            actual: 20,
+            ..
+        })
     ));
     assert!(matches!(
-        hsm.sign(&ec.id, SignatureAlgorithm::Es256, SignInput::Message(b""), der),
+        hsm.sign(
+            &ec.id,
+            SignatureAlgorithm::Es256,
+            SignInput::Message(b""),
+            der
+        ),
         Err(Error::EmptyInput)
     ));
     assert!(matches!(
-        hsm.sign(&ed.id, SignatureAlgorithm::EdDsa, SignInput::Digest(&[0; 32]), der),
+        hsm.sign(
+            &ed.id,
+            SignatureAlgorithm::EdDsa,
+            SignInput::Digest(&[0; 32]),
+            der
+        ),
         Err(Error::Unsupported(_))
     ));
-    assert!(matches!(hsm.generate("ec", KeySpec::EcP256), Err(Error::KeyExists(_))));
+    assert!(matches!(
+        hsm.generate("ec", KeySpec::EcP256),
+        Err(Error::KeyExists(_))
+    ));
     assert!(HsmSigner::new(Arc::new(hsm), ec.id.clone(), SignatureAlgorithm::Rs256).is_err());
 
     // A wrong PIN is refused clearly, and the token is unchanged: the right PIN still sees the keys.
@@ -378,10 +470,16 @@ fn bad_input_gets_typed_errors() {
 
     let mut missing = token.config(1);
     missing.module = "/nonexistent/libpkcs11.so".into();
-    assert!(matches!(Pkcs11Backend::open(missing), Err(Error::ModuleLoad { .. })));
+    assert!(matches!(
+        Pkcs11Backend::open(missing),
+        Err(Error::ModuleLoad { .. })
+    ));
     let mut no_token = token.config(1);
     no_token.token = TokenSelector::Label("no-such-token".into());
-    assert!(matches!(Pkcs11Backend::open(no_token), Err(Error::TokenNotFound(_))));
+    assert!(matches!(
+        Pkcs11Backend::open(no_token),
+        Err(Error::TokenNotFound(_))
+    ));
 }
 
 #[test]
@@ -391,9 +489,45 @@ fn signer_and_destroy() {
     let key = hsm.generate("signer", KeySpec::EcP384).unwrap();
     let signer = HsmSigner::new(hsm.clone(), key.id.clone(), SignatureAlgorithm::Es384).unwrap();
     let sig = signer.sign(b"hello").unwrap();
-    assert!(ring_verify(signer.public_key(), SignatureAlgorithm::Es384, false, b"hello", &sig));
+    assert!(ring_verify(
+        signer.public_key(),
+        SignatureAlgorithm::Es384,
+        false,
+        b"hello",
+        &sig
+    ));
     assert_eq!(hsm.find(&key.id).unwrap().label, "signer");
     hsm.destroy(&key.id).unwrap();
     assert!(matches!(hsm.find(&key.id), Err(Error::KeyNotFound(_))));
     assert!(hsm.list().unwrap().is_empty());
+}
+
+#[test]
+fn token_verification_accepts_good_and_refuses_bad_signatures() {
+    let (_token, hsm) = backend(1);
+    for spec in [KeySpec::EcP256, KeySpec::Ed25519, KeySpec::Rsa2048] {
+        let key = hsm.generate(&format!("v-{spec}"), spec).unwrap();
+        for &alg in spec.algorithms() {
+            for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
+                let msg = SignInput::Message(b"verify me");
+                let sig = hsm.sign(&key.id, alg, msg, format).unwrap();
+                assert!(
+                    hsm.verify(&key.id, alg, msg, &sig, format).unwrap(),
+                    "{spec} {alg}"
+                );
+                assert!(!hsm
+                    .verify(&key.id, alg, SignInput::Message(b"other"), &sig, format)
+                    .unwrap());
+                assert!(!hsm
+                    .verify(&key.id, alg, msg, &sig[..sig.len() - 1], format)
+                    .unwrap());
+                if let Some(hash) = alg.hash() {
+                    let d = hash.digest(b"verify me");
+                    assert!(hsm
+                        .verify(&key.id, alg, SignInput::Digest(&d), &sig, format)
+                        .unwrap());
+                }
+            }
+        }
+    }
 }

@@ -206,12 +206,11 @@ pub fn build_intermediate(
 
 fn not_after_of(der: &[u8]) -> Result<OffsetDateTime> {
     use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
-        Error::Parse {
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
             what: "CA certificate",
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(cert.validity().not_after.to_datetime())
 }
 
@@ -277,7 +276,11 @@ impl Ca {
         let mut names = BTreeSet::new();
         match req.profile {
             Profile::Server => {
-                names.extend(req.dns.iter().map(|d| format!("DNS:{}", d.to_ascii_lowercase())));
+                names.extend(
+                    req.dns
+                        .iter()
+                        .map(|d| format!("DNS:{}", d.to_ascii_lowercase())),
+                );
                 names.extend(req.ips.iter().map(|ip| format!("IP:{ip}")));
             }
             Profile::Client => {
@@ -345,7 +348,10 @@ impl Ca {
         let serial = random_serial();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, self.settings.organization.as_str());
+        dn.push(
+            DnType::OrganizationName,
+            self.settings.organization.as_str(),
+        );
         dn.push(DnType::CommonName, req.name.as_str());
         params.distinguished_name = dn;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
@@ -360,9 +366,9 @@ impl Ca {
             Profile::Server => {
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
                 for dns in &req.dns {
-                    params.subject_alt_names.push(SanType::DnsName(
-                        dns.to_ascii_lowercase().try_into()?,
-                    ));
+                    params
+                        .subject_alt_names
+                        .push(SanType::DnsName(dns.to_ascii_lowercase().try_into()?));
                     sans.push(format!("DNS:{}", dns.to_ascii_lowercase()));
                 }
                 for ip in &req.ips {
@@ -493,12 +499,11 @@ pub fn parse_reason(name: &str) -> Result<RevocationReason> {
 
 fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
     use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| {
-        Error::Parse {
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
             what: "certificate",
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(cert.public_key().raw.to_vec())
 }
 

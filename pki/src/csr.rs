@@ -33,8 +33,8 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
     }
     let trimmed = input.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let pem = pem::parse(trimmed)
-            .map_err(|e| Error::CsrRefused(format!("not valid PEM: {e}")))?;
+        let pem =
+            pem::parse(trimmed).map_err(|e| Error::CsrRefused(format!("not valid PEM: {e}")))?;
         if !matches!(pem.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
             return Err(Error::CsrRefused(format!(
                 "PEM block is {:?}, expected CERTIFICATE REQUEST",
@@ -110,8 +110,18 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
                             GeneralName::DNSName(d) => format!("DNS:{}", d.to_ascii_lowercase()),
                             GeneralName::URI(u) => format!("URI:{u}"),
                             GeneralName::IPAddress(b) => match b.len() {
-                                4 => format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                                16 => format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                                4 => format!(
+                                    "IP:{}",
+                                    std::net::Ipv4Addr::from(
+                                        <[u8; 4]>::try_from(*b).unwrap_or_default()
+                                    )
+                                ),
+                                16 => format!(
+                                    "IP:{}",
+                                    std::net::Ipv6Addr::from(
+                                        <[u8; 16]>::try_from(*b).unwrap_or_default()
+                                    )
+                                ),
                                 _ => "IP:(malformed)".into(),
                             },
                             other => format!("{other:?}"),

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The CA on real SoftHSM2 keys, checked with OpenSSL and x509-parser.
 
 use std::net::IpAddr;
@@ -6,7 +7,10 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use signet_hsm::{Backend, HsmSigner, KeySpec, Pkcs11Backend, Signer};
-use signet_pki::{build_intermediate, build_root, pem_cert, pem_crl, Ca, CaSettings, Error, LeafRequest, Profile, RevokedEntry};
+use signet_pki::{
+    build_intermediate, build_root, pem_cert, pem_crl, Ca, CaSettings, Error, LeafRequest, Profile,
+    RevokedEntry,
+};
 use signet_softhsm::TestToken;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -38,17 +42,34 @@ fn fixture(spec: KeySpec) -> Fixture {
     let ca = Ca::new(settings, int_key, intermediate, root).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.pem"), pem_cert(ca.root_der())).unwrap();
-    std::fs::write(dir.path().join("intermediate.pem"), pem_cert(ca.intermediate_der())).unwrap();
+    std::fs::write(
+        dir.path().join("intermediate.pem"),
+        pem_cert(ca.intermediate_der()),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("chain.pem"), ca.chain_pem()).unwrap();
-    Fixture { _token: token, hsm, ca, dir }
+    Fixture {
+        _token: token,
+        hsm,
+        ca,
+        dir,
+    }
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs")
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs")
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn server_request() -> LeafRequest {
@@ -62,27 +83,75 @@ fn server_request() -> LeafRequest {
 }
 
 fn client_request(name: &str) -> LeafRequest {
-    LeafRequest { profile: Profile::Client, name: name.into(), dns: vec![], ips: vec![], ttl: None }
+    LeafRequest {
+        profile: Profile::Client,
+        name: name.into(),
+        dns: vec![],
+        ips: vec![],
+        ttl: None,
+    }
 }
 
 fn verify_leaf(f: &Fixture, leaf_der: &[u8], file: &str) -> Output {
     std::fs::write(f.dir.path().join(file), pem_cert(leaf_der)).unwrap();
-    openssl(f.dir.path(), &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", file])
+    openssl(
+        f.dir.path(),
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            file,
+        ],
+    )
 }
 
 fn chain_verifies_for(spec: KeySpec) {
     let f = fixture(spec);
-    let (server, _key) = f.ca.issue_with_new_key(&server_request(), KeySpec::EcP256).unwrap();
+    let (server, _key) =
+        f.ca.issue_with_new_key(&server_request(), KeySpec::EcP256)
+            .unwrap();
     let out = verify_leaf(&f, &server.der, "server.pem");
     assert!(out.status.success(), "{spec}: {}", text(&out));
-    let (client, _key) = f.ca.issue_with_new_key(&client_request("alice"), KeySpec::Ed25519).unwrap();
+    let (client, _key) =
+        f.ca.issue_with_new_key(&client_request("alice"), KeySpec::Ed25519)
+            .unwrap();
     let out = verify_leaf(&f, &client.der, "client.pem");
     assert!(out.status.success(), "{spec}: {}", text(&out));
     // Purpose checks: the server leaf is good for sslserver, not sslclient.
-    let out = openssl(f.dir.path(), &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-purpose", "sslserver", "server.pem"]);
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-purpose",
+            "sslserver",
+            "server.pem",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    let out = openssl(f.dir.path(), &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-purpose", "sslclient", "server.pem"]);
-    assert!(!out.status.success(), "server cert accepted as client: {}", text(&out));
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-purpose",
+            "sslclient",
+            "server.pem",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "server cert accepted as client: {}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -109,9 +178,16 @@ fn chain_verifies_with_openssl_rsa_3072() {
 fn leaf_from_an_unrelated_ca_fails() {
     let ours = fixture(KeySpec::EcP384);
     let theirs = fixture(KeySpec::EcP384);
-    let (foreign, _k) = theirs.ca.issue_with_new_key(&client_request("mallory"), KeySpec::EcP256).unwrap();
+    let (foreign, _k) = theirs
+        .ca
+        .issue_with_new_key(&client_request("mallory"), KeySpec::EcP256)
+        .unwrap();
     let out = verify_leaf(&ours, &foreign.der, "foreign.pem");
-    assert!(!out.status.success(), "foreign leaf verified: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "foreign leaf verified: {}",
+        text(&out)
+    );
 }
 
 fn parse(der: &[u8]) -> X509Certificate<'_> {
@@ -132,42 +208,87 @@ fn extensions_follow_the_profiles() {
         assert!(ku.key_cert_sign() && ku.crl_sign());
     }
     let ski = |c: &X509Certificate| {
-        c.extensions().iter().find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        }).expect("SKI present")
+        c.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .expect("SKI present")
     };
     let aki = |c: &X509Certificate| {
-        c.extensions().iter().find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-            _ => None,
-        }).expect("AKI present")
+        c.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            })
+            .expect("AKI present")
     };
     assert_eq!(aki(&int), ski(&root));
     assert_eq!(aki(&root), ski(&root));
     assert!(root.validity().not_after > int.validity().not_after);
 
-    let (server, _) = f.ca.issue_with_new_key(&server_request(), KeySpec::EcP256).unwrap();
+    let (server, _) =
+        f.ca.issue_with_new_key(&server_request(), KeySpec::EcP256)
+            .unwrap();
     let s = parse(&server.der);
     assert_eq!(aki(&s), ski(&int));
     assert!(!s.basic_constraints().unwrap().unwrap().value.ca);
     let eku = s.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.server_auth && !eku.client_auth);
-    let sans: Vec<String> = s.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| format!("{n}")).collect();
-    assert!(sans.iter().any(|n| n.contains("api.test.example")), "{sans:?}");
+    let sans: Vec<String> = s
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| format!("{n}"))
+        .collect();
+    assert!(
+        sans.iter().any(|n| n.contains("api.test.example")),
+        "{sans:?}"
+    );
     assert!(sans.iter().any(|n| n.contains("7f:00:00:01")), "{sans:?}");
-    assert_eq!(server.sans, vec!["DNS:api.test.example", "DNS:localhost", "IP:127.0.0.1"]);
+    assert_eq!(
+        server.sans,
+        vec!["DNS:api.test.example", "DNS:localhost", "IP:127.0.0.1"]
+    );
     // Serials: positive, 128 bits.
     assert_eq!(s.raw_serial().len(), 16);
     assert!(s.raw_serial()[0] & 0x80 == 0 && s.raw_serial()[0] != 0);
 
-    let (client, _) = f.ca.issue_with_new_key(&client_request("billing"), KeySpec::EcP256).unwrap();
+    let (client, _) =
+        f.ca.issue_with_new_key(&client_request("billing"), KeySpec::EcP256)
+            .unwrap();
     let c = parse(&client.der);
     let eku = c.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.server_auth);
-    let names = &c.subject_alternative_name().unwrap().unwrap().value.general_names;
-    assert!(matches!(names[..], [GeneralName::URI("spiffe://test.example/billing")]), "{names:?}");
-    assert_eq!(c.subject().iter_common_name().next().unwrap().as_str().unwrap(), "billing");
+    let names = &c
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names;
+    assert!(
+        matches!(
+            names[..],
+            [GeneralName::URI("spiffe://test.example/billing")]
+        ),
+        "{names:?}"
+    );
+    assert_eq!(
+        c.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "billing"
+    );
     // Client TTL defaults to the profile maximum, capped by the intermediate.
     assert!(client.not_after - client.not_before <= 365 * 24 * 3600 + 120);
 }
@@ -194,14 +315,29 @@ fn csr_issuance_takes_only_the_key() {
     let f = fixture(KeySpec::EcP384);
     // An honest CSR that repeats the granted name.
     let csr = csr_for(rcgen::CertificateParams::new(vec!["api.test.example".into()]).unwrap());
-    let issued = f.ca.issue_from_csr(&server_request(), csr.as_bytes()).unwrap();
+    let issued =
+        f.ca.issue_from_csr(&server_request(), csr.as_bytes())
+            .unwrap();
     let out = verify_leaf(&f, &issued.der, "from-csr.pem");
     assert!(out.status.success(), "{}", text(&out));
     // A CSR with a subject of its own: the subject still comes from the request.
     let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "root-of-all-evil");
-    let issued = f.ca.issue_from_csr(&client_request("bob"), csr_for(params).as_bytes()).unwrap();
-    assert_eq!(parse(&issued.der).subject().iter_common_name().next().unwrap().as_str().unwrap(), "bob");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "root-of-all-evil");
+    let issued =
+        f.ca.issue_from_csr(&client_request("bob"), csr_for(params).as_bytes())
+            .unwrap();
+    assert_eq!(
+        parse(&issued.der)
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "bob"
+    );
 }
 
 #[test]
@@ -212,7 +348,10 @@ fn csr_attacks_are_refused() {
         other => panic!("accepted or wrong error: {other:?}"),
     };
 
-    let extra = csr_for(rcgen::CertificateParams::new(vec!["api.test.example".into(), "bank.example".into()]).unwrap());
+    let extra = csr_for(
+        rcgen::CertificateParams::new(vec!["api.test.example".into(), "bank.example".into()])
+            .unwrap(),
+    );
     assert!(refused(&server_request(), extra.as_bytes()).contains("bank.example"));
 
     let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
@@ -220,8 +359,14 @@ fn csr_attacks_are_refused() {
     assert!(refused(&client_request("c"), csr_for(ca_params).as_bytes()).contains("CA"));
 
     let mut eku_params = rcgen::CertificateParams::new(vec![]).unwrap();
-    eku_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth, rcgen::ExtendedKeyUsagePurpose::CodeSigning];
-    assert!(refused(&client_request("c"), csr_for(eku_params).as_bytes()).contains("extended key usage"));
+    eku_params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::CodeSigning,
+    ];
+    assert!(
+        refused(&client_request("c"), csr_for(eku_params).as_bytes())
+            .contains("extended key usage")
+    );
 
     // Bad self-signature: flip a bit in the signature of a good CSR.
     let good = csr_for(rcgen::CertificateParams::new(vec![]).unwrap());
@@ -232,14 +377,26 @@ fn csr_attacks_are_refused() {
 
     // RSA-1024, made by openssl.
     let dir = f.dir.path();
-    let out = openssl(dir, &["req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", "weak.key", "-subj", "/CN=weak", "-out", "weak.csr"]);
+    let out = openssl(
+        dir,
+        &[
+            "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", "weak.key", "-subj",
+            "/CN=weak", "-out", "weak.csr",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let weak = std::fs::read(dir.join("weak.csr")).unwrap();
     assert!(refused(&client_request("c"), &weak).contains("1024"));
 
-    assert!(refused(&client_request("c"), b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64!\n-----END CERTIFICATE REQUEST-----\n").contains("PEM"));
+    assert!(refused(
+        &client_request("c"),
+        b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64!\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    .contains("PEM"));
     assert!(refused(&client_request("c"), b"\x30\x03garbage").contains("PKCS#10"));
-    assert!(refused(&client_request("c"), pem_cert(f.ca.root_der()).as_bytes()).contains("CERTIFICATE"));
+    assert!(
+        refused(&client_request("c"), pem_cert(f.ca.root_der()).as_bytes()).contains("CERTIFICATE")
+    );
 }
 
 #[test]
@@ -247,48 +404,141 @@ fn policy_errors_are_clear() {
     let f = fixture(KeySpec::EcP256);
     let mut too_long = client_request("c");
     too_long.ttl = Some(std::time::Duration::from_secs(10 * 365 * 24 * 3600));
-    assert!(matches!(f.ca.issue_with_new_key(&too_long, KeySpec::EcP256), Err(Error::Policy(m)) if m.contains("exceeds")));
-    assert!(matches!(f.ca.issue_with_new_key(&client_request("../etc"), KeySpec::EcP256), Err(Error::Policy(_))));
+    assert!(
+        matches!(f.ca.issue_with_new_key(&too_long, KeySpec::EcP256), Err(Error::Policy(m)) if m.contains("exceeds"))
+    );
+    assert!(matches!(
+        f.ca.issue_with_new_key(&client_request("../etc"), KeySpec::EcP256),
+        Err(Error::Policy(_))
+    ));
     let mut no_names = server_request();
     no_names.dns.clear();
     no_names.ips.clear();
-    assert!(matches!(f.ca.issue_with_new_key(&no_names, KeySpec::EcP256), Err(Error::Policy(_))));
-    assert!(matches!(f.ca.issue_with_new_key(&client_request("c"), KeySpec::Rsa2048), Err(Error::Policy(_))));
+    assert!(matches!(
+        f.ca.issue_with_new_key(&no_names, KeySpec::EcP256),
+        Err(Error::Policy(_))
+    ));
+    assert!(matches!(
+        f.ca.issue_with_new_key(&client_request("c"), KeySpec::Rsa2048),
+        Err(Error::Policy(_))
+    ));
 }
 
 #[test]
 fn crl_verifies_and_lists_revoked_serials() {
     let f = fixture(KeySpec::EcP384);
-    let (victim, _) = f.ca.issue_with_new_key(&client_request("victim"), KeySpec::EcP256).unwrap();
-    let revoked = [RevokedEntry { serial: victim.serial.clone(), revoked_at: 1_700_000_000, reason: Some("keyCompromise".into()) }];
+    let (victim, _) =
+        f.ca.issue_with_new_key(&client_request("victim"), KeySpec::EcP256)
+            .unwrap();
+    let revoked = [RevokedEntry {
+        serial: victim.serial.clone(),
+        revoked_at: 1_700_000_000,
+        reason: Some("keyCompromise".into()),
+    }];
     let crl = f.ca.crl(&revoked, 7).unwrap();
     std::fs::write(f.dir.path().join("crl.pem"), pem_crl(&crl)).unwrap();
-    let out = openssl(f.dir.path(), &["crl", "-in", "crl.pem", "-CAfile", "chain.pem", "-verify", "-noout", "-text"]);
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "crl",
+            "-in",
+            "crl.pem",
+            "-CAfile",
+            "chain.pem",
+            "-verify",
+            "-noout",
+            "-text",
+        ],
+    );
     let t = text(&out);
     assert!(out.status.success() && t.contains("verify OK"), "{t}");
-    assert!(t.to_ascii_lowercase().contains(&victim.serial.to_ascii_lowercase()), "{t}");
+    assert!(
+        t.to_ascii_lowercase()
+            .contains(&victim.serial.to_ascii_lowercase()),
+        "{t}"
+    );
     assert!(t.contains("Key Compromise"), "{t}");
-    assert!(t.contains("X509v3 CRL Number") && t.contains("X509v3 Authority Key Identifier"), "{t}");
+    assert!(
+        t.contains("X509v3 CRL Number") && t.contains("X509v3 Authority Key Identifier"),
+        "{t}"
+    );
     // openssl verify with CRL checking now refuses the revoked leaf.
     std::fs::write(f.dir.path().join("victim.pem"), pem_cert(&victim.der)).unwrap();
-    let out = openssl(f.dir.path(), &["verify", "-crl_check", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-CRLfile", "crl.pem", "victim.pem"]);
-    assert!(!out.status.success() && text(&out).contains("revoked"), "{}", text(&out));
-    assert!(matches!(f.ca.crl(&[RevokedEntry { reason: Some("bored".into()), ..revoked[0].clone() }], 8), Err(Error::Policy(_))));
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-CRLfile",
+            "crl.pem",
+            "victim.pem",
+        ],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("revoked"),
+        "{}",
+        text(&out)
+    );
+    assert!(matches!(
+        f.ca.crl(
+            &[RevokedEntry {
+                reason: Some("bored".into()),
+                ..revoked[0].clone()
+            }],
+            8
+        ),
+        Err(Error::Policy(_))
+    ));
 }
 
 #[test]
 fn pkcs12_opens_in_openssl3_without_legacy() {
     let f = fixture(KeySpec::EcP384);
-    let (issued, key) = f.ca.issue_with_new_key(&client_request("admin"), KeySpec::EcP256).unwrap();
-    let bundle = signet_pki::pkcs12::write("admin", &key, &issued.der, &[f.ca.intermediate_der(), f.ca.root_der()], "correct horse").unwrap();
+    let (issued, key) =
+        f.ca.issue_with_new_key(&client_request("admin"), KeySpec::EcP256)
+            .unwrap();
+    let bundle = signet_pki::pkcs12::write(
+        "admin",
+        &key,
+        &issued.der,
+        &[f.ca.intermediate_der(), f.ca.root_der()],
+        "correct horse",
+    )
+    .unwrap();
     std::fs::write(f.dir.path().join("admin.p12"), bundle).unwrap();
-    let out = openssl(f.dir.path(), &["pkcs12", "-info", "-in", "admin.p12", "-noenc", "-passin", "pass:correct horse"]);
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "pkcs12",
+            "-info",
+            "-in",
+            "admin.p12",
+            "-noenc",
+            "-passin",
+            "pass:correct horse",
+        ],
+    );
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("PBES2") && t.contains("AES-256-CBC"), "{t}");
     assert!(t.contains("MAC: sha256"), "{t}");
     assert_eq!(t.matches("BEGIN CERTIFICATE").count(), 3, "{t}");
     assert!(t.contains("BEGIN PRIVATE KEY"), "{t}");
-    let out = openssl(f.dir.path(), &["pkcs12", "-info", "-in", "admin.p12", "-noenc", "-passin", "pass:wrong"]);
+    let out = openssl(
+        f.dir.path(),
+        &[
+            "pkcs12",
+            "-info",
+            "-in",
+            "admin.p12",
+            "-noenc",
+            "-passin",
+            "pass:wrong",
+        ],
+    );
     assert!(!out.status.success());
 }

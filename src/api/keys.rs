@@ -1,0 +1,593 @@
+//! `/v1/keys`: create, inspect, rotate, enable/disable, schedule deletion, sign and verify.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use signet_hsm::{EcdsaFormat, KeySpec, SignInput, SignatureAlgorithm};
+
+use super::problem::{base64_field, parse_json, ApiResult, Ctx, Problem};
+use crate::audit::Outcome;
+use crate::cli::format_time;
+use crate::error::Error;
+use crate::keys::{Keys, Signature};
+use crate::store::KeyRecord;
+
+/// A body, or the problem for why it could not be read (too large, …).
+pub fn body(body: Result<Bytes, BytesRejection>, ctx: &Ctx) -> ApiResult<Bytes> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                413,
+                "payload-too-large",
+                format!(
+                    "the body exceeds {} bytes",
+                    ctx.state.signet.config.server.max_body_bytes
+                ),
+                &ctx.request_id,
+            )
+        } else {
+            Problem::new(
+                400,
+                "bad-request",
+                format!("cannot read the body: {e}"),
+                &ctx.request_id,
+            )
+        }
+    })
+}
+
+fn summary(r: &KeyRecord) -> Value {
+    let state = if r.deletion.is_some() {
+        "pending_deletion"
+    } else {
+        "active"
+    };
+    json!({
+        "name": r.name,
+        "spec": r.spec,
+        "created": format_time(r.created),
+        "primary_version": r.primary,
+        "versions": r.versions.len(),
+        "state": state,
+    })
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Json<Value>> {
+    ctx.require_scope("keys:read", "key.list", "*").await?;
+    let records = ctx.blocking(|s| Keys(&s.signet).list()).await?;
+    Ok(Json(
+        json!({ "keys": records.iter().map(summary).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    #[serde(default = "default_spec")]
+    spec: String,
+}
+
+fn default_spec() -> String {
+    "ec-p256".into()
+}
+
+pub async fn create(ctx: Ctx, raw: Result<Bytes, BytesRejection>) -> ApiResult<impl IntoResponse> {
+    let raw = body(raw, &ctx)?;
+    let req: CreateRequest = parse_json(&raw, &ctx.request_id)?;
+    ctx.require_scope("keys:create", "key.create", &req.name)
+        .await?;
+    let spec: KeySpec = req
+        .spec
+        .parse()
+        .map_err(|e: signet_hsm::UnknownSpec| ctx.fail(Error::BadRequest(e.to_string())))?;
+    let name = req.name.clone();
+    let record = match ctx
+        .blocking(move |s| Keys(&s.signet).create(&name, spec))
+        .await
+    {
+        Ok(r) => r,
+        Err(p) => {
+            ctx.audit(
+                ctx.event("key.create", &req.name, Outcome::Error)
+                    .with("spec", spec),
+            )
+            .await?;
+            return Err(p);
+        }
+    };
+    ctx.audit(
+        ctx.event("key.create", &record.name, Outcome::Ok)
+            .with("spec", spec)
+            .with("key_id", &record.versions[0].key_id),
+    )
+    .await?;
+    let detail = detail(&ctx, record).await?;
+    Ok((StatusCode::CREATED, Json(detail)))
+}
+
+async fn detail(ctx: &Ctx, record: KeyRecord) -> ApiResult<Value> {
+    ctx.blocking(move |s| {
+        let keys = Keys(&s.signet);
+        let mut versions = Vec::new();
+        for v in &record.versions {
+            let mut entry = json!({
+                "version": v.version,
+                "state": v.state,
+                "created": format_time(v.created),
+                "key_id": v.key_id,
+            });
+            if v.state != crate::store::VersionState::Destroyed {
+                let public = keys.public_key(v)?;
+                let mut jwk = public.jwk();
+                jwk["kid"] = public.jwk_thumbprint().into();
+                entry["public_key_pem"] = public.spki_pem().into();
+                entry["jwk"] = jwk;
+            }
+            versions.push(entry);
+        }
+        Ok(json!({
+            "name": record.name,
+            "spec": record.spec,
+            "created": format_time(record.created),
+            "primary_version": record.primary,
+            "deletion": record.deletion.as_ref().map(|d| json!({
+                "requested_at": format_time(d.requested_at),
+                "destroy_after": format_time(d.destroy_after),
+            })),
+            "versions": versions,
+        }))
+    })
+    .await
+}
+
+pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    ctx.require(
+        ctx.caller.has("keys:read") || ctx.caller.can_verify(&name),
+        "keys:read",
+        "key.read",
+        &name,
+    )
+    .await?;
+    let n = name.clone();
+    let record = ctx.blocking(move |s| Keys(&s.signet).get(&n)).await?;
+    Ok(Json(detail(&ctx, record).await?))
+}
+
+async fn manage(
+    ctx: Ctx,
+    name: String,
+    action: &'static str,
+    details: Vec<(&'static str, String)>,
+    op: impl FnOnce(&Keys<'_>, &str) -> crate::error::Result<KeyRecord> + Send + 'static,
+) -> ApiResult<Json<Value>> {
+    ctx.require_scope("keys:manage", action, &name).await?;
+    let n = name.clone();
+    let result = ctx.blocking(move |s| op(&Keys(&s.signet), &n)).await;
+    let mut event = ctx.event(
+        action,
+        &name,
+        if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        },
+    );
+    for (k, v) in details {
+        event = event.with(k, v);
+    }
+    if let Ok(record) = &result {
+        event = event.with("primary_version", record.primary);
+    }
+    ctx.audit(event).await?;
+    Ok(Json(detail(&ctx, result?).await?))
+}
+
+pub async fn rotate(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    manage(ctx, name, "key.rotate", vec![], |k, n| k.rotate(n)).await
+}
+
+pub async fn disable(
+    ctx: Ctx,
+    Path((name, version)): Path<(String, u32)>,
+) -> ApiResult<Json<Value>> {
+    manage(
+        ctx,
+        name,
+        "key.disable",
+        vec![("version", version.to_string())],
+        move |k, n| k.set_state(n, version, false),
+    )
+    .await
+}
+
+pub async fn enable(
+    ctx: Ctx,
+    Path((name, version)): Path<(String, u32)>,
+) -> ApiResult<Json<Value>> {
+    manage(
+        ctx,
+        name,
+        "key.enable",
+        vec![("version", version.to_string())],
+        move |k, n| k.set_state(n, version, true),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    pending_days: Option<String>,
+}
+
+pub async fn schedule_deletion(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Value>> {
+    let days = match q.pending_days.as_deref() {
+        None => crate::keys::DEFAULT_PENDING_DAYS,
+        Some(d) => d.parse().map_err(|_| {
+            Problem::new(
+                400,
+                "bad-request",
+                format!("pending_days must be an integer, got {d:?}"),
+                &ctx.request_id,
+            )
+        })?,
+    };
+    manage(
+        ctx,
+        name,
+        "key.delete-scheduled",
+        vec![("pending_days", days.to_string())],
+        move |k, n| k.schedule_deletion(n, days),
+    )
+    .await
+}
+
+pub async fn cancel_deletion(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    manage(ctx, name, "key.cancel-deletion", vec![], |k, n| {
+        k.cancel_deletion(n)
+    })
+    .await
+}
+
+#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum InputType {
+    #[default]
+    Message,
+    Digest,
+}
+
+#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Encoding {
+    #[default]
+    Der,
+    Raw,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct SignItem {
+    input: String,
+    #[serde(default)]
+    input_type: InputType,
+    algorithm: Option<String>,
+    version: Option<u32>,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+struct ParsedSign {
+    input: Vec<u8>,
+    digest: bool,
+    algorithm: Option<SignatureAlgorithm>,
+    version: Option<u32>,
+    format: EcdsaFormat,
+}
+
+fn parse_item(item: &SignItem, request_id: &str) -> ApiResult<ParsedSign> {
+    let input = base64_field(&item.input, "input", request_id)?;
+    let algorithm = item
+        .algorithm
+        .as_deref()
+        .map(|a| a.parse::<SignatureAlgorithm>())
+        .transpose()
+        .map_err(|e| Problem::new(400, "bad-request", e.to_string(), request_id))?;
+    Ok(ParsedSign {
+        input,
+        digest: item.input_type == InputType::Digest,
+        algorithm,
+        version: item.version,
+        format: if item.encoding == Encoding::Raw {
+            EcdsaFormat::Raw
+        } else {
+            EcdsaFormat::Der
+        },
+    })
+}
+
+fn sign_blocking(
+    s: &super::AppState,
+    name: &str,
+    p: &ParsedSign,
+) -> crate::error::Result<Signature> {
+    let input = if p.digest {
+        SignInput::Digest(&p.input)
+    } else {
+        SignInput::Message(&p.input)
+    };
+    Keys(&s.signet).sign(name, p.version, p.algorithm, input, p.format)
+}
+
+fn sign_event(
+    ctx: &Ctx,
+    name: &str,
+    p: &ParsedSign,
+    result: &Result<Signature, Problem>,
+) -> crate::audit::Event {
+    let mut event = ctx
+        .event(
+            "key.sign",
+            name,
+            if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            },
+        )
+        .with("input_type", if p.digest { "digest" } else { "message" })
+        .with("input_sha256", crate::audit::sha256_hex(&p.input));
+    match result {
+        Ok(sig) => event
+            .with("version", sig.version)
+            .with("algorithm", sig.algorithm)
+            .with("key_id", &sig.key_id),
+        Err(problem) => {
+            event = event.with(
+                "error",
+                format!("{problem:?}").chars().take(200).collect::<String>(),
+            );
+            if let Some(a) = p.algorithm {
+                event = event.with("algorithm", a);
+            }
+            event
+        }
+    }
+}
+
+fn signature_json(sig: &Signature) -> Value {
+    json!({
+        "signature": STANDARD.encode(&sig.bytes),
+        "version": sig.version,
+        "algorithm": sig.algorithm.name(),
+        "key_id": sig.key_id,
+    })
+}
+
+pub async fn sign(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    ctx.require(
+        ctx.caller.can_sign(&name),
+        &format!("keys:sign:{name}"),
+        "key.sign",
+        &name,
+    )
+    .await?;
+    let raw = body(raw, &ctx)?;
+    let item: SignItem = parse_json(&raw, &ctx.request_id)?;
+    let parsed = parse_item(&item, &ctx.request_id)?;
+    let (n, result) = {
+        let n = name.clone();
+        let state = ctx.state.clone();
+        let request_id = ctx.request_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = sign_blocking(&state, &n, &parsed)
+                .map_err(|e| Problem::from_error(&e, &request_id));
+            (parsed, result)
+        })
+        .await
+        .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?
+    };
+    let alg = result
+        .as_ref()
+        .map(|s| s.algorithm.name())
+        .unwrap_or("unknown");
+    ctx.state.metrics.sign(alg, result.is_ok());
+    // The signature is handed out only once its audit record is durable.
+    ctx.audit(sign_event(&ctx, &name, &n, &result)).await?;
+    Ok(Json(signature_json(&result?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<Value>,
+}
+
+pub async fn sign_batch(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    ctx.require(
+        ctx.caller.can_sign(&name),
+        &format!("keys:sign:{name}"),
+        "key.sign",
+        &name,
+    )
+    .await?;
+    let raw = body(raw, &ctx)?;
+    let req: BatchRequest = parse_json(&raw, &ctx.request_id)?;
+    let max = ctx.state.signet.config.server.sign_batch_max;
+    if req.items.is_empty() || req.items.len() > max {
+        return Err(Problem::new(
+            400,
+            "bad-request",
+            format!("items must hold 1..={max} entries, got {}", req.items.len()),
+            &ctx.request_id,
+        ));
+    }
+    // Each item stands alone: a malformed or failing item gets its own error.
+    let parsed: Vec<ApiResult<ParsedSign>> = req
+        .items
+        .iter()
+        .map(|v| {
+            serde_json::from_value::<SignItem>(v.clone())
+                .map_err(|e| {
+                    Problem::new(
+                        400,
+                        "bad-request",
+                        format!("invalid item: {e}"),
+                        &ctx.request_id,
+                    )
+                })
+                .and_then(|item| parse_item(&item, &ctx.request_id))
+        })
+        .collect();
+    let state = ctx.state.clone();
+    let n = name.clone();
+    let request_id = ctx.request_id.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        parsed
+            .into_iter()
+            .map(|p| match p {
+                Ok(p) => {
+                    let r = sign_blocking(&state, &n, &p)
+                        .map_err(|e| Problem::from_error(&e, &request_id));
+                    (Some(p), r)
+                }
+                Err(problem) => (None, Err(problem)),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?;
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut events = Vec::new();
+    for (index, (p, result)) in outcomes.into_iter().enumerate() {
+        let alg = result
+            .as_ref()
+            .map(|s| s.algorithm.name())
+            .unwrap_or("unknown");
+        ctx.state.metrics.sign(alg, result.is_ok());
+        if let Some(p) = &p {
+            events.push(sign_event(&ctx, &name, p, &result).with("batch_index", index));
+        }
+        results.push(match result {
+            Ok(sig) => {
+                let mut v = signature_json(&sig);
+                v["index"] = index.into();
+                v
+            }
+            Err(problem) => {
+                let body = problem.into_response();
+                let status = body.status().as_u16();
+                let bytes = axum::body::to_bytes(body.into_body(), 64 * 1024).await.unwrap_or_default();
+                let doc: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
+                json!({ "index": index, "error": { "status": status, "type": doc["type"], "detail": doc["detail"] } })
+            }
+        });
+    }
+    // Every signature's record is durable before any is returned; the group commit makes this
+    // one flush for the batch.
+    let audit = ctx.state.audit.clone();
+    tokio::task::spawn_blocking(move || {
+        events
+            .into_iter()
+            .try_for_each(|e| audit.append(e).map(|_| ()))
+    })
+    .await
+    .map_err(|e| ctx.fail(Error::AuditUnavailable(e.to_string())))?
+    .map_err(|e| ctx.fail(e))?;
+    Ok(Json(json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    input: String,
+    #[serde(default)]
+    input_type: InputType,
+    signature: String,
+    algorithm: Option<String>,
+    version: Option<u32>,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+pub async fn verify(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    ctx.require(
+        ctx.caller.can_verify(&name),
+        &format!("keys:verify:{name}"),
+        "key.verify",
+        &name,
+    )
+    .await?;
+    let raw = body(raw, &ctx)?;
+    let req: VerifyRequest = parse_json(&raw, &ctx.request_id)?;
+    let parsed = parse_item(
+        &SignItem {
+            input: req.input,
+            input_type: req.input_type,
+            algorithm: req.algorithm,
+            version: req.version,
+            encoding: req.encoding,
+        },
+        &ctx.request_id,
+    )?;
+    let signature = base64_field(&req.signature, "signature", &ctx.request_id)?;
+    let n = name.clone();
+    let digest_hex = crate::audit::sha256_hex(&parsed.input);
+    let result = ctx
+        .blocking(move |s| {
+            let input = if parsed.digest {
+                SignInput::Digest(&parsed.input)
+            } else {
+                SignInput::Message(&parsed.input)
+            };
+            Keys(&s.signet).verify(
+                &n,
+                parsed.version,
+                parsed.algorithm,
+                input,
+                &signature,
+                parsed.format,
+            )
+        })
+        .await;
+    let mut event = ctx
+        .event(
+            "key.verify",
+            &name,
+            if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            },
+        )
+        .with("input_sha256", digest_hex);
+    if let Ok((valid, version)) = &result {
+        event = event.with("valid", valid).with("version", version);
+    }
+    ctx.audit(event).await?;
+    let (valid, version) = result?;
+    Ok(Json(json!({ "valid": valid, "version": version })))
+}

@@ -1,0 +1,218 @@
+//! Prometheus metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignLabels {
+    algorithm: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    operation: String,
+    outcome: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    signs: Family<SignLabels, Counter>,
+    hsm_errors: Family<CodeLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
+    denials: Family<ActionLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    sessions_open: Gauge,
+    pool_size: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("signet");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let signs = Family::<SignLabels, Counter>::default();
+        let hsm_errors = Family::<CodeLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
+        let denials = Family::<ActionLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let sessions_open = Gauge::default();
+        let pool_size = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "sign_operations",
+            "Signatures by algorithm and outcome",
+            signs.clone(),
+        );
+        registry.register(
+            "hsm_errors",
+            "HSM errors by PKCS#11 return code",
+            hsm_errors.clone(),
+        );
+        registry.register(
+            "tls_handshake_refusals",
+            "Refused TLS handshakes by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "authorization_denials",
+            "Requests denied by authorization, by action",
+            denials.clone(),
+        );
+        registry.register(
+            "token_operations",
+            "Token operations by operation and outcome",
+            tokens.clone(),
+        );
+        registry.register(
+            "hsm_sessions_open",
+            "PKCS#11 sessions open",
+            sessions_open.clone(),
+        );
+        registry.register(
+            "hsm_session_pool_size",
+            "PKCS#11 session pool size",
+            pool_size.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            signs,
+            hsm_errors,
+            refusals,
+            denials,
+            tokens,
+            sessions_open,
+            pool_size,
+        }
+    }
+
+    /// Counts a finished request.
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.into(),
+                method: method.into(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a signature attempt.
+    pub fn sign(&self, algorithm: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.signs
+            .get_or_create(&SignLabels {
+                algorithm: algorithm.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an HSM error by its return code.
+    pub fn hsm_error(&self, code: &str) {
+        self.hsm_errors
+            .get_or_create(&CodeLabels { code: code.into() })
+            .inc();
+    }
+
+    /// Counts a refused handshake.
+    pub fn refusal(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an authorization denial.
+    pub fn denial(&self, action: &str) {
+        self.denials
+            .get_or_create(&ActionLabels {
+                action: action.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a token operation.
+    pub fn token(&self, operation: &str, outcome: &str) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The exposition text, with the pool gauges set from `info`.
+    pub fn render(&self, sessions_open: usize, pool_size: usize) -> String {
+        self.sessions_open.set(sessions_open as i64);
+        self.pool_size.set(pool_size as i64);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,426 @@
+//! Configuration: one TOML file, environment overrides, safe defaults. With no file at all,
+//! Signet runs on its embedded default: a SoftHSM2 token and a sled database under the data
+//! directory. `src/signet.example.toml` is the commented reference.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use signet_hsm::KeySpec;
+
+/// Environment variables that override the file.
+pub const ENV_DATA_DIR: &str = "SIGNET_DATA_DIR";
+/// Overrides `server.listen`.
+pub const ENV_LISTEN: &str = "SIGNET_LISTEN";
+/// Overrides `hsm.module`.
+pub const ENV_HSM_MODULE: &str = "SIGNET_HSM_MODULE";
+/// Overrides `hsm.pin_file`.
+pub const ENV_HSM_PIN_FILE: &str = "SIGNET_HSM_PIN_FILE";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded token, the database and the CA files live.
+    pub data_dir: PathBuf,
+    /// The HSM.
+    pub hsm: HsmConfig,
+    /// The certificate authority.
+    pub ca: CaConfig,
+    /// The HTTPS API.
+    pub server: ServerConfig,
+    /// Signed tokens (JWT).
+    pub tokens: TokensConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// Which PKCS#11 token, and how to log in. No PIN in this file: only where to read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HsmConfig {
+    /// PKCS#11 module. Absent: the embedded SoftHSM2 token under `data_dir/softhsm`.
+    pub module: Option<PathBuf>,
+    /// Token label.
+    pub token_label: String,
+    /// Slot id, instead of the label.
+    pub slot: Option<u64>,
+    /// File holding the user PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// Most PKCS#11 sessions open at once.
+    pub pool_size: usize,
+}
+
+/// Names, key specs and lifetimes of the CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Organisation (O) in every subject.
+    pub organization: String,
+    /// SPIFFE trust domain for client identities.
+    pub trust_domain: String,
+    /// Root CA key spec.
+    pub root_key_spec: String,
+    /// Intermediate CA key spec.
+    pub intermediate_key_spec: String,
+    /// The server's TLS key spec (in the token).
+    pub server_key_spec: String,
+    /// Spec of keys generated for handed-out client bundles.
+    pub client_key_spec: String,
+    /// Root validity in days.
+    pub root_validity_days: u64,
+    /// Intermediate validity in days.
+    pub intermediate_validity_days: u64,
+    /// Longest server certificate, days.
+    pub server_max_ttl_days: u64,
+    /// Longest client certificate, days.
+    pub client_max_ttl_days: u64,
+    /// CRL validity, days.
+    pub crl_validity_days: u64,
+}
+
+/// The API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// DNS names in the server certificate made by `ca init` on first start.
+    pub server_dns: Vec<String>,
+    /// IP addresses in that certificate.
+    pub server_ips: Vec<IpAddr>,
+    /// Name of the first admin principal.
+    pub admin: String,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Most items in one sign-batch request.
+    pub sign_batch_max: usize,
+    /// Seconds between checks for keys whose deletion window has passed.
+    pub housekeeping_interval_secs: u64,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Signed tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// `iss` claim.
+    pub issuer: String,
+    /// Spec of the token-signing key.
+    pub key_spec: String,
+    /// Algorithm (must fit the spec).
+    pub algorithm: String,
+    /// Default lifetime, seconds.
+    pub default_ttl_secs: u64,
+    /// Longest lifetime, seconds.
+    pub max_ttl_secs: u64,
+    /// Rotate the signing key every N days (0: never automatically).
+    pub rotate_every_days: u64,
+}
+
+/// Audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A checkpoint signed by the audit key every this many records.
+    pub checkpoint_every: u64,
+    /// …or every this many seconds, whichever comes first.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./signet-data"),
+            hsm: HsmConfig::default(),
+            ca: CaConfig::default(),
+            server: ServerConfig::default(),
+            tokens: TokensConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        HsmConfig {
+            module: None,
+            token_label: "signet".into(),
+            slot: None,
+            pin_file: None,
+            pin_env: None,
+            pool_size: 4,
+        }
+    }
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            organization: "Signet".into(),
+            trust_domain: "signet.local".into(),
+            root_key_spec: "ec-p384".into(),
+            intermediate_key_spec: "ec-p384".into(),
+            server_key_spec: "ec-p256".into(),
+            client_key_spec: "ec-p256".into(),
+            root_validity_days: 3650,
+            intermediate_validity_days: 1825,
+            server_max_ttl_days: 90,
+            client_max_ttl_days: 365,
+            crl_validity_days: 7,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            server_dns: vec!["localhost".into()],
+            server_ips: vec![IpAddr::from([127, 0, 0, 1])],
+            admin: "admin".into(),
+            max_body_bytes: 1024 * 1024,
+            sign_batch_max: 100,
+            housekeeping_interval_secs: 300,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            issuer: "https://localhost:8443".into(),
+            key_spec: "ec-p256".into(),
+            algorithm: "ES256".into(),
+            default_ttl_secs: 900,
+            max_ttl_secs: 3600,
+            rotate_every_days: 0,
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 300,
+        }
+    }
+}
+
+/// A configuration problem, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// What the parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` (or the defaults when `None`), then applies environment overrides and
+    /// `data_dir_override` (the CLI's `--data-dir`), then validates.
+    pub fn load(
+        path: Option<&Path>,
+        data_dir_override: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = std::env::var_os(ENV_DATA_DIR) {
+            config.data_dir = dir.into();
+        }
+        if let Some(module) = std::env::var_os(ENV_HSM_MODULE) {
+            config.hsm.module = Some(module.into());
+        }
+        if let Some(pin_file) = std::env::var_os(ENV_HSM_PIN_FILE) {
+            config.hsm.pin_file = Some(pin_file.into());
+        }
+        if let Ok(listen) = std::env::var(ENV_LISTEN) {
+            config.server.listen = listen
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("{ENV_LISTEN}={listen:?}: {e}")))?;
+        }
+        if let Some(dir) = data_dir_override {
+            config.data_dir = dir.to_path_buf();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (field, value) in [
+            ("ca.root_key_spec", &self.ca.root_key_spec),
+            ("ca.intermediate_key_spec", &self.ca.intermediate_key_spec),
+            ("ca.server_key_spec", &self.ca.server_key_spec),
+            ("ca.client_key_spec", &self.ca.client_key_spec),
+            ("tokens.key_spec", &self.tokens.key_spec),
+        ] {
+            if let Err(e) = value.parse::<KeySpec>() {
+                return invalid(format!("{field}: {e}"));
+            }
+        }
+        if !matches!(
+            self.ca.client_key_spec.parse::<KeySpec>(),
+            Ok(KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519)
+        ) {
+            return invalid(
+                "ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519".into(),
+            );
+        }
+        let token_spec: KeySpec = self
+            .tokens
+            .key_spec
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("{e}")))?;
+        match self
+            .tokens
+            .algorithm
+            .parse::<signet_hsm::SignatureAlgorithm>()
+        {
+            Ok(alg) if token_spec.allows(alg) => {}
+            Ok(alg) => {
+                return invalid(format!(
+                    "tokens.algorithm {alg} does not fit tokens.key_spec {token_spec}"
+                ))
+            }
+            Err(e) => return invalid(format!("tokens.algorithm: {e}")),
+        }
+        if self.hsm.pool_size == 0 || self.hsm.pool_size > 256 {
+            return invalid("hsm.pool_size must be 1..=256".into());
+        }
+        if self.hsm.module.is_some() && self.hsm.pin_file.is_none() && self.hsm.pin_env.is_none() {
+            return invalid("hsm.module is set: set hsm.pin_file or hsm.pin_env too".into());
+        }
+        if !signet_pki::valid_client_name(&self.server.admin) {
+            return invalid(format!(
+                "server.admin {:?} is not a valid principal name",
+                self.server.admin
+            ));
+        }
+        if self.ca.trust_domain.is_empty() || !signet_pki::valid_dns_name(&self.ca.trust_domain) {
+            return invalid("ca.trust_domain must be a DNS-like name".into());
+        }
+        let days = [
+            ("ca.root_validity_days", self.ca.root_validity_days),
+            (
+                "ca.intermediate_validity_days",
+                self.ca.intermediate_validity_days,
+            ),
+            ("ca.server_max_ttl_days", self.ca.server_max_ttl_days),
+            ("ca.client_max_ttl_days", self.ca.client_max_ttl_days),
+            ("ca.crl_validity_days", self.ca.crl_validity_days),
+        ];
+        if let Some((field, _)) = days.iter().find(|(_, d)| *d == 0 || *d > 36500) {
+            return invalid(format!("{field} must be 1..=36500"));
+        }
+        if self.ca.intermediate_validity_days > self.ca.root_validity_days {
+            return invalid("ca.intermediate_validity_days exceeds ca.root_validity_days".into());
+        }
+        if self.server.sign_batch_max == 0 || self.server.sign_batch_max > 10_000 {
+            return invalid("server.sign_batch_max must be 1..=10000".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.tokens.default_ttl_secs == 0
+            || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
+        {
+            return invalid("tokens.default_ttl_secs must be 1..=tokens.max_ttl_secs".into());
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            return invalid(
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The PKI crate's settings.
+    pub fn ca_settings(&self) -> signet_pki::CaSettings {
+        let days = |d: u64| Duration::from_secs(d * 24 * 3600);
+        signet_pki::CaSettings {
+            organization: self.ca.organization.clone(),
+            trust_domain: self.ca.trust_domain.clone(),
+            root_validity: days(self.ca.root_validity_days),
+            intermediate_validity: days(self.ca.intermediate_validity_days),
+            server_max_ttl: days(self.ca.server_max_ttl_days),
+            client_max_ttl: days(self.ca.client_max_ttl_days),
+            crl_validity: days(self.ca.crl_validity_days),
+        }
+    }
+
+    /// True when the embedded SoftHSM2 token is used.
+    pub fn is_embedded(&self) -> bool {
+        self.hsm.module.is_none()
+    }
+}
+
+/// Parses a spec already validated by [`Config::validate`].
+pub fn spec(value: &str) -> KeySpec {
+    value.parse().unwrap_or(KeySpec::EcP256)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_config_parses_and_validates() {
+        let text = include_str!("signet.example.toml");
+        let config: Config = toml::from_str(text).expect("reference config parses");
+        config.validate().expect("reference config is valid");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("[hsm]\npin = \"1234\"\n").is_err());
+        let config: Config = toml::from_str("[ca]\nroot_key_spec = \"rsa-1024\"\n").unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rsa-1024"));
+        let config: Config = toml::from_str("[tokens]\nalgorithm = \"RS256\"\n").unwrap();
+        assert!(config.validate().is_err());
+        let config: Config = toml::from_str("[hsm]\nmodule = \"/x.so\"\n").unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("pin_file"));
+    }
+}

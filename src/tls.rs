@@ -1,0 +1,289 @@
+//! The listener's TLS: rustls, TLS 1.3 only, client certificate required and verified against
+//! Signet's root, revocation checked on every handshake, and the server's private key used in
+//! the token through an adapter over the HSM signer.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use signet_hsm::{Backend, HsmSigner, KeyId, KeySpec, SignatureAlgorithm, Signer};
+
+use crate::store::Store;
+
+/// The one crypto provider: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server key in the token, as rustls's signing key.
+#[derive(Debug)]
+pub struct HsmTlsKey {
+    signer: Arc<HsmSigner>,
+    scheme: SignatureScheme,
+    algorithm: rustls::SignatureAlgorithm,
+}
+
+impl HsmTlsKey {
+    /// Binds a token key. RSA keys sign TLS 1.3 handshakes with RSA-PSS.
+    pub fn new(backend: Arc<dyn Backend>, id: KeyId, spec: KeySpec) -> signet_hsm::Result<Self> {
+        let (alg, scheme, algorithm) = match spec {
+            KeySpec::EcP256 => (
+                SignatureAlgorithm::Es256,
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                rustls::SignatureAlgorithm::ECDSA,
+            ),
+            KeySpec::EcP384 => (
+                SignatureAlgorithm::Es384,
+                SignatureScheme::ECDSA_NISTP384_SHA384,
+                rustls::SignatureAlgorithm::ECDSA,
+            ),
+            KeySpec::Ed25519 => (
+                SignatureAlgorithm::EdDsa,
+                SignatureScheme::ED25519,
+                rustls::SignatureAlgorithm::ED25519,
+            ),
+            _ => (
+                SignatureAlgorithm::Ps256,
+                SignatureScheme::RSA_PSS_SHA256,
+                rustls::SignatureAlgorithm::RSA,
+            ),
+        };
+        Ok(HsmTlsKey {
+            signer: Arc::new(HsmSigner::new(backend, id, alg)?),
+            scheme,
+            algorithm,
+        })
+    }
+}
+
+impl SigningKey for HsmTlsKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered.contains(&self.scheme).then(|| {
+            Box::new(HsmTlsSigner {
+                signer: self.signer.clone(),
+                scheme: self.scheme,
+            }) as Box<dyn rustls::sign::Signer>
+        })
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+#[derive(Debug)]
+struct HsmTlsSigner {
+    signer: Arc<HsmSigner>,
+    scheme: SignatureScheme,
+}
+
+impl rustls::sign::Signer for HsmTlsSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        // rustls signs inside the async handshake: tell tokio this worker is about to block on
+        // PKCS#11 so other tasks move elsewhere.
+        let sign = || self.signer.sign(message);
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(sign)
+            }
+            _ => sign(),
+        };
+        result.map_err(|e| rustls::Error::General(format!("HSM signing failed: {e}")))
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
+
+/// Always the one server certificate.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Why handshakes were refused, counted by the verifier and the accept loop.
+#[derive(Debug, Default)]
+pub struct RefusalCounters {
+    counts: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl RefusalCounters {
+    /// Counts one refusal.
+    pub fn add(&self, reason: &str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+/// webpki's client verification (chain to the root, EKU clientAuth, validity) plus an immediate
+/// revocation check against the store, so a revoked certificate is refused on its next handshake.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    store: Store,
+}
+
+impl ClientVerifier {
+    /// The verifier for Signet's root.
+    pub fn new(root_der: &[u8], store: Store) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(root_der.to_vec()))?;
+        let inner =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+        Ok(ClientVerifier { inner, store })
+    }
+}
+
+/// The serial of a certificate, lower-case hex.
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
+        match self.store.cert(&serial) {
+            Ok(Some(rec)) if rec.status == crate::store::CertStatus::Revoked => Err(
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked),
+            ),
+            Ok(_) => Ok(verified),
+            // Fail closed: if revocation cannot be checked, the certificate is not accepted.
+            Err(e) => Err(rustls::Error::General(format!(
+                "revocation check failed: {e}"
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+}
+
+/// The server's rustls configuration: TLS 1.3 only, mutual TLS mandatory, HSM-held key.
+pub fn server_config(
+    backend: Arc<dyn Backend>,
+    store: Store,
+    server_key: (KeyId, KeySpec),
+    chain: Vec<Vec<u8>>,
+    root_der: &[u8],
+) -> anyhow::Result<rustls::ServerConfig> {
+    let key = HsmTlsKey::new(backend, server_key.0, server_key.1)?;
+    let certified = CertifiedKey::new(
+        chain.into_iter().map(CertificateDer::from).collect(),
+        Arc::new(key),
+    );
+    let verifier = ClientVerifier::new(root_der, store)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A short, stable name for why a handshake failed (for counters and audit).
+pub fn refusal_reason(err: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error as E};
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return match err.kind() {
+            std::io::ErrorKind::UnexpectedEof => "connection-closed".into(),
+            std::io::ErrorKind::TimedOut => "handshake-timeout".into(),
+            _ => "io-error".into(),
+        };
+    };
+    match tls {
+        E::NoCertificatesPresented => "no-client-certificate".into(),
+        E::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => "unknown-issuer".into(),
+            CertificateError::BadSignature => "bad-signature".into(),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not-yet-valid".into()
+            }
+            CertificateError::Revoked => "revoked".into(),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "wrong-purpose".into()
+            }
+            other => format!("invalid-certificate:{other:?}")
+                .chars()
+                .take(60)
+                .collect(),
+        },
+        E::PeerIncompatible(_) => "protocol-version-or-cipher".into(),
+        E::InappropriateHandshakeMessage { .. } | E::InappropriateMessage { .. } => {
+            "unexpected-message".into()
+        }
+        E::AlertReceived(a) => format!("alert-received:{a:?}"),
+        E::General(g) if g.contains("revocation") => "revocation-check-failed".into(),
+        other => format!("tls:{other:?}").chars().take(60).collect(),
+    }
+}
