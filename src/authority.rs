@@ -42,7 +42,11 @@ pub struct InitReport {
 }
 
 fn ca_key_label(role: &str, created: i64) -> String {
-    format!("signet:ca:{role}:{created}")
+    // The suffix keeps labels unique when `--force` runs within the same second.
+    format!(
+        "signet:ca:{role}:{created}-{}",
+        &crate::api::random_id()[..8]
+    )
 }
 
 fn signer(signet: &Signet, key_id: &str, spec_name: &str) -> Result<Arc<dyn Signer>> {

@@ -27,13 +27,13 @@ pub enum Error {
     #[error("{0}")]
     TooLarge(String),
     /// The HSM failed or refused.
-    #[error("HSM: {0}")]
+    #[error(transparent)]
     Hsm(#[from] HsmError),
     /// The PKI refused or failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] PkiError),
     /// The metadata store failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The audit log could not be written: the operation is refused rather than done unaudited.
     #[error("the audit log cannot be written: {0}")]

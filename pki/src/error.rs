@@ -25,7 +25,7 @@ pub enum Error {
     #[error(transparent)]
     Hsm(#[from] signet_hsm::Error),
     /// The certificate builder failed.
-    #[error("certificate builder: {0}")]
+    #[error("the certificate builder failed")]
     Builder(#[from] rcgen::Error),
     /// PKCS#12 writing failed.
     #[error("PKCS#12: {0}")]

@@ -33,7 +33,7 @@ pub enum Error {
         tried: String,
     },
     /// A file or directory could not be made.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,

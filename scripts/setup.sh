@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Signet needs on a fresh Debian machine: SoftHSM2 (the development and CI token),
+# OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), and
+# cargo-nextest when it is missing. Idempotent.
+set -euo pipefail
+
+need=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need+=(opensc)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v cc >/dev/null || need+=(build-essential)
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" ca-certificates >/dev/null
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, docs, and the whole workspace suite against real
+# SoftHSM2 (one process per test, as SoftHSM2 reads SOFTHSM2_CONF once per process).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
+status=0
+cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+# Test tokens live in per-process directories under the temp dir.
+rm -rf "${TMPDIR:-/tmp}"/signet-test-* 2>/dev/null || true
+exit $status

@@ -1,0 +1,618 @@
+//! The CLI on a fresh data directory, against the real embedded SoftHSM2 token, checked with
+//! openssl and pkcs11-tool (OpenSC) as independent tools.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{openssl, text, Data};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn key_round_trip_verifies_with_openssl() {
+    let data = Data::new();
+    let dir = data.path();
+    std::fs::write(dir.join("msg"), b"sign me, please").unwrap();
+    for (name, spec, alg, dgst) in [
+        ("ec", "ec-p256", "ES256", Some("-sha256")),
+        ("ec384", "ec-p384", "ES384", Some("-sha384")),
+        ("rsa", "rsa-2048", "PS256", Some("-sha256")),
+        ("rsa1", "rsa-2048", "RS512", Some("-sha512")),
+        ("ed", "ed25519", "EdDSA", None),
+    ] {
+        let out = data.ok(&["key", "create", name, "--spec", spec]);
+        assert!(out.contains(spec), "{out}");
+        let pem = data.ok(&["key", "public", name]);
+        std::fs::write(dir.join(format!("{name}.pem")), &pem).unwrap();
+        let sig = dir.join(format!("{name}.sig"));
+        data.ok(&[
+            "key",
+            "sign",
+            name,
+            "--alg",
+            alg,
+            "--in",
+            dir.join("msg").to_str().unwrap(),
+            "--out",
+            sig.to_str().unwrap(),
+        ]);
+        let pem_s = format!("{name}.pem");
+        let sig_s = format!("{name}.sig");
+        let out = match dgst {
+            Some(d) => {
+                let mut args = vec!["dgst", d, "-verify", &pem_s, "-signature", &sig_s];
+                if alg.starts_with("PS") {
+                    args.extend([
+                        "-sigopt",
+                        "rsa_padding_mode:pss",
+                        "-sigopt",
+                        "rsa_pss_saltlen:digest",
+                    ]);
+                }
+                args.push("msg");
+                openssl(dir, &args)
+            }
+            None => openssl(
+                dir,
+                &[
+                    "pkeyutl", "-verify", "-pubin", "-inkey", &pem_s, "-rawin", "-in", "msg",
+                    "-sigfile", &sig_s,
+                ],
+            ),
+        };
+        assert!(out.status.success(), "{name} {alg}: {}", text(&out));
+    }
+    // base64 to stdout, raw ECDSA, and a precomputed digest.
+    let sig = data.ok(&[
+        "key",
+        "sign",
+        "ec",
+        "--in",
+        dir.join("msg").to_str().unwrap(),
+        "--raw",
+    ]);
+    assert_eq!(common::unb64(sig.trim()).len(), 64);
+    let digest = openssl(
+        dir,
+        &["dgst", "-sha256", "-binary", "-out", "msg.sha256", "msg"],
+    );
+    assert!(digest.status.success());
+    data.ok(&[
+        "key",
+        "sign",
+        "ec",
+        "--alg",
+        "ES256",
+        "--digest",
+        "--in",
+        dir.join("msg.sha256").to_str().unwrap(),
+        "--out",
+        dir.join("d.sig").to_str().unwrap(),
+    ]);
+    let out = openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "ec.pem",
+            "-signature",
+            "d.sig",
+            "msg",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let list = data.ok(&["key", "list"]);
+    for name in ["ec", "ec384", "rsa", "ed"] {
+        assert!(list.lines().any(|l| l.starts_with(name)), "{list}");
+    }
+    let jwk: serde_json::Value =
+        serde_json::from_str(&data.ok(&["key", "public", "ed", "--format", "jwk"])).unwrap();
+    assert_eq!(jwk["kty"], "OKP");
+    assert!(jwk["kid"].as_str().unwrap().len() >= 43);
+
+    // The embedded default's secrets are private to the owner.
+    assert_eq!(mode(&data.join("pin")), 0o600);
+    assert_eq!(mode(&data.join("so-pin")), 0o600);
+    assert_eq!(mode(data.path()), 0o700);
+
+    data.ok(&["key", "delete", "ec"]);
+    let out = data.signet(&[
+        "key",
+        "sign",
+        "ec",
+        "--in",
+        dir.join("msg").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no key named \"ec\""), "{}", text(&out));
+}
+
+#[test]
+fn cli_bad_input_is_a_clear_error() {
+    let data = Data::new();
+    data.ok(&["key", "create", "k", "--spec", "ec-p256"]);
+    std::fs::write(data.join("msg"), b"x").unwrap();
+    let msg = data.join("msg");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["key", "create", "bad", "--spec", "rsa-1024"],
+            "unknown key spec",
+        ),
+        (
+            vec!["key", "create", "k", "--spec", "ec-p256"],
+            "already exists",
+        ),
+        (
+            vec!["key", "create", "../evil", "--spec", "ec-p256"],
+            "must be 1-64",
+        ),
+        (
+            vec![
+                "key",
+                "sign",
+                "k",
+                "--alg",
+                "RS256",
+                "--in",
+                msg.to_str().unwrap(),
+            ],
+            "does not fit",
+        ),
+        (
+            vec![
+                "key",
+                "sign",
+                "k",
+                "--alg",
+                "HS256",
+                "--in",
+                msg.to_str().unwrap(),
+            ],
+            "unknown signature algorithm",
+        ),
+        (
+            vec![
+                "key",
+                "sign",
+                "k",
+                "--digest",
+                "--in",
+                msg.to_str().unwrap(),
+            ],
+            "32-byte digest",
+        ),
+        (
+            vec!["key", "sign", "nope", "--in", msg.to_str().unwrap()],
+            "no key named",
+        ),
+        (
+            vec!["key", "sign", "k", "--in", "/nonexistent/file"],
+            "reading /nonexistent/file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = data.signet(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let t = text(&out);
+        assert!(
+            t.contains(expected),
+            "{args:?}: expected {expected:?} in {t}"
+        );
+        assert!(!t.contains("panicked"), "{t}");
+    }
+    std::fs::write(data.join("empty"), b"").unwrap();
+    let out = data.signet(&[
+        "key",
+        "sign",
+        "k",
+        "--in",
+        data.join("empty").to_str().unwrap(),
+    ]);
+    assert!(text(&out).contains("empty"), "{}", text(&out));
+}
+
+#[test]
+fn configured_module_with_pin_file_and_bad_pin() {
+    // A token made outside Signet (as an operator would), reached through --config.
+    let data = Data::new();
+    let conf_dir = data.join("hsm");
+    std::fs::create_dir_all(conf_dir.join("tokens")).unwrap();
+    let conf = conf_dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            conf_dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "ops",
+            "--so-pin",
+            "5678",
+            "--pin",
+            "1234",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    let module = signet_softhsm::find_module().unwrap();
+    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    let config = data.join("signet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[hsm]\nmodule = \"{}\"\ntoken_label = \"ops\"\npin_file = \"{}\"\n",
+            data.join("state").display(),
+            module.display(),
+            data.join("pin.txt").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(common::BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("SIGNET_LOG", "warn,cryptoki=off")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["config", "check"]);
+    assert!(
+        out.status.success() && text(&out).contains("token \"ops\""),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["key", "create", "opskey", "--spec", "ec-p384"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // pkcs11-tool, an independent PKCS#11 client, sees the key as sensitive and never extractable.
+    let listing = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            "ops",
+            "--login",
+            "--pin",
+            "1234",
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    let t = text(&listing);
+    assert!(listing.status.success(), "{t}");
+    assert!(t.contains("signet:key:opskey:v1"), "{t}");
+    assert!(
+        t.contains("sensitive") && t.contains("never extractable"),
+        "{t}"
+    );
+    assert!(
+        !t.to_lowercase().contains("decrypt"),
+        "signing keys must not decrypt: {t}"
+    );
+
+    // A wrong PIN: a clear error, and nothing changed.
+    std::fs::write(data.join("pin.txt"), "9999\n").unwrap();
+    let out = run(&["key", "list"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("incorrect PIN") && !t.contains("9999"), "{t}");
+    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    let out = run(&["key", "list"]);
+    assert!(
+        out.status.success() && text(&out).contains("opskey"),
+        "{}",
+        text(&out)
+    );
+
+    // A missing module.
+    std::fs::write(
+        &config,
+        format!(
+            "[hsm]\nmodule = \"/nonexistent/libpkcs11.so\"\npin_file = \"{}\"\n",
+            data.join("pin.txt").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["key", "list"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("cannot load PKCS#11 module /nonexistent/libpkcs11.so"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn ca_init_builds_a_chain_openssl_accepts() {
+    let data = Data::new();
+    let out = data.ok(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "corp.example",
+        "--server-dns",
+        "signet.corp.example",
+        "--server-ip",
+        "10.1.2.3",
+        "--admin",
+        "root-admin",
+    ]);
+    assert!(out.contains("total"), "{out}");
+    let ca = data.join("ca");
+    for leaf in ["server.pem", "../clients/root-admin.crt.pem"] {
+        let out = openssl(
+            &ca,
+            &[
+                "verify",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "intermediate.pem",
+                leaf,
+            ],
+        );
+        assert!(out.status.success(), "{leaf}: {}", text(&out));
+    }
+    let server = openssl(&ca, &["x509", "-in", "server.pem", "-noout", "-text"]);
+    let t = text(&server);
+    assert!(
+        t.contains("DNS:signet.corp.example")
+            && t.contains("IP Address:10.1.2.3")
+            && t.contains("TLS Web Server Authentication"),
+        "{t}"
+    );
+    let client = openssl(
+        &ca,
+        &[
+            "x509",
+            "-in",
+            "../clients/root-admin.crt.pem",
+            "-noout",
+            "-text",
+        ],
+    );
+    assert!(
+        text(&client).contains("URI:spiffe://corp.example/root-admin"),
+        "{}",
+        text(&client)
+    );
+    let chain = std::fs::read_to_string(ca.join("chain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+
+    let clients = data.join("clients");
+    for secret in [
+        "root-admin.p12",
+        "root-admin.p12.pass",
+        "root-admin.key.pem",
+    ] {
+        assert_eq!(mode(&clients.join(secret)), 0o600, "{secret}");
+    }
+    let pass = std::fs::read_to_string(clients.join("root-admin.p12.pass")).unwrap();
+    let out = openssl(
+        &clients,
+        &[
+            "pkcs12",
+            "-info",
+            "-in",
+            "root-admin.p12",
+            "-noenc",
+            "-passin",
+            &format!("pass:{pass}"),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("AES-256-CBC") && t.contains("MAC: sha256"),
+        "{t}"
+    );
+
+    let show = data.ok(&["ca", "show"]);
+    for needle in [
+        "Root CA",
+        "Intermediate CA",
+        "sha256",
+        "ec-p384",
+        "in the token",
+    ] {
+        assert!(show.contains(needle), "{needle} missing from {show}");
+    }
+
+    // Every CA key (and the server's) is in the token and never extractable, per pkcs11-tool.
+    let module = signet_softhsm::find_module().unwrap();
+    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
+    let listing = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            "signet",
+            "--login",
+            "--pin",
+            &pin,
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
+        .env("SOFTHSM2_CONF", data.join("softhsm/softhsm2.conf"))
+        .output()
+        .unwrap();
+    let t = text(&listing);
+    assert!(listing.status.success(), "{t}");
+    for role in [
+        "signet:ca:root:",
+        "signet:ca:intermediate:",
+        "signet:ca:server-tls:",
+    ] {
+        let block = t
+            .split("Private Key Object")
+            .find(|b| b.contains(role))
+            .unwrap_or_else(|| panic!("{role} not in token: {t}"));
+        assert!(
+            block.contains("never extractable") && block.contains("sensitive"),
+            "{block}"
+        );
+    }
+}
+
+#[test]
+fn ca_init_twice_refuses_and_changes_nothing() {
+    let data = Data::new();
+    data.ok(&["ca", "init"]);
+    let root_before = std::fs::read(data.join("ca/root.pem")).unwrap();
+    let certs_before = data.ok(&["cert", "list"]);
+    let out = data.signet(&["ca", "init"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("a CA already exists") && text(&out).contains("--force"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(data.join("ca/root.pem")).unwrap(),
+        root_before
+    );
+    assert_eq!(data.ok(&["cert", "list"]), certs_before);
+    // --force replaces it.
+    data.ok(&["ca", "init", "--force"]);
+    assert_ne!(
+        std::fs::read(data.join("ca/root.pem")).unwrap(),
+        root_before
+    );
+}
+
+#[test]
+fn cert_issue_revoke_and_crl() {
+    let data = Data::new();
+    data.ok(&["ca", "init"]);
+    let dir = data.path();
+    let (_key, _csr) =
+        common::openssl_csr(dir, "svc", &["-addext", "subjectAltName=DNS:svc.internal"]);
+    let out = data.signet(&[
+        "cert",
+        "issue",
+        "--profile",
+        "server",
+        "--name",
+        "svc.internal",
+        "--csr",
+        dir.join("svc.csr").to_str().unwrap(),
+        "--out",
+        dir.join("svc.pem").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = openssl(
+        dir,
+        &["verify", "-CAfile", "signet-data-ignored", "svc.pem"],
+    );
+    assert!(!out.status.success()); // sanity: a bad CA file fails
+    let ca = data.join("ca");
+    let out = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+            "-untrusted",
+            ca.join("intermediate.pem").to_str().unwrap(),
+            "svc.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A CSR asking for more than it is granted is refused, clearly.
+    common::openssl_csr(
+        dir,
+        "greedy",
+        &[
+            "-addext",
+            "subjectAltName=DNS:svc.internal,DNS:bank.example",
+        ],
+    );
+    let out = data.signet(&[
+        "cert",
+        "issue",
+        "--profile",
+        "server",
+        "--name",
+        "svc.internal",
+        "--csr",
+        dir.join("greedy.csr").to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("bank.example"),
+        "{}",
+        text(&out)
+    );
+
+    // A bundle for a new client.
+    let out = data.ok(&[
+        "cert",
+        "issue",
+        "--profile",
+        "client",
+        "--name",
+        "worker",
+        "--p12",
+        dir.join("worker.p12").to_str().unwrap(),
+    ]);
+    let serial = out.split_whitespace().nth(2).unwrap().to_string();
+    assert_eq!(serial.len(), 32, "{out}");
+    assert!(dir.join("worker.p12.pass").exists());
+
+    let out = data.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    assert!(out.contains("revoked"), "{out}");
+    let list = data.ok(&["cert", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&serial) && l.contains("revoked")),
+        "{list}"
+    );
+    data.ok(&["crl", "--out", dir.join("crl.pem").to_str().unwrap()]);
+    let out = openssl(
+        dir,
+        &[
+            "crl",
+            "-in",
+            "crl.pem",
+            "-CAfile",
+            ca.join("chain.pem").to_str().unwrap(),
+            "-verify",
+            "-noout",
+            "-text",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("verify OK"), "{t}");
+    assert!(t.to_lowercase().contains(&serial), "{t}");
+    // The CRL on disk was regenerated by the revocation too.
+    let on_disk = std::fs::read_to_string(ca.join("crl.pem")).unwrap();
+    assert!(on_disk.contains("BEGIN X509 CRL"));
+    let out = data.signet(&["cert", "revoke", &serial]);
+    assert!(!out.status.success() && text(&out).contains("already revoked"));
+    let out = data.signet(&["cert", "revoke", &serial[..30], "--reason", "bored"]);
+    assert!(
+        !out.status.success() && text(&out).contains("unknown revocation reason"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,308 @@
+//! Shared test helpers: the real `signet` binary on a fresh data directory, a real server on
+//! loopback, real mTLS clients built from the files `ca init` writes, and openssl.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_signet");
+
+/// A data directory that disappears with the test.
+pub struct Data {
+    pub dir: tempfile::TempDir,
+}
+
+impl Data {
+    pub fn new() -> Self {
+        Data {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Runs `signet --data-dir DATA args…`.
+    pub fn signet(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.path())
+            .args(args)
+            .env_remove("SIGNET_CONFIG")
+            .env("SIGNET_LOG", "warn,cryptoki=off")
+            .output()
+            .expect("signet runs")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.signet(args);
+        assert!(
+            out.status.success(),
+            "signet {args:?} failed: {}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs openssl in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs")
+}
+
+/// A running `signet serve`.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub data: Data,
+    pub stdout: Vec<String>,
+}
+
+impl Server {
+    /// Starts `signet serve` on 127.0.0.1 with a free port, and waits until it listens.
+    pub fn start() -> Self {
+        Self::start_in(Data::new(), &[])
+    }
+
+    pub fn start_in(data: Data, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(data.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("SIGNET_CONFIG")
+            .env("SIGNET_LOG", "warn,cryptoki=off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("server starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        let port = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                panic!("server exited before listening: {lines:?}");
+            }
+            if let Some(rest) = line.trim().strip_prefix("listening on https://127.0.0.1:") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            lines.push(line);
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Server {
+            child,
+            port,
+            data,
+            stdout: lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    /// A client presenting the admin bundle.
+    pub fn admin(&self) -> Client {
+        self.client("admin")
+    }
+
+    /// A client presenting `DATA/clients/<name>.crt.pem` + `.key.pem`.
+    pub fn client(&self, name: &str) -> Client {
+        let clients = self.data.join("clients");
+        Client::new(
+            &self.data.join("ca/root.pem"),
+            Some((
+                &clients.join(format!("{name}.crt.pem")),
+                &clients.join(format!("{name}.key.pem")),
+            )),
+            self,
+        )
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(mut self) -> Data {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, Data::new())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTPS client with an optional client certificate.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+/// A response: status, body text, and the body as JSON when it is.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub fn tls_config(root: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(root).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots);
+    match identity {
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    }
+}
+
+impl Client {
+    pub fn new(root: &Path, identity: Option<(&Path, &Path)>, server: &Server) -> Self {
+        let config = tls_config(root, identity);
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(config))
+            .timeout(Duration::from_secs(30))
+            .build();
+        Client {
+            agent,
+            base: server.url(""),
+        }
+    }
+
+    fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<Reply, String> {
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = response.status();
+        let content_type = response.header("content-type").unwrap_or("").to_string();
+        let body = response.into_string().map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    pub fn try_get(&self, path: &str) -> Result<Reply, String> {
+        Self::finish(self.agent.get(&format!("{}{path}", self.base)).call())
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.try_get(path).unwrap()
+    }
+
+    pub fn try_post(&self, path: &str, body: &Value) -> Result<Reply, String> {
+        Self::finish(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .send_string(&body.to_string()),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.try_post(path, body).unwrap()
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> Reply {
+        Self::finish(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .send_string(body),
+        )
+        .unwrap()
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        Self::finish(self.agent.delete(&format!("{}{path}", self.base)).call()).unwrap()
+    }
+}
+
+/// Makes an EC P-256 key and CSR with openssl; returns (key path, csr PEM).
+pub fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let key_s = key.to_str().unwrap().to_string();
+    let csr_s = csr.to_str().unwrap().to_string();
+    let subj = format!("/CN={name}");
+    args.extend(["-keyout", &key_s, "-out", &csr_s, "-subj", &subj]);
+    args.extend(extra);
+    let out = openssl(dir, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    (key, std::fs::read_to_string(csr).unwrap())
+}
+
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
