@@ -1,0 +1,486 @@
+//! The audit log: every action recorded with its principal and outcome, tampering detected with
+//! the sequence number named, durability across kill -9, and the audit key locked in the token.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{b64, openssl_csr, text, Data, Server};
+use serde_json::{json, Value};
+use signet::audit::AuditRecord;
+use signet::store::Store;
+
+fn with_config(checkpoint_every: u64) -> (Data, String) {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!("[audit]\ncheckpoint_every = {checkpoint_every}\n"),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    (data, conf)
+}
+
+fn records(body: &str) -> Vec<Value> {
+    body.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn every_action_is_recorded_with_principal_and_outcome() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    admin.post("/v1/keys/k/sign", &json!({"input": b64(b"secret message")}));
+    admin.post(
+        "/v1/keys/k/verify",
+        &json!({"input": b64(b"x"), "signature": b64(b"y")}),
+    );
+    admin.post("/v1/keys/k/rotate", &json!({}));
+    admin.post("/v1/keys/k/versions/1/disable", &json!({}));
+    admin.post("/v1/keys/k/versions/1/enable", &json!({}));
+    admin.delete("/v1/keys/k?pending_days=2");
+    admin.post("/v1/keys/k/cancel-deletion", &json!({}));
+    admin.post(
+        "/v1/principals",
+        &json!({"name": "reader", "scopes": ["keys:read"]}),
+    );
+    let dir = server.data.join("clients");
+    let (key, csr) = openssl_csr(&dir, "reader", &[]);
+    let issued = admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "client", "name": "reader"}),
+        )
+        .json();
+    std::fs::write(
+        dir.join("reader.crt.pem"),
+        format!(
+            "{}{}",
+            issued["certificate"].as_str().unwrap(),
+            issued["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(key, dir.join("reader.key.pem")).unwrap();
+    let reader = server.client("reader");
+    assert_eq!(
+        reader
+            .post("/v1/keys/k/sign", &json!({"input": b64(b"nope")}))
+            .status,
+        403
+    );
+    let serial = issued["serial"].as_str().unwrap();
+    admin.post(&format!("/v1/certificates/{serial}/revoke"), &json!({}));
+    admin.delete("/v1/principals/reader");
+    let anonymous = common::Client::new(&server.data.join("ca/root.pem"), None, &server);
+    assert!(anonymous.try_get("/healthz").is_err());
+
+    let log = records(&admin.get("/v1/audit?limit=10000").body);
+    let find = |action: &str, principal: &str, outcome: &str| {
+        log.iter()
+            .find(|r| {
+                r["action"] == action && r["principal"] == principal && r["outcome"] == outcome
+            })
+            .unwrap_or_else(|| panic!("no {action} by {principal} with {outcome} in {log:#?}"))
+            .clone()
+    };
+    for action in ["service.start", "config.loaded", "ca.init"] {
+        find(action, "signet", "ok");
+    }
+    for action in [
+        "key.create",
+        "key.sign",
+        "key.verify",
+        "key.rotate",
+        "key.disable",
+        "key.enable",
+        "key.delete-scheduled",
+        "key.cancel-deletion",
+        "principal.create",
+        "cert.issue",
+        "cert.revoke",
+        "crl.generate",
+        "principal.delete",
+    ] {
+        find(action, "admin", "ok");
+    }
+    let denied = find("key.sign", "reader", "denied");
+    assert!(
+        denied["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("keys:sign:k"),
+        "{denied}"
+    );
+    let refused = find("tls.handshake", "-", "denied");
+    assert_eq!(refused["details"]["reason"], "no-client-certificate");
+
+    // A signature's record names key, version and algorithm and holds the input's digest, never the input.
+    let sign = find("key.sign", "admin", "ok");
+    assert_eq!(sign["target"], "k");
+    assert_eq!(sign["details"]["version"], "1");
+    assert_eq!(sign["details"]["algorithm"], "ES256");
+    assert_eq!(
+        sign["details"]["input_sha256"],
+        sha256_hex(b"secret message")
+    );
+    assert!(!log
+        .iter()
+        .any(|r| r.to_string().contains(&b64(b"secret message"))));
+    // Request ids tie records to responses; sequence numbers have no gaps.
+    assert_eq!(sign["request_id"].as_str().unwrap().len(), 32);
+    for (i, r) in log.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1);
+    }
+    // after/limit page through the log.
+    let page = records(&admin.get("/v1/audit?after=2&limit=3").body);
+    assert_eq!(
+        page.iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+}
+
+/// Stops a server with checkpoints every 4 records after some activity; returns its data dir.
+fn busy_log() -> Data {
+    let (data, conf) = with_config(4);
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    for i in 0..12 {
+        admin.post(
+            "/v1/keys/k/sign",
+            &json!({"input": b64(format!("m{i}").as_bytes())}),
+        );
+    }
+    server.stop()
+}
+
+fn verify(data: &Data) -> (bool, String) {
+    let out = data.signet(&["audit", "verify"]);
+    (out.status.success(), text(&out))
+}
+
+fn edit_db(data: &Data, f: impl FnOnce(&sled::Tree, &Store)) {
+    let store = Store::open(&data.join("db")).unwrap();
+    f(store.audit_tree(), &store);
+    store.flush().unwrap();
+}
+
+fn get(tree: &sled::Tree, seq: u64) -> AuditRecord {
+    serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap()
+}
+
+fn checkpoint_seqs(tree: &sled::Tree) -> Vec<u64> {
+    tree.iter()
+        .map(|e| serde_json::from_slice::<AuditRecord>(&e.unwrap().1).unwrap())
+        .filter(|r| r.action == "audit.checkpoint")
+        .map(|r| r.seq)
+        .collect()
+}
+
+#[test]
+fn tampering_with_the_database_is_detected() {
+    let data = busy_log();
+    let (ok, out) = verify(&data);
+    assert!(ok, "{out}");
+    assert!(out.contains("checkpoint signatures verified"), "{out}");
+
+    // Change one byte of a stored record.
+    let copy = |data: &Data| {
+        let d = Data::new();
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", data.path().display()))
+            .arg(d.path())
+            .status()
+            .unwrap();
+        d
+    };
+    let d = copy(&data);
+    edit_db(&d, |tree, _| {
+        let mut bytes = tree.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"\"k\"," || w == b"m5\"}")
+            .unwrap_or(20);
+        bytes[at + 1] ^= 0x01;
+        tree.insert(7u64.to_be_bytes(), bytes).unwrap();
+    });
+    let (ok, out) = verify(&d);
+    assert!(!ok && out.contains("broken at seq 7"), "{out}");
+
+    // Delete a record.
+    let d = copy(&data);
+    edit_db(&d, |tree, _| {
+        tree.remove(9u64.to_be_bytes()).unwrap();
+    });
+    let (ok, out) = verify(&d);
+    assert!(!ok && out.contains("broken at seq 9"), "{out}");
+
+    // Reorder two records.
+    let d = copy(&data);
+    edit_db(&d, |tree, _| {
+        let a = tree.get(5u64.to_be_bytes()).unwrap().unwrap();
+        let b = tree.get(6u64.to_be_bytes()).unwrap().unwrap();
+        tree.insert(5u64.to_be_bytes(), b).unwrap();
+        tree.insert(6u64.to_be_bytes(), a).unwrap();
+    });
+    let (ok, out) = verify(&d);
+    assert!(!ok && out.contains("broken at seq 5"), "{out}");
+
+    // Rewrite a record *and* its hash consistently: the chain breaks at the next record.
+    let d = copy(&data);
+    edit_db(&d, |tree, _| {
+        let mut r = get(tree, 6);
+        r.principal = "someone-else".into();
+        r.hash = r.compute_hash();
+        tree.insert(6u64.to_be_bytes(), serde_json::to_vec(&r).unwrap())
+            .unwrap();
+    });
+    let (ok, out) = verify(&d);
+    assert!(!ok && out.contains("broken at seq 7"), "{out}");
+
+    // Truncate the tail after a checkpoint.
+    let d = copy(&data);
+    let mut cut = 0;
+    edit_db(&d, |tree, _| {
+        let cps = checkpoint_seqs(tree);
+        assert!(cps.len() >= 2, "{cps:?}");
+        cut = cps[cps.len() - 2];
+        let last = tree
+            .iter()
+            .keys()
+            .filter(|k| k.as_ref().unwrap().len() == 8)
+            .count() as u64;
+        for seq in cut + 1..=last {
+            tree.remove(seq.to_be_bytes()).unwrap();
+        }
+    });
+    let (ok, out) = verify(&d);
+    assert!(
+        !ok && out.contains(&format!("broken at seq {}", cut + 1)) && out.contains("truncated"),
+        "{out}"
+    );
+
+    // A forged checkpoint (signed by some other key) is refused.
+    let d = copy(&data);
+    edit_db(&d, |tree, _| {
+        let cp = checkpoint_seqs(tree)[0];
+        let mut r = get(tree, cp);
+        r.details.insert(
+            "signature".into(),
+            b64(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]),
+        );
+        r.hash = r.compute_hash();
+        tree.insert(cp.to_be_bytes(), serde_json::to_vec(&r).unwrap())
+            .unwrap();
+    });
+    let (ok, out) = verify(&d);
+    assert!(
+        !ok && out.contains("checkpoint signature does not verify"),
+        "{out}"
+    );
+}
+
+#[test]
+fn exported_copies_verify_offline_and_tampering_is_detected() {
+    let data = busy_log();
+    let export = data.join("audit.jsonl");
+    let out = data.ok(&["audit", "export", "--out", export.to_str().unwrap()]);
+    assert!(out.contains("exported"), "{out}");
+    let public = data.join("audit.pub.pem");
+    let check = |lines: &[String]| {
+        let file = data.join("t.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let out = data.signet(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            public.to_str().unwrap(),
+        ]);
+        (out.status.success(), text(&out))
+    };
+    let lines: Vec<String> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines.last().unwrap().contains("audit.checkpoint"));
+    let (ok, out) = check(&lines);
+    assert!(ok, "{out}");
+
+    let mut edited = lines.clone();
+    edited[3] = edited[3].replacen("\"outcome\":\"ok\"", "\"outcome\":\"denied\"", 1);
+    assert_ne!(edited[3], lines[3]);
+    let (ok, out) = check(&edited);
+    assert!(!ok && out.contains("broken at seq 4"), "{out}");
+
+    let mut deleted = lines.clone();
+    deleted.remove(5);
+    let (ok, out) = check(&deleted);
+    assert!(!ok && out.contains("broken at seq 6"), "{out}");
+
+    let mut swapped = lines.clone();
+    swapped.swap(7, 8);
+    let (ok, out) = check(&swapped);
+    assert!(!ok && out.contains("broken at seq 8"), "{out}");
+
+    let truncated = lines[..lines.len() - 2].to_vec();
+    let (ok, out) = check(&truncated);
+    assert!(!ok && out.contains("truncated"), "{out}");
+
+    // The wrong public key fails every checkpoint.
+    let other = Data::new();
+    std::fs::write(other.join("m"), b"x").unwrap();
+    other.ok(&["key", "create", "x", "--spec", "ec-p256"]);
+    let pem = other.ok(&["key", "public", "x"]);
+    std::fs::write(&public, pem).unwrap();
+    let (ok, out) = check(&lines);
+    assert!(
+        !ok && out.contains("checkpoint signature does not verify"),
+        "{out}"
+    );
+}
+
+#[test]
+fn kill_9_under_load_loses_no_answered_signature() {
+    let (data, conf) = with_config(25);
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "load", "spec": "ec-p256"}));
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            let client = server.admin();
+            let received = received.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let input = format!("worker {t} item {i}");
+                    i += 1;
+                    match client.try_post(
+                        "/v1/keys/load/sign",
+                        &json!({"input": b64(input.as_bytes())}),
+                    ) {
+                        Ok(r) if r.status == 200 => {
+                            received.lock().unwrap().push(sha256_hex(input.as_bytes()))
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = server.child.id();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let data = server.stop();
+    let received = received.lock().unwrap().clone();
+    assert!(received.len() > 20, "too little load: {}", received.len());
+
+    let (ok, out) = verify(&data);
+    assert!(ok, "{out}");
+    let store = Store::open(&data.join("db")).unwrap();
+    let log = signet::audit::read_records(&store, 0, usize::MAX).unwrap();
+    let signed: BTreeMap<String, u64> = log
+        .iter()
+        .filter(|r| r.action == "key.sign" && r.outcome == signet::audit::Outcome::Ok)
+        .map(|r| (r.details["input_sha256"].clone(), r.seq))
+        .collect();
+    let missing: Vec<_> = received
+        .iter()
+        .filter(|d| !signed.contains_key(*d))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered signatures have no record",
+        missing.len(),
+        received.len()
+    );
+}
+
+#[test]
+fn the_audit_key_is_locked_in_the_token_and_not_for_clients() {
+    let server = Server::start();
+    let admin = server.admin();
+    let keys = admin.get("/v1/keys").json();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 0, "{keys}");
+    let data = server.stop();
+    let module = signet_softhsm::find_module().unwrap();
+    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
+    let listing = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            "signet",
+            "--login",
+            "--pin",
+            &pin,
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
+        .env("SOFTHSM2_CONF", data.join("softhsm/softhsm2.conf"))
+        .output()
+        .unwrap();
+    let t = text(&listing);
+    let block = t
+        .split("Private Key Object")
+        .find(|b| b.contains("signet:audit:"))
+        .unwrap_or_else(|| panic!("no audit key: {t}"));
+    assert!(
+        block.contains("never extractable") && block.contains("sensitive"),
+        "{block}"
+    );
+    assert!(
+        block.contains("Usage:") && block.contains("sign") && !block.contains("decrypt"),
+        "{block}"
+    );
+    // Clients cannot name it: it is not a key record, and its label is not a valid key name.
+    let server = Server::start_in(data, &[]);
+    let label = block
+        .lines()
+        .find(|l| l.contains("label:"))
+        .unwrap()
+        .split("label:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let reply = server.admin().post(
+        &format!("/v1/keys/{label}/sign"),
+        &json!({"input": b64(b"forge a checkpoint")}),
+    );
+    assert_eq!(reply.status, 404, "{reply:?}");
+}
