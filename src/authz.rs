@@ -80,8 +80,18 @@ impl Caller {
         self.can_sign(key)
             || self.scopes().iter().any(|s| {
                 s == "keys:read"
+                    || s == "keys:verify"
                     || s.strip_prefix("keys:verify:")
                         .is_some_and(|p| pattern_matches(p, key))
             })
+    }
+
+    /// May put `scope` in a token it asks for.
+    pub fn can_request_token_scope(&self, scope: &str) -> bool {
+        self.scopes().iter().any(|s| {
+            s == "admin"
+                || s.strip_prefix("tokens:scope:")
+                    .is_some_and(|p| pattern_matches(p, scope))
+        })
     }
 }

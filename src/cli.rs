@@ -55,6 +55,9 @@ pub enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Signed tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -197,6 +200,22 @@ pub enum ConfigCommand {
     Check,
 }
 
+/// `signet token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Check a token offline against a JWKS file (or the data dir's token key) and print its claims.
+    Verify {
+        /// The compact JWS.
+        token: String,
+        /// JWKS file; without it the data directory's token key is used.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Expected audience.
+        #[arg(long)]
+        audience: Option<String>,
+    },
+}
+
 /// `signet audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -268,6 +287,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("trust domain  {}", config.ca.trust_domain);
             Ok(())
         }
+        Command::Token(TokenCommand::Verify {
+            token,
+            jwks,
+            audience,
+        }) => crate::tokens::cli_verify(&config, &token, jwks.as_deref(), audience.as_deref()),
         Command::Audit(cmd) => crate::audit::cli(&config, cmd),
         Command::Key(cmd) => key_command(&Signet::open(config)?, cmd),
         Command::Ca(cmd) => ca_command(&Signet::open(config)?, cmd),

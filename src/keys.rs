@@ -255,8 +255,37 @@ impl Keys<'_> {
         }
     }
 
-    /// Signs with the primary version, or with `version` when asked.
+    /// Signs with the primary version, or with `version` when asked. The token-signing key
+    /// refuses: it signs only tokens Signet builds, never caller-chosen bytes.
     pub fn sign(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        algorithm: Option<SignatureAlgorithm>,
+        input: SignInput<'_>,
+        format: EcdsaFormat,
+    ) -> Result<Signature> {
+        if name == crate::tokens::TOKEN_KEY {
+            return Err(Error::Forbidden(format!(
+                "{name:?} signs only tokens (POST /v1/tokens), never arbitrary input"
+            )));
+        }
+        self.sign_any(name, version, algorithm, input, format)
+    }
+
+    /// Signs a token's signing input with the token key.
+    pub(crate) fn sign_token(
+        &self,
+        name: &str,
+        version: u32,
+        algorithm: SignatureAlgorithm,
+        input: SignInput<'_>,
+        format: EcdsaFormat,
+    ) -> Result<Signature> {
+        self.sign_any(name, Some(version), Some(algorithm), input, format)
+    }
+
+    fn sign_any(
         &self,
         name: &str,
         version: Option<u32>,

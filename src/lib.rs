@@ -18,3 +18,4 @@ pub mod principals;
 pub mod runtime;
 pub mod store;
 pub mod tls;
+pub mod tokens;

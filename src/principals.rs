@@ -6,12 +6,14 @@ use crate::error::{Error, Result};
 use crate::store::{all_json, get_json, put_json, Store};
 
 /// The scopes a principal can hold. `keys:sign:<pattern>` and `keys:verify:<pattern>` take a
-/// key-name pattern where `*` matches any run of characters.
+/// key-name pattern where `*` matches any run of characters; `tokens:scope:<pattern>` bounds the
+/// scope values a principal may put in the tokens it asks for.
 pub const FIXED_SCOPES: &[&str] = &[
     "admin",
     "keys:create",
     "keys:manage",
     "keys:read",
+    "keys:verify",
     "certs:issue",
     "certs:revoke",
     "certs:read",
@@ -42,13 +44,14 @@ pub fn valid_scope(scope: &str) -> bool {
     if FIXED_SCOPES.contains(&scope) {
         return true;
     }
-    for prefix in ["keys:sign:", "keys:verify:"] {
+    for prefix in ["keys:sign:", "keys:verify:", "tokens:scope:"] {
         if let Some(pattern) = scope.strip_prefix(prefix) {
             return !pattern.is_empty()
                 && pattern.len() <= 64
-                && pattern
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'));
+                && pattern.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'_' | b'.' | b'*' | b':' | b'/')
+                });
         }
     }
     false
@@ -92,7 +95,7 @@ impl Principals<'_> {
         }
         if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
             return Err(Error::BadRequest(format!(
-                "unknown scope {bad:?}; scopes are {} and keys:sign:<pattern>, keys:verify:<pattern>",
+                "unknown scope {bad:?}; scopes are {} and keys:sign:<pattern>, keys:verify:<pattern>, tokens:scope:<pattern>",
                 FIXED_SCOPES.join(", ")
             )));
         }

@@ -6,6 +6,7 @@ mod metrics;
 mod ops;
 mod pki;
 mod problem;
+mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -90,6 +91,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/principals/{name}",
             axum::routing::delete(pki::delete_principal),
         )
+        .route("/v1/tokens", post(tokens::issue))
+        .route("/v1/tokens/introspect", post(tokens::introspect))
+        .route("/v1/tokens/revoke", post(tokens::revoke))
+        .route("/.well-known/jwks.json", get(tokens::jwks))
+        .route("/.well-known/signet", get(tokens::metadata))
         .fallback(ops::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -185,6 +191,20 @@ pub async fn prepare(
             for line in report.lines {
                 println!("  {line}");
             }
+        }
+        if signet.store.key(crate::tokens::TOKEN_KEY)?.is_none() {
+            let record = crate::tokens::ensure_key(&signet)?;
+            audit.append(
+                Event::new(
+                    "signet",
+                    "-",
+                    "key.create",
+                    crate::tokens::TOKEN_KEY,
+                    Outcome::Ok,
+                )
+                .with("spec", &record.spec)
+                .with("purpose", "token signing"),
+            )?;
         }
         let ca = Arc::new(authority::load(&signet)?);
         let record = authority::record(&signet)?;

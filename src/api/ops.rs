@@ -103,6 +103,27 @@ pub fn housekeeping(state: &AppState) {
         }
         Err(e) => tracing::error!(error = %e, "housekeeping: destroying due keys failed"),
     }
+    match crate::tokens::rotate_if_due(&state.signet, now) {
+        Ok(Some(version)) => {
+            tracing::info!(version, "token-signing key rotated (automatic rotation)");
+            let _ = state.audit.append(
+                Event::new(
+                    "signet",
+                    "-",
+                    "key.rotate",
+                    crate::tokens::TOKEN_KEY,
+                    Outcome::Ok,
+                )
+                .with("trigger", "rotate_every_days")
+                .with("primary_version", version),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "housekeeping: token key rotation failed"),
+    }
+    if let Err(e) = crate::tokens::prune(&state.signet, now) {
+        tracing::error!(error = %e, "housekeeping: pruning revoked tokens failed");
+    }
     if let Err(e) = state.audit.checkpoint_if_due() {
         tracing::error!(error = %e, "housekeeping: audit checkpoint failed");
     }

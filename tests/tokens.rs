@@ -1,0 +1,548 @@
+//! Tokens: issued over mTLS, signed in the HSM, verified by an independent JWT implementation
+//! (jsonwebtoken with RustCrypto) fed only the JWKS; rotation overlap, introspection, revocation,
+//! certificate binding and the usual attacks.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{text, Data, Server};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls::pki_types::pem::PemObject;
+use serde_json::{json, Value};
+
+fn server_with(config: &str) -> Server {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(&conf, config).unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    Server::start_in(data, &[("SIGNET_CONFIG", &conf)])
+}
+
+fn independent_verify(
+    jwks: &str,
+    token: &str,
+    alg: Algorithm,
+    audience: &str,
+) -> Result<Value, String> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = set.find(&kid).ok_or("kid not in JWKS")?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["https://localhost:8443"]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
+
+fn segments(token: &str) -> (Value, Value) {
+    let parts: Vec<&str> = token.split('.').collect();
+    let decode =
+        |s: &str| serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap();
+    (decode(parts[0]), decode(parts[1]))
+}
+
+fn issue_for(alg_config: &str, alg: Algorithm) {
+    let server = server_with(alg_config);
+    let admin = server.admin();
+    let reply = admin.post(
+        "/v1/tokens",
+        &json!({"audience": "orders", "scope": "read write", "ttl": 300}),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let doc = reply.json();
+    assert_eq!(
+        (doc["token_type"].as_str(), doc["expires_in"].as_i64()),
+        (Some("Bearer"), Some(300))
+    );
+    let token = doc["token"].as_str().unwrap();
+    let jwks = admin.get("/.well-known/jwks.json");
+    assert!(jwks.content_type.contains("jwk-set"), "{jwks:?}");
+    let claims = independent_verify(&jwks.body, token, alg, "orders")
+        .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+    assert_eq!(claims["sub"], "admin");
+    assert_eq!(claims["scope"], "read write");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(claims["jti"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        16
+    );
+    let (header, _) = segments(token);
+    assert_eq!(header["typ"], "at+jwt");
+    // The kid is the RFC 7638 thumbprint of the JWKS entry.
+    let set: Value = serde_json::from_str(&jwks.body).unwrap();
+    assert_eq!(set["keys"][0]["kid"], header["kid"]);
+    // A wrong audience fails in the independent verifier too.
+    assert!(independent_verify(&jwks.body, token, alg, "billing").is_err());
+}
+
+#[test]
+fn es256_tokens_verify_independently() {
+    issue_for("", Algorithm::ES256);
+}
+
+#[test]
+fn eddsa_tokens_verify_independently() {
+    issue_for(
+        "[tokens]\nkey_spec = \"ed25519\"\nalgorithm = \"EdDSA\"\n",
+        Algorithm::EdDSA,
+    );
+}
+
+#[test]
+fn rs256_tokens_verify_independently() {
+    issue_for(
+        "[tokens]\nkey_spec = \"rsa-2048\"\nalgorithm = \"RS256\"\n",
+        Algorithm::RS256,
+    );
+}
+
+#[test]
+fn ps256_tokens_verify_independently() {
+    issue_for(
+        "[tokens]\nkey_spec = \"rsa-2048\"\nalgorithm = \"PS256\"\n",
+        Algorithm::PS256,
+    );
+}
+
+#[test]
+fn tokens_are_bound_to_the_client_certificate() {
+    let server = Server::start();
+    let admin = server.admin();
+    let token = admin.post("/v1/tokens", &json!({"audience": "a"})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, claims) = segments(&token);
+    let cert =
+        rustls::pki_types::CertificateDer::pem_file_iter(server.data.join("clients/admin.crt.pem"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+    let expected =
+        URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()));
+    assert_eq!(claims["cnf"]["x5t#S256"], expected);
+    let unbound = admin
+        .post("/v1/tokens", &json!({"audience": "a", "bind": false}))
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(segments(&unbound).1.get("cnf").is_none());
+    // Default TTL from config (15 minutes).
+    let (_, claims) = segments(&unbound);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+}
+
+#[test]
+fn rotation_overlap_and_retirement() {
+    let server = server_with("[server]\nhousekeeping_interval_secs = 1\n");
+    let admin = server.admin();
+    let short = admin
+        .post("/v1/tokens", &json!({"audience": "a", "ttl": 3}))
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwks_v1 = admin.get("/.well-known/jwks.json").body;
+    assert!(admin.get("/.well-known/jwks.json").body.contains("\"kid\""));
+    let rotated = admin.post("/v1/keys/token-signer/rotate", &json!({}));
+    assert_eq!(rotated.json()["primary_version"], 2, "{rotated:?}");
+    let fresh = admin
+        .post("/v1/tokens", &json!({"audience": "a", "ttl": 600}))
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(segments(&short).0["kid"], segments(&fresh).0["kid"]);
+    let jwks = admin.get("/.well-known/jwks.json");
+    assert!(jwks
+        .body
+        .contains(segments(&short).0["kid"].as_str().unwrap()));
+    assert_eq!(
+        serde_json::from_str::<Value>(&jwks.body).unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The old token still verifies after rotation, independently and by introspection.
+    independent_verify(&jwks.body, &short, Algorithm::ES256, "a").unwrap();
+    let intro = admin
+        .post("/v1/tokens/introspect", &json!({"token": short}))
+        .json();
+    assert_eq!(intro["active"], true, "{intro}");
+    // Disabled, v1 stays published until its last token has expired…
+    assert_eq!(
+        admin
+            .post("/v1/keys/token-signer/versions/1/disable", &json!({}))
+            .status,
+        200
+    );
+    let still = admin.get("/.well-known/jwks.json").body;
+    assert_eq!(
+        serde_json::from_str::<Value>(&still).unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // …then it leaves the JWKS, and its tokens fail for want of a key.
+    let after = admin.get("/.well-known/jwks.json").body;
+    let keys = serde_json::from_str::<Value>(&after).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(keys.len(), 1, "{after}");
+    assert_eq!(keys[0]["kid"], segments(&fresh).0["kid"]);
+    let intro = admin
+        .post("/v1/tokens/introspect", &json!({"token": short}))
+        .json();
+    assert_eq!(intro["active"], false);
+    std::fs::write(server.data.join("jwks.json"), &after).unwrap();
+    std::fs::write(server.data.join("jwks-v1.json"), &jwks_v1).unwrap();
+    let offline = std::process::Command::new(common::BIN)
+        .args([
+            "token",
+            "verify",
+            &fresh,
+            "--jwks",
+            server.data.join("jwks.json").to_str().unwrap(),
+            "--audience",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        offline.status.success() && text(&offline).contains("\"sub\": \"admin\""),
+        "{}",
+        text(&offline)
+    );
+    let offline = std::process::Command::new(common::BIN)
+        .args([
+            "token",
+            "verify",
+            &short,
+            "--jwks",
+            server.data.join("jwks.json").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !offline.status.success() && text(&offline).contains("unknown kid"),
+        "{}",
+        text(&offline)
+    );
+    let keys = admin.get("/v1/keys/token-signer").json();
+    assert_eq!(keys["versions"][0]["state"], "disabled");
+    // The token key signs only tokens.
+    let raw = admin.post(
+        "/v1/keys/token-signer/sign",
+        &json!({"input": common::b64(b"{\"alg\":\"none\"}")}),
+    );
+    assert_eq!(raw.status, 403, "{raw:?}");
+}
+
+#[test]
+fn revocation_and_pruning() {
+    let server = server_with("[server]\nhousekeeping_interval_secs = 1\n");
+    let admin = server.admin();
+    let issue = |ttl: i64| {
+        admin
+            .post("/v1/tokens", &json!({"audience": "a", "ttl": ttl}))
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let t1 = issue(600);
+    assert_eq!(
+        admin
+            .post(
+                "/v1/tokens/introspect",
+                &json!({"token": t1, "audience": "a"})
+            )
+            .json()["active"],
+        true
+    );
+    let revoked = admin.post("/v1/tokens/revoke", &json!({"token": t1}));
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let intro = admin
+        .post("/v1/tokens/introspect", &json!({"token": t1}))
+        .json();
+    assert_eq!(
+        (intro["active"].as_bool(), intro["reason"].as_str()),
+        (Some(false), Some("revoked"))
+    );
+    // By jti alone (its expiry unknown to Signet, so kept for the longest token lifetime).
+    let t3 = issue(600);
+    let jti3 = segments(&t3).1["jti"].as_str().unwrap().to_string();
+    assert_eq!(
+        admin
+            .post("/v1/tokens/revoke", &json!({"jti": jti3}))
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .post("/v1/tokens/introspect", &json!({"token": t3}))
+            .json()["active"],
+        false
+    );
+    assert_eq!(
+        admin
+            .post("/v1/tokens/revoke", &json!({"token": t3, "jti": jti3}))
+            .status,
+        400
+    );
+    // A short-lived token revoked by presenting it: pruned once it has expired.
+    let t2 = issue(2);
+    assert_eq!(
+        admin
+            .post("/v1/tokens/revoke", &json!({"token": t2}))
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .post("/v1/tokens/introspect", &json!({"token": t2}))
+            .json()["active"],
+        false
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let data = server.stop();
+    let store = signet::store::Store::open(&data.join("db")).unwrap();
+    let tree = store.revoked_tokens_tree();
+    assert_eq!(tree.len(), 2, "t2's revocation should have been pruned");
+    assert!(tree
+        .get(segments(&t2).1["jti"].as_str().unwrap())
+        .unwrap()
+        .is_none());
+    assert!(tree.get(jti3.as_str()).unwrap().is_some());
+    assert!(tree
+        .get(segments(&t1).1["jti"].as_str().unwrap())
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn attacks_and_malformed_tokens_are_inactive() {
+    let server = Server::start();
+    let admin = server.admin();
+    let good = admin.post("/v1/tokens", &json!({"audience": "a"})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = good.split('.').collect();
+    let (header, claims) = segments(&good);
+    let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let with_header = |h: Value| format!("{}.{}.{}", enc(&h), parts[1], parts[2]);
+    let mut none = header.clone();
+    none["alg"] = "none".into();
+    let mut es384 = header.clone();
+    es384["alg"] = "ES384".into();
+    let mut unknown_kid = header.clone();
+    unknown_kid["kid"] = "not-a-kid".into();
+    // HS256 with the public key as the HMAC secret (the classic key-confusion attack).
+    let jwks: Value = serde_json::from_str(&admin.get("/.well-known/jwks.json").body).unwrap();
+    let mut hs = header.clone();
+    hs["alg"] = "HS256".into();
+    let hs_input = format!("{}.{}", enc(&hs), parts[1]);
+    let secret = jwks["keys"][0].to_string();
+    let mac = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+        hs_input.as_bytes(),
+    );
+    let hs_token = format!("{hs_input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+    let mut forged_claims = claims.clone();
+    forged_claims["sub"] = "root".into();
+    let forged = format!("{}.{}.{}", parts[0], enc(&forged_claims), parts[2]);
+    let cases: Vec<(String, &str)> = vec![
+        ("not a token".into(), "3 segments"),
+        (format!("{}.{}", parts[0], parts[1]), "3 segments"),
+        (format!("{good}.extra"), "3 segments"),
+        (format!("{}.{}.{}", "!!!", parts[1], parts[2]), "base64url"),
+        (with_header(none), "alg none"),
+        (
+            format!(
+                "{}.{}.",
+                enc(&json!({"alg": "none", "kid": header["kid"]})),
+                parts[1]
+            ),
+            "alg none",
+        ),
+        (with_header(es384), "does not match"),
+        (with_header(unknown_kid), "unknown kid"),
+        (hs_token, "does not match"),
+        (forged, "signature does not verify"),
+        (
+            format!("{}.{}.{}", parts[0], "A".repeat(9000), parts[2]),
+            "too large",
+        ),
+    ];
+    for (token, reason) in cases {
+        let reply = admin.post("/v1/tokens/introspect", &json!({"token": token}));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let doc = reply.json();
+        assert_eq!(doc["active"], false, "{token}");
+        assert!(
+            doc["reason"].as_str().unwrap().contains(reason),
+            "expected {reason}: {doc}"
+        );
+    }
+    let doc = admin
+        .post(
+            "/v1/tokens/introspect",
+            &json!({"token": good, "audience": "elsewhere"}),
+        )
+        .json();
+    assert!(
+        doc["active"] == false && doc["reason"].as_str().unwrap().contains("audience"),
+        "{doc}"
+    );
+    let expired = admin
+        .post("/v1/tokens", &json!({"audience": "a", "ttl": 1}))
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let doc = admin
+        .post("/v1/tokens/introspect", &json!({"token": expired}))
+        .json();
+    assert_eq!(doc["reason"], "expired", "{doc}");
+    assert_eq!(
+        admin
+            .post("/v1/tokens/introspect", &json!({"token": good}))
+            .json()["active"],
+        true
+    );
+}
+
+#[test]
+fn token_policy_is_enforced() {
+    let server = Server::start();
+    let admin = server.admin();
+    let dir = server.data.join("clients");
+    admin.post("/v1/principals", &json!({"name": "svc", "scopes": ["tokens:issue", "tokens:introspect", "tokens:scope:orders:*"]}));
+    let (key, csr) = common::openssl_csr(&dir, "svc", &[]);
+    let issued = admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "client", "name": "svc"}),
+        )
+        .json();
+    std::fs::write(
+        dir.join("svc.crt.pem"),
+        format!(
+            "{}{}",
+            issued["certificate"].as_str().unwrap(),
+            issued["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(key, dir.join("svc.key.pem")).unwrap();
+    let svc = server.client("svc");
+    let ok = svc.post(
+        "/v1/tokens",
+        &json!({"audience": "orders", "scope": "orders:read orders:write"}),
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let token = ok.json()["token"].as_str().unwrap().to_string();
+    let intro = svc
+        .post("/v1/tokens/introspect", &json!({"token": token}))
+        .json();
+    assert_eq!(
+        (intro["active"].as_bool(), intro["sub"].as_str()),
+        (Some(true), Some("svc"))
+    );
+    assert!(intro.get("reason").is_none());
+    let bad = svc
+        .post("/v1/tokens/introspect", &json!({"token": "x.y.z"}))
+        .json();
+    assert!(
+        bad["active"] == false && bad.get("reason").is_none(),
+        "reasons are for admins: {bad}"
+    );
+    assert_eq!(
+        svc.post(
+            "/v1/tokens",
+            &json!({"audience": "orders", "scope": "payments:write"})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        svc.post(
+            "/v1/tokens",
+            &json!({"audience": "orders", "subject": "admin"})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        svc.post("/v1/tokens", &json!({"audience": "orders", "ttl": 999999}))
+            .status,
+        400
+    );
+    assert_eq!(svc.post("/v1/tokens", &json!({"audience": ""})).status, 400);
+    // Its own token it may revoke; another's jti it may not.
+    let other = admin.post("/v1/tokens", &json!({"audience": "x"})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_jti = segments(&other).1["jti"].as_str().unwrap().to_string();
+    assert_eq!(
+        svc.post("/v1/tokens/revoke", &json!({"jti": other_jti}))
+            .status,
+        403
+    );
+    assert_eq!(
+        svc.post("/v1/tokens/revoke", &json!({"token": token}))
+            .status,
+        200
+    );
+    // Admin may issue on behalf of svc; the token names the requester.
+    let on_behalf = admin
+        .post(
+            "/v1/tokens",
+            &json!({"audience": "orders", "subject": "svc"}),
+        )
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, claims) = segments(&on_behalf);
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some("svc"), Some("admin"))
+    );
+    let meta = svc.get("/.well-known/signet").json();
+    assert_eq!(
+        meta["jwks_uri"],
+        "https://localhost:8443/.well-known/jwks.json"
+    );
+    assert_eq!(meta["token_signing_alg_values_supported"][0], "ES256");
+    let log = admin.get("/v1/audit?limit=10000").body;
+    assert!(
+        log.contains("\"action\":\"token.issue\"") && log.contains("\"action\":\"token.revoke\"")
+    );
+    assert!(!log.contains(&token), "a token leaked into the audit log");
+}
