@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Signet needs on a fresh Debian machine: SoftHSM2 (the development and CI token),
-# OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), and
+# OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), faketime, and
 # cargo-nextest when it is missing. Idempotent.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(build-essential)
+command -v faketime >/dev/null || need+=(faketime)   # the expired-certificate test runs the server in the future
+command -v pgrep >/dev/null || need+=(procps)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

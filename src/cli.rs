@@ -27,6 +27,9 @@ pub struct Cli {
     /// Configuration file (TOML); see src/signet.example.toml.
     #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log format on stderr: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

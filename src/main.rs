@@ -15,12 +15,15 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{level},cryptoki=off,sled=warn"))
         });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(true)
-        .init();
+        .with_target(true);
+    if cli.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     match signet::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

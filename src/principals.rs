@@ -44,13 +44,19 @@ pub fn valid_scope(scope: &str) -> bool {
     if FIXED_SCOPES.contains(&scope) {
         return true;
     }
-    for prefix in ["keys:sign:", "keys:verify:", "tokens:scope:"] {
+    for (prefix, extra) in [
+        ("keys:sign:", &b""[..]),
+        ("keys:verify:", &b""[..]),
+        // Token scopes are free-form values such as `orders:read` or `api/v2`.
+        ("tokens:scope:", &b":/"[..]),
+    ] {
         if let Some(pattern) = scope.strip_prefix(prefix) {
             return !pattern.is_empty()
                 && pattern.len() <= 64
                 && pattern.bytes().all(|b| {
                     b.is_ascii_alphanumeric()
-                        || matches!(b, b'-' | b'_' | b'.' | b'*' | b':' | b'/')
+                        || matches!(b, b'-' | b'_' | b'.' | b'*')
+                        || extra.contains(&b)
                 });
         }
     }
@@ -149,5 +155,7 @@ mod tests {
         assert!(!valid_scope("keys:sign:"));
         assert!(!valid_scope("root"));
         assert!(!valid_scope("keys:sign:a/b"));
+        assert!(valid_scope("tokens:scope:orders:*"));
+        assert!(valid_scope("tokens:scope:api/v2"));
     }
 }

@@ -38,6 +38,10 @@ impl DataDir {
     pub fn ca(&self) -> PathBuf {
         self.0.join("ca")
     }
+    /// Written while `signet serve` runs: its pid and address.
+    pub fn server_file(&self) -> PathBuf {
+        self.0.join("server.pid")
+    }
     /// Client bundles.
     pub fn clients(&self) -> PathBuf {
         self.0.join("clients")
@@ -63,8 +67,19 @@ impl Signet {
         let data = DataDir(config.data_dir.clone());
         signet_softhsm::mkdir_private(&data.0)
             .with_context(|| format!("creating data directory {}", data.0.display()))?;
+        // The store first: it is single-owner, and when a server holds it nothing else (not even a
+        // token login) should happen.
+        let store = match Store::open(&data.db()) {
+            Ok(store) => store,
+            Err(crate::store::StoreError::Locked(path)) => {
+                let holder = std::fs::read_to_string(data.server_file())
+                    .map(|s| format!("the signet server ({})", s.trim()))
+                    .unwrap_or_else(|_| "another signet process".into());
+                bail!("{path} is held by {holder}; stop it, call its API instead, or use another --data-dir. Nothing was changed")
+            }
+            Err(e) => return Err(e.into()),
+        };
         let backend = open_backend(&config, &data)?;
-        let store = Store::open(&data.db())?;
         Ok(Signet {
             config,
             backend,

@@ -120,12 +120,10 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     if let Ok(value) = id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
-    state.metrics.request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    state.metrics.request(&route, &method, status, elapsed);
+    tracing::info!(target: "signet::request", request_id = %id, %method, %route, status, latency_ms = elapsed * 1000.0, "request");
     response
 }
 
@@ -146,8 +144,16 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        announce(&state, listener.local_addr()?);
-        run(state, tls, listener, shutdown_signal()).await
+        let local = listener.local_addr()?;
+        let server_file = state.signet.data.server_file();
+        std::fs::write(
+            &server_file,
+            format!("pid {}, listening on https://{local}\n", std::process::id()),
+        )?;
+        announce(&state, local);
+        let result = run(state, tls, listener, shutdown_signal()).await;
+        let _ = std::fs::remove_file(&server_file);
+        result
     })
 }
 

@@ -91,14 +91,41 @@ impl Server {
     }
 
     pub fn start_in(data: Data, extra_env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
+        Self::start_with(data, extra_env, &[], &[], None)
+    }
+
+    /// Starts with a command prefix (e.g. `faketime '+400 days'`), extra arguments and stderr
+    /// captured to a file.
+    pub fn start_with(
+        data: Data,
+        extra_env: &[(&str, &str)],
+        prefix: &[&str],
+        extra_args: &[&str],
+        stderr: Option<&Path>,
+    ) -> Self {
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("--data-dir")
             .arg(data.path())
+            .args(extra_args)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("SIGNET_CONFIG")
-            .env("SIGNET_LOG", "warn,cryptoki=off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::piped());
+        match stderr {
+            Some(path) => {
+                cmd.stderr(std::fs::File::create(path).unwrap());
+            }
+            None => {
+                cmd.env("SIGNET_LOG", "warn,cryptoki=off")
+                    .stderr(Stdio::null());
+            }
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -149,12 +176,28 @@ impl Server {
         )
     }
 
-    /// Stops with SIGTERM and waits.
+    /// Stops with SIGTERM and waits until the server has exited.
     pub fn stop(mut self) -> Data {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        // A wrapper such as faketime runs the server as its child and does not forward signals:
+        // signal the server itself, then wait for the wrapper, which exits when the server has.
+        let pid = self.child.id().to_string();
+        let children = Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let children: Vec<String> = String::from_utf8_lossy(&children)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let targets = if children.is_empty() {
+            vec![pid]
+        } else {
+            children
+        };
+        for target in targets {
+            let _ = Command::new("kill").arg("-TERM").arg(target).status();
+        }
         let _ = self.child.wait();
         std::mem::replace(&mut self.data, Data::new())
     }
@@ -162,6 +205,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P"])
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
