@@ -59,6 +59,10 @@ pub struct Pkcs11Backend {
     token_label: String,
     mechanisms: Vec<MechanismType>,
     pool: SessionPool,
+    /// Private-key handle and spec by `CKA_ID`: a signature then costs one PKCS#11 call instead of
+    /// a search and two attribute reads. Token-object handles outlive sessions; a stale entry
+    /// (key destroyed elsewhere) is dropped on `CKR_KEY_HANDLE_INVALID` and looked up again.
+    handles: Mutex<std::collections::HashMap<Vec<u8>, (ObjectHandle, KeySpec)>>,
 }
 
 impl fmt::Debug for Pkcs11Backend {
@@ -144,6 +148,7 @@ impl Pkcs11Backend {
             pin: config.pin,
             token_label,
             mechanisms,
+            handles: Mutex::new(std::collections::HashMap::new()),
         };
         // Open the first session now so a wrong PIN fails here, clearly, and not on first use.
         let session = backend.pool.acquire(|| backend.open_session())?;
@@ -227,6 +232,32 @@ impl Pkcs11Backend {
                 )
             })
             .unwrap_or(false)
+    }
+
+    /// The private key's handle and spec, from the cache or the token.
+    fn cached_private(&self, session: &Session, id: &KeyId) -> Result<(ObjectHandle, KeySpec)> {
+        if let Some(hit) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id.0)
+        {
+            return Ok(*hit);
+        }
+        let handle = Self::private_handle(session, id)?;
+        let spec = Self::key_info(session, handle)?.spec;
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.0.clone(), (handle, spec));
+        Ok((handle, spec))
+    }
+
+    fn forget(&self, id: &KeyId) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id.0);
     }
 
     fn has(&self, mechanism: MechanismType) -> bool {
@@ -603,15 +634,22 @@ impl Backend for Pkcs11Backend {
         let (mechanism, data) = self.sign_request(algorithm, input)?;
         // Signing changes nothing in the token, so a lost session is retried once.
         let signature = self.with_session(true, |s| {
-            let handle = Self::private_handle(s, id)?;
-            let info = Self::key_info(s, handle)?;
-            if !info.spec.allows(algorithm) {
-                return Err(Error::AlgorithmMismatch {
-                    algorithm,
-                    spec: info.spec,
-                });
+            let (handle, spec) = self.cached_private(s, id)?;
+            if !spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch { algorithm, spec });
             }
-            Ok(s.sign(&mechanism, handle, &data)?)
+            match s.sign(&mechanism, handle, &data) {
+                Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) => {
+                    // Destroyed or replaced underneath: forget the handle and look again.
+                    self.forget(id);
+                    let (handle, _) = self.cached_private(s, id)?;
+                    Ok(s.sign(&mechanism, handle, &data)?)
+                }
+                other => Ok(other?),
+            }
         })?;
         if algorithm.is_ecdsa() && format == EcdsaFormat::Der {
             return der::ecdsa_raw_to_der(&signature);
@@ -708,6 +746,7 @@ impl Backend for Pkcs11Backend {
     }
 
     fn destroy(&self, id: &KeyId) -> Result<()> {
+        self.forget(id);
         self.with_session(true, |s| {
             let handles = s.find_objects(&[Attribute::Id(id.0.clone())])?;
             if handles.is_empty() {

@@ -244,6 +244,9 @@ pub async fn prepare(
 }
 
 fn announce(state: &AppState, addr: SocketAddr) {
+    if cfg!(feature = "bench-unaudited") {
+        println!("WARNING: benchmark build (bench-unaudited): requests are NOT audited");
+    }
     let data = &state.signet.data;
     let admin = &state.signet.config.server.admin;
     let host = if addr.ip().is_loopback()
