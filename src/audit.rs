@@ -5,7 +5,10 @@
 //! concurrent requests share one fsync.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -174,18 +177,27 @@ struct Chain {
     prev_hash: String,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// The log file, opened for appending; written only under this lock.
+    file: File,
+    /// Byte offset of each record (index = seq - 1), and the file length.
+    offsets: Vec<u64>,
+    len: u64,
 }
 
-/// The log.
+/// The log: an append-only JSON-lines file under `DATA/audit/`, one record per line.
 pub struct AuditLog {
     store: Store,
     backend: Arc<dyn Backend>,
     key_id: KeyId,
     config: AuditConfig,
+    path: PathBuf,
     chain: Mutex<Chain>,
-    /// Highest sequence known durable; held while flushing so waiters share one flush.
+    /// A second handle on the file for `fdatasync`, so syncing never holds the append lock.
+    sync_file: File,
+    /// Highest sequence known durable; held while syncing so waiters share one sync.
     durable: Mutex<u64>,
-    appended: std::sync::atomic::AtomicU64,
+    /// The last appended record, for the head marker.
+    head: Mutex<HeadMarker>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -219,16 +231,54 @@ pub fn ensure_audit_key(store: &Store, backend: &Arc<dyn Backend>) -> Result<Key
 }
 
 impl AuditLog {
-    /// Opens the log, continuing its chain, and makes sure the audit key exists.
-    pub fn open(store: Store, backend: Arc<dyn Backend>, config: AuditConfig) -> Result<Self> {
+    /// Opens (or creates) the log in `dir`, continuing its chain, and makes sure the audit key
+    /// exists. A torn last line (a crash in the middle of a write, never acknowledged because
+    /// it was never synced) is cut off.
+    pub fn open(
+        dir: &Path,
+        store: Store,
+        backend: Arc<dyn Backend>,
+        config: AuditConfig,
+    ) -> Result<Self> {
         let key_id = ensure_audit_key(&store, &backend)?;
-        let tree = store.audit_tree();
+        signet_softhsm::mkdir_private(dir).map_err(Self::unavailable)?;
+        let path = dir.join(LOG_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(Self::unavailable)?;
+        let mut text = Vec::new();
+        (&file).read_to_end(&mut text).map_err(Self::unavailable)?;
+        let complete = text
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        if complete < text.len() {
+            tracing::warn!(
+                bytes = text.len() - complete,
+                "audit log ends with a torn line; cutting it off"
+            );
+            file.set_len(complete as u64).map_err(Self::unavailable)?;
+            text.truncate(complete);
+        }
+        let mut offsets = Vec::new();
+        let mut at = 0u64;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            offsets.push(at);
+            at += line.len() as u64;
+        }
         let (next_seq, prev_hash, since) =
-            match tree.last().map_err(crate::store::StoreError::from)? {
+            match text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
                 None => (1, GENESIS.to_string(), 0),
-                Some((_, bytes)) => {
-                    let last: AuditRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                        Error::Internal(format!("last audit record unreadable: {e}"))
+                Some(line) => {
+                    let last: AuditRecord = serde_json::from_slice(line).map_err(|e| {
+                        Error::AuditUnavailable(format!(
+                            "the last audit record is unreadable ({e}); run `signet audit verify`"
+                        ))
                     })?;
                     (
                         last.seq + 1,
@@ -237,20 +287,34 @@ impl AuditLog {
                     )
                 }
             };
+        let sync_file = file.try_clone().map_err(Self::unavailable)?;
         Ok(AuditLog {
             store,
             backend,
             key_id,
             config,
-            appended: std::sync::atomic::AtomicU64::new(next_seq - 1),
+            path,
+            sync_file,
             durable: Mutex::new(next_seq - 1),
+            head: Mutex::new(HeadMarker {
+                seq: next_seq - 1,
+                hash: prev_hash.clone(),
+            }),
             chain: Mutex::new(Chain {
                 next_seq,
                 prev_hash,
                 since_checkpoint: since,
                 last_checkpoint: Instant::now(),
+                file,
+                offsets,
+                len: at,
             }),
         })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The audit key's id.
@@ -282,19 +346,13 @@ impl AuditLog {
             hash: String::new(),
         };
         record.hash = record.compute_hash();
-        let bytes = serde_json::to_vec(&record).map_err(Self::unavailable)?;
-        let tree = self.store.audit_tree();
-        tree.insert(record.seq.to_be_bytes(), bytes)
-            .map_err(Self::unavailable)?;
-        put_json(
-            self.store.meta_tree(),
-            "audit_head",
-            &HeadMarker {
-                seq: record.seq,
-                hash: record.hash.clone(),
-            },
-        )
-        .map_err(Self::unavailable)?;
+        let mut line = serde_json::to_vec(&record).map_err(Self::unavailable)?;
+        line.push(b'\n');
+        // One write(2) per record on an O_APPEND file; a failure leaves at most a torn line,
+        // which is cut off at the next open, and the operation is refused.
+        chain.file.write_all(&line).map_err(Self::unavailable)?;
+        chain.offsets.push(chain.len);
+        chain.len += line.len() as u64;
         chain.next_seq += 1;
         chain.prev_hash = record.hash.clone();
         if record.action == CHECKPOINT {
@@ -303,21 +361,33 @@ impl AuditLog {
         } else {
             chain.since_checkpoint += 1;
         }
-        self.appended
-            .store(record.seq, std::sync::atomic::Ordering::SeqCst);
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = HeadMarker {
+            seq: record.seq,
+            hash: record.hash.clone(),
+        };
         emit(&record);
         Ok(record)
     }
 
-    /// Group commit: returns once `seq` is on disk. One caller flushes for everyone waiting.
+    /// Group commit: returns once `seq` is on disk. One caller syncs for everyone waiting, and
+    /// a sync covers every record appended before it started.
     fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
         if *durable >= seq {
             return Ok(());
         }
-        let target = self.appended.load(std::sync::atomic::Ordering::SeqCst);
+        let head = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.sync_file.sync_data().map_err(Self::unavailable)?;
+        *durable = head.seq.max(seq);
+        // The head marker trails the synced log (sled writes it out within its flush interval),
+        // so after a crash it may be behind the log but never ahead of it.
+        put_json(self.store.meta_tree(), "audit_head", &head).map_err(Self::unavailable)?;
+        Ok(())
+    }
+
+    /// Makes the head marker durable too (at shutdown and after CLI actions).
+    pub fn flush_marker(&self) -> Result<()> {
         self.store.flush().map_err(Self::unavailable)?;
-        *durable = target.max(seq);
         Ok(())
     }
 
@@ -334,6 +404,26 @@ impl AuditLog {
         }
         self.wait_durable(record.seq)?;
         Ok(record)
+    }
+
+    /// Appends several records and returns once all are durable (one flush for the lot).
+    pub fn append_many(&self, events: Vec<Event>) -> Result<()> {
+        let mut last = None;
+        for event in events {
+            let record = self.append_only(event)?;
+            last = Some(record.seq);
+            let due = {
+                let chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+                chain.since_checkpoint >= self.config.checkpoint_every
+            };
+            if due {
+                self.checkpoint()?;
+            }
+        }
+        match last {
+            Some(seq) => self.wait_durable(seq),
+            None => Ok(()),
+        }
     }
 
     /// Writes a checkpoint if records arrived since the last one and the interval has passed.
@@ -387,28 +477,48 @@ impl AuditLog {
 
     /// Records after `after`, at most `limit`.
     pub fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        read_records(&self.store, after, limit)
+        let (start, end) = {
+            let chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(start) = usize::try_from(after)
+                .ok()
+                .and_then(|i| chain.offsets.get(i).copied())
+            else {
+                return Ok(Vec::new());
+            };
+            (start, chain.len)
+        };
+        let mut file = File::open(&self.path).map_err(Self::unavailable)?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(Self::unavailable)?;
+        let reader = BufReader::new(file.take(end - start));
+        reader
+            .lines()
+            .take(limit)
+            .map(|line| {
+                let line = line.map_err(Self::unavailable)?;
+                serde_json::from_str(&line)
+                    .map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))
+            })
+            .collect()
     }
 }
 
-/// Records in the store after `after`, at most `limit`.
-pub fn read_records(store: &Store, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-    let start = after.saturating_add(1).to_be_bytes();
-    let mut out = Vec::new();
-    for entry in store.audit_tree().range(start..) {
-        let (key, bytes) = entry.map_err(crate::store::StoreError::from)?;
-        if key.len() != 8 {
-            continue; // the head marker
-        }
-        if out.len() >= limit {
-            break;
-        }
-        out.push(
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))?,
-        );
-    }
-    Ok(out)
+/// The log file under an audit directory.
+pub const LOG_FILE: &str = "audit.log";
+
+/// Every line of a log file, parsed where it parses (a line that does not is reported by
+/// [`verify_chain`] at its position).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<std::result::Result<AuditRecord, String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not a valid audit record: {e}")))
+        .collect())
 }
 
 fn emit(record: &AuditRecord) {
@@ -452,7 +562,7 @@ pub struct VerifyReport {
 /// hash, each checkpoint's signature valid for the head it names (P-256 SPKI `public_key`), and,
 /// when given, the head marker matching the last record.
 pub fn verify_chain(
-    records: impl IntoIterator<Item = AuditRecord>,
+    records: impl IntoIterator<Item = std::result::Result<AuditRecord, String>>,
     public_key_spki: &[u8],
     head: Option<&HeadMarker>,
 ) -> Result<VerifyReport, Break> {
@@ -463,6 +573,10 @@ pub fn verify_chain(
     let mut prev_hash = GENESIS.to_string();
     let mut hashes: BTreeMap<u64, String> = BTreeMap::new();
     for (expected, record) in (1u64..).zip(records) {
+        let record = record.map_err(|reason| Break {
+            seq: expected,
+            reason,
+        })?;
         let brk = |reason: String| Break {
             seq: record.seq,
             reason,
@@ -566,6 +680,7 @@ pub fn public_key(store: &Store, backend: &Arc<dyn Backend>) -> Result<Vec<u8>> 
 pub fn record_cli(signet: &Signet, action: &str, target: &str, details: &str) {
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     let result = AuditLog::open(
+        &signet.data.audit(),
         signet.store.clone(),
         signet.backend.clone(),
         signet.config.audit.clone(),
@@ -579,7 +694,8 @@ pub fn record_cli(signet: &Signet, action: &str, target: &str, details: &str) {
         log.append(
             Event::new(&format!("cli:{user}"), "-", action, target, outcome)
                 .with("details", details),
-        )
+        )?;
+        log.flush_marker()
     });
     if let Err(e) = result {
         eprintln!("warning: could not write the audit record for {action}: {e}");
@@ -598,9 +714,11 @@ pub fn cli(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
                 std::fs::read(&pem_path)
                     .with_context(|| format!("reading {}", pem_path.display()))?,
             )?;
-            let records = read_export(&file)?;
-            if records.last().map(|r| r.action.as_str()) != Some(CHECKPOINT) {
-                let last = records.last().map(|r| r.seq).unwrap_or(0);
+            let records = read_log(&file).with_context(|| format!("reading {}", file.display()))?;
+            let ends_with_checkpoint =
+                matches!(records.last(), Some(Ok(r)) if r.action == CHECKPOINT);
+            if !ends_with_checkpoint {
+                let last = records.len() as u64;
                 bail!(
                     "audit log broken at seq {}: an export must end with a checkpoint (truncated?)",
                     last + 1
@@ -613,23 +731,21 @@ pub fn cli(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
             let spki = public_key(&signet.store, &signet.backend)?;
             let head: Option<HeadMarker> =
                 get_json(signet.store.meta_tree(), "meta", "audit_head")?;
-            let records = read_records(&signet.store, 0, usize::MAX)?;
+            let records = read_log(&signet.data.audit().join(LOG_FILE))?;
             report(verify_chain(records, &spki, head.as_ref()))
         }
         AuditCommand::Export { out } => {
             let signet = Signet::open(config.clone())?;
             let log = AuditLog::open(
+                &signet.data.audit(),
                 signet.store.clone(),
                 signet.backend.clone(),
                 signet.config.audit.clone(),
             )?;
             // End the export with a fresh checkpoint, so a truncated copy is detectable.
             log.checkpoint()?;
-            let mut text = String::new();
-            for record in read_records(&signet.store, 0, usize::MAX)? {
-                text.push_str(&serde_json::to_string(&record)?);
-                text.push('\n');
-            }
+            log.flush_marker()?;
+            let text = std::fs::read_to_string(log.path())?;
             std::fs::write(&out, text)?;
             let pem_path = out.with_extension("pub.pem");
             let spki = public_key(&signet.store, &signet.backend)?;
@@ -642,19 +758,6 @@ pub fn cli(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn read_export(path: &Path) -> anyhow::Result<Vec<AuditRecord>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line)
-                .with_context(|| format!("line {} is not an audit record", i + 1))
-        })
-        .collect()
 }
 
 fn report(result: Result<VerifyReport, Break>) -> anyhow::Result<()> {

@@ -42,6 +42,10 @@ impl DataDir {
     pub fn server_file(&self) -> PathBuf {
         self.0.join("server.pid")
     }
+    /// The audit log.
+    pub fn audit(&self) -> PathBuf {
+        self.0.join("audit")
+    }
     /// Client bundles.
     pub fn clients(&self) -> PathBuf {
         self.0.join("clients")

@@ -171,28 +171,31 @@ pub struct Store {
     meta: sled::Tree,
     principals: sled::Tree,
     revoked_tokens: sled::Tree,
-    audit: sled::Tree,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::Locked(path.display().to_string())
-            }
-            sled::Error::Io(ref io) if io.to_string().contains("lock") => {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => StoreError::Sled(other),
-        })?;
+        // Metadata is small; sled's default 1 GiB page cache would only inflate the footprint.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
         Ok(Store {
             keys: db.open_tree("keys")?,
             certs: db.open_tree("certs")?,
             meta: db.open_tree("meta")?,
             principals: db.open_tree("principals")?,
             revoked_tokens: db.open_tree("revoked_tokens")?,
-            audit: db.open_tree("audit")?,
             db,
         })
     }
@@ -201,11 +204,6 @@ impl Store {
     pub fn flush(&self) -> StoreResult<()> {
         self.db.flush()?;
         Ok(())
-    }
-
-    /// The audit tree (the audit module owns its encoding).
-    pub fn audit_tree(&self) -> &sled::Tree {
-        &self.audit
     }
 
     /// The meta tree (small values; writers flush as they need).

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use common::{b64, openssl_csr, text, Data, Server};
 use serde_json::{json, Value};
 use signet::audit::AuditRecord;
-use signet::store::Store;
 
 fn with_config(checkpoint_every: u64) -> (Data, String) {
     let data = Data::new();
@@ -178,32 +177,41 @@ fn verify(data: &Data) -> (bool, String) {
     (out.status.success(), text(&out))
 }
 
-fn edit_db(data: &Data, f: impl FnOnce(&sled::Tree, &Store)) {
-    let store = Store::open(&data.join("db")).unwrap();
-    f(store.audit_tree(), &store);
-    store.flush().unwrap();
+fn log_path(data: &Data) -> std::path::PathBuf {
+    data.join("audit/audit.log")
 }
 
-fn get(tree: &sled::Tree, seq: u64) -> AuditRecord {
-    serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap()
+/// Rewrites the log file's lines (records are lines; line i holds seq i + 1).
+fn edit_log(data: &Data, f: impl FnOnce(&mut Vec<String>)) {
+    let path = log_path(data);
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    f(&mut lines);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
-fn checkpoint_seqs(tree: &sled::Tree) -> Vec<u64> {
-    tree.iter()
-        .map(|e| serde_json::from_slice::<AuditRecord>(&e.unwrap().1).unwrap())
+fn record(line: &str) -> AuditRecord {
+    serde_json::from_str(line).unwrap()
+}
+
+fn checkpoint_seqs(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| record(l))
         .filter(|r| r.action == "audit.checkpoint")
         .map(|r| r.seq)
         .collect()
 }
 
 #[test]
-fn tampering_with_the_database_is_detected() {
+fn tampering_with_the_stored_log_is_detected() {
     let data = busy_log();
     let (ok, out) = verify(&data);
     assert!(ok, "{out}");
     assert!(out.contains("checkpoint signatures verified"), "{out}");
-
-    // Change one byte of a stored record.
     let copy = |data: &Data| {
         let d = Data::new();
         Command::new("cp")
@@ -214,46 +222,40 @@ fn tampering_with_the_database_is_detected() {
             .unwrap();
         d
     };
+
+    // Change one byte of a stored record.
     let d = copy(&data);
-    edit_db(&d, |tree, _| {
-        let mut bytes = tree.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
-        let at = bytes
-            .windows(4)
-            .position(|w| w == b"\"k\"," || w == b"m5\"}")
-            .unwrap_or(20);
-        bytes[at + 1] ^= 0x01;
-        tree.insert(7u64.to_be_bytes(), bytes).unwrap();
+    edit_log(&d, |lines| {
+        let line = &mut lines[6];
+        let at = line.find("\"target\":\"").unwrap() + 10;
+        let mut bytes = line.clone().into_bytes();
+        bytes[at] ^= 0x01;
+        *line = String::from_utf8(bytes).unwrap();
     });
     let (ok, out) = verify(&d);
     assert!(!ok && out.contains("broken at seq 7"), "{out}");
 
     // Delete a record.
     let d = copy(&data);
-    edit_db(&d, |tree, _| {
-        tree.remove(9u64.to_be_bytes()).unwrap();
+    edit_log(&d, |lines| {
+        lines.remove(8);
     });
     let (ok, out) = verify(&d);
     assert!(!ok && out.contains("broken at seq 9"), "{out}");
 
     // Reorder two records.
     let d = copy(&data);
-    edit_db(&d, |tree, _| {
-        let a = tree.get(5u64.to_be_bytes()).unwrap().unwrap();
-        let b = tree.get(6u64.to_be_bytes()).unwrap().unwrap();
-        tree.insert(5u64.to_be_bytes(), b).unwrap();
-        tree.insert(6u64.to_be_bytes(), a).unwrap();
-    });
+    edit_log(&d, |lines| lines.swap(4, 5));
     let (ok, out) = verify(&d);
     assert!(!ok && out.contains("broken at seq 5"), "{out}");
 
     // Rewrite a record *and* its hash consistently: the chain breaks at the next record.
     let d = copy(&data);
-    edit_db(&d, |tree, _| {
-        let mut r = get(tree, 6);
+    edit_log(&d, |lines| {
+        let mut r = record(&lines[5]);
         r.principal = "someone-else".into();
         r.hash = r.compute_hash();
-        tree.insert(6u64.to_be_bytes(), serde_json::to_vec(&r).unwrap())
-            .unwrap();
+        lines[5] = serde_json::to_string(&r).unwrap();
     });
     let (ok, out) = verify(&d);
     assert!(!ok && out.contains("broken at seq 7"), "{out}");
@@ -261,18 +263,11 @@ fn tampering_with_the_database_is_detected() {
     // Truncate the tail after a checkpoint.
     let d = copy(&data);
     let mut cut = 0;
-    edit_db(&d, |tree, _| {
-        let cps = checkpoint_seqs(tree);
+    edit_log(&d, |lines| {
+        let cps = checkpoint_seqs(lines);
         assert!(cps.len() >= 2, "{cps:?}");
         cut = cps[cps.len() - 2];
-        let last = tree
-            .iter()
-            .keys()
-            .filter(|k| k.as_ref().unwrap().len() == 8)
-            .count() as u64;
-        for seq in cut + 1..=last {
-            tree.remove(seq.to_be_bytes()).unwrap();
-        }
+        lines.truncate(cut as usize);
     });
     let (ok, out) = verify(&d);
     assert!(
@@ -280,18 +275,17 @@ fn tampering_with_the_database_is_detected() {
         "{out}"
     );
 
-    // A forged checkpoint (signed by some other key) is refused.
+    // A forged checkpoint (a signature the audit key did not make) is refused.
     let d = copy(&data);
-    edit_db(&d, |tree, _| {
-        let cp = checkpoint_seqs(tree)[0];
-        let mut r = get(tree, cp);
+    edit_log(&d, |lines| {
+        let cp = checkpoint_seqs(lines)[0];
+        let mut r = record(&lines[cp as usize - 1]);
         r.details.insert(
             "signature".into(),
             b64(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]),
         );
         r.hash = r.compute_hash();
-        tree.insert(cp.to_be_bytes(), serde_json::to_vec(&r).unwrap())
-            .unwrap();
+        lines[cp as usize - 1] = serde_json::to_string(&r).unwrap();
     });
     let (ok, out) = verify(&d);
     assert!(
@@ -410,8 +404,11 @@ fn kill_9_under_load_loses_no_answered_signature() {
 
     let (ok, out) = verify(&data);
     assert!(ok, "{out}");
-    let store = Store::open(&data.join("db")).unwrap();
-    let log = signet::audit::read_records(&store, 0, usize::MAX).unwrap();
+    let log: Vec<AuditRecord> = signet::audit::read_log(&log_path(&data))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     let signed: BTreeMap<String, u64> = log
         .iter()
         .filter(|r| r.action == "key.sign" && r.outcome == signet::audit::Outcome::Ok)

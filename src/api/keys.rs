@@ -331,21 +331,18 @@ fn sign_blocking(
 }
 
 fn sign_event(
-    ctx: &Ctx,
+    principal: &str,
+    request_id: &str,
     name: &str,
     p: &ParsedSign,
     result: &Result<Signature, Problem>,
 ) -> crate::audit::Event {
-    let mut event = ctx
-        .event(
-            "key.sign",
-            name,
-            if result.is_ok() {
-                Outcome::Ok
-            } else {
-                Outcome::Error
-            },
-        )
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    };
+    let mut event = crate::audit::Event::new(principal, request_id, "key.sign", name, outcome)
         .with("input_type", if p.digest { "digest" } else { "message" })
         .with("input_sha256", crate::audit::sha256_hex(&p.input));
     match result {
@@ -390,25 +387,31 @@ pub async fn sign(
     let raw = body(raw, &ctx)?;
     let item: SignItem = parse_json(&raw, &ctx.request_id)?;
     let parsed = parse_item(&item, &ctx.request_id)?;
-    let (n, result) = {
-        let n = name.clone();
-        let state = ctx.state.clone();
-        let request_id = ctx.request_id.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = sign_blocking(&state, &n, &parsed)
-                .map_err(|e| Problem::from_error(&e, &request_id));
-            (parsed, result)
-        })
-        .await
-        .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?
-    };
-    let alg = result
-        .as_ref()
-        .map(|s| s.algorithm.name())
-        .unwrap_or("unknown");
-    ctx.state.metrics.sign(alg, result.is_ok());
-    // The signature is handed out only once its audit record is durable.
-    ctx.audit(sign_event(&ctx, &name, &n, &result)).await?;
+    // One blocking task signs and then makes the audit record durable: the signature is handed
+    // out only once its record is on disk.
+    let state = ctx.state.clone();
+    let request_id = ctx.request_id.clone();
+    let principal = ctx.caller.name.clone();
+    let n = name.clone();
+    let (result, audited) = tokio::task::spawn_blocking(move || {
+        let result =
+            sign_blocking(&state, &n, &parsed).map_err(|e| Problem::from_error(&e, &request_id));
+        let alg = result
+            .as_ref()
+            .map(|s| s.algorithm.name())
+            .unwrap_or("unknown");
+        state.metrics.sign(alg, result.is_ok());
+        let event = sign_event(&principal, &request_id, &n, &parsed, &result);
+        let audited = if cfg!(feature = "bench-unaudited") {
+            Ok(())
+        } else {
+            state.audit.append(event).map(|_| ())
+        };
+        (result, audited)
+    })
+    .await
+    .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?;
+    audited.map_err(|e| ctx.fail(e))?;
     Ok(Json(signature_json(&result?)))
 }
 
@@ -458,61 +461,48 @@ pub async fn sign_batch(
                 .and_then(|item| parse_item(&item, &ctx.request_id))
         })
         .collect();
+    // One blocking task signs every item, then makes all their audit records durable with a
+    // single flush; no signature is returned before that.
     let state = ctx.state.clone();
     let n = name.clone();
     let request_id = ctx.request_id.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        parsed
-            .into_iter()
-            .map(|p| match p {
-                Ok(p) => {
-                    let r = sign_blocking(&state, &n, &p)
-                        .map_err(|e| Problem::from_error(&e, &request_id));
-                    (Some(p), r)
+    let principal = ctx.caller.name.clone();
+    let (results, audited) = tokio::task::spawn_blocking(move || {
+        let mut results = Vec::with_capacity(parsed.len());
+        let mut events = Vec::with_capacity(parsed.len());
+        for (index, p) in parsed.into_iter().enumerate() {
+            let result = p.and_then(|p| {
+                let r =
+                    sign_blocking(&state, &n, &p).map_err(|e| Problem::from_error(&e, &request_id));
+                events.push(
+                    sign_event(&principal, &request_id, &n, &p, &r).with("batch_index", index),
+                );
+                r
+            });
+            let alg = result
+                .as_ref()
+                .map(|s| s.algorithm.name())
+                .unwrap_or("unknown");
+            state.metrics.sign(alg, result.is_ok());
+            results.push(match result {
+                Ok(sig) => {
+                    let mut v = signature_json(&sig);
+                    v["index"] = index.into();
+                    v
                 }
-                Err(problem) => (None, Err(problem)),
-            })
-            .collect::<Vec<_>>()
+                Err(problem) => json!({ "index": index, "error": problem.summary() }),
+            });
+        }
+        let audited = if cfg!(feature = "bench-unaudited") {
+            Ok(())
+        } else {
+            state.audit.append_many(events)
+        };
+        (results, audited)
     })
     .await
     .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?;
-    let mut results = Vec::with_capacity(outcomes.len());
-    let mut events = Vec::new();
-    for (index, (p, result)) in outcomes.into_iter().enumerate() {
-        let alg = result
-            .as_ref()
-            .map(|s| s.algorithm.name())
-            .unwrap_or("unknown");
-        ctx.state.metrics.sign(alg, result.is_ok());
-        if let Some(p) = &p {
-            events.push(sign_event(&ctx, &name, p, &result).with("batch_index", index));
-        }
-        results.push(match result {
-            Ok(sig) => {
-                let mut v = signature_json(&sig);
-                v["index"] = index.into();
-                v
-            }
-            Err(problem) => {
-                let body = problem.into_response();
-                let status = body.status().as_u16();
-                let bytes = axum::body::to_bytes(body.into_body(), 64 * 1024).await.unwrap_or_default();
-                let doc: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
-                json!({ "index": index, "error": { "status": status, "type": doc["type"], "detail": doc["detail"] } })
-            }
-        });
-    }
-    // Every signature's record is durable before any is returned; the group commit makes this
-    // one flush for the batch.
-    let audit = ctx.state.audit.clone();
-    tokio::task::spawn_blocking(move || {
-        events
-            .into_iter()
-            .try_for_each(|e| audit.append(e).map(|_| ()))
-    })
-    .await
-    .map_err(|e| ctx.fail(Error::AuditUnavailable(e.to_string())))?
-    .map_err(|e| ctx.fail(e))?;
+    audited.map_err(|e| ctx.fail(e))?;
     Ok(Json(json!({ "results": results })))
 }
 

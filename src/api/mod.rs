@@ -166,6 +166,7 @@ pub async fn prepare(
     tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let signet = Signet::open(config)?;
         let audit = Arc::new(AuditLog::open(
+            &signet.data.audit(),
             signet.store.clone(),
             signet.backend.clone(),
             signet.config.audit.clone(),
@@ -367,7 +368,8 @@ pub async fn run(
             "signet",
             Outcome::Ok,
         ))?;
-        audit.checkpoint()
+        audit.checkpoint()?;
+        audit.flush_marker()
     })
     .await;
     Ok(())
