@@ -184,6 +184,11 @@ struct Chain {
     len: u64,
 }
 
+struct Durable {
+    durable: u64,
+    syncing: bool,
+}
+
 /// The log: an append-only JSON-lines file under `DATA/audit/`, one record per line.
 pub struct AuditLog {
     store: Store,
@@ -194,8 +199,9 @@ pub struct AuditLog {
     chain: Mutex<Chain>,
     /// A second handle on the file for `fdatasync`, so syncing never holds the append lock.
     sync_file: File,
-    /// Highest sequence known durable; held while syncing so waiters share one sync.
-    durable: Mutex<u64>,
+    /// Highest sequence known durable, and whether a sync is under way.
+    durable: Mutex<Durable>,
+    synced: std::sync::Condvar,
     /// The last appended record, for the head marker.
     head: Mutex<HeadMarker>,
 }
@@ -295,7 +301,11 @@ impl AuditLog {
             config,
             path,
             sync_file,
-            durable: Mutex::new(next_seq - 1),
+            durable: Mutex::new(Durable {
+                durable: next_seq - 1,
+                syncing: false,
+            }),
+            synced: std::sync::Condvar::new(),
             head: Mutex::new(HeadMarker {
                 seq: next_seq - 1,
                 hash: prev_hash.clone(),
@@ -369,20 +379,34 @@ impl AuditLog {
         Ok(record)
     }
 
-    /// Group commit: returns once `seq` is on disk. One caller syncs for everyone waiting, and
-    /// a sync covers every record appended before it started.
+    /// Group commit: returns once `seq` is on disk. One caller syncs while the others wait on a
+    /// condition variable; a sync covers every record appended before it started, and all the
+    /// waiters it covers are woken together.
     fn wait_durable(&self, seq: u64) -> Result<()> {
-        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
-        if *durable >= seq {
-            return Ok(());
+        let mut state = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.durable >= seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            let head = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let result = self.sync_file.sync_data();
+            state = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+            state.syncing = false;
+            if result.is_ok() {
+                state.durable = state.durable.max(head.seq);
+            }
+            self.synced.notify_all();
+            result.map_err(Self::unavailable)?;
+            // The head marker trails the synced log (sled writes it out within its flush
+            // interval), so after a crash it may be behind the log but never ahead of it.
+            put_json(self.store.meta_tree(), "audit_head", &head).map_err(Self::unavailable)?;
         }
-        let head = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.sync_file.sync_data().map_err(Self::unavailable)?;
-        *durable = head.seq.max(seq);
-        // The head marker trails the synced log (sled writes it out within its flush interval),
-        // so after a crash it may be behind the log but never ahead of it.
-        put_json(self.store.meta_tree(), "audit_head", &head).map_err(Self::unavailable)?;
-        Ok(())
     }
 
     /// Makes the head marker durable too (at shutdown and after CLI actions).
