@@ -155,16 +155,31 @@ fn random_jti() -> String {
 /// Public keys by kid, so verification does not ask the token each time.
 static KEY_CACHE: Mutex<BTreeMap<String, (u32, PublicKey)>> = Mutex::new(BTreeMap::new());
 
+/// Public keys and kids by token-key id: a version's public key never changes, so the token is
+/// asked once per version, not on every issue and introspection.
+static BY_KEY_ID: Mutex<BTreeMap<String, (String, PublicKey)>> = Mutex::new(BTreeMap::new());
+
 fn public_for(signet: &Signet, record: &KeyRecord, version: u32) -> Result<(String, PublicKey)> {
     let v = record
         .version(version)
         .ok_or_else(|| Error::NotFound(format!("no version {version}")))?;
+    if let Some(hit) = BY_KEY_ID
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&v.key_id)
+    {
+        return Ok(hit.clone());
+    }
     let public = Keys(signet).public_key(v)?;
     let kid = public.jwk_thumbprint();
     KEY_CACHE
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(kid.clone(), (version, public.clone()));
+    BY_KEY_ID
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(v.key_id.clone(), (kid.clone(), public.clone()));
     Ok((kid, public))
 }
 

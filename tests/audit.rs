@@ -491,3 +491,54 @@ fn the_audit_key_is_locked_in_the_token_and_not_for_clients() {
     );
     assert_eq!(reply.status, 404, "{reply:?}");
 }
+
+#[test]
+fn a_signature_whose_record_cannot_be_written_is_not_returned() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    assert_eq!(
+        admin
+            .post("/v1/keys/k/sign", &json!({"input": b64(b"before")}))
+            .status,
+        200
+    );
+    // Make the open log file refuse writes (immutable), as a full or failing disk would.
+    let log = server.data.join("audit/audit.log");
+    let chattr = Command::new("chattr").arg("+i").arg(&log).output().unwrap();
+    assert!(
+        chattr.status.success(),
+        "this test needs chattr on an ext4-like file system: {}",
+        text(&chattr)
+    );
+    let refused = admin.post("/v1/keys/k/sign", &json!({"input": b64(b"during")}));
+    let single = admin.post(
+        "/v1/keys/k/sign-batch",
+        &json!({"items": [{"input": b64(b"batch")}]}),
+    );
+    Command::new("chattr").arg("-i").arg(&log).status().unwrap();
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let doc = refused.json();
+    assert_eq!(doc["type"], "https://signet.dev/problems/audit-unavailable");
+    assert!(doc.get("signature").is_none() && !refused.body.contains("signature\""));
+    assert_eq!(single.status, 503, "{single:?}");
+    // Once the log can be written again, service resumes and the chain is intact.
+    assert_eq!(
+        admin
+            .post("/v1/keys/k/sign", &json!({"input": b64(b"after")}))
+            .status,
+        200
+    );
+    let data = server.stop();
+    let (ok, out) = verify(&data);
+    assert!(ok, "{out}");
+    let records = signet::audit::read_log(&log_path(&data)).unwrap();
+    let signed: Vec<String> = records
+        .into_iter()
+        .map(|r| r.unwrap())
+        .filter(|r| r.action == "key.sign")
+        .map(|r| r.details["input_sha256"].clone())
+        .collect();
+    assert!(signed.contains(&sha256_hex(b"before")) && signed.contains(&sha256_hex(b"after")));
+    assert!(!signed.contains(&sha256_hex(b"during")));
+}

@@ -616,3 +616,103 @@ fn cert_issue_revoke_and_crl() {
         text(&out)
     );
 }
+
+#[test]
+fn bootstrap_script_is_idempotent_on_an_operator_token() {
+    let data = Data::new();
+    let hsm = data.join("hsm");
+    std::fs::create_dir_all(hsm.join("tokens")).unwrap();
+    let conf = hsm.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            hsm.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "ca-token",
+            "--so-pin",
+            "87654321",
+            "--pin",
+            "24682468",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    std::fs::write(data.join("pin"), "24682468\n").unwrap();
+    let module = signet_softhsm::find_module().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bootstrap-ca.sh");
+    let run = || {
+        Command::new("bash")
+            .arg(script)
+            .args([
+                "--module",
+                module.to_str().unwrap(),
+                "--token-label",
+                "ca-token",
+            ])
+            .args([
+                "--pin-file",
+                data.join("pin").to_str().unwrap(),
+                "--data-dir",
+                data.join("state").to_str().unwrap(),
+            ])
+            .args([
+                "--trust-domain",
+                "ops.example",
+                "--server-dns",
+                "signet.ops.example",
+            ])
+            .env("SIGNET_BIN", common::BIN)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("SIGNET_LOG", "warn,cryptoki=off")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let t = text(&first);
+    assert!(first.status.success(), "{t}");
+    assert!(
+        t.contains("root CA") && t.contains("wrote") && t.contains("signet.ops.example"),
+        "{t}"
+    );
+    let root = std::fs::read(data.join("state/ca/root.pem")).unwrap();
+    let second = run();
+    let t = text(&second);
+    assert!(
+        second.status.success() && t.contains("a CA already exists; nothing changed"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(data.join("state/ca/root.pem")).unwrap(), root);
+    let ca = data.join("state/ca");
+    let out = openssl(
+        &ca,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "server.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The script refuses clearly without its arguments.
+    let out = Command::new("bash")
+        .arg(script)
+        .env_remove("SIGNET_HSM_MODULE")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && text(&out).contains("--module is required"),
+        "{}",
+        text(&out)
+    );
+}

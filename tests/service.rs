@@ -108,9 +108,11 @@ fn expired_and_self_signed_client_certificates_are_refused() {
         .arg(later.url("/healthz"))
         .output()
         .unwrap();
+    // The refusal's cause is asserted from the audit record below; curl may see the connection
+    // close before it reads the alert.
     assert!(
-        !out.status.success() && text(&out).contains("expired"),
-        "{}",
+        !out.status.success(),
+        "expired certificate accepted: {}",
         text(&out)
     );
     let data = later.stop();

@@ -546,3 +546,50 @@ fn token_policy_is_enforced() {
     );
     assert!(!log.contains(&token), "a token leaked into the audit log");
 }
+
+#[test]
+fn the_token_key_rotates_automatically() {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        "[tokens]\nrotate_every_days = 1\n[server]\nhousekeeping_interval_secs = 1\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let first = server
+        .admin()
+        .post("/v1/tokens", &json!({"audience": "a", "ttl": 3600}))
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = server.stop();
+    // Two days later the housekeeping at start rotates the key; the old version still verifies.
+    let later = Server::start_with(
+        data,
+        &[("SIGNET_CONFIG", &conf)],
+        &["faketime", "+2 days"],
+        &[],
+        None,
+    );
+    let admin = later.admin();
+    let key = admin.get("/v1/keys/token-signer").json();
+    assert_eq!(key["primary_version"], 2, "{key}");
+    let second = admin.post("/v1/tokens", &json!({"audience": "a"})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(segments(&first).0["kid"], segments(&second).0["kid"]);
+    let jwks = admin.get("/.well-known/jwks.json");
+    assert!(jwks
+        .body
+        .contains(segments(&second).0["kid"].as_str().unwrap()));
+    assert!(
+        jwks.body
+            .contains(segments(&first).0["kid"].as_str().unwrap()),
+        "v1 left before its tokens expired"
+    );
+    assert!(jwks.content_type.contains("jwk-set"));
+}

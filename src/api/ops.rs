@@ -121,6 +121,10 @@ pub fn housekeeping(state: &AppState) {
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "housekeeping: token key rotation failed"),
     }
+    // Regenerates the CRL once half its validity has passed, well before nextUpdate.
+    if let Err(e) = crate::authority::current_crl(&state.signet, &state.ca) {
+        tracing::error!(error = %e, "housekeeping: CRL refresh failed");
+    }
     if let Err(e) = crate::tokens::prune(&state.signet, now) {
         tracing::error!(error = %e, "housekeeping: pruning revoked tokens failed");
     }
