@@ -443,25 +443,7 @@ fn the_audit_key_is_locked_in_the_token_and_not_for_clients() {
         "the audit key must not be a client-visible key"
     );
     let data = server.stop();
-    let module = signet_softhsm::find_module().unwrap();
-    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
-    let listing = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            module.to_str().unwrap(),
-            "--token-label",
-            "signet",
-            "--login",
-            "--pin",
-            &pin,
-            "--list-objects",
-            "--type",
-            "privkey",
-        ])
-        .env("SOFTHSM2_CONF", data.join("softhsm/softhsm2.conf"))
-        .output()
-        .unwrap();
-    let t = text(&listing);
+    let t = common::embedded_objects(&data, Some("privkey"));
     let block = t
         .split("Private Key Object")
         .find(|b| b.contains("signet:audit:"))

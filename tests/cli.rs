@@ -282,24 +282,7 @@ fn configured_module_with_pin_file_and_bad_pin() {
     assert!(out.status.success(), "{}", text(&out));
 
     // pkcs11-tool, an independent PKCS#11 client, sees the key as sensitive and never extractable.
-    let listing = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            module.to_str().unwrap(),
-            "--token-label",
-            "ops",
-            "--login",
-            "--pin",
-            "1234",
-            "--list-objects",
-            "--type",
-            "privkey",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    let t = text(&listing);
-    assert!(listing.status.success(), "{t}");
+    let t = common::pkcs11_list(&conf, "ops", "1234", Some("privkey"));
     assert!(t.contains("signet:key:opskey:v1"), "{t}");
     assert!(
         t.contains("sensitive") && t.contains("never extractable"),
@@ -438,26 +421,7 @@ fn ca_init_builds_a_chain_openssl_accepts() {
     }
 
     // Every CA key (and the server's) is in the token and never extractable, per pkcs11-tool.
-    let module = signet_softhsm::find_module().unwrap();
-    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
-    let listing = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            module.to_str().unwrap(),
-            "--token-label",
-            "signet",
-            "--login",
-            "--pin",
-            &pin,
-            "--list-objects",
-            "--type",
-            "privkey",
-        ])
-        .env("SOFTHSM2_CONF", data.join("softhsm/softhsm2.conf"))
-        .output()
-        .unwrap();
-    let t = text(&listing);
-    assert!(listing.status.success(), "{t}");
+    let t = common::embedded_objects(&data, Some("privkey"));
     for role in [
         "signet:ca:root:",
         "signet:ca:intermediate:",

@@ -309,15 +309,19 @@ impl Pkcs11Backend {
         Ok(KeyInfo { id, label, spec })
     }
 
-    fn public_key_of(session: &Session, id: &KeyId, key_type: KeyType) -> Result<PublicKey> {
-        let handle = session
+    fn public_handle(session: &Session, id: &KeyId) -> Result<ObjectHandle> {
+        session
             .find_objects(&[
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::Id(id.0.clone()),
             ])?
             .first()
             .copied()
-            .ok_or_else(|| Error::KeyNotFound(format!("{} (public half)", id.to_hex())))?;
+            .ok_or_else(|| Error::KeyNotFound(format!("{} (public half)", id.to_hex())))
+    }
+
+    fn public_key_of(session: &Session, id: &KeyId, key_type: KeyType) -> Result<PublicKey> {
+        let handle = Self::public_handle(session, id)?;
         if key_type == KeyType::RSA {
             let attrs = session.get_attributes(
                 handle,
@@ -682,21 +686,10 @@ impl Backend for Pkcs11Backend {
             _ => signature.to_vec(),
         };
         self.with_session(true, |s| {
-            let handle = s
-                .find_objects(&[
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::Id(id.0.clone()),
-                ])?
-                .first()
-                .copied()
-                .ok_or_else(|| Error::KeyNotFound(id.to_hex()))?;
-            let private = Self::private_handle(s, id)?;
-            let info = Self::key_info(s, private)?;
-            if !info.spec.allows(algorithm) {
-                return Err(Error::AlgorithmMismatch {
-                    algorithm,
-                    spec: info.spec,
-                });
+            let handle = Self::public_handle(s, id)?;
+            let (_, spec) = self.cached_private(s, id)?;
+            if !spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch { algorithm, spec });
             }
             match s.verify(&mechanism, handle, &data, &signature) {
                 Ok(()) => Ok(true),

@@ -111,18 +111,24 @@ impl PublicKey {
         pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
     }
 
+    /// The JWK curve name and the X and Y coordinates of an uncompressed point.
+    fn ec_parts<'a>(&self, point: &'a [u8]) -> (&'static str, &'a [u8], &'a [u8]) {
+        let coord = (point.len() - 1) / 2;
+        let crv = if self.spec == KeySpec::EcP256 {
+            "P-256"
+        } else {
+            "P-384"
+        };
+        (crv, &point[1..1 + coord], &point[1 + coord..])
+    }
+
     /// The public JWK (RFC 7517 / RFC 8037), without `kid`, `alg` or `use`.
     pub fn jwk(&self) -> Value {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         match &self.material {
             Material::Ec(point) => {
-                let coord = (point.len() - 1) / 2;
-                let crv = if self.spec == KeySpec::EcP256 {
-                    "P-256"
-                } else {
-                    "P-384"
-                };
-                json!({"kty": "EC", "crv": crv, "x": b64(&point[1..1 + coord]), "y": b64(&point[1 + coord..])})
+                let (crv, x, y) = self.ec_parts(point);
+                json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)})
             }
             Material::Ed25519(key) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)}),
             Material::Rsa { modulus, exponent } => {
@@ -138,16 +144,11 @@ impl PublicKey {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         let canonical = match &self.material {
             Material::Ec(point) => {
-                let coord = (point.len() - 1) / 2;
-                let crv = if self.spec == KeySpec::EcP256 {
-                    "P-256"
-                } else {
-                    "P-384"
-                };
+                let (crv, x, y) = self.ec_parts(point);
                 format!(
                     r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
-                    b64(&point[1..1 + coord]),
-                    b64(&point[1 + coord..])
+                    b64(x),
+                    b64(y)
                 )
             }
             Material::Ed25519(key) => {

@@ -353,3 +353,34 @@ pub fn unb64(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+/// Lists a token's objects with pkcs11-tool (OpenSC), an independent PKCS#11 client.
+/// `kind` is e.g. `Some("privkey")`. Panics unless pkcs11-tool succeeds.
+pub fn pkcs11_list(softhsm_conf: &Path, label: &str, pin: &str, kind: Option<&str>) -> String {
+    let module = signet_softhsm::find_module().unwrap();
+    let mut cmd = Command::new("pkcs11-tool");
+    cmd.args([
+        "--module",
+        module.to_str().unwrap(),
+        "--token-label",
+        label,
+        "--login",
+        "--pin",
+        pin,
+        "--list-objects",
+    ])
+    .env("SOFTHSM2_CONF", softhsm_conf);
+    if let Some(kind) = kind {
+        cmd.args(["--type", kind]);
+    }
+    let out = cmd.output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "pkcs11-tool failed: {t}");
+    t
+}
+
+/// The objects of the embedded token of a data dir, per pkcs11-tool.
+pub fn embedded_objects(data: &Data, kind: Option<&str>) -> String {
+    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
+    pkcs11_list(&data.join("softhsm/softhsm2.conf"), "signet", &pin, kind)
+}
