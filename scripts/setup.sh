@@ -12,6 +12,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(build-essential)
 command -v faketime >/dev/null || need+=(faketime)   # the expired-certificate test runs the server in the future
 command -v pgrep >/dev/null || need+=(procps)
+command -v jq >/dev/null || need+=(jq)               # the README's token example
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -148,6 +148,24 @@ fn tokens_are_bound_to_the_client_certificate() {
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         900
     );
+    // Offline, against the data directory's own token key (no JWKS file).
+    let data = server.stop();
+    let out = data.signet(&["token", "verify", &token, "--audience", "a"]);
+    assert!(
+        out.status.success() && text(&out).contains("\"x5t#S256\""),
+        "{}",
+        text(&out)
+    );
+    let dot = token.find('.').unwrap();
+    let mut bytes = token.clone().into_bytes();
+    bytes[dot + 8] = if bytes[dot + 8] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let out = data.signet(&["token", "verify", &tampered]);
+    assert!(
+        !out.status.success() && text(&out).contains("invalid token"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
