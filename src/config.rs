@@ -130,6 +130,8 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// …or every this many seconds, whichever comes first.
     pub checkpoint_interval_secs: u64,
+    /// Microseconds the syncing request waits so that concurrent records share its sync.
+    pub commit_delay_us: u64,
 }
 
 impl Default for Config {
@@ -209,6 +211,7 @@ impl Default for AuditConfig {
         AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 300,
+            commit_delay_us: 0,
         }
     }
 }
@@ -359,6 +362,9 @@ impl Config {
             || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
         {
             return invalid("tokens.default_ttl_secs must be 1..=tokens.max_ttl_secs".into());
+        }
+        if self.audit.commit_delay_us > 10_000 {
+            return invalid("audit.commit_delay_us must be at most 10000".into());
         }
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return invalid(
