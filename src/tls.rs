@@ -111,34 +111,6 @@ impl ResolvesServerCert for OneCert {
     }
 }
 
-/// Why handshakes were refused, counted by the verifier and the accept loop.
-#[derive(Debug, Default)]
-pub struct RefusalCounters {
-    counts: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
-}
-
-impl RefusalCounters {
-    /// Counts one refusal.
-    pub fn add(&self, reason: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason.to_string())
-            .or_default() += 1;
-    }
-
-    /// A snapshot.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
-    }
-}
-
 /// webpki's client verification (chain to the root, EKU clientAuth, validity) plus an immediate
 /// revocation check against the store, so a revoked certificate is refused on its next handshake.
 #[derive(Debug)]

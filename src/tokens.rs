@@ -510,11 +510,6 @@ pub fn prune(signet: &Signet, at: i64) -> Result<usize> {
     Ok(pruned)
 }
 
-/// How many revocations are stored.
-pub fn revoked_count(signet: &Signet) -> usize {
-    signet.store.revoked_tokens_tree().len()
-}
-
 /// Rotates the token key when automatic rotation is due. Returns the new version.
 pub fn rotate_if_due(signet: &Signet, at: i64) -> Result<Option<u32>> {
     let days = signet.config.tokens.rotate_every_days;

@@ -32,7 +32,6 @@ use crate::audit::{AuditLog, Event, Outcome};
 use crate::authority;
 use crate::config::Config;
 use crate::runtime::Signet;
-use crate::tls::RefusalCounters;
 
 /// Shared state of the running service.
 #[derive(Debug, Clone)]
@@ -45,8 +44,6 @@ pub struct AppState {
     pub ca: Arc<signet_pki::Ca>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Handshake refusals by reason.
-    pub refusals: Arc<RefusalCounters>,
 }
 
 /// The routes.
@@ -235,7 +232,6 @@ pub async fn prepare(
             audit,
             ca,
             metrics: Arc::new(Metrics::new()),
-            refusals: Arc::new(RefusalCounters::default()),
         };
         // Keys whose deletion window passed while the service was down.
         ops::housekeeping(&state);
@@ -377,7 +373,6 @@ pub async fn run(
 
 /// Counts, logs and audits a refused handshake.
 async fn refuse(state: &AppState, peer: SocketAddr, reason: &str) {
-    state.refusals.add(reason);
     state.metrics.refusal(reason);
     tracing::info!(%peer, reason, "TLS handshake refused");
     let audit = state.audit.clone();
