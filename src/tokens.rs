@@ -142,8 +142,6 @@ pub struct Issued {
     pub claims: Claims,
     /// `kid`.
     pub kid: String,
-    /// Version of the token key.
-    pub version: u32,
 }
 
 fn random_jti() -> String {
@@ -151,9 +149,6 @@ fn random_jti() -> String {
     let _ = getrandom::getrandom(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
-
-/// Public keys by kid, so verification does not ask the token each time.
-static KEY_CACHE: Mutex<BTreeMap<String, (u32, PublicKey)>> = Mutex::new(BTreeMap::new());
 
 /// Public keys and kids by token-key id: a version's public key never changes, so the token is
 /// asked once per version, not on every issue and introspection.
@@ -172,10 +167,6 @@ fn public_for(signet: &Signet, record: &KeyRecord, version: u32) -> Result<(Stri
     }
     let public = Keys(signet).public_key(v)?;
     let kid = public.jwk_thumbprint();
-    KEY_CACHE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(kid.clone(), (version, public.clone()));
     BY_KEY_ID
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -225,20 +216,15 @@ pub fn issue(signet: &Signet, req: &IssueRequest) -> Result<Issued> {
         EcdsaFormat::Raw,
     )?;
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&sig.bytes));
-    Ok(Issued {
-        token,
-        claims,
-        kid,
-        version,
-    })
+    Ok(Issued { token, claims, kid })
 }
 
-/// The JWKS: every version still valid for verification.
-pub fn jwks(signet: &Signet) -> Result<Value> {
+/// Every version still valid for verification, as (kid, public key): the primary, older
+/// enabled versions, and disabled ones until their last token has expired; never a destroyed one.
+fn published(signet: &Signet) -> Result<Vec<(String, PublicKey)>> {
     let Some(record) = signet.store.key(TOKEN_KEY)? else {
-        return Ok(json!({"keys": []}));
+        return Ok(Vec::new());
     };
-    let alg = algorithm(&signet.config);
     let now = now();
     let mut keys = Vec::new();
     for v in &record.versions {
@@ -249,16 +235,26 @@ pub fn jwks(signet: &Signet) -> Result<Value> {
             VersionState::Disabled => last_expiry(signet, v.version)? > now,
             VersionState::Destroyed => false,
         };
-        if !include {
-            continue;
+        if include {
+            keys.push(public_for(signet, &record, v.version)?);
         }
-        let (kid, public) = public_for(signet, &record, v.version)?;
-        let mut jwk = public.jwk();
-        jwk["kid"] = kid.into();
-        jwk["alg"] = alg.name().into();
-        jwk["use"] = "sig".into();
-        keys.push(jwk);
     }
+    Ok(keys)
+}
+
+/// The JWKS: every version still valid for verification.
+pub fn jwks(signet: &Signet) -> Result<Value> {
+    let alg = algorithm(&signet.config);
+    let keys: Vec<Value> = published(signet)?
+        .into_iter()
+        .map(|(kid, public)| {
+            let mut jwk = public.jwk();
+            jwk["kid"] = kid.into();
+            jwk["alg"] = alg.name().into();
+            jwk["use"] = "sig".into();
+            jwk
+        })
+        .collect();
     Ok(json!({ "keys": keys }))
 }
 
@@ -273,8 +269,6 @@ pub struct Verified {
     pub claims: Claims,
     /// kid.
     pub kid: String,
-    /// Version of the token key.
-    pub version: u32,
 }
 
 /// The parts of a compact JWS after the structural checks.
@@ -406,18 +400,9 @@ pub fn verify_signature(
 /// The keys currently in the JWKS, by kid.
 fn verification_keys(signet: &Signet) -> Result<BTreeMap<String, (SignatureAlgorithm, PublicKey)>> {
     let alg = algorithm(&signet.config);
-    let jwks = jwks(signet)?;
-    let cache = KEY_CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(jwks["keys"]
-        .as_array()
+    Ok(published(signet)?
         .into_iter()
-        .flatten()
-        .filter_map(|k| k["kid"].as_str())
-        .filter_map(|kid| {
-            cache
-                .get(kid)
-                .map(|(_, public)| (kid.to_string(), (alg, public.clone())))
-        })
+        .map(|(kid, public)| (kid, (alg, public)))
         .collect())
 }
 
@@ -445,17 +430,7 @@ pub fn introspect(
     if is_revoked(signet, &claims.jti)? {
         return Ok(Err(Inactive("revoked".into())));
     }
-    let version = KEY_CACHE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&kid)
-        .map(|(v, _)| *v)
-        .unwrap_or(0);
-    Ok(Ok(Verified {
-        claims,
-        kid,
-        version,
-    }))
+    Ok(Ok(Verified { claims, kid }))
 }
 
 #[derive(Serialize, Deserialize)]

@@ -363,6 +363,24 @@ fn sign_event(
     }
 }
 
+/// Signs one item, counts it, and describes it for the audit log (blocking).
+fn sign_and_describe(
+    state: &super::AppState,
+    principal: &str,
+    request_id: &str,
+    name: &str,
+    p: &ParsedSign,
+) -> (Result<Signature, Problem>, crate::audit::Event) {
+    let result = sign_blocking(state, name, p).map_err(|e| Problem::from_error(&e, request_id));
+    let alg = result
+        .as_ref()
+        .map(|s| s.algorithm.name())
+        .unwrap_or("unknown");
+    state.metrics.sign(alg, result.is_ok());
+    let event = sign_event(principal, request_id, name, p, &result);
+    (result, event)
+}
+
 fn signature_json(sig: &Signature) -> Value {
     json!({
         "signature": STANDARD.encode(&sig.bytes),
@@ -394,19 +412,8 @@ pub async fn sign(
     let principal = ctx.caller.name.clone();
     let n = name.clone();
     let (result, audited) = tokio::task::spawn_blocking(move || {
-        let result =
-            sign_blocking(&state, &n, &parsed).map_err(|e| Problem::from_error(&e, &request_id));
-        let alg = result
-            .as_ref()
-            .map(|s| s.algorithm.name())
-            .unwrap_or("unknown");
-        state.metrics.sign(alg, result.is_ok());
-        let event = sign_event(&principal, &request_id, &n, &parsed, &result);
-        let audited = if cfg!(feature = "bench-unaudited") {
-            Ok(())
-        } else {
-            state.audit.append(event).map(|_| ())
-        };
+        let (result, event) = sign_and_describe(&state, &principal, &request_id, &n, &parsed);
+        let audited = state.record(vec![event]);
         (result, audited)
     })
     .await
@@ -471,19 +478,17 @@ pub async fn sign_batch(
         let mut results = Vec::with_capacity(parsed.len());
         let mut events = Vec::with_capacity(parsed.len());
         for (index, p) in parsed.into_iter().enumerate() {
-            let result = p.and_then(|p| {
-                let r =
-                    sign_blocking(&state, &n, &p).map_err(|e| Problem::from_error(&e, &request_id));
-                events.push(
-                    sign_event(&principal, &request_id, &n, &p, &r).with("batch_index", index),
-                );
-                r
-            });
-            let alg = result
-                .as_ref()
-                .map(|s| s.algorithm.name())
-                .unwrap_or("unknown");
-            state.metrics.sign(alg, result.is_ok());
+            let result = match p {
+                Ok(p) => {
+                    let (r, event) = sign_and_describe(&state, &principal, &request_id, &n, &p);
+                    events.push(event.with("batch_index", index));
+                    r
+                }
+                Err(problem) => {
+                    state.metrics.sign("unknown", false);
+                    Err(problem)
+                }
+            };
             results.push(match result {
                 Ok(sig) => {
                     let mut v = signature_json(&sig);
@@ -493,11 +498,7 @@ pub async fn sign_batch(
                 Err(problem) => json!({ "index": index, "error": problem.summary() }),
             });
         }
-        let audited = if cfg!(feature = "bench-unaudited") {
-            Ok(())
-        } else {
-            state.audit.append_many(events)
-        };
+        let audited = state.record(events);
         (results, audited)
     })
     .await

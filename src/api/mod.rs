@@ -46,6 +46,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+impl AppState {
+    /// Writes audit records and returns once they are durable (blocking; one sync for all). The
+    /// one place request handlers write audit records; `bench-unaudited` builds skip it.
+    pub fn record(&self, events: Vec<Event>) -> crate::error::Result<()> {
+        if cfg!(feature = "bench-unaudited") {
+            return Ok(());
+        }
+        self.audit.append_many(events)
+    }
+}
+
 /// The routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.signet.config.server.max_body_bytes;
