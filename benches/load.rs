@@ -106,7 +106,10 @@ fn raw_rate(
     duration: Duration,
 ) -> (f64, Vec<f64>) {
     let key = backend
-        .generate(&format!("bench-{alg}-{threads}-{}", rand_suffix()), spec)
+        .generate(&signet_hsm::KeyRequest::named(
+            format!("bench-{alg}-{threads}-{}", rand_suffix()),
+            spec,
+        ))
         .unwrap();
     let b = backend.clone();
     drive(
@@ -114,7 +117,8 @@ fn raw_rate(
         duration,
         |_| (),
         move |_| {
-            b.sign(
+            signet_hsm::sign(
+                b.as_ref(),
                 &key.id,
                 alg,
                 SignInput::Message(

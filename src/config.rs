@@ -1,22 +1,60 @@
 //! Configuration: one TOML file, environment overrides, safe defaults. With no file at all,
 //! Signet runs on its embedded default: a SoftHSM2 token and a sled database under the data
 //! directory. `src/signet.example.toml` is the commented reference.
+//!
+//! Values are typed where they are read: key specs and algorithms parse here, so a bad name is
+//! refused with the file's line, and nothing later falls back to a default silently.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_hsm::KeySpec;
+use signet_hsm::{KeySpec, SignatureAlgorithm};
 
-/// Environment variables that override the file.
+/// Overrides `data_dir`.
 pub const ENV_DATA_DIR: &str = "SIGNET_DATA_DIR";
 /// Overrides `server.listen`.
 pub const ENV_LISTEN: &str = "SIGNET_LISTEN";
-/// Overrides `hsm.module`.
+/// Overrides `hsm.module` (PKCS#11 backend).
 pub const ENV_HSM_MODULE: &str = "SIGNET_HSM_MODULE";
 /// Overrides `hsm.pin_file`.
 pub const ENV_HSM_PIN_FILE: &str = "SIGNET_HSM_PIN_FILE";
+
+/// Paths under the data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    /// The embedded SoftHSM2 token directory.
+    pub fn softhsm(&self) -> PathBuf {
+        self.0.join("softhsm")
+    }
+    /// The embedded token's user PIN (0600).
+    pub fn pin(&self) -> PathBuf {
+        self.0.join("pin")
+    }
+    /// The embedded token's SO PIN (0600).
+    pub fn so_pin(&self) -> PathBuf {
+        self.0.join("so-pin")
+    }
+    /// CA certificates and CRL.
+    pub fn ca(&self) -> PathBuf {
+        self.0.join("ca")
+    }
+    /// Written while `signet serve` runs: its pid and address.
+    pub fn server_file(&self) -> PathBuf {
+        self.0.join("server.pid")
+    }
+    /// The audit log.
+    pub fn audit(&self) -> PathBuf {
+        self.0.join("audit")
+    }
+    /// Client bundles.
+    pub fn clients(&self) -> PathBuf {
+        self.0.join("clients")
+    }
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,8 +62,10 @@ pub const ENV_HSM_PIN_FILE: &str = "SIGNET_HSM_PIN_FILE";
 pub struct Config {
     /// Where the embedded token, the database and the CA files live.
     pub data_dir: PathBuf,
-    /// The HSM.
+    /// The key store.
     pub hsm: HsmConfig,
+    /// The metadata store.
+    pub store: StoreConfig,
     /// The certificate authority.
     pub ca: CaConfig,
     /// The HTTPS API.
@@ -36,10 +76,18 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
-/// Which PKCS#11 token, and how to log in. No PIN in this file: only where to read it.
+/// Which key store, tagged by `backend` (default `pkcs11`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum HsmConfig {
+    /// A PKCS#11 token (or the embedded SoftHSM2 token when `module` is unset).
+    Pkcs11(Pkcs11Settings),
+}
+
+/// A PKCS#11 token, and how to log in. No PIN in this file: only where to read it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HsmConfig {
+pub struct Pkcs11Settings {
     /// PKCS#11 module. Absent: the embedded SoftHSM2 token under `data_dir/softhsm`.
     pub module: Option<PathBuf>,
     /// Token label.
@@ -54,6 +102,98 @@ pub struct HsmConfig {
     pub pool_size: usize,
 }
 
+impl Default for Pkcs11Settings {
+    fn default() -> Self {
+        Pkcs11Settings {
+            module: None,
+            token_label: "signet".into(),
+            slot: None,
+            pin_file: None,
+            pin_env: None,
+            pool_size: 4,
+        }
+    }
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        HsmConfig::Pkcs11(Pkcs11Settings::default())
+    }
+}
+
+/// Deserialises a section tagged by `tag` (with a default), refusing unknown fields in the
+/// chosen variant with their names.
+fn tagged_section<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    tag: &str,
+    default: &str,
+) -> Result<(String, toml::Value), D::Error> {
+    let mut table = toml::Table::deserialize(d)?;
+    let kind = match table.remove(tag) {
+        None => default.to_string(),
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "{tag} must be a string, not {}",
+                other.type_str()
+            )))
+        }
+    };
+    Ok((kind, toml::Value::Table(table)))
+}
+
+impl<'de> Deserialize<'de> for HsmConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, rest) = tagged_section(d, "backend", "pkcs11")?;
+        match kind.as_str() {
+            "pkcs11" => rest
+                .try_into()
+                .map(HsmConfig::Pkcs11)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "hsm.backend {other:?} is not one of pkcs11"
+            ))),
+        }
+    }
+}
+
+/// Which metadata store, tagged by `kind` (default `sled`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// sled, embedded, one node.
+    Sled(SledSettings),
+}
+
+/// The embedded sled database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SledSettings {
+    /// Where the database lives; `data_dir/db` when unset.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sled(SledSettings::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, rest) = tagged_section(d, "kind", "sled")?;
+        match kind.as_str() {
+            "sled" => rest
+                .try_into()
+                .map(StoreConfig::Sled)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "store.kind {other:?} is not one of sled"
+            ))),
+        }
+    }
+}
+
 /// Names, key specs and lifetimes of the CA.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,13 +203,13 @@ pub struct CaConfig {
     /// SPIFFE trust domain for client identities.
     pub trust_domain: String,
     /// Root CA key spec.
-    pub root_key_spec: String,
+    pub root_key_spec: KeySpec,
     /// Intermediate CA key spec.
-    pub intermediate_key_spec: String,
+    pub intermediate_key_spec: KeySpec,
     /// The server's TLS key spec (in the token).
-    pub server_key_spec: String,
+    pub server_key_spec: KeySpec,
     /// Spec of keys generated for handed-out client bundles.
-    pub client_key_spec: String,
+    pub client_key_spec: KeySpec,
     /// Root validity in days.
     pub root_validity_days: u64,
     /// Intermediate validity in days.
@@ -111,9 +251,9 @@ pub struct TokensConfig {
     /// `iss` claim.
     pub issuer: String,
     /// Spec of the token-signing key.
-    pub key_spec: String,
+    pub key_spec: KeySpec,
     /// Algorithm (must fit the spec).
-    pub algorithm: String,
+    pub algorithm: SignatureAlgorithm,
     /// Default lifetime, seconds.
     pub default_ttl_secs: u64,
     /// Longest lifetime, seconds.
@@ -130,7 +270,7 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// …or every this many seconds, whichever comes first.
     pub checkpoint_interval_secs: u64,
-    /// Microseconds the syncing request waits so that concurrent records share its sync.
+    /// Microseconds the writer waits before syncing so that more records share the sync.
     pub commit_delay_us: u64,
 }
 
@@ -139,23 +279,11 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./signet-data"),
             hsm: HsmConfig::default(),
+            store: StoreConfig::default(),
             ca: CaConfig::default(),
             server: ServerConfig::default(),
             tokens: TokensConfig::default(),
             audit: AuditConfig::default(),
-        }
-    }
-}
-
-impl Default for HsmConfig {
-    fn default() -> Self {
-        HsmConfig {
-            module: None,
-            token_label: "signet".into(),
-            slot: None,
-            pin_file: None,
-            pin_env: None,
-            pool_size: 4,
         }
     }
 }
@@ -165,10 +293,10 @@ impl Default for CaConfig {
         CaConfig {
             organization: "Signet".into(),
             trust_domain: "signet.local".into(),
-            root_key_spec: "ec-p384".into(),
-            intermediate_key_spec: "ec-p384".into(),
-            server_key_spec: "ec-p256".into(),
-            client_key_spec: "ec-p256".into(),
+            root_key_spec: KeySpec::EcP384,
+            intermediate_key_spec: KeySpec::EcP384,
+            server_key_spec: KeySpec::EcP256,
+            client_key_spec: KeySpec::EcP256,
             root_validity_days: 3650,
             intermediate_validity_days: 1825,
             server_max_ttl_days: 90,
@@ -197,8 +325,8 @@ impl Default for TokensConfig {
     fn default() -> Self {
         TokensConfig {
             issuer: "https://localhost:8443".into(),
-            key_spec: "ec-p256".into(),
-            algorithm: "ES256".into(),
+            key_spec: KeySpec::EcP256,
+            algorithm: SignatureAlgorithm::Es256,
             default_ttl_secs: 900,
             max_ttl_secs: 3600,
             rotate_every_days: 0,
@@ -241,6 +369,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Parses TOML text (no environment, no validation).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
     /// Loads `path` (or the defaults when `None`), then applies environment overrides and
     /// `data_dir_override` (the CLI's `--data-dir`), then validates.
     pub fn load(
@@ -253,9 +386,9 @@ impl Config {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                Config::parse(&text).map_err(|message| ConfigError::Parse {
                     path: path.to_path_buf(),
-                    message: e.to_string(),
+                    message,
                 })?
             }
             None => Config::default(),
@@ -263,11 +396,12 @@ impl Config {
         if let Some(dir) = std::env::var_os(ENV_DATA_DIR) {
             config.data_dir = dir.into();
         }
+        let HsmConfig::Pkcs11(pkcs11) = &mut config.hsm;
         if let Some(module) = std::env::var_os(ENV_HSM_MODULE) {
-            config.hsm.module = Some(module.into());
+            pkcs11.module = Some(module.into());
         }
         if let Some(pin_file) = std::env::var_os(ENV_HSM_PIN_FILE) {
-            config.hsm.pin_file = Some(pin_file.into());
+            pkcs11.pin_file = Some(pin_file.into());
         }
         if let Ok(listen) = std::env::var(ENV_LISTEN) {
             config.server.listen = listen
@@ -284,48 +418,31 @@ impl Config {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        for (field, value) in [
-            ("ca.root_key_spec", &self.ca.root_key_spec),
-            ("ca.intermediate_key_spec", &self.ca.intermediate_key_spec),
-            ("ca.server_key_spec", &self.ca.server_key_spec),
-            ("ca.client_key_spec", &self.ca.client_key_spec),
-            ("tokens.key_spec", &self.tokens.key_spec),
-        ] {
-            if let Err(e) = value.parse::<KeySpec>() {
-                return invalid(format!("{field}: {e}"));
-            }
-        }
         if !matches!(
-            self.ca.client_key_spec.parse::<KeySpec>(),
-            Ok(KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519)
+            self.ca.client_key_spec,
+            KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519
         ) {
             return invalid(
                 "ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519".into(),
             );
         }
-        let token_spec: KeySpec = self
-            .tokens
-            .key_spec
-            .parse()
-            .map_err(|e| ConfigError::Invalid(format!("{e}")))?;
-        match self
-            .tokens
-            .algorithm
-            .parse::<signet_hsm::SignatureAlgorithm>()
-        {
-            Ok(alg) if token_spec.allows(alg) => {}
-            Ok(alg) => {
-                return invalid(format!(
-                    "tokens.algorithm {alg} does not fit tokens.key_spec {token_spec}"
-                ))
+        if !self.tokens.key_spec.allows(self.tokens.algorithm) {
+            return invalid(format!(
+                "tokens.algorithm {} does not fit tokens.key_spec {}",
+                self.tokens.algorithm, self.tokens.key_spec
+            ));
+        }
+        match &self.hsm {
+            HsmConfig::Pkcs11(p) => {
+                if p.pool_size == 0 || p.pool_size > 256 {
+                    return invalid("hsm.pool_size must be 1..=256".into());
+                }
+                if p.module.is_some() && p.pin_file.is_none() && p.pin_env.is_none() {
+                    return invalid(
+                        "hsm.module is set: set hsm.pin_file or hsm.pin_env too".into(),
+                    );
+                }
             }
-            Err(e) => return invalid(format!("tokens.algorithm: {e}")),
-        }
-        if self.hsm.pool_size == 0 || self.hsm.pool_size > 256 {
-            return invalid("hsm.pool_size must be 1..=256".into());
-        }
-        if self.hsm.module.is_some() && self.hsm.pin_file.is_none() && self.hsm.pin_env.is_none() {
-            return invalid("hsm.module is set: set hsm.pin_file or hsm.pin_env too".into());
         }
         if !signet_pki::valid_client_name(&self.server.admin) {
             return invalid(format!(
@@ -388,15 +505,28 @@ impl Config {
         }
     }
 
+    /// Paths under the data directory.
+    pub fn paths(&self) -> DataDir {
+        DataDir(self.data_dir.clone())
+    }
+
     /// True when the embedded SoftHSM2 token is used.
     pub fn is_embedded(&self) -> bool {
-        self.hsm.module.is_none()
+        matches!(&self.hsm, HsmConfig::Pkcs11(p) if p.module.is_none())
     }
-}
 
-/// Parses a spec already validated by [`Config::validate`].
-pub fn spec(value: &str) -> KeySpec {
-    value.parse().unwrap_or(KeySpec::EcP256)
+    /// A one-line description of the key store (no secrets).
+    pub fn hsm_summary(&self) -> String {
+        match &self.hsm {
+            HsmConfig::Pkcs11(p) => match &p.module {
+                None => format!(
+                    "embedded SoftHSM2 token under {}/softhsm",
+                    self.data_dir.display()
+                ),
+                Some(m) => format!("{} (token {:?})", m.display(), p.token_label),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -407,26 +537,32 @@ mod tests {
     #[test]
     fn reference_config_parses_and_validates() {
         let text = include_str!("signet.example.toml");
-        let config: Config = toml::from_str(text).expect("reference config parses");
+        let config = Config::parse(text).expect("reference config parses");
         config.validate().expect("reference config is valid");
     }
 
     #[test]
     fn unknown_fields_and_bad_values_are_refused() {
-        assert!(toml::from_str::<Config>("[hsm]\npin = \"1234\"\n").is_err());
-        let config: Config = toml::from_str("[ca]\nroot_key_spec = \"rsa-1024\"\n").unwrap();
-        assert!(config
-            .validate()
+        assert!(Config::parse("[hsm]\npin = \"1234\"\n").is_err());
+        assert!(Config::parse("[ca]\nroot_key_spec = \"rsa-1024\"\n")
             .unwrap_err()
-            .to_string()
             .contains("rsa-1024"));
-        let config: Config = toml::from_str("[tokens]\nalgorithm = \"RS256\"\n").unwrap();
+        let config = Config::parse("[tokens]\nalgorithm = \"RS256\"\n").unwrap();
         assert!(config.validate().is_err());
-        let config: Config = toml::from_str("[hsm]\nmodule = \"/x.so\"\n").unwrap();
+        let config = Config::parse("[hsm]\nmodule = \"/x.so\"\n").unwrap();
         assert!(config
             .validate()
             .unwrap_err()
             .to_string()
             .contains("pin_file"));
+        assert!(Config::parse("[hsm]\nbackend = \"tpm\"\n")
+            .unwrap_err()
+            .contains("tpm"));
+        assert!(Config::parse("[store]\nkind = \"sled\"\nurl = \"x\"\n")
+            .unwrap_err()
+            .contains("url"));
+        let explicit = Config::parse("[hsm]\nbackend = \"pkcs11\"\npool_size = 2\n").unwrap();
+        let HsmConfig::Pkcs11(p) = explicit.hsm;
+        assert_eq!(p.pool_size, 2);
     }
 }

@@ -1,11 +1,38 @@
-//! The service's error type, and the one function that maps errors to HTTP statuses and
-//! problem types. The default is conservative: anything not classified is a 500 whose detail
+//! The service's error type, and the one function that maps errors to problem types (and so to
+//! HTTP statuses). The default is conservative: anything not classified is a 500 whose detail
 //! says only that an internal error happened.
 
 use signet_hsm::Error as HsmError;
 use signet_pki::Error as PkiError;
 
-use crate::store::StoreError;
+use crate::support::random::RandomUnavailable;
+
+/// Errors of the metadata store, whatever engine is behind it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process holds the database.
+    #[error(
+        "the database {0} is in use by another signet process (stop it, or use another --data-dir)"
+    )]
+    Locked(String),
+    /// The engine failed (I/O, connection…). The text is the engine's, for the log.
+    #[error("database error: {0}")]
+    Engine(String),
+    /// The engine cannot write now (a full disk, a read-only file system).
+    #[error("the database cannot be written: {0}")]
+    NotWritable(String),
+    /// A record could not be decoded.
+    #[error("corrupt record {key:?} in {table}: {detail}")]
+    Corrupt {
+        /// Table or tree name.
+        table: &'static str,
+        /// Key.
+        key: String,
+        /// Decoder message.
+        detail: String,
+    },
+}
 
 /// Errors of the service's operations.
 #[derive(Debug, thiserror::Error)]
@@ -17,12 +44,16 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The request conflicts with the current state (exists already, disabled, scheduled for deletion…).
+    /// The request conflicts with the current state (exists already, disabled, scheduled for
+    /// deletion…).
     #[error("{0}")]
     Conflict(String),
-    /// The principal may not do this.
+    /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's identity is not (or no longer) acceptable.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The request body is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -38,6 +69,9 @@ pub enum Error {
     /// The audit log could not be written: the operation is refused rather than done unaudited.
     #[error("the audit log cannot be written: {0}")]
     AuditUnavailable(String),
+    /// The random number generator failed.
+    #[error(transparent)]
+    Random(#[from] RandomUnavailable),
     /// Anything else (I/O on the data directory, …).
     #[error("{0}")]
     Internal(String),
@@ -52,42 +86,148 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// HTTP status, stable problem type slug, and the detail safe to show a client.
-pub fn classify(err: &Error) -> (u16, &'static str, String) {
+/// The stable kinds of problem the API answers with. Each has one status and one `type` slug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemType {
+    /// 400: the request is malformed or out of range.
+    BadRequest,
+    /// 401: no acceptable client identity.
+    Unauthenticated,
+    /// 403: the caller lacks the scope.
+    Forbidden,
+    /// 404: no such thing (or route).
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409: the state does not allow it.
+    Conflict,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 500: an internal error.
+    Internal,
+    /// 503: the audit log cannot be written; nothing was done.
+    AuditUnavailable,
+    /// 503: the HSM cannot complete the operation.
+    HsmUnavailable,
+    /// 503: the service is not ready.
+    NotReady,
+}
+
+impl ProblemType {
+    /// Every type, for documentation and tests.
+    pub const ALL: [ProblemType; 12] = [
+        ProblemType::BadRequest,
+        ProblemType::Unauthenticated,
+        ProblemType::Forbidden,
+        ProblemType::NotFound,
+        ProblemType::MethodNotAllowed,
+        ProblemType::Conflict,
+        ProblemType::PayloadTooLarge,
+        ProblemType::UnsupportedMediaType,
+        ProblemType::Internal,
+        ProblemType::AuditUnavailable,
+        ProblemType::HsmUnavailable,
+        ProblemType::NotReady,
+    ];
+
+    /// The last segment of the `type` URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            ProblemType::BadRequest => "bad-request",
+            ProblemType::Unauthenticated => "unauthenticated",
+            ProblemType::Forbidden => "forbidden",
+            ProblemType::NotFound => "not-found",
+            ProblemType::MethodNotAllowed => "method-not-allowed",
+            ProblemType::Conflict => "conflict",
+            ProblemType::PayloadTooLarge => "payload-too-large",
+            ProblemType::UnsupportedMediaType => "unsupported-media-type",
+            ProblemType::Internal => "internal",
+            ProblemType::AuditUnavailable => "audit-unavailable",
+            ProblemType::HsmUnavailable => "hsm-unavailable",
+            ProblemType::NotReady => "not-ready",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            ProblemType::BadRequest => 400,
+            ProblemType::Unauthenticated => 401,
+            ProblemType::Forbidden => 403,
+            ProblemType::NotFound => 404,
+            ProblemType::MethodNotAllowed => 405,
+            ProblemType::Conflict => 409,
+            ProblemType::PayloadTooLarge => 413,
+            ProblemType::UnsupportedMediaType => 415,
+            ProblemType::Internal => 500,
+            ProblemType::AuditUnavailable | ProblemType::HsmUnavailable | ProblemType::NotReady => {
+                503
+            }
+        }
+    }
+
+    /// What the type means, for the README and the API description.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ProblemType::BadRequest => "the request is malformed or out of range; the detail says which field and why",
+            ProblemType::Unauthenticated => "the client certificate names no enrolled principal, or it was revoked",
+            ProblemType::Forbidden => "the principal lacks the scope the detail names",
+            ProblemType::NotFound => "no such key, version, certificate, principal or route",
+            ProblemType::MethodNotAllowed => "the route exists but not with this method",
+            ProblemType::Conflict => "the current state does not allow it (exists already, disabled, scheduled for deletion…)",
+            ProblemType::PayloadTooLarge => "the body exceeds server.max_body_bytes",
+            ProblemType::UnsupportedMediaType => "the body is not sent as application/json",
+            ProblemType::Internal => "an internal error; the server log has the cause under the request id",
+            ProblemType::AuditUnavailable => "the audit record could not be written, so nothing was done",
+            ProblemType::HsmUnavailable => "the HSM could not complete the operation; retry later",
+            ProblemType::NotReady => "the HSM, the store or the audit log is not usable now",
+        }
+    }
+}
+
+/// The problem type and the detail safe to show a client.
+pub fn classify(err: &Error) -> (ProblemType, String) {
     match err {
-        Error::BadRequest(d) => (400, "bad-request", d.clone()),
-        Error::NotFound(d) => (404, "not-found", d.clone()),
-        Error::Conflict(d) => (409, "conflict", d.clone()),
-        Error::Forbidden(d) => (403, "forbidden", d.clone()),
-        Error::TooLarge(d) => (413, "payload-too-large", d.clone()),
+        Error::BadRequest(d) => (ProblemType::BadRequest, d.clone()),
+        Error::NotFound(d) => (ProblemType::NotFound, d.clone()),
+        Error::Conflict(d) => (ProblemType::Conflict, d.clone()),
+        Error::Forbidden(d) => (ProblemType::Forbidden, d.clone()),
+        Error::Unauthenticated(d) => (ProblemType::Unauthenticated, d.clone()),
+        Error::TooLarge(d) => (ProblemType::PayloadTooLarge, d.clone()),
         Error::AuditUnavailable(_) => (
-            503,
-            "audit-unavailable",
+            ProblemType::AuditUnavailable,
             "the audit log cannot be written; the operation was not performed".into(),
         ),
         Error::Hsm(e) => classify_hsm(e),
         Error::Pki(e) => match e {
             PkiError::CsrRefused(_) | PkiError::Policy(_) | PkiError::Parse { .. } => {
-                (400, "bad-request", e.to_string())
+                (ProblemType::BadRequest, e.to_string())
             }
             PkiError::Hsm(inner) => classify_hsm(inner),
-            _ => (500, "internal", "internal error".into()),
+            _ => (ProblemType::Internal, "internal error".into()),
         },
-        Error::Store(_) | Error::Internal(_) => (500, "internal", "internal error".into()),
+        Error::Store(StoreError::NotWritable(_)) => (
+            ProblemType::NotReady,
+            "the metadata store cannot be written now; nothing was changed".into(),
+        ),
+        Error::Store(_) | Error::Random(_) | Error::Internal(_) => {
+            (ProblemType::Internal, "internal error".into())
+        }
     }
 }
 
-fn classify_hsm(e: &HsmError) -> (u16, &'static str, String) {
+fn classify_hsm(e: &HsmError) -> (ProblemType, String) {
+    if e.is_input_error() {
+        return (ProblemType::BadRequest, e.to_string());
+    }
     match e {
-        HsmError::AlgorithmMismatch { .. }
-        | HsmError::DigestLength { .. }
-        | HsmError::EmptyInput
-        | HsmError::Unsupported(_) => (400, "bad-request", e.to_string()),
-        HsmError::KeyNotFound(_) => (404, "not-found", e.to_string()),
-        HsmError::KeyExists(_) => (409, "conflict", e.to_string()),
+        HsmError::KeyNotFound(_) => (ProblemType::NotFound, e.to_string()),
+        HsmError::KeyExists(_) | HsmError::Full(_) => (ProblemType::Conflict, e.to_string()),
         _ => (
-            503,
-            "hsm-unavailable",
+            ProblemType::HsmUnavailable,
             format!(
                 "the HSM could not complete the operation{}",
                 e.return_code()
@@ -95,5 +235,39 @@ fn classify_hsm(e: &HsmError) -> (u16, &'static str, String) {
                     .unwrap_or_default()
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_statuses_are_unique_per_type() {
+        let mut slugs: Vec<_> = ProblemType::ALL.iter().map(|t| t.slug()).collect();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), ProblemType::ALL.len());
+        assert!(ProblemType::ALL
+            .iter()
+            .all(|t| (400..600).contains(&t.status()) && !t.meaning().is_empty()));
+    }
+
+    #[test]
+    fn internal_causes_are_not_shown() {
+        let (kind, detail) = classify(&Error::Internal("disk path /secret".into()));
+        assert_eq!(kind, ProblemType::Internal);
+        assert!(!detail.contains("secret"));
+        let (kind, detail) = classify(&Error::Hsm(HsmError::Device {
+            interface: "PKCS#11",
+            function: "C_Sign".into(),
+            code: "CKR_DEVICE_ERROR".into(),
+            fault: signet_hsm::Fault::SessionLost,
+        }));
+        assert_eq!(kind, ProblemType::HsmUnavailable);
+        assert_eq!(
+            detail,
+            "the HSM could not complete the operation (CKR_DEVICE_ERROR)"
+        );
     }
 }

@@ -1,21 +1,26 @@
-//! Signet: a hardware-backed key service. Private keys are generated in a PKCS#11 token and never
-//! leave it; Signet signs with them, runs a three-level CA on them, and exposes both over a
-//! TLS 1.3, mutual-TLS-only HTTP API.
+//! Signet: a hardware-backed key service. Private keys are generated in a key store (a PKCS#11
+//! token) and never leave it; Signet signs with them, runs a three-level CA on them, issues
+//! tokens, and exposes all of it over a TLS 1.3, mutual-TLS-only HTTP API.
 //!
-//! A request's path: [`api`] (axum routes, problem documents) → [`authz`] (principal and scopes
-//! from the verified client certificate) → [`keys`] / [`authority`] → `signet-hsm` (the token),
-//! with metadata in [`store`] and every decision in [`audit`].
+//! The modules are layers that only point down:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | front | [`api`] (axum routes, problem documents), [`tls`] (rustls), [`cli`] |
+//! | use cases | [`service`]: one method per operation, the [`service::ACTIONS`] table, audit, metrics |
+//! | domain | [`domain`]: keys, principals, authority (CA), tokens (JWT/JWKS), audit |
+//! | store | [`store`]: traits per aggregate, typed records, sled and the audit journal |
+//! | config, errors | [`config`], [`error`] |
+//! | support | [`support`]: time, randomness, private files, log-safe text |
 
 pub mod api;
-pub mod audit;
-pub mod authority;
-pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod error;
-pub mod keys;
-pub mod principals;
-pub mod runtime;
+pub mod service;
 pub mod store;
+pub mod support;
 pub mod tls;
-pub mod tokens;
+
+pub use domain::audit;

@@ -13,7 +13,7 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use signet_hsm::{Backend, HsmSigner, KeyId, KeySpec, SignatureAlgorithm, Signer};
 
-use crate::store::Store;
+use crate::service::Service;
 
 /// The one crypto provider: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -116,17 +116,29 @@ impl ResolvesServerCert for OneCert {
 #[derive(Debug)]
 pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    store: Store,
+    service: Arc<Service>,
 }
+
+/// Why a revocation check could not be made (the handshake fails closed).
+#[derive(Debug)]
+struct RevocationCheckFailed(String);
+
+impl std::fmt::Display for RevocationCheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "revocation check failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for RevocationCheckFailed {}
 
 impl ClientVerifier {
     /// The verifier for Signet's root.
-    pub fn new(root_der: &[u8], store: Store) -> anyhow::Result<Self> {
+    pub fn new(root_der: &[u8], service: Arc<Service>) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(root_der.to_vec()))?;
         let inner =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-        Ok(ClientVerifier { inner, store })
+        Ok(ClientVerifier { inner, service })
     }
 }
 
@@ -154,15 +166,15 @@ impl ClientCertVerifier for ClientVerifier {
         let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
-        match self.store.cert(&serial) {
-            Ok(Some(rec)) if rec.status == crate::store::CertStatus::Revoked => Err(
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked),
-            ),
-            Ok(_) => Ok(verified),
+        match self.service.is_revoked(&serial) {
+            Ok(true) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            )),
+            Ok(false) => Ok(verified),
             // Fail closed: if revocation cannot be checked, the certificate is not accepted.
-            Err(e) => Err(rustls::Error::General(format!(
-                "revocation check failed: {e}"
-            ))),
+            Err(e) => Err(rustls::Error::Other(rustls::OtherError(Arc::new(
+                RevocationCheckFailed(e.to_string()),
+            )))),
         }
     }
 
@@ -197,20 +209,29 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// The server's rustls configuration: TLS 1.3 only, mutual TLS mandatory, HSM-held key.
-pub fn server_config(
-    backend: Arc<dyn Backend>,
-    store: Store,
-    server_key: (KeyId, KeySpec),
-    chain: Vec<Vec<u8>>,
-    root_der: &[u8],
-) -> anyhow::Result<rustls::ServerConfig> {
-    let key = HsmTlsKey::new(backend, server_key.0, server_key.1)?;
+/// The server's rustls configuration: TLS 1.3 only, mutual TLS mandatory, the server key held
+/// in the token, the certificate chain from the CA record.
+pub fn server_config(service: Arc<Service>) -> anyhow::Result<rustls::ServerConfig> {
+    let ca = service.ca()?;
+    let record = service
+        .store()
+        .ca()?
+        .ok_or_else(|| anyhow::anyhow!("no CA yet"))?;
+    let server_cert = service
+        .store()
+        .cert(&record.server.serial)?
+        .ok_or_else(|| anyhow::anyhow!("the server certificate's record is missing"))?;
+    let key = HsmTlsKey::new(
+        service.backend().clone(),
+        record.server.key_id.clone(),
+        record.server.spec,
+    )?;
+    let chain = vec![server_cert.der, ca.intermediate_der().to_vec()];
     let certified = CertifiedKey::new(
         chain.into_iter().map(CertificateDer::from).collect(),
         Arc::new(key),
     );
-    let verifier = ClientVerifier::new(root_der, store)?;
+    let verifier = ClientVerifier::new(ca.root_der(), service.clone())?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
@@ -255,7 +276,9 @@ pub fn refusal_reason(err: &std::io::Error) -> String {
             "unexpected-message".into()
         }
         E::AlertReceived(a) => format!("alert-received:{a:?}"),
-        E::General(g) if g.contains("revocation") => "revocation-check-failed".into(),
+        E::Other(other) if other.0.downcast_ref::<RevocationCheckFailed>().is_some() => {
+            "revocation-check-failed".into()
+        }
         other => format!("tls:{other:?}").chars().take(60).collect(),
     }
 }

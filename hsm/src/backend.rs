@@ -1,32 +1,31 @@
 //! The backend trait: what Signet asks of any key store that keeps private keys inside itself.
+//! Its required methods are what every such store has; the rest have default bodies a backend
+//! overrides where it can do better.
 
 use std::fmt;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::public::PublicKey;
+use crate::signing::{Payload, SignInput};
 use crate::spec::{KeySpec, SignatureAlgorithm};
 
-/// A key's identity in the token (`CKA_ID`), 16 random bytes for keys Signet makes.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// A key's identity in its backend: `CKA_ID` for PKCS#11 (16 random bytes for keys Signet
+/// makes); for PIV, the slot and a fingerprint of the public key it must hold.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub Vec<u8>);
 
 impl KeyId {
     /// Lower-case hex, the form used in metadata and output.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.0)
     }
 
-    /// Parses lower- or upper-case hex.
+    /// Parses lower- or upper-case hex; `None` for anything else (and for the empty string).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() % 2 != 0 || s.is_empty() {
+        if s.is_empty() {
             return None;
         }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()
-            .map(KeyId)
+        hex::decode(s).ok().map(KeyId)
     }
 }
 
@@ -42,209 +41,207 @@ impl fmt::Display for KeyId {
     }
 }
 
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        KeyId::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("key id {text:?} is not hex")))
+    }
+}
+
+/// What a key is for. PKCS#11 tokens ignore it; a PIV card puts each role in its own slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyRole {
+    /// A named key of the key service (including the token-signing key).
+    Named,
+    /// The root CA key.
+    RootCa,
+    /// The intermediate CA key.
+    IntermediateCa,
+    /// The server's TLS key.
+    ServerTls,
+    /// The audit checkpoint key.
+    Audit,
+}
+
+/// A request to make a key pair inside the backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// The label it is found by (`CKA_LABEL`).
+    pub label: String,
+    /// Its kind.
+    pub spec: KeySpec,
+    /// What it is for.
+    pub role: KeyRole,
+}
+
+impl KeyRequest {
+    /// A named key of the key service.
+    pub fn named(label: impl Into<String>, spec: KeySpec) -> Self {
+        KeyRequest {
+            label: label.into(),
+            spec,
+            role: KeyRole::Named,
+        }
+    }
+}
+
 /// What the backend knows of a key pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyInfo {
-    /// `CKA_ID`.
+    /// Its id.
     pub id: KeyId,
-    /// `CKA_LABEL`.
+    /// Its label.
     pub label: String,
     /// Key spec, derived from the key's type and size.
     pub spec: KeySpec,
 }
 
-/// How a private key is protected, as the token reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a private key is protected, as the device reports it. `None` where the device does not
+/// say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Protection {
-    /// `CKA_SENSITIVE`.
-    pub sensitive: bool,
-    /// `CKA_ALWAYS_SENSITIVE`.
-    pub always_sensitive: bool,
-    /// `CKA_EXTRACTABLE`.
-    pub extractable: bool,
-    /// `CKA_NEVER_EXTRACTABLE`.
-    pub never_extractable: bool,
-    /// `CKA_TOKEN`: persistent in the token.
-    pub token: bool,
-    /// `CKA_PRIVATE`: needs login.
-    pub private: bool,
+    /// The device refuses to reveal the private value (`CKA_SENSITIVE`).
+    pub sensitive: Option<bool>,
+    /// It has never been revealable since it was made (`CKA_ALWAYS_SENSITIVE`).
+    pub always_sensitive: Option<bool>,
+    /// It can be wrapped out of the device (`CKA_EXTRACTABLE`).
+    pub extractable: Option<bool>,
+    /// It has never been extractable (`CKA_NEVER_EXTRACTABLE`).
+    pub never_extractable: Option<bool>,
+    /// It persists in the device (`CKA_TOKEN`).
+    pub persistent: Option<bool>,
+    /// Using it needs a login (`CKA_PRIVATE`, or a PIV PIN policy).
+    pub needs_login: Option<bool>,
+    /// It was generated inside the device (`CKA_LOCAL`, or PIV metadata).
+    pub generated_on_device: Option<bool>,
 }
 
 impl Protection {
-    /// True when the private key can never leave the token in the clear.
+    /// True when the device says the private key can never leave it in the clear.
     pub fn is_locked_in(&self) -> bool {
-        self.sensitive
-            && self.always_sensitive
-            && !self.extractable
-            && self.never_extractable
-            && self.token
-            && self.private
+        self.sensitive == Some(true)
+            && self.always_sensitive == Some(true)
+            && self.extractable == Some(false)
+            && self.never_extractable == Some(true)
+            && self.persistent == Some(true)
+            && self.needs_login == Some(true)
     }
 }
 
-/// What is being signed.
-#[derive(Clone, Copy, Debug)]
-pub enum SignInput<'a> {
-    /// The message; hashed by the token where it can, else on the host.
-    Message(&'a [u8]),
-    /// A digest the caller computed with the algorithm's hash (not for EdDSA).
-    Digest(&'a [u8]),
-}
-
-/// The two encodings of an ECDSA signature. Ignored for other algorithms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum EcdsaFormat {
-    /// `ECDSA-Sig-Value` DER, as in X.509 and TLS.
-    #[default]
-    Der,
-    /// Fixed-size `r || s`, as in JWS.
-    Raw,
-}
-
-/// Facts about the backend for `readyz`, `info` and logs.
+/// Facts about a backend for `readyz`, `status`, metrics and logs. Neutral fields every backend
+/// fills; the rest in `details`.
 #[derive(Clone, Debug)]
 pub struct BackendInfo {
-    /// Library description (manufacturer and version).
+    /// `pkcs11` or `yubikey`.
+    pub kind: &'static str,
+    /// Library or driver (manufacturer and version).
     pub library: String,
-    /// Token label.
+    /// Token label (or device name).
     pub token_label: String,
-    /// Token model and serial.
+    /// Model and serial.
     pub token_model: String,
-    /// Signature algorithms this token can do for Signet.
+    /// Key specs the device can make.
+    pub specs: Vec<KeySpec>,
+    /// Signature algorithms it can do for Signet.
     pub algorithms: Vec<SignatureAlgorithm>,
-    /// Session pool size.
-    pub pool_size: usize,
-    /// Sessions currently open.
+    /// Device sessions or handles in use, and the most there can be.
     pub sessions_open: usize,
+    /// The most sessions there can be.
+    pub sessions_max: usize,
+    /// Backend-specific facts (firmware, mechanisms, PIN retries…), as name and value.
+    pub details: Vec<(String, String)>,
 }
 
 /// A store of private keys that signs without ever giving them out. One method per operation; a
-/// backend answers `Error::Unsupported` for what it cannot do.
+/// backend answers `Error::Unsupported` (or a more precise unsupported variant) for what it
+/// cannot do. Callers sign through [`crate::sign`], which does the checks every backend needs.
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// Describes the backend and checks that a session can be had.
+    /// Describes the backend and checks that it can be used now.
     fn info(&self) -> Result<BackendInfo>;
 
-    /// Generates a key pair inside the token, non-extractable and sensitive.
-    fn generate(&self, label: &str, spec: KeySpec) -> Result<KeyInfo>;
+    /// Generates a key pair inside the device: non-extractable, sensitive, persistent.
+    fn generate(&self, request: &KeyRequest) -> Result<KeyInfo>;
 
-    /// Finds a key pair by its `CKA_ID`.
+    /// Finds a key pair by its id.
     fn find(&self, id: &KeyId) -> Result<KeyInfo>;
 
-    /// Finds a key pair by its `CKA_LABEL`.
-    fn find_by_label(&self, label: &str) -> Result<KeyInfo>;
-
-    /// Every private key in the token Signet can use.
+    /// Every key pair in the device Signet can use.
     fn list(&self) -> Result<Vec<KeyInfo>>;
 
     /// The public half of a key pair.
     fn public_key(&self, id: &KeyId) -> Result<PublicKey>;
 
-    /// Signs inside the token.
-    fn sign(
+    /// Signs a payload already checked by [`crate::sign`]. ECDSA signatures come back as raw
+    /// `r || s`. A [`Payload::Message`] reaches a backend only for EdDSA and for algorithms it
+    /// said it hashes itself ([`Backend::hashes_in_device`]).
+    fn sign_payload(
         &self,
         id: &KeyId,
         algorithm: SignatureAlgorithm,
-        input: SignInput<'_>,
-        format: EcdsaFormat,
+        payload: Payload<'_>,
     ) -> Result<Vec<u8>>;
 
-    /// Verifies a signature with the key's public half, inside the token. `Ok(false)` for a
-    /// signature that does not match; errors only for unusable input.
+    /// Destroys a key pair so it can never be used again.
+    fn destroy(&self, id: &KeyId) -> Result<()>;
+
+    /// Whether the device hashes the message itself for `algorithm`. When false the host hashes
+    /// and the device signs the digest.
+    fn hashes_in_device(&self, algorithm: SignatureAlgorithm) -> bool {
+        let _ = algorithm;
+        false
+    }
+
+    /// Finds a key pair by label.
+    fn find_by_label(&self, label: &str) -> Result<KeyInfo> {
+        self.list()?
+            .into_iter()
+            .find(|k| k.label == label)
+            .ok_or_else(|| Error::KeyNotFound(label.to_string()))
+    }
+
+    /// Verifies a signature with the key's public half, in software. `Ok(false)` for a signature
+    /// that does not match.
     fn verify(
         &self,
         id: &KeyId,
         algorithm: SignatureAlgorithm,
         input: SignInput<'_>,
         signature: &[u8],
-        format: EcdsaFormat,
-    ) -> Result<bool>;
-
-    /// How the private key is protected.
-    fn protection(&self, id: &KeyId) -> Result<Protection>;
-
-    /// Destroys both halves of a key pair.
-    fn destroy(&self, id: &KeyId) -> Result<()>;
-}
-
-/// Something that signs messages with one fixed key and algorithm: the shape the TLS stack and the
-/// certificate builder need.
-pub trait Signer: Send + Sync + fmt::Debug {
-    /// The algorithm every signature uses.
-    fn algorithm(&self) -> SignatureAlgorithm;
-    /// The public key matching the signatures.
-    fn public_key(&self) -> &PublicKey;
-    /// Signs `message`; ECDSA signatures come out as DER.
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>>;
-}
-
-/// A [`Signer`] over a key held by a [`Backend`].
-#[derive(Clone, Debug)]
-pub struct HsmSigner {
-    backend: Arc<dyn Backend>,
-    id: KeyId,
-    algorithm: SignatureAlgorithm,
-    public: PublicKey,
-}
-
-impl HsmSigner {
-    /// Binds a token key to an algorithm, checking that they fit.
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        id: KeyId,
-        algorithm: SignatureAlgorithm,
-    ) -> Result<Self> {
-        let public = backend.public_key(&id)?;
-        if !public.spec().allows(algorithm) {
-            return Err(Error::AlgorithmMismatch {
-                algorithm,
-                spec: public.spec(),
-            });
-        }
-        Ok(HsmSigner {
-            backend,
-            id,
-            algorithm,
-            public,
-        })
+        format: crate::signing::EcdsaFormat,
+    ) -> Result<bool> {
+        let public = self.public_key(id)?;
+        crate::verify::verify(&public, algorithm, input, signature, format)
     }
 
-    /// The key's id in the token.
-    pub fn id(&self) -> &KeyId {
-        &self.id
-    }
-}
-
-impl Signer for HsmSigner {
-    fn algorithm(&self) -> SignatureAlgorithm {
-        self.algorithm
+    /// How the private key is protected, as far as the device says.
+    fn protection(&self, id: &KeyId) -> Result<Protection> {
+        self.find(id)?;
+        Ok(Protection::default())
     }
 
-    fn public_key(&self) -> &PublicKey {
-        &self.public
+    /// Stores a small named record in the device, replacing any previous one: state the host's
+    /// disk cannot roll back (on a device that is not itself files on that disk).
+    fn write_record(&self, name: &str, data: &[u8]) -> Result<()> {
+        let _ = (name, data);
+        Err(Error::Unsupported(
+            "this backend keeps no records in the device".into(),
+        ))
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        self.backend.sign(
-            &self.id,
-            self.algorithm,
-            SignInput::Message(message),
-            EcdsaFormat::Der,
-        )
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_id_hex_round_trips() {
-        let id = KeyId(vec![0, 1, 0xab, 0xff]);
-        assert_eq!(id.to_hex(), "0001abff");
-        assert_eq!(KeyId::from_hex("0001ABff"), Some(id));
-        assert_eq!(KeyId::from_hex("abc"), None);
-        assert_eq!(KeyId::from_hex("zz"), None);
-        assert_eq!(KeyId::from_hex(""), None);
+    /// Every value stored under `name` with [`Backend::write_record`]: normally one, none
+    /// before the first write, two after a replacement the device was interrupted in.
+    fn read_records(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+        let _ = name;
+        Err(Error::Unsupported(
+            "this backend keeps no records in the device".into(),
+        ))
     }
 }

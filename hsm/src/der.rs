@@ -3,6 +3,7 @@
 //! libraries.
 
 use crate::error::{Error, Result};
+use crate::spec::SignatureAlgorithm;
 
 pub(crate) const TAG_INTEGER: u8 = 0x02;
 pub(crate) const TAG_BIT_STRING: u8 = 0x03;
@@ -137,6 +138,78 @@ pub fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The group orders of the ECDSA curves, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+const P384_ORDER: [u8; 48] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
+];
+
+fn curve_order(algorithm: SignatureAlgorithm) -> Option<&'static [u8]> {
+    match algorithm {
+        SignatureAlgorithm::Es256 => Some(&P256_ORDER),
+        SignatureAlgorithm::Es384 => Some(&P384_ORDER),
+        _ => None,
+    }
+}
+
+/// `a - b` for big-endian numbers of equal length with `a >= b`.
+fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; a.len()];
+    let mut borrow = 0i16;
+    for i in (0..a.len()).rev() {
+        let mut d = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        borrow = 0;
+        if d < 0 {
+            d += 256;
+            borrow = 1;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+/// Whether `s` of a raw ECDSA signature is at most half the group order (the low-S form).
+/// False for anything that is not a raw signature of the algorithm's size.
+pub fn ecdsa_is_low_s(algorithm: SignatureAlgorithm, raw: &[u8]) -> bool {
+    let Some(order) = curve_order(algorithm) else {
+        return false;
+    };
+    if raw.len() != order.len() * 2 {
+        return false;
+    }
+    let s = &raw[order.len()..];
+    // s <= n/2  <=>  2s <= n  <=>  s <= n - s.
+    s < order && s <= sub_be(order, s).as_slice()
+}
+
+/// The low-S form of a raw ECDSA signature: `s` replaced by `n - s` when it is above half the
+/// group order. Both forms verify; Signet hands out only this one.
+pub fn ecdsa_low_s(algorithm: SignatureAlgorithm, raw: &[u8]) -> Result<Vec<u8>> {
+    let order = curve_order(algorithm)
+        .ok_or_else(|| Error::Malformed(format!("{algorithm} is not ECDSA")))?;
+    if raw.len() != order.len() * 2 {
+        return Err(Error::Malformed(format!(
+            "{algorithm} signature of {} bytes",
+            raw.len()
+        )));
+    }
+    if ecdsa_is_low_s(algorithm, raw) {
+        return Ok(raw.to_vec());
+    }
+    let (r, s) = raw.split_at(order.len());
+    if s >= order {
+        return Err(Error::Malformed(
+            "ECDSA s is not below the group order".into(),
+        ));
+    }
+    Ok([r, &sub_be(order, s)].concat())
+}
+
 /// DigestInfo prefixes for RSASSA-PKCS1-v1_5 over a precomputed digest (RFC 8017 §9.2 note 1).
 pub(crate) fn rsa_digest_info_prefix(hash: crate::spec::Hash) -> &'static [u8] {
     use crate::spec::Hash;
@@ -182,6 +255,45 @@ mod tests {
         let (tag, body, rest) = read_tlv(&enc).unwrap();
         assert_eq!((tag, body.len(), rest.len()), (0x04, 300, 0));
         let _ = TAG_NULL;
+    }
+
+    #[test]
+    fn high_s_is_folded_to_low_s() {
+        let alg = SignatureAlgorithm::Es256;
+        // s = n - 1 is high; its twin is 1.
+        let mut raw = vec![0x11u8; 32];
+        raw.extend_from_slice(&sub_be(&P256_ORDER, &{
+            let mut one = [0u8; 32];
+            one[31] = 1;
+            one
+        }));
+        assert!(!ecdsa_is_low_s(alg, &raw));
+        let low = ecdsa_low_s(alg, &raw).unwrap();
+        assert_eq!(&low[..32], &raw[..32]);
+        assert_eq!(low[63], 1);
+        assert!(low[32..63].iter().all(|b| *b == 0));
+        assert!(ecdsa_is_low_s(alg, &low));
+        assert_eq!(ecdsa_low_s(alg, &low).unwrap(), low);
+        // Exactly half the order (rounded down) is low; one more is high.
+        let half: Vec<u8> = {
+            let mut h = P384_ORDER.to_vec();
+            let mut carry = 0u8;
+            for b in h.iter_mut() {
+                let next = *b & 1;
+                *b = (*b >> 1) | (carry << 7);
+                carry = next;
+            }
+            h
+        };
+        let sig = [vec![1u8; 48], half.clone()].concat();
+        assert!(ecdsa_is_low_s(SignatureAlgorithm::Es384, &sig));
+        let mut above = half;
+        above[47] += 1;
+        assert!(!ecdsa_is_low_s(
+            SignatureAlgorithm::Es384,
+            &[vec![1u8; 48], above].concat()
+        ));
+        assert!(ecdsa_low_s(alg, &[0u8; 10]).is_err());
     }
 
     #[test]

@@ -1,19 +1,38 @@
-//! The one error type of the HSM boundary, and the one place where PKCS#11 return codes are mapped.
+//! The one error type of the HSM boundary. It names no backend library type: a device failure
+//! keeps the interface, the function that failed and the return code's name as data, so the
+//! service can report it without knowing which backend produced it.
 
 use std::path::PathBuf;
-
-use cryptoki::error::{Error as CkError, RvError};
 
 use crate::spec::{KeySpec, SignatureAlgorithm};
 
 /// Result alias for the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong at the HSM boundary. No variant ever carries a PIN or key material.
+/// How a device failure affects what the backend does next. Backends set it where they map
+/// their return codes; the shared code only reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The session or handle the call ran on is gone (closed underneath, device removed or
+    /// reset): drop it and open a new one.
+    SessionLost,
+    /// The device forgot the login: log in again.
+    NotLoggedIn,
+    /// The key handle is stale (destroyed or replaced underneath).
+    StaleHandle,
+    /// The device is busy or out of a resource for now.
+    Busy,
+    /// Anything else.
+    Other,
+}
+
+/// Everything that can go wrong at the HSM boundary. No variant ever carries a PIN, a management
+/// key or key material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The PKCS#11 module could not be loaded (missing file, not a PKCS#11 library…).
+    /// The backend's library or device could not be loaded (missing file, not a PKCS#11 library…).
     #[error("cannot load PKCS#11 module {path}: {reason}")]
     ModuleLoad {
         /// Path that was tried.
@@ -21,13 +40,16 @@ pub enum Error {
         /// What the loader said.
         reason: String,
     },
-    /// No slot holds a token with this label (or the slot index does not exist).
+    /// No token or device matches the configuration.
     #[error("no PKCS#11 token {0} found")]
     TokenNotFound(String),
-    /// The user PIN was refused by the token. Nothing was changed.
-    #[error("the token refused the PIN (incorrect PIN)")]
-    PinIncorrect,
-    /// The token has locked the PIN after too many failures.
+    /// The PIN was refused. Nothing was changed.
+    #[error("the token refused the PIN (incorrect PIN{})", retries_text(*retries_left))]
+    PinIncorrect {
+        /// Attempts left before the PIN locks, when the device says.
+        retries_left: Option<u8>,
+    },
+    /// The device has locked the PIN after too many failures.
     #[error("the token's PIN is locked")]
     PinLocked,
     /// No key with this label or id is in the token.
@@ -36,6 +58,9 @@ pub enum Error {
     /// A key with this label already exists.
     #[error("a key labelled {0} already exists in the token")]
     KeyExists(String),
+    /// The device has no room for another key.
+    #[error("the token has no room for another key: {0}")]
+    Full(String),
     /// The algorithm cannot be used with the key's spec (e.g. ES384 on a P-256 key).
     #[error("algorithm {algorithm} does not fit a {spec} key")]
     AlgorithmMismatch {
@@ -57,90 +82,106 @@ pub enum Error {
     /// The input to sign is empty where a message is required.
     #[error("the input to sign is empty")]
     EmptyInput,
-    /// The operation is not offered (e.g. signing a digest with EdDSA, or a mechanism the token lacks).
+    /// The device cannot make keys of this spec.
+    #[error(
+        "this token does not support {spec} keys (it supports: {})",
+        names(supported)
+    )]
+    SpecUnsupported {
+        /// What was asked for.
+        spec: KeySpec,
+        /// What the device can make.
+        supported: Vec<KeySpec>,
+    },
+    /// The device cannot sign with this algorithm.
+    #[error(
+        "this token does not support {algorithm} (it supports: {})",
+        names(supported)
+    )]
+    AlgorithmUnsupported {
+        /// What was asked for.
+        algorithm: SignatureAlgorithm,
+        /// What the device can do.
+        supported: Vec<SignatureAlgorithm>,
+    },
+    /// The operation is not offered (e.g. signing a digest with EdDSA, or an operation this kind
+    /// of backend does not have).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// The token returned data Signet cannot interpret (unexpected attribute encoding).
+    /// The device returned data Signet cannot interpret.
     #[error("unexpected data from the token: {0}")]
     Malformed(String),
-    /// A PKCS#11 call failed; keeps the function that failed and its return code.
-    #[error("PKCS#11 {function} failed: {}", rv_name(*rv))]
-    Pkcs11 {
-        /// The C function, e.g. `C_Sign`.
+    /// A device call failed. `interface` is `PKCS#11` or `PIV`; `function` the call (e.g.
+    /// `C_Sign`); `code` the return code's name (e.g. `CKR_DEVICE_ERROR`).
+    #[error("{interface} {function} failed: {code}")]
+    Device {
+        /// The device interface.
+        interface: &'static str,
+        /// The call that failed.
         function: String,
-        /// The return code.
-        rv: RvError,
+        /// The return code's name.
+        code: String,
+        /// What it means for the session.
+        fault: Fault,
     },
-    /// Any other failure of the PKCS#11 wrapper (library loading, conversions).
-    #[error("PKCS#11 wrapper error: {0}")]
+    /// Any other failure of the backend's library (loading, conversions).
+    #[error("{0}")]
     Wrapper(String),
+    /// The operating system's random number generator failed.
+    #[error("the random number generator failed: {0}")]
+    Random(String),
+}
+
+fn retries_text(retries: Option<u8>) -> String {
+    match retries {
+        Some(n) => format!(", {n} attempt(s) left"),
+        None => String::new(),
+    }
+}
+
+fn names<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "nothing".into();
+    }
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {
-    /// The `CK_RV` name when this error came from the token (for metrics and audit), e.g. `CKR_DEVICE_ERROR`.
+    /// The device's return-code name when this error came from the device (for metrics and
+    /// audit), e.g. `CKR_DEVICE_ERROR`.
     pub fn return_code(&self) -> Option<String> {
         match self {
-            Error::Pkcs11 { rv, .. } => Some(rv_name(*rv)),
-            Error::PinIncorrect => Some("CKR_PIN_INCORRECT".into()),
-            Error::PinLocked => Some("CKR_PIN_LOCKED".into()),
+            Error::Device { code, .. } => Some(code.clone()),
+            Error::PinIncorrect { .. } => Some("PIN_INCORRECT".into()),
+            Error::PinLocked => Some("PIN_LOCKED".into()),
             _ => None,
         }
     }
 
-    /// True when the session the call ran on is no longer usable and must be replaced.
-    pub(crate) fn is_session_lost(&self) -> bool {
-        matches!(
-            self,
-            Error::Pkcs11 {
-                rv: RvError::SessionHandleInvalid
-                    | RvError::SessionClosed
-                    | RvError::DeviceRemoved
-                    | RvError::TokenNotPresent,
-                ..
-            }
-        )
-    }
-
-    /// True when the token forgot the login (another handle logged out, token reset).
-    pub(crate) fn is_not_logged_in(&self) -> bool {
-        matches!(
-            self,
-            Error::Pkcs11 {
-                rv: RvError::UserNotLoggedIn,
-                ..
-            }
-        )
-    }
-}
-
-/// Converts a cryptoki error, keeping the failing function. The PIN- and key-related return codes
-/// get their own variants so callers can answer them precisely.
-impl From<CkError> for Error {
-    fn from(err: CkError) -> Self {
-        match err {
-            CkError::Pkcs11(RvError::PinIncorrect, _) => Error::PinIncorrect,
-            CkError::Pkcs11(RvError::PinLocked, _) => Error::PinLocked,
-            CkError::Pkcs11(rv, function) => Error::Pkcs11 {
-                function: format!("C_{function:?}"),
-                rv,
-            },
-            CkError::LibraryLoading(e) => Error::Wrapper(format!("library loading: {e}")),
-            other => Error::Wrapper(other.to_string()),
+    /// What the failure means for the session it happened on.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Error::Device { fault, .. } => Some(*fault),
+            _ => None,
         }
     }
-}
 
-fn rv_name(rv: RvError) -> String {
-    // RvError's Debug is the CamelCase of the CKR_ name; turn it back into the spec's spelling.
-    let camel = format!("{rv:?}");
-    let mut out = String::from("CKR");
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_ascii_uppercase() || (ch.is_ascii_digit() && i > 0) {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
+    /// True when the caller's input (not the device) is at fault.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            Error::AlgorithmMismatch { .. }
+                | Error::DigestLength { .. }
+                | Error::EmptyInput
+                | Error::SpecUnsupported { .. }
+                | Error::AlgorithmUnsupported { .. }
+                | Error::Unsupported(_)
+        )
     }
-    out
 }
 
 #[cfg(test)]
@@ -149,28 +190,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn return_codes_use_spec_names() {
+    fn unsupported_specs_list_what_is_supported() {
+        let e = Error::SpecUnsupported {
+            spec: KeySpec::Ed25519,
+            supported: vec![KeySpec::EcP256, KeySpec::Rsa2048],
+        };
         assert_eq!(
-            rv_name(RvError::SessionHandleInvalid),
-            "CKR_SESSION_HANDLE_INVALID"
+            e.to_string(),
+            "this token does not support ed25519 keys (it supports: ec-p256, rsa-2048)"
         );
-        assert_eq!(rv_name(RvError::DeviceError), "CKR_DEVICE_ERROR");
+        assert!(e.is_input_error());
     }
 
     #[test]
-    fn pin_errors_get_their_own_variant() {
-        let e = Error::from(CkError::Pkcs11(
-            RvError::PinIncorrect,
-            cryptoki::context::Function::Login,
-        ));
-        assert!(matches!(e, Error::PinIncorrect));
-        let e = Error::from(CkError::Pkcs11(
-            RvError::KeyHandleInvalid,
-            cryptoki::context::Function::Sign,
-        ));
+    fn device_errors_keep_function_and_code() {
+        let e = Error::Device {
+            interface: "PKCS#11",
+            function: "C_Sign".into(),
+            code: "CKR_KEY_HANDLE_INVALID".into(),
+            fault: Fault::StaleHandle,
+        };
         assert_eq!(
             e.to_string(),
             "PKCS#11 C_Sign failed: CKR_KEY_HANDLE_INVALID"
+        );
+        assert_eq!(e.return_code().as_deref(), Some("CKR_KEY_HANDLE_INVALID"));
+        assert_eq!(
+            Error::PinIncorrect {
+                retries_left: Some(2)
+            }
+            .to_string(),
+            "the token refused the PIN (incorrect PIN, 2 attempt(s) left)"
         );
     }
 }

@@ -1,11 +1,13 @@
 //! Signet's HSM boundary. Every private-key operation in Signet happens through this crate, and
-//! only this crate talks to PKCS#11.
+//! only its backend modules talk to devices.
 //!
-//! - [`Backend`] is the small trait a key store implements; [`Pkcs11Backend`] implements it on
-//!   cryptoki (SoftHSM2, network HSMs, YubiKeys through ykcs11).
-//! - [`Signer`] is the object-safe "sign with this key and algorithm" handle that the TLS stack and
-//!   the certificate builder adapt to.
-//! - Keys are generated in the token sensitive and never extractable; PINs live in [`Pin`].
+//! - [`Backend`] is the small trait a key store implements: [`Pkcs11Backend`] on cryptoki
+//!   (SoftHSM2, kryoptic, network HSMs, YubiKeys through ykcs11).
+//! - [`sign`] is the one function every signature goes through: input checks, host hashing
+//!   where the device cannot hash, low-S ECDSA, raw `r || s` <-> DER.
+//! - [`Signer`] is the object-safe "sign with this key and algorithm" handle that the TLS stack
+//!   and the certificate builder adapt to.
+//! - Keys are generated in the device sensitive and never extractable; PINs live in [`Pin`].
 
 mod backend;
 pub mod der;
@@ -13,13 +15,14 @@ mod error;
 mod pin;
 pub mod pkcs11;
 mod public;
+mod signing;
 mod spec;
+pub mod verify;
 
-pub use backend::{
-    Backend, BackendInfo, EcdsaFormat, HsmSigner, KeyId, KeyInfo, Protection, SignInput, Signer,
-};
-pub use error::{Error, Result};
+pub use backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection};
+pub use error::{Error, Fault, Result};
 pub use pin::Pin;
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, TokenSelector};
 pub use public::PublicKey;
+pub use signing::{sign, EcdsaFormat, HsmSigner, Payload, SignInput, Signer};
 pub use spec::{Hash, KeySpec, SignatureAlgorithm, UnknownAlgorithm, UnknownSpec};

@@ -30,24 +30,20 @@ impl Pin {
     }
 
     /// A random PIN of `len` characters from an unambiguous alphabet (for generated tokens).
-    pub fn random(len: usize) -> Self {
+    pub fn random(len: usize) -> crate::Result<Self> {
         const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
         let mut bytes = Zeroizing::new(vec![0u8; len]);
-        getrandom::getrandom(&mut bytes).expect("operating system RNG unavailable");
+        getrandom::getrandom(&mut bytes).map_err(|e| crate::Error::Random(e.to_string()))?;
         let text: String = bytes
             .iter()
             .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
             .collect();
-        Pin::new(text)
+        Ok(Pin::new(text))
     }
 
     /// The PIN's characters, for writing it to a 0600 file. Callers must not log this.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    pub(crate) fn auth_pin(&self) -> cryptoki::types::AuthPin {
-        cryptoki::types::AuthPin::from(self.0.as_str())
     }
 }
 
@@ -71,8 +67,8 @@ mod tests {
 
     #[test]
     fn random_pins_differ() {
-        let a = Pin::random(24);
-        let b = Pin::random(24);
+        let a = Pin::random(24).unwrap();
+        let b = Pin::random(24).unwrap();
         assert_eq!(a.expose().len(), 24);
         assert_ne!(a.expose(), b.expose());
     }

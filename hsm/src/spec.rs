@@ -233,6 +233,27 @@ impl FromStr for SignatureAlgorithm {
     }
 }
 
+/// Both enums are stored and configured by name (`"ec-p256"`, `"ES256"`).
+macro_rules! serde_by_name {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                name.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_by_name!(KeySpec);
+serde_by_name!(SignatureAlgorithm);
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -250,6 +271,13 @@ mod tests {
             assert_eq!(alg.name().parse::<SignatureAlgorithm>(), Ok(alg));
         }
         assert!("rsa-1024".parse::<KeySpec>().is_err());
+        let json = serde_json::to_string(&KeySpec::Rsa3072).unwrap();
+        assert_eq!(json, "\"rsa-3072\"");
+        assert_eq!(
+            serde_json::from_str::<SignatureAlgorithm>("\"PS384\"").unwrap(),
+            SignatureAlgorithm::Ps384
+        );
+        assert!(serde_json::from_str::<KeySpec>("\"dsa\"").is_err());
         assert!("none".parse::<SignatureAlgorithm>().is_err());
     }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ring::signature::{self as rs, UnparsedPublicKey};
 use signet_hsm::{
-    Backend, EcdsaFormat, Error, HsmSigner, KeyId, KeySpec, Pin, Pkcs11Backend, PublicKey,
-    SignInput, SignatureAlgorithm, Signer, TokenSelector,
+    Backend, EcdsaFormat, Error, HsmSigner, KeyId, KeyRequest, KeySpec, Pin, Pkcs11Backend,
+    PublicKey, SignInput, SignatureAlgorithm, Signer, TokenSelector,
 };
 use signet_softhsm::TestToken;
 
@@ -91,7 +91,9 @@ fn openssl_verify(
 /// signature with ring; a sample also with openssl; and that a tampered message fails.
 fn every_algorithm_of(spec: KeySpec) {
     let (_token, hsm) = backend(2);
-    let key = hsm.generate(&format!("k-{spec}"), spec).unwrap();
+    let key = hsm
+        .generate(&KeyRequest::named(format!("k-{spec}"), spec))
+        .unwrap();
     assert_eq!(key.spec, spec);
     let public = hsm.public_key(&key.id).unwrap();
     assert_eq!(public.spec(), spec);
@@ -99,9 +101,8 @@ fn every_algorithm_of(spec: KeySpec) {
     let msg = b"the quick brown fox signs in the token";
     for &alg in spec.algorithms() {
         for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
-            let sig = hsm
-                .sign(&key.id, alg, SignInput::Message(msg), format)
-                .unwrap();
+            let sig =
+                signet_hsm::sign(&hsm, &key.id, alg, SignInput::Message(msg), format).unwrap();
             let raw = format == EcdsaFormat::Raw && alg.is_ecdsa();
             assert!(
                 ring_verify(&public, alg, raw, msg, &sig),
@@ -110,8 +111,7 @@ fn every_algorithm_of(spec: KeySpec) {
             assert!(!ring_verify(&public, alg, raw, b"another message", &sig));
             if let Some(hash) = alg.hash() {
                 let digest = hash.digest(msg);
-                let sig = hsm
-                    .sign(&key.id, alg, SignInput::Digest(&digest), format)
+                let sig = signet_hsm::sign(&hsm, &key.id, alg, SignInput::Digest(&digest), format)
                     .unwrap();
                 assert!(
                     ring_verify(&public, alg, raw, msg, &sig),
@@ -119,9 +119,14 @@ fn every_algorithm_of(spec: KeySpec) {
                 );
             }
         }
-        let sig = hsm
-            .sign(&key.id, alg, SignInput::Message(msg), EcdsaFormat::Der)
-            .unwrap();
+        let sig = signet_hsm::sign(
+            &hsm,
+            &key.id,
+            alg,
+            SignInput::Message(msg),
+            EcdsaFormat::Der,
+        )
+        .unwrap();
         assert!(
             openssl_verify(tmp.path(), &public, alg, msg, &sig),
             "openssl {spec} {alg}"
@@ -130,9 +135,14 @@ fn every_algorithm_of(spec: KeySpec) {
     // A key of this spec refuses every algorithm it does not fit.
     for alg in SignatureAlgorithm::ALL {
         if !spec.allows(alg) {
-            let err = hsm
-                .sign(&key.id, alg, SignInput::Message(msg), EcdsaFormat::Der)
-                .unwrap_err();
+            let err = signet_hsm::sign(
+                &hsm,
+                &key.id,
+                alg,
+                SignInput::Message(msg),
+                EcdsaFormat::Der,
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, Error::AlgorithmMismatch { .. } | Error::Unsupported(_)),
                 "{spec} {alg}: {err}"
@@ -174,7 +184,9 @@ fn rsa_4096_signs_and_verifies() {
 #[test]
 fn public_key_exports_are_consistent() {
     let (_token, hsm) = backend(1);
-    let key = hsm.generate("jwk", KeySpec::EcP256).unwrap();
+    let key = hsm
+        .generate(&KeyRequest::named("jwk", KeySpec::EcP256))
+        .unwrap();
     let public = hsm.public_key(&key.id).unwrap();
     let jwk = public.jwk();
     assert_eq!(jwk["kty"], "EC");
@@ -192,13 +204,17 @@ fn public_key_exports_are_consistent() {
         text.contains("prime256v1") || text.contains("P-256"),
         "{text}"
     );
-    let ed = hsm.generate("ed", KeySpec::Ed25519).unwrap();
+    let ed = hsm
+        .generate(&KeyRequest::named("ed", KeySpec::Ed25519))
+        .unwrap();
     let ed_jwk = hsm.public_key(&ed.id).unwrap().jwk();
     assert_eq!(
         (ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()),
         (Some("OKP"), Some("Ed25519"))
     );
-    let rsa = hsm.generate("rsa", KeySpec::Rsa2048).unwrap();
+    let rsa = hsm
+        .generate(&KeyRequest::named("rsa", KeySpec::Rsa2048))
+        .unwrap();
     assert_eq!(hsm.public_key(&rsa.id).unwrap().jwk()["e"], "AQAB");
 }
 
@@ -206,8 +222,12 @@ fn public_key_exports_are_consistent() {
 fn private_keys_cannot_be_read() {
     use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
     let (token, hsm) = backend(1);
-    let ec = hsm.generate("secret-ec", KeySpec::EcP256).unwrap();
-    let rsa = hsm.generate("secret-rsa", KeySpec::Rsa2048).unwrap();
+    let ec = hsm
+        .generate(&KeyRequest::named("secret-ec", KeySpec::EcP256))
+        .unwrap();
+    let rsa = hsm
+        .generate(&KeyRequest::named("secret-rsa", KeySpec::Rsa2048))
+        .unwrap();
     for key in [&ec, &rsa] {
         let p = hsm.protection(&key.id).unwrap();
         assert!(p.is_locked_in(), "{p:?}");
@@ -265,7 +285,9 @@ fn private_keys_cannot_be_read() {
 fn concurrent_signing_with_a_small_pool() {
     let (_token, hsm) = backend(2);
     let hsm = Arc::new(hsm);
-    let key = hsm.generate("busy", KeySpec::EcP256).unwrap();
+    let key = hsm
+        .generate(&KeyRequest::named("busy", KeySpec::EcP256))
+        .unwrap();
     let public = hsm.public_key(&key.id).unwrap();
     let threads: Vec<_> = (0..16)
         .map(|t| {
@@ -275,14 +297,14 @@ fn concurrent_signing_with_a_small_pool() {
                 (0..25)
                     .map(|i| {
                         let msg = format!("thread {t} message {i}").into_bytes();
-                        let sig = hsm
-                            .sign(
-                                &id,
-                                SignatureAlgorithm::Es256,
-                                SignInput::Message(&msg),
-                                EcdsaFormat::Der,
-                            )
-                            .unwrap();
+                        let sig = signet_hsm::sign(
+                            &*hsm,
+                            &id,
+                            SignatureAlgorithm::Es256,
+                            SignInput::Message(&msg),
+                            EcdsaFormat::Der,
+                        )
+                        .unwrap();
                         (msg, sig)
                     })
                     .collect::<Vec<_>>()
@@ -364,10 +386,13 @@ mod underneath {
 #[test]
 fn sessions_closed_underneath_are_replaced() {
     let (token, hsm) = backend(3);
-    let key = hsm.generate("survivor", KeySpec::EcP256).unwrap();
+    let key = hsm
+        .generate(&KeyRequest::named("survivor", KeySpec::EcP256))
+        .unwrap();
     let public = hsm.public_key(&key.id).unwrap();
     let sign = |m: &[u8]| {
-        hsm.sign(
+        signet_hsm::sign(
+            &hsm,
             &key.id,
             SignatureAlgorithm::Es256,
             SignInput::Message(m),
@@ -399,14 +424,18 @@ fn sessions_closed_underneath_are_replaced() {
 #[test]
 fn bad_input_gets_typed_errors() {
     let (token, hsm) = backend(1);
-    let ec = hsm.generate("ec", KeySpec::EcP256).unwrap();
-    let ed = hsm.generate("ed", KeySpec::Ed25519).unwrap();
+    let ec = hsm
+        .generate(&KeyRequest::named("ec", KeySpec::EcP256))
+        .unwrap();
+    let ed = hsm
+        .generate(&KeyRequest::named("ed", KeySpec::Ed25519))
+        .unwrap();
     let msg = SignInput::Message(b"m");
     let der = EcdsaFormat::Der;
 
     let unknown = KeyId(vec![9; 16]);
     assert!(matches!(
-        hsm.sign(&unknown, SignatureAlgorithm::Es256, msg, der),
+        signet_hsm::sign(&hsm, &unknown, SignatureAlgorithm::Es256, msg, der),
         Err(Error::KeyNotFound(_))
     ));
     assert!(matches!(
@@ -419,11 +448,12 @@ fn bad_input_gets_typed_errors() {
     ));
     assert!(matches!(hsm.destroy(&unknown), Err(Error::KeyNotFound(_))));
     assert!(matches!(
-        hsm.sign(&ec.id, SignatureAlgorithm::Es384, msg, der),
+        signet_hsm::sign(&hsm, &ec.id, SignatureAlgorithm::Es384, msg, der),
         Err(Error::AlgorithmMismatch { .. })
     ));
     assert!(matches!(
-        hsm.sign(
+        signet_hsm::sign(
+            &hsm,
             &ec.id,
             SignatureAlgorithm::Es256,
             SignInput::Digest(&[0; 20]),
@@ -436,7 +466,8 @@ fn bad_input_gets_typed_errors() {
         })
     ));
     assert!(matches!(
-        hsm.sign(
+        signet_hsm::sign(
+            &hsm,
             &ec.id,
             SignatureAlgorithm::Es256,
             SignInput::Message(b""),
@@ -445,7 +476,8 @@ fn bad_input_gets_typed_errors() {
         Err(Error::EmptyInput)
     ));
     assert!(matches!(
-        hsm.sign(
+        signet_hsm::sign(
+            &hsm,
             &ed.id,
             SignatureAlgorithm::EdDsa,
             SignInput::Digest(&[0; 32]),
@@ -454,7 +486,7 @@ fn bad_input_gets_typed_errors() {
         Err(Error::Unsupported(_))
     ));
     assert!(matches!(
-        hsm.generate("ec", KeySpec::EcP256),
+        hsm.generate(&KeyRequest::named("ec", KeySpec::EcP256)),
         Err(Error::KeyExists(_))
     ));
     assert!(HsmSigner::new(Arc::new(hsm), ec.id.clone(), SignatureAlgorithm::Rs256).is_err());
@@ -463,7 +495,7 @@ fn bad_input_gets_typed_errors() {
     let mut wrong = token.config(1);
     wrong.pin = Pin::new("not-the-pin".into());
     let err = Pkcs11Backend::open(wrong).unwrap_err();
-    assert!(matches!(err, Error::PinIncorrect), "{err}");
+    assert!(matches!(err, Error::PinIncorrect { .. }), "{err}");
     assert!(!err.to_string().contains("not-the-pin"));
     let again = Pkcs11Backend::open(token.config(1)).unwrap();
     assert_eq!(again.list().unwrap().len(), 2);
@@ -486,7 +518,9 @@ fn bad_input_gets_typed_errors() {
 fn signer_and_destroy() {
     let (_token, hsm) = backend(1);
     let hsm: Arc<dyn Backend> = Arc::new(hsm);
-    let key = hsm.generate("signer", KeySpec::EcP384).unwrap();
+    let key = hsm
+        .generate(&KeyRequest::named("signer", KeySpec::EcP384))
+        .unwrap();
     let signer = HsmSigner::new(hsm.clone(), key.id.clone(), SignatureAlgorithm::Es384).unwrap();
     let sig = signer.sign(b"hello").unwrap();
     assert!(ring_verify(
@@ -506,11 +540,13 @@ fn signer_and_destroy() {
 fn token_verification_accepts_good_and_refuses_bad_signatures() {
     let (_token, hsm) = backend(1);
     for spec in [KeySpec::EcP256, KeySpec::Ed25519, KeySpec::Rsa2048] {
-        let key = hsm.generate(&format!("v-{spec}"), spec).unwrap();
+        let key = hsm
+            .generate(&KeyRequest::named(format!("v-{spec}"), spec))
+            .unwrap();
         for &alg in spec.algorithms() {
             for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
                 let msg = SignInput::Message(b"verify me");
-                let sig = hsm.sign(&key.id, alg, msg, format).unwrap();
+                let sig = signet_hsm::sign(&hsm, &key.id, alg, msg, format).unwrap();
                 assert!(
                     hsm.verify(&key.id, alg, msg, &sig, format).unwrap(),
                     "{spec} {alg}"

@@ -111,28 +111,14 @@ pub struct RevokedEntry {
 }
 
 /// Random, positive, 128-bit serial number.
-pub fn random_serial() -> Vec<u8> {
+pub fn random_serial() -> Result<Vec<u8>> {
     let mut serial = [0u8; 16];
-    getrandom::getrandom(&mut serial).expect("operating system RNG unavailable");
+    getrandom::getrandom(&mut serial).map_err(|e| Error::Random(e.to_string()))?;
     serial[0] &= 0x7f;
     if serial[0] == 0 {
         serial[0] = 0x01; // keep all 128 bits significant and DER-minimal
     }
-    serial.to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.is_empty() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    Ok(serial.to_vec())
 }
 
 fn ca_params(
@@ -141,14 +127,14 @@ fn ca_params(
     path_len: u8,
     validity: Duration,
     not_after_cap: Option<OffsetDateTime>,
-) -> CertificateParams {
+) -> Result<CertificateParams> {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, settings.organization.as_str());
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
     params.not_before = now - time::Duration::minutes(1);
     let mut not_after = now + validity;
     if let Some(cap) = not_after_cap {
@@ -163,7 +149,7 @@ fn ca_params(
     ];
     params.use_authority_key_identifier_extension = true;
     params.key_identifier_method = KeyIdMethod::Sha256;
-    params
+    Ok(params)
 }
 
 /// Builds the self-signed root certificate (pathlen 1) on an HSM key. Returns DER.
@@ -175,7 +161,7 @@ pub fn build_root(settings: &CaSettings, root_key: Arc<dyn Signer>) -> Result<Ve
         1,
         settings.root_validity,
         None,
-    );
+    )?;
     let cert = params.self_signed(&key).map_err(|e| key.explain(e))?;
     Ok(cert.der().to_vec())
 }
@@ -197,7 +183,7 @@ pub fn build_intermediate(
         0,
         settings.intermediate_validity,
         Some(root_not_after),
-    );
+    )?;
     let cert = params
         .signed_by(&subject, &issuer)
         .map_err(|e| root_signing.explain(e))?;
@@ -345,7 +331,7 @@ impl Ca {
         let ttl = self.check_request(req)?;
         let public = SubjectPublicKeyInfo::from_der(spki_der)?;
         let now = OffsetDateTime::now_utc();
-        let serial = random_serial();
+        let serial = random_serial()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(
@@ -390,7 +376,7 @@ impl Ca {
             .signed_by(&public, &issuer)
             .map_err(|e| self.key.explain(e))?;
         Ok(Issued {
-            serial: hex(&serial),
+            serial: hex::encode(&serial),
             subject: format!("O={}, CN={}", self.settings.organization, req.name),
             sans,
             profile: req.profile,
@@ -439,7 +425,7 @@ impl Ca {
         let now = OffsetDateTime::now_utc();
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for entry in revoked {
-            let serial = from_hex(&entry.serial).ok_or_else(|| Error::Parse {
+            let serial = hex::decode(&entry.serial).map_err(|_| Error::Parse {
                 what: "serial",
                 detail: entry.serial.clone(),
             })?;

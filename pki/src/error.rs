@@ -27,6 +27,9 @@ pub enum Error {
     /// The certificate builder failed.
     #[error("the certificate builder failed")]
     Builder(#[from] rcgen::Error),
+    /// The operating system's random number generator failed.
+    #[error("the random number generator failed: {0}")]
+    Random(String),
     /// PKCS#12 writing failed.
     #[error("PKCS#12: {0}")]
     Pkcs12(String),

@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 /// The kinds of leaf certificate Signet issues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Profile {
     /// TLS server: EKU serverAuth, DNS and IP SANs.
     Server,

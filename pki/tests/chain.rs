@@ -23,7 +23,9 @@ struct Fixture {
 }
 
 fn signer(hsm: &Arc<dyn Backend>, label: &str, spec: KeySpec) -> Arc<dyn Signer> {
-    let key = hsm.generate(label, spec).unwrap();
+    let key = hsm
+        .generate(&signet_hsm::KeyRequest::named(label, spec))
+        .unwrap();
     Arc::new(HsmSigner::new(hsm.clone(), key.id, spec.default_algorithm()).unwrap())
 }
 

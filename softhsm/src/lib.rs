@@ -170,8 +170,8 @@ impl TestToken {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let label = format!("test-{n}");
         let module = find_module()?;
-        let pin = Pin::random(16);
-        let so_pin = Pin::random(16);
+        let pin = Pin::random(16)?;
+        let so_pin = Pin::random(16)?;
         init_token(&module, &label, &so_pin, &pin)?;
         Ok(TestToken {
             module,

@@ -1,7 +1,5 @@
-//! `/v1/keys`: create, inspect, rotate, enable/disable, schedule deletion, sign and verify.
+//! `/v1/keys`: translate requests to the service's key operations and its answers to JSON.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -10,38 +8,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use signet_hsm::{EcdsaFormat, KeySpec, SignInput, SignatureAlgorithm};
+use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
-use super::problem::{base64_field, parse_json, ApiResult, Ctx, Problem};
-use crate::audit::Outcome;
-use crate::cli::format_time;
-use crate::error::Error;
-use crate::keys::{Keys, Signature};
+use super::problem::{base64_field, ApiJson, ApiResult, Ctx};
+use crate::domain::keys::{KeyName, Signature, DEFAULT_PENDING_DAYS};
+use crate::error::{Error, Result};
+use crate::service::{KeyDetail, SignItem, VerifyItem};
 use crate::store::KeyRecord;
-
-/// A body, or the problem for why it could not be read (too large, …).
-pub fn body(body: Result<Bytes, BytesRejection>, ctx: &Ctx) -> ApiResult<Bytes> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                413,
-                "payload-too-large",
-                format!(
-                    "the body exceeds {} bytes",
-                    ctx.state.signet.config.server.max_body_bytes
-                ),
-                &ctx.request_id,
-            )
-        } else {
-            Problem::new(
-                400,
-                "bad-request",
-                format!("cannot read the body: {e}"),
-                &ctx.request_id,
-            )
-        }
-    })
-}
+use crate::support::time::format_time;
 
 fn summary(r: &KeyRecord) -> Value {
     let state = if r.deletion.is_some() {
@@ -59,9 +33,42 @@ fn summary(r: &KeyRecord) -> Value {
     })
 }
 
+fn detail(d: &KeyDetail) -> Value {
+    let r = &d.record;
+    let versions: Vec<Value> = r
+        .versions
+        .iter()
+        .map(|v| {
+            let mut entry = json!({
+                "version": v.version,
+                "state": v.state,
+                "created": format_time(v.created),
+                "key_id": v.key_id,
+            });
+            if let Some((_, public)) = d.public_keys.iter().find(|(n, _)| *n == v.version) {
+                let mut jwk = public.jwk();
+                jwk["kid"] = public.jwk_thumbprint().into();
+                entry["public_key_pem"] = public.spki_pem().into();
+                entry["jwk"] = jwk;
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "name": r.name,
+        "spec": r.spec,
+        "created": format_time(r.created),
+        "primary_version": r.primary,
+        "deletion": r.deletion.as_ref().map(|d| json!({
+            "requested_at": format_time(d.requested_at),
+            "destroy_after": format_time(d.destroy_after),
+        })),
+        "versions": versions,
+    })
+}
+
 pub async fn list(ctx: Ctx) -> ApiResult<Json<Value>> {
-    ctx.require_scope("keys:read", "key.list", "*").await?;
-    let records = ctx.blocking(|s| Keys(&s.signet).list()).await?;
+    let records = ctx.run(|s, c| s.list_keys(c)).await?;
     Ok(Json(
         json!({ "keys": records.iter().map(summary).collect::<Vec<_>>() }),
     ))
@@ -69,157 +76,55 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<Value>> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub struct CreateRequest {
     name: String,
     #[serde(default = "default_spec")]
     spec: String,
 }
 
 fn default_spec() -> String {
-    "ec-p256".into()
+    KeySpec::EcP256.name().into()
 }
 
-pub async fn create(ctx: Ctx, raw: Result<Bytes, BytesRejection>) -> ApiResult<impl IntoResponse> {
-    let raw = body(raw, &ctx)?;
-    let req: CreateRequest = parse_json(&raw, &ctx.request_id)?;
-    ctx.require_scope("keys:create", "key.create", &req.name)
+pub async fn create(
+    ctx: Ctx,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let d = ctx
+        .run(move |s, c| {
+            let name = KeyName::parse(&req.name)?;
+            let spec: KeySpec = req
+                .spec
+                .parse()
+                .map_err(|e: signet_hsm::UnknownSpec| Error::BadRequest(e.to_string()))?;
+            s.create_key(c, &name, spec)
+        })
         .await?;
-    let spec: KeySpec = req
-        .spec
-        .parse()
-        .map_err(|e: signet_hsm::UnknownSpec| ctx.fail(Error::BadRequest(e.to_string())))?;
-    let name = req.name.clone();
-    let record = match ctx
-        .blocking(move |s| Keys(&s.signet).create(&name, spec))
-        .await
-    {
-        Ok(r) => r,
-        Err(p) => {
-            ctx.audit(
-                ctx.event("key.create", &req.name, Outcome::Error)
-                    .with("spec", spec),
-            )
-            .await?;
-            return Err(p);
-        }
-    };
-    ctx.audit(
-        ctx.event("key.create", &record.name, Outcome::Ok)
-            .with("spec", spec)
-            .with("key_id", &record.versions[0].key_id),
-    )
-    .await?;
-    let detail = detail(&ctx, record).await?;
-    Ok((StatusCode::CREATED, Json(detail)))
-}
-
-async fn detail(ctx: &Ctx, record: KeyRecord) -> ApiResult<Value> {
-    ctx.blocking(move |s| {
-        let keys = Keys(&s.signet);
-        let mut versions = Vec::new();
-        for v in &record.versions {
-            let mut entry = json!({
-                "version": v.version,
-                "state": v.state,
-                "created": format_time(v.created),
-                "key_id": v.key_id,
-            });
-            if v.state != crate::store::VersionState::Destroyed {
-                let public = keys.public_key(v)?;
-                let mut jwk = public.jwk();
-                jwk["kid"] = public.jwk_thumbprint().into();
-                entry["public_key_pem"] = public.spki_pem().into();
-                entry["jwk"] = jwk;
-            }
-            versions.push(entry);
-        }
-        Ok(json!({
-            "name": record.name,
-            "spec": record.spec,
-            "created": format_time(record.created),
-            "primary_version": record.primary,
-            "deletion": record.deletion.as_ref().map(|d| json!({
-                "requested_at": format_time(d.requested_at),
-                "destroy_after": format_time(d.destroy_after),
-            })),
-            "versions": versions,
-        }))
-    })
-    .await
+    Ok((StatusCode::CREATED, Json(detail(&d))))
 }
 
 pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    ctx.require(
-        ctx.caller.has("keys:read") || ctx.caller.can_verify(&name),
-        "keys:read",
-        "key.read",
-        &name,
-    )
-    .await?;
-    let n = name.clone();
-    let record = ctx.blocking(move |s| Keys(&s.signet).get(&n)).await?;
-    Ok(Json(detail(&ctx, record).await?))
-}
-
-async fn manage(
-    ctx: Ctx,
-    name: String,
-    action: &'static str,
-    details: Vec<(&'static str, String)>,
-    op: impl FnOnce(&Keys<'_>, &str) -> crate::error::Result<KeyRecord> + Send + 'static,
-) -> ApiResult<Json<Value>> {
-    ctx.require_scope("keys:manage", action, &name).await?;
-    let n = name.clone();
-    let result = ctx.blocking(move |s| op(&Keys(&s.signet), &n)).await;
-    let mut event = ctx.event(
-        action,
-        &name,
-        if result.is_ok() {
-            Outcome::Ok
-        } else {
-            Outcome::Error
-        },
-    );
-    for (k, v) in details {
-        event = event.with(k, v);
-    }
-    if let Ok(record) = &result {
-        event = event.with("primary_version", record.primary);
-    }
-    ctx.audit(event).await?;
-    Ok(Json(detail(&ctx, result?).await?))
+    let d = ctx.run(move |s, c| s.key(c, &name)).await?;
+    Ok(Json(detail(&d)))
 }
 
 pub async fn rotate(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    manage(ctx, name, "key.rotate", vec![], |k, n| k.rotate(n)).await
+    let d = ctx.run(move |s, c| s.rotate_key(c, &name)).await?;
+    Ok(Json(detail(&d)))
 }
 
-pub async fn disable(
-    ctx: Ctx,
-    Path((name, version)): Path<(String, u32)>,
-) -> ApiResult<Json<Value>> {
-    manage(
-        ctx,
-        name,
-        "key.disable",
-        vec![("version", version.to_string())],
-        move |k, n| k.set_state(n, version, false),
-    )
-    .await
+pub async fn disable(ctx: Ctx, Path((name, v)): Path<(String, u32)>) -> ApiResult<Json<Value>> {
+    let d = ctx
+        .run(move |s, c| s.set_version_state(c, &name, v, false))
+        .await?;
+    Ok(Json(detail(&d)))
 }
 
-pub async fn enable(
-    ctx: Ctx,
-    Path((name, version)): Path<(String, u32)>,
-) -> ApiResult<Json<Value>> {
-    manage(
-        ctx,
-        name,
-        "key.enable",
-        vec![("version", version.to_string())],
-        move |k, n| k.set_state(n, version, true),
-    )
-    .await
+pub async fn enable(ctx: Ctx, Path((name, v)): Path<(String, u32)>) -> ApiResult<Json<Value>> {
+    let d = ctx
+        .run(move |s, c| s.set_version_state(c, &name, v, true))
+        .await?;
+    Ok(Json(detail(&d)))
 }
 
 #[derive(Deserialize)]
@@ -233,31 +138,23 @@ pub async fn schedule_deletion(
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
     let days = match q.pending_days.as_deref() {
-        None => crate::keys::DEFAULT_PENDING_DAYS,
+        None => DEFAULT_PENDING_DAYS,
         Some(d) => d.parse().map_err(|_| {
-            Problem::new(
-                400,
-                "bad-request",
-                format!("pending_days must be an integer, got {d:?}"),
-                &ctx.request_id,
-            )
+            ctx.bad(format!(
+                "pending_days must be an integer, got {:?}",
+                crate::support::text::echo(d)
+            ))
         })?,
     };
-    manage(
-        ctx,
-        name,
-        "key.delete-scheduled",
-        vec![("pending_days", days.to_string())],
-        move |k, n| k.schedule_deletion(n, days),
-    )
-    .await
+    let d = ctx
+        .run(move |s, c| s.schedule_key_deletion(c, &name, days))
+        .await?;
+    Ok(Json(detail(&d)))
 }
 
 pub async fn cancel_deletion(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    manage(ctx, name, "key.cancel-deletion", vec![], |k, n| {
-        k.cancel_deletion(n)
-    })
-    .await
+    let d = ctx.run(move |s, c| s.cancel_key_deletion(c, &name)).await?;
+    Ok(Json(detail(&d)))
 }
 
 #[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
@@ -278,7 +175,7 @@ enum Encoding {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct SignItem {
+pub struct SignRequest {
     input: String,
     #[serde(default)]
     input_type: InputType,
@@ -288,97 +185,24 @@ struct SignItem {
     encoding: Encoding,
 }
 
-struct ParsedSign {
-    input: Vec<u8>,
-    digest: bool,
-    algorithm: Option<SignatureAlgorithm>,
-    version: Option<u32>,
-    format: EcdsaFormat,
-}
-
-fn parse_item(item: &SignItem, request_id: &str) -> ApiResult<ParsedSign> {
-    let input = base64_field(&item.input, "input", request_id)?;
-    let algorithm = item
-        .algorithm
-        .as_deref()
-        .map(|a| a.parse::<SignatureAlgorithm>())
-        .transpose()
-        .map_err(|e| Problem::new(400, "bad-request", e.to_string(), request_id))?;
-    Ok(ParsedSign {
-        input,
-        digest: item.input_type == InputType::Digest,
-        algorithm,
-        version: item.version,
-        format: if item.encoding == Encoding::Raw {
-            EcdsaFormat::Raw
-        } else {
-            EcdsaFormat::Der
-        },
-    })
-}
-
-fn sign_blocking(
-    s: &super::AppState,
-    name: &str,
-    p: &ParsedSign,
-) -> crate::error::Result<Signature> {
-    let input = if p.digest {
-        SignInput::Digest(&p.input)
-    } else {
-        SignInput::Message(&p.input)
-    };
-    Keys(&s.signet).sign(name, p.version, p.algorithm, input, p.format)
-}
-
-fn sign_event(
-    principal: &str,
-    request_id: &str,
-    name: &str,
-    p: &ParsedSign,
-    result: &Result<Signature, Problem>,
-) -> crate::audit::Event {
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Error
-    };
-    let mut event = crate::audit::Event::new(principal, request_id, "key.sign", name, outcome)
-        .with("input_type", if p.digest { "digest" } else { "message" })
-        .with("input_sha256", crate::audit::sha256_hex(&p.input));
-    match result {
-        Ok(sig) => event
-            .with("version", sig.version)
-            .with("algorithm", sig.algorithm)
-            .with("key_id", &sig.key_id),
-        Err(problem) => {
-            event = event.with(
-                "error",
-                format!("{problem:?}").chars().take(200).collect::<String>(),
-            );
-            if let Some(a) = p.algorithm {
-                event = event.with("algorithm", a);
-            }
-            event
-        }
+impl SignRequest {
+    fn item(&self) -> Result<SignItem> {
+        Ok(SignItem {
+            input: base64_field(&self.input, "input")?,
+            digest: self.input_type == InputType::Digest,
+            algorithm: self
+                .algorithm
+                .as_deref()
+                .map(|a| a.parse::<SignatureAlgorithm>())
+                .transpose()
+                .map_err(|e| Error::BadRequest(e.to_string()))?,
+            version: self.version,
+            format: match self.encoding {
+                Encoding::Raw => EcdsaFormat::Raw,
+                Encoding::Der => EcdsaFormat::Der,
+            },
+        })
     }
-}
-
-/// Signs one item, counts it, and describes it for the audit log (blocking).
-fn sign_and_describe(
-    state: &super::AppState,
-    principal: &str,
-    request_id: &str,
-    name: &str,
-    p: &ParsedSign,
-) -> (Result<Signature, Problem>, crate::audit::Event) {
-    let result = sign_blocking(state, name, p).map_err(|e| Problem::from_error(&e, request_id));
-    let alg = result
-        .as_ref()
-        .map(|s| s.algorithm.name())
-        .unwrap_or("unknown");
-    state.metrics.sign(alg, result.is_ok());
-    let event = sign_event(principal, request_id, name, p, &result);
-    (result, event)
 }
 
 fn signature_json(sig: &Signature) -> Value {
@@ -393,123 +217,52 @@ fn signature_json(sig: &Signature) -> Value {
 pub async fn sign(
     ctx: Ctx,
     Path(name): Path<String>,
-    raw: Result<Bytes, BytesRejection>,
+    ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require(
-        ctx.caller.can_sign(&name),
-        &format!("keys:sign:{name}"),
-        "key.sign",
-        &name,
-    )
-    .await?;
-    let raw = body(raw, &ctx)?;
-    let item: SignItem = parse_json(&raw, &ctx.request_id)?;
-    let parsed = parse_item(&item, &ctx.request_id)?;
-    // One blocking task signs and then makes the audit record durable: the signature is handed
-    // out only once its record is on disk.
-    let state = ctx.state.clone();
-    let request_id = ctx.request_id.clone();
-    let principal = ctx.caller.name.clone();
-    let n = name.clone();
-    let (result, audited) = tokio::task::spawn_blocking(move || {
-        let (result, event) = sign_and_describe(&state, &principal, &request_id, &n, &parsed);
-        let audited = state.record(vec![event]);
-        (result, audited)
-    })
-    .await
-    .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?;
-    audited.map_err(|e| ctx.fail(e))?;
-    Ok(Json(signature_json(&result?)))
+    let sig = ctx.run(move |s, c| s.sign(c, &name, &req.item()?)).await?;
+    Ok(Json(signature_json(&sig)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub struct BatchRequest {
     items: Vec<Value>,
 }
 
 pub async fn sign_batch(
     ctx: Ctx,
     Path(name): Path<String>,
-    raw: Result<Bytes, BytesRejection>,
+    ApiJson(req): ApiJson<BatchRequest>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require(
-        ctx.caller.can_sign(&name),
-        &format!("keys:sign:{name}"),
-        "key.sign",
-        &name,
-    )
-    .await?;
-    let raw = body(raw, &ctx)?;
-    let req: BatchRequest = parse_json(&raw, &ctx.request_id)?;
-    let max = ctx.state.signet.config.server.sign_batch_max;
-    if req.items.is_empty() || req.items.len() > max {
-        return Err(Problem::new(
-            400,
-            "bad-request",
-            format!("items must hold 1..={max} entries, got {}", req.items.len()),
-            &ctx.request_id,
-        ));
-    }
-    // Each item stands alone: a malformed or failing item gets its own error.
-    let parsed: Vec<ApiResult<ParsedSign>> = req
+    // Each item stands alone: a malformed item gets its own error.
+    let items: Vec<Result<SignItem>> = req
         .items
-        .iter()
+        .into_iter()
         .map(|v| {
-            serde_json::from_value::<SignItem>(v.clone())
-                .map_err(|e| {
-                    Problem::new(
-                        400,
-                        "bad-request",
-                        format!("invalid item: {e}"),
-                        &ctx.request_id,
-                    )
-                })
-                .and_then(|item| parse_item(&item, &ctx.request_id))
+            serde_json::from_value::<SignRequest>(v)
+                .map_err(|e| Error::BadRequest(format!("invalid item: {e}")))
+                .and_then(|r| r.item())
         })
         .collect();
-    // One blocking task signs every item, then makes all their audit records durable with a
-    // single flush; no signature is returned before that.
-    let state = ctx.state.clone();
-    let n = name.clone();
-    let request_id = ctx.request_id.clone();
-    let principal = ctx.caller.name.clone();
-    let (results, audited) = tokio::task::spawn_blocking(move || {
-        let mut results = Vec::with_capacity(parsed.len());
-        let mut events = Vec::with_capacity(parsed.len());
-        for (index, p) in parsed.into_iter().enumerate() {
-            let result = match p {
-                Ok(p) => {
-                    let (r, event) = sign_and_describe(&state, &principal, &request_id, &n, &p);
-                    events.push(event.with("batch_index", index));
-                    r
-                }
-                Err(problem) => {
-                    state.metrics.sign("unknown", false);
-                    Err(problem)
-                }
-            };
-            results.push(match result {
-                Ok(sig) => {
-                    let mut v = signature_json(&sig);
-                    v["index"] = index.into();
-                    v
-                }
-                Err(problem) => json!({ "index": index, "error": problem.summary() }),
-            });
-        }
-        let audited = state.record(events);
-        (results, audited)
-    })
-    .await
-    .map_err(|e| ctx.fail(Error::Internal(e.to_string())))?;
-    audited.map_err(|e| ctx.fail(e))?;
+    let results = ctx.run(move |s, c| s.sign_batch(c, &name, items)).await?;
+    let results: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Ok(sig) => {
+                let mut v = signature_json(sig);
+                v["index"] = index.into();
+                v
+            }
+            Err(e) => json!({ "index": index, "error": super::problem::Problem::from_error(e, &ctx.request_id).summary() }),
+        })
+        .collect();
     Ok(Json(json!({ "results": results })))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyRequest {
+pub struct VerifyRequest {
     input: String,
     #[serde(default)]
     input_type: InputType,
@@ -523,62 +276,21 @@ struct VerifyRequest {
 pub async fn verify(
     ctx: Ctx,
     Path(name): Path<String>,
-    raw: Result<Bytes, BytesRejection>,
+    ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require(
-        ctx.caller.can_verify(&name),
-        &format!("keys:verify:{name}"),
-        "key.verify",
-        &name,
-    )
-    .await?;
-    let raw = body(raw, &ctx)?;
-    let req: VerifyRequest = parse_json(&raw, &ctx.request_id)?;
-    let parsed = parse_item(
-        &SignItem {
-            input: req.input,
-            input_type: req.input_type,
-            algorithm: req.algorithm,
-            version: req.version,
-            encoding: req.encoding,
-        },
-        &ctx.request_id,
-    )?;
-    let signature = base64_field(&req.signature, "signature", &ctx.request_id)?;
-    let n = name.clone();
-    let digest_hex = crate::audit::sha256_hex(&parsed.input);
-    let result = ctx
-        .blocking(move |s| {
-            let input = if parsed.digest {
-                SignInput::Digest(&parsed.input)
-            } else {
-                SignInput::Message(&parsed.input)
-            };
-            Keys(&s.signet).verify(
-                &n,
-                parsed.version,
-                parsed.algorithm,
-                input,
-                &signature,
-                parsed.format,
-            )
+    let (valid, version) = ctx
+        .run(move |s, c| {
+            let item = SignRequest {
+                input: req.input,
+                input_type: req.input_type,
+                algorithm: req.algorithm,
+                version: req.version,
+                encoding: req.encoding,
+            }
+            .item()?;
+            let signature = base64_field(&req.signature, "signature")?;
+            s.verify(c, &name, &VerifyItem { item, signature })
         })
-        .await;
-    let mut event = ctx
-        .event(
-            "key.verify",
-            &name,
-            if result.is_ok() {
-                Outcome::Ok
-            } else {
-                Outcome::Error
-            },
-        )
-        .with("input_sha256", digest_hex);
-    if let Ok((valid, version)) = &result {
-        event = event.with("valid", valid).with("version", version);
-    }
-    ctx.audit(event).await?;
-    let (valid, version) = result?;
+        .await?;
     Ok(Json(json!({ "valid": valid, "version": version })))
 }

@@ -1,8 +1,7 @@
-//! The HTTPS API: a TLS 1.3, mutual-TLS-only listener in front of axum routes. Every connection
-//! carries a verified client certificate; every request gets an id, a caller and metrics.
+//! The HTTPS API: a TLS 1.3, mutual-TLS-only listener in front of axum routes. The routes come
+//! from the service's action table; handlers only translate between HTTP and the service.
 
 mod keys;
-mod metrics;
 mod ops;
 mod pki;
 mod problem;
@@ -17,94 +16,86 @@ use anyhow::Context;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use signet_hsm::{KeyId, KeySpec};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-pub use metrics::Metrics;
-pub use problem::{Ctx, Problem, RequestId, PROBLEM_BASE};
+pub use problem::{ApiJson, Ctx, Problem, RequestId, PROBLEM_BASE};
 
-use crate::audit::{AuditLog, Event, Outcome};
-use crate::authority;
 use crate::config::Config;
-use crate::runtime::Signet;
+use crate::error::ProblemType;
+use crate::service::{Action, ClientIdentity, Service, ACTIONS};
 
 /// Shared state of the running service.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Token, store, config.
-    pub signet: Signet,
-    /// The audit log.
-    pub audit: Arc<AuditLog>,
-    /// The issuing CA.
-    pub ca: Arc<signet_pki::Ca>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// The service.
+    pub service: Arc<Service>,
 }
 
-impl AppState {
-    /// Writes audit records and returns once they are durable (blocking; one sync for all). The
-    /// one place request handlers write audit records; `bench-unaudited` builds skip it.
-    pub fn record(&self, events: Vec<Event>) -> crate::error::Result<()> {
-        if cfg!(feature = "bench-unaudited") {
-            return Ok(());
+/// The handler of an action's route; `None` for actions the API does not serve. The match is
+/// exhaustive, so a new action must be placed here.
+fn handler(action: Action) -> Option<MethodRouter<AppState>> {
+    use Action::*;
+    let filter = |a: Action| {
+        let method = a.spec().route.map(|r| r.method).unwrap_or("GET");
+        match method {
+            "POST" => MethodFilter::POST,
+            "DELETE" => MethodFilter::DELETE,
+            _ => MethodFilter::GET,
         }
-        self.audit.append_many(events)
-    }
+    };
+    let f = filter(action);
+    Some(match action {
+        KeyList => on(f, keys::list),
+        KeyRead => on(f, keys::show),
+        KeyCreate => on(f, keys::create),
+        KeyRotate => on(f, keys::rotate),
+        KeyDisable => on(f, keys::disable),
+        KeyEnable => on(f, keys::enable),
+        KeyScheduleDeletion => on(f, keys::schedule_deletion),
+        KeyCancelDeletion => on(f, keys::cancel_deletion),
+        KeySign => on(f, keys::sign),
+        KeySignBatch => on(f, keys::sign_batch),
+        KeyVerify => on(f, keys::verify),
+        CaChain => on(f, pki::chain),
+        CaCrl => on(f, pki::crl),
+        CertIssue => on(f, pki::issue),
+        CertRead => on(f, pki::show),
+        CertRevoke => on(f, pki::revoke),
+        PrincipalList => on(f, pki::list_principals),
+        PrincipalCreate => on(f, pki::create_principal),
+        PrincipalDelete => on(f, pki::delete_principal),
+        TokenIssue => on(f, tokens::issue),
+        TokenIntrospect => on(f, tokens::introspect),
+        TokenRevoke => on(f, tokens::revoke),
+        Jwks => on(f, tokens::jwks),
+        Metadata => on(f, tokens::metadata),
+        AuditRead => on(f, ops::audit),
+        Health => on(f, ops::healthz),
+        Ready => on(f, ops::readyz),
+        Metrics => on(f, ops::metrics),
+        KeyPublic | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList | AuditExport => {
+            return None
+        }
+    })
 }
 
-/// The routes.
+/// The routes, one per row of the action table that has one.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.signet.config.server.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/audit", get(ops::audit))
-        .route("/v1/keys", get(keys::list).post(keys::create))
-        .route(
-            "/v1/keys/{name}",
-            get(keys::show).delete(keys::schedule_deletion),
-        )
-        .route("/v1/keys/{name}/rotate", post(keys::rotate))
-        .route(
-            "/v1/keys/{name}/cancel-deletion",
-            post(keys::cancel_deletion),
-        )
-        .route(
-            "/v1/keys/{name}/versions/{version}/disable",
-            post(keys::disable),
-        )
-        .route(
-            "/v1/keys/{name}/versions/{version}/enable",
-            post(keys::enable),
-        )
-        .route("/v1/keys/{name}/sign", post(keys::sign))
-        .route("/v1/keys/{name}/sign-batch", post(keys::sign_batch))
-        .route("/v1/keys/{name}/verify", post(keys::verify))
-        .route("/v1/ca/chain", get(pki::chain))
-        .route("/v1/ca/crl", get(pki::crl))
-        .route("/v1/certificates", post(pki::issue))
-        .route("/v1/certificates/{serial}", get(pki::show))
-        .route("/v1/certificates/{serial}/revoke", post(pki::revoke))
-        .route(
-            "/v1/principals",
-            get(pki::list_principals).post(pki::create_principal),
-        )
-        .route(
-            "/v1/principals/{name}",
-            axum::routing::delete(pki::delete_principal),
-        )
-        .route("/v1/tokens", post(tokens::issue))
-        .route("/v1/tokens/introspect", post(tokens::introspect))
-        .route("/v1/tokens/revoke", post(tokens::revoke))
-        .route("/.well-known/jwks.json", get(tokens::jwks))
-        .route("/.well-known/signet", get(tokens::metadata))
-        .fallback(ops::not_found)
+    let body_limit = state.service.config().server.max_body_bytes;
+    let mut router: Router<AppState> = Router::new();
+    for spec in ACTIONS {
+        let (Some(route), Some(handler)) = (spec.route, handler(spec.action)) else {
+            continue;
+        };
+        router = router.route(route.path, handler);
+    }
+    router
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -113,9 +104,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Gives each request an id (echoed in `x-request-id`) and counts it.
+async fn not_found(req: Request) -> Problem {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "-".into());
+    Problem::new(ProblemType::NotFound, "no such route", &id)
+}
+
+/// Gives each request an id (echoed in `x-request-id`), counts and logs it.
 async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let id = random_id();
+    let id = match crate::support::random::hex_id() {
+        Ok(id) => id,
+        Err(e) => {
+            return axum::response::IntoResponse::into_response(Problem::from_error(&e.into(), "-"))
+        }
+    };
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req
         .extensions()
@@ -130,16 +135,12 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    state.metrics.request(&route, &method, status, elapsed);
+    state
+        .service
+        .metrics()
+        .request(&route, &method, status, elapsed);
     tracing::info!(target: "signet::request", request_id = %id, %method, %route, status, latency_ms = elapsed * 1000.0, "request");
     response
-}
-
-/// 128 random bits, hex.
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = getrandom::getrandom(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// `signet serve`: builds a runtime and serves until SIGINT/SIGTERM.
@@ -148,128 +149,61 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (state, tls, addr) = prepare(config, listen).await?;
+        let (service, tls, addr) = prepare(config, listen).await?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
-        let server_file = state.signet.data.server_file();
+        let server_file = service.paths().server_file();
         std::fs::write(
             &server_file,
             format!("pid {}, listening on https://{local}\n", std::process::id()),
         )?;
-        announce(&state, local);
-        let result = run(state, tls, listener, shutdown_signal()).await;
+        announce(&service, local);
+        let result = run(service, tls, listener, shutdown_signal()).await;
         let _ = std::fs::remove_file(&server_file);
         result
     })
 }
 
-/// Opens the token and store, bootstraps the CA on first start, and builds the TLS config.
+/// Opens the service, bootstraps the CA on first start, and builds the TLS config.
 pub async fn prepare(
     config: Config,
     listen: Option<SocketAddr>,
-) -> anyhow::Result<(AppState, Arc<rustls::ServerConfig>, SocketAddr)> {
+) -> anyhow::Result<(Arc<Service>, Arc<rustls::ServerConfig>, SocketAddr)> {
     let addr = listen.unwrap_or(config.server.listen);
     tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let signet = Signet::open(config)?;
-        let audit = Arc::new(AuditLog::open(
-            &signet.data.audit(),
-            signet.store.clone(),
-            signet.backend.clone(),
-            signet.config.audit.clone(),
-        )?);
-        audit.append(
-            Event::new("signet", "-", "service.start", "signet", Outcome::Ok)
-                .with("version", env!("CARGO_PKG_VERSION")),
-        )?;
-        audit.append(
-            Event::new("signet", "-", "config.loaded", "signet", Outcome::Ok)
-                .with("data_dir", signet.data.0.display())
-                .with(
-                    "hsm",
-                    if signet.config.is_embedded() {
-                        "embedded-softhsm2".to_string()
-                    } else {
-                        format!("{:?}", signet.config.hsm.module)
-                    },
-                )
-                .with("listen", addr),
-        )?;
-        if signet.store.ca()?.is_none() {
-            let report = authority::init(&signet, &authority::InitOptions::default())?;
-            audit.append(
-                Event::new("signet", "-", "ca.init", "ca", Outcome::Ok)
-                    .with("reason", "first start"),
-            )?;
-            println!("first start: CA created");
-            for line in report.lines {
-                println!("  {line}");
+        let service = Arc::new(Service::open(config)?);
+        if let Some(report) = service.bootstrap(addr)? {
+            for (i, line) in report.lines.iter().enumerate() {
+                if i == 0 {
+                    println!("{line}");
+                } else {
+                    println!("  {line}");
+                }
             }
         }
-        if signet.store.key(crate::tokens::TOKEN_KEY)?.is_none() {
-            let record = crate::tokens::ensure_key(&signet)?;
-            audit.append(
-                Event::new(
-                    "signet",
-                    "-",
-                    "key.create",
-                    crate::tokens::TOKEN_KEY,
-                    Outcome::Ok,
-                )
-                .with("spec", &record.spec)
-                .with("purpose", "token signing"),
-            )?;
-        }
-        let ca = Arc::new(authority::load(&signet)?);
-        let record = authority::record(&signet)?;
-        let server_cert = signet
-            .store
-            .cert(&record.server.serial)?
-            .context("server certificate record missing")?;
-        use base64::Engine;
-        let server_der = base64::engine::general_purpose::STANDARD.decode(server_cert.der)?;
-        let server_id = KeyId::from_hex(&record.server.key_id).context("server key id")?;
-        let server_spec: KeySpec = record.server.spec.parse()?;
-        let tls = crate::tls::server_config(
-            signet.backend.clone(),
-            signet.store.clone(),
-            (server_id, server_spec),
-            vec![server_der, ca.intermediate_der().to_vec()],
-            ca.root_der(),
-        )?;
-        let state = AppState {
-            signet,
-            audit,
-            ca,
-            metrics: Arc::new(Metrics::new()),
-        };
+        let tls = crate::tls::server_config(service.clone())?;
         // Keys whose deletion window passed while the service was down.
-        ops::housekeeping(&state);
-        Ok((state, Arc::new(tls), addr))
+        service.housekeeping();
+        Ok((service, Arc::new(tls), addr))
     })
     .await?
 }
 
-fn announce(state: &AppState, addr: SocketAddr) {
+fn announce(service: &Service, addr: SocketAddr) {
     if cfg!(feature = "bench-unaudited") {
         println!("WARNING: benchmark build (bench-unaudited): requests are NOT audited");
     }
-    let data = &state.signet.data;
-    let admin = &state.signet.config.server.admin;
-    let host = if addr.ip().is_loopback()
-        && state
-            .signet
-            .config
-            .server
-            .server_dns
-            .iter()
-            .any(|d| d == "localhost")
-    {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
+    let data = service.paths();
+    let config = service.config();
+    let admin = &config.server.admin;
+    let host =
+        if addr.ip().is_loopback() && config.server.server_dns.iter().any(|d| d == "localhost") {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
     println!("listening on https://{addr} (TLS 1.3, client certificate required)");
     println!(
         "try: curl --cacert {} --cert {} --key {} https://{host}/v1/keys",
@@ -283,7 +217,6 @@ async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -292,23 +225,35 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Runs housekeeping periodically.
+async fn housekeeping_loop(service: Arc<Service>) {
+    let every = service.config().server.housekeeping_interval_secs.max(1);
+    let mut ticker = tokio::time::interval(Duration::from_secs(every));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let s = service.clone();
+        let _ = tokio::task::spawn_blocking(move || s.housekeeping()).await;
+    }
 }
 
 /// Accepts connections until `shutdown`, then drains in-flight requests for the grace period.
 pub async fn run(
-    state: AppState,
+    service: Arc<Service>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(state.clone());
+    let app = router(AppState {
+        service: service.clone(),
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let trust_domain = state.ca.settings().trust_domain.clone();
-    let housekeeping = tokio::spawn(ops::housekeeping_loop(state.clone()));
+    let trust_domain = service.ca()?.settings().trust_domain.clone();
+    let housekeeping = tokio::spawn(housekeeping_loop(service.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -324,7 +269,7 @@ pub async fn run(
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let state = state.clone();
+        let service = service.clone();
         let trust_domain = trust_domain.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -333,20 +278,20 @@ pub async fn run(
                 .await
             {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return refuse(&state, peer, &crate::tls::refusal_reason(&e)).await,
-                Err(_) => return refuse(&state, peer, "handshake-timeout").await,
+                Ok(Err(e)) => return refuse(&service, peer, &crate::tls::refusal_reason(&e)).await,
+                Err(_) => return refuse(&service, peer, "handshake-timeout").await,
             };
-            let caller = stream
+            let identity = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|cert| crate::authz::caller_from_cert(cert, &trust_domain));
-            let Some(caller) = caller else {
-                return refuse(&state, peer, "no-identity-in-certificate").await;
+                .and_then(|cert| ClientIdentity::from_certificate(cert, &trust_domain));
+            let Some(identity) = identity else {
+                return refuse(&service, peer, "no-identity-in-certificate").await;
             };
             let service = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(caller.clone());
+                req.extensions_mut().insert(identity.clone());
                 req.map(axum::body::Body::new)
             });
             let service = hyper_util::service::TowerToHyperService::new(service);
@@ -359,41 +304,22 @@ pub async fn run(
     }
     tracing::info!("shutting down: draining in-flight requests");
     housekeeping.abort();
-    let grace = Duration::from_secs(state.signet.config.server.shutdown_grace_secs);
+    let grace = Duration::from_secs(service.config().server.shutdown_grace_secs);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
-    let audit = state.audit.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        audit.append(Event::new(
-            "signet",
-            "-",
-            "service.stop",
-            "signet",
-            Outcome::Ok,
-        ))?;
-        audit.checkpoint()?;
-        audit.flush_marker()
-    })
-    .await;
+    let s = service.clone();
+    let _ = tokio::task::spawn_blocking(move || s.shutdown()).await;
     Ok(())
 }
 
 /// Counts, logs and audits a refused handshake.
-async fn refuse(state: &AppState, peer: SocketAddr, reason: &str) {
-    state.metrics.refusal(reason);
-    tracing::info!(%peer, reason, "TLS handshake refused");
-    let audit = state.audit.clone();
-    let event = Event::new(
-        "-",
-        "-",
-        "tls.handshake",
-        &peer.to_string(),
-        Outcome::Denied,
-    )
-    .with("reason", reason);
-    let _ = tokio::task::spawn_blocking(move || audit.append(event)).await;
+async fn refuse(service: &Arc<Service>, peer: SocketAddr, reason: &str) {
+    let service = service.clone();
+    let reason = reason.to_string();
+    let _ = tokio::task::spawn_blocking(move || service.record_refusal(&peer.to_string(), &reason))
+        .await;
 }

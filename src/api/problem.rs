@@ -1,94 +1,81 @@
-//! `application/problem+json` (RFC 9457) responses, and the request context every handler gets.
+//! `application/problem+json` (RFC 9457) responses, and the extractors every handler uses: the
+//! request context (caller, request id, service) and a typed JSON body whose rejection is a
+//! problem document.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::AppState;
-use crate::audit::{Event, Outcome};
-use crate::authz::Caller;
-use crate::error::{classify, Error};
+use crate::error::{classify, Error, ProblemType};
+use crate::service::{Caller, ClientIdentity, Service};
 
 /// Base of problem type URIs.
 pub const PROBLEM_BASE: &str = "https://signet.dev/problems/";
 
-/// The request id, set by the request-id middleware.
+/// The request id, set by the request-context middleware.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 /// An error answered as a problem document.
 #[derive(Debug)]
 pub struct Problem {
-    status: u16,
-    slug: &'static str,
+    kind: ProblemType,
+    status: StatusCode,
     detail: String,
     request_id: String,
 }
 
 impl Problem {
-    /// From a service error.
-    pub fn from_error(err: &Error, request_id: &str) -> Self {
-        let (status, slug, detail) = classify(err);
-        if status >= 500 {
-            // The client sees a safe summary; the log keeps the cause (never secrets: errors carry none).
-            tracing::error!(request_id, error = %err, "request failed");
-        }
+    /// A problem of `kind`.
+    pub fn new(kind: ProblemType, detail: impl Into<String>, request_id: &str) -> Self {
         Problem {
-            status,
-            slug,
-            detail,
+            kind,
+            status: StatusCode::from_u16(kind.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            detail: detail.into(),
             request_id: request_id.to_string(),
         }
+    }
+
+    /// From a service error, through the one mapping.
+    pub fn from_error(err: &Error, request_id: &str) -> Self {
+        let (kind, detail) = classify(err);
+        if kind.status() >= 500 {
+            // The client sees a safe summary; the log keeps the cause (never secrets: errors
+            // carry none).
+            tracing::error!(request_id, error = %err, "request failed");
+        }
+        Problem::new(kind, detail, request_id)
     }
 
     /// Status, type and detail, for embedding in a larger document (batch items).
     pub fn summary(&self) -> serde_json::Value {
         json!({
-            "status": self.status,
-            "type": format!("{PROBLEM_BASE}{}", self.slug),
+            "status": self.status.as_u16(),
+            "type": format!("{PROBLEM_BASE}{}", self.kind.slug()),
             "detail": self.detail,
         })
     }
-
-    /// A problem with explicit parts.
-    pub fn new(
-        status: u16,
-        slug: &'static str,
-        detail: impl Into<String>,
-        request_id: &str,
-    ) -> Self {
-        Problem {
-            status,
-            slug,
-            detail: detail.into(),
-            request_id: request_id.to_string(),
-        }
-    }
-}
-
-/// The problem document for a status and slug.
-pub fn problem_body(status: u16, slug: &str, detail: &str, request_id: &str) -> serde_json::Value {
-    let title = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
-    json!({
-        "type": format!("{PROBLEM_BASE}{slug}"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "request_id": request_id,
-    })
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = problem_body(self.status, self.slug, &self.detail, &self.request_id);
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({
+            "type": format!("{PROBLEM_BASE}{}", self.kind.slug()),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "request_id": self.request_id,
+        });
         (
-            status,
+            self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
@@ -99,8 +86,8 @@ impl IntoResponse for Problem {
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, Problem>;
 
-/// Everything a handler needs about its request: the caller (principal loaded), the request id
-/// and the service state.
+/// Everything a handler needs about its request: the caller (its principal read now), the
+/// request id and the service.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// The caller.
@@ -108,7 +95,15 @@ pub struct Ctx {
     /// The request id.
     pub request_id: String,
     /// The service.
-    pub state: AppState,
+    pub service: Arc<Service>,
+}
+
+fn request_id(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "-".into())
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -118,29 +113,33 @@ impl FromRequestParts<AppState> for Ctx {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| "-".into());
-        let Some(mut caller) = parts.extensions.get::<Caller>().cloned() else {
+        let request_id = request_id(parts);
+        let Some(identity) = parts.extensions.get::<ClientIdentity>().cloned() else {
             // Cannot happen behind the TLS listener: every connection has a verified certificate.
             return Err(Problem::new(
-                401,
-                "unauthenticated",
+                ProblemType::Unauthenticated,
                 "no verified client certificate",
                 &request_id,
             ));
         };
-        // A sled read served from its page cache: cheaper inline than a hop to a blocking thread.
-        caller.principal = crate::principals::Principals(&state.signet.store)
-            .get(&caller.name)
-            .map_err(|e| Problem::from_error(&e, &request_id))?;
-        Ok(Ctx {
-            caller,
-            request_id,
-            state: state.clone(),
-        })
+        let service = state.service.clone();
+        let rid = request_id.clone();
+        // The store lookups (revocation, principal) and, for a revoked certificate, the durable
+        // denial record, off the async workers.
+        let caller =
+            tokio::task::spawn_blocking(move || service.authenticate(&identity, &rid)).await;
+        match caller {
+            Ok(Ok(caller)) => Ok(Ctx {
+                caller,
+                request_id,
+                service: state.service.clone(),
+            }),
+            Ok(Err(e)) => Err(Problem::from_error(&e, &request_id)),
+            Err(e) => Err(Problem::from_error(
+                &Error::Internal(format!("worker failed: {e}")),
+                &request_id,
+            )),
+        }
     }
 }
 
@@ -150,105 +149,86 @@ impl Ctx {
         Problem::from_error(&err, &self.request_id)
     }
 
-    /// An audit event for this request.
-    pub fn event(&self, action: &str, target: &str, outcome: Outcome) -> Event {
-        Event::new(&self.caller.name, &self.request_id, action, target, outcome)
+    /// A 400 for this request.
+    pub fn bad(&self, detail: impl Into<String>) -> Problem {
+        Problem::new(ProblemType::BadRequest, detail, &self.request_id)
     }
 
-    /// Appends an audit record, durably, off the async workers.
-    pub async fn audit(&self, event: Event) -> ApiResult<()> {
-        let state = self.state.clone();
-        let result = tokio::task::spawn_blocking(move || state.record(vec![event])).await;
-        match result {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.fail(e)),
-            Err(e) => Err(self.fail(Error::AuditUnavailable(e.to_string()))),
-        }
-    }
-
-    /// Refuses with 403 (audited) unless `allowed`.
-    pub async fn require(
+    /// Runs a service operation (PKCS#11, the store, the audit wait) off the async workers.
+    pub async fn run<T: Send + 'static>(
         &self,
-        allowed: bool,
-        needed: &str,
-        action: &str,
-        target: &str,
-    ) -> ApiResult<()> {
-        if allowed {
-            return Ok(());
-        }
-        let detail = if self.caller.principal.is_none() {
-            format!("{} is not an enrolled principal", self.caller.name)
-        } else {
-            format!("{} lacks the scope {needed}", self.caller.name)
-        };
-        self.state.metrics.denial(action);
-        self.audit(
-            self.event(action, target, Outcome::Denied)
-                .with("reason", &detail),
-        )
-        .await?;
-        Err(Problem::new(403, "forbidden", detail, &self.request_id))
-    }
-
-    /// Requires a plain scope.
-    pub async fn require_scope(&self, scope: &str, action: &str, target: &str) -> ApiResult<()> {
-        self.require(self.caller.has(scope), scope, action, target)
-            .await
-    }
-
-    /// Runs blocking work (PKCS#11, sled) off the async workers.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&AppState) -> crate::error::Result<T> + Send + 'static,
+        op: impl FnOnce(&Service, &Caller) -> crate::error::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
-        let state = self.state.clone();
-        match tokio::task::spawn_blocking(move || f(&state)).await {
+        let service = self.service.clone();
+        let caller = self.caller.clone();
+        match tokio::task::spawn_blocking(move || op(&service, &caller)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                if let Error::Hsm(h) = &e {
-                    if let Some(code) = h.return_code() {
-                        self.state.metrics.hsm_error(&code);
-                    }
-                }
-                Err(self.fail(e))
-            }
+            Ok(Err(e)) => Err(self.fail(e)),
             Err(e) => Err(self.fail(Error::Internal(format!("worker failed: {e}")))),
         }
     }
 }
 
-/// Parses a JSON body into `T`, answering malformed input with a useful 400.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], request_id: &str) -> ApiResult<T> {
+/// A JSON body of type `T`; malformed input is answered with a useful 400.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| "-".into());
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    ProblemType::PayloadTooLarge,
+                    format!(
+                        "the body exceeds {} bytes",
+                        state.service.config().server.max_body_bytes
+                    ),
+                    &request_id,
+                )
+            } else {
+                Problem::new(
+                    ProblemType::BadRequest,
+                    format!("cannot read the body: {e}"),
+                    &request_id,
+                )
+            }
+        })?;
+        parse_json(&bytes, &request_id).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body into `T`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8], request_id: &str) -> ApiResult<T> {
     if body.is_empty() {
         return Err(Problem::new(
-            400,
-            "bad-request",
+            ProblemType::BadRequest,
             "a JSON body is required",
             request_id,
         ));
     }
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
-            400,
-            "bad-request",
-            format!("invalid JSON body: {e}"),
+            ProblemType::BadRequest,
+            format!(
+                "invalid JSON body: {}",
+                crate::support::text::bounded(&e.to_string(), 300)
+            ),
             request_id,
         )
     })
 }
 
 /// Decodes standard base64, naming the field on error.
-pub fn base64_field(value: &str, field: &str, request_id: &str) -> ApiResult<Vec<u8>> {
+pub fn base64_field(value: &str, field: &str) -> crate::error::Result<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .map_err(|e| {
-            Problem::new(
-                400,
-                "bad-request",
-                format!("{field} is not valid base64: {e}"),
-                request_id,
-            )
-        })
+        .map_err(|e| Error::BadRequest(format!("{field} is not valid base64: {e}")))
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics.
+//! Prometheus metrics, counted where operations happen (the use-case layer).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -63,6 +63,9 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     sessions_open: Gauge,
     pool_size: Gauge,
+    audit_records: Gauge,
+    audit_batches: Gauge,
+    audit_failures: Gauge,
 }
 
 impl Default for Metrics {
@@ -86,6 +89,9 @@ impl Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let sessions_open = Gauge::default();
         let pool_size = Gauge::default();
+        let audit_records = Gauge::default();
+        let audit_batches = Gauge::default();
+        let audit_failures = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -131,7 +137,25 @@ impl Metrics {
             "PKCS#11 session pool size",
             pool_size.clone(),
         );
+        registry.register(
+            "audit_records",
+            "Audit records appended since start",
+            audit_records.clone(),
+        );
+        registry.register(
+            "audit_batches",
+            "Audit batches made durable since start (one sync or transaction each)",
+            audit_batches.clone(),
+        );
+        registry.register(
+            "audit_failed_batches",
+            "Audit batches that could not be made durable (their requests were refused)",
+            audit_failures.clone(),
+        );
         Metrics {
+            audit_records,
+            audit_batches,
+            audit_failures,
             registry,
             requests,
             latency,
@@ -207,10 +231,19 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text, with the pool gauges set from `info`.
-    pub fn render(&self, sessions_open: usize, pool_size: usize) -> String {
+    /// The exposition text, with the gauges set from the backend and the audit log.
+    pub fn render(
+        &self,
+        sessions_open: usize,
+        pool_size: usize,
+        audit: &crate::domain::audit::AuditStats,
+    ) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
         self.sessions_open.set(sessions_open as i64);
         self.pool_size.set(pool_size as i64);
+        self.audit_records.set(audit.records.load(Relaxed) as i64);
+        self.audit_batches.set(audit.batches.load(Relaxed) as i64);
+        self.audit_failures.set(audit.failures.load(Relaxed) as i64);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

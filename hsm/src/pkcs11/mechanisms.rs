@@ -1,0 +1,121 @@
+//! Which mechanisms the token has, and the mechanism and bytes for each signature. The token is
+//! asked (C_GetMechanismList) rather than assumed: SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256, so
+//! ECDSA is hashed on the host there; kryoptic has it, so it hashes in the token.
+
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+
+use crate::der;
+use crate::error::{Error, Result};
+use crate::signing::Payload;
+use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
+
+/// The token's mechanism list.
+#[derive(Debug, Clone)]
+pub(crate) struct Mechanisms(Vec<MechanismType>);
+
+impl Mechanisms {
+    pub(crate) fn new(list: Vec<MechanismType>) -> Self {
+        Mechanisms(list)
+    }
+
+    pub(crate) fn has(&self, mechanism: MechanismType) -> bool {
+        self.0.contains(&mechanism)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The key-pair generation mechanism for a spec, when the token has it.
+    pub(crate) fn keygen(&self, spec: KeySpec) -> Option<Mechanism<'static>> {
+        let (kind, mechanism) = match spec {
+            KeySpec::EcP256 | KeySpec::EcP384 => {
+                (MechanismType::ECC_KEY_PAIR_GEN, Mechanism::EccKeyPairGen)
+            }
+            KeySpec::Ed25519 => (
+                MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
+                Mechanism::EccEdwardsKeyPairGen,
+            ),
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => (
+                MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+                Mechanism::RsaPkcsKeyPairGen,
+            ),
+        };
+        self.has(kind).then_some(mechanism)
+    }
+
+    /// Whether the token can sign with `algorithm` at all.
+    pub(crate) fn signs(&self, algorithm: SignatureAlgorithm) -> bool {
+        use SignatureAlgorithm::*;
+        match algorithm {
+            Es256 | Es384 => self.has(MechanismType::ECDSA),
+            EdDsa => self.has(MechanismType::EDDSA),
+            Rs256 | Rs384 | Rs512 => self.has(MechanismType::RSA_PKCS),
+            Ps256 | Ps384 | Ps512 => self.has(MechanismType::RSA_PKCS_PSS),
+        }
+    }
+
+    /// Whether the token hashes the message itself for `algorithm`.
+    pub(crate) fn hashes(&self, algorithm: SignatureAlgorithm) -> bool {
+        use SignatureAlgorithm::*;
+        match algorithm {
+            Es256 => self.has(MechanismType::ECDSA_SHA256),
+            Es384 => self.has(MechanismType::ECDSA_SHA384),
+            EdDsa => true,
+            Rs256 => self.has(MechanismType::SHA256_RSA_PKCS),
+            Rs384 => self.has(MechanismType::SHA384_RSA_PKCS),
+            Rs512 => self.has(MechanismType::SHA512_RSA_PKCS),
+            Ps256 => self.has(MechanismType::SHA256_RSA_PKCS_PSS),
+            Ps384 => self.has(MechanismType::SHA384_RSA_PKCS_PSS),
+            Ps512 => self.has(MechanismType::SHA512_RSA_PKCS_PSS),
+        }
+    }
+}
+
+/// The mechanism and the bytes to give `C_Sign` for a checked payload.
+pub(crate) fn for_signature(
+    algorithm: SignatureAlgorithm,
+    payload: Payload<'_>,
+) -> Result<(Mechanism<'static>, Vec<u8>)> {
+    use SignatureAlgorithm::*;
+    let Some(hash) = algorithm.hash() else {
+        return match payload {
+            Payload::Message(m) => Ok((
+                Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                m.to_vec(),
+            )),
+            Payload::Digest(_) => Err(Error::Unsupported(
+                "EdDSA signs the whole message; a precomputed digest cannot be signed".into(),
+            )),
+        };
+    };
+    let (hash_mech, mgf) = match hash {
+        Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    };
+    let pss = PkcsPssParams {
+        hash_alg: hash_mech,
+        mgf,
+        s_len: (hash.len() as u64).into(),
+    };
+    Ok(match (algorithm, payload) {
+        (Es256 | Es384, Payload::Digest(d)) => (Mechanism::Ecdsa, d.to_vec()),
+        (Es256, Payload::Message(m)) => (Mechanism::EcdsaSha256, m.to_vec()),
+        (Es384, Payload::Message(m)) => (Mechanism::EcdsaSha384, m.to_vec()),
+        (Rs256 | Rs384 | Rs512, Payload::Digest(d)) => (
+            Mechanism::RsaPkcs,
+            [der::rsa_digest_info_prefix(hash), d].concat(),
+        ),
+        (Rs256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcs, m.to_vec()),
+        (Rs384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcs, m.to_vec()),
+        (Rs512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcs, m.to_vec()),
+        (Ps256 | Ps384 | Ps512, Payload::Digest(d)) => (Mechanism::RsaPkcsPss(pss), d.to_vec()),
+        (Ps256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcsPss(pss), m.to_vec()),
+        (Ps384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcsPss(pss), m.to_vec()),
+        (Ps512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcsPss(pss), m.to_vec()),
+        (EdDsa, _) => return Err(Error::Unsupported("EdDSA has no hash".into())),
+    })
+}

@@ -1,0 +1,90 @@
+//! Loading a PKCS#11 module, finding its token, and initialising a fresh token.
+
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::UserType;
+use cryptoki::slot::Slot;
+
+use super::error::from_cryptoki;
+use super::TokenSelector;
+use crate::error::{Error, Result};
+use crate::pin::Pin;
+
+/// Loads a module and initialises it, tolerating another handle having done so already.
+pub(crate) fn load(path: &Path) -> Result<Pkcs11> {
+    if !path.is_file() {
+        return Err(Error::ModuleLoad {
+            path: path.to_path_buf(),
+            reason: "no such file".into(),
+        });
+    }
+    let ctx = Pkcs11::new(path).map_err(|e| Error::ModuleLoad {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
+        Err(e) => Err(from_cryptoki(e)),
+    }
+}
+
+/// The slot holding the selected token, and the token's label.
+pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, String)> {
+    for slot in ctx
+        .get_slots_with_initialized_token()
+        .map_err(from_cryptoki)?
+    {
+        let info = ctx.get_token_info(slot).map_err(from_cryptoki)?;
+        let label = info.label().trim_end();
+        let found = match token {
+            TokenSelector::Label(wanted) => label == wanted,
+            TokenSelector::Slot(id) => slot.id() == *id,
+            TokenSelector::Serial(serial) => info.serial_number().trim_end() == serial,
+            TokenSelector::LabelAndSerial(wanted, serial) => {
+                label == wanted && info.serial_number().trim_end() == serial
+            }
+        };
+        if found {
+            return Ok((slot, label.to_string()));
+        }
+    }
+    Err(Error::TokenNotFound(token.to_string()))
+}
+
+/// Initialises a fresh token in the first slot with an uninitialised one, and sets its user PIN.
+/// This is what `softhsm2-util --init-token --free` does, through the PKCS#11 ABI, so PINs never
+/// appear on a command line.
+pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> Result<()> {
+    let ctx = load(module)?;
+    if find_slot(&ctx, &TokenSelector::Label(label.to_string())).is_ok() {
+        return Err(Error::KeyExists(format!("token {label}")));
+    }
+    let mut free = None;
+    for slot in ctx.get_slots_with_token().map_err(from_cryptoki)? {
+        if !ctx
+            .get_token_info(slot)
+            .map_err(from_cryptoki)?
+            .token_initialized()
+        {
+            free = Some(slot);
+            break;
+        }
+    }
+    let slot =
+        free.ok_or_else(|| Error::TokenNotFound("with a free (uninitialised) slot".into()))?;
+    ctx.init_token(slot, &super::auth_pin(so_pin), label)
+        .map_err(from_cryptoki)?;
+    // SoftHSM2 moves a newly initialised token to a new slot id: look it up again.
+    let (slot, _) = find_slot(&ctx, &TokenSelector::Label(label.to_string()))?;
+    let session = ctx.open_rw_session(slot).map_err(from_cryptoki)?;
+    session
+        .login(UserType::So, Some(&super::auth_pin(so_pin)))
+        .map_err(from_cryptoki)?;
+    session
+        .init_pin(&super::auth_pin(user_pin))
+        .map_err(from_cryptoki)?;
+    session.logout().map_err(from_cryptoki)?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Key objects in the token: generation templates, lookups by id and label, attribute reading,
+//! public keys, protection facts, and destruction.
+
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+
+use super::error::from_cryptoki;
+use crate::backend::{KeyId, KeyInfo, Protection};
+use crate::der::{self, oid};
+use crate::error::{Error, Result};
+use crate::public::PublicKey;
+use crate::spec::KeySpec;
+
+/// Generation templates for a pair: both halves persistent with the same id and label; the
+/// private half sensitive, never extractable, private, and able to sign only.
+pub(crate) fn templates(
+    label: &str,
+    id: &KeyId,
+    spec: KeySpec,
+) -> (Vec<Attribute>, Vec<Attribute>) {
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Id(id.0.clone()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]
+    };
+    let mut public = common(false);
+    public.push(Attribute::Verify(true));
+    public.push(Attribute::Encrypt(false));
+    public.push(Attribute::Wrap(false));
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        // SoftHSM2 defaults these to true on private keys; a signing key does nothing else.
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ]);
+    match spec {
+        KeySpec::EcP256 => public.push(Attribute::EcParams(oid::P256.to_vec())),
+        KeySpec::EcP384 => public.push(Attribute::EcParams(oid::P384.to_vec())),
+        KeySpec::Ed25519 => public.push(Attribute::EcParams(oid::ED25519.to_vec())),
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+            let bits = spec.rsa_bits().unwrap_or(2048);
+            public.push(Attribute::ModulusBits(u64::from(bits).into()));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+        }
+    }
+    (public, private)
+}
+
+fn find_one(session: &Session, template: &[Attribute]) -> Result<Option<ObjectHandle>> {
+    Ok(session
+        .find_objects(template)
+        .map_err(from_cryptoki)?
+        .first()
+        .copied())
+}
+
+/// The private half with this id.
+pub(crate) fn private_handle(session: &Session, id: &KeyId) -> Result<ObjectHandle> {
+    find_one(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(id.0.clone()),
+        ],
+    )?
+    .ok_or_else(|| Error::KeyNotFound(id.to_hex()))
+}
+
+/// The private half with this label.
+pub(crate) fn private_handle_by_label(session: &Session, label: &str) -> Result<ObjectHandle> {
+    find_one(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ],
+    )?
+    .ok_or_else(|| Error::KeyNotFound(label.to_string()))
+}
+
+/// The public half with this id.
+pub(crate) fn public_handle(session: &Session, id: &KeyId) -> Result<ObjectHandle> {
+    find_one(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(id.0.clone()),
+        ],
+    )?
+    .ok_or_else(|| Error::KeyNotFound(format!("{} (public half)", id.to_hex())))
+}
+
+/// Every private key handle in the token.
+pub(crate) fn private_handles(session: &Session) -> Result<Vec<ObjectHandle>> {
+    session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .map_err(from_cryptoki)
+}
+
+fn key_type(session: &Session, handle: ObjectHandle) -> Result<KeyType> {
+    session
+        .get_attributes(handle, &[AttributeType::KeyType])
+        .map_err(from_cryptoki)?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::KeyType(t) => Some(t),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Malformed("key without CKA_KEY_TYPE".into()))
+}
+
+/// Id, label and spec of the private key `handle`.
+pub(crate) fn key_info(session: &Session, handle: ObjectHandle) -> Result<KeyInfo> {
+    let attrs = session
+        .get_attributes(
+            handle,
+            &[
+                AttributeType::Id,
+                AttributeType::Label,
+                AttributeType::KeyType,
+            ],
+        )
+        .map_err(from_cryptoki)?;
+    let mut id = None;
+    let mut label = String::new();
+    let mut key_type = None;
+    for attr in attrs {
+        match attr {
+            Attribute::Id(v) => id = Some(KeyId(v)),
+            Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
+            Attribute::KeyType(t) => key_type = Some(t),
+            _ => {}
+        }
+    }
+    let id = id.ok_or_else(|| Error::Malformed("key without CKA_ID".into()))?;
+    let spec = match key_type {
+        Some(t) if t == KeyType::EC || t == KeyType::EC_EDWARDS || t == KeyType::RSA => {
+            public_key_of_type(session, &id, t)?.spec()
+        }
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "key {label:?} of an unsupported type"
+            )))
+        }
+    };
+    Ok(KeyInfo { id, label, spec })
+}
+
+/// The public key of the pair `id`, read from its public half.
+pub(crate) fn public_key(session: &Session, id: &KeyId) -> Result<PublicKey> {
+    let t = key_type(session, private_handle(session, id)?)?;
+    public_key_of_type(session, id, t)
+}
+
+fn public_key_of_type(session: &Session, id: &KeyId, key_type: KeyType) -> Result<PublicKey> {
+    let handle = public_handle(session, id)?;
+    if key_type == KeyType::RSA {
+        let attrs = session
+            .get_attributes(
+                handle,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(from_cryptoki)?;
+        let (mut n, mut e) = (Vec::new(), Vec::new());
+        for attr in attrs {
+            match attr {
+                Attribute::Modulus(v) => n = v,
+                Attribute::PublicExponent(v) => e = v,
+                _ => {}
+            }
+        }
+        let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+        let spec = match bits {
+            2048 => KeySpec::Rsa2048,
+            3072 => KeySpec::Rsa3072,
+            4096 => KeySpec::Rsa4096,
+            other => return Err(Error::Unsupported(format!("RSA key of {other} bits"))),
+        };
+        return PublicKey::from_rsa(spec, n, e);
+    }
+    let attrs = session
+        .get_attributes(handle, &[AttributeType::EcParams, AttributeType::EcPoint])
+        .map_err(from_cryptoki)?;
+    let (mut params, mut point) = (Vec::new(), Vec::new());
+    for attr in attrs {
+        match attr {
+            Attribute::EcParams(v) => params = v,
+            Attribute::EcPoint(v) => point = v,
+            _ => {}
+        }
+    }
+    let spec = if params == oid::P256 {
+        KeySpec::EcP256
+    } else if params == oid::P384 {
+        KeySpec::EcP384
+    } else if params == oid::ED25519 || params == der::tlv(0x13, b"edwards25519") {
+        KeySpec::Ed25519
+    } else {
+        return Err(Error::Unsupported("EC key on an unsupported curve".into()));
+    };
+    PublicKey::from_ec_point(spec, &point)
+}
+
+/// The protection flags of the private half, as the token reports them.
+pub(crate) fn protection(session: &Session, id: &KeyId) -> Result<Protection> {
+    let handle = private_handle(session, id)?;
+    let attrs = session
+        .get_attributes(
+            handle,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::AlwaysSensitive,
+                AttributeType::Extractable,
+                AttributeType::NeverExtractable,
+                AttributeType::Token,
+                AttributeType::Private,
+                AttributeType::Local,
+            ],
+        )
+        .map_err(from_cryptoki)?;
+    let mut p = Protection::default();
+    for attr in attrs {
+        match attr {
+            Attribute::Sensitive(v) => p.sensitive = Some(v),
+            Attribute::AlwaysSensitive(v) => p.always_sensitive = Some(v),
+            Attribute::Extractable(v) => p.extractable = Some(v),
+            Attribute::NeverExtractable(v) => p.never_extractable = Some(v),
+            Attribute::Token(v) => p.persistent = Some(v),
+            Attribute::Private(v) => p.needs_login = Some(v),
+            Attribute::Local(v) => p.generated_on_device = Some(v),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Destroys the pair `id`: the private half first, so that a failure part-way can leave at most
+/// a public key behind, never a private key no record points at.
+pub(crate) fn destroy(session: &Session, id: &KeyId) -> Result<()> {
+    let private = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(id.0.clone()),
+        ])
+        .map_err(from_cryptoki)?;
+    let rest = session
+        .find_objects(&[Attribute::Id(id.0.clone())])
+        .map_err(from_cryptoki)?;
+    if private.is_empty() && rest.is_empty() {
+        return Err(Error::KeyNotFound(id.to_hex()));
+    }
+    for handle in &private {
+        session.destroy_object(*handle).map_err(from_cryptoki)?;
+    }
+    for handle in rest.iter().filter(|h| !private.contains(h)) {
+        session.destroy_object(*handle).map_err(from_cryptoki)?;
+    }
+    Ok(())
+}
+
+/// The application name on Signet's data objects.
+const APPLICATION: &[u8] = b"signet";
+
+fn data_objects(session: &Session, name: &str) -> Result<Vec<ObjectHandle>> {
+    session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Application(APPLICATION.to_vec()),
+            Attribute::Label(name.as_bytes().to_vec()),
+        ])
+        .map_err(from_cryptoki)
+}
+
+/// Replaces the private, persistent data object (`CKO_DATA`) named `name`. Tokens may refuse to
+/// change `CKA_VALUE` (SoftHSM2 does), so the new object is created first and the old ones
+/// destroyed after: a failure in between leaves both, never none.
+pub(crate) fn write_data(session: &Session, name: &str, data: &[u8]) -> Result<()> {
+    let old = data_objects(session, name)?;
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Application(APPLICATION.to_vec()),
+            Attribute::Label(name.as_bytes().to_vec()),
+            Attribute::Value(data.to_vec()),
+        ])
+        .map_err(from_cryptoki)?;
+    for handle in old {
+        session.destroy_object(handle).map_err(from_cryptoki)?;
+    }
+    Ok(())
+}
+
+/// Every value stored under `name` (normally one; two after an interrupted replacement).
+pub(crate) fn read_data(session: &Session, name: &str) -> Result<Vec<Vec<u8>>> {
+    let mut values = Vec::new();
+    for handle in data_objects(session, name)? {
+        let value = session
+            .get_attributes(handle, &[AttributeType::Value])
+            .map_err(from_cryptoki)?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            });
+        values.extend(value);
+    }
+    Ok(values)
+}

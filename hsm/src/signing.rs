@@ -1,0 +1,156 @@
+//! What every backend needs around signing, done once: input checks, hashing on the host when
+//! the device cannot, ECDSA signatures in low-S form and raw `r || s` <-> DER. And the small
+//! object-safe [`Signer`] that the TLS stack and the certificate builder adapt to.
+
+use std::sync::Arc;
+
+use crate::backend::{Backend, KeyId};
+use crate::der;
+use crate::error::{Error, Result};
+use crate::public::PublicKey;
+use crate::spec::SignatureAlgorithm;
+
+/// What a caller asks to sign.
+#[derive(Clone, Copy, Debug)]
+pub enum SignInput<'a> {
+    /// The message; hashed by the device where it can, else on the host.
+    Message(&'a [u8]),
+    /// A digest the caller computed with the algorithm's hash (not for EdDSA).
+    Digest(&'a [u8]),
+}
+
+/// What a backend is given to sign, after the checks in [`sign`].
+#[derive(Clone, Copy, Debug)]
+pub enum Payload<'a> {
+    /// The message itself (EdDSA, or an algorithm the device hashes itself).
+    Message(&'a [u8]),
+    /// The algorithm's hash of the message, of the right length.
+    Digest(&'a [u8]),
+}
+
+/// The two encodings of an ECDSA signature. Ignored for other algorithms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EcdsaFormat {
+    /// `ECDSA-Sig-Value` DER, as in X.509 and TLS.
+    #[default]
+    Der,
+    /// Fixed-size `r || s`, as in JWS.
+    Raw,
+}
+
+/// Checks the input, hashes on the host where the device does not, signs with the backend and
+/// encodes the signature. Every signature Signet makes goes through here.
+pub fn sign(
+    backend: &dyn Backend,
+    id: &KeyId,
+    algorithm: SignatureAlgorithm,
+    input: SignInput<'_>,
+    format: EcdsaFormat,
+) -> Result<Vec<u8>> {
+    let digest;
+    let payload = match (algorithm.hash(), input) {
+        (_, SignInput::Message([])) => return Err(Error::EmptyInput),
+        (None, SignInput::Message(m)) => Payload::Message(m),
+        (None, SignInput::Digest(_)) => {
+            return Err(Error::Unsupported(
+                "EdDSA signs the whole message; a precomputed digest cannot be signed".into(),
+            ))
+        }
+        (Some(hash), SignInput::Digest(d)) => {
+            if d.len() != hash.len() {
+                return Err(Error::DigestLength {
+                    algorithm,
+                    expected: hash.len(),
+                    actual: d.len(),
+                });
+            }
+            Payload::Digest(d)
+        }
+        (Some(_), SignInput::Message(m)) if backend.hashes_in_device(algorithm) => {
+            Payload::Message(m)
+        }
+        (Some(hash), SignInput::Message(m)) => {
+            digest = hash.digest(m);
+            Payload::Digest(&digest)
+        }
+    };
+    let signature = backend.sign_payload(id, algorithm, payload)?;
+    if !algorithm.is_ecdsa() {
+        return Ok(signature);
+    }
+    // One signature, one encoding: the high-S twin of a valid ECDSA signature is also valid, so
+    // Signet always hands out the low-S form (and its verifiers accept only that).
+    let raw = der::ecdsa_low_s(algorithm, &signature)?;
+    match format {
+        EcdsaFormat::Raw => Ok(raw),
+        EcdsaFormat::Der => der::ecdsa_raw_to_der(&raw),
+    }
+}
+
+/// Something that signs messages with one fixed key and algorithm: the shape the TLS stack and
+/// the certificate builder need.
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// The algorithm every signature uses.
+    fn algorithm(&self) -> SignatureAlgorithm;
+    /// The public key matching the signatures.
+    fn public_key(&self) -> &PublicKey;
+    /// Signs `message`; ECDSA signatures come out as DER.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A [`Signer`] over a key held by a [`Backend`].
+#[derive(Clone, Debug)]
+pub struct HsmSigner {
+    backend: Arc<dyn Backend>,
+    id: KeyId,
+    algorithm: SignatureAlgorithm,
+    public: PublicKey,
+}
+
+impl HsmSigner {
+    /// Binds a device key to an algorithm, checking that they fit.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        id: KeyId,
+        algorithm: SignatureAlgorithm,
+    ) -> Result<Self> {
+        let public = backend.public_key(&id)?;
+        if !public.spec().allows(algorithm) {
+            return Err(Error::AlgorithmMismatch {
+                algorithm,
+                spec: public.spec(),
+            });
+        }
+        Ok(HsmSigner {
+            backend,
+            id,
+            algorithm,
+            public,
+        })
+    }
+
+    /// The key's id in the device.
+    pub fn id(&self) -> &KeyId {
+        &self.id
+    }
+}
+
+impl Signer for HsmSigner {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        sign(
+            self.backend.as_ref(),
+            &self.id,
+            self.algorithm,
+            SignInput::Message(message),
+            EcdsaFormat::Der,
+        )
+    }
+}

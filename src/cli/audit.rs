@@ -1,0 +1,65 @@
+//! `signet audit …`: verification of the stored log (against its anchor in the token) or of an
+//! exported copy (offline, with the audit public key), and export.
+
+use anyhow::{bail, Context};
+
+use super::AuditCommand;
+use crate::config::Config;
+use crate::domain::audit::{read_log, verify_chain, Break, VerifyReport, CHECKPOINT};
+use crate::service::Caller;
+
+pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify {
+            file: Some(file),
+            public_key,
+        } => {
+            let pem_path = public_key.context("--public-key is required with --file")?;
+            let pem = pem::parse(
+                std::fs::read(&pem_path)
+                    .with_context(|| format!("reading {}", pem_path.display()))?,
+            )?;
+            let records = read_log(&file).with_context(|| format!("reading {}", file.display()))?;
+            let ends_with_checkpoint =
+                matches!(records.last(), Some(Ok(r)) if r.action == CHECKPOINT);
+            if !ends_with_checkpoint {
+                let last = records.len() as u64;
+                bail!(
+                    "audit log broken at seq {}: an export must end with a checkpoint (truncated?)",
+                    last + 1
+                );
+            }
+            report(verify_chain(records, pem.contents(), None))
+        }
+        AuditCommand::Verify { file: None, .. } => {
+            let verification = super::with_service(config, |s| Ok(s.verify_audit()?))?;
+            if let Some(anchor) = &verification.anchor {
+                println!("anchor: checkpoint {} kept in the token", anchor.seq);
+            }
+            report(verification.result)
+        }
+        AuditCommand::Export { out } => {
+            let pem_path =
+                super::with_service(config, |s| Ok(s.export_audit(&Caller::operator(), &out)?))?;
+            println!(
+                "exported to {} (audit public key: {})",
+                out.display(),
+                pem_path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn report(result: Result<VerifyReport, Break>) -> anyhow::Result<()> {
+    match result {
+        Ok(r) => {
+            println!(
+                "audit log OK: {} records, {} checkpoint signatures verified, last seq {}, {} record(s) after the last checkpoint",
+                r.records, r.checkpoints, r.last_seq, r.unsigned_tail
+            );
+            Ok(())
+        }
+        Err(b) => bail!("audit log broken at seq {}: {}", b.seq, b.reason),
+    }
+}

@@ -1,0 +1,146 @@
+//! `signet ca …` and `signet cert …`.
+
+use std::io::Write;
+
+use anyhow::bail;
+
+use super::{read_input, CaCommand, CertCommand};
+use crate::domain::audit::sha256_hex;
+use crate::domain::authority::InitOptions;
+use crate::service::{Caller, CertificateRequest, Service};
+use crate::support::time::format_time;
+
+pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
+    let op = Caller::operator();
+    match cmd {
+        CaCommand::Init {
+            trust_domain,
+            server_dns,
+            server_ip,
+            admin,
+            force,
+        } => {
+            let opts = InitOptions {
+                trust_domain,
+                server_dns,
+                server_ips: server_ip,
+                admin,
+                force,
+            };
+            let report = service.init_ca(&op, &opts)?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            let total: std::time::Duration = report.timings.iter().map(|(_, d)| *d).sum();
+            for (step, d) in &report.timings {
+                println!("  {step:<38} {:>8.1} ms", d.as_secs_f64() * 1000.0);
+            }
+            println!("  {:<38} {:>8.1} ms", "total", total.as_secs_f64() * 1000.0);
+        }
+        CaCommand::Show => {
+            let record = service.ca_record(&op)?;
+            println!("trust domain  {}", record.trust_domain);
+            println!("created       {}", format_time(record.created));
+            for (role, key) in [
+                ("root", &record.root),
+                ("intermediate", &record.intermediate),
+                ("server", &record.server),
+            ] {
+                let cert = service.certificate(&op, &key.serial)?;
+                println!("{role}");
+                println!("  subject      {}", cert.subject);
+                if !cert.sans.is_empty() {
+                    println!("  sans         {}", cert.sans.join(", "));
+                }
+                println!("  serial       {}", cert.serial);
+                println!(
+                    "  valid        {} .. {}",
+                    format_time(cert.not_before),
+                    format_time(cert.not_after)
+                );
+                println!(
+                    "  key          {} in the token, id {}",
+                    key.spec, key.key_id
+                );
+                println!("  sha256       {}", sha256_hex(&cert.der));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()> {
+    let op = Caller::operator();
+    match cmd {
+        CertCommand::Issue {
+            profile,
+            name,
+            csr,
+            p12,
+            dns,
+            ip,
+            days,
+            out,
+        } => {
+            let mut req = CertificateRequest {
+                csr: Vec::new(),
+                profile,
+                name: name.clone(),
+                dns,
+                ips: ip,
+                ttl: days.map(|d| std::time::Duration::from_secs(d * 24 * 3600)),
+            };
+            if let Some(csr) = csr {
+                req.csr = read_input(&csr)?;
+                let issued = service.issue_certificate(&op, &req)?;
+                let pem = signet_pki::pem_cert(&issued.der);
+                match out {
+                    Some(path) => std::fs::write(&path, pem)?,
+                    None => std::io::stdout().write_all(pem.as_bytes())?,
+                }
+                eprintln!(
+                    "issued serial {} to {name} ({profile}), valid until {}",
+                    issued.serial,
+                    format_time(issued.not_after)
+                );
+            } else if let Some(p12) = p12 {
+                let bundle = service.issue_bundle(&op, &req, &p12)?;
+                println!(
+                    "issued serial {} to {name} ({profile})",
+                    bundle.issued.serial
+                );
+                for line in bundle.paths {
+                    println!("{line}");
+                }
+            } else {
+                bail!("give --csr FILE or --p12 OUT");
+            }
+        }
+        CertCommand::List => {
+            println!(
+                "{:<32} {:<15} {:<8} {:<21} SUBJECT",
+                "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+            );
+            for c in service.certificates(&op)? {
+                println!(
+                    "{:<32} {:<15} {:<8} {:<21} {}",
+                    c.serial,
+                    c.profile.name(),
+                    format!("{:?}", c.status).to_lowercase(),
+                    format_time(c.not_after),
+                    c.subject
+                );
+            }
+        }
+        CertCommand::Revoke { serial, reason } => {
+            let rec = service.revoke_certificate(&op, &serial, reason.as_deref())?;
+            println!(
+                "revoked {} ({}); CRL regenerated at {}",
+                rec.serial,
+                rec.subject,
+                service.paths().ca().join("crl.pem").display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `signet key …` and `signet token verify`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use signet_hsm::EcdsaFormat;
+
+use super::{read_input, KeyCommand};
+use crate::config::Config;
+use crate::domain::keys::KeyName;
+use crate::domain::tokens::{jwk, jwt};
+use crate::service::{Caller, Service, SignItem};
+use crate::support::time::{format_time, now};
+
+pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
+    let op = Caller::operator();
+    match cmd {
+        KeyCommand::Create { name, spec } => {
+            let detail = service.create_key(&op, &KeyName::parse(&name)?, spec)?;
+            let v = &detail.record.versions[0];
+            println!("created {name} ({spec}) id {} in the token", v.key_id);
+        }
+        KeyCommand::List => {
+            println!(
+                "{:<24} {:<9} {:<32} {:<3} {:<21} STATE",
+                "NAME", "SPEC", "ID", "VER", "CREATED"
+            );
+            for r in service.list_keys(&op)? {
+                let primary = r.version(r.primary);
+                let state = if r.deletion.is_some() {
+                    "pending-deletion".to_string()
+                } else {
+                    primary
+                        .map(|v| format!("{:?}", v.state).to_lowercase())
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{:<24} {:<9} {:<32} {:<3} {:<21} {}",
+                    r.name,
+                    r.spec,
+                    primary
+                        .map(|v| v.key_id.to_hex())
+                        .unwrap_or_else(|| "-".into()),
+                    r.primary,
+                    format_time(r.created),
+                    state
+                );
+            }
+        }
+        KeyCommand::Public {
+            name,
+            format,
+            version,
+        } => {
+            let public = service.public_key(&op, &name, version)?;
+            if format == "jwk" {
+                let mut jwk = public.jwk();
+                jwk["kid"] = public.jwk_thumbprint().into();
+                println!("{}", serde_json::to_string_pretty(&jwk)?);
+            } else {
+                print!("{}", public.spki_pem());
+            }
+        }
+        KeyCommand::Sign {
+            name,
+            alg,
+            input,
+            out,
+            digest,
+            raw,
+            version,
+        } => {
+            let item = SignItem {
+                input: read_input(&input)?,
+                digest,
+                algorithm: alg,
+                version,
+                format: if raw {
+                    EcdsaFormat::Raw
+                } else {
+                    EcdsaFormat::Der
+                },
+            };
+            let sig = service.sign(&op, &name, &item)?;
+            match out {
+                Some(path) => std::fs::write(&path, &sig.bytes)?,
+                None => println!("{}", STANDARD.encode(&sig.bytes)),
+            }
+        }
+        KeyCommand::Delete { name } => {
+            let record = service.destroy_key(&op, &name, true, "operator")?;
+            println!(
+                "destroyed {name} ({} version(s)) in the token",
+                record.versions.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `signet token verify`: offline check against a JWKS file or the data dir's token key.
+pub(super) fn verify_token(
+    config: Config,
+    token: &str,
+    jwks_file: Option<&Path>,
+    audience: Option<&str>,
+) -> anyhow::Result<()> {
+    let (jwks, issuer) = match jwks_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (
+                serde_json::from_str::<Value>(&text).context("the JWKS is not JSON")?,
+                None,
+            )
+        }
+        None => {
+            let issuer = config.tokens.issuer.clone();
+            let jwks = super::with_service(config, |s| Ok(s.jwks(&Caller::operator())?.0))?;
+            (jwks, Some(issuer))
+        }
+    };
+    let keys = jwk::keys_from_jwks(&jwks)?;
+    let parsed = jwt::parse(token).map_err(|e| anyhow::anyhow!("invalid token: {e}"))?;
+    let issuer = issuer.unwrap_or_else(|| parsed.claims.iss.clone());
+    match jwt::check(&parsed, &keys, &issuer, audience, now()) {
+        Ok((kid, claims)) => {
+            println!("valid token (kid {kid})");
+            println!("{}", serde_json::to_string_pretty(&claims)?);
+            Ok(())
+        }
+        Err(e) => bail!("invalid token: {e}"),
+    }
+}

@@ -1,0 +1,308 @@
+//! The `signet` command line: operates on the configured token and store directly (no server
+//! needed), as the operator, through the same use-case methods as the API; and starts the
+//! server. Nothing imports from here.
+
+mod audit;
+mod ca;
+mod keys;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use signet_hsm::{KeySpec, SignatureAlgorithm};
+use signet_pki::Profile;
+
+use crate::config::Config;
+use crate::service::Service;
+
+/// Signet: a hardware-backed key service.
+#[derive(Debug, Parser)]
+#[command(name = "signet", version, about)]
+pub struct Cli {
+    /// Data directory of the embedded default (token, database, CA files).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (TOML); see src/signet.example.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the mutual-TLS API (bootstraps the CA on first start).
+    Serve(ServeArgs),
+    /// Keys in the token.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificates issued by the CA.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Write the current CRL.
+    Crl {
+        /// Output file (PEM; DER if the name ends in .der or .crl). Stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Signed tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `signet serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `signet key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair in the token.
+    Create {
+        /// Key name.
+        name: String,
+        /// ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072 or rsa-4096.
+        #[arg(long, default_value = "ec-p256")]
+        spec: KeySpec,
+    },
+    /// List keys: name, spec, id, created.
+    List,
+    /// Print a public key.
+    Public {
+        /// Key name.
+        name: String,
+        /// pem or jwk.
+        #[arg(long, default_value = "pem", value_parser = ["pem", "jwk"])]
+        format: String,
+        /// Version (default: primary).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Sign a file.
+    Sign {
+        /// Key name.
+        name: String,
+        /// ES256, ES384, EdDSA, RS256/384/512, PS256/384/512 (default: the key's first).
+        #[arg(long)]
+        alg: Option<SignatureAlgorithm>,
+        /// Input file (- for stdin).
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// Write raw signature bytes here instead of base64 to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The input is already a digest of the algorithm's hash.
+        #[arg(long)]
+        digest: bool,
+        /// ECDSA as raw r||s instead of DER.
+        #[arg(long)]
+        raw: bool,
+        /// Version (default: primary).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Destroy a key in the token now, with all its versions.
+    Delete {
+        /// Key name.
+        name: String,
+    },
+}
+
+/// `signet ca …`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create root and intermediate CA keys and certificates, the server key and certificate,
+    /// and the first admin client bundle.
+    Init {
+        /// SPIFFE trust domain.
+        #[arg(long)]
+        trust_domain: Option<String>,
+        /// DNS name for the server certificate (repeatable).
+        #[arg(long = "server-dns")]
+        server_dns: Vec<String>,
+        /// IP address for the server certificate (repeatable).
+        #[arg(long = "server-ip")]
+        server_ip: Vec<IpAddr>,
+        /// Name of the first admin principal.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the CA: subjects, serials, validity, key specs, fingerprints.
+    Show,
+}
+
+/// `signet cert …`.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate from a CSR, or with a generated key as a PKCS#12 bundle.
+    Issue {
+        /// client or server.
+        #[arg(long)]
+        profile: Profile,
+        /// Client identity or server name.
+        #[arg(long)]
+        name: String,
+        /// CSR file (PEM or DER).
+        #[arg(long, conflicts_with = "p12", required_unless_present = "p12")]
+        csr: Option<PathBuf>,
+        /// Generate a key and write a PKCS#12 bundle here (password beside it, .pass).
+        #[arg(long)]
+        p12: Option<PathBuf>,
+        /// DNS SAN (server profile; repeatable). Default: the name.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP SAN (server profile; repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// Lifetime in days (default: the profile's maximum).
+        #[arg(long)]
+        days: Option<u64>,
+        /// Where to write the certificate (PEM) for --csr; stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List issued certificates.
+    List,
+    /// Revoke a certificate and regenerate the CRL.
+    Revoke {
+        /// Serial (hex).
+        serial: String,
+        /// RFC 5280 reason (keyCompromise, superseded, cessationOfOperation, …).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `signet config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values.
+    Check,
+}
+
+/// `signet token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Check a token offline against a JWKS file (or the data dir's token key) and print its claims.
+    Verify {
+        /// The compact JWS.
+        token: String,
+        /// JWKS file; without it the data directory's token key is used.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Expected audience.
+        #[arg(long)]
+        audience: Option<String>,
+    },
+}
+
+/// `signet audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain and every checkpoint signature.
+    Verify {
+        /// Verify an exported JSON-lines file instead of the database.
+        #[arg(long, requires = "public_key")]
+        file: Option<PathBuf>,
+        /// The audit key's public key (PEM) for --file.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Export the log as JSON lines.
+    Export {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(
+        cli.config.as_deref(),
+        cli.data_dir.as_deref(),
+    )?)
+}
+
+/// Runs `f` on an opened service, closing it (and checkpointing what it recorded) afterwards.
+fn with_service<T>(
+    config: Config,
+    f: impl FnOnce(&Service) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let service = Service::open(config)?;
+    let result = f(&service);
+    service.close();
+    result
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve(args) => crate::api::serve_blocking(config, args.listen),
+        Command::Config(ConfigCommand::Check) => {
+            println!("configuration is valid");
+            println!("data_dir      {}", config.data_dir.display());
+            println!("hsm           {}", config.hsm_summary());
+            println!("listen        {}", config.server.listen);
+            println!("trust domain  {}", config.ca.trust_domain);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Verify {
+            token,
+            jwks,
+            audience,
+        }) => keys::verify_token(config, &token, jwks.as_deref(), audience.as_deref()),
+        Command::Audit(cmd) => audit::run(config, cmd),
+        Command::Key(cmd) => with_service(config, |s| keys::run(s, cmd)),
+        Command::Ca(cmd) => with_service(config, |s| ca::run_ca(s, cmd)),
+        Command::Cert(cmd) => with_service(config, |s| ca::run_cert(s, cmd)),
+        Command::Crl { out } => with_service(config, |s| {
+            let der = s.crl(&crate::service::Caller::operator())?;
+            write_der_or_pem(out.as_deref(), &der, signet_pki::pem_crl(&der))
+        }),
+    }
+}
+
+fn write_der_or_pem(out: Option<&Path>, der: &[u8], pem: String) -> anyhow::Result<()> {
+    match out {
+        Some(path) if path.extension().is_some_and(|e| e == "der" || e == "crl") => {
+            std::fs::write(path, der)?;
+        }
+        Some(path) => std::fs::write(path, pem)?,
+        None => print!("{pem}"),
+    }
+    Ok(())
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        return Ok(buf);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}

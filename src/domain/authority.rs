@@ -1,0 +1,514 @@
+//! The CA as the service runs it: building the chain (`ca init`), issuance, revocation and the
+//! CRL, with records in the store and the public files under `DATA/ca`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signet_hsm::{Backend, HsmSigner, KeyId, KeyRequest, KeyRole, KeySpec, Pin, Signer};
+use signet_pki::{Ca, Issued, LeafRequest, Profile, RevokedEntry};
+
+use crate::config::{Config, DataDir};
+use crate::error::{Error, Result};
+use crate::store::{CaKey, CaRecord, CertKind, CertRecord, CertStatus, CrlRecord, Store};
+use crate::support::files::{mkdir_private, write_private, write_public};
+use crate::support::text::echo;
+use crate::support::time::{format_time, now};
+
+/// What `ca init` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Overrides `ca.trust_domain`.
+    pub trust_domain: Option<String>,
+    /// Server certificate DNS names (config's when empty).
+    pub server_dns: Vec<String>,
+    /// Server certificate IPs (config's when empty and no DNS given).
+    pub server_ips: Vec<IpAddr>,
+    /// Admin principal name (config's when `None`).
+    pub admin: Option<String>,
+    /// Replace an existing CA.
+    pub force: bool,
+}
+
+/// What `ca init` made, and how long each step took.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// Lines to print.
+    pub lines: Vec<String>,
+    /// Timings of the steps.
+    pub timings: Vec<(&'static str, Duration)>,
+    /// The admin principal to enrol.
+    pub admin: String,
+    /// The root's serial.
+    pub root_serial: String,
+}
+
+/// A client bundle written under `DATA/clients` (or beside the .p12 asked for).
+#[derive(Debug)]
+pub struct Bundle {
+    /// The issued certificate.
+    pub issued: Issued,
+    /// "wrote …" lines.
+    pub paths: Vec<String>,
+}
+
+/// The CA operations over a backend, a store and the data directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Authority<'a> {
+    /// The key store.
+    pub backend: &'a Arc<dyn Backend>,
+    /// The metadata store.
+    pub store: &'a dyn Store,
+    /// The configuration.
+    pub config: &'a Config,
+}
+
+fn cert_record(issued: &Issued, issued_to: Option<&str>) -> CertRecord {
+    CertRecord {
+        serial: issued.serial.clone(),
+        subject: issued.subject.clone(),
+        sans: issued.sans.clone(),
+        profile: issued.profile.into(),
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        status: CertStatus::Active,
+        revoked_at: None,
+        reason: None,
+        issued_to: issued_to.map(str::to_string),
+        der: issued.der.clone(),
+    }
+}
+
+fn ca_cert_record(der: &[u8], kind: CertKind) -> Result<CertRecord> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| Error::Internal(format!("own CA certificate does not parse: {e}")))?;
+    Ok(CertRecord {
+        serial: hex::encode(cert.raw_serial()),
+        subject: cert.subject().to_string(),
+        sans: vec![],
+        profile: kind,
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        status: CertStatus::Active,
+        revoked_at: None,
+        reason: None,
+        issued_to: None,
+        der: der.to_vec(),
+    })
+}
+
+/// Normalises a serial as people type it (`0x`, colons, upper case).
+pub fn normalize_serial(serial: &str) -> String {
+    serial
+        .trim()
+        .to_ascii_lowercase()
+        .trim_start_matches("0x")
+        .replace(':', "")
+}
+
+impl Authority<'_> {
+    fn paths(&self) -> DataDir {
+        self.config.paths()
+    }
+
+    fn signer(&self, key_id: &KeyId, spec: KeySpec) -> Result<Arc<dyn Signer>> {
+        Ok(Arc::new(HsmSigner::new(
+            self.backend.clone(),
+            key_id.clone(),
+            spec.default_algorithm(),
+        )?))
+    }
+
+    fn generate(&self, role: KeyRole, name: &str, spec: KeySpec, created: i64) -> Result<KeyId> {
+        // The suffix keeps labels unique when `--force` runs within the same second.
+        let suffix = &crate::support::random::hex_id()?[..8];
+        Ok(self
+            .backend
+            .generate(&KeyRequest {
+                label: format!("signet:ca:{name}:{created}-{suffix}"),
+                spec,
+                role,
+            })?
+            .id)
+    }
+
+    /// Refuses `ca init` over an existing CA unless forced; checks the options.
+    pub fn check_init(&self, opts: &InitOptions) -> Result<()> {
+        if let Some(existing) = self.store.ca()? {
+            if !opts.force {
+                return Err(Error::Conflict(format!(
+                    "a CA already exists in {} (created {}, root serial {}); nothing was changed. Use --force to replace it",
+                    self.config.data_dir.display(),
+                    format_time(existing.created),
+                    existing.root.serial
+                )));
+            }
+        }
+        if let Some(td) = &opts.trust_domain {
+            if !signet_pki::valid_dns_name(td) {
+                return Err(Error::BadRequest(format!(
+                    "trust domain {:?} is not a DNS-like name",
+                    echo(td)
+                )));
+            }
+        }
+        if let Some(admin) = &opts.admin {
+            crate::domain::principals::check_name(admin)?;
+        }
+        Ok(())
+    }
+
+    /// `ca init`: root, intermediate and server keys in the token, their certificates, the
+    /// first admin's bundle, and the public files. The caller enrols the admin principal.
+    pub fn init(&self, opts: &InitOptions) -> Result<InitReport> {
+        self.check_init(opts)?;
+        let previous = self.store.ca()?;
+        let mut settings = self.config.ca_settings();
+        if let Some(td) = &opts.trust_domain {
+            settings.trust_domain = td.clone();
+        }
+        let admin = opts
+            .admin
+            .clone()
+            .unwrap_or_else(|| self.config.server.admin.clone());
+        let (dns, ips) = if opts.server_dns.is_empty() && opts.server_ips.is_empty() {
+            (
+                self.config.server.server_dns.clone(),
+                self.config.server.server_ips.clone(),
+            )
+        } else {
+            (opts.server_dns.clone(), opts.server_ips.clone())
+        };
+        let created = now();
+        let mut timings = Vec::new();
+        let cfg = &self.config.ca;
+
+        let t = Instant::now();
+        let root_spec = cfg.root_key_spec;
+        let root_id = self.generate(KeyRole::RootCa, "root", root_spec, created)?;
+        let root_signer = self.signer(&root_id, root_spec)?;
+        let root_der = signet_pki::build_root(&settings, root_signer.clone())?;
+        timings.push(("root key + certificate", t.elapsed()));
+
+        let t = Instant::now();
+        let int_spec = cfg.intermediate_key_spec;
+        let int_id = self.generate(KeyRole::IntermediateCa, "intermediate", int_spec, created)?;
+        let int_signer = self.signer(&int_id, int_spec)?;
+        let int_der =
+            signet_pki::build_intermediate(&settings, int_signer.clone(), &root_der, root_signer)?;
+        timings.push(("intermediate key + certificate", t.elapsed()));
+
+        let ca = Ca::new(
+            settings.clone(),
+            int_signer,
+            int_der.clone(),
+            root_der.clone(),
+        )?;
+
+        let t = Instant::now();
+        let server_spec = cfg.server_key_spec;
+        let server_id = self.generate(KeyRole::ServerTls, "server-tls", server_spec, created)?;
+        let server_public = self.backend.public_key(&server_id)?;
+        let server_req = LeafRequest {
+            profile: Profile::Server,
+            name: dns.first().cloned().unwrap_or_else(|| "signet".into()),
+            dns: dns.clone(),
+            ips: ips.clone(),
+            ttl: None,
+        };
+        let server = ca.issue(&server_req, &server_public.spki_der())?;
+        timings.push(("server key (in token) + certificate", t.elapsed()));
+
+        let t = Instant::now();
+        let files = self.write_ca_files(&ca, &server.der)?;
+        let admin_files = self.write_client_bundle(&ca, &admin, cfg.client_key_spec, None)?;
+        timings.push(("admin bundle + files", t.elapsed()));
+
+        let root_rec = ca_cert_record(&root_der, CertKind::RootCa)?;
+        let int_rec = ca_cert_record(&int_der, CertKind::IntermediateCa)?;
+        let record = CaRecord {
+            created,
+            root: CaKey {
+                key_id: root_id,
+                spec: root_spec,
+                serial: root_rec.serial.clone(),
+            },
+            intermediate: CaKey {
+                key_id: int_id,
+                spec: int_spec,
+                serial: int_rec.serial.clone(),
+            },
+            server: CaKey {
+                key_id: server_id,
+                spec: server_spec,
+                serial: server.serial.clone(),
+            },
+            trust_domain: settings.trust_domain.clone(),
+            organization: settings.organization.clone(),
+        };
+        self.store.put_cert(&root_rec)?;
+        self.store.put_cert(&int_rec)?;
+        self.store.put_cert(&cert_record(&server, Some("signet")))?;
+        self.store.put_ca(&record)?;
+        // A fresh CRL (empty for a new CA).
+        self.regenerate_crl(&ca)?;
+
+        // With --force, the old CA keys leave the token only once the new CA is in place.
+        if let Some(old) = previous {
+            for key in [&old.root, &old.intermediate, &old.server] {
+                let _ = self.backend.destroy(&key.key_id);
+            }
+        }
+
+        let mut lines = vec![
+            format!(
+                "root CA          {}  serial {}  ({})",
+                root_rec.subject, root_rec.serial, root_spec
+            ),
+            format!(
+                "intermediate CA  {}  serial {}  ({})",
+                int_rec.subject, int_rec.serial, int_spec
+            ),
+            format!(
+                "server cert      {}  serial {}  ({}, key in token)",
+                server.sans.join(" "),
+                server.serial,
+                server_spec
+            ),
+            format!(
+                "admin client     spiffe://{}/{}  serial {}",
+                settings.trust_domain, admin, admin_files.issued.serial
+            ),
+        ];
+        lines.extend(files);
+        lines.extend(admin_files.paths);
+        Ok(InitReport {
+            lines,
+            timings,
+            admin,
+            root_serial: root_rec.serial,
+        })
+    }
+
+    fn write_ca_files(&self, ca: &Ca, server_der: &[u8]) -> Result<Vec<String>> {
+        let dir = self.paths().ca();
+        std::fs::create_dir_all(&dir)?;
+        let files = [
+            ("root.pem", signet_pki::pem_cert(ca.root_der())),
+            (
+                "intermediate.pem",
+                signet_pki::pem_cert(ca.intermediate_der()),
+            ),
+            ("chain.pem", ca.chain_pem()),
+            ("server.pem", signet_pki::pem_cert(server_der)),
+        ];
+        let mut written = Vec::new();
+        for (name, text) in files {
+            let path = dir.join(name);
+            write_public(&path, text.as_bytes())?;
+            written.push(format!("wrote {}", path.display()));
+        }
+        Ok(written)
+    }
+
+    /// Issues a client certificate for a key generated here, and writes its bundle.
+    pub fn write_client_bundle(
+        &self,
+        ca: &Ca,
+        name: &str,
+        key_spec: KeySpec,
+        p12_out: Option<&Path>,
+    ) -> Result<Bundle> {
+        let req = LeafRequest {
+            profile: Profile::Client,
+            name: name.to_string(),
+            dns: vec![],
+            ips: vec![],
+            ttl: None,
+        };
+        self.write_bundle(ca, &req, key_spec, p12_out)
+    }
+
+    /// Issues for a key generated here and writes `<name>.p12`, `<name>.p12.pass`,
+    /// `<name>.crt.pem` (leaf + chain) and `<name>.key.pem` (secrets 0600).
+    pub fn write_bundle(
+        &self,
+        ca: &Ca,
+        req: &LeafRequest,
+        key_spec: KeySpec,
+        p12_out: Option<&Path>,
+    ) -> Result<Bundle> {
+        let (issued, pkcs8) = ca.issue_with_new_key(req, key_spec)?;
+        let dir = self.paths().clients();
+        mkdir_private(&dir)?;
+        let password = Pin::random(32)?;
+        let p12 = signet_pki::pkcs12::write(
+            &req.name,
+            &pkcs8,
+            &issued.der,
+            &[ca.intermediate_der(), ca.root_der()],
+            password.expose(),
+        )?;
+        let p12_path = p12_out
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| dir.join(format!("{}.p12", req.name)));
+        let pass_path = p12_path.with_extension("p12.pass");
+        let base = p12_path.with_extension("");
+        let crt_path = base.with_extension("crt.pem");
+        let key_path = base.with_extension("key.pem");
+        let key_pem =
+            zeroize::Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.to_vec())));
+        write_private(&p12_path, &p12)?;
+        write_private(&pass_path, password.expose().as_bytes())?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        write_public(
+            &crt_path,
+            (signet_pki::pem_cert(&issued.der) + &ca.chain_pem()).as_bytes(),
+        )?;
+        self.store
+            .put_cert(&cert_record(&issued, Some(&req.name)))?;
+        Ok(Bundle {
+            issued,
+            paths: [&p12_path, &pass_path, &crt_path, &key_path]
+                .iter()
+                .map(|p| format!("wrote {}", p.display()))
+                .collect(),
+        })
+    }
+
+    /// The CA record, or a clear error when `ca init` has not run.
+    pub fn record(&self) -> Result<CaRecord> {
+        self.store.ca()?.ok_or_else(|| {
+            Error::NotFound(
+                "no CA yet: run `signet ca init` (or `signet serve`, which does it on first start)"
+                    .into(),
+            )
+        })
+    }
+
+    /// A certificate's DER from its record.
+    pub fn cert_der(&self, serial: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .store
+            .cert(serial)?
+            .ok_or_else(|| Error::Internal(format!("CA certificate {serial} missing")))?
+            .der)
+    }
+
+    /// The issuing CA over its token key.
+    pub fn load(&self) -> Result<Ca> {
+        let record = self.record()?;
+        let mut settings = self.config.ca_settings();
+        settings.trust_domain = record.trust_domain.clone();
+        settings.organization = record.organization.clone();
+        let int_signer = self.signer(&record.intermediate.key_id, record.intermediate.spec)?;
+        Ok(Ca::new(
+            settings,
+            int_signer,
+            self.cert_der(&record.intermediate.serial)?,
+            self.cert_der(&record.root.serial)?,
+        )?)
+    }
+
+    /// Issues from a CSR and records it.
+    pub fn issue_from_csr(
+        &self,
+        ca: &Ca,
+        req: &LeafRequest,
+        csr: &[u8],
+        issued_to: &str,
+    ) -> Result<Issued> {
+        let issued = ca.issue_from_csr(req, csr)?;
+        self.store
+            .put_cert(&cert_record(&issued, Some(issued_to)))?;
+        Ok(issued)
+    }
+
+    /// Checks that `serial` can be revoked (before anything changes); returns its record.
+    pub fn check_revoke(&self, serial: &str, reason: Option<&str>) -> Result<CertRecord> {
+        if let Some(r) = reason {
+            signet_pki::parse_reason(r)?;
+        }
+        let rec = self.store.cert(serial)?.ok_or_else(|| {
+            Error::NotFound(format!("no certificate with serial {}", echo(serial)))
+        })?;
+        if rec.profile.is_ca() {
+            return Err(Error::BadRequest(
+                "CA certificates are not revoked through this call".into(),
+            ));
+        }
+        if rec.status == CertStatus::Revoked {
+            return Err(Error::Conflict(format!(
+                "certificate {serial} is already revoked"
+            )));
+        }
+        Ok(rec)
+    }
+
+    /// Revokes a certificate and regenerates the CRL.
+    pub fn revoke(&self, ca: &Ca, serial: &str, reason: Option<&str>) -> Result<CertRecord> {
+        self.check_revoke(serial, reason)?;
+        let revoked_at = now();
+        let rec = self.store.update_cert(serial, &mut |rec| {
+            if rec.status == CertStatus::Revoked {
+                return Err(Error::Conflict(format!(
+                    "certificate {serial} is already revoked"
+                )));
+            }
+            rec.status = CertStatus::Revoked;
+            rec.revoked_at = Some(revoked_at);
+            rec.reason = reason.map(str::to_string);
+            Ok(())
+        })?;
+        self.regenerate_crl(ca)?;
+        Ok(rec)
+    }
+
+    /// Signs a new CRL with every revoked serial, stores it and writes `DATA/ca/crl.pem`.
+    /// Returns DER.
+    pub fn regenerate_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
+        let revoked: Vec<RevokedEntry> = self
+            .store
+            .certs()?
+            .into_iter()
+            .filter(|c| c.status == CertStatus::Revoked)
+            .map(|c| RevokedEntry {
+                serial: c.serial,
+                revoked_at: c.revoked_at.unwrap_or(0),
+                reason: c.reason,
+            })
+            .collect();
+        let number = self.store.next_crl_number()?;
+        let der = ca.crl(&revoked, number)?;
+        self.store.put_crl(&CrlRecord {
+            number,
+            generated: now(),
+            der: der.clone(),
+        })?;
+        let dir = self.paths().ca();
+        std::fs::create_dir_all(&dir)?;
+        write_public(&dir.join("crl.pem"), signet_pki::pem_crl(&der).as_bytes())?;
+        Ok(der)
+    }
+
+    /// Whether the stored CRL is older than half its validity.
+    pub fn crl_stale(&self) -> Result<bool> {
+        let half = (self.config.ca.crl_validity_days * 24 * 3600 / 2) as i64;
+        Ok(match self.store.crl()? {
+            Some(rec) => now() - rec.generated >= half,
+            None => true,
+        })
+    }
+
+    /// The current CRL, regenerated when half its validity has passed. Returns DER.
+    pub fn current_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
+        if !self.crl_stale()? {
+            if let Some(rec) = self.store.crl()? {
+                return Ok(rec.der);
+            }
+        }
+        self.regenerate_crl(ca)
+    }
+}

@@ -1,0 +1,463 @@
+//! Named keys with versions. Each version is one key pair in the backend; the record says which
+//! version is primary, which are disabled, and whether destruction is scheduled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use signet_hsm::{
+    Backend, EcdsaFormat, KeyId, KeyRequest, KeySpec, PublicKey, SignInput, SignatureAlgorithm,
+};
+
+use crate::error::{Error, Result};
+use crate::store::{Deletion, KeyRecord, KeyVersion, Store, VersionState};
+use crate::support::text::echo;
+use crate::support::time::now;
+
+/// Shortest and longest deletion window, days.
+pub const PENDING_DAYS: (u32, u32) = (1, 30);
+/// Default deletion window, days.
+pub const DEFAULT_PENDING_DAYS: u32 = 7;
+/// The key that signs tokens. It is managed like any key but never signs caller-chosen bytes.
+pub const TOKEN_KEY: &str = "token-signer";
+
+/// A valid key name: 1-64 of `A-Z a-z 0-9 - _ .`, not starting with a dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyName(String);
+
+impl KeyName {
+    /// Checks a name.
+    pub fn parse(name: &str) -> Result<Self> {
+        if signet_pki::valid_client_name(name) {
+            Ok(KeyName(name.to_string()))
+        } else {
+            Err(Error::BadRequest(format!(
+                "key name {:?} must be 1-64 of A-Z a-z 0-9 - _ . (not starting with a dot)",
+                echo(name)
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The label of a key version in the backend.
+pub fn label(name: &str, version: u32) -> String {
+    format!("signet:key:{name}:v{version}")
+}
+
+/// What a signature call produced.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// Signature bytes.
+    pub bytes: Vec<u8>,
+    /// Version used.
+    pub version: u32,
+    /// Algorithm used.
+    pub algorithm: SignatureAlgorithm,
+    /// Backend id of that version.
+    pub key_id: KeyId,
+}
+
+/// Public keys by backend id: a version's public key never changes, so the backend is asked
+/// once per version.
+#[derive(Debug, Default)]
+pub struct PublicKeys(Mutex<HashMap<KeyId, PublicKey>>);
+
+impl PublicKeys {
+    /// The public key of `id`, from the cache or the backend.
+    pub fn get(&self, backend: &dyn Backend, id: &KeyId) -> Result<PublicKey> {
+        if let Some(hit) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(hit.clone());
+        }
+        let public = backend.public_key(id)?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), public.clone());
+        Ok(public)
+    }
+
+    /// Forgets a destroyed key.
+    pub fn forget(&self, id: &KeyId) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+/// The key operations over a backend and a store.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    /// Where the key pairs are.
+    pub backend: &'a Arc<dyn Backend>,
+    /// Where the records are.
+    pub store: &'a dyn Store,
+    /// Public keys already read.
+    pub public_keys: &'a PublicKeys,
+}
+
+impl Keys<'_> {
+    /// A record, or not found.
+    pub fn get(&self, name: &str) -> Result<KeyRecord> {
+        self.store
+            .key(name)?
+            .ok_or_else(|| Error::NotFound(format!("no key named {:?}", echo(name))))
+    }
+
+    /// All records.
+    pub fn list(&self) -> Result<Vec<KeyRecord>> {
+        self.store.keys()
+    }
+
+    /// Refuses a name that is taken (before anything is generated).
+    pub fn check_free(&self, name: &KeyName) -> Result<()> {
+        if self.store.key(name.as_str())?.is_some() {
+            return Err(Error::Conflict(format!(
+                "a key named {:?} already exists",
+                name.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a key: version 1 generated in the backend.
+    pub fn create(&self, name: &KeyName, spec: KeySpec) -> Result<KeyRecord> {
+        self.check_free(name)?;
+        let info = self
+            .backend
+            .generate(&KeyRequest::named(label(name.as_str(), 1), spec))?;
+        let created = now();
+        let record = KeyRecord {
+            name: name.to_string(),
+            spec,
+            created,
+            primary: 1,
+            versions: vec![KeyVersion {
+                version: 1,
+                key_id: info.id.clone(),
+                label: info.label,
+                created,
+                state: VersionState::Enabled,
+            }],
+            deletion: None,
+        };
+        if let Err(e) = self.store.insert_key(&record) {
+            // Do not leave an orphan pair in the backend.
+            let _ = self.backend.destroy(&info.id);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Checks that a key can get a new version; returns the version it will get.
+    pub fn check_rotate(&self, name: &str) -> Result<(KeyRecord, u32)> {
+        let record = self.get(name)?;
+        refuse_if_deleting(&record)?;
+        let next = record.next_version();
+        Ok((record, next))
+    }
+
+    /// Adds a version and makes it primary.
+    pub fn rotate(&self, name: &str) -> Result<KeyRecord> {
+        let (record, version) = self.check_rotate(name)?;
+        let info = self
+            .backend
+            .generate(&KeyRequest::named(label(name, version), record.spec))?;
+        let created = now();
+        let updated = self.store.update_key(name, &mut |r| {
+            refuse_if_deleting(r)?;
+            if r.next_version() != version {
+                return Err(Error::Conflict(format!(
+                    "key {:?} was rotated meanwhile; try again",
+                    r.name
+                )));
+            }
+            r.versions.push(KeyVersion {
+                version,
+                key_id: info.id.clone(),
+                label: info.label.clone(),
+                created,
+                state: VersionState::Enabled,
+            });
+            r.primary = version;
+            Ok(())
+        });
+        if updated.is_err() {
+            let _ = self.backend.destroy(&info.id);
+        }
+        updated
+    }
+
+    /// Enables or disables one version. The primary version cannot be disabled: rotate first.
+    pub fn set_state(&self, name: &str, version: u32, enabled: bool) -> Result<KeyRecord> {
+        self.get(name)?;
+        self.store.update_key(name, &mut |record| {
+            refuse_if_deleting(record)?;
+            let primary = record.primary;
+            let v = record
+                .versions
+                .iter_mut()
+                .find(|v| v.version == version)
+                .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {version}")))?;
+            match (v.state, enabled) {
+                (VersionState::Destroyed, _) => {
+                    return Err(Error::Conflict(format!("version {version} is destroyed")))
+                }
+                (_, false) if version == primary => {
+                    return Err(Error::Conflict(format!(
+                        "version {version} is the primary version; rotate before disabling it"
+                    )))
+                }
+                _ => {}
+            }
+            v.state = if enabled {
+                VersionState::Enabled
+            } else {
+                VersionState::Disabled
+            };
+            Ok(())
+        })
+    }
+
+    /// Checks a deletion window.
+    pub fn check_pending_days(days: u32) -> Result<()> {
+        if !(PENDING_DAYS.0..=PENDING_DAYS.1).contains(&days) {
+            return Err(Error::BadRequest(format!(
+                "pending_days must be {}..={}",
+                PENDING_DAYS.0, PENDING_DAYS.1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Schedules destruction after `days`; the key refuses use at once.
+    pub fn schedule_deletion(&self, name: &str, days: u32) -> Result<KeyRecord> {
+        Self::check_pending_days(days)?;
+        self.get(name)?;
+        let requested_at = now();
+        self.store.update_key(name, &mut |record| {
+            if record
+                .versions
+                .iter()
+                .all(|v| v.state == VersionState::Destroyed)
+            {
+                return Err(Error::Conflict(format!(
+                    "key {name:?} is already destroyed"
+                )));
+            }
+            if record.deletion.is_some() {
+                return Err(Error::Conflict(format!(
+                    "key {name:?} is already scheduled for deletion"
+                )));
+            }
+            record.deletion = Some(Deletion {
+                requested_at,
+                destroy_after: requested_at + i64::from(days) * 24 * 3600,
+            });
+            Ok(())
+        })
+    }
+
+    /// Cancels a scheduled deletion.
+    pub fn cancel_deletion(&self, name: &str) -> Result<KeyRecord> {
+        self.get(name)?;
+        self.store.update_key(name, &mut |record| {
+            if record.deletion.is_none() {
+                return Err(Error::Conflict(format!(
+                    "key {name:?} is not scheduled for deletion"
+                )));
+            }
+            record.deletion = None;
+            Ok(())
+        })
+    }
+
+    /// The keys whose deletion window has passed by `at`.
+    pub fn due_for_destruction(&self, at: i64) -> Result<Vec<KeyRecord>> {
+        Ok(self
+            .store
+            .keys()?
+            .into_iter()
+            .filter(|r| matches!(&r.deletion, Some(d) if d.destroy_after <= at))
+            .collect())
+    }
+
+    /// Destroys every version of `name` in the backend. With `forget`, the record goes too;
+    /// otherwise it stays with every version marked destroyed, so the name is not silently
+    /// reused.
+    pub fn destroy(&self, name: &str, forget: bool) -> Result<KeyRecord> {
+        let record = self.get(name)?;
+        for v in &record.versions {
+            if v.state == VersionState::Destroyed {
+                continue;
+            }
+            match self.backend.destroy(&v.key_id) {
+                Ok(()) | Err(signet_hsm::Error::KeyNotFound(_)) => {
+                    self.public_keys.forget(&v.key_id)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if forget {
+            self.store.remove_key(name)?;
+            return Ok(record);
+        }
+        self.store.update_key(name, &mut |r| {
+            for v in r.versions.iter_mut() {
+                v.state = VersionState::Destroyed;
+            }
+            r.deletion = None;
+            Ok(())
+        })
+    }
+
+    /// The version to use: the one asked for, else the primary.
+    fn usable_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersion> {
+        let wanted = version.unwrap_or(record.primary);
+        let v = record.version(wanted).ok_or_else(|| {
+            Error::NotFound(format!("key {:?} has no version {wanted}", record.name))
+        })?;
+        match v.state {
+            VersionState::Enabled => Ok(v),
+            VersionState::Disabled => Err(Error::Conflict(format!(
+                "version {wanted} of key {:?} is disabled",
+                record.name
+            ))),
+            VersionState::Destroyed => Err(Error::Conflict(format!(
+                "version {wanted} of key {:?} is destroyed",
+                record.name
+            ))),
+        }
+    }
+
+    /// Signs with the primary version, or with `version` when asked. The token-signing key
+    /// refuses: it signs only tokens Signet builds, never caller-chosen bytes.
+    pub fn sign(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        algorithm: Option<SignatureAlgorithm>,
+        input: SignInput<'_>,
+        format: EcdsaFormat,
+    ) -> Result<Signature> {
+        if name == TOKEN_KEY {
+            return Err(Error::Forbidden(format!(
+                "{name:?} signs only tokens (POST /v1/tokens), never arbitrary input"
+            )));
+        }
+        self.sign_any(name, version, algorithm, input, format)
+    }
+
+    /// Signs a token's signing input with a version of the token key.
+    pub fn sign_token(
+        &self,
+        version: u32,
+        algorithm: SignatureAlgorithm,
+        signing_input: &[u8],
+    ) -> Result<Signature> {
+        self.sign_any(
+            TOKEN_KEY,
+            Some(version),
+            Some(algorithm),
+            SignInput::Message(signing_input),
+            EcdsaFormat::Raw,
+        )
+    }
+
+    fn sign_any(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        algorithm: Option<SignatureAlgorithm>,
+        input: SignInput<'_>,
+        format: EcdsaFormat,
+    ) -> Result<Signature> {
+        let record = self.get(name)?;
+        refuse_if_deleting(&record)?;
+        let algorithm = check_algorithm(&record, algorithm)?;
+        let v = Self::usable_version(&record, version)?;
+        let bytes = signet_hsm::sign(self.backend.as_ref(), &v.key_id, algorithm, input, format)?;
+        Ok(Signature {
+            bytes,
+            version: v.version,
+            algorithm,
+            key_id: v.key_id.clone(),
+        })
+    }
+
+    /// Verifies with the primary version, or `version`. Disabled versions still verify.
+    pub fn verify(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        algorithm: Option<SignatureAlgorithm>,
+        input: SignInput<'_>,
+        signature: &[u8],
+        format: EcdsaFormat,
+    ) -> Result<(bool, u32)> {
+        let record = self.get(name)?;
+        let algorithm = check_algorithm(&record, algorithm)?;
+        let wanted = version.unwrap_or(record.primary);
+        let v = record
+            .version(wanted)
+            .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
+        if v.state == VersionState::Destroyed {
+            return Err(Error::Conflict(format!("version {wanted} is destroyed")));
+        }
+        let valid = match input {
+            SignInput::Message(_) => signet_hsm::verify::verify(
+                &self.public_key(v)?,
+                algorithm,
+                input,
+                signature,
+                format,
+            )?,
+            SignInput::Digest(_) => self
+                .backend
+                .verify(&v.key_id, algorithm, input, signature, format)?,
+        };
+        Ok((valid, wanted))
+    }
+
+    /// The public key of a version.
+    pub fn public_key(&self, v: &KeyVersion) -> Result<PublicKey> {
+        self.public_keys.get(self.backend.as_ref(), &v.key_id)
+    }
+}
+
+fn check_algorithm(
+    record: &KeyRecord,
+    algorithm: Option<SignatureAlgorithm>,
+) -> Result<SignatureAlgorithm> {
+    let spec = record.spec;
+    let algorithm = algorithm.unwrap_or_else(|| spec.default_algorithm());
+    if !spec.allows(algorithm) {
+        return Err(Error::BadRequest(format!(
+            "algorithm {algorithm} does not fit key {:?} ({spec}); use one of {}",
+            record.name,
+            spec.algorithms()
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(algorithm)
+}
+
+fn refuse_if_deleting(record: &KeyRecord) -> Result<()> {
+    if record.deletion.is_some() {
+        return Err(Error::Conflict(format!(
+            "key {:?} is scheduled for deletion; cancel the deletion to use it",
+            record.name
+        )));
+    }
+    Ok(())
+}

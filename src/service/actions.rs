@@ -1,0 +1,434 @@
+//! The one table of operations: for each, the audit action name, what the caller needs, and the
+//! HTTP route that serves it (if any). The router is built from it, authorization reads it, and
+//! the scope-matrix test iterates it, so a route cannot exist without its scope being tested.
+
+/// What a caller needs for an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// Any enrolled principal (the certificate alone is not enough).
+    Enrolled,
+    /// A fixed scope.
+    Scope(&'static str),
+    /// `keys:sign:<pattern>` matching the key.
+    SignKey,
+    /// Signing rights on the key, `keys:verify[:<pattern>]` or `keys:read`.
+    VerifyKey,
+    /// `keys:read`, or verifying rights on the key.
+    ReadKey,
+    /// The token's own subject, or this scope.
+    OwnTokenOr(&'static str),
+    /// The operator (CLI) or the service itself; never a network client.
+    Operator,
+}
+
+impl Requirement {
+    /// The narrowest scope that meets this requirement for `target`, for documentation and the
+    /// scope-matrix test. `None` when no scope is needed (enrolled) or none can be held
+    /// (operator-only).
+    pub fn scope_for(self, target: &str) -> Option<String> {
+        match self {
+            Requirement::Enrolled | Requirement::Operator => None,
+            Requirement::Scope(s) | Requirement::OwnTokenOr(s) => Some(s.to_string()),
+            Requirement::SignKey => Some(format!("keys:sign:{target}")),
+            Requirement::VerifyKey => Some(format!("keys:verify:{target}")),
+            Requirement::ReadKey => Some("keys:read".into()),
+        }
+    }
+
+    /// How the README and the API description state it.
+    pub fn describe(self) -> String {
+        match self {
+            Requirement::Enrolled => "any enrolled principal".into(),
+            Requirement::Scope(s) => format!("`{s}`"),
+            Requirement::SignKey => "`keys:sign:<pattern>`".into(),
+            Requirement::VerifyKey => {
+                "`keys:verify[:<pattern>]`, `keys:read` or signing rights".into()
+            }
+            Requirement::ReadKey => "`keys:read` or verifying rights".into(),
+            Requirement::OwnTokenOr(s) => format!("the token's subject, or `{s}`"),
+            Requirement::Operator => "operator (CLI) only".into(),
+        }
+    }
+}
+
+/// An HTTP route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// `GET`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// axum path syntax (`/v1/keys/{name}`).
+    pub path: &'static str,
+}
+
+/// Every operation of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// List keys.
+    KeyList,
+    /// Show one key.
+    KeyRead,
+    /// Print a public key (CLI).
+    KeyPublic,
+    /// Create a key.
+    KeyCreate,
+    /// Add a version.
+    KeyRotate,
+    /// Disable a version.
+    KeyDisable,
+    /// Enable a version.
+    KeyEnable,
+    /// Schedule destruction.
+    KeyScheduleDeletion,
+    /// Cancel a scheduled destruction.
+    KeyCancelDeletion,
+    /// Destroy now (CLI; housekeeping when a window passes).
+    KeyDestroy,
+    /// Sign one input.
+    KeySign,
+    /// Sign several inputs.
+    KeySignBatch,
+    /// Verify a signature.
+    KeyVerify,
+    /// Build the CA.
+    CaInit,
+    /// Show the CA (CLI).
+    CaShow,
+    /// The CA chain.
+    CaChain,
+    /// The CRL.
+    CaCrl,
+    /// Issue a certificate from a CSR.
+    CertIssue,
+    /// Issue a certificate with a generated key as PKCS#12 (CLI).
+    CertIssueBundle,
+    /// Show a certificate.
+    CertRead,
+    /// List certificates (CLI).
+    CertList,
+    /// Revoke a certificate.
+    CertRevoke,
+    /// List principals.
+    PrincipalList,
+    /// Create or replace a principal.
+    PrincipalCreate,
+    /// Delete a principal.
+    PrincipalDelete,
+    /// Issue a token.
+    TokenIssue,
+    /// Introspect a token.
+    TokenIntrospect,
+    /// Revoke a token.
+    TokenRevoke,
+    /// The JWKS.
+    Jwks,
+    /// The issuer metadata.
+    Metadata,
+    /// Read the audit log.
+    AuditRead,
+    /// Export the audit log (CLI).
+    AuditExport,
+    /// Liveness.
+    Health,
+    /// Readiness.
+    Ready,
+    /// Metrics.
+    Metrics,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct ActionSpec {
+    /// The operation.
+    pub action: Action,
+    /// The audit record's `action`.
+    pub name: &'static str,
+    /// What the caller needs.
+    pub requirement: Requirement,
+    /// The route that serves it.
+    pub route: Option<Route>,
+}
+
+const fn row(
+    action: Action,
+    name: &'static str,
+    requirement: Requirement,
+    route: Option<(&'static str, &'static str)>,
+) -> ActionSpec {
+    ActionSpec {
+        action,
+        name,
+        requirement,
+        route: match route {
+            Some((method, path)) => Some(Route { method, path }),
+            None => None,
+        },
+    }
+}
+
+use Requirement::*;
+
+/// The table.
+pub const ACTIONS: &[ActionSpec] = &[
+    row(
+        Action::KeyList,
+        "key.list",
+        Scope("keys:read"),
+        Some(("GET", "/v1/keys")),
+    ),
+    row(
+        Action::KeyRead,
+        "key.read",
+        ReadKey,
+        Some(("GET", "/v1/keys/{name}")),
+    ),
+    row(Action::KeyPublic, "key.public", ReadKey, None),
+    row(
+        Action::KeyCreate,
+        "key.create",
+        Scope("keys:create"),
+        Some(("POST", "/v1/keys")),
+    ),
+    row(
+        Action::KeyRotate,
+        "key.rotate",
+        Scope("keys:manage"),
+        Some(("POST", "/v1/keys/{name}/rotate")),
+    ),
+    row(
+        Action::KeyDisable,
+        "key.disable",
+        Scope("keys:manage"),
+        Some(("POST", "/v1/keys/{name}/versions/{version}/disable")),
+    ),
+    row(
+        Action::KeyEnable,
+        "key.enable",
+        Scope("keys:manage"),
+        Some(("POST", "/v1/keys/{name}/versions/{version}/enable")),
+    ),
+    row(
+        Action::KeyScheduleDeletion,
+        "key.delete-scheduled",
+        Scope("keys:manage"),
+        Some(("DELETE", "/v1/keys/{name}")),
+    ),
+    row(
+        Action::KeyCancelDeletion,
+        "key.cancel-deletion",
+        Scope("keys:manage"),
+        Some(("POST", "/v1/keys/{name}/cancel-deletion")),
+    ),
+    row(Action::KeyDestroy, "key.destroy", Operator, None),
+    row(
+        Action::KeySign,
+        "key.sign",
+        SignKey,
+        Some(("POST", "/v1/keys/{name}/sign")),
+    ),
+    row(
+        Action::KeySignBatch,
+        "key.sign",
+        SignKey,
+        Some(("POST", "/v1/keys/{name}/sign-batch")),
+    ),
+    row(
+        Action::KeyVerify,
+        "key.verify",
+        VerifyKey,
+        Some(("POST", "/v1/keys/{name}/verify")),
+    ),
+    row(Action::CaInit, "ca.init", Operator, None),
+    row(Action::CaShow, "ca.read", Operator, None),
+    row(
+        Action::CaChain,
+        "ca.chain",
+        Enrolled,
+        Some(("GET", "/v1/ca/chain")),
+    ),
+    row(
+        Action::CaCrl,
+        "crl.read",
+        Enrolled,
+        Some(("GET", "/v1/ca/crl")),
+    ),
+    row(
+        Action::CertIssue,
+        "cert.issue",
+        Scope("certs:issue"),
+        Some(("POST", "/v1/certificates")),
+    ),
+    row(Action::CertIssueBundle, "cert.issue", Operator, None),
+    row(
+        Action::CertRead,
+        "cert.read",
+        Scope("certs:read"),
+        Some(("GET", "/v1/certificates/{serial}")),
+    ),
+    row(Action::CertList, "cert.list", Scope("certs:read"), None),
+    row(
+        Action::CertRevoke,
+        "cert.revoke",
+        Scope("certs:revoke"),
+        Some(("POST", "/v1/certificates/{serial}/revoke")),
+    ),
+    row(
+        Action::PrincipalList,
+        "principal.list",
+        Scope("principals:manage"),
+        Some(("GET", "/v1/principals")),
+    ),
+    row(
+        Action::PrincipalCreate,
+        "principal.create",
+        Scope("principals:manage"),
+        Some(("POST", "/v1/principals")),
+    ),
+    row(
+        Action::PrincipalDelete,
+        "principal.delete",
+        Scope("principals:manage"),
+        Some(("DELETE", "/v1/principals/{name}")),
+    ),
+    row(
+        Action::TokenIssue,
+        "token.issue",
+        Scope("tokens:issue"),
+        Some(("POST", "/v1/tokens")),
+    ),
+    row(
+        Action::TokenIntrospect,
+        "token.introspect",
+        Scope("tokens:introspect"),
+        Some(("POST", "/v1/tokens/introspect")),
+    ),
+    row(
+        Action::TokenRevoke,
+        "token.revoke",
+        OwnTokenOr("tokens:revoke"),
+        Some(("POST", "/v1/tokens/revoke")),
+    ),
+    row(
+        Action::Jwks,
+        "jwks.read",
+        Enrolled,
+        Some(("GET", "/.well-known/jwks.json")),
+    ),
+    row(
+        Action::Metadata,
+        "metadata.read",
+        Enrolled,
+        Some(("GET", "/.well-known/signet")),
+    ),
+    row(
+        Action::AuditRead,
+        "audit.read",
+        Scope("audit:read"),
+        Some(("GET", "/v1/audit")),
+    ),
+    row(Action::AuditExport, "audit.export", Operator, None),
+    row(
+        Action::Health,
+        "health",
+        Enrolled,
+        Some(("GET", "/healthz")),
+    ),
+    row(Action::Ready, "ready", Enrolled, Some(("GET", "/readyz"))),
+    row(
+        Action::Metrics,
+        "metrics",
+        Enrolled,
+        Some(("GET", "/metrics")),
+    ),
+];
+
+/// What an action without a row would get: the most restrictive requirement. A unit test checks
+/// that every action has its row, so this is never used.
+const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None);
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 35] = [
+        Action::KeyList,
+        Action::KeyRead,
+        Action::KeyPublic,
+        Action::KeyCreate,
+        Action::KeyRotate,
+        Action::KeyDisable,
+        Action::KeyEnable,
+        Action::KeyScheduleDeletion,
+        Action::KeyCancelDeletion,
+        Action::KeyDestroy,
+        Action::KeySign,
+        Action::KeySignBatch,
+        Action::KeyVerify,
+        Action::CaInit,
+        Action::CaShow,
+        Action::CaChain,
+        Action::CaCrl,
+        Action::CertIssue,
+        Action::CertIssueBundle,
+        Action::CertRead,
+        Action::CertList,
+        Action::CertRevoke,
+        Action::PrincipalList,
+        Action::PrincipalCreate,
+        Action::PrincipalDelete,
+        Action::TokenIssue,
+        Action::TokenIntrospect,
+        Action::TokenRevoke,
+        Action::Jwks,
+        Action::Metadata,
+        Action::AuditRead,
+        Action::AuditExport,
+        Action::Health,
+        Action::Ready,
+        Action::Metrics,
+    ];
+
+    /// The action's row.
+    pub fn spec(self) -> &'static ActionSpec {
+        ACTIONS
+            .iter()
+            .find(|s| s.action == self)
+            .unwrap_or(&UNLISTED)
+    }
+
+    /// The audit record's `action`.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_action_has_one_row() {
+        assert_eq!(ACTIONS.len(), Action::ALL.len());
+        for action in Action::ALL {
+            assert!(
+                ACTIONS.iter().filter(|s| s.action == action).count() == 1,
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_row_is_unique_and_routes_do_not_collide() {
+        let mut actions = HashSet::new();
+        let mut routes = HashSet::new();
+        for spec in ACTIONS {
+            assert!(actions.insert(spec.action), "{:?} twice", spec.action);
+            assert_eq!(spec.action.spec().action, spec.action);
+            if let Some(route) = spec.route {
+                assert!(routes.insert((route.method, route.path)), "{route:?} twice");
+                assert!(matches!(route.method, "GET" | "POST" | "DELETE"));
+                // Network clients can never be operators.
+                assert_ne!(spec.requirement, Operator, "{:?}", spec.action);
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Opening what the service runs on — the metadata store first (it is single-owner), then the
+//! key store (the embedded SoftHSM2 token, created on first use, or the configured backend), the
+//! audit key, journal and writer — and the first-start bootstrap.
+
+use std::sync::{Arc, RwLock};
+
+use anyhow::{bail, Context};
+use signet_hsm::{Backend, Pin, Pkcs11Backend, Pkcs11Config, TokenSelector};
+
+use super::{Caller, Service};
+use crate::config::{Config, DataDir, HsmConfig, Pkcs11Settings};
+use crate::domain::audit::{ensure_audit_key, Anchor, AuditLog, SERVICE};
+use crate::domain::authority::{InitOptions, InitReport};
+use crate::domain::keys::PublicKeys;
+use crate::error::{Error, StoreError};
+use crate::store::{Event, Outcome};
+use crate::support::files::{mkdir_private, write_private};
+
+/// The label of the embedded token.
+pub const EMBEDDED_TOKEN_LABEL: &str = "signet";
+
+impl Service {
+    /// Opens the store, the key store and the audit log.
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        let data = config.paths();
+        mkdir_private(&data.0)
+            .with_context(|| format!("creating data directory {}", data.0.display()))?;
+        // The store first: it is single-owner, and when a server holds it nothing else (not even
+        // a token login) should happen.
+        let store = match crate::store::open(&config) {
+            Ok(store) => store,
+            Err(Error::Store(StoreError::Locked(path))) => {
+                let holder = std::fs::read_to_string(data.server_file())
+                    .map(|s| format!("the signet server ({})", s.trim()))
+                    .unwrap_or_else(|_| "another signet process".into());
+                bail!("{path} is held by {holder}; stop it, call its API instead, or use another --data-dir. Nothing was changed")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let backend = open_backend(&config, &data)?;
+        let key_id = ensure_audit_key(store.as_ref(), &backend)?;
+        let journal = crate::store::open_journal(&config, &data.audit())?;
+        let anchor = Anchor::new(backend.clone(), store.clone());
+        let repairs = journal.repairs();
+        let audit = AuditLog::start(
+            journal,
+            anchor.clone(),
+            backend.clone(),
+            key_id,
+            config.audit.clone(),
+        )?;
+        for repair in repairs {
+            audit.append(
+                Event::new(SERVICE, "-", "audit.repair", "audit", Outcome::Ok)
+                    .with("repair", repair),
+            )?;
+        }
+        Ok(Service {
+            config,
+            backend,
+            store,
+            audit,
+            anchor,
+            ca: RwLock::new(None),
+            metrics: super::Metrics::new(),
+            public_keys: PublicKeys::default(),
+        })
+    }
+
+    /// What `signet serve` does before listening: records the start and the configuration,
+    /// builds the CA and the token key on first start. Returns the `ca init` report when it
+    /// ran.
+    pub fn bootstrap(&self, listen: std::net::SocketAddr) -> anyhow::Result<Option<InitReport>> {
+        self.audit.append(
+            Event::new(SERVICE, "-", "service.start", "signet", Outcome::Ok)
+                .with("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        self.audit.append(
+            Event::new(SERVICE, "-", "config.loaded", "signet", Outcome::Ok)
+                .with("data_dir", self.config.data_dir.display())
+                .with("hsm", self.config.hsm_summary())
+                .with("store", self.store.engine())
+                .with("listen", listen),
+        )?;
+        let system = Caller::system();
+        let report = if self.store.ca()?.is_none() {
+            let mut report = self.init_ca(&system, &InitOptions::default())?;
+            report.lines.insert(0, "first start: CA created".into());
+            Some(report)
+        } else {
+            None
+        };
+        self.ensure_token_key(&system)?;
+        Ok(report)
+    }
+}
+
+/// Opens the configured key store.
+pub fn open_backend(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn Backend>> {
+    match &config.hsm {
+        HsmConfig::Pkcs11(settings) => {
+            let pkcs11 = match &settings.module {
+                Some(_) => configured_token(settings)?,
+                None => embedded_token(data, settings.pool_size)?,
+            };
+            let module = pkcs11.module.clone();
+            let backend = Pkcs11Backend::open(pkcs11).with_context(|| {
+                format!("opening the PKCS#11 token through {}", module.display())
+            })?;
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
+/// A PIN from the file or environment variable the configuration names.
+pub fn read_pin(
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+    what: &str,
+) -> anyhow::Result<Pin> {
+    match (file, env) {
+        (Some(file), _) => Pin::from_file(file)
+            .with_context(|| format!("reading the {what} file {}", file.display())),
+        (None, Some(var)) => match Pin::from_env(var) {
+            Some(pin) => Ok(pin),
+            None => bail!("the {what} variable {var} is not set"),
+        },
+        (None, None) => bail!("no {what}: set a file or an environment variable for it"),
+    }
+}
+
+fn configured_token(settings: &Pkcs11Settings) -> anyhow::Result<Pkcs11Config> {
+    let Some(module) = &settings.module else {
+        bail!("hsm.module is not set");
+    };
+    let pin = read_pin(
+        settings.pin_file.as_deref(),
+        settings.pin_env.as_deref(),
+        "HSM PIN",
+    )?;
+    let token = match settings.slot {
+        Some(slot) => TokenSelector::Slot(slot),
+        None => TokenSelector::Label(settings.token_label.clone()),
+    };
+    Ok(Pkcs11Config {
+        module: module.clone(),
+        token,
+        pin,
+        pool_size: settings.pool_size,
+    })
+}
+
+/// The embedded default: a SoftHSM2 token under `DATA/softhsm`, created on first use with random
+/// PINs written to `DATA/pin` and `DATA/so-pin` (0600).
+fn embedded_token(data: &DataDir, pool_size: usize) -> anyhow::Result<Pkcs11Config> {
+    let dir = signet_softhsm::TokenDir::create(&data.softhsm())?;
+    dir.activate()?;
+    let module = signet_softhsm::find_module()?;
+    if !dir.has_tokens() {
+        let pin = Pin::random(24)?;
+        let so_pin = Pin::random(24)?;
+        // PIN files first: a token nobody can log in to would be worse than no token.
+        write_private(&data.pin(), pin.expose().as_bytes())?;
+        write_private(&data.so_pin(), so_pin.expose().as_bytes())?;
+        signet_softhsm::init_token(&module, EMBEDDED_TOKEN_LABEL, &so_pin, &pin)
+            .context("initialising the embedded SoftHSM2 token")?;
+        tracing::info!(dir = %data.softhsm().display(), "created the embedded SoftHSM2 token");
+    }
+    let pin = Pin::from_file(&data.pin()).with_context(|| {
+        format!(
+            "the embedded token exists but its PIN file {} cannot be read",
+            data.pin().display()
+        )
+    })?;
+    Ok(Pkcs11Config {
+        module,
+        token: TokenSelector::Label(EMBEDDED_TOKEN_LABEL.into()),
+        pin,
+        pool_size,
+    })
+}

@@ -1,0 +1,208 @@
+//! Operations around the service: who a connection is, readiness, metrics, the audit log's
+//! reading, export and verification, handshake refusals, housekeeping and shutdown.
+
+use std::path::Path;
+
+use signet_hsm::BackendInfo;
+
+use super::{Action, Caller, ClientIdentity, Service};
+use crate::domain::audit::{self, verify_chain, Break, ChainHead, VerifyReport, SERVICE};
+use crate::error::{Error, Result};
+use crate::store::{AuditRecord, CertStatus, Event, Outcome};
+use crate::support::time::now;
+
+/// What readiness found.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The backend, when it answered.
+    pub hsm: std::result::Result<BackendInfo, String>,
+    /// The store, when a durable write worked.
+    pub store: std::result::Result<(), String>,
+    /// The audit log, when its last append worked.
+    pub audit: std::result::Result<(), String>,
+}
+
+impl Readiness {
+    /// Everything usable.
+    pub fn ready(&self) -> bool {
+        self.hsm.is_ok() && self.store.is_ok() && self.audit.is_ok()
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The walk's result.
+    pub result: std::result::Result<VerifyReport, Break>,
+    /// The anchored checkpoint compared with, if any.
+    pub anchor: Option<ChainHead>,
+}
+
+impl Service {
+    /// The caller of a request on a connection with this verified certificate: refused when
+    /// the certificate has been revoked since the handshake; its principal read now, so a
+    /// change of scopes, or a deletion, applies to the very next request.
+    pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Result<Caller> {
+        if let Some(cert) = self.store.cert(&identity.serial)? {
+            if cert.status == CertStatus::Revoked {
+                self.metrics.refusal("revoked-on-open-connection");
+                self.audit.record(vec![Event::new(
+                    &identity.name,
+                    request_id,
+                    "request",
+                    &identity.serial,
+                    Outcome::Denied,
+                )
+                .with("reason", "certificate revoked")])?;
+                return Err(Error::Unauthenticated(format!(
+                    "the client certificate {} has been revoked",
+                    identity.serial
+                )));
+            }
+        }
+        let principal = self.store.principal(&identity.name)?;
+        Ok(Caller::client(identity.clone(), principal, request_id))
+    }
+
+    /// Whether a serial is revoked (for the TLS layer). Fails closed on a store error.
+    pub fn is_revoked(&self, serial: &str) -> Result<bool> {
+        Ok(matches!(self.store.cert(serial)?, Some(c) if c.status == CertStatus::Revoked))
+    }
+
+    /// Liveness.
+    pub fn health(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller, Action::Health, "service")
+    }
+
+    /// Readiness: the backend answers, the store takes a durable write, the audit log's last
+    /// append worked.
+    pub fn readiness(&self, caller: &Caller) -> Result<Readiness> {
+        self.authorize(caller, Action::Ready, "service")?;
+        Ok(Readiness {
+            hsm: self.backend.info().map_err(|e| e.to_string()),
+            store: self.store.check_writable().map_err(|e| e.to_string()),
+            audit: self.audit.writable(),
+        })
+    }
+
+    /// The metrics exposition.
+    pub fn render_metrics(&self, caller: &Caller) -> Result<String> {
+        self.authorize(caller, Action::Metrics, "service")?;
+        let (open, max) = self
+            .backend
+            .info()
+            .map(|i| (i.sessions_open, i.sessions_max))
+            .unwrap_or((0, 0));
+        Ok(self.metrics.render(open, max, self.audit.stats()))
+    }
+
+    /// Records after `after`, at most `limit`.
+    pub fn audit_records(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        self.authorize(caller, Action::AuditRead, "audit")?;
+        self.audit.read(after, limit.clamp(1, 10_000))
+    }
+
+    /// Writes the log to `out` ending with a fresh checkpoint, and the audit public key beside
+    /// it (`.pub.pem`).
+    pub fn export_audit(&self, caller: &Caller, out: &Path) -> Result<std::path::PathBuf> {
+        self.authorize(caller, Action::AuditExport, "audit")?;
+        // End the export with a fresh checkpoint, so a truncated copy is detectable.
+        self.audit.checkpoint()?;
+        let mut text = Vec::new();
+        for record in self.audit.journal().read_all()? {
+            let record = record.map_err(Error::Internal)?;
+            text.extend_from_slice(&record.to_line());
+        }
+        std::fs::write(out, text)?;
+        let pem_path = out.with_extension("pub.pem");
+        let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
+        std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
+        // Recorded after the copy is written, so the copy ends with its checkpoint.
+        self.audit.record(vec![caller
+            .event(Action::AuditExport.name(), "audit", Outcome::Ok)
+            .with("file", out.display())])?;
+        Ok(pem_path)
+    }
+
+    /// Walks the chain and every checkpoint signature, and compares the log with the anchored
+    /// checkpoint kept in the token.
+    pub fn verify_audit(&self) -> Result<Verification> {
+        let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
+        let anchor = self.anchor.load()?;
+        let records = self.audit.journal().read_all()?;
+        Ok(Verification {
+            result: verify_chain(records, &spki, anchor.as_ref()),
+            anchor,
+        })
+    }
+
+    /// Counts, logs and audits a refused handshake.
+    pub fn record_refusal(&self, peer: &str, reason: &str) {
+        self.metrics.refusal(reason);
+        tracing::info!(%peer, reason, "TLS handshake refused");
+        let event =
+            Event::new("-", "-", "tls.handshake", peer, Outcome::Denied).with("reason", reason);
+        if let Err(e) = self.audit.record(vec![event]) {
+            tracing::warn!(error = %e, "could not audit a refused handshake");
+        }
+    }
+
+    /// Periodic work: destroys keys whose deletion window has passed, rotates the token key
+    /// when due, refreshes the CRL before it expires, and forgets expired token revocations.
+    pub fn housekeeping(&self) {
+        let system = Caller::system();
+        let at = now();
+        match self.keys().due_for_destruction(at) {
+            Ok(due) => {
+                for record in due {
+                    match self.destroy_key(&system, &record.name, false, "deletion window passed") {
+                        Ok(_) => {
+                            tracing::info!(key = %record.name, "deletion window passed: key destroyed in the token")
+                        }
+                        Err(e) => {
+                            tracing::error!(key = %record.name, error = %e, "housekeeping: destroying a due key failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "housekeeping: listing due keys failed"),
+        }
+        match self.tokens().rotation_due(at) {
+            Ok(true) => match self.rotate_key(&system, crate::domain::keys::TOKEN_KEY) {
+                Ok(detail) => tracing::info!(
+                    version = detail.record.primary,
+                    "token-signing key rotated (automatic rotation)"
+                ),
+                Err(e) => tracing::error!(error = %e, "housekeeping: token key rotation failed"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "housekeeping: token key rotation check failed"),
+        }
+        // Regenerates the CRL once half its validity has passed, well before nextUpdate.
+        if let Err(e) = self.ca().and_then(|ca| self.authority().current_crl(&ca)) {
+            tracing::error!(error = %e, "housekeeping: CRL refresh failed");
+        }
+        if let Err(e) = self.tokens().prune(at) {
+            tracing::error!(error = %e, "housekeeping: pruning revoked tokens failed");
+        }
+    }
+
+    /// Records the stop and checkpoints (graceful shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.audit.append(Event::new(
+            SERVICE,
+            "-",
+            "service.stop",
+            "signet",
+            Outcome::Ok,
+        )) {
+            tracing::warn!(error = %e, "could not record the stop");
+        }
+        self.close();
+    }
+}

@@ -1,0 +1,281 @@
+//! The single-node journal: an append-only JSON-lines file, one record per line, mode 0600.
+//!
+//! A batch is one `write(2)` followed by one `fdatasync`. When either fails (a full disk, an
+//! I/O error, an immutable file) the file is cut back to its last complete record before the
+//! error is returned, so a failed append leaves no partial line for the next one to land on, and
+//! the next append after space returns simply works. A torn tail found at open (a crash in the
+//! middle of a write, never acknowledged because never synced) is cut off and reported as a
+//! repair.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::audit::{chain, AuditRecord, ChainHead, Event, Journal};
+use crate::error::{Error, Result};
+
+/// The log file's name under the audit directory.
+pub const LOG_FILE: &str = "audit.log";
+
+struct State {
+    file: File,
+    head: ChainHead,
+    /// Byte offset of each record (index = seq - 1).
+    offsets: Vec<u64>,
+    /// Length of the complete records.
+    len: u64,
+    /// Set when cutting back after a failure did not work: cut again before the next write.
+    dirty: bool,
+}
+
+/// The JSON-lines journal.
+pub struct FileJournal {
+    path: PathBuf,
+    state: Mutex<State>,
+    repairs: Vec<String>,
+    node: Option<String>,
+}
+
+impl std::fmt::Debug for FileJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileJournal")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::AuditUnavailable(format!("{what}: {e}"))
+}
+
+impl FileJournal {
+    /// Opens (or creates) `dir/audit.log`, cutting off a torn tail.
+    pub fn open(dir: &Path) -> Result<Self> {
+        crate::support::files::mkdir_private(dir)
+            .map_err(|e| unavailable("creating the audit directory", e))?;
+        let path = dir.join(LOG_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| unavailable("opening the audit log", e))?;
+        let mut text = Vec::new();
+        (&file)
+            .read_to_end(&mut text)
+            .map_err(|e| unavailable("reading the audit log", e))?;
+        let complete = text
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let mut repairs = Vec::new();
+        if complete < text.len() {
+            let torn = text.len() - complete;
+            tracing::warn!(
+                bytes = torn,
+                "audit log ends with a torn record; cutting it off"
+            );
+            file.set_len(complete as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| unavailable("cutting the torn tail of the audit log", e))?;
+            text.truncate(complete);
+            repairs.push(format!(
+                "cut a torn partial record of {torn} bytes off the end of the log"
+            ));
+        }
+        let mut offsets = Vec::new();
+        let mut at = 0u64;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            offsets.push(at);
+            at += line.len() as u64;
+        }
+        let head = match text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
+            None => ChainHead::genesis(),
+            Some(line) => {
+                let last: AuditRecord = serde_json::from_slice(line).map_err(|e| {
+                    Error::AuditUnavailable(format!(
+                        "the last audit record is unreadable ({e}); run `signet audit verify`"
+                    ))
+                })?;
+                ChainHead {
+                    seq: last.seq,
+                    hash: last.hash,
+                }
+            }
+        };
+        Ok(FileJournal {
+            path,
+            state: Mutex::new(State {
+                file,
+                head,
+                offsets,
+                len: at,
+                dirty: false,
+            }),
+            repairs,
+            node: None,
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Journal for FileJournal {
+    fn head(&self) -> Result<ChainHead> {
+        Ok(self.lock().head.clone())
+    }
+
+    fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>> {
+        let mut state = self.lock();
+        if state.dirty {
+            state
+                .file
+                .set_len(state.len)
+                .map_err(|e| unavailable("cutting back the audit log", e))?;
+            state.dirty = false;
+        }
+        let time = crate::support::time::format_time_precise();
+        let records = chain(&state.head, events, &time, self.node.as_deref());
+        let mut buffer = Vec::with_capacity(records.len() * 400);
+        let mut line_offsets = Vec::with_capacity(records.len());
+        for record in &records {
+            line_offsets.push(state.len + buffer.len() as u64);
+            buffer.extend_from_slice(&record.to_line());
+        }
+        let written = state
+            .file
+            .write_all(&buffer)
+            .and_then(|()| state.file.sync_data());
+        if let Err(e) = written {
+            // Leave the log exactly at its last complete record.
+            let len = state.len;
+            if state
+                .file
+                .set_len(len)
+                .and_then(|()| state.file.sync_data())
+                .is_err()
+            {
+                state.dirty = true;
+            }
+            return Err(unavailable("appending to the audit log", e));
+        }
+        state.len += buffer.len() as u64;
+        state.offsets.extend(line_offsets);
+        if let Some(last) = records.last() {
+            state.head = ChainHead {
+                seq: last.seq,
+                hash: last.hash.clone(),
+            };
+        }
+        Ok(records)
+    }
+
+    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let (start, end) = {
+            let state = self.lock();
+            let Some(start) = usize::try_from(after)
+                .ok()
+                .and_then(|i| state.offsets.get(i).copied())
+            else {
+                return Ok(Vec::new());
+            };
+            (start, state.len)
+        };
+        let mut file =
+            File::open(&self.path).map_err(|e| unavailable("reading the audit log", e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| unavailable("reading the audit log", e))?;
+        BufReader::new(file.take(end - start))
+            .lines()
+            .take(limit)
+            .map(|line| {
+                let line = line.map_err(|e| unavailable("reading the audit log", e))?;
+                serde_json::from_str(&line)
+                    .map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    fn read_all(&self) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
+        read_log(&self.path).map_err(|e| unavailable("reading the audit log", e))
+    }
+
+    fn repairs(&self) -> Vec<String> {
+        self.repairs.clone()
+    }
+}
+
+/// Every line of a log file, parsed where it parses (a line that does not is reported by
+/// verification at its position).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<std::result::Result<AuditRecord, String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not a valid audit record: {e}")))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::audit::Outcome;
+
+    fn event(n: usize) -> Event {
+        Event::new("p", "-", "x", &format!("t{n}"), Outcome::Ok)
+    }
+
+    #[test]
+    fn appends_chain_and_reopen_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        journal.append(vec![event(1), event(2)]).unwrap();
+        journal.append(vec![event(3)]).unwrap();
+        let page = journal.read(1, 10).unwrap();
+        assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+        drop(journal);
+        let again = FileJournal::open(dir.path()).unwrap();
+        assert_eq!(again.head().unwrap().seq, 3);
+        assert!(again.repairs().is_empty());
+        let more = again.append(vec![event(4)]).unwrap();
+        assert_eq!(more[0].prev_hash, page[1].hash);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        journal.append(vec![event(1)]).unwrap();
+        drop(journal);
+        let path = dir.path().join(LOG_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{\"seq\":2,\"ti").unwrap();
+        drop(file);
+        let journal = FileJournal::open(dir.path()).unwrap();
+        assert_eq!(journal.repairs().len(), 1);
+        assert_eq!(journal.head().unwrap().seq, 1);
+        journal.append(vec![event(2)]).unwrap();
+        let all = journal.read_all().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|r| r.is_ok()));
+    }
+}

@@ -1,0 +1,132 @@
+//! Metadata: one trait per aggregate, typed records, and the engines behind them (sled for one
+//! node). Nothing outside this module names a database engine. Every write method is durable
+//! when it returns.
+//!
+//! Updates are read-modify-write methods of the store (`update_*` with a closure), not a lock
+//! in the caller: the engine makes them atomic (compare-and-swap in sled), so they stay correct
+//! when several processes share one database. A closure may run more than once and must not
+//! have side effects.
+
+pub mod audit;
+pub mod audit_file;
+pub mod records;
+mod sled;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use self::audit::{AuditRecord, ChainHead, Event, Journal, Outcome};
+pub use self::records::*;
+pub use self::sled::SledStore;
+use crate::config::{Config, StoreConfig};
+use crate::error::Result;
+
+/// A change applied by a read-modify-write method.
+pub type Change<'a, T> = &'a mut dyn FnMut(&mut T) -> Result<()>;
+
+/// Named keys and their versions.
+pub trait KeyStore {
+    /// A key record.
+    fn key(&self, name: &str) -> Result<Option<KeyRecord>>;
+    /// All key records, by name.
+    fn keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Inserts a new record; a conflict when the name is taken.
+    fn insert_key(&self, record: &KeyRecord) -> Result<()>;
+    /// Applies `change` to the record atomically and returns the result; not found when absent.
+    fn update_key(&self, name: &str, change: Change<'_, KeyRecord>) -> Result<KeyRecord>;
+    /// Removes a record; whether it existed.
+    fn remove_key(&self, name: &str) -> Result<bool>;
+}
+
+/// The CA, issued certificates, revocations and the CRL.
+pub trait CertStore {
+    /// The CA record, once `ca init` has run.
+    fn ca(&self) -> Result<Option<CaRecord>>;
+    /// Writes the CA record.
+    fn put_ca(&self, record: &CaRecord) -> Result<()>;
+    /// A certificate by serial (lower-case hex).
+    fn cert(&self, serial: &str) -> Result<Option<CertRecord>>;
+    /// All certificate records.
+    fn certs(&self) -> Result<Vec<CertRecord>>;
+    /// Writes a certificate record (new, or replacing one with the same serial).
+    fn put_cert(&self, record: &CertRecord) -> Result<()>;
+    /// Applies `change` to a certificate record atomically; not found when absent.
+    fn update_cert(&self, serial: &str, change: Change<'_, CertRecord>) -> Result<CertRecord>;
+    /// The stored CRL.
+    fn crl(&self) -> Result<Option<CrlRecord>>;
+    /// Stores a CRL.
+    fn put_crl(&self, record: &CrlRecord) -> Result<()>;
+    /// Atomically increments the CRL number and returns the new value.
+    fn next_crl_number(&self) -> Result<u64>;
+}
+
+/// Principals and their scopes.
+pub trait PrincipalStore {
+    /// A principal.
+    fn principal(&self, name: &str) -> Result<Option<Principal>>;
+    /// All principals, by name.
+    fn principals(&self) -> Result<Vec<Principal>>;
+    /// Creates or replaces a principal.
+    fn put_principal(&self, principal: &Principal) -> Result<()>;
+    /// Removes a principal; whether it existed.
+    fn remove_principal(&self, name: &str) -> Result<bool>;
+}
+
+/// Revoked token ids, and the latest expiry each token-key version has signed.
+pub trait TokenStore {
+    /// Revokes a token id until `exp`.
+    fn revoke_token(&self, jti: &str, record: RevokedToken) -> Result<()>;
+    /// Whether a token id is revoked.
+    fn token_revoked(&self, jti: &str) -> Result<bool>;
+    /// Every revoked token id still kept.
+    fn revoked_tokens(&self) -> Result<Vec<(String, RevokedToken)>>;
+    /// Forgets revocations of tokens expired by `at`; how many.
+    fn prune_revoked_tokens(&self, at: i64) -> Result<usize>;
+    /// Raises the latest `exp` signed by token-key version `version` to at least `exp`.
+    fn note_token_expiry(&self, version: u32, exp: i64) -> Result<()>;
+    /// The latest `exp` signed by `version` (0 when none).
+    fn token_expiry(&self, version: u32) -> Result<i64>;
+}
+
+/// Small service-wide records.
+pub trait MetaStore {
+    /// The audit key, once made.
+    fn audit_key(&self) -> Result<Option<AuditKeyRecord>>;
+    /// Records the audit key.
+    fn put_audit_key(&self, record: &AuditKeyRecord) -> Result<()>;
+    /// The audit anchor, for backends that cannot keep it in the device.
+    fn audit_anchor(&self) -> Result<Option<ChainHead>>;
+    /// Stores the audit anchor.
+    fn put_audit_anchor(&self, head: &ChainHead) -> Result<()>;
+}
+
+/// Everything the service keeps, behind one object.
+pub trait Store:
+    KeyStore + CertStore + PrincipalStore + TokenStore + MetaStore + Send + Sync + fmt::Debug
+{
+    /// The engine's name (`sled`).
+    fn engine(&self) -> &'static str;
+    /// Checks that a durable write works now (readiness).
+    fn check_writable(&self) -> Result<()>;
+}
+
+/// Opens the configured store.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreConfig::Sled(sled) => {
+            let path = sled
+                .path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("db"));
+            Ok(Arc::new(SledStore::open(&path)?))
+        }
+    }
+}
+
+/// Opens the audit journal that goes with the configured store.
+pub fn open_journal(config: &Config, audit_dir: &Path) -> Result<Arc<dyn Journal>> {
+    match &config.store {
+        StoreConfig::Sled(_) => Ok(Arc::new(audit_file::FileJournal::open(audit_dir)?)),
+    }
+}
