@@ -524,3 +524,70 @@ fn a_signature_whose_record_cannot_be_written_is_not_returned() {
     assert!(signed.contains(&sha256_hex(b"before")) && signed.contains(&sha256_hex(b"after")));
     assert!(!signed.contains(&sha256_hex(b"during")));
 }
+
+/// Names of the private keys in a stopped server's embedded token, per pkcs11-tool.
+fn token_private_keys(data: &Data) -> Vec<String> {
+    common::embedded_objects(data, Some("privkey"))
+        .lines()
+        .filter_map(|l| l.split("label:").nth(1))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn state_changes_whose_record_cannot_be_written_change_nothing() {
+    let server = Server::start();
+    let admin = server.admin();
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "base", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    let data = server.stop();
+    let keys_before = token_private_keys(&data);
+    let certs_before = data.ok(&["cert", "list"]);
+    let server = Server::start_in(data, &[]);
+    let admin = server.admin();
+    let (_, csr) = openssl_csr(
+        &server.data.join("clients"),
+        "web503",
+        &["-addext", "subjectAltName=DNS:web503.local"],
+    );
+
+    let log = server.data.join("audit/audit.log");
+    let chattr = Command::new("chattr").arg("+i").arg(&log).output().unwrap();
+    assert!(chattr.status.success(), "{}", text(&chattr));
+    let replies = [
+        admin.post("/v1/keys", &json!({"name": "k503", "spec": "ec-p256"})),
+        admin.post("/v1/keys/base/rotate", &json!({})),
+        admin.post(
+            "/v1/principals",
+            &json!({"name": "p503", "scopes": ["keys:read"]}),
+        ),
+        admin.post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "server", "name": "web503.local"}),
+        ),
+    ];
+    Command::new("chattr").arg("-i").arg(&log).status().unwrap();
+    for reply in &replies {
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert_eq!(
+            reply.json()["type"],
+            "https://signet.dev/problems/audit-unavailable"
+        );
+    }
+    // Nothing changed: not in the store …
+    let keys = admin.get("/v1/keys").body;
+    assert!(!keys.contains("k503"), "{keys}");
+    assert_eq!(admin.get("/v1/keys/base").json()["primary_version"], 1);
+    let principals = admin.get("/v1/principals").body;
+    assert!(!principals.contains("p503"), "{principals}");
+    let data = server.stop();
+    assert_eq!(data.ok(&["cert", "list"]), certs_before);
+    // … and not in the token.
+    assert_eq!(token_private_keys(&data), keys_before);
+    let (ok, out) = verify(&data);
+    assert!(ok, "{out}");
+}

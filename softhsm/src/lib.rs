@@ -194,7 +194,7 @@ impl TestToken {
 }
 
 /// Makes a directory (and parents) readable only by its owner.
-pub fn mkdir_private(path: &Path) -> Result<()> {
+fn mkdir_private(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|source| Error::Io {
         what: "creating directory",
         path: path.to_path_buf(),
@@ -203,8 +203,8 @@ pub fn mkdir_private(path: &Path) -> Result<()> {
     set_mode(path, 0o700)
 }
 
-/// Writes a file readable only by its owner (mode 0600, set before any content is written).
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+/// Writes the token configuration, readable only by its owner (mode 0600 from creation).
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| Error::Io {

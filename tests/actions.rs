@@ -1,0 +1,241 @@
+//! The scope matrix, generated from the service's action table: for every route, a principal
+//! holding exactly the scope the table names is let through, and a principal with no scope is
+//! refused (unless the table says any enrolled principal may call it). A route added to the
+//! table without an example here fails this test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{b64, openssl_csr, Client, Server};
+use serde_json::{json, Value};
+use signet::service::{Action, Requirement, ACTIONS};
+
+/// Enrols a principal holding exactly `scopes` and returns its client.
+fn principal(server: &Server, admin: &Client, name: &str, scopes: &[String]) -> Client {
+    let dir = server.data.join("clients");
+    let created = admin.post("/v1/principals", &json!({"name": name, "scopes": scopes}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let (key, csr) = openssl_csr(&dir, name, &[]);
+    let doc = admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "client", "name": name}),
+        )
+        .json();
+    std::fs::write(
+        dir.join(format!("{name}.crt.pem")),
+        format!(
+            "{}{}",
+            doc["certificate"].as_str().unwrap(),
+            doc["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
+    server.client(name)
+}
+
+/// A server certificate to read and revoke.
+fn server_certificate(server: &Server, admin: &Client, name: &str) -> String {
+    let (_, csr) = openssl_csr(
+        &server.data.join("clients"),
+        name,
+        &["-addext", &format!("subjectAltName=DNS:{name}")],
+    );
+    admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "server", "name": name}),
+        )
+        .json()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+struct Example {
+    /// The path with its parameters filled in.
+    path: String,
+    /// The body of a POST.
+    body: Value,
+    /// The target the requirement is judged on (a key name for key scopes).
+    target: String,
+}
+
+/// A request that succeeds for a caller holding the action's scope. `n` makes names unique.
+fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<Example> {
+    let ex = |path: &str, body: Value, target: &str| Example {
+        path: path.to_string(),
+        body,
+        target: target.to_string(),
+    };
+    let sig = || {
+        admin
+            .post("/v1/keys/m-1/sign", &json!({"input": b64(b"x")}))
+            .json()["signature"]
+            .clone()
+    };
+    Some(match action {
+        Action::KeyList => ex("/v1/keys", json!(null), "*"),
+        Action::KeyRead => ex("/v1/keys/m-1", json!(null), "m-1"),
+        Action::KeyCreate => ex(
+            "/v1/keys",
+            json!({"name": format!("made-{n}"), "spec": "ec-p256"}),
+            "*",
+        ),
+        Action::KeyRotate => ex("/v1/keys/other/rotate", json!({}), "other"),
+        Action::KeyDisable => ex("/v1/keys/m-1/versions/1/disable", json!({}), "m-1"),
+        Action::KeyEnable => ex("/v1/keys/m-1/versions/1/enable", json!({}), "m-1"),
+        Action::KeyScheduleDeletion => {
+            let name = format!("doomed-{n}");
+            admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
+            ex(
+                &format!("/v1/keys/{name}?pending_days=2"),
+                json!(null),
+                &name,
+            )
+        }
+        Action::KeyCancelDeletion => {
+            let name = format!("reprieved-{n}");
+            admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
+            admin.delete(&format!("/v1/keys/{name}?pending_days=2"));
+            ex(
+                &format!("/v1/keys/{name}/cancel-deletion"),
+                json!({}),
+                &name,
+            )
+        }
+        Action::KeySign => ex("/v1/keys/m-1/sign", json!({"input": b64(b"x")}), "m-1"),
+        Action::KeySignBatch => ex(
+            "/v1/keys/m-1/sign-batch",
+            json!({"items": [{"input": b64(b"x")}]}),
+            "m-1",
+        ),
+        Action::KeyVerify => ex(
+            "/v1/keys/m-1/verify",
+            json!({"input": b64(b"x"), "signature": sig()}),
+            "m-1",
+        ),
+        Action::CaChain => ex("/v1/ca/chain", json!(null), "ca"),
+        Action::CaCrl => ex("/v1/ca/crl", json!(null), "crl"),
+        Action::CertIssue => {
+            let name = format!("web-{n}.local");
+            let (_, csr) = openssl_csr(
+                &server.data.join("clients"),
+                &name,
+                &["-addext", &format!("subjectAltName=DNS:{name}")],
+            );
+            ex(
+                "/v1/certificates",
+                json!({"csr": csr, "profile": "server", "name": name}),
+                &name,
+            )
+        }
+        Action::CertRead => {
+            let serial = server_certificate(server, admin, &format!("read-{n}.local"));
+            ex(&format!("/v1/certificates/{serial}"), json!(null), &serial)
+        }
+        Action::CertRevoke => {
+            let serial = server_certificate(server, admin, &format!("revoked-{n}.local"));
+            ex(
+                &format!("/v1/certificates/{serial}/revoke"),
+                json!({"reason": "superseded"}),
+                &serial,
+            )
+        }
+        Action::PrincipalList => ex("/v1/principals", json!(null), "*"),
+        Action::PrincipalCreate => ex(
+            "/v1/principals",
+            json!({"name": format!("junior-{n}"), "scopes": ["keys:read"]}),
+            "*",
+        ),
+        Action::PrincipalDelete => {
+            let name = format!("leaver-{n}");
+            admin.post("/v1/principals", &json!({"name": name, "scopes": []}));
+            ex(&format!("/v1/principals/{name}"), json!(null), &name)
+        }
+        Action::TokenIssue => ex("/v1/tokens", json!({"audience": "a"}), "a"),
+        Action::TokenIntrospect => ex("/v1/tokens/introspect", json!({"token": "a.b.c"}), "token"),
+        Action::TokenRevoke => ex("/v1/tokens/revoke", json!({"jti": format!("jti-{n}")}), "*"),
+        Action::Jwks => ex("/.well-known/jwks.json", json!(null), "jwks"),
+        Action::Metadata => ex("/.well-known/signet", json!(null), "metadata"),
+        Action::AuditRead => ex("/v1/audit?limit=5", json!(null), "audit"),
+        Action::Health => ex("/healthz", json!(null), "service"),
+        Action::Ready => ex("/readyz", json!(null), "service"),
+        Action::Metrics => ex("/metrics", json!(null), "service"),
+        _ => return None,
+    })
+}
+
+fn call(client: &Client, method: &str, ex: &Example) -> u16 {
+    match method {
+        "GET" => client.get(&ex.path).status,
+        "DELETE" => client.delete(&ex.path).status,
+        _ => client.post(&ex.path, &ex.body).status,
+    }
+}
+
+#[test]
+fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "m-1", "spec": "ec-p256"}));
+    admin.post("/v1/keys/m-1/rotate", &json!({}));
+    admin.post("/v1/keys", &json!({"name": "other", "spec": "ec-p256"}));
+    let nobody = principal(&server, &admin, "nobody", &[]);
+    let mut checked = 0;
+    for (n, spec) in ACTIONS.iter().enumerate() {
+        let Some(route) = spec.route else {
+            continue;
+        };
+        let ex = example(spec.action, &server, &admin, n).unwrap_or_else(|| {
+            panic!(
+                "{:?} ({} {}) has no example in this test: add one",
+                spec.action, route.method, route.path
+            )
+        });
+        match spec.requirement.scope_for(&ex.target) {
+            None => {
+                assert_eq!(spec.requirement, Requirement::Enrolled, "{:?}", spec.action);
+                let got = call(&nobody, route.method, &ex);
+                assert!(
+                    (200..300).contains(&got),
+                    "{:?}: an enrolled principal should be let through {} {}: {got}",
+                    spec.action,
+                    route.method,
+                    ex.path
+                );
+            }
+            Some(scope) => {
+                assert_eq!(
+                    call(&nobody, route.method, &ex),
+                    403,
+                    "{:?}: a principal without {scope} must be refused {} {}",
+                    spec.action,
+                    route.method,
+                    ex.path
+                );
+                let holder = principal(&server, &admin, &format!("holder-{n}"), &[scope.clone()]);
+                let got = call(&holder, route.method, &ex);
+                assert!(
+                    (200..300).contains(&got),
+                    "{:?}: {scope} should allow {} {}: {got}",
+                    spec.action,
+                    route.method,
+                    ex.path
+                );
+            }
+        }
+        checked += 1;
+    }
+    let routed = ACTIONS.iter().filter(|s| s.route.is_some()).count();
+    assert_eq!(checked, routed);
+    // Operator-only actions are not reachable over the API at all.
+    for spec in ACTIONS
+        .iter()
+        .filter(|s| s.requirement == Requirement::Operator)
+    {
+        assert!(spec.route.is_none(), "{:?}", spec.action);
+    }
+}
