@@ -216,7 +216,12 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
                     route.method,
                     ex.path
                 );
-                let holder = principal(&server, &admin, &format!("holder-{n}"), &[scope.clone()]);
+                let holder = principal(
+                    &server,
+                    &admin,
+                    &format!("holder-{n}"),
+                    std::slice::from_ref(&scope),
+                );
                 let got = call(&holder, route.method, &ex);
                 assert!(
                     (200..300).contains(&got),
