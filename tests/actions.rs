@@ -7,34 +7,9 @@
 
 mod common;
 
-use common::{b64, openssl_csr, Client, Server};
+use common::{b64, enrol_principal, openssl_csr, Client, Server};
 use serde_json::{json, Value};
 use signet::service::{Action, Requirement, ACTIONS};
-
-/// Enrols a principal holding exactly `scopes` and returns its client.
-fn principal(server: &Server, admin: &Client, name: &str, scopes: &[String]) -> Client {
-    let dir = server.data.join("clients");
-    let created = admin.post("/v1/principals", &json!({"name": name, "scopes": scopes}));
-    assert_eq!(created.status, 201, "{created:?}");
-    let (key, csr) = openssl_csr(&dir, name, &[]);
-    let doc = admin
-        .post(
-            "/v1/certificates",
-            &json!({"csr": csr, "profile": "client", "name": name}),
-        )
-        .json();
-    std::fs::write(
-        dir.join(format!("{name}.crt.pem")),
-        format!(
-            "{}{}",
-            doc["certificate"].as_str().unwrap(),
-            doc["chain"].as_str().unwrap()
-        ),
-    )
-    .unwrap();
-    std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
-    server.client(name)
-}
 
 /// A server certificate to read and revoke.
 fn server_certificate(server: &Server, admin: &Client, name: &str) -> String {
@@ -183,7 +158,7 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
     admin.post("/v1/keys", &json!({"name": "m-1", "spec": "ec-p256"}));
     admin.post("/v1/keys/m-1/rotate", &json!({}));
     admin.post("/v1/keys", &json!({"name": "other", "spec": "ec-p256"}));
-    let nobody = principal(&server, &admin, "nobody", &[]);
+    let nobody = enrol_principal(&server, &admin, "nobody", &[]);
     let mut checked = 0;
     for (n, spec) in ACTIONS.iter().enumerate() {
         let Some(route) = spec.route else {
@@ -216,12 +191,8 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
                     route.method,
                     ex.path
                 );
-                let holder = principal(
-                    &server,
-                    &admin,
-                    &format!("holder-{n}"),
-                    std::slice::from_ref(&scope),
-                );
+                let holder =
+                    enrol_principal(&server, &admin, &format!("holder-{n}"), &[scope.as_str()]);
                 let got = call(&holder, route.method, &ex);
                 assert!(
                     (200..300).contains(&got),

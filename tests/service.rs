@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{b64, openssl, openssl_csr, text, Client, Data, Server};
+use common::{b64, enrol_principal, openssl, openssl_csr, text, Client, Data, Server};
 use serde_json::{json, Value};
 
 fn audit_export(data: &Data) -> Vec<Value> {
@@ -212,35 +212,6 @@ fn offline_cli_against_a_running_server_fails_clearly() {
     );
 }
 
-/// Enrols a principal holding exactly `scopes` and returns its client.
-fn principal(server: &Server, admin: &Client, name: &str, scopes: &[&str]) -> Client {
-    let dir = server.data.join("clients");
-    assert_eq!(
-        admin
-            .post("/v1/principals", &json!({"name": name, "scopes": scopes}))
-            .status,
-        201
-    );
-    let (key, csr) = openssl_csr(&dir, name, &[]);
-    let doc = admin
-        .post(
-            "/v1/certificates",
-            &json!({"csr": csr, "profile": "client", "name": name}),
-        )
-        .json();
-    std::fs::write(
-        dir.join(format!("{name}.crt.pem")),
-        format!(
-            "{}{}",
-            doc["certificate"].as_str().unwrap(),
-            doc["chain"].as_str().unwrap()
-        ),
-    )
-    .unwrap();
-    std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
-    server.client(name)
-}
-
 #[test]
 fn every_scope_allows_its_routes_and_nothing_else() {
     let server = Server::start();
@@ -360,7 +331,7 @@ fn every_scope_allows_its_routes_and_nothing_else() {
         ),
     ];
     for (i, (scope, allowed, denied)) in cases.iter().enumerate() {
-        let client = principal(&server, &admin, &format!("p{i}"), &[scope]);
+        let client = enrol_principal(&server, &admin, &format!("p{i}"), &[scope]);
         let got = status(&client, allowed);
         assert!(
             (200..300).contains(&got),
@@ -377,7 +348,7 @@ fn every_scope_allows_its_routes_and_nothing_else() {
         );
     }
     // No scopes at all: only health, readiness, metrics, the chain and the well-known documents.
-    let nobody = principal(&server, &admin, "nobody", &[]);
+    let nobody = enrol_principal(&server, &admin, "nobody", &[]);
     for path in [
         "/healthz",
         "/readyz",

@@ -384,3 +384,32 @@ pub fn embedded_objects(data: &Data, kind: Option<&str>) -> String {
     let pin = std::fs::read_to_string(data.join("pin")).unwrap();
     pkcs11_list(&data.join("softhsm/softhsm2.conf"), "signet", &pin, kind)
 }
+
+/// Enrols a principal holding exactly `scopes` through the API (its CSR made with openssl) and
+/// returns a client presenting its certificate.
+pub fn enrol_principal(server: &Server, admin: &Client, name: &str, scopes: &[&str]) -> Client {
+    let dir = server.data.join("clients");
+    let created = admin.post(
+        "/v1/principals",
+        &serde_json::json!({"name": name, "scopes": scopes}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let (key, csr) = openssl_csr(&dir, name, &[]);
+    let doc = admin
+        .post(
+            "/v1/certificates",
+            &serde_json::json!({"csr": csr, "profile": "client", "name": name}),
+        )
+        .json();
+    std::fs::write(
+        dir.join(format!("{name}.crt.pem")),
+        format!(
+            "{}{}",
+            doc["certificate"].as_str().unwrap(),
+            doc["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
+    server.client(name)
+}
