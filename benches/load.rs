@@ -247,6 +247,7 @@ impl Drop for BenchServer {
 fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Value {
     agent
         .post(url)
+        .set("Content-Type", "application/json")
         .send_string(&body.to_string())
         .unwrap_or_else(|e| panic!("{url}: {e}"))
         .into_json()
@@ -298,7 +299,11 @@ fn api(duration: Duration) {
                 duration,
                 |_| server.agent(),
                 move |agent| {
-                    let r = agent.post(&url).send_string(&body).unwrap();
+                    let r = agent
+                        .post(&url)
+                        .set("Content-Type", "application/json")
+                        .send_string(&body)
+                        .unwrap();
                     let _ = r.into_string().unwrap();
                     batch
                 },
@@ -340,6 +345,7 @@ fn tokens(duration: Duration) {
         move |agent| {
             let _ = agent
                 .post(&url)
+                .set("Content-Type", "application/json")
                 .send_string(r#"{"audience":"bench","scope":"a b","ttl":600}"#)
                 .unwrap()
                 .into_string()
@@ -364,6 +370,7 @@ fn tokens(duration: Duration) {
         move |agent| {
             let _ = agent
                 .post(&url)
+                .set("Content-Type", "application/json")
                 .send_string(&body)
                 .unwrap()
                 .into_string()

@@ -242,6 +242,27 @@ pub struct ServerConfig {
     pub housekeeping_interval_secs: u64,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to complete the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers once it has started (HTTP/1).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    pub body_read_timeout_secs: u64,
+    /// Seconds an authenticated connection may sit with no request in flight.
+    pub idle_timeout_secs: u64,
+    /// Seconds any connection may live; it is then closed once its requests are answered.
+    pub max_connection_secs: u64,
+    /// Most connections open at once (handshaking or authenticated).
+    pub max_connections: usize,
+    /// Most connections open at once from one source address.
+    pub max_connections_per_source: usize,
+    /// Most TLS handshakes in progress at once.
+    pub max_handshakes: usize,
+    /// Refused handshakes audited one by one per second; beyond that they are counted and
+    /// audited as summaries.
+    pub refusals_audited_per_sec: u32,
+    /// Seconds between refusal summaries.
+    pub refusal_summary_secs: u64,
 }
 
 /// Signed tokens.
@@ -317,6 +338,16 @@ impl Default for ServerConfig {
             sign_batch_max: 100,
             housekeeping_interval_secs: 300,
             shutdown_grace_secs: 10,
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connection_secs: 600,
+            max_connections: 1024,
+            max_connections_per_source: 128,
+            max_handshakes: 64,
+            refusals_audited_per_sec: 5,
+            refusal_summary_secs: 10,
         }
     }
 }
@@ -471,6 +502,41 @@ impl Config {
         }
         if self.server.sign_batch_max == 0 || self.server.sign_batch_max > 10_000 {
             return invalid("server.sign_batch_max must be 1..=10000".into());
+        }
+        let timeouts = [
+            (
+                "server.handshake_timeout_secs",
+                self.server.handshake_timeout_secs,
+            ),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            (
+                "server.max_connection_secs",
+                self.server.max_connection_secs,
+            ),
+            (
+                "server.refusal_summary_secs",
+                self.server.refusal_summary_secs,
+            ),
+        ];
+        if let Some((field, _)) = timeouts.iter().find(|(_, v)| *v == 0 || *v > 86_400) {
+            return invalid(format!("{field} must be 1..=86400"));
+        }
+        if self.server.max_connections == 0
+            || self.server.max_connections_per_source == 0
+            || self.server.max_handshakes == 0
+        {
+            return invalid(
+                "server.max_connections, max_connections_per_source and max_handshakes must be positive"
+                    .into(),
+            );
         }
         if self.server.max_body_bytes < 1024 {
             return invalid("server.max_body_bytes must be at least 1024".into());

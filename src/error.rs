@@ -100,6 +100,8 @@ pub enum ProblemType {
     NotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 409: the state does not allow it.
     Conflict,
     /// 413: the body is too large.
@@ -118,12 +120,13 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every type, for documentation and tests.
-    pub const ALL: [ProblemType; 12] = [
+    pub const ALL: [ProblemType; 13] = [
         ProblemType::BadRequest,
         ProblemType::Unauthenticated,
         ProblemType::Forbidden,
         ProblemType::NotFound,
         ProblemType::MethodNotAllowed,
+        ProblemType::RequestTimeout,
         ProblemType::Conflict,
         ProblemType::PayloadTooLarge,
         ProblemType::UnsupportedMediaType,
@@ -141,6 +144,7 @@ impl ProblemType {
             ProblemType::Forbidden => "forbidden",
             ProblemType::NotFound => "not-found",
             ProblemType::MethodNotAllowed => "method-not-allowed",
+            ProblemType::RequestTimeout => "request-timeout",
             ProblemType::Conflict => "conflict",
             ProblemType::PayloadTooLarge => "payload-too-large",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
@@ -159,6 +163,7 @@ impl ProblemType {
             ProblemType::Forbidden => 403,
             ProblemType::NotFound => 404,
             ProblemType::MethodNotAllowed => 405,
+            ProblemType::RequestTimeout => 408,
             ProblemType::Conflict => 409,
             ProblemType::PayloadTooLarge => 413,
             ProblemType::UnsupportedMediaType => 415,
@@ -177,6 +182,7 @@ impl ProblemType {
             ProblemType::Forbidden => "the principal lacks the scope the detail names",
             ProblemType::NotFound => "no such key, version, certificate, principal or route",
             ProblemType::MethodNotAllowed => "the route exists but not with this method",
+            ProblemType::RequestTimeout => "the request body did not arrive within server.body_read_timeout_secs",
             ProblemType::Conflict => "the current state does not allow it (exists already, disabled, scheduled for deletion…)",
             ProblemType::PayloadTooLarge => "the body exceeds server.max_body_bytes",
             ProblemType::UnsupportedMediaType => "the body is not sent as application/json",

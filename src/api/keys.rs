@@ -1,6 +1,5 @@
 //! `/v1/keys`: translate requests to the service's key operations and its answers to JSON.
 
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
-use super::problem::{base64_field, ApiJson, ApiResult, Ctx};
+use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
 use crate::domain::keys::{KeyName, Signature, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
 use crate::service::{KeyDetail, SignItem, VerifyItem};
@@ -103,24 +102,30 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(detail(&d))))
 }
 
-pub async fn show(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
     let d = ctx.run(move |s, c| s.key(c, &name)).await?;
     Ok(Json(detail(&d)))
 }
 
-pub async fn rotate(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
     let d = ctx.run(move |s, c| s.rotate_key(c, &name)).await?;
     Ok(Json(detail(&d)))
 }
 
-pub async fn disable(ctx: Ctx, Path((name, v)): Path<(String, u32)>) -> ApiResult<Json<Value>> {
+pub async fn disable(
+    ctx: Ctx,
+    ApiPath((name, v)): ApiPath<(String, u32)>,
+) -> ApiResult<Json<Value>> {
     let d = ctx
         .run(move |s, c| s.set_version_state(c, &name, v, false))
         .await?;
     Ok(Json(detail(&d)))
 }
 
-pub async fn enable(ctx: Ctx, Path((name, v)): Path<(String, u32)>) -> ApiResult<Json<Value>> {
+pub async fn enable(
+    ctx: Ctx,
+    ApiPath((name, v)): ApiPath<(String, u32)>,
+) -> ApiResult<Json<Value>> {
     let d = ctx
         .run(move |s, c| s.set_version_state(c, &name, v, true))
         .await?;
@@ -134,8 +139,8 @@ pub struct DeleteQuery {
 
 pub async fn schedule_deletion(
     ctx: Ctx,
-    Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
     let days = match q.pending_days.as_deref() {
         None => DEFAULT_PENDING_DAYS,
@@ -152,7 +157,7 @@ pub async fn schedule_deletion(
     Ok(Json(detail(&d)))
 }
 
-pub async fn cancel_deletion(ctx: Ctx, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
     let d = ctx.run(move |s, c| s.cancel_key_deletion(c, &name)).await?;
     Ok(Json(detail(&d)))
 }
@@ -216,7 +221,7 @@ fn signature_json(sig: &Signature) -> Value {
 
 pub async fn sign(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<Value>> {
     let sig = ctx.run(move |s, c| s.sign(c, &name, &req.item()?)).await?;
@@ -231,7 +236,7 @@ pub struct BatchRequest {
 
 pub async fn sign_batch(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> ApiResult<Json<Value>> {
     // Each item stands alone: a malformed item gets its own error.
@@ -275,7 +280,7 @@ pub struct VerifyRequest {
 
 pub async fn verify(
     ctx: Ctx,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Value>> {
     let (valid, version) = ctx

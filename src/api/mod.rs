@@ -1,6 +1,7 @@
 //! The HTTPS API: a TLS 1.3, mutual-TLS-only listener in front of axum routes. The routes come
 //! from the service's action table; handlers only translate between HTTP and the service.
 
+pub mod conn;
 mod keys;
 mod ops;
 mod pki;
@@ -25,6 +26,7 @@ use tower::ServiceExt;
 
 pub use problem::{ApiJson, Ctx, Problem, RequestId, PROBLEM_BASE};
 
+use self::conn::{Activity, Admission, Close, Timeouts};
 use crate::config::Config;
 use crate::error::ProblemType;
 use crate::service::{Action, ClientIdentity, Service, ACTIONS};
@@ -96,12 +98,26 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_context,
         ))
         .with_state(state)
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "-".into());
+    Problem::new(
+        ProblemType::MethodNotAllowed,
+        format!("{} is not allowed on this route", req.method()),
+        &id,
+    )
 }
 
 async fn not_found(req: Request) -> Problem {
@@ -240,6 +256,29 @@ async fn housekeeping_loop(service: Arc<Service>) {
     }
 }
 
+/// Writes refusal summaries on their interval.
+async fn refusal_loop(service: Arc<Service>) {
+    let every = service.config().server.refusal_summary_secs.max(1);
+    let mut ticker = tokio::time::interval(Duration::from_secs(every));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let s = service.clone();
+        let _ = tokio::task::spawn_blocking(move || s.flush_refusals()).await;
+    }
+}
+
+/// What every connection task needs.
+struct Shared {
+    service: Arc<Service>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    trust_domain: String,
+    timeouts: Timeouts,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+}
+
 /// Accepts connections until `shutdown`, then drains in-flight requests for the grace period.
 pub async fn run(
     service: Arc<Service>,
@@ -247,13 +286,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(AppState {
+    let server = &service.config().server;
+    let admission = Admission::new(server);
+    let shared = Arc::new(Shared {
+        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        app: router(AppState {
+            service: service.clone(),
+        }),
+        trust_domain: service.ca()?.settings().trust_domain.clone(),
+        timeouts: Timeouts::new(server),
+        handshake_timeout: Duration::from_secs(server.handshake_timeout_secs),
+        header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
         service: service.clone(),
     });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let trust_domain = service.ca()?.settings().trust_domain.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping_loop(service.clone()));
+    let refusals = tokio::spawn(refusal_loop(service.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -267,59 +315,129 @@ pub async fn run(
             },
             _ = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let service = service.clone();
-        let trust_domain = trust_domain.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return refuse(&service, peer, &crate::tls::refusal_reason(&e)).await,
-                Err(_) => return refuse(&service, peer, "handshake-timeout").await,
-            };
-            let identity = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|cert| ClientIdentity::from_certificate(cert, &trust_domain));
-            let Some(identity) = identity else {
-                return refuse(&service, peer, "no-identity-in-certificate").await;
-            };
-            let service = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(identity.clone());
-                req.map(axum::body::Body::new)
-            });
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match admission.admit(peer.ip()) {
+            Ok(admitted) => {
+                tokio::spawn(connection(
+                    shared.clone(),
+                    tcp,
+                    peer,
+                    admitted,
+                    stop_rx.clone(),
+                ));
             }
-        });
+            Err(refused) => {
+                // Closed before any TLS work: the cheapest answer to a flood.
+                drop(tcp);
+                refuse(&service, peer, refused.reason());
+            }
+        }
     }
     tracing::info!("shutting down: draining in-flight requests");
     housekeeping.abort();
-    let grace = Duration::from_secs(service.config().server.shutdown_grace_secs);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
+    refusals.abort();
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + Duration::from_secs(server.shutdown_grace_secs);
+    while admission.open() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if admission.open() > 0 {
+        tracing::warn!(
+            open = admission.open(),
+            "grace period over; closing the remaining connections"
+        );
     }
     let s = service.clone();
     let _ = tokio::task::spawn_blocking(move || s.shutdown()).await;
     Ok(())
 }
 
-/// Counts, logs and audits a refused handshake.
-async fn refuse(service: &Arc<Service>, peer: SocketAddr, reason: &str) {
-    let service = service.clone();
-    let reason = reason.to_string();
-    let _ = tokio::task::spawn_blocking(move || service.record_refusal(&peer.to_string(), &reason))
-        .await;
+/// One connection: the handshake under its timeout, then HTTP until the client leaves, the
+/// connection idles or ages out, or the service stops.
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut admitted: conn::Admitted,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let accepted =
+        tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await;
+    admitted.handshake_done();
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return refuse(&shared.service, peer, &crate::tls::refusal_reason(&e)),
+        Err(_) => return refuse(&shared.service, peer, "handshake-timeout"),
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| ClientIdentity::from_certificate(cert, &shared.trust_domain));
+    let Some(identity) = identity else {
+        return refuse(&shared.service, peer, "no-identity-in-certificate");
+    };
+    let activity = Activity::new();
+    let app = shared.app.clone();
+    let tracked = activity.clone();
+    let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(identity.clone());
+        let app = app.clone();
+        let activity = tracked.clone();
+        async move {
+            activity.begin();
+            let response = app.oneshot(req.map(axum::body::Body::new)).await;
+            activity.end();
+            response
+        }
+    });
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.header_read_timeout);
+    let io = TokioIo::new(conn::Tracked::new(stream, activity.clone()));
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut closing: Option<(Close, Instant)> = None;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.changed(), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some((Close::Shutdown, Instant::now()));
+            }
+            _ = tick.tick() => match closing {
+                None => {
+                    if let Some(why) = shared.timeouts.due(&activity) {
+                        tracing::debug!(%peer, ?why, "closing the connection");
+                        connection.as_mut().graceful_shutdown();
+                        closing = Some((why, Instant::now()));
+                    }
+                }
+                Some((why, since)) if since.elapsed() > shared.timeouts.grace => {
+                    tracing::debug!(%peer, ?why, "closing the connection now");
+                    break;
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    drop(admitted);
+}
+
+/// Counts a refused connection; audits it now while refusals are few, else in a summary.
+fn refuse(service: &Arc<Service>, peer: SocketAddr, reason: &str) {
+    if let Some(event) = service.note_refusal(peer.ip(), reason) {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || service.record_quietly(vec![event]));
+    }
 }

@@ -1,13 +1,12 @@
 //! Health, readiness, metrics and the audit feed.
 
-use axum::extract::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::problem::{ApiResult, Ctx, Problem};
+use super::problem::{ApiQuery, ApiResult, Ctx, Problem};
 use crate::error::ProblemType;
 
 pub async fn healthz(ctx: Ctx) -> ApiResult<Json<serde_json::Value>> {
@@ -70,7 +69,7 @@ pub struct AuditQuery {
 }
 
 /// JSON lines, oldest first.
-pub async fn audit(ctx: Ctx, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
+pub async fn audit(ctx: Ctx, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
     let records = ctx

@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use signet_pki::Profile;
 
-use super::problem::{ApiJson, ApiResult, Ctx};
+use super::problem::{ApiJson, ApiPath, ApiResult, Ctx, MaybeJson};
 use crate::error::Error;
 use crate::service::CertificateRequest;
 use crate::store::CertRecord;
@@ -101,7 +100,7 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<i
     ))
 }
 
-pub async fn show(ctx: Ctx, Path(serial): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<Value>> {
     let rec = ctx.run(move |s, c| s.certificate(c, &serial)).await?;
     Ok(Json(cert_json(&rec)))
 }
@@ -114,15 +113,11 @@ pub struct RevokeRequest {
 
 pub async fn revoke(
     ctx: Ctx,
-    Path(serial): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(serial): ApiPath<String>,
+    MaybeJson(req): MaybeJson<RevokeRequest>,
 ) -> ApiResult<Json<Value>> {
-    // An empty body is a revocation without a reason.
-    let req: RevokeRequest = if body.is_empty() {
-        RevokeRequest::default()
-    } else {
-        super::problem::parse_json(&body, &ctx.request_id)?
-    };
+    // No body is a revocation without a reason.
+    let req = req.unwrap_or_default();
     let rec = ctx
         .run(move |s, c| s.revoke_certificate(c, &serial, req.reason.as_deref()))
         .await?;
@@ -152,7 +147,7 @@ pub async fn create_principal(
     Ok((StatusCode::CREATED, Json(json!(principal))))
 }
 
-pub async fn delete_principal(ctx: Ctx, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_principal(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
     ctx.run(move |s, c| s.delete_principal(c, &name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

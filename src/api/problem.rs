@@ -173,6 +173,47 @@ impl Ctx {
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
+/// Whether a request says its body is JSON (`application/json`, with or without parameters).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body of a request, read within the body timeout and the size limit.
+pub async fn read_body(req: Request, state: &AppState, request_id: &str) -> ApiResult<Bytes> {
+    let timeout =
+        std::time::Duration::from_secs(state.service.config().server.body_read_timeout_secs);
+    let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
+    let Ok(read) = read else {
+        return Err(Problem::new(
+            ProblemType::RequestTimeout,
+            format!("the body did not arrive within {}s", timeout.as_secs()),
+            request_id,
+        ));
+    };
+    read.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                ProblemType::PayloadTooLarge,
+                format!(
+                    "the body exceeds {} bytes",
+                    state.service.config().server.max_body_bytes
+                ),
+                request_id,
+            )
+        } else {
+            Problem::new(
+                ProblemType::BadRequest,
+                format!("cannot read the body: {e}"),
+                request_id,
+            )
+        }
+    })
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = Problem;
 
@@ -182,25 +223,85 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_else(|| "-".into());
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    ProblemType::PayloadTooLarge,
-                    format!(
-                        "the body exceeds {} bytes",
-                        state.service.config().server.max_body_bytes
-                    ),
-                    &request_id,
-                )
-            } else {
-                Problem::new(
-                    ProblemType::BadRequest,
-                    format!("cannot read the body: {e}"),
-                    &request_id,
-                )
-            }
-        })?;
+        // A browser can send a form cross-site without asking; it cannot send application/json.
+        if !is_json(req.headers()) {
+            return Err(Problem::new(
+                ProblemType::UnsupportedMediaType,
+                "send the body as application/json (Content-Type: application/json; curl --json)",
+                &request_id,
+            ));
+        }
+        let bytes = read_body(req, state, &request_id).await?;
         parse_json(&bytes, &request_id).map(ApiJson)
+    }
+}
+
+/// An optional JSON body: none when the request has no body, else as [`ApiJson`].
+#[derive(Debug)]
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for MaybeJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0")
+            || (req.headers().get(header::CONTENT_LENGTH).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none()
+                && !is_json(req.headers()));
+        if empty {
+            return Ok(MaybeJson(None));
+        }
+        ApiJson::from_request(req, state)
+            .await
+            .map(|j| MaybeJson(Some(j.0)))
+    }
+}
+
+/// A query string of type `T`; a bad one is answered with a 400 problem.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(ApiQuery(q.0)),
+            Err(e) => Err(Problem::new(
+                ProblemType::BadRequest,
+                format!(
+                    "invalid query string: {}",
+                    crate::support::text::echo(&e.body_text())
+                ),
+                &request_id(parts),
+            )),
+        }
+    }
+}
+
+/// Path parameters of type `T`; a bad one is answered with a 400 problem.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(ApiPath(p.0)),
+            Err(e) => Err(Problem::new(
+                ProblemType::BadRequest,
+                format!(
+                    "invalid path: {}",
+                    crate::support::text::echo(&e.body_text())
+                ),
+                &request_id(parts),
+            )),
+        }
     }
 }
 

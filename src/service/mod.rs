@@ -44,6 +44,7 @@ pub struct Service {
     ca: RwLock<Option<Arc<Ca>>>,
     metrics: Metrics,
     public_keys: PublicKeys,
+    refusals: std::sync::Mutex<crate::domain::audit::refusals::Refusals>,
 }
 
 impl Service {

@@ -56,14 +56,17 @@ impl Service {
             )?;
         }
         Ok(Service {
-            config,
             backend,
             store,
             audit,
             anchor,
             ca: RwLock::new(None),
+            refusals: std::sync::Mutex::new(crate::domain::audit::refusals::Refusals::new(
+                config.server.refusals_audited_per_sec,
+            )),
             metrics: super::Metrics::new(),
             public_keys: PublicKeys::default(),
+            config,
         })
     }
 

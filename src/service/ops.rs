@@ -141,14 +141,51 @@ impl Service {
         })
     }
 
-    /// Counts, logs and audits a refused handshake.
-    pub fn record_refusal(&self, peer: &str, reason: &str) {
+    /// Counts a refused connection (in memory, never blocking). Returns the record to write
+    /// now while refusals are few; beyond the per-second budget they are only counted, and
+    /// [`Service::flush_refusals`] writes them as summaries.
+    pub fn note_refusal(&self, source: std::net::IpAddr, reason: &str) -> Option<Event> {
+        use crate::domain::audit::refusals::Disposition;
         self.metrics.refusal(reason);
-        tracing::info!(%peer, reason, "TLS handshake refused");
-        let event =
-            Event::new("-", "-", "tls.handshake", peer, Outcome::Denied).with("reason", reason);
-        if let Err(e) = self.audit.record(vec![event]) {
-            tracing::warn!(error = %e, "could not audit a refused handshake");
+        let disposition = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(&source.to_string(), reason);
+        match disposition {
+            Disposition::Record(event) => {
+                tracing::info!(%source, reason, "TLS handshake refused");
+                Some(event)
+            }
+            Disposition::Counted => None,
+        }
+    }
+
+    /// Writes records of the service's own (refusals), reporting rather than failing.
+    pub fn record_quietly(&self, events: Vec<Event>) {
+        if let Err(e) = self.audit.record(events) {
+            tracing::warn!(error = %e, "could not audit a refused connection");
+        }
+    }
+
+    /// Writes the refusals counted since the last call as one summary per reason and source.
+    pub fn flush_refusals(&self) {
+        let summaries = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summaries();
+        if !summaries.is_empty() {
+            let total: u64 = summaries
+                .iter()
+                .filter_map(|e| e.details.get("count")?.parse::<u64>().ok())
+                .sum();
+            tracing::info!(
+                refused = total,
+                sources = summaries.len(),
+                "TLS handshakes refused (summary)"
+            );
+            self.record_quietly(summaries);
         }
     }
 
@@ -194,6 +231,7 @@ impl Service {
 
     /// Records the stop and checkpoints (graceful shutdown).
     pub fn shutdown(&self) {
+        self.flush_refusals();
         if let Err(e) = self.audit.append(Event::new(
             SERVICE,
             "-",

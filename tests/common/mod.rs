@@ -299,6 +299,7 @@ impl Client {
         Self::finish(
             self.agent
                 .post(&format!("{}{path}", self.base))
+                .set("Content-Type", "application/json")
                 .send_string(&body.to_string()),
         )
     }
@@ -308,12 +309,16 @@ impl Client {
     }
 
     pub fn post_raw(&self, path: &str, body: &str) -> Reply {
-        Self::finish(
-            self.agent
-                .post(&format!("{}{path}", self.base))
-                .send_string(body),
-        )
-        .unwrap()
+        self.post_typed(path, "application/json", body)
+    }
+
+    /// A POST with the given Content-Type (`""` for none).
+    pub fn post_typed(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        let mut request = self.agent.post(&format!("{}{path}", self.base));
+        if !content_type.is_empty() {
+            request = request.set("Content-Type", content_type);
+        }
+        Self::finish(request.send_string(body)).unwrap()
     }
 
     pub fn delete(&self, path: &str) -> Reply {

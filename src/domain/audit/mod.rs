@@ -5,6 +5,7 @@
 
 mod anchor;
 mod log;
+pub mod refusals;
 mod verify;
 
 use std::sync::Arc;

@@ -1,0 +1,321 @@
+//! Connections: admission (caps on open connections, per source and in all, and on handshakes
+//! in progress), and the life of an authenticated connection — closed when idle, when too old,
+//! when a request's headers do not arrive, and on shutdown once its requests are answered.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::config::ServerConfig;
+
+/// Counts of what is open, shared by the accept loop and the connections.
+#[derive(Debug, Default)]
+pub struct Admission {
+    open: AtomicUsize,
+    handshakes: AtomicUsize,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    max_open: usize,
+    max_per_source: usize,
+    max_handshakes: usize,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The server holds its most connections.
+    Total,
+    /// This source holds its most connections.
+    Source,
+    /// Too many handshakes are in progress.
+    Handshakes,
+}
+
+impl Refused {
+    /// The refusal reason in metrics and audit records.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::Total => "connection-cap",
+            Refused::Source => "source-connection-cap",
+            Refused::Handshakes => "handshake-cap",
+        }
+    }
+}
+
+/// An admitted connection; its counts are given back when it is dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    admission: Arc<Admission>,
+    source: IpAddr,
+    handshaking: bool,
+}
+
+impl Admitted {
+    /// The handshake is over (either way).
+    pub fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.handshaking) {
+            self.admission.handshakes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.handshake_done();
+        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self
+            .admission
+            .per_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl Admission {
+    /// The caps of `config`.
+    pub fn new(config: &ServerConfig) -> Arc<Self> {
+        Arc::new(Admission {
+            max_open: config.max_connections,
+            max_per_source: config.max_connections_per_source,
+            max_handshakes: config.max_handshakes,
+            ..Admission::default()
+        })
+    }
+
+    /// Admits a new connection from `source` into its handshake, or says why not.
+    pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, Refused> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_open {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Total);
+        }
+        if self.handshakes.fetch_add(1, Ordering::AcqRel) >= self.max_handshakes {
+            self.handshakes.fetch_sub(1, Ordering::AcqRel);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Handshakes);
+        }
+        let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.entry(source).or_insert(0);
+        if *n >= self.max_per_source {
+            drop(per);
+            self.handshakes.fetch_sub(1, Ordering::AcqRel);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Source);
+        }
+        *n += 1;
+        Ok(Admitted {
+            admission: self.clone(),
+            source,
+            handshaking: true,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// When a connection last moved bytes, and how many of its requests are in flight.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    /// A connection that starts now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// A request starts.
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    /// A request's response is ready.
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    /// How long nothing has happened, when no request is in flight.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Some(self.start.elapsed().saturating_sub(last))
+    }
+
+    /// How long the connection has been open.
+    pub fn age(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A stream that notes its activity.
+#[derive(Debug)]
+pub struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Tracked { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection is being closed by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Nothing in flight for the idle timeout.
+    Idle,
+    /// Older than the maximum lifetime.
+    Lifetime,
+    /// The service is stopping.
+    Shutdown,
+}
+
+/// The connection timeouts of `config`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Idle limit.
+    pub idle: Duration,
+    /// Lifetime limit.
+    pub lifetime: Duration,
+    /// After a graceful close has begun, how long requests may still take.
+    pub grace: Duration,
+}
+
+impl Timeouts {
+    /// From the server section.
+    pub fn new(config: &ServerConfig) -> Self {
+        Timeouts {
+            idle: Duration::from_secs(config.idle_timeout_secs),
+            lifetime: Duration::from_secs(config.max_connection_secs),
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+        }
+    }
+
+    /// Whether a connection with this activity should be closed now.
+    pub fn due(&self, activity: &Activity) -> Option<Close> {
+        if activity.age() >= self.lifetime {
+            return Some(Close::Lifetime);
+        }
+        match activity.idle_for() {
+            Some(idle) if idle >= self.idle => Some(Close::Idle),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(total: usize, per_source: usize, handshakes: usize) -> ServerConfig {
+        ServerConfig {
+            max_connections: total,
+            max_connections_per_source: per_source,
+            max_handshakes: handshakes,
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn caps_hold_and_counts_come_back() {
+        let a = Admission::new(&config(3, 2, 10));
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let two: IpAddr = "10.0.0.2".parse().unwrap();
+        let c1 = a.admit(one).unwrap();
+        let _c2 = a.admit(one).unwrap();
+        assert_eq!(a.admit(one).unwrap_err(), Refused::Source);
+        let _c3 = a.admit(two).unwrap();
+        assert_eq!(a.admit(two).unwrap_err(), Refused::Total);
+        drop(c1);
+        assert_eq!(a.open(), 2);
+        assert!(a.admit(one).is_ok());
+        let h = Admission::new(&config(10, 10, 1));
+        let mut first = h.admit(one).unwrap();
+        assert_eq!(h.admit(two).unwrap_err(), Refused::Handshakes);
+        first.handshake_done();
+        assert!(h.admit(two).is_ok());
+    }
+
+    #[test]
+    fn idle_counts_only_without_requests_in_flight() {
+        let t = Timeouts {
+            idle: Duration::from_millis(0),
+            lifetime: Duration::from_secs(60),
+            grace: Duration::from_secs(1),
+        };
+        let activity = Activity::new();
+        activity.begin();
+        assert_eq!(t.due(&activity), None);
+        activity.end();
+        assert_eq!(t.due(&activity), Some(Close::Idle));
+    }
+}
