@@ -1,0 +1,221 @@
+//! Authenticated connections: a revocation (or a deleted principal) bites on the next request
+//! of a connection that is already open; idle, half-sent and old connections are closed;
+//! connection caps hold. Real TLS clients on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{b64, enrol_principal, Data, Server};
+use serde_json::json;
+
+fn server_with(config: &str) -> Server {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(&conf, config).unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    Server::start_in(data, &[("SIGNET_CONFIG", &conf)])
+}
+
+/// A raw TLS 1.3 connection presenting the admin bundle.
+fn admin_stream(server: &Server) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let clients = server.data.join("clients");
+    let config = common::tls_config(
+        &server.data.join("ca/root.pem"),
+        Some((
+            &clients.join("admin.crt.pem"),
+            &clients.join("admin.key.pem"),
+        )),
+    );
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+fn get(stream: &mut impl Write) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+}
+
+/// Reads one response (headers and the short body) and returns it as text.
+fn read_response(stream: &mut impl Read) -> std::io::Result<String> {
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf)?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// When the server closed the stream (EOF or a reset), waiting up to `within`; a read that
+/// merely times out means the connection is still open.
+fn closed_within(
+    stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    within: Duration,
+) -> Option<Duration> {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    while started.elapsed() < within {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => continue,
+            Err(_) => return Some(started.elapsed()),
+            Ok(_) => continue,
+        }
+    }
+    None
+}
+
+#[test]
+fn revocation_and_deletion_bite_on_the_next_request_of_an_open_connection() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    let client = enrol_principal(&server, &admin, "svc", &["keys:sign:k", "keys:create"]);
+    // The agent keeps this connection open between requests.
+    assert_eq!(
+        client
+            .post("/v1/keys/k/sign", &json!({"input": b64(b"before")}))
+            .status,
+        200
+    );
+    let serial = client.get("/healthz");
+    assert_eq!(serial.status, 200);
+    let certs = admin.get("/v1/audit?limit=10000").body;
+    let svc_serial = certs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["action"] == "cert.issue" && r["target"] == "svc" && r["outcome"] == "ok")
+        .unwrap()["details"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        admin
+            .post(&format!("/v1/certificates/{svc_serial}/revoke"), &json!({}))
+            .status,
+        200
+    );
+    // Same connection, next request: refused as an HTTP answer (not a failed handshake).
+    let signed = client
+        .try_post("/v1/keys/k/sign", &json!({"input": b64(b"after")}))
+        .expect("the open connection still answers");
+    assert_eq!(signed.status, 401, "{signed:?}");
+    assert!(signed.content_type.starts_with("application/problem+json"));
+    assert!(signed.body.contains("revoked"), "{}", signed.body);
+    let created = client
+        .try_post("/v1/keys", &json!({"name": "sneaky"}))
+        .unwrap();
+    assert_eq!(created.status, 401);
+    assert!(!admin.get("/v1/keys").body.contains("sneaky"));
+
+    // A deleted principal's open connection loses every right at once, health included.
+    let other = enrol_principal(&server, &admin, "leaver", &["keys:read"]);
+    assert_eq!(other.get("/v1/keys").status, 200);
+    assert_eq!(admin.delete("/v1/principals/leaver").status, 204);
+    assert_eq!(other.get("/v1/keys").status, 403);
+    assert_eq!(other.get("/healthz").status, 403);
+
+    let log = admin.get("/v1/audit?limit=10000").body;
+    assert!(
+        log.lines().any(|l| l.contains("\"action\":\"request\"")
+            && l.contains("certificate revoked")
+            && l.contains("\"principal\":\"svc\"")),
+        "the refused request was not audited"
+    );
+    assert!(!log.contains(&b64(b"after")));
+}
+
+#[test]
+fn idle_half_sent_and_old_connections_are_closed() {
+    let server = server_with(
+        "[server]\nidle_timeout_secs = 2\nheader_read_timeout_secs = 2\nmax_connection_secs = 6\n",
+    );
+    // Idle: one request, then nothing.
+    let mut idle = admin_stream(&server);
+    get(&mut idle);
+    assert!(read_response(&mut idle)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    let closed = closed_within(&mut idle, Duration::from_secs(8)).expect("idle connection kept");
+    assert!(closed >= Duration::from_millis(1500), "{closed:?}");
+
+    // Half-sent: headers started, never finished.
+    let mut slow = admin_stream(&server);
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .unwrap();
+    slow.flush().unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(8)).is_some(),
+        "a half-sent request kept its connection"
+    );
+
+    // Busy but old: a request every second is never idle, yet the connection ends at its
+    // maximum lifetime (after answering).
+    let mut busy = admin_stream(&server);
+    let started = Instant::now();
+    let mut answered = 0;
+    loop {
+        get(&mut busy);
+        match read_response(&mut busy) {
+            Ok(r) if r.starts_with("HTTP/1.1 200") => answered += 1,
+            _ => break,
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            panic!("a busy connection outlived max_connection_secs");
+        }
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    let lived = started.elapsed();
+    assert!(answered >= 4, "{answered} answers in {lived:?}");
+    assert!(lived >= Duration::from_secs(5), "{lived:?}");
+}
+
+#[test]
+fn connection_caps_hold_per_source() {
+    let server = server_with("[server]\nmax_connections_per_source = 3\n");
+    // Three connections are held open; the fourth is closed before its handshake completes.
+    let mut held: Vec<_> = (0..3).map(|_| admin_stream(&server)).collect();
+    for s in held.iter_mut() {
+        get(s);
+        assert!(read_response(s).unwrap().starts_with("HTTP/1.1 200"));
+    }
+    let mut fourth = admin_stream(&server);
+    let served = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| fourth.flush())
+        .and_then(|()| read_response(&mut fourth));
+    assert!(
+        served.is_err(),
+        "a fourth connection was served: {served:?}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = admin_stream(&server);
+    get(&mut again);
+    assert!(read_response(&mut again)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    let metrics = server.admin().get("/metrics").body;
+    assert!(
+        metrics.contains("reason=\"source-connection-cap\""),
+        "{metrics}"
+    );
+}
