@@ -125,10 +125,13 @@ impl SledStore {
         })
     }
 
-    /// The trees, reopening the database first when the last write failed.
+    /// The trees, reopening the database first when the last write failed and there is room
+    /// again. Until then the failed database still serves reads (sled refuses only writes).
     fn t(&self) -> Result<Open<'_>> {
         if self.failed.load(Ordering::Acquire) {
-            self.reopen()?;
+            if let Err(e) = self.reopen() {
+                tracing::debug!(error = %e, "database not reopened yet");
+            }
         }
         let guard = self.trees.read().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
@@ -153,6 +156,10 @@ impl SledStore {
         if !self.failed.load(Ordering::Acquire) && trees.is_some() {
             return Ok(());
         }
+        if trees.is_some() {
+            // Keep the failed database (for reads) until a write shows there is room again.
+            self.probe_write()?;
+        }
         // Drop every handle first: sled releases its file lock with the last one.
         *trees = None;
         let mut last = None;
@@ -171,6 +178,18 @@ impl SledStore {
             }
         }
         Err(last.unwrap_or_else(|| Error::Internal("reopening the database failed".into())))
+    }
+
+    /// Writes, syncs and removes a small file beside the database.
+    fn probe_write(&self) -> Result<()> {
+        use std::io::Write;
+        let probe = self.path.join("write-probe");
+        let written = std::fs::File::create(&probe).and_then(|mut f| {
+            f.write_all(&[0u8; 64 * 1024])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        written.map_err(|e| Error::Store(StoreError::NotWritable(e.to_string())))
     }
 
     /// Marks the database for reopening when `result` is an engine failure.

@@ -27,6 +27,13 @@ impl Data {
         }
     }
 
+    /// A data directory inside `parent` (a file system the test made, say).
+    pub fn new_in(parent: &Path) -> Self {
+        Data {
+            dir: tempfile::tempdir_in(parent).unwrap(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -417,4 +424,52 @@ pub fn enrol_principal(server: &Server, admin: &Client, name: &str, scopes: &[&s
     .unwrap();
     std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
     server.client(name)
+}
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            text(&out)
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system with a file of zeros until it is full; returns the file.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let small = vec![0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

@@ -59,10 +59,33 @@ struct Inner {
     config: AuditConfig,
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// The last append's failure, while the log cannot be written.
-    failure: Mutex<Option<String>>,
+    /// While the log cannot be written: what was refused, to be recorded once it can.
+    outage: Mutex<Option<Outage>>,
     stats: AuditStats,
 }
+
+/// An interval in which the log could not be written.
+#[derive(Debug, Clone)]
+struct Outage {
+    since: String,
+    error: String,
+    batches: u64,
+    records: u64,
+}
+
+impl Outage {
+    fn event(&self) -> Event {
+        Event::new(SERVICE, "-", "audit.unavailable", "audit", Outcome::Error)
+            .with("since", &self.since)
+            .with("until", crate::support::time::format_time_precise())
+            .with("error", &self.error)
+            .with("refused_batches", self.batches)
+            .with("refused_records", self.records)
+    }
+}
+
+/// While the log is unwritable, how often the writer tries again on its own.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The audit log, as the service uses it.
 pub struct AuditLog {
@@ -133,7 +156,7 @@ impl AuditLog {
                 closing: false,
             }),
             wake: Condvar::new(),
-            failure: Mutex::new(None),
+            outage: Mutex::new(None),
             stats: AuditStats::default(),
         });
         let worker = inner.clone();
@@ -208,11 +231,11 @@ impl AuditLog {
         &self.inner.key_id
     }
 
-    /// `Err(why)` while the last append failed.
+    /// `Err(why)` while the log cannot be written (the writer retries every second).
     pub fn writable(&self) -> std::result::Result<(), String> {
-        match &*self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*self.inner.outage.lock().unwrap_or_else(|p| p.into_inner()) {
             None => Ok(()),
-            Some(why) => Err(why.clone()),
+            Some(outage) => Err(outage.error.clone()),
         }
     }
 
@@ -268,19 +291,26 @@ impl Inner {
                     if !queue.jobs.is_empty() || queue.closing {
                         break;
                     }
-                    let wait = if since_checkpoint > 0 {
+                    let mut wait = if since_checkpoint > 0 {
                         interval.saturating_sub(last_checkpoint.elapsed())
                     } else {
                         Duration::from_secs(3600)
                     };
+                    let in_outage = self.in_outage();
+                    if in_outage {
+                        wait = wait.min(RETRY);
+                    }
                     if wait.is_zero() {
                         break;
                     }
-                    queue = self
+                    let (q, timeout) = self
                         .wake
                         .wait_timeout(queue, wait)
-                        .map(|(q, _)| q)
-                        .unwrap_or_else(|p| p.into_inner().0);
+                        .unwrap_or_else(|p| p.into_inner());
+                    queue = q;
+                    if timeout.timed_out() && in_outage && queue.jobs.is_empty() {
+                        break;
+                    }
                 }
                 if queue.jobs.is_empty() && queue.closing {
                     return;
@@ -293,6 +323,10 @@ impl Inner {
                 }
                 std::mem::take(&mut queue.jobs)
             };
+            if self.in_outage() {
+                // Record the outage first: when it works the log is writable again.
+                since_checkpoint += self.record_outage();
+            }
             let mut appends = Vec::new();
             let mut checkpoints = Vec::new();
             let mut forced = false;
@@ -349,6 +383,47 @@ impl Inner {
         }
     }
 
+    fn writable_error(&self) -> Option<String> {
+        self.outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|o| o.error.clone())
+    }
+
+    fn in_outage(&self) -> bool {
+        self.outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Tries to append the record of the current outage; returns the records appended.
+    fn record_outage(&self) -> u64 {
+        let Some(outage) = self
+            .outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return 0;
+        };
+        match self.journal.append(vec![outage.event()]) {
+            Ok(records) => {
+                records.iter().for_each(emit);
+                *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::warn!(
+                    refused_batches = outage.batches,
+                    refused_records = outage.records,
+                    "the audit log is writable again"
+                );
+                self.stats.records.fetch_add(1, Ordering::Relaxed);
+                1
+            }
+            Err(_) => 0,
+        }
+    }
+
     /// Appends every queued batch as one; returns how many records were appended.
     fn append_batch(&self, appends: Vec<(Vec<Event>, Reply)>) -> u64 {
         let mut sizes = Vec::with_capacity(appends.len());
@@ -359,20 +434,21 @@ impl Inner {
             all.extend(events);
             senders.push(tx);
         }
-        match self.journal.append(all) {
+        let count = all.len() as u64;
+        // During an outage nothing is appended before its record: refuse at once.
+        let result = if self.in_outage() {
+            Err(Error::AuditUnavailable(
+                self.writable_error().unwrap_or_default(),
+            ))
+        } else {
+            self.journal.append(all)
+        };
+        match result {
             Ok(records) => {
                 records.iter().for_each(emit);
                 let n = records.len() as u64;
                 self.stats.records.fetch_add(n, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                let recovered = self
-                    .failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                if let Some(why) = recovered {
-                    tracing::warn!(previous = %why, "the audit log is writable again");
-                }
                 let mut records = records.into_iter();
                 for (size, tx) in sizes.into_iter().zip(senders) {
                     let _ = tx.send(Ok(records.by_ref().take(size).collect()));
@@ -381,9 +457,21 @@ impl Inner {
             }
             Err(e) => {
                 let why = e.to_string();
-                tracing::error!(error = %why, "the audit log cannot be written; refusing the requests it would record");
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                {
+                    let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+                    if outage.is_none() {
+                        tracing::error!(error = %why, "the audit log cannot be written; refusing the requests it would record");
+                    }
+                    let o = outage.get_or_insert_with(|| Outage {
+                        since: crate::support::time::format_time_precise(),
+                        error: why.clone(),
+                        batches: 0,
+                        records: 0,
+                    });
+                    o.batches += 1;
+                    o.records += count;
+                }
                 for tx in senders {
                     let _ = tx.send(Err(Error::AuditUnavailable(why.clone())));
                 }
