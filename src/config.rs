@@ -369,7 +369,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             checkpoint_every: 1000,
-            checkpoint_interval_secs: 300,
+            checkpoint_interval_secs: 1,
             commit_delay_us: 0,
         }
     }

@@ -143,3 +143,104 @@ fn a_full_disk_refuses_loses_nothing_and_recovers_by_itself() {
         .any(|r| r["action"] == "tls.handshake" || r["action"] == "tls.handshake.summary"));
     drop(fs);
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_cut_tail_after_kill_9_is_detected_even_with_the_database_rolled_back() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    std::thread::sleep(Duration::from_millis(1500));
+    // What someone holding the disk keeps: the database as it was a moment ago.
+    let snapshot = tempfile::tempdir().unwrap();
+    copy_dir(&server.data.join("db"), &snapshot.path().join("db"));
+    let lines_before = std::fs::read_to_string(server.data.join("audit/audit.log"))
+        .unwrap()
+        .lines()
+        .count();
+    for i in 0..10 {
+        let reply = admin.post(
+            "/v1/keys/k/sign",
+            &json!({"input": b64(format!("answered {i}").as_bytes())}),
+        );
+        assert_eq!(reply.status, 200);
+    }
+    // The default checkpoint interval (1 s) anchors them in the token.
+    std::thread::sleep(Duration::from_millis(2500));
+    std::process::Command::new("kill")
+        .args(["-9", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let data = server.stop();
+
+    // Cut every record made since the snapshot, and roll the database back to it.
+    let log = data.join("audit/audit.log");
+    let text_now = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text_now.lines().take(lines_before).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_dir_all(data.join("db")).unwrap();
+    copy_dir(&snapshot.path().join("db"), &data.join("db"));
+
+    let out = data.signet(&["audit", "verify"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "a cut log verified: {t}");
+    assert!(
+        t.contains("tail truncated") && t.contains("kept outside"),
+        "{t}"
+    );
+    // The service refuses to start on it, and says why.
+    let start = data.signet(&["serve", "--listen", "127.0.0.1:0"]);
+    let t = text(&start);
+    assert!(!start.status.success(), "{t}");
+    assert!(
+        t.contains("anchored in the token") && t.contains("reanchor"),
+        "{t}"
+    );
+    // The operator can accept the loss; that is recorded, and the log verifies again.
+    let out = data.ok(&["audit", "reanchor"]);
+    assert!(out.contains("re-anchored"), "{out}");
+    let out = data.signet(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = log_records(&data);
+    assert!(log.iter().any(|r| r["action"] == "audit.reanchor"));
+}
+
+#[test]
+fn a_start_after_an_unclean_stop_checkpoints_at_once_and_says_so() {
+    let (data, conf) = {
+        let data = Data::new();
+        let conf = data.join("signet.toml");
+        // Checkpoints far apart, so the kill leaves an unsigned tail.
+        std::fs::write(&conf, "[audit]\ncheckpoint_interval_secs = 3600\n").unwrap();
+        let conf = conf.to_str().unwrap().to_string();
+        (data, conf)
+    };
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    admin.post("/v1/keys/k/sign", &json!({"input": b64(b"x")}));
+    std::process::Command::new("kill")
+        .args(["-9", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let data = server.stop();
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let data = server.stop();
+    let log = log_records(&data);
+    let recovered = log
+        .iter()
+        .position(|r| r["action"] == "service.recovered")
+        .expect("the unclean stop is not recorded");
+    assert_eq!(log[recovered + 1]["action"], "audit.checkpoint");
+    let out = data.signet(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -80,9 +80,8 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         Health => on(f, ops::healthz),
         Ready => on(f, ops::readyz),
         Metrics => on(f, ops::metrics),
-        KeyPublic | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList | AuditExport => {
-            return None
-        }
+        KeyPublic | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList | AuditExport
+        | AuditReanchor => return None,
     })
 }
 

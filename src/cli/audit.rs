@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use super::AuditCommand;
 use crate::config::Config;
 use crate::domain::audit::{read_log, verify_chain, Break, VerifyReport, CHECKPOINT};
-use crate::service::Caller;
+use crate::service::{Caller, OpenMode, Service};
 
 pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
@@ -32,11 +32,25 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             report(verify_chain(records, pem.contents(), None))
         }
         AuditCommand::Verify { file: None, .. } => {
-            let verification = super::with_service(config, |s| Ok(s.verify_audit()?))?;
+            // Read only: no checkpoint on the way out.
+            let service = Service::open_with(config, OpenMode::Inspect)?;
+            let verification = service.verify_audit();
+            service.audit().close();
+            let verification = verification?;
             if let Some(anchor) = &verification.anchor {
                 println!("anchor: checkpoint {} kept in the token", anchor.seq);
             }
             report(verification.result)
+        }
+        AuditCommand::Reanchor => {
+            let service = Service::open_with(config, OpenMode::Inspect)?;
+            let result = service.reanchor_audit(&Caller::operator());
+            service.close();
+            match result? {
+                Some(gap) => println!("re-anchored: {gap}; the gap is recorded in the log"),
+                None => println!("the log holds its anchored checkpoint; nothing to do"),
+            }
+            Ok(())
         }
         AuditCommand::Export { out } => {
             let pem_path =

@@ -236,6 +236,9 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Accept a log that is behind the checkpoint anchored in the token (its tail was cut or
+    /// the disk rolled back): record the gap and anchor the log as it now is.
+    Reanchor,
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

@@ -128,6 +128,8 @@ pub enum Action {
     AuditRead,
     /// Export the audit log (CLI).
     AuditExport,
+    /// Accept a log behind its anchor and anchor it anew (CLI).
+    AuditReanchor,
     /// Liveness.
     Health,
     /// Readiness.
@@ -327,6 +329,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         Some(("GET", "/v1/audit")),
     ),
     row(Action::AuditExport, "audit.export", Operator, None),
+    row(Action::AuditReanchor, "audit.reanchor", Operator, None),
     row(
         Action::Health,
         "health",
@@ -348,7 +351,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -381,6 +384,7 @@ impl Action {
         Action::Metadata,
         Action::AuditRead,
         Action::AuditExport,
+        Action::AuditReanchor,
         Action::Health,
         Action::Ready,
         Action::Metrics,

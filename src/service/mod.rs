@@ -23,6 +23,7 @@ pub use self::caller::{Caller, ClientIdentity, Identity};
 pub use self::certs::{CertificateRequest, Chain};
 pub use self::keys::{KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
+pub use self::open::OpenMode;
 pub use self::ops::{Readiness, Verification};
 pub use self::tokens::{RevokeToken, TokenAnswer};
 use crate::config::{Config, DataDir};

@@ -19,9 +19,24 @@ use crate::support::files::{mkdir_private, write_private};
 /// The label of the embedded token.
 pub const EMBEDDED_TOKEN_LABEL: &str = "signet";
 
+/// How strictly to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Refuse when the log is behind the checkpoint anchored in the token.
+    Checked,
+    /// Open anyway, to verify or re-anchor the log.
+    Inspect,
+}
+
 impl Service {
-    /// Opens the store, the key store and the audit log.
+    /// Opens the store, the key store and the audit log; refuses a log that is behind its
+    /// anchor (records cut from its tail, or a disk rolled back).
     pub fn open(config: Config) -> anyhow::Result<Self> {
+        Self::open_with(config, OpenMode::Checked)
+    }
+
+    /// Opens as [`Service::open`], with the anchor check as `mode` says.
+    pub fn open_with(config: Config, mode: OpenMode) -> anyhow::Result<Self> {
         let data = config.paths();
         mkdir_private(&data.0)
             .with_context(|| format!("creating data directory {}", data.0.display()))?;
@@ -41,6 +56,13 @@ impl Service {
         let key_id = ensure_audit_key(store.as_ref(), &backend)?;
         let journal = crate::store::open_journal(&config, &data.audit())?;
         let anchor = Anchor::new(backend.clone(), store.clone());
+        if mode == OpenMode::Checked {
+            if let Some(behind) = anchor.behind(journal.as_ref())? {
+                bail!(
+                    "{behind}. Records were cut from the log's tail, or the disk was rolled back. Nothing was started: run `signet audit verify`, restore the log from an export, or accept the loss with `signet audit reanchor` (which records it)"
+                );
+            }
+        }
         let repairs = journal.repairs();
         let audit = AuditLog::start(
             journal,
@@ -74,6 +96,17 @@ impl Service {
     /// builds the CA and the token key on first start. Returns the `ca init` report when it
     /// ran.
     pub fn bootstrap(&self, listen: std::net::SocketAddr) -> anyhow::Result<Option<InitReport>> {
+        // The pid file is removed on a graceful stop: still there, the last run did not stop.
+        let server_file = self.paths().server_file();
+        if let Ok(previous) = std::fs::read_to_string(&server_file) {
+            self.audit.append(
+                Event::new(SERVICE, "-", "service.recovered", "signet", Outcome::Ok)
+                    .with("previous_run", previous.trim())
+                    .with("reason", "the last run did not stop cleanly"),
+            )?;
+            // Sign what the last run left unsigned, at once.
+            self.audit.checkpoint()?;
+        }
         self.audit.append(
             Event::new(SERVICE, "-", "service.start", "signet", Outcome::Ok)
                 .with("version", env!("CARGO_PKG_VERSION")),

@@ -141,6 +141,22 @@ impl Service {
         })
     }
 
+    /// Accepts a log that is behind its anchor: records the gap, then checkpoints, which
+    /// anchors the log as it now is.
+    pub fn reanchor_audit(&self, caller: &Caller) -> Result<Option<String>> {
+        self.authorize(caller, Action::AuditReanchor, "audit")?;
+        let behind = self.anchor.behind(self.audit.journal().as_ref())?;
+        let Some(gap) = behind.clone() else {
+            return Ok(None);
+        };
+        self.audit.record(vec![caller
+            .event(Action::AuditReanchor.name(), "audit", Outcome::Ok)
+            .with("gap", gap)
+            .with("reason", "the operator accepted a log behind its anchor")])?;
+        self.audit.checkpoint()?;
+        Ok(behind)
+    }
+
     /// Counts a refused connection (in memory, never blocking). Returns the record to write
     /// now while refusals are few; beyond the per-second budget they are only counted, and
     /// [`Service::flush_refusals`] writes them as summaries.

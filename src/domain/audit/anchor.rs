@@ -8,7 +8,7 @@ use std::sync::Arc;
 use signet_hsm::Backend;
 
 use crate::error::Result;
-use crate::store::{ChainHead, Store};
+use crate::store::{ChainHead, Journal, Store};
 
 /// The token object's name.
 pub const ANCHOR_NAME: &str = "signet:audit:anchor";
@@ -36,6 +36,28 @@ impl Anchor {
                 .max_by_key(|h| h.seq)),
             Err(signet_hsm::Error::Unsupported(_)) => self.store.audit_anchor(),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Why `journal` is behind (or beside) the anchored checkpoint; `None` when it holds it.
+    pub fn behind(&self, journal: &dyn Journal) -> Result<Option<String>> {
+        let Some(anchored) = self.load()? else {
+            return Ok(None);
+        };
+        let head = journal.head()?;
+        if head.seq < anchored.seq {
+            return Ok(Some(format!(
+                "the audit log ends at seq {} but the checkpoint anchored in the token is seq {}",
+                head.seq, anchored.seq
+            )));
+        }
+        let record = journal.read(anchored.seq - 1, 1)?;
+        match record.first() {
+            Some(r) if r.seq == anchored.seq && r.hash == anchored.hash => Ok(None),
+            _ => Ok(Some(format!(
+                "the audit log's record {} is not the checkpoint anchored in the token",
+                anchored.seq
+            ))),
         }
     }
 
