@@ -182,36 +182,50 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// An oversized body is read (and thrown away) up to this many times the limit before the 413
+/// is sent: a client still uploading would otherwise see its stream reset (HTTP/2) instead of
+/// the answer. Beyond it the connection's stream is reset.
+const DRAIN_FACTOR: usize = 8;
+
 /// The body of a request, read within the body timeout and the size limit.
 pub async fn read_body(req: Request, state: &AppState, request_id: &str) -> ApiResult<Bytes> {
-    let timeout =
-        std::time::Duration::from_secs(state.service.config().server.body_read_timeout_secs);
-    let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
-    let Ok(read) = read else {
-        return Err(Problem::new(
+    use http_body_util::BodyExt;
+    let server = &state.service.config().server;
+    let limit = server.max_body_bytes;
+    let timeout = std::time::Duration::from_secs(server.body_read_timeout_secs);
+    let mut body = req.into_body();
+    let read = tokio::time::timeout(timeout, async {
+        let mut buf = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("cannot read the body: {e}"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len();
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > limit.saturating_mul(DRAIN_FACTOR) {
+                break;
+            }
+        }
+        Ok::<_, String>((buf, total))
+    })
+    .await;
+    match read {
+        Err(_) => Err(Problem::new(
             ProblemType::RequestTimeout,
             format!("the body did not arrive within {}s", timeout.as_secs()),
             request_id,
-        ));
-    };
-    read.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                ProblemType::PayloadTooLarge,
-                format!(
-                    "the body exceeds {} bytes",
-                    state.service.config().server.max_body_bytes
-                ),
-                request_id,
-            )
-        } else {
-            Problem::new(
-                ProblemType::BadRequest,
-                format!("cannot read the body: {e}"),
-                request_id,
-            )
-        }
-    })
+        )),
+        Ok(Err(detail)) => Err(Problem::new(ProblemType::BadRequest, detail, request_id)),
+        Ok(Ok((_, total))) if total > limit => Err(Problem::new(
+            ProblemType::PayloadTooLarge,
+            format!("the body exceeds {limit} bytes"),
+            request_id,
+        )),
+        Ok(Ok((buf, _))) => Ok(Bytes::from(buf)),
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {

@@ -194,7 +194,8 @@ impl Service {
         self.authorize(caller, Action::CertRevoke, serial)?;
         let serial = normalize_serial(serial);
         let authority = self.authority();
-        authority.check_revoke(&serial, reason)?;
+        let record = authority.check_revoke(&serial, reason)?;
+        self.refuse_lockout(&record)?;
         let ca = self.ca()?;
         let requested = caller
             .event(Action::CertRevoke.name(), &serial, Outcome::Requested)
@@ -208,6 +209,59 @@ impl Service {
             .event("crl.generate", "crl", Outcome::Ok)
             .with("trigger", "revocation")])?;
         Ok(record)
+    }
+
+    /// Refuses a revocation that would lock everyone out: the server's own TLS certificate,
+    /// or the last usable client certificate of the last admin.
+    fn refuse_lockout(&self, record: &CertRecord) -> Result<()> {
+        use crate::store::{CertKind, CertStatus};
+        let ca = self.authority().record()?;
+        if record.serial == ca.server.serial {
+            return Err(Error::Conflict(format!(
+                "{} is this server's own TLS certificate: revoked, no client could trust the server any more. It is replaced by `signet ca init --force` (a new CA)",
+                record.serial
+            )));
+        }
+        if record.profile != CertKind::Client {
+            return Ok(());
+        }
+        let prefix = format!("URI:spiffe://{}/", ca.trust_domain);
+        let holder = |c: &CertRecord| {
+            c.sans
+                .iter()
+                .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+        };
+        let is_admin = |name: &str| -> Result<bool> {
+            Ok(self
+                .store
+                .principal(name)?
+                .is_some_and(|p| p.scopes.iter().any(|s| s == principals::ADMIN)))
+        };
+        let Some(name) = holder(record) else {
+            return Ok(());
+        };
+        if !is_admin(&name)? {
+            return Ok(());
+        }
+        let now = crate::support::time::now();
+        for other in self.store.certs()? {
+            if other.serial == record.serial
+                || other.profile != CertKind::Client
+                || other.status != CertStatus::Active
+                || other.not_after <= now
+            {
+                continue;
+            }
+            if let Some(other_name) = holder(&other) {
+                if is_admin(&other_name)? {
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::Conflict(format!(
+            "{} is the last valid certificate of an admin: revoked, no one could administer Signet over the API. Enrol another admin first (or, on the server host, issue a new bundle with `signet cert issue --profile client --name {name} --p12 FILE`)",
+            record.serial
+        )))
     }
 
     /// Every principal.
