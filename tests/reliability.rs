@@ -244,3 +244,82 @@ fn a_start_after_an_unclean_stop_checkpoints_at_once_and_says_so() {
     let out = data.signet(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_handshake_flood_leaves_a_bounded_log_that_still_counts_it() {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        "[server]\nrefusals_audited_per_sec = 5\nrefusal_summary_secs = 1\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+    let before = log_records(&server.data).len();
+    let started = Instant::now();
+    let per_thread = 150;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let root = server.data.join("ca/root.pem");
+            let port = server.port;
+            std::thread::spawn(move || {
+                let config = std::sync::Arc::new(common::tls_config(&root, None));
+                let mut refused = 0;
+                for _ in 0..per_thread {
+                    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let conn = rustls::ClientConnection::new(
+                        config.clone(),
+                        "localhost".try_into().unwrap(),
+                    )
+                    .unwrap();
+                    let mut s = rustls::StreamOwned::new(conn, tcp);
+                    use std::io::{Read, Write};
+                    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                    let mut buf = [0u8; 64];
+                    if !matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                        refused += 1;
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let refused: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(refused, 4 * per_thread);
+    // Let the last summary be written.
+    std::thread::sleep(Duration::from_millis(2500));
+    let data = server.stop();
+    let log = log_records(&data);
+    let added: Vec<&Value> = log[before..]
+        .iter()
+        .filter(|r| r["action"] == "tls.handshake" || r["action"] == "tls.handshake.summary")
+        .collect();
+    let individual = added
+        .iter()
+        .filter(|r| r["action"] == "tls.handshake")
+        .count();
+    let counted: usize = added
+        .iter()
+        .filter(|r| r["action"] == "tls.handshake.summary")
+        .map(|r| {
+            r["details"]["count"]
+                .as_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    // Every refusal is accounted for …
+    assert_eq!(individual + counted, refused, "{added:#?}");
+    // … in a number of records bounded by the budget, not by the flood: at most 5 one by
+    // one per second, plus one summary per reason and source per interval.
+    let bound = ((seconds + 3.0) * (5.0 + 2.0)) as usize;
+    assert!(
+        added.len() <= bound,
+        "{} records for {refused} refusals in {seconds:.1}s (bound {bound})",
+        added.len()
+    );
+    assert!(added.len() * 10 < refused, "{} records", added.len());
+}
