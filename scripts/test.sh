@@ -10,6 +10,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+# A short run of every fuzz target (SIGNET_FUZZ_SECONDS each; 0 skips): a crash fails the run.
+if [ "${SIGNET_FUZZ_SECONDS:-60}" != 0 ]; then
+  bash scripts/fuzz.sh "${SIGNET_FUZZ_SECONDS:-60}" || status=1
+fi
 # Test tokens live in per-process directories under the temp dir.
 rm -rf "${TMPDIR:-/tmp}"/signet-test-* 2>/dev/null || true
 exit $status
