@@ -178,7 +178,7 @@ impl ProblemType {
     pub fn meaning(self) -> &'static str {
         match self {
             ProblemType::BadRequest => "the request is malformed or out of range; the detail says which field and why",
-            ProblemType::Unauthenticated => "the client certificate names no enrolled principal, or it was revoked",
+            ProblemType::Unauthenticated => "the client certificate was revoked after its connection was opened",
             ProblemType::Forbidden => "the principal lacks the scope the detail names",
             ProblemType::NotFound => "no such key, version, certificate, principal or route",
             ProblemType::MethodNotAllowed => "the route exists but not with this method",

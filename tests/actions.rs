@@ -215,3 +215,26 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
         assert!(spec.route.is_none(), "{:?}", spec.action);
     }
 }
+
+#[test]
+fn the_readme_lists_every_route_of_the_action_table() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for spec in ACTIONS {
+        if let Some(route) = spec.route {
+            assert!(
+                readme.contains(&format!("{} {}", route.method, route.path)),
+                "README.md does not list {} {}",
+                route.method,
+                route.path
+            );
+        }
+    }
+    for kind in signet::error::ProblemType::ALL {
+        assert!(
+            readme.contains(&format!("| `{}` | {} |", kind.slug(), kind.status())),
+            "README.md does not document the problem type {}",
+            kind.slug()
+        );
+    }
+}
