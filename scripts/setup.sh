@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Signet needs on a fresh Debian machine: SoftHSM2 (the development and CI token),
-# OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), faketime, and
-# cargo-nextest when it is missing. Idempotent.
+# OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), faketime,
+# p11-kit (the remote token), what kryoptic builds with (libclang, OpenSSL and sqlite headers),
+# and cargo-nextest when it is missing. Idempotent.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,13 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v faketime >/dev/null || need+=(faketime)   # the expired-certificate test runs the server in the future
 command -v pgrep >/dev/null || need+=(procps)
 command -v jq >/dev/null || need+=(jq)               # the README's token example
+command -v p11-kit >/dev/null || need+=(p11-kit)
+ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || need+=(p11-kit-modules)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v c++ >/dev/null || need+=(build-essential)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -10,6 +10,17 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+
+# The same backend suite, and the service smoke test, on the other tokens CI can have.
+kryoptic="$(bash scripts/kryoptic.sh)"
+echo "test: backend suite and service smoke test on kryoptic ($kryoptic)"
+SIGNET_TEST_TOKEN=kryoptic SIGNET_KRYOPTIC_MODULE="$kryoptic" \
+  cargo nextest run -p signet-hsm -p signet --test backend --test backends --no-fail-fast || status=$?
+echo "test: backend suite and service smoke test on a remote token (p11-kit)"
+remote_env="$(bash scripts/remote-token.sh start)"
+(eval "$remote_env" && SIGNET_TEST_TOKEN=p11kit \
+  cargo nextest run -p signet-hsm -p signet --test backend --test backends --no-fail-fast) || status=$?
+bash scripts/remote-token.sh stop
 # A short run of every fuzz target (SIGNET_FUZZ_SECONDS each; 0 skips): a crash fails the run.
 if [ "${SIGNET_FUZZ_SECONDS:-60}" != 0 ]; then
   bash scripts/fuzz.sh "${SIGNET_FUZZ_SECONDS:-60}" || status=1

@@ -133,53 +133,231 @@ pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> R
     Ok(())
 }
 
-/// A fresh token for one test: its own label in a token directory private to this process.
+/// The kinds of token the test suites run on, chosen by `SIGNET_TEST_TOKEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// SoftHSM2 (the default): a token of its own per test.
+    SoftHsm,
+    /// kryoptic (`SIGNET_KRYOPTIC_MODULE`): a sqlite token of its own per test.
+    Kryoptic,
+    /// A SoftHSM2 token exported by `p11-kit server` and reached through `p11-kit-client.so`
+    /// (`P11_KIT_SERVER_ADDRESS`, `SIGNET_P11KIT_TOKEN`, `SIGNET_P11KIT_PIN`): one token that
+    /// every test process shares, as nodes share a network HSM.
+    P11Kit,
+}
+
+impl TokenKind {
+    /// From `SIGNET_TEST_TOKEN` (`softhsm`, `kryoptic`, `p11kit`); SoftHSM2 when unset.
+    pub fn from_env() -> Self {
+        match std::env::var("SIGNET_TEST_TOKEN").as_deref() {
+            Ok("kryoptic") => TokenKind::Kryoptic,
+            Ok("p11kit") => TokenKind::P11Kit,
+            _ => TokenKind::SoftHsm,
+        }
+    }
+
+    /// The name used in test output and `SIGNET_TEST_TOKEN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenKind::SoftHsm => "softhsm",
+            TokenKind::Kryoptic => "kryoptic",
+            TokenKind::P11Kit => "p11kit",
+        }
+    }
+}
+
+/// Where p11-kit's client module is on Debian and friends.
+pub const P11KIT_CLIENT_PATHS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
+    "/usr/lib64/pkcs11/p11-kit-client.so",
+];
+
+/// A token for one test. Private tokens (SoftHSM2, kryoptic) are made fresh; the p11-kit
+/// token is shared, so tests name their keys with [`TestToken::unique`].
 #[derive(Debug)]
 pub struct TestToken {
+    /// Which kind.
+    pub kind: TokenKind,
     /// The module path.
     pub module: PathBuf,
     /// The token label.
     pub label: String,
     /// The user PIN.
     pub pin: Pin,
-    /// The SO PIN.
-    pub so_pin: Pin,
-    /// The token directory.
+    /// The SO PIN (for tokens made here).
+    pub so_pin: Option<Pin>,
+    /// A directory private to this test process.
     pub dir: PathBuf,
+    /// Environment a child process needs to reach the same token (SOFTHSM2_CONF, …).
+    pub env: Vec<(String, String)>,
+    prefix: String,
+}
+
+fn io_error(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// This process's private directory for test tokens.
+fn process_dir(kind: TokenKind) -> Result<PathBuf> {
+    let root = std::env::temp_dir().join(format!(
+        "signet-test-{}-{}",
+        std::process::id(),
+        kind.name()
+    ));
+    mkdir_private(&root)?;
+    Ok(root)
 }
 
 impl TestToken {
-    /// Creates and initialises a new token. Works under `cargo nextest` (a process per test) and
-    /// `cargo test` (threads sharing one directory: each test still gets its own token).
+    /// A token of the kind `SIGNET_TEST_TOKEN` names. Works under `cargo nextest` (a process
+    /// per test) and `cargo test` (threads sharing one directory: each test still gets its own
+    /// token, but one per process for the shared kind).
     pub fn new() -> Result<Self> {
+        Self::of(TokenKind::from_env())
+    }
+
+    /// A token of `kind`.
+    pub fn of(kind: TokenKind) -> Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match kind {
+            TokenKind::SoftHsm => Self::softhsm(n),
+            TokenKind::Kryoptic => Self::kryoptic(n),
+            TokenKind::P11Kit => Self::p11kit(n),
+        }
+    }
+
+    fn softhsm(n: usize) -> Result<Self> {
         static DIR: OnceLock<std::result::Result<TokenDir, String>> = OnceLock::new();
         let dir = DIR
             .get_or_init(|| {
-                let root = std::env::temp_dir().join(format!("signet-test-{}", std::process::id()));
+                let root = process_dir(TokenKind::SoftHsm).map_err(|e| e.to_string())?;
                 let dir = TokenDir::create(&root).map_err(|e| e.to_string())?;
                 dir.activate().map_err(|e| e.to_string())?;
                 Ok(dir)
             })
             .as_ref()
-            .map_err(|e| Error::Io {
-                what: "creating test token directory",
-                path: std::env::temp_dir(),
-                source: std::io::Error::other(e.clone()),
-            })?;
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            .map_err(|e| io_error("creating test token directory", &std::env::temp_dir(), e))?;
         let label = format!("test-{n}");
         let module = find_module()?;
         let pin = Pin::random(16)?;
         let so_pin = Pin::random(16)?;
         init_token(&module, &label, &so_pin, &pin)?;
         Ok(TestToken {
+            kind: TokenKind::SoftHsm,
             module,
             label,
             pin,
-            so_pin,
+            so_pin: Some(so_pin),
+            env: vec![(
+                "SOFTHSM2_CONF".into(),
+                dir.config_file().display().to_string(),
+            )],
             dir: dir.root.clone(),
+            prefix: String::new(),
         })
+    }
+
+    /// kryoptic has a fixed list of slots, one token each, and initialising one does not add
+    /// a free slot: the configuration names several, and each test takes the next.
+    fn kryoptic(n: usize) -> Result<Self> {
+        const SLOTS: usize = 8;
+        static CONF: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+        let conf = CONF
+            .get_or_init(|| {
+                let root = process_dir(TokenKind::Kryoptic).map_err(|e| e.to_string())?;
+                let mut text = String::from("# Written by the Signet test fixture.\n");
+                for slot in 1..=SLOTS {
+                    text.push_str(&format!(
+                        "[[slots]]\nslot = {slot}\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+                        root.join(format!("token-{slot}.sql")).display()
+                    ));
+                }
+                let conf = root.join("kryoptic.conf");
+                write_private(&conf, text.as_bytes()).map_err(|e| e.to_string())?;
+                // Read once, when the module is first initialised in this process.
+                std::env::set_var("KRYOPTIC_CONF", &conf);
+                Ok(conf)
+            })
+            .as_ref()
+            .map_err(|e| {
+                io_error(
+                    "writing the kryoptic configuration",
+                    &std::env::temp_dir(),
+                    e,
+                )
+            })?;
+        let module =
+            PathBuf::from(std::env::var_os("SIGNET_KRYOPTIC_MODULE").ok_or_else(|| {
+                Error::ModuleNotFound {
+                    tried: "$SIGNET_KRYOPTIC_MODULE (build it with scripts/kryoptic.sh)".into(),
+                }
+            })?);
+        let label = format!("test-{n}");
+        // kryoptic wants PINs of at least 8 characters.
+        let pin = Pin::random(16)?;
+        let so_pin = Pin::random(16)?;
+        init_token(&module, &label, &so_pin, &pin)?;
+        Ok(TestToken {
+            kind: TokenKind::Kryoptic,
+            module,
+            label,
+            pin,
+            so_pin: Some(so_pin),
+            env: vec![("KRYOPTIC_CONF".into(), conf.display().to_string())],
+            dir: conf.parent().map(Path::to_path_buf).unwrap_or_default(),
+            prefix: String::new(),
+        })
+    }
+
+    fn p11kit(n: usize) -> Result<Self> {
+        let module = match std::env::var_os("SIGNET_P11KIT_MODULE") {
+            Some(m) => PathBuf::from(m),
+            None => P11KIT_CLIENT_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                .ok_or_else(|| Error::ModuleNotFound {
+                    tried: P11KIT_CLIENT_PATHS.join(", "),
+                })?,
+        };
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| Error::ModuleNotFound {
+                tried: format!("${name} (start the server with scripts/remote-token.sh)"),
+            })
+        };
+        let address = var("P11_KIT_SERVER_ADDRESS")?;
+        Ok(TestToken {
+            kind: TokenKind::P11Kit,
+            module,
+            label: var("SIGNET_P11KIT_TOKEN")?,
+            pin: Pin::new(var("SIGNET_P11KIT_PIN")?),
+            so_pin: None,
+            dir: process_dir(TokenKind::P11Kit)?,
+            env: vec![("P11_KIT_SERVER_ADDRESS".into(), address)],
+            // Unique across every process sharing the token.
+            prefix: format!("p{}-{n}-", std::process::id()),
+        })
+    }
+
+    /// True when other test processes use the same token.
+    pub fn shared(&self) -> bool {
+        self.kind == TokenKind::P11Kit
+    }
+
+    /// A label unique to this test on this token.
+    pub fn unique(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Whether a label was made by this test (always true on a private token).
+    pub fn owns(&self, label: &str) -> bool {
+        label.starts_with(&self.prefix)
     }
 
     /// Configuration for a backend on this token.

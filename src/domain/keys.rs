@@ -49,9 +49,11 @@ impl std::fmt::Display for KeyName {
     }
 }
 
-/// The label of a key version in the backend.
-pub fn label(name: &str, version: u32) -> String {
-    format!("signet:key:{name}:v{version}")
+/// The label of a key version in the backend. The random suffix keeps labels unique when
+/// several deployments share one token (a network HSM).
+pub fn label(name: &str, version: u32) -> Result<String> {
+    let suffix = &crate::support::random::hex_id()?[..8];
+    Ok(format!("signet:key:{name}:v{version}:{suffix}"))
 }
 
 /// What a signature call produced.
@@ -132,7 +134,7 @@ impl Keys<'_> {
         self.check_free(name)?;
         let info = self
             .backend
-            .generate(&KeyRequest::named(label(name.as_str(), 1), spec))?;
+            .generate(&KeyRequest::named(label(name.as_str(), 1)?, spec))?;
         let created = now();
         let record = KeyRecord {
             name: name.to_string(),
@@ -169,7 +171,7 @@ impl Keys<'_> {
         let (record, version) = self.check_rotate(name)?;
         let info = self
             .backend
-            .generate(&KeyRequest::named(label(name, version), record.spec))?;
+            .generate(&KeyRequest::named(label(name, version)?, record.spec))?;
         let created = now();
         let updated = self.store.update_key(name, &mut |r| {
             refuse_if_deleting(r)?;

@@ -55,7 +55,7 @@ impl Service {
         let backend = open_backend(&config, &data)?;
         let key_id = ensure_audit_key(store.as_ref(), &backend)?;
         let journal = crate::store::open_journal(&config, &data.audit())?;
-        let anchor = Anchor::new(backend.clone(), store.clone());
+        let anchor = Anchor::new(backend.clone(), store.clone(), &key_id);
         if mode == OpenMode::Checked {
             if let Some(behind) = anchor.behind(journal.as_ref())? {
                 bail!(

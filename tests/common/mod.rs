@@ -144,7 +144,10 @@ impl Server {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap() == 0 {
                 let _ = child.kill();
-                panic!("server exited before listening: {lines:?}");
+                let err = stderr
+                    .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                    .unwrap_or_default();
+                panic!("server exited before listening: {lines:?}\n{err}");
             }
             if let Some(rest) = line.trim().strip_prefix("listening on https://127.0.0.1:") {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();

@@ -111,8 +111,28 @@ enum Retry {
 
 impl Pkcs11Backend {
     /// Loads the module, finds the token, logs in (which checks the PIN) and learns the token's
-    /// mechanisms.
+    /// mechanisms. A start that fails for a passing reason — a device error, or no token yet
+    /// (SoftHSM2 misreads its token directory while another process starts on it; a network
+    /// HSM's client may not be connected yet) — is tried again with a fresh module state, a few
+    /// times over about two seconds. A refused PIN is never retried.
     pub fn open(config: Pkcs11Config) -> Result<Self> {
+        let mut delay = std::time::Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match Self::open_once(&config) {
+                Err(e @ (Error::Device { .. } | Error::TokenNotFound(_))) if attempt < 6 => {
+                    tracing::warn!(error = %e, attempt, "opening the token failed; trying again");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(config: &Pkcs11Config) -> Result<Self> {
+        let config = config.clone();
         let ctx = module::load(&config.module)?;
         let (slot, token_label) = module::find_slot(&ctx, &config.token)?;
         let mechanisms = Mechanisms::new(ctx.get_mechanism_list(slot).map_err(from_cryptoki)?);
@@ -362,6 +382,8 @@ impl Backend for Pkcs11Backend {
                     Ok(info) => keys.push(info),
                     // Keys of other types (e.g. made by other tools) are not Signet's to list.
                     Err(Error::Unsupported(_)) | Err(Error::KeyNotFound(_)) => {}
+                    // Destroyed by another client of the token since the search: gone.
+                    Err(e) if e.fault() == Some(Fault::StaleHandle) => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use signet_hsm::Backend;
+use signet_hsm::{Backend, KeyId};
 
 use crate::error::Result;
 use crate::store::{ChainHead, Journal, Store};
 
-/// The token object's name.
+/// The token object's name, before the audit key's id (one deployment, one anchor).
 pub const ANCHOR_NAME: &str = "signet:audit:anchor";
 
 /// Where the anchor is kept: the token when the backend can hold records, else the store.
@@ -18,17 +18,22 @@ pub const ANCHOR_NAME: &str = "signet:audit:anchor";
 pub struct Anchor {
     backend: Arc<dyn Backend>,
     store: Arc<dyn Store>,
+    name: String,
 }
 
 impl Anchor {
-    /// The anchor of this backend and store.
-    pub fn new(backend: Arc<dyn Backend>, store: Arc<dyn Store>) -> Self {
-        Anchor { backend, store }
+    /// The anchor of this backend and store, for the deployment whose audit key is `key_id`.
+    pub fn new(backend: Arc<dyn Backend>, store: Arc<dyn Store>, key_id: &KeyId) -> Self {
+        Anchor {
+            backend,
+            store,
+            name: format!("{ANCHOR_NAME}:{key_id}"),
+        }
     }
 
     /// The anchored checkpoint, if any (the latest, should a replacement have been cut short).
     pub fn load(&self) -> Result<Option<ChainHead>> {
-        match self.backend.read_records(ANCHOR_NAME) {
+        match self.backend.read_records(&self.name) {
             Ok(values) if values.is_empty() => self.store.audit_anchor(),
             Ok(values) => Ok(values
                 .iter()
@@ -65,7 +70,7 @@ impl Anchor {
     pub fn save(&self, checkpoint: &ChainHead) -> Result<()> {
         let bytes = serde_json::to_vec(checkpoint)
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-        match self.backend.write_record(ANCHOR_NAME, &bytes) {
+        match self.backend.write_record(&self.name, &bytes) {
             Ok(()) => Ok(()),
             Err(signet_hsm::Error::Unsupported(_)) => self.store.put_audit_anchor(checkpoint),
             Err(e) => Err(e.into()),

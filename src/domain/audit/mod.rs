@@ -38,7 +38,11 @@ pub fn ensure_audit_key(store: &dyn Store, backend: &Arc<dyn Backend>) -> Result
     }
     let created = crate::support::time::now();
     let info = backend.generate(&KeyRequest {
-        label: format!("signet:audit:{created}"),
+        // Unique even when two deployments share one token and start in the same second.
+        label: format!(
+            "signet:audit:{created}-{}",
+            &crate::support::random::hex_id()?[..8]
+        ),
         spec: KeySpec::EcP256,
         role: KeyRole::Audit,
     })?;

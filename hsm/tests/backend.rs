@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used)]
-//! The PKCS#11 backend against a real SoftHSM2 token, through the real ABI. Signatures are checked
-//! by ring (an independent implementation) and, for a sample, by the openssl command line.
+//! The backend suite, through the real PKCS#11 ABI, on whichever token `SIGNET_TEST_TOKEN`
+//! names: SoftHSM2 (default), kryoptic, or a SoftHSM2 token remoted by p11-kit (shared by every
+//! test process, as a network HSM is). The suite asks the backend what it supports and expects a
+//! typed "unsupported" answer for the rest. Signatures are checked by ring (an independent
+//! implementation) and, for a sample, by the openssl command line.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,8 +11,8 @@ use std::sync::Arc;
 
 use ring::signature::{self as rs, UnparsedPublicKey};
 use signet_hsm::{
-    Backend, EcdsaFormat, Error, HsmSigner, KeyId, KeyRequest, KeySpec, Pin, Pkcs11Backend,
-    PublicKey, SignInput, SignatureAlgorithm, Signer, TokenSelector,
+    Backend, EcdsaFormat, Error, HsmSigner, KeyId, KeyInfo, KeyRequest, KeySpec, Pin,
+    Pkcs11Backend, PublicKey, SignInput, SignatureAlgorithm, Signer, TokenSelector,
 };
 use signet_softhsm::TestToken;
 
@@ -17,6 +20,30 @@ fn backend(pool: usize) -> (TestToken, Pkcs11Backend) {
     let token = TestToken::new().expect("test token");
     let backend = Pkcs11Backend::open(token.config(pool)).expect("open backend");
     (token, backend)
+}
+
+fn generate(token: &TestToken, hsm: &Pkcs11Backend, name: &str, spec: KeySpec) -> KeyInfo {
+    hsm.generate(&KeyRequest::named(token.unique(name), spec))
+        .unwrap_or_else(|e| panic!("{} {spec}: {e}", token.kind.name()))
+}
+
+/// This test's keys (all keys, on a token of its own).
+fn own_keys(token: &TestToken, hsm: &Pkcs11Backend) -> Vec<KeyInfo> {
+    hsm.list()
+        .unwrap()
+        .into_iter()
+        .filter(|k| token.owns(&k.label))
+        .collect()
+}
+
+fn sign(
+    hsm: &dyn Backend,
+    id: &KeyId,
+    alg: SignatureAlgorithm,
+    input: SignInput<'_>,
+    format: EcdsaFormat,
+) -> signet_hsm::Result<Vec<u8>> {
+    signet_hsm::sign(hsm, id, alg, input, format)
 }
 
 /// Verifies with ring. `raw_ecdsa` selects the fixed-size ECDSA form.
@@ -87,22 +114,57 @@ fn openssl_verify(
             && String::from_utf8_lossy(&out.stdout).contains("Signature Verified Successfully"))
 }
 
-/// Signs with every algorithm the spec allows, over a message and over a digest, and checks each
-/// signature with ring; a sample also with openssl; and that a tampered message fails.
+/// For a spec the token supports: signs with every algorithm the spec allows and the token
+/// offers, over a message and over a digest, and checks each signature with ring; a sample also
+/// with openssl; a tampered message fails. For a spec it does not: a typed refusal that lists
+/// what it does support.
 fn every_algorithm_of(spec: KeySpec) {
-    let (_token, hsm) = backend(2);
-    let key = hsm
-        .generate(&KeyRequest::named(format!("k-{spec}"), spec))
-        .unwrap();
+    let (token, hsm) = backend(2);
+    let info = hsm.info().unwrap();
+    if !info.specs.contains(&spec) {
+        let err = hsm
+            .generate(&KeyRequest::named(token.unique("unsupported"), spec))
+            .unwrap_err();
+        match &err {
+            Error::SpecUnsupported { spec: s, supported } => {
+                assert_eq!(*s, spec);
+                assert_eq!(supported, &info.specs);
+            }
+            other => panic!("{}: {spec} refused with {other}", token.kind.name()),
+        }
+        assert!(
+            err.to_string()
+                .contains(&format!("does not support {spec}")),
+            "{err}"
+        );
+        eprintln!("{}: {spec} unsupported, as it says", token.kind.name());
+        return;
+    }
+    let key = generate(&token, &hsm, &format!("k-{spec}"), spec);
     assert_eq!(key.spec, spec);
     let public = hsm.public_key(&key.id).unwrap();
     assert_eq!(public.spec(), spec);
     let tmp = tempfile::tempdir().unwrap();
     let msg = b"the quick brown fox signs in the token";
+    let mut signed = 0;
     for &alg in spec.algorithms() {
+        if !info.algorithms.contains(&alg) {
+            let err = sign(
+                &hsm,
+                &key.id,
+                alg,
+                SignInput::Message(msg),
+                EcdsaFormat::Der,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, Error::AlgorithmUnsupported { .. }),
+                "{spec} {alg}: {err}"
+            );
+            continue;
+        }
         for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
-            let sig =
-                signet_hsm::sign(&hsm, &key.id, alg, SignInput::Message(msg), format).unwrap();
+            let sig = sign(&hsm, &key.id, alg, SignInput::Message(msg), format).unwrap();
             let raw = format == EcdsaFormat::Raw && alg.is_ecdsa();
             assert!(
                 ring_verify(&public, alg, raw, msg, &sig),
@@ -111,15 +173,14 @@ fn every_algorithm_of(spec: KeySpec) {
             assert!(!ring_verify(&public, alg, raw, b"another message", &sig));
             if let Some(hash) = alg.hash() {
                 let digest = hash.digest(msg);
-                let sig = signet_hsm::sign(&hsm, &key.id, alg, SignInput::Digest(&digest), format)
-                    .unwrap();
+                let sig = sign(&hsm, &key.id, alg, SignInput::Digest(&digest), format).unwrap();
                 assert!(
                     ring_verify(&public, alg, raw, msg, &sig),
                     "{spec} {alg} digest"
                 );
             }
         }
-        let sig = signet_hsm::sign(
+        let sig = sign(
             &hsm,
             &key.id,
             alg,
@@ -131,11 +192,13 @@ fn every_algorithm_of(spec: KeySpec) {
             openssl_verify(tmp.path(), &public, alg, msg, &sig),
             "openssl {spec} {alg}"
         );
+        signed += 1;
     }
+    assert!(signed > 0, "{spec}: no algorithm offered");
     // A key of this spec refuses every algorithm it does not fit.
     for alg in SignatureAlgorithm::ALL {
         if !spec.allows(alg) {
-            let err = signet_hsm::sign(
+            let err = sign(
                 &hsm,
                 &key.id,
                 alg,
@@ -144,11 +207,17 @@ fn every_algorithm_of(spec: KeySpec) {
             )
             .unwrap_err();
             assert!(
-                matches!(err, Error::AlgorithmMismatch { .. } | Error::Unsupported(_)),
+                matches!(
+                    err,
+                    Error::AlgorithmMismatch { .. }
+                        | Error::AlgorithmUnsupported { .. }
+                        | Error::Unsupported(_)
+                ),
                 "{spec} {alg}: {err}"
             );
         }
     }
+    hsm.destroy(&key.id).unwrap();
 }
 
 #[test]
@@ -182,11 +251,33 @@ fn rsa_4096_signs_and_verifies() {
 }
 
 #[test]
+fn the_backend_says_what_it_supports() {
+    let (token, hsm) = backend(1);
+    let info = hsm.info().unwrap();
+    eprintln!(
+        "{}: {} | specs {:?} | algorithms {:?}",
+        token.kind.name(),
+        info.library,
+        info.specs,
+        info.algorithms
+    );
+    assert_eq!(info.kind, "pkcs11");
+    assert_eq!(info.token_label, token.label);
+    assert!(info.specs.contains(&KeySpec::EcP256), "{info:?}");
+    for spec in &info.specs {
+        assert!(
+            spec.algorithms()
+                .iter()
+                .any(|a| info.algorithms.contains(a)),
+            "{spec} offered without an algorithm"
+        );
+    }
+}
+
+#[test]
 fn public_key_exports_are_consistent() {
-    let (_token, hsm) = backend(1);
-    let key = hsm
-        .generate(&KeyRequest::named("jwk", KeySpec::EcP256))
-        .unwrap();
+    let (token, hsm) = backend(1);
+    let key = generate(&token, &hsm, "jwk", KeySpec::EcP256);
     let public = hsm.public_key(&key.id).unwrap();
     let jwk = public.jwk();
     assert_eq!(jwk["kty"], "EC");
@@ -204,17 +295,16 @@ fn public_key_exports_are_consistent() {
         text.contains("prime256v1") || text.contains("P-256"),
         "{text}"
     );
-    let ed = hsm
-        .generate(&KeyRequest::named("ed", KeySpec::Ed25519))
-        .unwrap();
-    let ed_jwk = hsm.public_key(&ed.id).unwrap().jwk();
-    assert_eq!(
-        (ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()),
-        (Some("OKP"), Some("Ed25519"))
-    );
-    let rsa = hsm
-        .generate(&KeyRequest::named("rsa", KeySpec::Rsa2048))
-        .unwrap();
+    let info = hsm.info().unwrap();
+    if info.specs.contains(&KeySpec::Ed25519) {
+        let ed = generate(&token, &hsm, "ed", KeySpec::Ed25519);
+        let ed_jwk = hsm.public_key(&ed.id).unwrap().jwk();
+        assert_eq!(
+            (ed_jwk["kty"].as_str(), ed_jwk["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+    }
+    let rsa = generate(&token, &hsm, "rsa", KeySpec::Rsa2048);
     assert_eq!(hsm.public_key(&rsa.id).unwrap().jwk()["e"], "AQAB");
 }
 
@@ -222,15 +312,12 @@ fn public_key_exports_are_consistent() {
 fn private_keys_cannot_be_read() {
     use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
     let (token, hsm) = backend(1);
-    let ec = hsm
-        .generate(&KeyRequest::named("secret-ec", KeySpec::EcP256))
-        .unwrap();
-    let rsa = hsm
-        .generate(&KeyRequest::named("secret-rsa", KeySpec::Rsa2048))
-        .unwrap();
+    let ec = generate(&token, &hsm, "secret-ec", KeySpec::EcP256);
+    let rsa = generate(&token, &hsm, "secret-rsa", KeySpec::Rsa2048);
     for key in [&ec, &rsa] {
         let p = hsm.protection(&key.id).unwrap();
         assert!(p.is_locked_in(), "{p:?}");
+        assert_eq!(p.generated_on_device, Some(true), "{p:?}");
     }
     // A second, independent PKCS#11 handle on the same token asks for the private values.
     let ctx = cryptoki::context::Pkcs11::new(&token.module).unwrap();
@@ -283,11 +370,9 @@ fn private_keys_cannot_be_read() {
 
 #[test]
 fn concurrent_signing_with_a_small_pool() {
-    let (_token, hsm) = backend(2);
+    let (token, hsm) = backend(2);
     let hsm = Arc::new(hsm);
-    let key = hsm
-        .generate(&KeyRequest::named("busy", KeySpec::EcP256))
-        .unwrap();
+    let key = generate(&token, &hsm, "busy", KeySpec::EcP256);
     let public = hsm.public_key(&key.id).unwrap();
     let threads: Vec<_> = (0..16)
         .map(|t| {
@@ -297,7 +382,7 @@ fn concurrent_signing_with_a_small_pool() {
                 (0..25)
                     .map(|i| {
                         let msg = format!("thread {t} message {i}").into_bytes();
-                        let sig = signet_hsm::sign(
+                        let sig = sign(
                             &*hsm,
                             &id,
                             SignatureAlgorithm::Es256,
@@ -333,52 +418,81 @@ fn concurrent_signing_with_a_small_pool() {
     );
 }
 
-/// Calls `C_CloseAllSessions` / `C_Logout` through a second, raw load of the module: what another
-/// process-level handle (or an operator tool in-process) would do underneath the backend.
+/// Calls `C_CloseAllSessions` / `C_Logout` through a second load of the module, as another
+/// handle in the process (an operator tool, a library) would. Through the function list, since
+/// some modules (kryoptic) export no other `C_*` symbol.
 #[allow(unsafe_code)]
 mod underneath {
     use std::path::Path;
 
-    fn slot_of(module: &Path, label: &str) -> u64 {
+    use cryptoki_sys::{CKR_OK, CK_FUNCTION_LIST_PTR, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID};
+
+    fn slot_of(module: &Path, label: &str) -> CK_SLOT_ID {
         let ctx = cryptoki::context::Pkcs11::new(module).unwrap();
         let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
             cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
         ));
-        ctx.get_slots_with_token()
+        let slot = ctx
+            .get_slots_with_token()
             .unwrap()
             .into_iter()
             .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == label)
             .unwrap()
-            .id()
+            .id() as CK_SLOT_ID;
+        // Dropping the context would C_Finalize the module for the whole process (the
+        // backend's handle included): this helper only looks.
+        std::mem::forget(ctx);
+        slot
+    }
+
+    /// The module's function list (the library stays loaded: the process holds it already).
+    fn functions(module: &Path) -> &'static cryptoki_sys::CK_FUNCTION_LIST {
+        // SAFETY: the module is a PKCS#11 library already loaded and initialised in this
+        // process; C_GetFunctionList has this signature in every PKCS#11 module, and the list
+        // it returns lives as long as the library, which is never unloaded here.
+        unsafe {
+            let lib = Box::leak(Box::new(libloading::Library::new(module).unwrap()));
+            let get: libloading::Symbol<unsafe extern "C" fn(*mut CK_FUNCTION_LIST_PTR) -> CK_RV> =
+                lib.get(b"C_GetFunctionList\0").unwrap();
+            let mut list: CK_FUNCTION_LIST_PTR = std::ptr::null_mut();
+            assert_eq!(get(&mut list), CKR_OK);
+            let list = &*list;
+            // Most modules hand back the instance the process already initialised (this says
+            // CKR_CRYPTOKI_ALREADY_INITIALIZED); p11-kit's client hands out an instance of its
+            // own, an independent client of the remote token.
+            let rv = (list.C_Initialize.unwrap())(std::ptr::null_mut());
+            assert!(
+                rv == CKR_OK || rv == cryptoki_sys::CKR_CRYPTOKI_ALREADY_INITIALIZED,
+                "C_Initialize: {rv:#x}"
+            );
+            list
+        }
     }
 
     pub fn close_all_sessions(module: &Path, label: &str) {
         let slot = slot_of(module, label);
-        // SAFETY: the library is already initialised in this process; C_CloseAllSessions takes a
-        // plain slot id.
-        let rv = unsafe {
-            let lib = cryptoki_sys::Pkcs11::new(module).unwrap();
-            lib.C_CloseAllSessions(slot as cryptoki_sys::CK_SLOT_ID)
-        };
-        assert_eq!(rv, cryptoki_sys::CKR_OK);
+        let f = functions(module);
+        // SAFETY: C_CloseAllSessions takes a plain slot id.
+        let rv = unsafe { (f.C_CloseAllSessions.unwrap())(slot) };
+        assert_eq!(rv, CKR_OK);
     }
 
     pub fn logout(module: &Path, label: &str) {
         let slot = slot_of(module, label);
+        let f = functions(module);
         // SAFETY: the handle is written by C_OpenSession before use and closed afterwards.
         unsafe {
-            let lib = cryptoki_sys::Pkcs11::new(module).unwrap();
-            let mut session: cryptoki_sys::CK_SESSION_HANDLE = 0;
-            let rv = lib.C_OpenSession(
-                slot as cryptoki_sys::CK_SLOT_ID,
+            let mut session: CK_SESSION_HANDLE = 0;
+            let rv = (f.C_OpenSession.unwrap())(
+                slot,
                 cryptoki_sys::CKF_SERIAL_SESSION,
                 std::ptr::null_mut(),
                 None,
                 &mut session,
             );
-            assert_eq!(rv, cryptoki_sys::CKR_OK);
-            assert_eq!(lib.C_Logout(session), cryptoki_sys::CKR_OK);
-            lib.C_CloseSession(session);
+            assert_eq!(rv, CKR_OK);
+            assert_eq!((f.C_Logout.unwrap())(session), CKR_OK);
+            (f.C_CloseSession.unwrap())(session);
         }
     }
 }
@@ -386,12 +500,10 @@ mod underneath {
 #[test]
 fn sessions_closed_underneath_are_replaced() {
     let (token, hsm) = backend(3);
-    let key = hsm
-        .generate(&KeyRequest::named("survivor", KeySpec::EcP256))
-        .unwrap();
+    let key = generate(&token, &hsm, "survivor", KeySpec::EcP256);
     let public = hsm.public_key(&key.id).unwrap();
     let sign = |m: &[u8]| {
-        signet_hsm::sign(
+        sign(
             &hsm,
             &key.id,
             SignatureAlgorithm::Es256,
@@ -418,24 +530,22 @@ fn sessions_closed_underneath_are_replaced() {
         b"after logout",
         &sig
     ));
-    assert!(hsm.list().unwrap().iter().any(|k| k.label == "survivor"));
+    assert!(own_keys(&token, &hsm)
+        .iter()
+        .any(|k| k.label == token.unique("survivor")));
 }
 
 #[test]
 fn bad_input_gets_typed_errors() {
     let (token, hsm) = backend(1);
-    let ec = hsm
-        .generate(&KeyRequest::named("ec", KeySpec::EcP256))
-        .unwrap();
-    let ed = hsm
-        .generate(&KeyRequest::named("ed", KeySpec::Ed25519))
-        .unwrap();
+    let ec = generate(&token, &hsm, "ec", KeySpec::EcP256);
+    let rsa = generate(&token, &hsm, "rsa", KeySpec::Rsa2048);
     let msg = SignInput::Message(b"m");
     let der = EcdsaFormat::Der;
 
     let unknown = KeyId(vec![9; 16]);
     assert!(matches!(
-        signet_hsm::sign(&hsm, &unknown, SignatureAlgorithm::Es256, msg, der),
+        sign(&hsm, &unknown, SignatureAlgorithm::Es256, msg, der),
         Err(Error::KeyNotFound(_))
     ));
     assert!(matches!(
@@ -443,16 +553,16 @@ fn bad_input_gets_typed_errors() {
         Err(Error::KeyNotFound(_))
     ));
     assert!(matches!(
-        hsm.find_by_label("nope"),
+        hsm.find_by_label(&token.unique("nope")),
         Err(Error::KeyNotFound(_))
     ));
     assert!(matches!(hsm.destroy(&unknown), Err(Error::KeyNotFound(_))));
     assert!(matches!(
-        signet_hsm::sign(&hsm, &ec.id, SignatureAlgorithm::Es384, msg, der),
+        sign(&hsm, &ec.id, SignatureAlgorithm::Es384, msg, der),
         Err(Error::AlgorithmMismatch { .. })
     ));
     assert!(matches!(
-        signet_hsm::sign(
+        sign(
             &hsm,
             &ec.id,
             SignatureAlgorithm::Es256,
@@ -466,7 +576,7 @@ fn bad_input_gets_typed_errors() {
         })
     ));
     assert!(matches!(
-        signet_hsm::sign(
+        sign(
             &hsm,
             &ec.id,
             SignatureAlgorithm::Es256,
@@ -476,9 +586,9 @@ fn bad_input_gets_typed_errors() {
         Err(Error::EmptyInput)
     ));
     assert!(matches!(
-        signet_hsm::sign(
+        sign(
             &hsm,
-            &ed.id,
+            &rsa.id,
             SignatureAlgorithm::EdDsa,
             SignInput::Digest(&[0; 32]),
             der
@@ -486,7 +596,7 @@ fn bad_input_gets_typed_errors() {
         Err(Error::Unsupported(_))
     ));
     assert!(matches!(
-        hsm.generate(&KeyRequest::named("ec", KeySpec::EcP256)),
+        hsm.generate(&KeyRequest::named(token.unique("ec"), KeySpec::EcP256)),
         Err(Error::KeyExists(_))
     ));
     assert!(HsmSigner::new(Arc::new(hsm), ec.id.clone(), SignatureAlgorithm::Rs256).is_err());
@@ -498,7 +608,7 @@ fn bad_input_gets_typed_errors() {
     assert!(matches!(err, Error::PinIncorrect { .. }), "{err}");
     assert!(!err.to_string().contains("not-the-pin"));
     let again = Pkcs11Backend::open(token.config(1)).unwrap();
-    assert_eq!(again.list().unwrap().len(), 2);
+    assert_eq!(own_keys(&token, &again).len(), 2);
 
     let mut missing = token.config(1);
     missing.module = "/nonexistent/libpkcs11.so".into();
@@ -516,11 +626,9 @@ fn bad_input_gets_typed_errors() {
 
 #[test]
 fn signer_and_destroy() {
-    let (_token, hsm) = backend(1);
+    let (token, hsm) = backend(1);
+    let key = generate(&token, &hsm, "signer", KeySpec::EcP384);
     let hsm: Arc<dyn Backend> = Arc::new(hsm);
-    let key = hsm
-        .generate(&KeyRequest::named("signer", KeySpec::EcP384))
-        .unwrap();
     let signer = HsmSigner::new(hsm.clone(), key.id.clone(), SignatureAlgorithm::Es384).unwrap();
     let sig = signer.sign(b"hello").unwrap();
     assert!(ring_verify(
@@ -530,23 +638,33 @@ fn signer_and_destroy() {
         b"hello",
         &sig
     ));
-    assert_eq!(hsm.find(&key.id).unwrap().label, "signer");
+    assert_eq!(hsm.find(&key.id).unwrap().label, token.unique("signer"));
     hsm.destroy(&key.id).unwrap();
     assert!(matches!(hsm.find(&key.id), Err(Error::KeyNotFound(_))));
-    assert!(hsm.list().unwrap().is_empty());
+    assert!(!hsm.list().unwrap().iter().any(|k| k.id == key.id));
+    // No half is left behind: neither the private nor the public key.
+    assert!(matches!(
+        hsm.public_key(&key.id),
+        Err(Error::KeyNotFound(_))
+    ));
 }
 
 #[test]
 fn token_verification_accepts_good_and_refuses_bad_signatures() {
-    let (_token, hsm) = backend(1);
+    let (token, hsm) = backend(1);
+    let info = hsm.info().unwrap();
     for spec in [KeySpec::EcP256, KeySpec::Ed25519, KeySpec::Rsa2048] {
-        let key = hsm
-            .generate(&KeyRequest::named(format!("v-{spec}"), spec))
-            .unwrap();
+        if !info.specs.contains(&spec) {
+            continue;
+        }
+        let key = generate(&token, &hsm, &format!("v-{spec}"), spec);
         for &alg in spec.algorithms() {
+            if !info.algorithms.contains(&alg) {
+                continue;
+            }
             for format in [EcdsaFormat::Der, EcdsaFormat::Raw] {
                 let msg = SignInput::Message(b"verify me");
-                let sig = signet_hsm::sign(&hsm, &key.id, alg, msg, format).unwrap();
+                let sig = sign(&hsm, &key.id, alg, msg, format).unwrap();
                 assert!(
                     hsm.verify(&key.id, alg, msg, &sig, format).unwrap(),
                     "{spec} {alg}"
@@ -566,4 +684,14 @@ fn token_verification_accepts_good_and_refuses_bad_signatures() {
             }
         }
     }
+}
+
+#[test]
+fn records_in_the_token_replace_each_other() {
+    let (token, hsm) = backend(1);
+    let name = token.unique("record");
+    assert!(hsm.read_records(&name).unwrap().is_empty());
+    hsm.write_record(&name, b"one").unwrap();
+    hsm.write_record(&name, b"two").unwrap();
+    assert_eq!(hsm.read_records(&name).unwrap(), vec![b"two".to_vec()]);
 }
