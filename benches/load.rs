@@ -1,15 +1,20 @@
-//! Signet's benchmarks (run through `scripts/bench.sh`):
+//! Signet's benchmark driver (run through `scripts/bench.sh`). One run measures:
 //!
-//! - `hsm`: raw signing throughput through the PKCS#11 backend, per algorithm, 1 and 2 threads.
-//! - `api`: a keep-alive mTLS load generator signing through a real `signet serve`, and in the
-//!   same run the raw backend rate for the same algorithm and pool size; ops/s, p50/p99, server
-//!   RSS and the API/raw ratio, single and batch.
-//! - `tokens`: tokens issued and introspected per second through the API, next to raw ES256.
+//! - `raw`: the token's own cost: signatures/s and CPU µs per signature through the backend
+//!   on 1 and 2 threads, ES256 and RS256 (the bench process's CPU from /proc);
+//! - `api`: a real `signet serve` (and, in the same run, a `bench-unaudited` build when
+//!   `SIGNET_BIN_UNAUDITED` is set) under keep-alive mTLS clients at 1, 4, 16 and 64
+//!   connections: signatures/s, p50/p99 per request, the server's CPU µs per signature (from
+//!   /proc/<pid>/stat) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
+//!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
+//! - `compare BASELINE CURRENT`: every figure's ratio to the baseline, flagging those that moved
+//!   by more than the noise margin.
 //!
-//! Figures are printed as Markdown table rows for BENCHMARKS.md.
+//! Figures are printed as Markdown and written as JSON (`BENCH_JSON`).
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,33 +25,201 @@ use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
-use signet_hsm::{Backend, EcdsaFormat, KeySpec, Pkcs11Backend, SignInput, SignatureAlgorithm};
+use signet_hsm::{
+    Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignInput, SignatureAlgorithm,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
+    let seconds: f64 = env_or("BENCH_SECONDS", 4.0);
+    let duration = Duration::from_secs_f64(seconds);
+    let mut report = Report::default();
+    match args.first().map(String::as_str) {
+        Some("raw") => raw(&mut report, duration),
+        Some("api") => {
+            raw(&mut report, duration);
+            api(&mut report, duration);
+        }
+        Some("drive") => return drive_only(duration, env_or("BENCH_CONNECTIONS", 16usize)),
+        Some("compare") => {
+            return compare(
+                Path::new(args.get(1).expect("BASELINE")),
+                Path::new(args.get(2).expect("CURRENT")),
+            )
+        }
+        _ => {
+            eprintln!("usage: load raw|api|compare BASELINE CURRENT   (BENCH_SECONDS, SIGNET_BIN, SIGNET_BIN_UNAUDITED, BENCH_JSON)");
+            return;
+        }
+    }
+    report.print_ratios();
+    if let Ok(path) = std::env::var("BENCH_JSON") {
+        std::fs::write(&path, serde_json::to_string_pretty(&report.json()).unwrap()).unwrap();
+        println!("\nfigures written to {path}");
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let duration = Duration::from_secs(seconds);
-    match args.first().map(String::as_str) {
-        Some("hsm") => hsm(duration),
-        Some("api") => api(duration),
-        Some("tokens") => tokens(duration),
-        _ => {
-            eprintln!("usage: load hsm|api|tokens   (BENCH_SECONDS, BENCH_CONCURRENCY, SIGNET_BIN)")
+        .unwrap_or(default)
+}
+
+/// Every figure of a run, by name.
+#[derive(Default)]
+struct Report {
+    figures: BTreeMap<String, f64>,
+}
+
+impl Report {
+    fn set(&mut self, name: impl Into<String>, value: f64) {
+        self.figures.insert(name.into(), value);
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.figures.get(name).copied()
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "machine": machine(),
+            "figures": self.figures,
+        })
+    }
+
+    /// The targets of issue 15, as ratios within this run.
+    fn print_ratios(&self) {
+        let ratio = |a: &str, b: &str| match (self.get(a), self.get(b)) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let rows = [
+            (
+                "server CPU per ES256 signature at 16 connections / raw CPU per signature",
+                ratio("api.audited.ES256.single.c16.cpu_us", "raw.ES256.t1.cpu_us"),
+                "≤ 2",
+                true,
+            ),
+            (
+                "server CPU per ES256 signature at 1 connection / raw CPU per signature",
+                ratio("api.audited.ES256.single.c1.cpu_us", "raw.ES256.t1.cpu_us"),
+                "≤ 3",
+                true,
+            ),
+            (
+                "saturated ES256 API rate (best of 16/64) / raw two-thread rate",
+                ratio("api.audited.ES256.single.best.rate", "raw.ES256.t2.rate"),
+                "≥ 0.6",
+                false,
+            ),
+            (
+                "ES256 batch-32 API rate (best) / raw two-thread rate",
+                ratio("api.audited.ES256.batch32.best.rate", "raw.ES256.t2.rate"),
+                "≥ 0.9",
+                false,
+            ),
+            (
+                "RS256 single API rate (best) / raw two-thread rate",
+                ratio("api.audited.RS256.single.best.rate", "raw.RS256.t2.rate"),
+                "≥ 0.9",
+                false,
+            ),
+            (
+                "ES256 audited / unaudited rate at 16 connections",
+                ratio(
+                    "api.audited.ES256.single.c16.rate",
+                    "api.unaudited.ES256.single.c16.rate",
+                ),
+                "≥ 0.9",
+                false,
+            ),
+        ];
+        println!("\n## Targets (ratios from this run)\n");
+        println!("| figure | measured | target |");
+        println!("|---|---|---|");
+        for (what, value, target, _) in rows {
+            match value {
+                Some(v) => println!("| {what} | {v:.2} | {target} |"),
+                None => println!("| {what} | (not measured) | {target} |"),
+            }
+        }
+        for (what, name, target) in [
+            (
+                "one sequential client, p50 ms (audited ES256)",
+                "api.audited.ES256.single.c1.p50_ms",
+                "≤ 0.3",
+            ),
+            (
+                "peak RSS at 64 connections, MB",
+                "api.audited.ES256.single.c64.peak_rss_mb",
+                "≤ 100",
+            ),
+            (
+                "RSS after a refused-handshake flood, MB",
+                "api.audited.after_flood_rss_mb",
+                "≤ 50",
+            ),
+        ] {
+            match self.get(name) {
+                Some(v) => println!("| {what} | {v:.2} | {target} |"),
+                None => println!("| {what} | (not measured) | {target} |"),
+            }
         }
     }
 }
 
-fn concurrency() -> usize {
-    std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime is field 14 and stime 15 of the whole line: 11 and 12 after the ')'.
+    let hz = 100.0;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// A field of /proc/<pid>/status in MB (VmRSS, VmHWM).
+fn status_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Resets the peak RSS of a process (so each step reports its own).
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 /// Runs `op` on `threads` threads for `duration`; returns (ops/s, sorted latencies in seconds).
@@ -57,10 +230,11 @@ fn drive<S: Send + 'static>(
     op: impl Fn(&mut S) -> usize + Send + Sync + 'static,
 ) -> (f64, Vec<f64>) {
     let op = Arc::new(op);
+    let states: Vec<S> = (0..threads).map(&setup).collect();
     let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let mut state = setup(t);
+    let handles: Vec<_> = states
+        .into_iter()
+        .map(|mut state| {
             let op = op.clone();
             std::thread::spawn(move || {
                 let mut done = 0usize;
@@ -92,92 +266,83 @@ fn pct(lat: &[f64], p: f64) -> f64 {
     lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1000.0
 }
 
-fn raw_backend(pool: usize) -> (signet_softhsm::TestToken, Arc<dyn Backend>) {
-    let token = signet_softhsm::TestToken::new().unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(Pkcs11Backend::open(token.config(pool)).unwrap());
-    (token, backend)
-}
-
-fn raw_rate(
-    backend: &Arc<dyn Backend>,
-    spec: KeySpec,
-    alg: SignatureAlgorithm,
-    threads: usize,
-    duration: Duration,
-) -> (f64, Vec<f64>) {
-    let key = backend
-        .generate(&signet_hsm::KeyRequest::named(
-            format!("bench-{alg}-{threads}-{}", rand_suffix()),
-            spec,
-        ))
-        .unwrap();
-    let b = backend.clone();
-    drive(
-        threads,
-        duration,
-        |_| (),
-        move |_| {
-            signet_hsm::sign(
-                b.as_ref(),
-                &key.id,
-                alg,
-                SignInput::Message(
-                    b"benchmark message of a typical size, 64 bytes long..............",
-                ),
-                EcdsaFormat::Der,
-            )
-            .unwrap();
-            1
-        },
-    )
-}
-
 fn rand_suffix() -> String {
     let mut b = [0u8; 4];
     getrandom::getrandom(&mut b).unwrap();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn hsm(duration: Duration) {
-    let (_token, backend) = raw_backend(4);
-    println!("| algorithm | key | threads | signatures/s |");
+const MESSAGE: &[u8] = b"benchmark message of a typical size, 64 bytes long..............";
+
+/// The token's own cost: signatures/s and this process's CPU per signature.
+fn raw(report: &mut Report, duration: Duration) {
+    let token = signet_softhsm::TestToken::new().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(Pkcs11Backend::open(token.config(4)).unwrap());
+    println!(
+        "## Raw signing through the backend ({}, pool of 4)\n",
+        token.kind.name()
+    );
+    println!("| algorithm | threads | signatures/s | CPU µs per signature |");
     println!("|---|---|---|---|");
-    for (alg, spec) in [
-        (SignatureAlgorithm::Es256, KeySpec::EcP256),
-        (SignatureAlgorithm::EdDsa, KeySpec::Ed25519),
-        (SignatureAlgorithm::Rs256, KeySpec::Rsa2048),
-        (SignatureAlgorithm::Ps256, KeySpec::Rsa2048),
+    for (spec, alg) in [
+        (KeySpec::EcP256, SignatureAlgorithm::Es256),
+        (KeySpec::Rsa2048, SignatureAlgorithm::Rs256),
     ] {
+        let key = backend
+            .generate(&KeyRequest::named(
+                format!("bench-{alg}-{}", rand_suffix()),
+                spec,
+            ))
+            .unwrap();
         for threads in [1, 2] {
-            let (rate, _) = raw_rate(&backend, spec, alg, threads, duration);
-            println!("| {alg} | {spec} | {threads} | {rate:.0} |");
+            let b = backend.clone();
+            let id = key.id.clone();
+            let cpu0 = cpu_seconds(std::process::id());
+            let (rate, _) = drive(
+                threads,
+                duration,
+                |_| (),
+                move |_| {
+                    signet_hsm::sign(
+                        b.as_ref(),
+                        &id,
+                        alg,
+                        SignInput::Message(MESSAGE),
+                        EcdsaFormat::Der,
+                    )
+                    .unwrap();
+                    1
+                },
+            );
+            let cpu = cpu_seconds(std::process::id()) - cpu0;
+            let cpu_us = cpu / (rate * duration.as_secs_f64()) * 1e6;
+            println!("| {alg} | {threads} | {rate:.0} | {cpu_us:.1} |");
+            report.set(format!("raw.{alg}.t{threads}.rate"), rate);
+            report.set(format!("raw.{alg}.t{threads}.cpu_us"), cpu_us);
         }
     }
+    println!();
 }
 
-/// A `signet serve` on a fresh data dir, for the benchmark.
-struct BenchServer {
+/// A running `signet serve` on a fresh data directory.
+struct Server {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
-impl BenchServer {
-    fn start(config: &str) -> Self {
-        let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("signet.toml"), config).unwrap();
-        let mut child = Command::new(&bin)
+impl Server {
+    fn start(bin: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("signet-bench-{}", rand_suffix()));
+        let mut child = Command::new(bin)
             .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--config")
-            .arg(dir.path().join("signet.toml"))
+            .arg(&dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("SIGNET_LOG", "warn,cryptoki=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap();
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let port = loop {
             let mut line = String::new();
@@ -187,20 +352,24 @@ impl BenchServer {
             }
         };
         std::thread::spawn(move || for _ in reader.lines() {});
-        BenchServer { child, port, dir }
+        Server { child, port, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn agent(&self) -> ureq::Agent {
-        let data = self.dir.path();
+        let clients = self.dir.join("clients");
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_file(data.join("ca/root.pem")).unwrap())
-            .unwrap();
-        let chain: Vec<_> = CertificateDer::pem_file_iter(data.join("clients/admin.crt.pem"))
+        for c in CertificateDer::pem_file_iter(self.dir.join("ca/root.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let chain: Vec<_> = CertificateDer::pem_file_iter(clients.join("admin.crt.pem"))
             .unwrap()
             .map(|c| c.unwrap())
             .collect();
-        let key = PrivateKeyDer::from_pem_file(data.join("clients/admin.key.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(clients.join("admin.key.pem")).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -211,191 +380,290 @@ impl BenchServer {
         .unwrap();
         ureq::AgentBuilder::new()
             .tls_config(Arc::new(config))
-            .max_idle_connections_per_host(4)
+            .timeout(Duration::from_secs(60))
             .build()
     }
 
     fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.port)
     }
-
-    /// Peak resident set of the server, MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    }
-
-    fn data(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
-impl Drop for BenchServer {
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Value {
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Value {
     agent
         .post(url)
         .set("Content-Type", "application/json")
-        .send_string(&body.to_string())
-        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .send_string(body)
+        .unwrap()
         .into_json()
         .unwrap()
 }
 
-fn api(duration: Duration) {
-    let conc = concurrency();
-    let pool = 4;
-    let server = BenchServer::start(&format!(
-        "[hsm]\npool_size = {pool}\n[server]\nsign_batch_max = 100\n"
-    ));
+/// The API at each concurrency, for one server build.
+fn api_for(report: &mut Report, label: &str, bin: &str, duration: Duration) {
+    let server = Server::start(bin);
     let admin = server.agent();
-    for (name, spec) in [("bench-es256", "ec-p256"), ("bench-rs256", "rsa-2048")] {
+    println!("## API, {label} ({bin})\n");
+    println!("| algorithm | mode | connections | signatures/s | p50 ms | p99 ms | server CPU µs per signature | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let idle = status_mb(server.pid(), "VmRSS");
+    report.set(format!("api.{label}.idle_rss_mb"), idle);
+    for (spec, alg) in [("ec-p256", "ES256"), ("rsa-2048", "RS256")] {
+        let name = format!("bench-{}", spec);
         post(
             &admin,
             &server.url("/v1/keys"),
-            &json!({"name": name, "spec": spec}),
+            &json!({"name": name, "spec": spec}).to_string(),
         );
-    }
-    let (_token, backend) = raw_backend(pool);
-    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-    let msg = b64(b"benchmark message of a typical size, 64 bytes long..............");
-    println!("API: {conc} keep-alive mTLS connections; server and raw backend both with a pool of {pool} sessions; {}s per row", duration.as_secs());
-    println!();
-    println!(
-        "| algorithm | mode | API signatures/s | raw signatures/s | API/raw | p50 ms | p99 ms |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for (alg, spec, key) in [
-        (SignatureAlgorithm::Es256, KeySpec::EcP256, "bench-es256"),
-        (SignatureAlgorithm::Rs256, KeySpec::Rsa2048, "bench-rs256"),
-    ] {
-        let (raw, _) = raw_rate(&backend, spec, alg, conc, duration);
-        for batch in [1usize, 32] {
-            let url = if batch == 1 {
-                server.url(&format!("/v1/keys/{key}/sign"))
-            } else {
-                server.url(&format!("/v1/keys/{key}/sign-batch"))
-            };
-            let body = if batch == 1 {
-                json!({"input": msg, "algorithm": alg.name()})
-            } else {
-                json!({"items": (0..batch).map(|_| json!({"input": msg, "algorithm": alg.name()})).collect::<Vec<_>>()})
-            };
-            let body = Arc::new(body.to_string());
-            let (rate, lat) = drive(
-                conc,
-                duration,
-                |_| server.agent(),
-                move |agent| {
-                    let r = agent
-                        .post(&url)
-                        .set("Content-Type", "application/json")
-                        .send_string(&body)
-                        .unwrap();
-                    let _ = r.into_string().unwrap();
-                    batch
-                },
-            );
-            let mode = if batch == 1 {
-                "single".to_string()
-            } else {
-                format!("batch of {batch}")
-            };
-            println!(
-                "| {alg} | {mode} | {rate:.0} | {raw:.0} | {:.2} | {:.1} | {:.1} |",
-                rate / raw,
-                pct(&lat, 0.5),
-                pct(&lat, 0.99)
-            );
+        let single =
+            json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}).to_string();
+        let batch = json!({"items": vec![json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}); 32]}).to_string();
+        for (mode, path, body, per) in [
+            (
+                "single",
+                format!("/v1/keys/{name}/sign"),
+                single.clone(),
+                1usize,
+            ),
+            (
+                "batch32",
+                format!("/v1/keys/{name}/sign-batch"),
+                batch.clone(),
+                32usize,
+            ),
+        ] {
+            let mut best: f64 = 0.0;
+            for connections in [1usize, 4, 16, 64] {
+                let url = server.url(&path);
+                let body = Arc::new(body.clone());
+                // Warm the connections before measuring.
+                let agents: Vec<ureq::Agent> = (0..connections).map(|_| server.agent()).collect();
+                for a in &agents {
+                    post(a, &url, &body);
+                }
+                reset_peak(server.pid());
+                let cpu0 = cpu_seconds(server.pid());
+                let agents = Arc::new(std::sync::Mutex::new(agents));
+                let (rate, lat) = drive(
+                    connections,
+                    duration,
+                    |_| agents.lock().unwrap().pop().unwrap(),
+                    {
+                        let url = url.clone();
+                        let body = body.clone();
+                        move |agent: &mut ureq::Agent| {
+                            let r = agent
+                                .post(&url)
+                                .set("Content-Type", "application/json")
+                                .send_string(&body)
+                                .unwrap();
+                            assert_eq!(r.status(), 200);
+                            let _ = r.into_string();
+                            per
+                        }
+                    },
+                );
+                let cpu = cpu_seconds(server.pid()) - cpu0;
+                let signatures = rate * duration.as_secs_f64();
+                let cpu_us = cpu / signatures * 1e6;
+                let peak = status_mb(server.pid(), "VmHWM");
+                let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
+                println!("| {alg} | {mode} | {connections} | {rate:.0} | {p50:.2} | {p99:.2} | {cpu_us:.1} | {peak:.0} |");
+                let key = format!("api.{label}.{alg}.{mode}.c{connections}");
+                report.set(format!("{key}.rate"), rate);
+                report.set(format!("{key}.p50_ms"), p50);
+                report.set(format!("{key}.p99_ms"), p99);
+                report.set(format!("{key}.cpu_us"), cpu_us);
+                report.set(format!("{key}.peak_rss_mb"), peak);
+                if connections >= 16 {
+                    best = best.max(rate);
+                }
+            }
+            report.set(format!("api.{label}.{alg}.{mode}.best.rate"), best);
         }
     }
-    println!();
-    println!("server peak RSS: {:.1} MiB", server.peak_rss_mib());
+    // A flood of refused handshakes (no client certificate), then the RSS once it is over.
+    let flood = flood(&server, 2000);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = status_mb(server.pid(), "VmRSS");
+    println!("\nidle RSS {idle:.0} MB; {flood} refused handshakes, then RSS {after:.0} MB\n");
+    report.set(format!("api.{label}.after_flood_rss_mb"), after);
 }
 
-fn tokens(duration: Duration) {
-    let conc = concurrency();
-    let server = BenchServer::start("[hsm]\npool_size = 4\n");
+/// Refused handshakes from 8 threads; returns how many.
+fn flood(server: &Server, n: usize) -> usize {
+    let root = server.dir.join("ca/root.pem");
+    let port = server.port;
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(&root).unwrap() {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                let config = Arc::new(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+                );
+                let mut refused = 0;
+                for _ in 0..n / 8 {
+                    use std::io::{Read, Write};
+                    let Ok(tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        continue;
+                    };
+                    let conn = rustls::ClientConnection::new(
+                        config.clone(),
+                        "localhost".try_into().unwrap(),
+                    )
+                    .unwrap();
+                    let mut s = rustls::StreamOwned::new(conn, tcp);
+                    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let mut buf = [0u8; 16];
+                    if !matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                        refused += 1;
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
+}
+
+fn api(report: &mut Report, duration: Duration) {
+    let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
+    api_for(report, "audited", &bin, duration);
+    if let Ok(unaudited) = std::env::var("SIGNET_BIN_UNAUDITED") {
+        api_for(report, "unaudited", &unaudited, duration);
+    }
+}
+
+/// A server under steady ES256 load (for profiling): prints its pid, then the rate.
+fn drive_only(duration: Duration, connections: usize) {
+    let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
+    let server = Server::start(&bin);
     let admin = server.agent();
-    let (_token, backend) = raw_backend(4);
-    let (raw, _) = raw_rate(
-        &backend,
-        KeySpec::EcP256,
-        SignatureAlgorithm::Es256,
-        conc,
-        duration,
-    );
-    let url = server.url("/v1/tokens");
-    let (issued, lat) = drive(
-        conc,
-        duration,
-        |_| server.agent(),
-        move |agent| {
-            let _ = agent
-                .post(&url)
-                .set("Content-Type", "application/json")
-                .send_string(r#"{"audience":"bench","scope":"a b","ttl":600}"#)
-                .unwrap()
-                .into_string()
-                .unwrap();
-            1
-        },
-    );
-    let token = post(
+    post(
         &admin,
-        &server.url("/v1/tokens"),
-        &json!({"audience": "bench"}),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let body = Arc::new(json!({"token": token}).to_string());
-    let url = server.url("/v1/tokens/introspect");
-    let (introspected, ilat) = drive(
-        conc,
+        &server.url("/v1/keys"),
+        &json!({"name": "p", "spec": "ec-p256"}).to_string(),
+    );
+    let url = server.url("/v1/keys/p/sign");
+    let body = Arc::new(
+        json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}).to_string(),
+    );
+    let agents: Vec<ureq::Agent> = (0..connections).map(|_| server.agent()).collect();
+    for a in &agents {
+        post(a, &url, &body);
+    }
+    println!("pid {}", server.pid());
+    std::thread::sleep(Duration::from_millis(500));
+    let agents = Arc::new(std::sync::Mutex::new(agents));
+    let audit0 = audit_counts(&admin, &server);
+    let cpu0 = cpu_seconds(server.pid());
+    let (rate, lat) = drive(
+        connections,
         duration,
-        |_| server.agent(),
-        move |agent| {
-            let _ = agent
+        |_| agents.lock().unwrap().pop().unwrap(),
+        move |agent: &mut ureq::Agent| {
+            let r = agent
                 .post(&url)
                 .set("Content-Type", "application/json")
                 .send_string(&body)
-                .unwrap()
-                .into_string()
                 .unwrap();
+            let _ = r.into_string();
             1
         },
     );
-    println!("| operation | per second | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    println!("| raw ES256 signing (backend, {conc} threads) | {raw:.0} | | |");
+    let cpu = cpu_seconds(server.pid()) - cpu0;
+    let audit1 = audit_counts(&admin, &server);
+    let (records, batches) = (audit1.0 - audit0.0, (audit1.1 - audit0.1).max(1.0));
     println!(
-        "| tokens issued (API, ES256, {conc} connections) | {issued:.0} | {:.1} | {:.1} |",
+        "{connections} connections: {rate:.0}/s, p50 {:.2} ms, server CPU {:.1} µs per signature, \
+         {:.1} audit records per sync",
         pct(&lat, 0.5),
-        pct(&lat, 0.99)
+        cpu / (rate * duration.as_secs_f64()) * 1e6,
+        records / batches
     );
+}
+
+/// The server's audit counters (records, batches) from `/metrics`.
+fn audit_counts(admin: &ureq::Agent, server: &Server) -> (f64, f64) {
+    let text = admin
+        .get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (value("signet_audit_records"), value("signet_audit_batches"))
+}
+
+/// Compares two runs figure by figure (ratios, not absolutes: the machines are shared).
+fn compare(baseline: &Path, current: &Path) {
+    let load = |p: &Path| -> BTreeMap<String, f64> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        serde_json::from_value(v["figures"].clone()).unwrap()
+    };
+    let (base, now) = (load(baseline), load(current));
+    let margin: f64 = env_or("BENCH_NOISE", 0.25);
+    println!("| figure | baseline | current | current/baseline | |");
+    println!("|---|---|---|---|---|");
+    let mut flagged = 0;
+    for (name, b) in &base {
+        let Some(c) = now.get(name) else { continue };
+        if *b == 0.0 {
+            continue;
+        }
+        let r = c / b;
+        // For rates, lower is worse; for CPU, latency and memory, higher is worse.
+        let worse = if name.ends_with(".rate") {
+            r < 1.0 - margin
+        } else {
+            r > 1.0 + margin
+        };
+        let better = if name.ends_with(".rate") {
+            r > 1.0 + margin
+        } else {
+            r < 1.0 - margin
+        };
+        let flag = if worse {
+            flagged += 1;
+            "**worse**"
+        } else if better {
+            "better"
+        } else {
+            ""
+        };
+        println!("| {name} | {b:.2} | {c:.2} | {r:.2} | {flag} |");
+    }
     println!(
-        "| introspections (API) | {introspected:.0} | {:.1} | {:.1} |",
-        pct(&ilat, 0.5),
-        pct(&ilat, 0.99)
+        "\n{flagged} figure(s) worse than the baseline by more than {:.0}%",
+        margin * 100.0
     );
-    println!();
-    println!(
-        "issued/raw = {:.2}; server peak RSS {:.1} MiB; data dir {}",
-        issued / raw,
-        server.peak_rss_mib(),
-        PathBuf::from(server.data()).display()
-    );
+    if flagged > 0 {
+        std::process::exit(1);
+    }
 }

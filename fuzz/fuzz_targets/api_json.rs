@@ -74,7 +74,7 @@ fn setup() -> &'static (tokio::runtime::Runtime, Router) {
             .enable_all()
             .build()
             .expect("runtime");
-        (runtime, router(AppState { service }))
+        (runtime, router(AppState::new(service).expect("workers")))
     })
 }
 

@@ -249,7 +249,9 @@ pub async fn sign_batch(
                 .and_then(|r| r.item())
         })
         .collect();
-    let results = ctx.run(move |s, c| s.sign_batch(c, &name, items)).await?;
+    let results = ctx
+        .run_deferred(move |s, c| s.sign_batch_deferred(c, &name, items))
+        .await?;
     let results: Vec<Value> = results
         .iter()
         .enumerate()
@@ -284,7 +286,7 @@ pub async fn verify(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Value>> {
     let (valid, version) = ctx
-        .run(move |s, c| {
+        .run_deferred(move |s, c| {
             let item = SignRequest {
                 input: req.input,
                 input_type: req.input_type,
@@ -292,9 +294,14 @@ pub async fn verify(
                 version: req.version,
                 encoding: req.encoding,
             }
-            .item()?;
-            let signature = base64_field(&req.signature, "signature")?;
-            s.verify(c, &name, &VerifyItem { item, signature })
+            .item()
+            .and_then(|item| Ok((item, base64_field(&req.signature, "signature")?)));
+            match item {
+                Ok((item, signature)) => {
+                    s.verify_deferred(c, &name, &VerifyItem { item, signature })
+                }
+                Err(e) => crate::service::Deferred::ready(Err(e)),
+            }
         })
         .await?;
     Ok(Json(json!({ "valid": valid, "version": version })))

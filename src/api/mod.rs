@@ -2,6 +2,7 @@
 //! from the service's action table; handlers only translate between HTTP and the service.
 
 pub mod conn;
+pub mod executor;
 mod keys;
 mod ops;
 mod pki;
@@ -36,6 +37,22 @@ use crate::service::{Action, ClientIdentity, Service, ACTIONS};
 pub struct AppState {
     /// The service.
     pub service: Arc<Service>,
+    /// Where blocking work runs.
+    pub executor: Arc<executor::Executor>,
+}
+
+impl AppState {
+    /// The state for `service`, with a worker pool sized to its key store (the token's
+    /// sessions, and two more for the store's writes).
+    pub fn new(service: Arc<Service>) -> std::io::Result<Self> {
+        let threads = match &service.config().hsm {
+            crate::config::HsmConfig::Pkcs11(p) => p.pool_size + 2,
+        };
+        Ok(AppState {
+            executor: Arc::new(executor::Executor::new(threads)?),
+            service,
+        })
+    }
 }
 
 /// The handler of an action's route; `None` for actions the API does not serve. The match is
@@ -287,11 +304,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let server = &service.config().server;
     let admission = Admission::new(server);
+    let state = AppState::new(service.clone())?;
+    let executor = state.executor.clone();
     let shared = Arc::new(Shared {
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
-        app: router(AppState {
-            service: service.clone(),
-        }),
+        app: router(state),
         trust_domain: service.ca()?.settings().trust_domain.clone(),
         timeouts: Timeouts::new(server),
         handshake_timeout: Duration::from_secs(server.handshake_timeout_secs),
@@ -346,7 +363,11 @@ pub async fn run(
         );
     }
     let s = service.clone();
-    let _ = tokio::task::spawn_blocking(move || s.shutdown()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        executor.stop();
+        s.shutdown()
+    })
+    .await;
     Ok(())
 }
 
@@ -434,9 +455,9 @@ async fn connection(
 }
 
 /// Counts a refused connection; audits it now while refusals are few, else in a summary.
+/// Nothing waits for the record, and no thread is held for it.
 fn refuse(service: &Arc<Service>, peer: SocketAddr, reason: &str) {
     if let Some(event) = service.note_refusal(peer.ip(), reason) {
-        let service = service.clone();
-        tokio::task::spawn_blocking(move || service.record_quietly(vec![event]));
+        drop(service.audit().enqueue(vec![event]));
     }
 }

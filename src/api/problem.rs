@@ -96,6 +96,8 @@ pub struct Ctx {
     pub request_id: String,
     /// The service.
     pub service: Arc<Service>,
+    /// Where blocking work runs.
+    pub executor: Arc<super::executor::Executor>,
 }
 
 fn request_id(parts: &Parts) -> String {
@@ -122,23 +124,20 @@ impl FromRequestParts<AppState> for Ctx {
                 &request_id,
             ));
         };
-        let service = state.service.clone();
-        let rid = request_id.clone();
-        // The store lookups (revocation, principal) and, for a revoked certificate, the durable
-        // denial record, off the async workers.
-        let caller =
-            tokio::task::spawn_blocking(move || service.authenticate(&identity, &rid)).await;
+        // Reads only: done here, on the request's task. A refusal waits for its record.
+        let caller = state
+            .service
+            .authenticate(&identity, &request_id)
+            .settle()
+            .await;
         match caller {
-            Ok(Ok(caller)) => Ok(Ctx {
+            Ok(caller) => Ok(Ctx {
                 caller,
                 request_id,
                 service: state.service.clone(),
+                executor: state.executor.clone(),
             }),
-            Ok(Err(e)) => Err(Problem::from_error(&e, &request_id)),
-            Err(e) => Err(Problem::from_error(
-                &Error::Internal(format!("worker failed: {e}")),
-                &request_id,
-            )),
+            Err(e) => Err(Problem::from_error(&e, &request_id)),
         }
     }
 }
@@ -154,17 +153,32 @@ impl Ctx {
         Problem::new(ProblemType::BadRequest, detail, &self.request_id)
     }
 
-    /// Runs a service operation (PKCS#11, the store, the audit wait) off the async workers.
+    /// Runs a service operation (the token, the store, state changes and their records) on a
+    /// worker.
     pub async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Service, &Caller) -> crate::error::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         let service = self.service.clone();
         let caller = self.caller.clone();
-        match tokio::task::spawn_blocking(move || op(&service, &caller)).await {
+        match self.executor.run(move || op(&service, &caller)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.fail(e)),
-            Err(e) => Err(self.fail(Error::Internal(format!("worker failed: {e}")))),
+            Err(_) => Err(self.fail(Error::Internal("the workers have stopped".into()))),
+        }
+    }
+
+    /// Runs an operation whose result waits for its audit records: the worker is free as soon
+    /// as the work is done, and this request's task waits for the records.
+    pub async fn run_deferred<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let service = self.service.clone();
+        let caller = self.caller.clone();
+        match self.executor.run(move || op(&service, &caller)).await {
+            Ok(deferred) => deferred.settle().await.map_err(|e| self.fail(e)),
+            Err(_) => Err(self.fail(Error::Internal("the workers have stopped".into()))),
         }
     }
 }

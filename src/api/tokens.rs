@@ -39,7 +39,9 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueBody>) -> ApiResult<Resp
         subject: req.subject,
         bind: req.bind,
     };
-    let issued = ctx.run(move |s, c| s.issue_token(c, &request)).await?;
+    let issued = ctx
+        .run_deferred(move |s, c| s.issue_token_deferred(c, &request))
+        .await?;
     let expires_in = issued.claims.exp - issued.claims.iat;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

@@ -2,7 +2,7 @@
 
 use signet_hsm::{EcdsaFormat, KeySpec, PublicKey, SignInput, SignatureAlgorithm};
 
-use super::{Action, Caller, Service};
+use super::{Action, Caller, Deferred, Service};
 use crate::domain::audit::sha256_hex;
 use crate::domain::keys::{KeyName, Keys, Signature};
 use crate::error::{Error, Result};
@@ -240,9 +240,10 @@ impl Service {
         }
     }
 
-    fn sign_one(&self, name: &str, item: &SignItem) -> Result<Signature> {
-        let result = self.keys().sign(
-            name,
+    /// Signs one item with the key as `record` has it, and counts it.
+    fn sign_one(&self, record: &KeyRecord, item: &SignItem) -> Result<Signature> {
+        let result = self.keys().sign_with(
+            record,
             item.version,
             item.algorithm,
             item.sign_input(),
@@ -263,11 +264,24 @@ impl Service {
 
     /// Signs one input. The signature is returned only once its record is durable.
     pub fn sign(&self, caller: &Caller, name: &str, item: &SignItem) -> Result<Signature> {
-        self.authorize(caller, Action::KeySign, name)?;
-        let result = self.sign_one(name, item);
-        self.audit
-            .record(vec![Self::sign_event(caller, name, item, &result)])?;
-        result
+        self.sign_deferred(caller, name, item).wait()
+    }
+
+    /// Signs one input; the signature waits for its record (see [`Deferred`]).
+    pub fn sign_deferred(
+        &self,
+        caller: &Caller,
+        name: &str,
+        item: &SignItem,
+    ) -> Deferred<Signature> {
+        if let Err(e) = self.authorize(caller, Action::KeySign, name) {
+            return Deferred::ready(Err(e));
+        }
+        let result = self.keys().get(name).and_then(|r| self.sign_one(&r, item));
+        let pending = self
+            .audit
+            .submit(vec![Self::sign_event(caller, name, item, &result)]);
+        Deferred::new(result, pending)
     }
 
     /// Signs each input on its own (a bad item gets its own error); every record is durable,
@@ -278,20 +292,37 @@ impl Service {
         name: &str,
         items: Vec<Result<SignItem>>,
     ) -> Result<Vec<Result<Signature>>> {
-        self.authorize(caller, Action::KeySignBatch, name)?;
+        self.sign_batch_deferred(caller, name, items).wait()
+    }
+
+    /// As [`Service::sign_batch`], deferred.
+    pub fn sign_batch_deferred(
+        &self,
+        caller: &Caller,
+        name: &str,
+        items: Vec<Result<SignItem>>,
+    ) -> Deferred<Vec<Result<Signature>>> {
+        if let Err(e) = self.authorize(caller, Action::KeySignBatch, name) {
+            return Deferred::ready(Err(e));
+        }
         let max = self.config.server.sign_batch_max;
         if items.is_empty() || items.len() > max {
-            return Err(Error::BadRequest(format!(
+            return Deferred::ready(Err(Error::BadRequest(format!(
                 "items must hold 1..={max} entries, got {}",
                 items.len()
-            )));
+            ))));
         }
+        // One lookup of the key for the whole batch.
+        let record = self.keys().get(name);
         let mut results = Vec::with_capacity(items.len());
         let mut events = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let result = match item {
                 Ok(item) => {
-                    let result = self.sign_one(name, &item);
+                    let result = match &record {
+                        Ok(r) => self.sign_one(r, &item),
+                        Err(e) => Err(Error::NotFound(e.to_string())),
+                    };
                     events.push(
                         Self::sign_event(caller, name, &item, &result).with("batch_index", index),
                     );
@@ -304,13 +335,25 @@ impl Service {
             };
             results.push(result);
         }
-        self.audit.record(events)?;
-        Ok(results)
+        let pending = self.audit.submit(events);
+        Deferred::new(Ok(results), pending)
     }
 
     /// Checks a signature. Disabled versions still verify.
     pub fn verify(&self, caller: &Caller, name: &str, v: &VerifyItem) -> Result<(bool, u32)> {
-        self.authorize(caller, Action::KeyVerify, name)?;
+        self.verify_deferred(caller, name, v).wait()
+    }
+
+    /// As [`Service::verify`], deferred.
+    pub fn verify_deferred(
+        &self,
+        caller: &Caller,
+        name: &str,
+        v: &VerifyItem,
+    ) -> Deferred<(bool, u32)> {
+        if let Err(e) = self.authorize(caller, Action::KeyVerify, name) {
+            return Deferred::ready(Err(e));
+        }
         let result = self.keys().verify(
             name,
             v.item.version,
@@ -333,7 +376,7 @@ impl Service {
         if let Ok((valid, version)) = &result {
             event = event.with("valid", valid).with("version", version);
         }
-        self.audit.record(vec![event])?;
-        result
+        let pending = self.audit.submit(vec![event]);
+        Deferred::new(result, pending)
     }
 }

@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod caller;
 mod certs;
+mod deferred;
 mod keys;
 pub mod metrics;
 mod open;
@@ -21,6 +22,7 @@ use signet_pki::Ca;
 pub use self::actions::{Action, ActionSpec, Requirement, Route, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
 pub use self::certs::{CertificateRequest, Chain};
+pub use self::deferred::Deferred;
 pub use self::keys::{KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
 pub use self::open::OpenMode;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use signet_hsm::BackendInfo;
 
-use super::{Action, Caller, ClientIdentity, Service};
+use super::{Action, Caller, ClientIdentity, Deferred, Service};
 use crate::domain::audit::{self, verify_chain, Break, ChainHead, VerifyReport, SERVICE};
 use crate::error::{Error, Result};
 use crate::store::{AuditRecord, CertStatus, Event, Outcome};
@@ -41,27 +41,36 @@ pub struct Verification {
 impl Service {
     /// The caller of a request on a connection with this verified certificate: refused when
     /// the certificate has been revoked since the handshake; its principal read now, so a
-    /// change of scopes, or a deletion, applies to the very next request.
-    pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Result<Caller> {
-        if let Some(cert) = self.store.cert(&identity.serial)? {
-            if cert.status == CertStatus::Revoked {
+    /// change of scopes, or a deletion, applies to the very next request. Only reads, so it
+    /// runs where the request is; a refusal waits for its record.
+    pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Deferred<Caller> {
+        match self.store.cert(&identity.serial) {
+            Ok(Some(cert)) if cert.status == CertStatus::Revoked => {
                 self.metrics.refusal("revoked-on-open-connection");
-                self.audit.record(vec![Event::new(
+                let pending = self.audit.enqueue(vec![Event::new(
                     &identity.name,
                     request_id,
                     "request",
                     &identity.serial,
                     Outcome::Denied,
                 )
-                .with("reason", "certificate revoked")])?;
-                return Err(Error::Unauthenticated(format!(
-                    "the client certificate {} has been revoked",
-                    identity.serial
-                )));
+                .with("reason", "certificate revoked")]);
+                return Deferred::new(
+                    Err(Error::Unauthenticated(format!(
+                        "the client certificate {} has been revoked",
+                        identity.serial
+                    ))),
+                    pending,
+                );
             }
+            Ok(_) => {}
+            Err(e) => return Deferred::ready(Err(e)),
         }
-        let principal = self.store.principal(&identity.name)?;
-        Ok(Caller::client(identity.clone(), principal, request_id))
+        Deferred::ready(
+            self.store
+                .principal(&identity.name)
+                .map(|principal| Caller::client(identity.clone(), principal, request_id)),
+        )
     }
 
     /// Whether a serial is revoked (for the TLS layer). Fails closed on a store error.

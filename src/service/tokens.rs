@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Action, Caller, Service};
+use super::{Action, Caller, Deferred, Service};
 use crate::domain::tokens::jwt::Inactive;
 use crate::domain::tokens::{check_jti, IssueRequest, Issued, TokenRequest, Verified};
 use crate::error::{Error, Result};
@@ -52,6 +52,19 @@ impl Service {
     /// Issues a token. The caller may name another subject with `tokens:issue-on-behalf`, and
     /// may put only scope values its `tokens:scope:<pattern>` scopes allow.
     pub fn issue_token(&self, caller: &Caller, req: &TokenRequest) -> Result<Issued> {
+        self.issue_token_deferred(caller, req).wait()
+    }
+
+    /// As [`Service::issue_token`], deferred: the token waits for its record.
+    pub fn issue_token_deferred(&self, caller: &Caller, req: &TokenRequest) -> Deferred<Issued> {
+        match self.prepare_token(caller, req) {
+            Ok(issue) => self.sign_token(caller, req, issue),
+            Err(e) => Deferred::ready(Err(e)),
+        }
+    }
+
+    /// The request's checks and authorisation; what to sign.
+    fn prepare_token(&self, caller: &Caller, req: &TokenRequest) -> Result<IssueRequest> {
         self.authorize(caller, Action::TokenIssue, &req.audience)?;
         let ttl = req.validate(&self.config.tokens)?;
         let own = caller.client_name().map(str::to_string);
@@ -80,8 +93,8 @@ impl Service {
             );
             self.deny(caller, Action::TokenIssue, &req.audience, reason)?;
         }
-        let issue = IssueRequest {
-            subject: subject.clone(),
+        Ok(IssueRequest {
+            subject,
             audience: req.audience.clone(),
             scope: req.scope.clone(),
             ttl,
@@ -95,7 +108,16 @@ impl Service {
             } else {
                 None
             },
-        };
+        })
+    }
+
+    fn sign_token(
+        &self,
+        caller: &Caller,
+        req: &TokenRequest,
+        issue: IssueRequest,
+    ) -> Deferred<Issued> {
+        let subject = issue.subject.clone();
         let result = random::base64url_id()
             .map_err(Error::from)
             .and_then(|jti| self.tokens().issue(&issue, jti));
@@ -120,8 +142,8 @@ impl Service {
                 .with("exp", issued.claims.exp);
         }
         // A token is handed out only once its record is durable.
-        self.audit.record(vec![event])?;
-        result
+        let pending = self.audit.submit(vec![event]);
+        Deferred::new(result, pending)
     }
 
     /// Checks a token: signature by a JWKS key, claims, revocation. Only `tokens:admin` learns

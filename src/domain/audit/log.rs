@@ -1,12 +1,16 @@
-//! The audit log's writer: one thread owns the journal. Requests queue their records and wait;
-//! the writer takes everything queued, appends it as one batch (one write and one sync for the
-//! file journal, one transaction for a database), and completes every waiter at once. It also
-//! writes the checkpoints: every N records, or T seconds after the first record since the last
-//! one, it signs the chain head with the audit key in the token and appends the checkpoint.
+//! The audit log's group commit. Records are queued; whoever finds no write under way becomes
+//! the leader: it takes everything queued, appends it as one batch (one write and one
+//! `fdatasync` for the file journal, one transaction for a database) and completes every waiter
+//! at once. Threads arriving meanwhile only queue and return: their records go in the next
+//! batch. So a lone request pays one sync and no hand-off, and concurrent ones share syncs.
+//!
+//! A background thread leads for those who must not block (the async workers submit with
+//! [`AuditLog::enqueue`]), writes the checkpoints — every N records, or T seconds after the
+//! first record not yet covered, it signs the chain head with the audit key in the token and
+//! anchors it — and, while the log cannot be written, retries every second.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,19 +28,11 @@ use crate::store::{AuditRecord, ChainHead, Event, Journal, Outcome};
 /// The principal of the service's own records.
 pub const SERVICE: &str = "signet";
 
+/// While the log is unwritable, how often the background thread tries again on its own.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// Where a batch's records (or its failure) go.
 type Reply = oneshot::Sender<Result<Vec<AuditRecord>>>;
-
-enum Job {
-    Append(Vec<Event>, Reply),
-    /// A checkpoint; when the flag is false, only if records arrived since the last one.
-    Checkpoint(oneshot::Sender<Result<Option<AuditRecord>>>, bool),
-}
-
-struct Queue {
-    jobs: VecDeque<Job>,
-    closing: bool,
-}
 
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Default)]
@@ -49,19 +45,6 @@ pub struct AuditStats {
     pub failures: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
-}
-
-struct Inner {
-    journal: Arc<dyn Journal>,
-    anchor: Anchor,
-    backend: Arc<dyn Backend>,
-    key_id: KeyId,
-    config: AuditConfig,
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    /// While the log cannot be written: what was refused, to be recorded once it can.
-    outage: Mutex<Option<Outage>>,
-    stats: AuditStats,
 }
 
 /// An interval in which the log could not be written.
@@ -84,13 +67,39 @@ impl Outage {
     }
 }
 
-/// While the log is unwritable, how often the writer tries again on its own.
-const RETRY: Duration = Duration::from_secs(1);
+/// What the lock guards.
+struct State {
+    /// Records waiting for the next batch, with where each group's result goes.
+    queue: Vec<(Vec<Event>, Reply)>,
+    /// A leader is appending (only one at a time: the chain has one head).
+    writing: bool,
+    /// Records since the last checkpoint.
+    since_checkpoint: u64,
+    /// When the last checkpoint was written (or the log opened).
+    last_checkpoint: Instant,
+    /// While the log cannot be written: what was refused, to be recorded once it can.
+    outage: Option<Outage>,
+    /// Checkpoints asked for, with whether one is wanted even with nothing new.
+    checkpoint_requests: Vec<(oneshot::Sender<Result<Option<AuditRecord>>>, bool)>,
+    closing: bool,
+}
+
+struct Inner {
+    journal: Arc<dyn Journal>,
+    anchor: Anchor,
+    backend: Arc<dyn Backend>,
+    key_id: KeyId,
+    config: AuditConfig,
+    state: Mutex<State>,
+    /// Wakes the background thread (work for it, or a leader finished).
+    wake: Condvar,
+    stats: AuditStats,
+}
 
 /// The audit log, as the service uses it.
 pub struct AuditLog {
     inner: Arc<Inner>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    background: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -111,7 +120,13 @@ impl Pending {
     pub fn wait(self) -> Result<Vec<AuditRecord>> {
         match self.0 {
             None => Ok(Vec::new()),
-            Some(rx) => rx.blocking_recv().unwrap_or_else(|_| Err(writer_gone())),
+            Some(mut rx) => match rx.try_recv() {
+                Ok(result) => result,
+                Err(oneshot::error::TryRecvError::Closed) => Err(writer_gone()),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    rx.blocking_recv().unwrap_or_else(|_| Err(writer_gone()))
+                }
+            },
         }
     }
 }
@@ -133,11 +148,11 @@ impl std::future::Future for Pending {
 }
 
 fn writer_gone() -> Error {
-    Error::AuditUnavailable("the audit writer has stopped".into())
+    Error::AuditUnavailable("the audit log is closed".into())
 }
 
 impl AuditLog {
-    /// Starts the writer over `journal`, checkpointing with the audit key `key_id`.
+    /// Opens the log over `journal`, checkpointing with the audit key `key_id`.
     pub fn start(
         journal: Arc<dyn Journal>,
         anchor: Anchor,
@@ -145,40 +160,74 @@ impl AuditLog {
         key_id: KeyId,
         config: AuditConfig,
     ) -> Result<Self> {
+        let since_checkpoint = records_since_checkpoint(journal.as_ref());
         let inner = Arc::new(Inner {
             journal,
             anchor,
             backend,
             key_id,
             config,
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                writing: false,
+                since_checkpoint,
+                last_checkpoint: Instant::now(),
+                outage: None,
+                checkpoint_requests: Vec::new(),
                 closing: false,
             }),
             wake: Condvar::new(),
-            outage: Mutex::new(None),
             stats: AuditStats::default(),
         });
         let worker = inner.clone();
-        let writer = std::thread::Builder::new()
+        let background = std::thread::Builder::new()
             .name("signet-audit".into())
-            .spawn(move || worker.run())
+            .spawn(move || worker.background())
             .map_err(|e| Error::Internal(format!("starting the audit writer: {e}")))?;
         Ok(AuditLog {
             inner,
-            writer: Mutex::new(Some(writer)),
+            background: Mutex::new(Some(background)),
         })
     }
 
-    /// Queues records; they are durable when the returned [`Pending`] completes. A
-    /// `bench-unaudited` build completes at once without writing anything.
+    /// Queues records and, when no write is under way, writes them (and everything queued)
+    /// itself, on this thread, before returning. A `bench-unaudited` build writes nothing.
     pub fn submit(&self, events: Vec<Event>) -> Pending {
+        let (pending, lead) = self.queue(events, true);
+        if lead {
+            self.inner.lead();
+        }
+        pending
+    }
+
+    /// Queues records without ever writing on this thread (for async workers): the background
+    /// thread writes them.
+    pub fn enqueue(&self, events: Vec<Event>) -> Pending {
+        let (pending, idle) = self.queue(events, false);
+        if idle {
+            self.inner.wake.notify_all();
+        }
+        pending
+    }
+
+    /// Queues; returns whether no write is under way (with `lead`, the caller is now the
+    /// leader and must write).
+    fn queue(&self, events: Vec<Event>, lead: bool) -> (Pending, bool) {
         if cfg!(feature = "bench-unaudited") || events.is_empty() {
-            return Pending(None);
+            return (Pending(None), false);
         }
         let (tx, rx) = oneshot::channel();
-        self.inner.push(Job::Append(events, tx));
-        Pending(Some(rx))
+        let mut state = self.inner.lock();
+        if state.closing {
+            let _ = tx.send(Err(writer_gone()));
+            return (Pending(Some(rx)), false);
+        }
+        state.queue.push((events, tx));
+        let idle = !state.writing;
+        if idle && lead {
+            state.writing = true;
+        }
+        (Pending(Some(rx)), idle)
     }
 
     /// Appends records and returns once they are durable. A failure means the caller must not
@@ -194,18 +243,25 @@ impl AuditLog {
 
     /// Signs the current head and appends the checkpoint now.
     pub fn checkpoint(&self) -> Result<AuditRecord> {
-        self.checkpoint_job(true)?
+        self.checkpoint_request(true)?
             .ok_or_else(|| Error::Internal("no checkpoint was written".into()))
     }
 
     /// Checkpoints now if any record is not yet covered by a checkpoint.
     pub fn checkpoint_unsigned(&self) -> Result<Option<AuditRecord>> {
-        self.checkpoint_job(false)
+        self.checkpoint_request(false)
     }
 
-    fn checkpoint_job(&self, force: bool) -> Result<Option<AuditRecord>> {
+    fn checkpoint_request(&self, force: bool) -> Result<Option<AuditRecord>> {
         let (tx, rx) = oneshot::channel();
-        self.inner.push(Job::Checkpoint(tx, force));
+        {
+            let mut state = self.inner.lock();
+            if state.closing {
+                return Err(writer_gone());
+            }
+            state.checkpoint_requests.push((tx, force));
+        }
+        self.inner.wake.notify_all();
         rx.blocking_recv().unwrap_or_else(|_| Err(writer_gone()))
     }
 
@@ -229,9 +285,9 @@ impl AuditLog {
         &self.inner.key_id
     }
 
-    /// `Err(why)` while the log cannot be written (the writer retries every second).
+    /// `Err(why)` while the log cannot be written (it is retried every second).
     pub fn writable(&self) -> std::result::Result<(), String> {
-        match &*self.inner.outage.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &self.inner.lock().outage {
             None => Ok(()),
             Some(outage) => Err(outage.error.clone()),
         }
@@ -242,15 +298,17 @@ impl AuditLog {
         &self.inner.stats
     }
 
-    /// Finishes queued work and stops the writer.
+    /// Writes what is queued and stops the background thread.
     pub fn close(&self) {
-        {
-            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.closing = true;
-        }
+        self.inner.lock().closing = true;
         self.inner.wake.notify_all();
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = writer.join();
+        if let Some(background) = self
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = background.join();
         }
     }
 }
@@ -261,155 +319,155 @@ impl Drop for AuditLog {
     }
 }
 
+/// Records after the last checkpoint in `journal` (1 stands for "some", which is what matters).
+fn records_since_checkpoint(journal: &dyn Journal) -> u64 {
+    match journal.head() {
+        Ok(head) if head.seq > 0 => match journal.read(head.seq - 1, 1) {
+            Ok(last) if last.first().is_some_and(|r| r.action == CHECKPOINT) => 0,
+            _ => 1,
+        },
+        _ => 0,
+    }
+}
+
 impl Inner {
-    fn push(&self, job: Job) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.closing {
-            drop(queue);
-            match job {
-                Job::Append(_, tx) => drop(tx.send(Err(writer_gone()))),
-                Job::Checkpoint(tx, _) => drop(tx.send(Err(writer_gone()))),
-            }
-            return;
-        }
-        queue.jobs.push_back(job);
-        drop(queue);
-        self.wake.notify_one();
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The writer thread.
-    fn run(&self) {
-        let mut since_checkpoint = self.records_since_checkpoint();
-        let mut last_checkpoint = Instant::now();
+    /// As the leader (`writing` is set for us): appends everything queued once, then hands the
+    /// rest (and any checkpoint due) to the background thread.
+    fn lead(&self) {
+        if self.config.commit_delay_us > 0 {
+            // Let a few more records join this batch (fewer syncs, more latency).
+            std::thread::sleep(Duration::from_micros(self.config.commit_delay_us));
+        }
+        let (batch, outage) = {
+            let mut state = self.lock();
+            (std::mem::take(&mut state.queue), state.outage.is_some())
+        };
+        let mut appended = 0;
+        if outage {
+            // Try to end the outage first: a request right after the disk recovers succeeds.
+            appended += self.record_outage();
+        }
+        appended += self.append_batch(batch);
+        let mut state = self.lock();
+        // The first record not covered by a checkpoint starts the background thread's clock.
+        let first = state.since_checkpoint == 0 && appended > 0;
+        state.since_checkpoint += appended;
+        state.writing = false;
+        let more = first
+            || !state.queue.is_empty()
+            || state.since_checkpoint >= self.config.checkpoint_every
+            || state.outage.is_some()
+            || state.closing;
+        drop(state);
+        if more {
+            self.wake.notify_all();
+        }
+    }
+
+    /// The background thread: leads for queued records nobody leads, writes checkpoints when
+    /// due or asked for, retries during an outage, and finishes up at close.
+    fn background(&self) {
         let interval = Duration::from_secs(self.config.checkpoint_interval_secs);
+        let mut last_retry = Instant::now();
+        let mut state = self.lock();
         loop {
-            let jobs = {
-                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    if !queue.jobs.is_empty() || queue.closing {
-                        break;
-                    }
-                    let mut wait = if since_checkpoint > 0 {
-                        interval.saturating_sub(last_checkpoint.elapsed())
-                    } else {
-                        Duration::from_secs(3600)
-                    };
-                    let in_outage = self.in_outage();
-                    if in_outage {
-                        wait = wait.min(RETRY);
-                    }
-                    if wait.is_zero() {
-                        break;
-                    }
-                    let (q, timeout) = self
-                        .wake
-                        .wait_timeout(queue, wait)
-                        .unwrap_or_else(|p| p.into_inner());
-                    queue = q;
-                    if timeout.timed_out() && in_outage && queue.jobs.is_empty() {
-                        break;
-                    }
+            let retry_due = state.outage.is_some() && last_retry.elapsed() >= RETRY;
+            let checkpoint_due = state.outage.is_none()
+                && (state.since_checkpoint >= self.config.checkpoint_every
+                    || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval));
+            let work = !state.queue.is_empty()
+                || !state.checkpoint_requests.is_empty()
+                || checkpoint_due
+                || retry_due
+                || state.closing;
+            if state.writing || !work {
+                // Sleep until woken, the next checkpoint is due or the next retry.
+                let mut wait = Duration::from_secs(3600);
+                if state.outage.is_none() && state.since_checkpoint > 0 {
+                    wait = interval.saturating_sub(state.last_checkpoint.elapsed());
                 }
-                if queue.jobs.is_empty() && queue.closing {
-                    return;
+                if state.outage.is_some() {
+                    wait = wait.min(RETRY.saturating_sub(last_retry.elapsed()));
                 }
-                if self.config.commit_delay_us > 0 && !queue.jobs.is_empty() {
-                    // Let a few more records join this batch (fewer syncs, more latency).
-                    drop(queue);
-                    std::thread::sleep(Duration::from_micros(self.config.commit_delay_us));
-                    queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                }
-                std::mem::take(&mut queue.jobs)
-            };
-            if self.in_outage() {
-                // Record the outage first: when it works the log is writable again.
-                since_checkpoint += self.record_outage();
-            }
-            let mut appends = Vec::new();
-            let mut checkpoints = Vec::new();
-            let mut forced = false;
-            for job in jobs {
-                match job {
-                    Job::Append(events, tx) => appends.push((events, tx)),
-                    Job::Checkpoint(tx, force) => {
-                        forced |= force;
-                        checkpoints.push(tx);
-                    }
-                }
-            }
-            if !appends.is_empty() {
-                since_checkpoint += self.append_batch(appends);
-            }
-            let due = since_checkpoint >= self.config.checkpoint_every
-                || (since_checkpoint > 0 && last_checkpoint.elapsed() >= interval)
-                || (since_checkpoint > 0 && !checkpoints.is_empty());
-            if !due && !forced {
-                for tx in checkpoints {
-                    let _ = tx.send(Ok(None));
-                }
+                let (s, _) = self
+                    .wake
+                    .wait_timeout(state, wait.max(Duration::from_millis(1)))
+                    .unwrap_or_else(|p| p.into_inner());
+                state = s;
                 continue;
             }
-            {
+            state.writing = true;
+            let outage = state.outage.is_some();
+            let batch = std::mem::take(&mut state.queue);
+            let requests = std::mem::take(&mut state.checkpoint_requests);
+            let closing = state.closing;
+            drop(state);
+
+            let mut appended = 0;
+            if outage {
+                // Record the outage first: when that works the log is writable again.
+                last_retry = Instant::now();
+                appended += self.record_outage();
+            }
+            appended += self.append_batch(batch);
+            state = self.lock();
+            state.since_checkpoint += appended;
+            let due = state.since_checkpoint >= self.config.checkpoint_every
+                || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval)
+                || (state.since_checkpoint > 0 && (!requests.is_empty() || closing));
+            let forced = requests.iter().any(|(_, force)| *force);
+            drop(state);
+            let result = if (due || forced) && !self.in_outage() {
                 let result = self.write_checkpoint();
-                if result.is_ok() {
-                    since_checkpoint = 0;
-                    last_checkpoint = Instant::now();
-                } else {
-                    // Try again at the next interval, not in a tight loop.
-                    last_checkpoint = Instant::now();
-                }
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "audit checkpoint failed");
                 }
-                for tx in checkpoints {
-                    let _ = tx.send(match &result {
-                        Ok(r) => Ok(Some(r.clone())),
-                        Err(e) => Err(Error::AuditUnavailable(e.to_string())),
-                    });
+                Some(result)
+            } else {
+                None
+            };
+            state = self.lock();
+            if let Some(result) = &result {
+                // Try again at the next interval after a failure, not in a tight loop.
+                state.last_checkpoint = Instant::now();
+                if result.is_ok() {
+                    state.since_checkpoint = 0;
                 }
+            }
+            state.writing = false;
+            for (tx, _) in requests {
+                let _ = tx.send(match &result {
+                    Some(Ok(r)) => Ok(Some(r.clone())),
+                    Some(Err(e)) => Err(Error::AuditUnavailable(e.to_string())),
+                    None if outage || state.outage.is_some() => Err(Error::AuditUnavailable(
+                        "the audit log cannot be written".into(),
+                    )),
+                    None => Ok(None),
+                });
+            }
+            if closing && state.queue.is_empty() {
+                return;
             }
         }
     }
 
-    fn records_since_checkpoint(&self) -> u64 {
-        match self.journal.head() {
-            Ok(head) if head.seq > 0 => match self.journal.read(head.seq - 1, 1) {
-                Ok(last) if last.first().is_some_and(|r| r.action == CHECKPOINT) => 0,
-                _ => 1,
-            },
-            _ => 0,
-        }
-    }
-
-    fn writable_error(&self) -> Option<String> {
-        self.outage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|o| o.error.clone())
-    }
-
     fn in_outage(&self) -> bool {
-        self.outage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.lock().outage.is_some()
     }
 
     /// Tries to append the record of the current outage; returns the records appended.
     fn record_outage(&self) -> u64 {
-        let Some(outage) = self
-            .outage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
+        let Some(outage) = self.lock().outage.clone() else {
             return 0;
         };
         match self.journal.append(vec![outage.event()]) {
             Ok(records) => {
                 records.iter().for_each(emit);
-                *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.lock().outage = None;
                 tracing::warn!(
                     refused_batches = outage.batches,
                     refused_records = outage.records,
@@ -422,24 +480,25 @@ impl Inner {
         }
     }
 
-    /// Appends every queued batch as one; returns how many records were appended.
-    fn append_batch(&self, appends: Vec<(Vec<Event>, Reply)>) -> u64 {
-        let mut sizes = Vec::with_capacity(appends.len());
+    /// Appends queued groups as one batch and answers each; returns the records appended.
+    fn append_batch(&self, batch: Vec<(Vec<Event>, Reply)>) -> u64 {
+        if batch.is_empty() {
+            return 0;
+        }
+        let mut sizes = Vec::with_capacity(batch.len());
         let mut all = Vec::new();
-        let mut senders = Vec::with_capacity(appends.len());
-        for (events, tx) in appends {
+        let mut replies = Vec::with_capacity(batch.len());
+        for (events, tx) in batch {
             sizes.push(events.len());
             all.extend(events);
-            senders.push(tx);
+            replies.push(tx);
         }
         let count = all.len() as u64;
         // During an outage nothing is appended before its record: refuse at once.
-        let result = if self.in_outage() {
-            Err(Error::AuditUnavailable(
-                self.writable_error().unwrap_or_default(),
-            ))
-        } else {
-            self.journal.append(all)
+        let outage = self.lock().outage.as_ref().map(|o| o.error.clone());
+        let result = match outage {
+            Some(error) => Err(Error::AuditUnavailable(error)),
+            None => self.journal.append(all),
         };
         match result {
             Ok(records) => {
@@ -448,7 +507,7 @@ impl Inner {
                 self.stats.records.fetch_add(n, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 let mut records = records.into_iter();
-                for (size, tx) in sizes.into_iter().zip(senders) {
+                for (size, tx) in sizes.into_iter().zip(replies) {
                     let _ = tx.send(Ok(records.by_ref().take(size).collect()));
                 }
                 n
@@ -457,11 +516,11 @@ impl Inner {
                 let why = e.to_string();
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 {
-                    let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-                    if outage.is_none() {
+                    let mut state = self.lock();
+                    if state.outage.is_none() {
                         tracing::error!(error = %why, "the audit log cannot be written; refusing the requests it would record");
                     }
-                    let o = outage.get_or_insert_with(|| Outage {
+                    let o = state.outage.get_or_insert_with(|| Outage {
                         since: crate::support::time::format_time_precise(),
                         error: why.clone(),
                         batches: 0,
@@ -470,7 +529,8 @@ impl Inner {
                     o.batches += 1;
                     o.records += count;
                 }
-                for tx in senders {
+                self.wake.notify_all();
+                for tx in replies {
                     let _ = tx.send(Err(Error::AuditUnavailable(why.clone())));
                 }
                 0
@@ -478,7 +538,7 @@ impl Inner {
         }
     }
 
-    /// Signs the head with the audit key and appends the checkpoint record.
+    /// Signs the head with the audit key, appends the checkpoint record and anchors it.
     fn write_checkpoint(&self) -> Result<AuditRecord> {
         let head = self.journal.head()?;
         let signature = signet_hsm::sign(
