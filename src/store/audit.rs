@@ -240,6 +240,12 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// What opening the journal found and repaired, for the log and the audit record of it.
     fn repairs(&self) -> Vec<String>;
+
+    /// Called once the log is done with (a clean stop): the file journal cuts off its
+    /// preallocated space here.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -450,6 +450,10 @@ impl Inner {
                 });
             }
             if closing && state.queue.is_empty() {
+                drop(state);
+                if let Err(e) = self.journal.close() {
+                    tracing::warn!(error = %e, "closing the audit journal");
+                }
                 return;
             }
         }
