@@ -593,10 +593,11 @@ fn drive_only(duration: Duration, connections: usize) {
     );
     let cpu = cpu_seconds(server.pid()) - cpu0;
     let audit1 = audit_counts(&admin, &server);
+    let peak = status_mb(server.pid(), "VmHWM");
     let (records, batches) = (audit1.0 - audit0.0, (audit1.1 - audit0.1).max(1.0));
     println!(
         "{connections} connections: {rate:.0}/s, p50 {:.2} ms, server CPU {:.1} µs per signature, \
-         {:.1} audit records per sync",
+         {:.1} audit records per sync, peak RSS {peak:.0} MB",
         pct(&lat, 0.5),
         cpu / (rate * duration.as_secs_f64()) * 1e6,
         records / batches

@@ -489,11 +489,17 @@ fn enrolment_scopes_and_immediate_revocation() {
     let fresh = server.client("billing");
     let err = fresh.try_get("/healthz").unwrap_err();
     assert!(!err.is_empty());
-    let metrics = admin.get("/metrics").body;
-    assert!(
-        metrics.contains("signet_tls_handshake_refusals_total{reason=\"revoked\"} 1"),
-        "{metrics}"
-    );
+    // The client can see the alert before the server has counted the refusal: wait for it.
+    let counted = "signet_tls_handshake_refusals_total{reason=\"revoked\"} 1";
+    let mut metrics = admin.get("/metrics").body;
+    for _ in 0..40 {
+        if metrics.contains(counted) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        metrics = admin.get("/metrics").body;
+    }
+    assert!(metrics.contains(counted), "{metrics}");
     assert!(
         metrics.contains("signet_authorization_denials_total{action=\"key.sign\"}"),
         "{metrics}"
