@@ -72,6 +72,7 @@ impl FileJournal {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o600)
             .open(&path)
             .map_err(|e| unavailable("opening the audit log", e))?;
