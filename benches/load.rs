@@ -7,6 +7,8 @@
 //!   connections: signatures/s, p50/p99 per request, the server's CPU µs per signature (from
 //!   /proc/<pid>/stat) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
 //!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
+//! - `drive`: one ES256 step at `BENCH_CONNECTIONS` (for profiling; prints the server pid),
+//!   with audit records per sync and peak RSS;
 //! - `compare BASELINE CURRENT`: every figure's ratio to the baseline, flagging those that moved
 //!   by more than the noise margin.
 //!
@@ -42,6 +44,7 @@ fn main() {
         Some("api") => {
             raw(&mut report, duration);
             api(&mut report, duration);
+            report.print_ratios();
         }
         Some("drive") => return drive_only(duration, env_or("BENCH_CONNECTIONS", 16usize)),
         Some("compare") => {
@@ -51,11 +54,10 @@ fn main() {
             )
         }
         _ => {
-            eprintln!("usage: load raw|api|compare BASELINE CURRENT   (BENCH_SECONDS, SIGNET_BIN, SIGNET_BIN_UNAUDITED, BENCH_JSON)");
+            eprintln!("usage: load raw|api|drive|compare BASELINE CURRENT   (BENCH_SECONDS, BENCH_CONNECTIONS, SIGNET_BIN, SIGNET_BIN_UNAUDITED, BENCH_JSON, SIGNET_TEST_TOKEN)");
             return;
         }
     }
-    report.print_ratios();
     if let Ok(path) = std::env::var("BENCH_JSON") {
         std::fs::write(&path, serde_json::to_string_pretty(&report.json()).unwrap()).unwrap();
         println!("\nfigures written to {path}");
