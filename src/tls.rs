@@ -113,9 +113,12 @@ impl ResolvesServerCert for OneCert {
 
 /// webpki's client verification (chain to the root, EKU clientAuth, validity) plus an immediate
 /// revocation check against the store, so a revoked certificate is refused on its next handshake.
+/// The server's own intermediate is offered to path building with whatever the client sent, so a
+/// client presenting its leaf alone (as most save what a CA returns) is accepted.
 #[derive(Debug)]
 pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    intermediate: CertificateDer<'static>,
     service: Arc<Service>,
 }
 
@@ -132,13 +135,21 @@ impl std::fmt::Display for RevocationCheckFailed {
 impl std::error::Error for RevocationCheckFailed {}
 
 impl ClientVerifier {
-    /// The verifier for Signet's root.
-    pub fn new(root_der: &[u8], service: Arc<Service>) -> anyhow::Result<Self> {
+    /// The verifier for Signet's root, completing client chains with its intermediate.
+    pub fn new(
+        root_der: &[u8],
+        intermediate_der: &[u8],
+        service: Arc<Service>,
+    ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(root_der.to_vec()))?;
         let inner =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-        Ok(ClientVerifier { inner, service })
+        Ok(ClientVerifier {
+            inner,
+            intermediate: CertificateDer::from(intermediate_der.to_vec()),
+            service,
+        })
     }
 }
 
@@ -160,9 +171,14 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verified = if intermediates.contains(&self.intermediate) {
+            self.inner
+                .verify_client_cert(end_entity, intermediates, now)?
+        } else {
+            let mut completed = intermediates.to_vec();
+            completed.push(self.intermediate.clone());
+            self.inner.verify_client_cert(end_entity, &completed, now)?
+        };
         let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
@@ -231,7 +247,7 @@ pub fn server_config(service: Arc<Service>) -> anyhow::Result<rustls::ServerConf
         chain.into_iter().map(CertificateDer::from).collect(),
         Arc::new(key),
     );
-    let verifier = ClientVerifier::new(ca.root_der(), service.clone())?;
+    let verifier = ClientVerifier::new(ca.root_der(), ca.intermediate_der(), service.clone())?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))

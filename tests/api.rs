@@ -814,3 +814,75 @@ fn concurrent_clients_get_valid_signatures() {
     }
     assert_eq!(n, 160);
 }
+
+/// The certificate answered by `POST /v1/certificates`, saved alone as most users do, works
+/// with curl: the server completes the chain with its own intermediate. `certificate_chain`
+/// (leaf + intermediate) verifies with openssl against the root.
+#[test]
+fn a_leaf_only_client_certificate_is_accepted() {
+    let server = Server::start();
+    let admin = server.admin();
+    let created = admin.post("/v1/principals", &json!({"name": "leafy", "scopes": []}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let dir = server.data.join("clients");
+    let (key, csr) = openssl_csr(&dir, "leafy", &[]);
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "client", "name": "leafy"}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let doc = issued.json();
+    let leaf = dir.join("leafy-leaf.pem");
+    std::fs::write(&leaf, doc["certificate"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&leaf)
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        1
+    );
+    let curl = |cert: &std::path::Path| {
+        Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(server.data.join("ca/root.pem"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(&key)
+            .arg(server.url("/healthz"))
+            .output()
+            .unwrap()
+    };
+    let out = curl(&leaf);
+    assert!(out.status.success(), "leaf only: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\""));
+
+    // The ready bundle: leaf then intermediate, verifying to the root.
+    let chain = doc["certificate_chain"].as_str().unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+    assert!(chain.starts_with(doc["certificate"].as_str().unwrap()));
+    let bundle = dir.join("leafy-chain.pem");
+    std::fs::write(&bundle, chain).unwrap();
+    let intermediate = dir.join("leafy-intermediate.pem");
+    std::fs::write(
+        &intermediate,
+        &chain[doc["certificate"].as_str().unwrap().len()..],
+    )
+    .unwrap();
+    let verify = openssl(
+        &dir,
+        &[
+            "verify",
+            "-CAfile",
+            server.data.join("ca/root.pem").to_str().unwrap(),
+            "-untrusted",
+            intermediate.to_str().unwrap(),
+            "-purpose",
+            "sslclient",
+            leaf.to_str().unwrap(),
+        ],
+    );
+    assert!(verify.status.success(), "{}", text(&verify));
+    let out = curl(&bundle);
+    assert!(out.status.success(), "bundle: {}", text(&out));
+}

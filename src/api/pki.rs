@@ -85,14 +85,21 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<i
                 ttl: req.ttl.map(Duration::from_secs),
             };
             let issued = s.issue_certificate(c, &request)?;
-            Ok((issued, s.ca()?.chain_pem()))
+            let ca = s.ca()?;
+            Ok((
+                issued,
+                (ca.chain_pem(), signet_pki::pem_cert(ca.intermediate_der())),
+            ))
         })
         .await?;
+    let (chain, intermediate) = chain;
+    let certificate = signet_pki::pem_cert(&issued.der);
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "serial": issued.serial,
-            "certificate": signet_pki::pem_cert(&issued.der),
+            "certificate_chain": format!("{certificate}{intermediate}"),
+            "certificate": certificate,
             "chain": chain,
             "not_after": format_time(issued.not_after),
             "sans": issued.sans,

@@ -303,6 +303,10 @@ impl Authority<'_> {
             ),
             ("chain.pem", ca.chain_pem()),
             ("server.pem", signet_pki::pem_cert(server_der)),
+            (
+                "server.crt.pem",
+                signet_pki::pem_cert(server_der) + &signet_pki::pem_cert(ca.intermediate_der()),
+            ),
         ];
         let mut written = Vec::new();
         for (name, text) in files {
