@@ -263,6 +263,9 @@ pub struct ServerConfig {
     pub refusals_audited_per_sec: u32,
     /// Seconds between refusal summaries.
     pub refusal_summary_secs: u64,
+    /// Prefix of problem `type` URIs: relative (`/problems/`, served by Signet itself) by
+    /// default, or an absolute URL of the operator's own documentation.
+    pub problem_type_base: String,
 }
 
 /// Signed tokens.
@@ -348,6 +351,7 @@ impl Default for ServerConfig {
             max_handshakes: 64,
             refusals_audited_per_sec: 5,
             refusal_summary_secs: 10,
+            problem_type_base: "/problems/".into(),
         }
     }
 }
@@ -528,6 +532,17 @@ impl Config {
         ];
         if let Some((field, _)) = timeouts.iter().find(|(_, v)| *v == 0 || *v > 86_400) {
             return invalid(format!("{field} must be 1..=86400"));
+        }
+        let base = &self.server.problem_type_base;
+        if base.is_empty()
+            || base.len() > 200
+            || base.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !(base.starts_with('/') || base.contains("://") || base.starts_with("urn:"))
+        {
+            return invalid(
+                "server.problem_type_base must be a path (/problems/), a URL or a URN, without spaces"
+                    .into(),
+            );
         }
         if self.server.max_connections == 0
             || self.server.max_connections_per_source == 0

@@ -139,6 +139,7 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
         Action::Health => ex("/healthz", json!(null), "service"),
         Action::Ready => ex("/readyz", json!(null), "service"),
         Action::Metrics => ex("/metrics", json!(null), "service"),
+        Action::ProblemRead => ex("/problems/forbidden", json!(null), "forbidden"),
         _ => return None,
     })
 }

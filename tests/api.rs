@@ -886,3 +886,41 @@ fn a_leaf_only_client_certificate_is_accepted() {
     let out = curl(&bundle);
     assert!(out.status.success(), "bundle: {}", text(&out));
 }
+
+/// Problem `type`s are relative references that the server itself resolves.
+#[test]
+fn problem_types_are_relative_and_described() {
+    let server = Server::start();
+    let admin = server.admin();
+    let reply = admin.get("/v1/keys/none-such");
+    assert_eq!(reply.status, 404);
+    let kind = reply.json()["type"].as_str().unwrap().to_string();
+    assert_eq!(kind, "/problems/not-found");
+    let doc = admin.get(&kind);
+    assert_eq!(doc.status, 200, "{doc:?}");
+    let doc = doc.json();
+    assert_eq!(doc["status"], 404);
+    assert_eq!(doc["type"], kind.as_str());
+    assert!(doc["meaning"].as_str().unwrap().contains("no such key"));
+    let unknown = admin.get("/problems/no-such-type");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["type"], "/problems/not-found");
+}
+
+/// `[server] problem_type_base` replaces the prefix.
+#[test]
+fn the_problem_type_base_is_configurable() {
+    let data = common::Data::new();
+    std::fs::write(
+        data.join("signet.toml"),
+        "[server]\nproblem_type_base = \"https://docs.example/signet/problems/\"\n",
+    )
+    .unwrap();
+    let config = data.join("signet.toml");
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", config.to_str().unwrap())]);
+    let reply = server.admin().get("/v1/keys/none-such");
+    assert_eq!(
+        reply.json()["type"],
+        "https://docs.example/signet/problems/not-found"
+    );
+}

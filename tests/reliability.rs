@@ -62,7 +62,7 @@ fn a_full_disk_refuses_loses_nothing_and_recovers_by_itself() {
             503 => {
                 assert_eq!(
                     reply.json()["type"],
-                    "https://signet.dev/problems/audit-unavailable",
+                    "/problems/audit-unavailable",
                     "{reply:?}"
                 );
                 refused.insert(input);

@@ -25,7 +25,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-pub use problem::{ApiJson, Ctx, Problem, RequestId, PROBLEM_BASE};
+pub use problem::{
+    problem_type_uri, set_problem_base, ApiJson, Ctx, Problem, RequestId, DEFAULT_PROBLEM_BASE,
+};
 
 use self::conn::{Activity, Admission, Close, Timeouts};
 use crate::config::Config;
@@ -97,6 +99,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         Health => on(f, ops::healthz),
         Ready => on(f, ops::readyz),
         Metrics => on(f, ops::metrics),
+        ProblemRead => on(f, ops::problem),
         KeyPublic | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList | AuditExport
         | AuditReanchor => return None,
     })
@@ -104,6 +107,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
 
 /// The routes, one per row of the action table that has one.
 pub fn router(state: AppState) -> Router {
+    set_problem_base(&state.service.config().server.problem_type_base);
     let body_limit = state.service.config().server.max_body_bytes;
     let mut router: Router<AppState> = Router::new();
     for spec in ACTIONS {

@@ -1,12 +1,12 @@
-//! Health, readiness, metrics and the audit feed.
+//! Health, readiness, metrics, the audit feed and the problem types.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::problem::{ApiQuery, ApiResult, Ctx, Problem};
+use super::problem::{ApiPath, ApiQuery, ApiResult, Ctx, Problem};
 use crate::error::ProblemType;
 
 pub async fn healthz(ctx: Ctx) -> ApiResult<Json<serde_json::Value>> {
@@ -60,6 +60,21 @@ pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
         text,
     )
         .into_response())
+}
+
+/// `GET /problems/{name}`: what a problem type means (the target of the relative `type` URIs).
+pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+    let kind = ctx.run(move |s, c| s.problem_type(c, &name)).await?;
+    Ok(Json(json!({
+        "type": super::problem_type_uri(kind),
+        "name": kind.slug(),
+        "status": kind.status(),
+        "title": axum::http::StatusCode::from_u16(kind.status())
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error"),
+        "meaning": kind.meaning(),
+    })))
 }
 
 #[derive(Deserialize)]

@@ -16,8 +16,25 @@ use super::AppState;
 use crate::error::{classify, Error, ProblemType};
 use crate::service::{Caller, ClientIdentity, Service};
 
-/// Base of problem type URIs.
-pub const PROBLEM_BASE: &str = "https://signet.dev/problems/";
+/// The default prefix of problem type URIs (relative: resolved against the request's URL).
+pub const DEFAULT_PROBLEM_BASE: &str = "/problems/";
+
+static PROBLEM_BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the prefix of problem type URIs (`server.problem_type_base`), once, at start; later
+/// calls change nothing.
+pub fn set_problem_base(base: &str) {
+    let _ = PROBLEM_BASE.set(base.to_string());
+}
+
+/// The `type` URI of a problem type.
+pub fn problem_type_uri(kind: ProblemType) -> String {
+    let base = PROBLEM_BASE
+        .get()
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_PROBLEM_BASE);
+    format!("{base}{}", kind.slug())
+}
 
 /// The request id, set by the request-context middleware.
 #[derive(Debug, Clone)]
@@ -59,7 +76,7 @@ impl Problem {
     pub fn summary(&self) -> serde_json::Value {
         json!({
             "status": self.status.as_u16(),
-            "type": format!("{PROBLEM_BASE}{}", self.kind.slug()),
+            "type": problem_type_uri(self.kind),
             "detail": self.detail,
         })
     }
@@ -68,7 +85,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = json!({
-            "type": format!("{PROBLEM_BASE}{}", self.kind.slug()),
+            "type": problem_type_uri(self.kind),
             "title": self.status.canonical_reason().unwrap_or("Error"),
             "status": self.status.as_u16(),
             "detail": self.detail,

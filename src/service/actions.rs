@@ -136,6 +136,8 @@ pub enum Action {
     Ready,
     /// Metrics.
     Metrics,
+    /// What a problem type means.
+    ProblemRead,
 }
 
 /// One row of the table.
@@ -343,6 +345,12 @@ pub const ACTIONS: &[ActionSpec] = &[
         Enrolled,
         Some(("GET", "/metrics")),
     ),
+    row(
+        Action::ProblemRead,
+        "problem.read",
+        Enrolled,
+        Some(("GET", "/problems/{name}")),
+    ),
 ];
 
 /// What an action without a row would get: the most restrictive requirement. A unit test checks
@@ -351,7 +359,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 37] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -388,6 +396,7 @@ impl Action {
         Action::Health,
         Action::Ready,
         Action::Metrics,
+        Action::ProblemRead,
     ];
 
     /// The action's row.

@@ -83,6 +83,20 @@ impl Service {
         self.authorize(caller, Action::Health, "service")
     }
 
+    /// A problem type by name.
+    pub fn problem_type(&self, caller: &Caller, name: &str) -> Result<crate::error::ProblemType> {
+        self.authorize(caller, Action::ProblemRead, name)?;
+        crate::error::ProblemType::ALL
+            .into_iter()
+            .find(|k| k.slug() == name)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no problem type named {}",
+                    crate::support::text::echo(name)
+                ))
+            })
+    }
+
     /// Readiness: the backend answers, the store takes a durable write, the audit log's last
     /// append worked.
     pub fn readiness(&self, caller: &Caller) -> Result<Readiness> {
