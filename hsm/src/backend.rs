@@ -192,6 +192,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Destroys a key pair so it can never be used again.
     fn destroy(&self, id: &KeyId) -> Result<()>;
 
+    /// Creates a key pair from outside key material (bring your own key): the private half
+    /// sensitive and non-extractable from then on. The device marks it as not generated inside
+    /// (`CKA_LOCAL` false), and [`Protection`] says so.
+    fn import(&self, request: &KeyRequest, key: &crate::KeyMaterial) -> Result<KeyInfo> {
+        let _ = (request, key);
+        Err(Error::Unsupported("this backend cannot import keys".into()))
+    }
+
     /// Whether the device hashes the message itself for `algorithm`. When false the host hashes
     /// and the device signs the digest.
     fn hashes_in_device(&self, algorithm: SignatureAlgorithm) -> bool {

@@ -12,6 +12,7 @@
 mod backend;
 pub mod der;
 mod error;
+mod import;
 mod pin;
 pub mod pkcs11;
 mod public;
@@ -21,6 +22,7 @@ pub mod verify;
 
 pub use backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection};
 pub use error::{Error, Fault, Result};
+pub use import::KeyMaterial;
 pub use pin::Pin;
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, TokenSelector};
 pub use public::PublicKey;

@@ -95,6 +95,14 @@ impl PublicKey {
         }
     }
 
+    /// The modulus and public exponent of an RSA key (big-endian), `None` for other keys.
+    pub fn rsa_parts(&self) -> Option<(&[u8], &[u8])> {
+        match &self.material {
+            Material::Rsa { modulus, exponent } => Some((modulus, exponent)),
+            _ => None,
+        }
+    }
+
     /// SubjectPublicKeyInfo, DER.
     pub fn spki_der(&self) -> Vec<u8> {
         let algorithm = match self.spec {

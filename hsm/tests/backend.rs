@@ -695,3 +695,132 @@ fn records_in_the_token_replace_each_other() {
     hsm.write_record(&name, b"two").unwrap();
     assert_eq!(hsm.read_records(&name).unwrap(), vec![b"two".to_vec()]);
 }
+
+/// Bring your own key: openssl makes each kind of key the token holds, the backend imports its
+/// PKCS#8 form, signs, and openssl verifies with the original key's public half. The token
+/// reports the imported private key sensitive and non-extractable, and not generated inside.
+#[test]
+fn imported_keys_sign_and_stay_in_the_token() {
+    use signet_hsm::KeyMaterial;
+    let (token, hsm) = backend(1);
+    let info = hsm.info().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kinds: [(KeySpec, &[&str], SignatureAlgorithm); 4] = [
+        (
+            KeySpec::EcP256,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            SignatureAlgorithm::Es256,
+        ),
+        (
+            KeySpec::EcP384,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            SignatureAlgorithm::Es384,
+        ),
+        (
+            KeySpec::Ed25519,
+            &["-algorithm", "ED25519"],
+            SignatureAlgorithm::EdDsa,
+        ),
+        (
+            KeySpec::Rsa2048,
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            SignatureAlgorithm::Rs256,
+        ),
+    ];
+    let mut imported = 0;
+    for (spec, genargs, alg) in kinds {
+        let out = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(["genpkey"])
+            .args(genargs)
+            .args(["-out", "key.pem"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // PKCS#8, as a PKCS#12 file holds it (genpkey's DER for EC is SEC1).
+        let out = Command::new("openssl")
+            .current_dir(dir.path())
+            .args([
+                "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER",
+            ])
+            .args(["-out", "key.der"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let der = std::fs::read(dir.path().join("key.der")).unwrap();
+        let material = KeyMaterial::from_pkcs8(&der).unwrap();
+        assert_eq!(material.spec(), spec);
+        let request = KeyRequest::named(token.unique(&format!("imported-{spec}")), spec);
+        if !info.specs.contains(&spec) {
+            let err = hsm.import(&request, &material).unwrap_err();
+            assert!(matches!(err, Error::SpecUnsupported { .. }), "{err}");
+            continue;
+        }
+        let key = hsm
+            .import(&request, &material)
+            .unwrap_or_else(|e| panic!("{} {spec}: {e}", token.kind.name()));
+        assert_eq!(
+            hsm.public_key(&key.id).unwrap().spki_der(),
+            material.public_key().spki_der()
+        );
+        // The original public key, from openssl, verifies what the token signed.
+        let out = Command::new("openssl")
+            .current_dir(dir.path())
+            .args([
+                "pkey", "-inform", "DER", "-in", "key.der", "-pubout", "-out", "pub.pem",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let msg = b"signed by an imported key";
+        let sig = sign(
+            &hsm,
+            &key.id,
+            alg,
+            SignInput::Message(msg),
+            EcdsaFormat::Der,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("msg"), msg).unwrap();
+        std::fs::write(dir.path().join("sig"), &sig).unwrap();
+        let mut verify = Command::new("openssl");
+        verify.current_dir(dir.path());
+        if alg == SignatureAlgorithm::EdDsa {
+            verify.args([
+                "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "msg",
+                "-sigfile", "sig",
+            ]);
+        } else {
+            let digest = format!("-sha{}", alg.hash().unwrap().len() * 8);
+            verify.args([
+                "dgst",
+                &digest,
+                "-verify",
+                "pub.pem",
+                "-signature",
+                "sig",
+                "msg",
+            ]);
+        }
+        let out = verify.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let p = hsm.protection(&key.id).unwrap();
+        assert_eq!(p.sensitive, Some(true), "{p:?}");
+        assert_eq!(p.extractable, Some(false), "{p:?}");
+        assert_eq!(p.persistent, Some(true), "{p:?}");
+        assert_eq!(p.needs_login, Some(true), "{p:?}");
+        assert_eq!(p.generated_on_device, Some(false), "{p:?}");
+        assert!(!p.is_locked_in(), "an imported key was outside once: {p:?}");
+        // The same label twice is refused.
+        assert!(matches!(
+            hsm.import(&request, &material),
+            Err(Error::KeyExists(_))
+        ));
+        imported += 1;
+    }
+    assert!(imported >= 3, "{}", token.kind.name());
+}

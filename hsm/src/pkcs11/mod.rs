@@ -362,6 +362,40 @@ impl Backend for Pkcs11Backend {
         })
     }
 
+    fn import(&self, request: &KeyRequest, key: &crate::KeyMaterial) -> Result<KeyInfo> {
+        let KeyRequest { label, .. } = request;
+        let spec = key.spec();
+        if label.is_empty() {
+            return Err(Error::Unsupported("an empty key label".into()));
+        }
+        if !self.supported_specs().contains(&spec) {
+            return Err(self.unsupported_spec(spec));
+        }
+        if self.find_by_label(label).is_ok() {
+            return Err(Error::KeyExists(label.clone()));
+        }
+        let mut raw_id = vec![0u8; 16];
+        getrandom::getrandom(&mut raw_id).map_err(|e| Error::Random(e.to_string()))?;
+        let id = KeyId(raw_id);
+        let (public, private) = objects::import_templates(label, &id, key);
+        // Not retried on a lost session: a creation that reached the token may have happened.
+        self.with_session(Retry::LoginOnly, |s| {
+            let public_handle = s.create_object(&public).map_err(from_cryptoki)?;
+            if let Err(e) = s.create_object(&private.0) {
+                let _ = s.destroy_object(public_handle);
+                return Err(from_cryptoki(e));
+            }
+            Ok(())
+        })?;
+        drop(private);
+        tracing::info!(label = %label, spec = %spec, id = %id, "imported a key pair into the token");
+        Ok(KeyInfo {
+            id,
+            label: label.clone(),
+            spec,
+        })
+    }
+
     fn find(&self, id: &KeyId) -> Result<KeyInfo> {
         self.with_session(Retry::Safe, |s| {
             objects::key_info(s, objects::private_handle(s, id)?)

@@ -53,6 +53,87 @@ pub(crate) fn templates(
     (public, private)
 }
 
+/// A template holding secret values, wiped when dropped (cryptoki's attributes are plain
+/// vectors).
+pub(crate) struct SecretTemplate(pub Vec<Attribute>);
+
+impl Drop for SecretTemplate {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for attr in &mut self.0 {
+            match attr {
+                Attribute::Value(v)
+                | Attribute::PrivateExponent(v)
+                | Attribute::Prime1(v)
+                | Attribute::Prime2(v)
+                | Attribute::Exponent1(v)
+                | Attribute::Exponent2(v)
+                | Attribute::Coefficient(v) => v.zeroize(),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Object templates for an imported pair: the same attributes as a generated one (persistent,
+/// same id and label, the private half sensitive, non-extractable, private, signing only), plus
+/// the key values. The token sets `CKA_LOCAL` false: not generated inside.
+pub(crate) fn import_templates(
+    label: &str,
+    id: &KeyId,
+    key: &crate::KeyMaterial,
+) -> (Vec<Attribute>, SecretTemplate) {
+    use crate::import::Secret;
+    let (mut public, private) = templates(label, id, key.spec());
+    // Generation-only attributes are not valid in C_CreateObject.
+    public.retain(|a| !matches!(a, Attribute::ModulusBits(_) | Attribute::PublicExponent(_)));
+    let mut private = SecretTemplate(private);
+    public.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
+    private.0.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
+    let ec_params = match key.spec() {
+        KeySpec::EcP256 => Some(oid::P256),
+        KeySpec::EcP384 => Some(oid::P384),
+        KeySpec::Ed25519 => Some(oid::ED25519),
+        _ => None,
+    };
+    match (key.secret(), key.public_key().rsa_parts()) {
+        (Secret::Rsa(rsa), Some((n, e))) => {
+            for t in [&mut public, &mut private.0] {
+                t.push(Attribute::KeyType(KeyType::RSA));
+                t.push(Attribute::Modulus(n.to_vec()));
+                t.push(Attribute::PublicExponent(e.to_vec()));
+            }
+            private.0.extend([
+                Attribute::PrivateExponent(rsa.d.to_vec()),
+                Attribute::Prime1(rsa.p.to_vec()),
+                Attribute::Prime2(rsa.q.to_vec()),
+                Attribute::Exponent1(rsa.dp.to_vec()),
+                Attribute::Exponent2(rsa.dq.to_vec()),
+                Attribute::Coefficient(rsa.qinv.to_vec()),
+            ]);
+        }
+        (Secret::Ec(scalar) | Secret::Ed25519(scalar), _) => {
+            let key_type = if key.spec() == KeySpec::Ed25519 {
+                KeyType::EC_EDWARDS
+            } else {
+                KeyType::EC
+            };
+            let params = ec_params.unwrap_or_default().to_vec();
+            // public already carries CKA_EC_PARAMS from the generation template.
+            public.push(Attribute::KeyType(key_type));
+            public.push(Attribute::EcPoint(der::tlv(
+                der::TAG_OCTET_STRING,
+                &key.public_key().raw(),
+            )));
+            private.0.push(Attribute::KeyType(key_type));
+            private.0.push(Attribute::EcParams(params));
+            private.0.push(Attribute::Value(scalar.to_vec()));
+        }
+        (Secret::Rsa(_), None) => {}
+    }
+    (public, private)
+}
+
 fn find_one(session: &Session, template: &[Attribute]) -> Result<Option<ObjectHandle>> {
     Ok(session
         .find_objects(template)
