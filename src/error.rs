@@ -209,9 +209,10 @@ pub fn classify(err: &Error) -> (ProblemType, String) {
         ),
         Error::Hsm(e) => classify_hsm(e),
         Error::Pki(e) => match e {
-            PkiError::CsrRefused(_) | PkiError::Policy(_) | PkiError::Parse { .. } => {
-                (ProblemType::BadRequest, e.to_string())
-            }
+            PkiError::CsrRefused(_)
+            | PkiError::Policy(_)
+            | PkiError::Parse { .. }
+            | PkiError::Pkcs12Import(_) => (ProblemType::BadRequest, e.to_string()),
             PkiError::Hsm(inner) => classify_hsm(inner),
             _ => (ProblemType::Internal, "internal error".into()),
         },

@@ -33,4 +33,7 @@ pub enum Error {
     /// PKCS#12 writing failed.
     #[error("PKCS#12: {0}")]
     Pkcs12(String),
+    /// A PKCS#12 file cannot be imported; the text says why and what to do.
+    #[error("cannot import the PKCS#12 file: {0}")]
+    Pkcs12Import(String),
 }

@@ -43,6 +43,7 @@ fn detail(d: &KeyDetail) -> Value {
                 "state": v.state,
                 "created": format_time(v.created),
                 "key_id": v.key_id,
+                "origin": v.origin,
             });
             if let Some((_, public)) = d.public_keys.iter().find(|(n, _)| *n == v.version) {
                 let mut jwk = public.jwk();

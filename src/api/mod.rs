@@ -100,8 +100,8 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         Ready => on(f, ops::readyz),
         Metrics => on(f, ops::metrics),
         ProblemRead => on(f, ops::problem),
-        KeyPublic | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList | AuditExport
-        | AuditReanchor => return None,
+        KeyPublic | KeyImport | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList
+        | AuditExport | AuditReanchor => return None,
     })
 }
 

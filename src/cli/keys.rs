@@ -23,6 +23,24 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             let v = &detail.record.versions[0];
             println!("created {name} ({spec}) id {} in the token", v.key_id);
         }
+        KeyCommand::Import {
+            name,
+            p12,
+            password_file,
+        } => {
+            let data = std::fs::read(&p12).with_context(|| format!("reading {}", p12.display()))?;
+            let password = read_password(&password_file)?;
+            let detail = service.import_key(&op, &KeyName::parse(&name)?, &data, &password)?;
+            let v = &detail.record.versions[0];
+            println!(
+                "imported {name} ({}) id {} into the token: sensitive, non-extractable, origin imported",
+                detail.record.spec, v.key_id
+            );
+            println!(
+                "the software copy is still in {}: delete it once you no longer need it",
+                p12.display()
+            );
+        }
         KeyCommand::List => {
             println!(
                 "{:<24} {:<9} {:<32} {:<3} {:<21} STATE",
@@ -134,4 +152,13 @@ pub(super) fn verify_token(
         }
         Err(e) => bail!("invalid token: {e}"),
     }
+}
+
+/// A password from a file: its first line, without the line ending, in a zeroizing string.
+pub(super) fn read_password(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    let line = text.lines().next().unwrap_or("");
+    Ok(zeroize::Zeroizing::new(line.to_string()))
 }

@@ -84,6 +84,18 @@ pub enum KeyCommand {
         #[arg(long, default_value = "ec-p256")]
         spec: KeySpec,
     },
+    /// Import a private key from a PKCS#12 file into the token (bring your own key).
+    Import {
+        /// Name of the new key.
+        name: String,
+        /// The PKCS#12 file (OpenSSL 3 default, legacy RC2/3DES, or unencrypted; it must have
+        /// a MAC).
+        #[arg(long, value_name = "FILE")]
+        p12: PathBuf,
+        /// File holding the PKCS#12 password (one line).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+    },
     /// List keys: name, spec, id, created.
     List,
     /// Print a public key.

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use signet_hsm::{
-    Backend, EcdsaFormat, KeyId, KeyRequest, KeySpec, PublicKey, SignInput, SignatureAlgorithm,
+    Backend, EcdsaFormat, KeyId, KeyInfo, KeyMaterial, KeyRequest, KeySpec, PublicKey, SignInput,
+    SignatureAlgorithm,
 };
 
 use crate::error::{Error, Result};
-use crate::store::{Deletion, KeyRecord, KeyVersion, Store, VersionState};
+use crate::store::{Deletion, KeyOrigin, KeyRecord, KeyVersion, Store, VersionState};
 use crate::support::text::echo;
 use crate::support::time::now;
 
@@ -135,6 +136,26 @@ impl Keys<'_> {
         let info = self
             .backend
             .generate(&KeyRequest::named(label(name.as_str(), 1)?, spec))?;
+        self.record_first_version(name, spec, info, KeyOrigin::Generated)
+    }
+
+    /// Creates a key whose version 1 is outside key material put into the backend.
+    pub fn import(&self, name: &KeyName, key: &KeyMaterial) -> Result<KeyRecord> {
+        self.check_free(name)?;
+        let spec = key.spec();
+        let info = self
+            .backend
+            .import(&KeyRequest::named(label(name.as_str(), 1)?, spec), key)?;
+        self.record_first_version(name, spec, info, KeyOrigin::Imported)
+    }
+
+    fn record_first_version(
+        &self,
+        name: &KeyName,
+        spec: KeySpec,
+        info: KeyInfo,
+        origin: KeyOrigin,
+    ) -> Result<KeyRecord> {
         let created = now();
         let record = KeyRecord {
             name: name.to_string(),
@@ -147,6 +168,7 @@ impl Keys<'_> {
                 label: info.label,
                 created,
                 state: VersionState::Enabled,
+                origin,
             }],
             deletion: None,
         };
@@ -187,6 +209,7 @@ impl Keys<'_> {
                 label: info.label.clone(),
                 created,
                 state: VersionState::Enabled,
+                origin: KeyOrigin::Generated,
             });
             r.primary = version;
             Ok(())

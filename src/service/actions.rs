@@ -72,6 +72,8 @@ pub enum Action {
     KeyPublic,
     /// Create a key.
     KeyCreate,
+    /// Import a key from a PKCS#12 file (CLI).
+    KeyImport,
     /// Add a version.
     KeyRotate,
     /// Disable a version.
@@ -193,6 +195,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         Scope("keys:create"),
         Some(("POST", "/v1/keys")),
     ),
+    row(Action::KeyImport, "key.import", Operator, None),
     row(
         Action::KeyRotate,
         "key.rotate",
@@ -359,11 +362,12 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 38] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
         Action::KeyCreate,
+        Action::KeyImport,
         Action::KeyRotate,
         Action::KeyDisable,
         Action::KeyEnable,

@@ -111,6 +111,37 @@ impl Service {
         self.detail(record)
     }
 
+    /// Imports the one private key of a PKCS#12 file as version 1 of a new key. The file must
+    /// have a MAC that `password` verifies; the key goes into the token sensitive and
+    /// non-extractable, is recorded as imported (never as generated in the token), and the
+    /// software copies Signet made are wiped when this returns.
+    pub fn import_key(
+        &self,
+        caller: &Caller,
+        name: &KeyName,
+        p12: &[u8],
+        password: &str,
+    ) -> Result<KeyDetail> {
+        self.authorize(caller, Action::KeyImport, name.as_str())?;
+        self.keys().check_free(name)?;
+        let imported = signet_pki::pkcs12::read(p12, password).map_err(Error::Pki)?;
+        let mut requested = caller
+            .event(Action::KeyImport.name(), name.as_str(), Outcome::Requested)
+            .with("spec", imported.key.spec())
+            .with("origin", "imported")
+            .with("source_sha256", sha256_hex(p12));
+        if let Some(cert) = &imported.certificate {
+            requested = requested.with("certificate_sha256", sha256_hex(cert));
+        }
+        let record = self.change(
+            requested,
+            || self.keys().import(name, &imported.key),
+            |r, e| e.with("key_id", &r.versions[0].key_id),
+        )?;
+        drop(imported);
+        self.detail(record)
+    }
+
     /// Runs a key change of `action` between its records.
     fn manage_key(
         &self,

@@ -16,6 +16,17 @@ pub enum VersionState {
     Destroyed,
 }
 
+/// Where a version's key pair came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOrigin {
+    /// Generated inside the token (records written before origins were kept are these).
+    #[default]
+    Generated,
+    /// Made outside and imported (`signet key import`): it existed in software once.
+    Imported,
+}
+
 /// One version of a key: one key pair in the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyVersion {
@@ -29,6 +40,9 @@ pub struct KeyVersion {
     pub created: i64,
     /// State.
     pub state: VersionState,
+    /// Generated in the token or imported.
+    #[serde(default)]
+    pub origin: KeyOrigin,
 }
 
 /// A pending destruction.

@@ -546,6 +546,7 @@ mod tests {
                 label: "l".into(),
                 created: 1,
                 state: VersionState::Enabled,
+                origin: Default::default(),
             }],
             deletion: None,
         }
