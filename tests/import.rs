@@ -251,3 +251,222 @@ fn bad_pkcs12_files_are_refused_clearly_and_change_nothing() {
         &pass,
     ]);
 }
+
+/// Writes an openssl CA pair: a self-signed root and an intermediate it issues (or, with
+/// `foreign_issuer`, one issued by another root), each with its key in a PKCS#12 file.
+fn openssl_ca(dir: &std::path::Path, foreign_issuer: bool) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let out = openssl(dir, args);
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "[root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         [int]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    for (name, curve) in [("root", "P-384"), ("other", "P-256"), ("int", "P-256")] {
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            &format!("{name}.key"),
+        ]);
+    }
+    for root in ["root", "other"] {
+        run(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &format!("{root}.key"),
+            "-subj",
+            // The same name for both roots: only the signature tells them apart.
+            "/O=Old Corp/CN=Old root CA",
+            "-days",
+            "3650",
+            "-extensions",
+            "root",
+            "-config",
+            "ext.cnf",
+            "-out",
+            &format!("{root}.crt"),
+        ]);
+    }
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "int.key",
+        "-subj",
+        "/O=Old Corp/CN=Old Issuing CA",
+        "-out",
+        "int.csr",
+    ]);
+    let issuer = if foreign_issuer { "other" } else { "root" };
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "int.csr",
+        "-CA",
+        &format!("{issuer}.crt"),
+        "-CAkey",
+        &format!("{issuer}.key"),
+        "-CAcreateserial",
+        "-days",
+        "1825",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "int",
+        "-out",
+        "int.crt",
+    ]);
+    std::fs::write(dir.join("pw"), "ca import password\n").unwrap();
+    for name in ["root", "int"] {
+        run(&[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            &format!("{name}.key"),
+            "-in",
+            &format!("{name}.crt"),
+            "-out",
+            &format!("{name}.p12"),
+            "-passout",
+            "file:pw",
+        ]);
+    }
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    (path("root.p12"), path("int.p12"), path("pw"))
+}
+
+/// `signet ca import` takes over an openssl-made root and intermediate: the server's certificate
+/// and every certificate Signet issues chain to the original root, per openssl and curl.
+#[test]
+fn an_existing_ca_pair_is_imported_and_issues() {
+    let data = Data::new();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (root, int, pw) = openssl_ca(dir, false);
+    let out = data.ok(&[
+        "ca",
+        "import",
+        "--root-p12",
+        &root,
+        "--intermediate-p12",
+        &int,
+        "--password-file",
+        &pw,
+        "--server-dns",
+        "localhost",
+    ]);
+    assert!(
+        out.contains("Old root CA") && out.contains("Old Issuing CA"),
+        "{out}"
+    );
+    let shown = data.ok(&["ca", "show"]);
+    assert_eq!(shown.matches("imported").count(), 2, "{shown}");
+    // The root file Signet wrote is the one openssl made.
+    let original = openssl(dir, &["x509", "-in", "root.crt", "-outform", "DER"]).stdout;
+    let written = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            data.join("ca/root.pem").to_str().unwrap(),
+            "-outform",
+            "DER",
+        ],
+    )
+    .stdout;
+    assert_eq!(original, written);
+
+    let server = Server::start_in(data, &[]);
+    // curl trusts only the original root: the server's chain and the admin bundle work.
+    let d = &server.data;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(dir.join("root.crt"))
+        .arg("--cert")
+        .arg(d.join("clients/admin.crt.pem"))
+        .arg("--key")
+        .arg(d.join("clients/admin.key.pem"))
+        .arg(server.url("/healthz"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // A certificate issued now verifies with openssl against the original root.
+    let admin = server.admin();
+    admin.post("/v1/principals", &json!({"name": "svc", "scopes": []}));
+    let (_, csr) = common::openssl_csr(dir, "svc", &[]);
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "client", "name": "svc"}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    std::fs::write(
+        dir.join("svc.pem"),
+        issued.json()["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let out = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "root.crt",
+            "-untrusted",
+            "int.crt",
+            "svc.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let audit = admin.get("/v1/audit?limit=50").body;
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"ca.init\"") && l.contains("root_source_sha256")),
+        "{audit}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_ca_pair_that_does_not_chain_is_refused_and_changes_nothing() {
+    let data = Data::new();
+    let work = tempfile::tempdir().unwrap();
+    let (root, int, pw) = openssl_ca(work.path(), true);
+    let out = data.signet(&[
+        "ca",
+        "import",
+        "--root-p12",
+        &root,
+        "--intermediate-p12",
+        &int,
+        "--password-file",
+        &pw,
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("was not issued by this root"), "{t}");
+    assert!(!data.join("ca/root.pem").exists());
+    assert!(!embedded_objects(&data, Some("privkey")).contains("signet:ca:"));
+    // A root given as the intermediate: not issued by itself... and an intermediate as root.
+    let out = data.signet(&[
+        "ca",
+        "import",
+        "--root-p12",
+        &int,
+        "--intermediate-p12",
+        &root,
+        "--password-file",
+        &pw,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not self-signed"), "{}", text(&out));
+}

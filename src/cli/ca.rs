@@ -2,11 +2,11 @@
 
 use std::io::Write;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::{read_input, CaCommand, CertCommand};
 use crate::domain::audit::sha256_hex;
-use crate::domain::authority::InitOptions;
+use crate::domain::authority::{CaImport, InitOptions, InitReport};
 use crate::service::{Caller, CertificateRequest, Service};
 use crate::support::time::format_time;
 
@@ -26,16 +26,53 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                 server_ips: server_ip,
                 admin,
                 force,
+                import: None,
             };
-            let report = service.init_ca(&op, &opts)?;
-            for line in &report.lines {
-                println!("{line}");
-            }
-            let total: std::time::Duration = report.timings.iter().map(|(_, d)| *d).sum();
-            for (step, d) in &report.timings {
-                println!("  {step:<38} {:>8.1} ms", d.as_secs_f64() * 1000.0);
-            }
-            println!("  {:<38} {:>8.1} ms", "total", total.as_secs_f64() * 1000.0);
+            print_report(&service.init_ca(&op, &opts)?);
+        }
+        CaCommand::Import {
+            root_p12,
+            intermediate_p12,
+            password_file,
+            root_password_file,
+            trust_domain,
+            server_dns,
+            server_ip,
+            admin,
+            force,
+        } => {
+            let password = super::keys::read_password(&password_file)?;
+            let root_password = match &root_password_file {
+                Some(f) => super::keys::read_password(f)?,
+                None => password.clone(),
+            };
+            let read = |path: &std::path::Path, password: &str, what: &str| {
+                let data =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let imported = signet_pki::pkcs12::read(&data, password)
+                    .with_context(|| format!("the {what} file {}", path.display()))?;
+                anyhow::Ok((imported, sha256_hex(&data)))
+            };
+            let (root, root_sha) = read(&root_p12, &root_password, "root")?;
+            let (intermediate, int_sha) = read(&intermediate_p12, &password, "intermediate")?;
+            let opts = InitOptions {
+                trust_domain,
+                server_dns,
+                server_ips: server_ip,
+                admin,
+                force,
+                import: Some(std::sync::Arc::new(CaImport {
+                    root,
+                    intermediate,
+                    sources: [root_sha, int_sha],
+                })),
+            };
+            print_report(&service.init_ca(&op, &opts)?);
+            println!(
+                "the software copies are still in {} and {}: keep them offline or delete them",
+                root_p12.display(),
+                intermediate_p12.display()
+            );
         }
         CaCommand::Show => {
             let record = service.ca_record(&op)?;
@@ -59,8 +96,13 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                     format_time(cert.not_after)
                 );
                 println!(
-                    "  key          {} in the token, id {}",
-                    key.spec, key.key_id
+                    "  key          {} in the token, id {}, {}",
+                    key.spec,
+                    key.key_id,
+                    match key.origin {
+                        crate::store::KeyOrigin::Generated => "generated there",
+                        crate::store::KeyOrigin::Imported => "imported",
+                    }
                 );
                 println!("  sha256       {}", sha256_hex(&cert.der));
             }
@@ -143,4 +185,15 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+fn print_report(report: &InitReport) {
+    for line in &report.lines {
+        println!("{line}");
+    }
+    let total: std::time::Duration = report.timings.iter().map(|(_, d)| *d).sum();
+    for (step, d) in &report.timings {
+        println!("  {step:<38} {:>8.1} ms", d.as_secs_f64() * 1000.0);
+    }
+    println!("  {:<38} {:>8.1} ms", "total", total.as_secs_f64() * 1000.0);
 }

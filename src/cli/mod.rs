@@ -161,6 +161,37 @@ pub enum CaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Take over an existing root and intermediate (keys and certificates from PKCS#12 files)
+    /// instead of making new ones; then as `init`: server key and certificate, admin bundle.
+    Import {
+        /// The root's PKCS#12 file (its key and self-signed certificate).
+        #[arg(long, value_name = "FILE")]
+        root_p12: PathBuf,
+        /// The intermediate's PKCS#12 file (its key and the certificate the root issued).
+        #[arg(long, value_name = "FILE")]
+        intermediate_p12: PathBuf,
+        /// File holding the password of both files (one line)…
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+        /// …or of the root's alone, when they differ.
+        #[arg(long, value_name = "FILE")]
+        root_password_file: Option<PathBuf>,
+        /// SPIFFE trust domain.
+        #[arg(long)]
+        trust_domain: Option<String>,
+        /// DNS name for the server certificate (repeatable).
+        #[arg(long = "server-dns")]
+        server_dns: Vec<String>,
+        /// IP address for the server certificate (repeatable).
+        #[arg(long = "server-ip")]
+        server_ip: Vec<IpAddr>,
+        /// Name of the first admin principal.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the CA: subjects, serials, validity, key specs, fingerprints.
     Show,
 }

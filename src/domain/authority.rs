@@ -11,7 +11,9 @@ use signet_pki::{Ca, Issued, LeafRequest, Profile, RevokedEntry};
 
 use crate::config::{Config, DataDir};
 use crate::error::{Error, Result};
-use crate::store::{CaKey, CaRecord, CertKind, CertRecord, CertStatus, CrlRecord, Store};
+use crate::store::{
+    CaKey, CaRecord, CertKind, CertRecord, CertStatus, CrlRecord, KeyOrigin, Store,
+};
 use crate::support::files::{mkdir_private, write_private, write_public};
 use crate::support::text::echo;
 use crate::support::time::{format_time, now};
@@ -29,6 +31,19 @@ pub struct InitOptions {
     pub admin: Option<String>,
     /// Replace an existing CA.
     pub force: bool,
+    /// Take over an existing root and intermediate instead of making new ones (`ca import`).
+    pub import: Option<Arc<CaImport>>,
+}
+
+/// An existing CA pair to import: each file's one key and the certificate of that key.
+#[derive(Debug)]
+pub struct CaImport {
+    /// The root: a self-signed CA certificate and its key.
+    pub root: signet_pki::pkcs12::Imported,
+    /// The intermediate: a CA certificate issued by the root, and its key.
+    pub intermediate: signet_pki::pkcs12::Imported,
+    /// SHA-256 of the two files, for the audit record.
+    pub sources: [String; 2],
 }
 
 /// What `ca init` made, and how long each step took.
@@ -134,6 +149,106 @@ impl Authority<'_> {
             .id)
     }
 
+    fn import_key(
+        &self,
+        role: KeyRole,
+        name: &str,
+        key: &signet_hsm::KeyMaterial,
+        created: i64,
+    ) -> Result<KeyId> {
+        let suffix = &crate::support::random::hex_id()?[..8];
+        Ok(self
+            .backend
+            .import(
+                &KeyRequest {
+                    label: format!("signet:ca:{name}:{created}-{suffix}"),
+                    spec: key.spec(),
+                    role,
+                },
+                key,
+            )?
+            .id)
+    }
+
+    /// Checks an import before anything is written: both certificates present, CAs, in their
+    /// validity, the intermediate issued by the root (its signature checked), both key specs
+    /// held by the backend.
+    fn check_import(&self, import: &CaImport) -> Result<()> {
+        use x509_parser::prelude::FromDer;
+        let refuse = |m: String| Error::BadRequest(format!("cannot import this CA: {m}"));
+        let root_der = import
+            .root
+            .certificate
+            .as_deref()
+            .ok_or_else(|| refuse("the root file has no certificate for its key".into()))?;
+        let int_der =
+            import.intermediate.certificate.as_deref().ok_or_else(|| {
+                refuse("the intermediate file has no certificate for its key".into())
+            })?;
+        fn parse<'a>(
+            der: &'a [u8],
+            what: &str,
+        ) -> Result<x509_parser::certificate::X509Certificate<'a>> {
+            x509_parser::certificate::X509Certificate::from_der(der)
+                .map(|(_, c)| c)
+                .map_err(|e| {
+                    Error::BadRequest(format!(
+                        "cannot import this CA: the {what} certificate cannot be parsed: {e}"
+                    ))
+                })
+        }
+        let root = parse(root_der, "root")?;
+        let int = parse(int_der, "intermediate")?;
+        for (cert, what) in [(&root, "root"), (&int, "intermediate")] {
+            let ca = cert
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.value.ca);
+            if !ca {
+                return Err(refuse(format!(
+                    "the {what} certificate ({}) is not a CA certificate (basicConstraints CA:TRUE)",
+                    cert.subject()
+                )));
+            }
+            if !cert.validity().is_valid() {
+                return Err(refuse(format!(
+                    "the {what} certificate ({}) is not valid now (valid {} to {})",
+                    cert.subject(),
+                    cert.validity().not_before,
+                    cert.validity().not_after
+                )));
+            }
+        }
+        if root.subject() != root.issuer() || root.verify_signature(None).is_err() {
+            return Err(refuse(format!(
+                "the root certificate ({}) is not self-signed",
+                root.subject()
+            )));
+        }
+        if int.issuer() != root.subject() || int.verify_signature(Some(root.public_key())).is_err()
+        {
+            return Err(refuse(format!(
+                "the intermediate ({}) was not issued by this root ({})",
+                int.subject(),
+                root.subject()
+            )));
+        }
+        let specs = self.backend.info()?.specs;
+        for (key, what) in [
+            (&import.root.key, "root"),
+            (&import.intermediate.key, "intermediate"),
+        ] {
+            if !specs.contains(&key.spec()) {
+                return Err(refuse(format!(
+                    "the token cannot hold the {what} key ({})",
+                    key.spec()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses `ca init` over an existing CA unless forced; checks the options.
     pub fn check_init(&self, opts: &InitOptions) -> Result<()> {
         if let Some(existing) = self.store.ca()? {
@@ -156,6 +271,9 @@ impl Authority<'_> {
         }
         if let Some(admin) = &opts.admin {
             crate::domain::principals::check_name(admin)?;
+        }
+        if let Some(import) = &opts.import {
+            self.check_import(import)?;
         }
         Ok(())
     }
@@ -185,20 +303,65 @@ impl Authority<'_> {
         let mut timings = Vec::new();
         let cfg = &self.config.ca;
 
-        let t = Instant::now();
-        let root_spec = cfg.root_key_spec;
-        let root_id = self.generate(KeyRole::RootCa, "root", root_spec, created)?;
-        let root_signer = self.signer(&root_id, root_spec)?;
-        let root_der = signet_pki::build_root(&settings, root_signer.clone())?;
-        timings.push(("root key + certificate", t.elapsed()));
+        let (root_id, root_spec, root_der, int_id, int_spec, int_der, int_signer, origin) =
+            match &opts.import {
+                None => {
+                    let t = Instant::now();
+                    let root_spec = cfg.root_key_spec;
+                    let root_id = self.generate(KeyRole::RootCa, "root", root_spec, created)?;
+                    let root_signer = self.signer(&root_id, root_spec)?;
+                    let root_der = signet_pki::build_root(&settings, root_signer.clone())?;
+                    timings.push(("root key + certificate", t.elapsed()));
 
-        let t = Instant::now();
-        let int_spec = cfg.intermediate_key_spec;
-        let int_id = self.generate(KeyRole::IntermediateCa, "intermediate", int_spec, created)?;
-        let int_signer = self.signer(&int_id, int_spec)?;
-        let int_der =
-            signet_pki::build_intermediate(&settings, int_signer.clone(), &root_der, root_signer)?;
-        timings.push(("intermediate key + certificate", t.elapsed()));
+                    let t = Instant::now();
+                    let int_spec = cfg.intermediate_key_spec;
+                    let int_id =
+                        self.generate(KeyRole::IntermediateCa, "intermediate", int_spec, created)?;
+                    let int_signer = self.signer(&int_id, int_spec)?;
+                    let int_der = signet_pki::build_intermediate(
+                        &settings,
+                        int_signer.clone(),
+                        &root_der,
+                        root_signer,
+                    )?;
+                    timings.push(("intermediate key + certificate", t.elapsed()));
+                    let origin = KeyOrigin::Generated;
+                    (
+                        root_id, root_spec, root_der, int_id, int_spec, int_der, int_signer, origin,
+                    )
+                }
+                Some(import) => {
+                    // check_init has checked both certificates and specs.
+                    let t = Instant::now();
+                    let root_id =
+                        self.import_key(KeyRole::RootCa, "root", &import.root.key, created)?;
+                    let int_id = match self.import_key(
+                        KeyRole::IntermediateCa,
+                        "intermediate",
+                        &import.intermediate.key,
+                        created,
+                    ) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            let _ = self.backend.destroy(&root_id);
+                            return Err(e);
+                        }
+                    };
+                    let int_spec = import.intermediate.key.spec();
+                    let int_signer = self.signer(&int_id, int_spec)?;
+                    timings.push(("root + intermediate keys imported", t.elapsed()));
+                    (
+                        root_id,
+                        import.root.key.spec(),
+                        import.root.certificate.clone().unwrap_or_default(),
+                        int_id,
+                        int_spec,
+                        import.intermediate.certificate.clone().unwrap_or_default(),
+                        int_signer,
+                        KeyOrigin::Imported,
+                    )
+                }
+            };
 
         let ca = Ca::new(
             settings.clone(),
@@ -234,16 +397,19 @@ impl Authority<'_> {
                 key_id: root_id,
                 spec: root_spec,
                 serial: root_rec.serial.clone(),
+                origin,
             },
             intermediate: CaKey {
                 key_id: int_id,
                 spec: int_spec,
                 serial: int_rec.serial.clone(),
+                origin,
             },
             server: CaKey {
                 key_id: server_id,
                 spec: server_spec,
                 serial: server.serial.clone(),
+                origin: KeyOrigin::Generated,
             },
             trust_domain: settings.trust_domain.clone(),
             organization: settings.organization.clone(),

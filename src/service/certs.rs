@@ -61,7 +61,7 @@ impl Service {
         self.authorize(caller, Action::CaInit, "ca")?;
         let authority = self.authority();
         authority.check_init(opts)?;
-        let requested = caller
+        let mut requested = caller
             .event(Action::CaInit.name(), "ca", Outcome::Requested)
             .with("force", opts.force)
             .with(
@@ -72,6 +72,12 @@ impl Service {
                     "first start"
                 },
             );
+        if let Some(import) = &opts.import {
+            requested = requested
+                .with("origin", "imported")
+                .with("root_source_sha256", &import.sources[0])
+                .with("intermediate_source_sha256", &import.sources[1]);
+        }
         let report = self.change(
             requested,
             || {

@@ -93,6 +93,9 @@ pub struct CaKey {
     pub spec: KeySpec,
     /// Serial of its certificate, hex.
     pub serial: String,
+    /// Generated in the token, or imported (`ca import`).
+    #[serde(default)]
+    pub origin: KeyOrigin,
 }
 
 /// The CA as built by `ca init`.
