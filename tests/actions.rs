@@ -140,6 +140,7 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
         Action::Ready => ex("/readyz", json!(null), "service"),
         Action::Metrics => ex("/metrics", json!(null), "service"),
         Action::ProblemRead => ex("/problems/forbidden", json!(null), "forbidden"),
+        Action::Status => ex("/v1/status", json!(null), "service"),
         _ => return None,
     })
 }

@@ -680,3 +680,49 @@ fn bootstrap_script_is_idempotent_on_an_operator_token() {
         text(&out)
     );
 }
+
+/// `signet status` reports the token, store, CA validity, CRL and audit checkpoint, offline and
+/// as JSON; a running server answers the same document at GET /v1/status.
+#[test]
+fn status_reports_what_an_operator_needs() {
+    let data = Data::new();
+    let before = data.ok(&["status"]);
+    assert!(before.contains("ca            none yet"), "{before}");
+    data.ok(&["ca", "init"]);
+    let out = data.ok(&["status"]);
+    for expected in [
+        "backend       pkcs11",
+        "token         signet",
+        "store         sled",
+        "writable",
+        "days left",
+        "crl           number 1",
+        "next update",
+        "anchored in the token",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&data.ok(&["status", "--json"])).unwrap();
+    // Whole days: 90 just after issue, 89 once a second has passed.
+    for (role, days) in [("root", 3650), ("intermediate", 1825), ("server", 90)] {
+        let left = doc["ca"][role]["days_left"].as_i64().unwrap();
+        assert!(left == days || left == days - 1, "{role}: {left} {doc}");
+    }
+    assert_eq!(out.matches("days left").count(), 3, "{out}");
+    assert_eq!(doc["store"]["writable"], true);
+    assert!(doc["audit"]["head_seq"].as_u64().unwrap() > 0);
+    assert!(doc["backend"]["specs"]
+        .as_array()
+        .unwrap()
+        .contains(&"ec-p256".into()));
+
+    let server = common::Server::start_in(data, &[]);
+    let live = server.admin().get("/v1/status");
+    assert_eq!(live.status, 200, "{live:?}");
+    let live = live.json();
+    assert_eq!(live["ca"]["root"]["serial"], doc["ca"]["root"]["serial"]);
+    assert!(
+        live["audit"]["head_seq"].as_u64().unwrap() >= doc["audit"]["head_seq"].as_u64().unwrap()
+    );
+    server.stop();
+}

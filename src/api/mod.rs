@@ -100,6 +100,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         Ready => on(f, ops::readyz),
         Metrics => on(f, ops::metrics),
         ProblemRead => on(f, ops::problem),
+        Status => on(f, ops::status),
         KeyPublic | KeyImport | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList
         | AuditExport | AuditReanchor => return None,
     })

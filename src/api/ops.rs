@@ -62,6 +62,12 @@ pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
         .into_response())
 }
 
+/// `GET /v1/status`: the status report as JSON.
+pub async fn status(ctx: Ctx) -> ApiResult<Json<Value>> {
+    let status = ctx.run(|s, c| s.status(c)).await?;
+    Ok(Json(serde_json::to_value(&status).unwrap_or(Value::Null)))
+}
+
 /// `GET /problems/{name}`: what a problem type means (the target of the relative `type` URIs).
 pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
     let kind = ctx.run(move |s, c| s.problem_type(c, &name)).await?;

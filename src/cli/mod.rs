@@ -5,6 +5,7 @@
 mod audit;
 mod ca;
 mod keys;
+mod status;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -63,6 +64,13 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// What an operator looks at first: backend and token, store, CA validity, CRL, audit head
+    /// and last checkpoint (offline; a running server answers the same at GET /v1/status).
+    Status {
+        /// The JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `signet serve`.
@@ -324,6 +332,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => with_service(config, |s| keys::run(s, cmd)),
         Command::Ca(cmd) => with_service(config, |s| ca::run_ca(s, cmd)),
         Command::Cert(cmd) => with_service(config, |s| ca::run_cert(s, cmd)),
+        Command::Status { json } => with_service(config, |s| {
+            status::print(&s.status(&crate::service::Caller::operator())?, json)
+        }),
         Command::Crl { out } => with_service(config, |s| {
             let der = s.crl(&crate::service::Caller::operator())?;
             write_der_or_pem(out.as_deref(), &der, signet_pki::pem_crl(&der))

@@ -24,6 +24,7 @@ pub const FIXED_SCOPES: &[&str] = &[
     "tokens:revoke",
     "tokens:admin",
     "audit:read",
+    "status:read",
 ];
 
 /// The scope that holds every scope.

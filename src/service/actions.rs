@@ -140,6 +140,8 @@ pub enum Action {
     Metrics,
     /// What a problem type means.
     ProblemRead,
+    /// The status report.
+    Status,
 }
 
 /// One row of the table.
@@ -349,6 +351,12 @@ pub const ACTIONS: &[ActionSpec] = &[
         Some(("GET", "/metrics")),
     ),
     row(
+        Action::Status,
+        "status.read",
+        Scope("status:read"),
+        Some(("GET", "/v1/status")),
+    ),
+    row(
         Action::ProblemRead,
         "problem.read",
         Enrolled,
@@ -362,7 +370,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 38] = [
+    pub const ALL: [Action; 39] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -401,6 +409,7 @@ impl Action {
         Action::Ready,
         Action::Metrics,
         Action::ProblemRead,
+        Action::Status,
     ];
 
     /// The action's row.

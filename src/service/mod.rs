@@ -12,6 +12,7 @@ mod keys;
 pub mod metrics;
 mod open;
 mod ops;
+pub mod status;
 mod tokens;
 
 use std::sync::{Arc, RwLock};
@@ -27,6 +28,7 @@ pub use self::keys::{KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
 pub use self::open::OpenMode;
 pub use self::ops::{Readiness, Verification};
+pub use self::status::Status;
 pub use self::tokens::{RevokeToken, TokenAnswer};
 use crate::config::{Config, DataDir};
 use crate::domain::audit::{Anchor, AuditLog};

@@ -1,0 +1,89 @@
+//! `signet status`: the report of [`crate::service::Status`], for a person or as JSON.
+
+use crate::service::status::{Part, Status};
+
+/// Prints the report; `json` for the same document `GET /v1/status` answers.
+pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(());
+    }
+    match &status.backend {
+        Part::Ok(b) => {
+            println!("backend       {} ({})", b.kind, b.library);
+            println!("token         {} — {}", b.token, b.model);
+            println!("key specs     {}", b.specs.join(" "));
+            println!("algorithms    {}", b.algorithms.join(" "));
+            println!(
+                "sessions      {} open of {}",
+                b.sessions_open, b.sessions_max
+            );
+            for (name, value) in &b.details {
+                println!("  {name:<13} {value}");
+            }
+        }
+        Part::Error { error } => println!("backend       NOT USABLE: {error}"),
+    }
+    let s = &status.store;
+    match &s.not_writable {
+        None => println!("store         {} at {}, writable", s.kind, s.location),
+        Some(why) => println!(
+            "store         {} at {}, NOT WRITABLE: {why}",
+            s.kind, s.location
+        ),
+    }
+    match &status.ca {
+        Part::Ok(Some(ca)) => {
+            for (role, c) in [
+                ("root", &ca.root),
+                ("intermediate", &ca.intermediate),
+                ("server", &ca.server),
+            ] {
+                let warn = if c.days_left < 0 {
+                    "  EXPIRED"
+                } else if c.days_left < 30 {
+                    "  EXPIRES SOON"
+                } else {
+                    ""
+                };
+                println!(
+                    "{role:<14}{}  serial {}  ({})  until {}, {} days left{warn}",
+                    c.subject, c.serial, c.key, c.not_after, c.days_left
+                );
+            }
+        }
+        Part::Ok(None) => println!("ca            none yet (signet ca init, or the first serve)"),
+        Part::Error { error } => println!("ca            NOT READABLE: {error}"),
+    }
+    match &status.crl {
+        Part::Ok(Some(crl)) => println!(
+            "crl           number {}, made {}, next update {}",
+            crl.number,
+            crl.this_update,
+            crl.next_update.as_deref().unwrap_or("-")
+        ),
+        Part::Ok(None) => println!("crl           none yet"),
+        Part::Error { error } => println!("crl           NOT READABLE: {error}"),
+    }
+    match &status.audit {
+        Part::Ok(a) => {
+            println!("audit head    seq {}  {}", a.head_seq, a.head_hash);
+            match &a.last_checkpoint {
+                Some((seq, time)) => println!(
+                    "checkpoint    seq {seq} at {time} (anchored in the token), {} record(s) after it",
+                    a.after_checkpoint
+                ),
+                None => println!("checkpoint    none anchored yet"),
+            }
+            if let Some(why) = &a.not_writable {
+                println!("audit         NOT WRITABLE: {why}");
+            }
+        }
+        Part::Error { error } => println!("audit         NOT READABLE: {error}"),
+    }
+    match &status.keys {
+        Part::Ok(n) => println!("keys          {n}"),
+        Part::Error { error } => println!("keys          NOT READABLE: {error}"),
+    }
+    Ok(())
+}
