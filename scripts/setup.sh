@@ -21,6 +21,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v c++ >/dev/null || need+=(build-essential)
+command -v script >/dev/null || need+=(bsdutils)      # a real pty for the progress test
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -726,3 +726,32 @@ fn status_reports_what_an_operator_needs() {
     );
     server.stop();
 }
+
+/// Long work shows a spinner on a terminal (run under `script`, a real pty) and nothing when
+/// the output is not a terminal.
+#[test]
+fn progress_is_shown_on_a_terminal_only() {
+    let data = Data::new();
+    let piped = data.signet(&["key", "create", "quiet", "--spec", "rsa-2048"]);
+    assert!(piped.status.success(), "{}", text(&piped));
+    let t = text(&piped);
+    assert!(!t.contains("generating") && !t.contains('\u{1b}'), "{t:?}");
+
+    let bin = env!("CARGO_BIN_EXE_signet");
+    let command = format!(
+        "{bin} --data-dir {} key create loud --spec rsa-2048",
+        data.path().display()
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SIGNET_LOG", "warn,cryptoki=off")
+        .output()
+        .unwrap();
+    let t = text(&tty);
+    assert!(tty.status.success(), "{t}");
+    assert!(
+        t.contains("generating rsa-2048 key loud in the token"),
+        "{t:?}"
+    );
+    assert!(t.contains("created loud (rsa-2048)"), "{t:?}");
+}

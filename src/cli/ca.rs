@@ -28,7 +28,11 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                 force,
                 import: None,
             };
-            print_report(&service.init_ca(&op, &opts)?);
+            let spinner =
+                super::progress::Spinner::start("generating the CA, server and admin keys");
+            let report = service.init_ca(&op, &opts);
+            drop(spinner);
+            print_report(&report?);
         }
         CaCommand::Import {
             root_p12,
@@ -67,7 +71,11 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                     sources: [root_sha, int_sha],
                 })),
             };
-            print_report(&service.init_ca(&op, &opts)?);
+            let spinner =
+                super::progress::Spinner::start("importing the CA keys, making the server's");
+            let report = service.init_ca(&op, &opts);
+            drop(spinner);
+            print_report(&report?);
             println!(
                 "the software copies are still in {} and {}: keep them offline or delete them",
                 root_p12.display(),

@@ -19,7 +19,12 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
     let op = Caller::operator();
     match cmd {
         KeyCommand::Create { name, spec } => {
-            let detail = service.create_key(&op, &KeyName::parse(&name)?, spec)?;
+            let spinner = super::progress::Spinner::start(format!(
+                "generating {spec} key {name} in the token"
+            ));
+            let detail = service.create_key(&op, &KeyName::parse(&name)?, spec);
+            drop(spinner);
+            let detail = detail?;
             let v = &detail.record.versions[0];
             println!("created {name} ({spec}) id {} in the token", v.key_id);
         }

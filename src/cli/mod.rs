@@ -5,6 +5,7 @@
 mod audit;
 mod ca;
 mod keys;
+mod progress;
 mod status;
 
 use std::net::{IpAddr, SocketAddr};
