@@ -22,6 +22,8 @@ dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v c++ >/dev/null || need+=(build-essential)
 command -v script >/dev/null || need+=(bsdutils)      # a real pty for the progress test
+command -v systemd-analyze >/dev/null || need+=(systemd)   # checks scripts/signet.service
+command -v setpriv >/dev/null || need+=(util-linux)   # runs the server unprivileged in a test
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -755,3 +755,68 @@ fn progress_is_shown_on_a_terminal_only() {
     );
     assert!(t.contains("created loud (rsa-2048)"), "{t:?}");
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` without a warning, and the server
+/// runs as an unprivileged user of its own, keeping its data directory 0700.
+#[test]
+fn the_systemd_unit_verifies_and_the_server_runs_unprivileged() {
+    let work = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/signet.service"
+    ))
+    .unwrap()
+    .replace("/usr/local/bin/signet", env!("CARGO_BIN_EXE_signet"));
+    let path = work.path().join("signet.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        out.stderr.is_empty() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+
+    // As `nobody` (uid 65534), the way the unit runs it as `signet`.
+    let data = Data::new();
+    std::os::unix::fs::chown(data.path(), Some(65534), Some(65534)).unwrap();
+    let server = common::Server::start_with(
+        data,
+        &[],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(server.admin().get("/healthz").status, 200);
+    let meta = |p: &str| std::fs::metadata(server.data.join(p)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    for dir in ["softhsm", "db", "audit", "clients", "pin"] {
+        assert_eq!(
+            meta(dir).uid(),
+            65534,
+            "{dir} not owned by the service user"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(server.data.path()).unwrap().mode() & 0o777,
+        0o700
+    );
+    for private in ["softhsm", "db", "audit", "clients"] {
+        assert_eq!(
+            meta(private).mode() & 0o077,
+            0,
+            "{private} is open to others"
+        );
+    }
+    assert_eq!(meta("pin").mode() & 0o777, 0o600);
+    server.stop();
+}

@@ -81,6 +81,7 @@ impl TokenDir {
     pub fn create(root: &Path) -> Result<Self> {
         let tokens = root.join("tokens");
         mkdir_private(&tokens)?;
+        set_mode(root, 0o700)?;
         let conf = root.join("softhsm2.conf");
         let text = format!(
             "# Written by Signet: an isolated SoftHSM2 token store.\n\

@@ -20,7 +20,7 @@ pub use self::audit::{AuditRecord, ChainHead, Event, Journal, Outcome};
 pub use self::records::*;
 pub use self::sled::SledStore;
 use crate::config::{Config, StoreConfig};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 /// A change applied by a read-modify-write method.
 pub type Change<'a, T> = &'a mut dyn FnMut(&mut T) -> Result<()>;
@@ -119,6 +119,9 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
                 .path
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("db"));
+            // sled creates its directory with the process umask; make it the owner's alone.
+            crate::support::files::mkdir_private(&path)
+                .map_err(|e| StoreError::Engine(format!("creating {}: {e}", path.display())))?;
             Ok(Arc::new(SledStore::open(&path)?))
         }
     }
