@@ -37,4 +37,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deny (about 3 minutes)"
+  cargo install cargo-deny --locked --quiet
+fi
 echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

@@ -8,6 +8,10 @@ bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
+# Supply chain (deny.toml): licences, banned and duplicate crates, allowed sources. Advisories
+# need GitHub, which CI cannot reach: run `cargo deny check advisories` where it can.
+# Duplicate versions are warnings (printed by `cargo deny check bans`), not failures.
+cargo deny --log-level error check licenses bans sources
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 
