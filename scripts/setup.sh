@@ -24,6 +24,7 @@ command -v c++ >/dev/null || need+=(build-essential)
 command -v script >/dev/null || need+=(bsdutils)      # a real pty for the progress test
 command -v systemd-analyze >/dev/null || need+=(systemd)   # checks scripts/signet.service
 command -v setpriv >/dev/null || need+=(util-linux)   # runs the server unprivileged in a test
+command -v p11tool >/dev/null || need+=(gnutls-bin)   # prints PKCS#11 URIs, independently of Signet
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

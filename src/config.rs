@@ -20,6 +20,8 @@ pub const ENV_LISTEN: &str = "SIGNET_LISTEN";
 pub const ENV_HSM_MODULE: &str = "SIGNET_HSM_MODULE";
 /// Overrides `hsm.pin_file`.
 pub const ENV_HSM_PIN_FILE: &str = "SIGNET_HSM_PIN_FILE";
+/// Overrides `hsm.uri` (read by the CLI as `--hsm-uri`).
+pub const ENV_HSM_URI: &str = "SIGNET_HSM_URI";
 
 /// Paths under the data directory.
 #[derive(Debug, Clone)]
@@ -88,6 +90,10 @@ pub enum HsmConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pkcs11Settings {
+    /// The token (and module, and PIN file) as a PKCS#11 URI (RFC 7512); the fields below are
+    /// the shorthand. A URI's `module-path`/`module-name` and `pin-source` fill `module` and
+    /// `pin_file` (giving both differently is an error); its token attributes select the token.
+    pub uri: Option<String>,
     /// PKCS#11 module. Absent: the embedded SoftHSM2 token under `data_dir/softhsm`.
     pub module: Option<PathBuf>,
     /// Token label.
@@ -105,6 +111,7 @@ pub struct Pkcs11Settings {
 impl Default for Pkcs11Settings {
     fn default() -> Self {
         Pkcs11Settings {
+            uri: None,
             module: None,
             token_label: "signet".into(),
             slot: None,
@@ -112,6 +119,54 @@ impl Default for Pkcs11Settings {
             pin_env: None,
             pool_size: 4,
         }
+    }
+}
+
+impl Pkcs11Settings {
+    /// The parsed URI, if one is set.
+    pub fn parsed_uri(&self) -> Result<Option<signet_hsm::Pkcs11Uri>, ConfigError> {
+        self.uri
+            .as_deref()
+            .map(|u| {
+                signet_hsm::Pkcs11Uri::parse(u)
+                    .map_err(|e| ConfigError::Invalid(format!("hsm.uri: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Fills `module` and `pin_file` from the URI; refuses a URI that says otherwise than the
+    /// fields, and a URI next to `token_label`/`slot` (which would not be used).
+    fn apply_uri(&mut self) -> Result<(), ConfigError> {
+        let Some(uri) = self.parsed_uri()? else {
+            return Ok(());
+        };
+        let conflict = |what: &str| {
+            Err(ConfigError::Invalid(format!(
+                "hsm.uri and hsm.{what} say different things; give one"
+            )))
+        };
+        if let Some(module) = uri.module() {
+            match &self.module {
+                Some(m) if *m != module => return conflict("module"),
+                _ => self.module = Some(module),
+            }
+        }
+        if let Some(pin) = uri.pin_source {
+            match &self.pin_file {
+                Some(p) if *p != pin => return conflict("pin_file"),
+                _ => self.pin_file = Some(pin),
+            }
+        }
+        if self.slot.is_some() {
+            return conflict("slot");
+        }
+        if self.module.is_none() {
+            return Err(ConfigError::Invalid(
+                "hsm.uri names no module: add ?module-path=/path/to/module.so, or set hsm.module"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -414,6 +469,7 @@ impl Config {
     pub fn load(
         path: Option<&Path>,
         data_dir_override: Option<&Path>,
+        hsm_uri_override: Option<&str>,
     ) -> Result<Self, ConfigError> {
         let mut config = match path {
             Some(path) => {
@@ -438,6 +494,11 @@ impl Config {
         if let Some(pin_file) = std::env::var_os(ENV_HSM_PIN_FILE) {
             pkcs11.pin_file = Some(pin_file.into());
         }
+        // The flag, which clap also fills from SIGNET_HSM_URI.
+        if let Some(uri) = hsm_uri_override {
+            pkcs11.uri = Some(uri.to_string());
+        }
+        pkcs11.apply_uri()?;
         if let Ok(listen) = std::env::var(ENV_LISTEN) {
             config.server.listen = listen
                 .parse()

@@ -820,3 +820,114 @@ fn the_systemd_unit_verifies_and_the_server_runs_unprivileged() {
     assert_eq!(meta("pin").mode() & 0o777, 0o600);
     server.stop();
 }
+
+/// A token named by a PKCS#11 URI (RFC 7512): the URI GnuTLS's p11tool prints for a token made
+/// outside Signet, completed with module-path and pin-source, works as `--hsm-uri` and as
+/// `hsm.uri`; one that matches no token, or carries a PIN, is refused clearly.
+#[test]
+fn a_token_named_by_the_uri_p11tool_prints() {
+    let data = Data::new();
+    let conf_dir = data.join("hsm");
+    std::fs::create_dir_all(conf_dir.join("tokens")).unwrap();
+    let conf = conf_dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            conf_dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    for label in ["decoy", "ops team"] {
+        let init = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", "5678", "--pin", "1234"])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "{}", text(&init));
+    }
+    let module = signet_softhsm::find_module().unwrap();
+    let listed = Command::new("p11tool")
+        .args(["--provider", module.to_str().unwrap(), "--list-tokens"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    let listing = text(&listed);
+    let url = listing
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("URL: "))
+        .find(|u| u.contains("token=ops%20team"))
+        .unwrap_or_else(|| panic!("{listing}"))
+        .to_string();
+    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    let uri = format!(
+        "{url}?module-path={}&pin-source=file:{}",
+        module.display(),
+        data.join("pin.txt").display()
+    );
+    let run = |args: &[&str], config: Option<&std::path::Path>| {
+        let mut cmd = Command::new(common::BIN);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--data-dir")
+            .arg(data.join("state"))
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("SIGNET_LOG", "warn,cryptoki=off")
+            .env_remove("SIGNET_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--hsm-uri", &uri, "key", "create", "by-uri"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    // It went to the token the URI names, not the decoy.
+    assert!(
+        common::pkcs11_list(&conf, "ops team", "1234", Some("privkey"))
+            .contains("signet:key:by-uri")
+    );
+    assert!(!common::pkcs11_list(&conf, "decoy", "1234", Some("privkey")).contains("by-uri"));
+    // The same in a configuration file; status prints the token's URI back.
+    let config = data.join("signet.toml");
+    std::fs::write(&config, format!("[hsm]\nuri = \"{uri}\"\n")).unwrap();
+    let out = run(&["status"], Some(&config));
+    assert!(out.status.success(), "{}", text(&out));
+    let status = text(&out);
+    let printed = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("uri"))
+        .unwrap_or_else(|| panic!("{status}"))
+        .trim();
+    assert_eq!(
+        signet_hsm::Pkcs11Uri::parse(printed).unwrap(),
+        signet_hsm::Pkcs11Uri::parse(&url).unwrap()
+    );
+
+    for (bad, why) in [
+        (
+            url.replace("ops%20team", "nobody"),
+            "no PKCS#11 token matching",
+        ),
+        (format!("{uri}&pin-value=1234"), "would put the PIN"),
+        (
+            url.replace("pkcs11:", "pkcs11:object=k;"),
+            "names a key object",
+        ),
+    ] {
+        let bad = if bad.contains('?') {
+            bad
+        } else {
+            format!(
+                "{bad}?module-path={}&pin-source=file:{}",
+                module.display(),
+                data.join("pin.txt").display()
+            )
+        };
+        let out = run(&["--hsm-uri", &bad, "key", "list"], None);
+        let t = text(&out);
+        assert!(!out.status.success(), "{bad}: {t}");
+        assert!(t.contains(why), "{bad}: expected {why:?} in {t}");
+        assert!(!t.contains("1234"), "the PIN in an error: {t}");
+    }
+}

@@ -24,7 +24,7 @@ pub use backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Pro
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
 pub use pin::Pin;
-pub use pkcs11::{Pkcs11Backend, Pkcs11Config, TokenSelector};
+pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;
 pub use signing::{sign, EcdsaFormat, HsmSigner, Payload, SignInput, Signer};
 pub use spec::{Hash, KeySpec, SignatureAlgorithm, UnknownAlgorithm, UnknownSpec};

@@ -28,6 +28,11 @@ pub struct Cli {
     /// Configuration file (TOML); see src/signet.example.toml.
     #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The token as a PKCS#11 URI (RFC 7512), e.g.
+    /// "pkcs11:token=ops?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/signet/pin".
+    /// Overrides hsm.uri.
+    #[arg(long, global = true, value_name = "URI", env = "SIGNET_HSM_URI")]
+    pub hsm_uri: Option<String>,
     /// Log format on stderr: text or json.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -297,6 +302,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(
         cli.config.as_deref(),
         cli.data_dir.as_deref(),
+        cli.hsm_uri.as_deref(),
     )?)
 }
 

@@ -174,9 +174,10 @@ fn configured_token(settings: &Pkcs11Settings) -> anyhow::Result<Pkcs11Config> {
         settings.pin_env.as_deref(),
         "HSM PIN",
     )?;
-    let token = match settings.slot {
-        Some(slot) => TokenSelector::Slot(slot),
-        None => TokenSelector::Label(settings.token_label.clone()),
+    let token = match (settings.parsed_uri()?, settings.slot) {
+        (Some(uri), _) => TokenSelector::Uri(uri),
+        (None, Some(slot)) => TokenSelector::Slot(slot),
+        (None, None) => TokenSelector::Label(settings.token_label.clone()),
     };
     Ok(Pkcs11Config {
         module: module.clone(),

@@ -6,6 +6,7 @@ mod mechanisms;
 mod module;
 mod objects;
 mod pool;
+mod uri;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,6 +20,7 @@ use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 
 pub use module::init_token;
+pub use uri::{Pkcs11Uri, UriError};
 
 use self::error::{from_cryptoki, is_mechanism_refusal};
 use self::mechanisms::Mechanisms;
@@ -41,6 +43,8 @@ pub enum TokenSelector {
     Serial(String),
     /// The token with this label and serial number.
     LabelAndSerial(String, String),
+    /// The token matching every attribute of a PKCS#11 URI (RFC 7512).
+    Uri(Pkcs11Uri),
 }
 
 impl fmt::Display for TokenSelector {
@@ -50,6 +54,7 @@ impl fmt::Display for TokenSelector {
             TokenSelector::Slot(s) => write!(f, "in slot {s}"),
             TokenSelector::Serial(s) => write!(f, "with serial {s:?}"),
             TokenSelector::LabelAndSerial(l, s) => write!(f, "labelled {l:?} with serial {s:?}"),
+            TokenSelector::Uri(u) => write!(f, "matching {u}"),
         }
     }
 }
@@ -313,6 +318,15 @@ impl Backend for Pkcs11Backend {
                 (
                     "manufacturer".into(),
                     token.manufacturer_id().trim_end().to_string(),
+                ),
+                (
+                    "uri".into(),
+                    Pkcs11Uri::for_token(
+                        &self.token_label,
+                        token.serial_number().trim_end(),
+                        token.manufacturer_id().trim_end(),
+                        token.model().trim_end(),
+                    ),
                 ),
             ],
         })

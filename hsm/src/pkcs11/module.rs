@@ -45,6 +45,13 @@ pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, St
             TokenSelector::LabelAndSerial(wanted, serial) => {
                 label == wanted && info.serial_number().trim_end() == serial
             }
+            TokenSelector::Uri(uri) => uri.matches(
+                slot.id(),
+                label,
+                info.serial_number().trim_end(),
+                info.manufacturer_id().trim_end(),
+                info.model().trim_end(),
+            ),
         };
         if found {
             return Ok((slot, label.to_string()));
