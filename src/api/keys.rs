@@ -3,75 +3,23 @@
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
+use super::model::{
+    BatchItemView, BatchView, KeyList, KeySummary, KeyView, SignatureView, VerifyView,
+};
 use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
-use crate::domain::keys::{KeyName, Signature, DEFAULT_PENDING_DAYS};
+use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
-use crate::service::{KeyDetail, SignItem, VerifyItem};
-use crate::store::KeyRecord;
-use crate::support::time::format_time;
+use crate::service::{SignItem, VerifyItem};
 
-fn summary(r: &KeyRecord) -> Value {
-    let state = if r.deletion.is_some() {
-        "pending_deletion"
-    } else {
-        "active"
-    };
-    json!({
-        "name": r.name,
-        "spec": r.spec,
-        "created": format_time(r.created),
-        "primary_version": r.primary,
-        "versions": r.versions.len(),
-        "state": state,
-    })
-}
-
-fn detail(d: &KeyDetail) -> Value {
-    let r = &d.record;
-    let versions: Vec<Value> = r
-        .versions
-        .iter()
-        .map(|v| {
-            let mut entry = json!({
-                "version": v.version,
-                "state": v.state,
-                "created": format_time(v.created),
-                "key_id": v.key_id,
-                "origin": v.origin,
-            });
-            if let Some((_, public)) = d.public_keys.iter().find(|(n, _)| *n == v.version) {
-                let mut jwk = public.jwk();
-                jwk["kid"] = public.jwk_thumbprint().into();
-                entry["public_key_pem"] = public.spki_pem().into();
-                entry["jwk"] = jwk;
-            }
-            entry
-        })
-        .collect();
-    json!({
-        "name": r.name,
-        "spec": r.spec,
-        "created": format_time(r.created),
-        "primary_version": r.primary,
-        "deletion": r.deletion.as_ref().map(|d| json!({
-            "requested_at": format_time(d.requested_at),
-            "destroy_after": format_time(d.destroy_after),
-        })),
-        "versions": versions,
-    })
-}
-
-pub async fn list(ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
     let records = ctx.run(|s, c| s.list_keys(c)).await?;
-    Ok(Json(
-        json!({ "keys": records.iter().map(summary).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(KeyList {
+        keys: records.iter().map(KeySummary::from).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -100,37 +48,37 @@ pub async fn create(
             s.create_key(c, &name, spec)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(detail(&d))))
+    Ok((StatusCode::CREATED, Json(KeyView::from(&d))))
 }
 
-pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
     let d = ctx.run(move |s, c| s.key(c, &name)).await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
-pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
     let d = ctx.run(move |s, c| s.rotate_key(c, &name)).await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
 pub async fn disable(
     ctx: Ctx,
     ApiPath((name, v)): ApiPath<(String, u32)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyView>> {
     let d = ctx
         .run(move |s, c| s.set_version_state(c, &name, v, false))
         .await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
 pub async fn enable(
     ctx: Ctx,
     ApiPath((name, v)): ApiPath<(String, u32)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyView>> {
     let d = ctx
         .run(move |s, c| s.set_version_state(c, &name, v, true))
         .await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +90,7 @@ pub async fn schedule_deletion(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyView>> {
     let days = match q.pending_days.as_deref() {
         None => DEFAULT_PENDING_DAYS,
         Some(d) => d.parse().map_err(|_| {
@@ -155,12 +103,12 @@ pub async fn schedule_deletion(
     let d = ctx
         .run(move |s, c| s.schedule_key_deletion(c, &name, days))
         .await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
-pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
     let d = ctx.run(move |s, c| s.cancel_key_deletion(c, &name)).await?;
-    Ok(Json(detail(&d)))
+    Ok(Json(KeyView::from(&d)))
 }
 
 #[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
@@ -211,22 +159,13 @@ impl SignRequest {
     }
 }
 
-fn signature_json(sig: &Signature) -> Value {
-    json!({
-        "signature": STANDARD.encode(&sig.bytes),
-        "version": sig.version,
-        "algorithm": sig.algorithm.name(),
-        "key_id": sig.key_id,
-    })
-}
-
 pub async fn sign(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SignRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SignatureView>> {
     let sig = ctx.run(move |s, c| s.sign(c, &name, &req.item()?)).await?;
-    Ok(Json(signature_json(&sig)))
+    Ok(Json(SignatureView::from(&sig)))
 }
 
 #[derive(Deserialize)]
@@ -239,7 +178,7 @@ pub async fn sign_batch(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<BatchRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BatchView>> {
     // Each item stands alone: a malformed item gets its own error.
     let items: Vec<Result<SignItem>> = req
         .items
@@ -253,19 +192,23 @@ pub async fn sign_batch(
     let results = ctx
         .run_deferred(move |s, c| s.sign_batch_deferred(c, &name, items))
         .await?;
-    let results: Vec<Value> = results
+    let results = results
         .iter()
         .enumerate()
         .map(|(index, r)| match r {
-            Ok(sig) => {
-                let mut v = signature_json(sig);
-                v["index"] = index.into();
-                v
-            }
-            Err(e) => json!({ "index": index, "error": super::problem::Problem::from_error(e, &ctx.request_id).summary() }),
+            Ok(sig) => BatchItemView {
+                index,
+                signature: Some(SignatureView::from(sig)),
+                error: None,
+            },
+            Err(e) => BatchItemView {
+                index,
+                signature: None,
+                error: Some(super::problem::Problem::from_error(e, &ctx.request_id).brief()),
+            },
         })
         .collect();
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchView { results }))
 }
 
 #[derive(Deserialize)]
@@ -285,7 +228,7 @@ pub async fn verify(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VerifyView>> {
     let (valid, version) = ctx
         .run_deferred(move |s, c| {
             let item = SignRequest {
@@ -305,5 +248,5 @@ pub async fn verify(
             }
         })
         .await?;
-    Ok(Json(json!({ "valid": valid, "version": version })))
+    Ok(Json(VerifyView { valid, version }))
 }

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod executor;
 mod keys;
+pub mod model;
 mod ops;
 mod pki;
 mod problem;

@@ -4,14 +4,16 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
+use super::model::{HealthView, ProblemTypeView, ReadyHsm, ReadyView};
 use super::problem::{ApiPath, ApiQuery, ApiResult, Ctx, Problem};
 use crate::error::ProblemType;
 
-pub async fn healthz(ctx: Ctx) -> ApiResult<Json<serde_json::Value>> {
+pub async fn healthz(ctx: Ctx) -> ApiResult<Json<HealthView>> {
     ctx.run(|s, c| s.health(c)).await?;
-    Ok(Json(json!({ "status": "ok" })))
+    Ok(Json(HealthView {
+        status: "ok".into(),
+    }))
 }
 
 pub async fn readyz(ctx: Ctx) -> ApiResult<Response> {
@@ -35,18 +37,18 @@ pub async fn readyz(ctx: Ctx) -> ApiResult<Response> {
         .into_response());
     }
     let info = r.hsm.as_ref().ok();
-    Ok(Json(json!({
-        "status": "ready",
-        "hsm": {
-            "backend": info.map(|i| i.kind),
-            "library": info.map(|i| i.library.clone()),
-            "token": info.map(|i| i.token_label.clone()),
-            "sessions_open": info.map(|i| i.sessions_open),
-            "pool_size": info.map(|i| i.sessions_max),
+    Ok(Json(ReadyView {
+        status: "ready".into(),
+        hsm: ReadyHsm {
+            backend: info.map(|i| i.kind.to_string()),
+            library: info.map(|i| i.library.clone()),
+            token: info.map(|i| i.token_label.clone()),
+            sessions_open: info.map(|i| i.sessions_open),
+            pool_size: info.map(|i| i.sessions_max),
         },
-        "store": "ok",
-        "audit": "ok",
-    }))
+        store: "ok".into(),
+        audit: "ok".into(),
+    })
     .into_response())
 }
 
@@ -63,24 +65,24 @@ pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
 }
 
 /// `GET /v1/status`: the status report as JSON.
-pub async fn status(ctx: Ctx) -> ApiResult<Json<Value>> {
-    let status = ctx.run(|s, c| s.status(c)).await?;
-    Ok(Json(serde_json::to_value(&status).unwrap_or(Value::Null)))
+pub async fn status(ctx: Ctx) -> ApiResult<Json<crate::service::Status>> {
+    Ok(Json(ctx.run(|s, c| s.status(c)).await?))
 }
 
 /// `GET /problems/{name}`: what a problem type means (the target of the relative `type` URIs).
-pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<ProblemTypeView>> {
     let kind = ctx.run(move |s, c| s.problem_type(c, &name)).await?;
-    Ok(Json(json!({
-        "type": super::problem_type_uri(kind),
-        "name": kind.slug(),
-        "status": kind.status(),
-        "title": axum::http::StatusCode::from_u16(kind.status())
+    Ok(Json(ProblemTypeView {
+        kind: super::problem_type_uri(kind),
+        name: kind.slug().into(),
+        status: kind.status(),
+        title: axum::http::StatusCode::from_u16(kind.status())
             .ok()
             .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error"),
-        "meaning": kind.meaning(),
-    })))
+            .unwrap_or("Error")
+            .into(),
+        meaning: kind.meaning().into(),
+    }))
 }
 
 #[derive(Deserialize)]

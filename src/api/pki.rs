@@ -7,13 +7,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+
 use signet_pki::Profile;
 
+use super::model::{CertView, IssuedView, PrincipalList, PrincipalView};
 use super::problem::{ApiJson, ApiPath, ApiResult, Ctx, MaybeJson};
 use crate::error::Error;
 use crate::service::CertificateRequest;
-use crate::store::CertRecord;
 use crate::support::time::format_time;
 
 pub async fn chain(ctx: Ctx) -> ApiResult<Response> {
@@ -56,22 +56,6 @@ pub struct IssueRequest {
     ttl: Option<u64>,
 }
 
-fn cert_json(rec: &CertRecord) -> Value {
-    json!({
-        "serial": rec.serial,
-        "subject": rec.subject,
-        "sans": rec.sans,
-        "profile": rec.profile.name(),
-        "not_before": format_time(rec.not_before),
-        "not_after": format_time(rec.not_after),
-        "status": rec.status,
-        "revoked_at": rec.revoked_at.map(format_time),
-        "reason": rec.reason,
-        "issued_to": rec.issued_to,
-        "certificate": signet_pki::pem_cert(&rec.der),
-    })
-}
-
 pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<impl IntoResponse> {
     let (issued, chain) = ctx
         .run(move |s, c| {
@@ -96,20 +80,20 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<i
     let certificate = signet_pki::pem_cert(&issued.der);
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "serial": issued.serial,
-            "certificate_chain": format!("{certificate}{intermediate}"),
-            "certificate": certificate,
-            "chain": chain,
-            "not_after": format_time(issued.not_after),
-            "sans": issued.sans,
-        })),
+        Json(IssuedView {
+            serial: issued.serial,
+            certificate_chain: format!("{certificate}{intermediate}"),
+            certificate,
+            chain,
+            not_after: format_time(issued.not_after),
+            sans: issued.sans,
+        }),
     ))
 }
 
-pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<Value>> {
+pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<CertView>> {
     let rec = ctx.run(move |s, c| s.certificate(c, &serial)).await?;
-    Ok(Json(cert_json(&rec)))
+    Ok(Json(CertView::from(&rec)))
 }
 
 #[derive(Deserialize, Default)]
@@ -122,13 +106,13 @@ pub async fn revoke(
     ctx: Ctx,
     ApiPath(serial): ApiPath<String>,
     MaybeJson(req): MaybeJson<RevokeRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CertView>> {
     // No body is a revocation without a reason.
     let req = req.unwrap_or_default();
     let rec = ctx
         .run(move |s, c| s.revoke_certificate(c, &serial, req.reason.as_deref()))
         .await?;
-    Ok(Json(cert_json(&rec)))
+    Ok(Json(CertView::from(&rec)))
 }
 
 #[derive(Deserialize)]
@@ -139,9 +123,11 @@ pub struct PrincipalRequest {
     scopes: Vec<String>,
 }
 
-pub async fn list_principals(ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list_principals(ctx: Ctx) -> ApiResult<Json<PrincipalList>> {
     let list = ctx.run(|s, c| s.principals(c)).await?;
-    Ok(Json(json!({ "principals": list })))
+    Ok(Json(PrincipalList {
+        principals: list.iter().map(PrincipalView::from).collect(),
+    }))
 }
 
 pub async fn create_principal(
@@ -151,7 +137,7 @@ pub async fn create_principal(
     let principal = ctx
         .run(move |s, c| s.create_principal(c, &req.name, req.scopes))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(principal))))
+    Ok((StatusCode::CREATED, Json(PrincipalView::from(&principal))))
 }
 
 pub async fn delete_principal(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {

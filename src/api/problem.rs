@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use super::AppState;
 use crate::error::{classify, Error, ProblemType};
@@ -73,28 +72,32 @@ impl Problem {
     }
 
     /// Status, type and detail, for embedding in a larger document (batch items).
-    pub fn summary(&self) -> serde_json::Value {
-        json!({
-            "status": self.status.as_u16(),
-            "type": problem_type_uri(self.kind),
-            "detail": self.detail,
-        })
+    pub fn brief(&self) -> super::model::ProblemSummary {
+        super::model::ProblemSummary {
+            status: self.status.as_u16(),
+            kind: problem_type_uri(self.kind),
+            detail: self.detail.clone(),
+        }
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": problem_type_uri(self.kind),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "request_id": self.request_id,
-        });
+        let body = super::model::ProblemDocument {
+            kind: problem_type_uri(self.kind),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            request_id: self.request_id,
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response()
     }

@@ -4,8 +4,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::model::{IntrospectionView, RevokedView, TokenView};
 use super::problem::{ApiJson, ApiResult, Ctx};
 use crate::domain::tokens::TokenRequest;
 use crate::error::Error;
@@ -45,7 +46,11 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueBody>) -> ApiResult<Resp
     let expires_in = issued.claims.exp - issued.claims.iat;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({ "token": issued.token, "token_type": "Bearer", "expires_in": expires_in })),
+        Json(TokenView {
+            token: issued.token,
+            token_type: "Bearer".into(),
+            expires_in,
+        }),
     )
         .into_response())
 }
@@ -58,20 +63,34 @@ pub struct IntrospectBody {
     audience: Option<String>,
 }
 
-pub async fn introspect(ctx: Ctx, ApiJson(req): ApiJson<IntrospectBody>) -> ApiResult<Json<Value>> {
+pub async fn introspect(
+    ctx: Ctx,
+    ApiJson(req): ApiJson<IntrospectBody>,
+) -> ApiResult<Json<IntrospectionView>> {
     let (result, show_reason) = ctx
         .run(move |s, c| s.introspect(c, &req.token, req.audience.as_deref()))
         .await?;
+    let inactive = |reason: Option<String>| IntrospectionView {
+        active: false,
+        reason,
+        claims: Default::default(),
+    };
     Ok(Json(match result {
         Ok(v) => {
-            let mut doc = serde_json::to_value(&v.claims).unwrap_or_default();
-            doc["active"] = true.into();
-            doc["token_type"] = "Bearer".into();
-            doc["kid"] = v.kid.into();
-            doc
+            let mut claims = match serde_json::to_value(&v.claims) {
+                Ok(Value::Object(map)) => map,
+                _ => Default::default(),
+            };
+            claims.insert("token_type".into(), "Bearer".into());
+            claims.insert("kid".into(), v.kid.into());
+            IntrospectionView {
+                active: true,
+                reason: None,
+                claims,
+            }
         }
-        Err(inactive) if show_reason => json!({ "active": false, "reason": inactive.to_string() }),
-        Err(_) => json!({ "active": false }),
+        Err(why) if show_reason => inactive(Some(why.to_string())),
+        Err(_) => inactive(None),
     }))
 }
 
@@ -84,7 +103,7 @@ pub struct RevokeBody {
     jti: Option<String>,
 }
 
-pub async fn revoke(ctx: Ctx, ApiJson(req): ApiJson<RevokeBody>) -> ApiResult<Json<Value>> {
+pub async fn revoke(ctx: Ctx, ApiJson(req): ApiJson<RevokeBody>) -> ApiResult<Json<RevokedView>> {
     let what = match (req.token, req.jti) {
         (Some(token), None) => RevokeToken::Token(token),
         (None, Some(jti)) => RevokeToken::Jti(jti),
@@ -92,8 +111,16 @@ pub async fn revoke(ctx: Ctx, ApiJson(req): ApiJson<RevokeBody>) -> ApiResult<Js
     };
     Ok(Json(
         match ctx.run(move |s, c| s.revoke_token(c, &what)).await? {
-            TokenAnswer::Revoked(jti) => json!({ "revoked": true, "jti": jti }),
-            TokenAnswer::AlreadyRevoked => json!({ "revoked": true, "already": true }),
+            TokenAnswer::Revoked(jti) => RevokedView {
+                revoked: true,
+                jti: Some(jti),
+                already: None,
+            },
+            TokenAnswer::AlreadyRevoked => RevokedView {
+                revoked: true,
+                jti: None,
+                already: Some(true),
+            },
         },
     ))
 }

@@ -1,0 +1,410 @@
+//! The JSON the API answers with, as types: the handlers build these, and the OpenAPI document
+//! (`openapi.rs`) takes its schemas from the same types, so the description cannot drift from
+//! the answers.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::domain::keys::Signature;
+use crate::service::KeyDetail;
+use crate::store::{CertRecord, KeyRecord, Principal};
+use crate::support::time::format_time;
+
+/// A key in a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeySummary {
+    /// Name.
+    pub name: String,
+    /// Key spec (`ec-p256`, `ec-p384`, `ed25519`, `rsa-2048`, `rsa-3072`, `rsa-4096`).
+    pub spec: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// The version that signs.
+    pub primary_version: u32,
+    /// How many versions it has.
+    pub versions: usize,
+    /// `active` or `pending_deletion`.
+    pub state: String,
+}
+
+impl From<&KeyRecord> for KeySummary {
+    fn from(r: &KeyRecord) -> Self {
+        KeySummary {
+            name: r.name.clone(),
+            spec: r.spec.to_string(),
+            created: format_time(r.created),
+            primary_version: r.primary,
+            versions: r.versions.len(),
+            state: if r.deletion.is_some() {
+                "pending_deletion"
+            } else {
+                "active"
+            }
+            .into(),
+        }
+    }
+}
+
+/// Keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Every key the caller may read.
+    pub keys: Vec<KeySummary>,
+}
+
+/// One version of a key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyVersionView {
+    /// 1, 2, …
+    pub version: u32,
+    /// `enabled`, `disabled` or `destroyed`.
+    pub state: String,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// The key pair's id in the token (hex).
+    pub key_id: String,
+    /// `generated` (in the token) or `imported`.
+    pub origin: String,
+    /// The public key (SubjectPublicKeyInfo PEM), for versions not destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
+    /// The public key as a JWK with `kid` (its RFC 7638 thumbprint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwk: Option<Value>,
+}
+
+/// A pending destruction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionView {
+    /// When it was asked for.
+    pub requested_at: String,
+    /// When the key material is destroyed.
+    pub destroy_after: String,
+}
+
+/// A key with its versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// Name.
+    pub name: String,
+    /// Key spec.
+    pub spec: String,
+    /// When it was created.
+    pub created: String,
+    /// The version that signs.
+    pub primary_version: u32,
+    /// Set while destruction is scheduled.
+    pub deletion: Option<DeletionView>,
+    /// Its versions, oldest first.
+    pub versions: Vec<KeyVersionView>,
+}
+
+fn snake(v: impl Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl From<&KeyDetail> for KeyView {
+    fn from(d: &KeyDetail) -> Self {
+        let r = &d.record;
+        KeyView {
+            name: r.name.clone(),
+            spec: r.spec.to_string(),
+            created: format_time(r.created),
+            primary_version: r.primary,
+            deletion: r.deletion.as_ref().map(|d| DeletionView {
+                requested_at: format_time(d.requested_at),
+                destroy_after: format_time(d.destroy_after),
+            }),
+            versions: r
+                .versions
+                .iter()
+                .map(|v| {
+                    let public = d.public_keys.iter().find(|(n, _)| *n == v.version);
+                    KeyVersionView {
+                        version: v.version,
+                        state: snake(v.state),
+                        created: format_time(v.created),
+                        key_id: v.key_id.to_hex(),
+                        origin: snake(v.origin),
+                        public_key_pem: public.map(|(_, p)| p.spki_pem()),
+                        jwk: public.map(|(_, p)| {
+                            let mut jwk = p.jwk();
+                            jwk["kid"] = p.jwk_thumbprint().into();
+                            jwk
+                        }),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A signature.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignatureView {
+    /// The signature, base64 (ECDSA as DER unless `encoding` was `raw`).
+    pub signature: String,
+    /// The key version that signed.
+    pub version: u32,
+    /// The algorithm used.
+    pub algorithm: String,
+    /// The key pair's id in the token.
+    pub key_id: String,
+}
+
+impl From<&Signature> for SignatureView {
+    fn from(s: &Signature) -> Self {
+        SignatureView {
+            signature: STANDARD.encode(&s.bytes),
+            version: s.version,
+            algorithm: s.algorithm.name().into(),
+            key_id: s.key_id.to_hex(),
+        }
+    }
+}
+
+/// A problem in brief, inside a larger answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemSummary {
+    /// HTTP status it would have had alone.
+    pub status: u16,
+    /// Problem type URI.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What to change.
+    pub detail: String,
+}
+
+/// One item of a batch: its signature, or its own error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItemView {
+    /// Position in the request.
+    pub index: usize,
+    /// The signature (absent on error).
+    #[serde(flatten)]
+    pub signature: Option<SignatureView>,
+    /// Why this item was not signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ProblemSummary>,
+}
+
+/// A batch's results, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchView {
+    /// One per item.
+    pub results: Vec<BatchItemView>,
+}
+
+/// A verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyView {
+    /// Whether the signature is valid.
+    pub valid: bool,
+    /// The key version checked.
+    pub version: u32,
+}
+
+/// A certificate Signet issued (or its CA's).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertView {
+    /// Serial, hex.
+    pub serial: String,
+    /// Subject.
+    pub subject: String,
+    /// Subject alternative names (`DNS:`, `IP:`, `URI:`).
+    pub sans: Vec<String>,
+    /// `client`, `server`, `root-ca`, `intermediate-ca`.
+    pub profile: String,
+    /// Start of validity.
+    pub not_before: String,
+    /// End of validity.
+    pub not_after: String,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+    /// Why (RFC 5280 reason name).
+    pub reason: Option<String>,
+    /// The principal it was issued to.
+    pub issued_to: Option<String>,
+    /// The certificate, PEM.
+    pub certificate: String,
+}
+
+impl From<&CertRecord> for CertView {
+    fn from(rec: &CertRecord) -> Self {
+        CertView {
+            serial: rec.serial.clone(),
+            subject: rec.subject.clone(),
+            sans: rec.sans.clone(),
+            profile: rec.profile.name().into(),
+            not_before: format_time(rec.not_before),
+            not_after: format_time(rec.not_after),
+            status: snake(rec.status),
+            revoked_at: rec.revoked_at.map(format_time),
+            reason: rec.reason.clone(),
+            issued_to: rec.issued_to.clone(),
+            certificate: signet_pki::pem_cert(&rec.der),
+        }
+    }
+}
+
+/// A certificate just issued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedView {
+    /// Serial, hex.
+    pub serial: String,
+    /// Leaf + intermediate, PEM: what a client presents.
+    pub certificate_chain: String,
+    /// The leaf alone, PEM.
+    pub certificate: String,
+    /// Intermediate + root, PEM.
+    pub chain: String,
+    /// End of validity.
+    pub not_after: String,
+    /// The names it carries.
+    pub sans: Vec<String>,
+}
+
+/// A principal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalView {
+    /// Name (the last segment of its SPIFFE ID).
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// When it was created (unix seconds).
+    pub created: i64,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl From<&Principal> for PrincipalView {
+    fn from(p: &Principal) -> Self {
+        PrincipalView {
+            name: p.name.clone(),
+            scopes: p.scopes.clone(),
+            created: p.created,
+            created_by: p.created_by.clone(),
+        }
+    }
+}
+
+/// Principals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalList {
+    /// Every principal.
+    pub principals: Vec<PrincipalView>,
+}
+
+/// An access token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Compact JWS (`typ: at+jwt`).
+    pub token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+}
+
+/// RFC 7662 introspection: `active`, and the claims when active.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectionView {
+    /// Whether the token is valid now.
+    pub active: bool,
+    /// Why not (only for a caller who may revoke tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The token's claims (`iss sub aud exp iat nbf jti scope cnf`), `token_type` and `kid`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub claims: serde_json::Map<String, Value>,
+}
+
+/// A revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedView {
+    /// Always true.
+    pub revoked: bool,
+    /// The revoked token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Set when it was revoked before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub already: Option<bool>,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// `ok`.
+    pub status: String,
+}
+
+/// The HSM part of readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyHsm {
+    /// `pkcs11`.
+    pub backend: Option<String>,
+    /// Library.
+    pub library: Option<String>,
+    /// Token label.
+    pub token: Option<String>,
+    /// Sessions in use.
+    pub sessions_open: Option<usize>,
+    /// Most sessions.
+    pub pool_size: Option<usize>,
+}
+
+/// Readiness (a 503 `not-ready` problem when not ready).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyView {
+    /// `ready`.
+    pub status: String,
+    /// The key store.
+    pub hsm: ReadyHsm,
+    /// `ok`.
+    pub store: String,
+    /// `ok`.
+    pub audit: String,
+}
+
+/// What a problem type means.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemTypeView {
+    /// Its `type` URI.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The HTTP status it comes with.
+    pub status: u16,
+    /// The status's reason phrase.
+    pub title: String,
+    /// What it means.
+    pub meaning: String,
+}
+
+/// An RFC 9457 problem document: every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDocument {
+    /// `/problems/<name>` (see `GET /problems/{name}`), or under `server.problem_type_base`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What to change.
+    pub detail: String,
+    /// The request id (also in `x-request-id`).
+    pub request_id: String,
+}
