@@ -25,6 +25,7 @@ command -v script >/dev/null || need+=(bsdutils)      # a real pty for the progr
 command -v systemd-analyze >/dev/null || need+=(systemd)   # checks scripts/signet.service
 command -v setpriv >/dev/null || need+=(util-linux)   # runs the server unprivileged in a test
 command -v p11tool >/dev/null || need+=(gnutls-bin)   # prints PKCS#11 URIs, independently of Signet
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # the OpenAPI validator
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -41,5 +42,13 @@ fi
 if ! cargo deny --version >/dev/null 2>&1; then
   echo "setup: installing cargo-deny (about 3 minutes)"
   cargo install cargo-deny --locked --quiet
+fi
+# An independent OpenAPI validator and JSON Schema checker for tests/openapi.rs, in a venv
+# under target/ (nothing installed system-wide).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$root/target/py/bin/openapi-spec-validator" ]; then
+  echo "setup: installing openapi-spec-validator and jsonschema into target/py"
+  python3 -m venv "$root/target/py"
+  "$root/target/py/bin/pip" install -q openapi-spec-validator jsonschema
 fi
 echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

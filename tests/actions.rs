@@ -141,6 +141,7 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
         Action::Metrics => ex("/metrics", json!(null), "service"),
         Action::ProblemRead => ex("/problems/forbidden", json!(null), "forbidden"),
         Action::Status => ex("/v1/status", json!(null), "service"),
+        Action::OpenApi => ex("/v1/openapi.json", json!(null), "openapi"),
         _ => return None,
     })
 }

@@ -219,3 +219,40 @@ fn connection_caps_hold_per_source() {
         "{metrics}"
     );
 }
+
+/// A body that arrives after its headers, on a request answered without reading it (no such
+/// route, a method the route does not take), leaves the connection usable: the server reads
+/// the body before any answer. Otherwise hyper answers first, finds the rest of the body not
+/// yet there and closes the connection under a client about to reuse it (ureq then sees
+/// "Unexpected EOF" on its next request).
+#[test]
+fn a_late_body_does_not_cost_the_connection() {
+    let server = Server::start();
+    let mut stream = admin_stream(&server);
+    let body = b"{}";
+    for path in ["/v1/no-such-route", "/v1/status", "/v1/keys/nope/sign"] {
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        stream.write_all(body).unwrap();
+        stream.flush().unwrap();
+        let answer = read_response(&mut stream)
+            .unwrap_or_else(|e| panic!("{path}: the connection was closed: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 4"), "{path}: {answer}");
+        assert!(
+            !answer.to_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    get(&mut stream);
+    let answer = read_response(&mut stream).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -22,7 +22,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     name: String,
@@ -81,7 +81,8 @@ pub async fn enable(
     Ok(Json(KeyView::from(&d)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     pending_days: Option<String>,
 }
@@ -111,23 +112,23 @@ pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiRes
     Ok(Json(KeyView::from(&d)))
 }
 
-#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum InputType {
+pub enum InputType {
     #[default]
     Message,
     Digest,
 }
 
-#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Encoding {
+pub enum Encoding {
     #[default]
     Der,
     Raw,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     input: String,
@@ -168,9 +169,11 @@ pub async fn sign(
     Ok(Json(SignatureView::from(&sig)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// Up to `server.sign_batch_max` sign requests; each is answered on its own.
+    #[schema(value_type = Vec<SignRequest>)]
     items: Vec<Value>,
 }
 
@@ -196,22 +199,17 @@ pub async fn sign_batch(
         .iter()
         .enumerate()
         .map(|(index, r)| match r {
-            Ok(sig) => BatchItemView {
+            Ok(sig) => BatchItemView::signed(index, sig),
+            Err(e) => BatchItemView::failed(
                 index,
-                signature: Some(SignatureView::from(sig)),
-                error: None,
-            },
-            Err(e) => BatchItemView {
-                index,
-                signature: None,
-                error: Some(super::problem::Problem::from_error(e, &ctx.request_id).brief()),
-            },
+                super::problem::Problem::from_error(e, &ctx.request_id).brief(),
+            ),
         })
         .collect();
     Ok(Json(BatchView { results }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     input: String,

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod executor;
 mod keys;
 pub mod model;
+pub mod openapi;
 mod ops;
 mod pki;
 mod problem;
@@ -102,6 +103,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         Metrics => on(f, ops::metrics),
         ProblemRead => on(f, ops::problem),
         Status => on(f, ops::status),
+        OpenApi => on(f, ops::openapi),
         KeyPublic | KeyImport | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList
         | AuditExport | AuditReanchor => return None,
     })
@@ -167,6 +169,38 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
+    // Read the whole body before any handler or extractor can answer: an answer sent before
+    // the body arrived (a 404 for a route that takes none, a 401, a 415) would make hyper close
+    // the connection under a client that is about to reuse it.
+    let has_body = req
+        .headers()
+        .contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let req = if has_body {
+        let (parts, body) = req.into_parts();
+        match problem::read_body_of(body, &state, &id).await {
+            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(problem) => {
+                let mut response = axum::response::IntoResponse::into_response(problem);
+                if let Ok(value) = id.parse() {
+                    response.headers_mut().insert("x-request-id", value);
+                }
+                let status = response.status().as_u16();
+                let elapsed = started.elapsed().as_secs_f64();
+                state
+                    .service
+                    .metrics()
+                    .request(&route, &method, status, elapsed);
+                return response;
+            }
+        }
+    } else {
+        req
+    };
     let mut response = next.run(req).await;
     if let Ok(value) = id.parse() {
         response.headers_mut().insert("x-request-id", value);

@@ -182,17 +182,53 @@ pub struct ProblemSummary {
     pub detail: String,
 }
 
-/// One item of a batch: its signature, or its own error.
+/// One item of a batch: its signature (the fields of a single signature), or its own error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchItemView {
     /// Position in the request.
     pub index: usize,
-    /// The signature (absent on error).
-    #[serde(flatten)]
-    pub signature: Option<SignatureView>,
+    /// The signature, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The key version that signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The algorithm used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// The key pair's id in the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Why this item was not signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ProblemSummary>,
+}
+
+impl BatchItemView {
+    /// A signed item.
+    pub fn signed(index: usize, s: &Signature) -> Self {
+        let view = SignatureView::from(s);
+        BatchItemView {
+            index,
+            signature: Some(view.signature),
+            version: Some(view.version),
+            algorithm: Some(view.algorithm),
+            key_id: Some(view.key_id),
+            error: None,
+        }
+    }
+
+    /// An item refused on its own.
+    pub fn failed(index: usize, error: ProblemSummary) -> Self {
+        BatchItemView {
+            index,
+            signature: None,
+            version: None,
+            algorithm: None,
+            key_id: None,
+            error: Some(error),
+        }
+    }
 }
 
 /// A batch's results, in request order.
@@ -315,18 +351,51 @@ pub struct TokenView {
     pub expires_in: i64,
 }
 
-/// RFC 7662 introspection: `active`, and the claims when active.
-#[derive(Debug, Serialize, ToSchema)]
+/// RFC 7662 introspection: `active`, and the token's claims when active.
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct IntrospectionView {
     /// Whether the token is valid now.
     pub active: bool,
     /// Why not (only for a caller who may revoke tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The token's claims (`iss sub aud exp iat nbf jti scope cnf`), `token_type` and `kid`.
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub claims: serde_json::Map<String, Value>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Subject (a principal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Expiry (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Space-separated scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Who asked for it, when issued on behalf of someone else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// RFC 8705 binding: `{"x5t#S256": <certificate thumbprint>}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub cnf: Option<Value>,
+    /// `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// The signing key version's `kid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
 }
 
 /// A revocation.

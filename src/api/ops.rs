@@ -64,6 +64,18 @@ pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
         .into_response())
 }
 
+/// `GET /v1/openapi.json`: the API's description, generated at start.
+pub async fn openapi(ctx: Ctx) -> ApiResult<Response> {
+    ctx.run(|s, c| s.may_read_api_description(c)).await?;
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        super::openapi::document()
+            .to_pretty_json()
+            .unwrap_or_default()
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response())
+}
+
 /// `GET /v1/status`: the status report as JSON.
 pub async fn status(ctx: Ctx) -> ApiResult<Json<crate::service::Status>> {
     Ok(Json(ctx.run(|s, c| s.status(c)).await?))
@@ -85,7 +97,8 @@ pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,

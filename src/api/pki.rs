@@ -42,7 +42,7 @@ pub async fn crl(ctx: Ctx, headers: HeaderMap) -> ApiResult<Response> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     csr: String,
@@ -51,6 +51,7 @@ pub struct IssueRequest {
     #[serde(default)]
     dns: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     ips: Vec<IpAddr>,
     /// Seconds.
     ttl: Option<u64>,
@@ -96,7 +97,7 @@ pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<
     Ok(Json(CertView::from(&rec)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     reason: Option<String>,
@@ -115,7 +116,7 @@ pub async fn revoke(
     Ok(Json(CertView::from(&rec)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalRequest {
     name: String,

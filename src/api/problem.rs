@@ -223,11 +223,19 @@ const DRAIN_FACTOR: usize = 8;
 
 /// The body of a request, read within the body timeout and the size limit.
 pub async fn read_body(req: Request, state: &AppState, request_id: &str) -> ApiResult<Bytes> {
+    read_body_of(req.into_body(), state, request_id).await
+}
+
+/// Reads a request body whole, within `server.max_body_bytes` and the body timeout.
+pub async fn read_body_of(
+    mut body: axum::body::Body,
+    state: &AppState,
+    request_id: &str,
+) -> ApiResult<Bytes> {
     use http_body_util::BodyExt;
     let server = &state.service.config().server;
     let limit = server.max_body_bytes;
     let timeout = std::time::Duration::from_secs(server.body_read_timeout_secs);
-    let mut body = req.into_body();
     let read = tokio::time::timeout(timeout, async {
         let mut buf = Vec::new();
         let mut total = 0usize;

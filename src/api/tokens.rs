@@ -12,7 +12,7 @@ use crate::domain::tokens::TokenRequest;
 use crate::error::Error;
 use crate::service::{RevokeToken, TokenAnswer};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
     audience: String,
@@ -55,7 +55,7 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueBody>) -> ApiResult<Resp
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectBody {
     token: String,
@@ -73,20 +73,26 @@ pub async fn introspect(
     let inactive = |reason: Option<String>| IntrospectionView {
         active: false,
         reason,
-        claims: Default::default(),
+        ..Default::default()
     };
     Ok(Json(match result {
         Ok(v) => {
-            let mut claims = match serde_json::to_value(&v.claims) {
-                Ok(Value::Object(map)) => map,
-                _ => Default::default(),
-            };
-            claims.insert("token_type".into(), "Bearer".into());
-            claims.insert("kid".into(), v.kid.into());
+            let c = v.claims;
             IntrospectionView {
                 active: true,
-                reason: None,
-                claims,
+                iss: Some(c.iss),
+                sub: Some(c.sub),
+                aud: Some(c.aud),
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                nbf: Some(c.nbf),
+                jti: Some(c.jti),
+                scope: c.scope,
+                client_id: c.client_id,
+                cnf: c.cnf.and_then(|cnf| serde_json::to_value(cnf).ok()),
+                token_type: Some("Bearer".into()),
+                kid: Some(v.kid),
+                ..Default::default()
             }
         }
         Err(why) if show_reason => inactive(Some(why.to_string())),
@@ -94,7 +100,7 @@ pub async fn introspect(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     #[serde(default)]

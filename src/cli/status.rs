@@ -69,9 +69,9 @@ pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
         Part::Ok(a) => {
             println!("audit head    seq {}  {}", a.head_seq, a.head_hash);
             match &a.last_checkpoint {
-                Some((seq, time)) => println!(
-                    "checkpoint    seq {seq} at {time} (anchored in the token), {} record(s) after it",
-                    a.after_checkpoint
+                Some(c) => println!(
+                    "checkpoint    seq {} at {} (anchored in the token), {} record(s) after it",
+                    c.seq, c.time, a.after_checkpoint
                 ),
                 None => println!("checkpoint    none anchored yet"),
             }

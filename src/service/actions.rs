@@ -142,6 +142,8 @@ pub enum Action {
     ProblemRead,
     /// The status report.
     Status,
+    /// The API's OpenAPI description.
+    OpenApi,
 }
 
 /// One row of the table.
@@ -357,6 +359,12 @@ pub const ACTIONS: &[ActionSpec] = &[
         Some(("GET", "/v1/status")),
     ),
     row(
+        Action::OpenApi,
+        "openapi.read",
+        Enrolled,
+        Some(("GET", "/v1/openapi.json")),
+    ),
+    row(
         Action::ProblemRead,
         "problem.read",
         Enrolled,
@@ -370,7 +378,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 39] = [
+    pub const ALL: [Action; 40] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -410,6 +418,7 @@ impl Action {
         Action::Metrics,
         Action::ProblemRead,
         Action::Status,
+        Action::OpenApi,
     ];
 
     /// The action's row.

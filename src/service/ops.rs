@@ -83,6 +83,11 @@ impl Service {
         self.authorize(caller, Action::Health, "service")
     }
 
+    /// Whether the caller may read the API's description (it is built by the API layer).
+    pub fn may_read_api_description(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller, Action::OpenApi, "openapi")
+    }
+
     /// A problem type by name.
     pub fn problem_type(&self, caller: &Caller, name: &str) -> Result<crate::error::ProblemType> {
         self.authorize(caller, Action::ProblemRead, name)?;

@@ -11,7 +11,7 @@ use crate::support::time::{format_time, now};
 
 /// Everything `status` reports. A part that cannot be read says why instead of failing the
 /// whole report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The key store.
     pub backend: Part<BackendStatus>,
@@ -28,7 +28,7 @@ pub struct Status {
 }
 
 /// A part of the report, or why it could not be read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Part<T> {
     /// Read.
@@ -52,7 +52,7 @@ impl<T> Part<T> {
 }
 
 /// The backend and its device.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BackendStatus {
     /// `pkcs11` or `yubikey`.
     pub kind: String,
@@ -70,12 +70,12 @@ pub struct BackendStatus {
     pub sessions_open: usize,
     /// The most there can be.
     pub sessions_max: usize,
-    /// Backend-specific facts.
-    pub details: Vec<(String, String)>,
+    /// Backend-specific facts (slot, mechanisms, manufacturer, the token's PKCS#11 URI…).
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 /// The metadata store.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreStatus {
     /// `sled`.
     pub kind: String,
@@ -89,7 +89,7 @@ pub struct StoreStatus {
 }
 
 /// One CA certificate.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CertStatus {
     /// Subject.
     pub subject: String,
@@ -104,7 +104,7 @@ pub struct CertStatus {
 }
 
 /// The CA's three certificates.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CaStatus {
     /// The root.
     pub root: CertStatus,
@@ -115,7 +115,7 @@ pub struct CaStatus {
 }
 
 /// The current CRL.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CrlStatus {
     /// CRL number.
     pub number: u64,
@@ -125,15 +125,24 @@ pub struct CrlStatus {
     pub next_update: Option<String>,
 }
 
+/// A checkpoint record.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointRef {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When it was written.
+    pub time: String,
+}
+
 /// The audit log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditStatus {
     /// Records in the chain.
     pub head_seq: u64,
     /// The head's hash.
     pub head_hash: String,
-    /// The last checkpoint anchored in the token: sequence number and time.
-    pub last_checkpoint: Option<(u64, String)>,
+    /// The last checkpoint anchored in the token.
+    pub last_checkpoint: Option<CheckpointRef>,
     /// Records after it.
     pub after_checkpoint: u64,
     /// Appends work now.
@@ -168,7 +177,7 @@ impl Service {
             algorithms: info.algorithms.iter().map(|a| a.to_string()).collect(),
             sessions_open: info.sessions_open,
             sessions_max: info.sessions_max,
-            details: info.details,
+            details: info.details.into_iter().collect(),
         })
     }
 
@@ -242,7 +251,10 @@ impl Service {
                 .audit
                 .read(c.seq - 1, 1)?
                 .first()
-                .map(|r| (r.seq, r.time.clone())),
+                .map(|r| CheckpointRef {
+                    seq: r.seq,
+                    time: r.time.clone(),
+                }),
             _ => None,
         };
         Ok(AuditStatus {
