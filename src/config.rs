@@ -218,6 +218,41 @@ impl<'de> Deserialize<'de> for HsmConfig {
 pub enum StoreConfig {
     /// sled, embedded, one node.
     Sled(SledSettings),
+    /// PostgreSQL, shared by several nodes.
+    Postgres(PostgresSettings),
+}
+
+/// A PostgreSQL database shared by every node. No password in this file: only where to read
+/// it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// `postgresql://user@host:port/dbname` (or the `key=value` form), without a password.
+    pub url: String,
+    /// A file holding the database password (0600, one line).
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the database password.
+    pub password_env: Option<String>,
+    /// Connections this node keeps open.
+    pub pool_size: usize,
+    /// How long one database operation (or waiting for a connection) may take, in
+    /// milliseconds, before it fails and the request is refused.
+    pub timeout_ms: u64,
+    /// This node's name in the audit records it writes (default: the host name).
+    pub node: Option<String>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            url: String::new(),
+            password_file: None,
+            password_env: None,
+            pool_size: 8,
+            timeout_ms: 5000,
+            node: None,
+        }
+    }
 }
 
 /// The embedded sled database.
@@ -242,8 +277,12 @@ impl<'de> Deserialize<'de> for StoreConfig {
                 .try_into()
                 .map(StoreConfig::Sled)
                 .map_err(serde::de::Error::custom),
+            "postgres" => rest
+                .try_into()
+                .map(StoreConfig::Postgres)
+                .map_err(serde::de::Error::custom),
             other => Err(serde::de::Error::custom(format!(
-                "store.kind {other:?} is not one of sled"
+                "store.kind {other:?} is not one of sled, postgres"
             ))),
         }
     }
@@ -538,6 +577,19 @@ impl Config {
                         "hsm.module is set: set hsm.pin_file or hsm.pin_env too".into(),
                     );
                 }
+            }
+        }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.is_empty() {
+                return invalid(
+                    "store.url: set the PostgreSQL URL (postgresql://user@host:port/db)".into(),
+                );
+            }
+            if pg.pool_size == 0 || pg.pool_size > 256 {
+                return invalid("store.pool_size must be 1..=256".into());
+            }
+            if pg.timeout_ms == 0 {
+                return invalid("store.timeout_ms must be at least 1".into());
             }
         }
         if !signet_pki::valid_client_name(&self.server.admin) {

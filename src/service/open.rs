@@ -16,6 +16,9 @@ use crate::error::{Error, StoreError};
 use crate::store::{Event, Outcome};
 use crate::support::files::{mkdir_private, write_private};
 
+/// How long a node waits for another one's first-start bootstrap (RSA CA keys take seconds).
+const BOOTSTRAP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The label of the embedded token.
 pub const EMBEDDED_TOKEN_LABEL: &str = "signet";
 
@@ -53,7 +56,10 @@ impl Service {
             Err(e) => return Err(e.into()),
         };
         let backend = open_backend(&config, &data)?;
-        let key_id = ensure_audit_key(store.as_ref(), &backend)?;
+        let key_id =
+            crate::store::serialized(store.as_ref(), "bootstrap", BOOTSTRAP_PATIENCE, || {
+                ensure_audit_key(store.as_ref(), &backend)
+            })??;
         let journal = crate::store::open_journal(&config, &data.audit())?;
         let anchor = Anchor::new(backend.clone(), store.clone(), &key_id);
         if mode == OpenMode::Checked {
@@ -119,14 +125,24 @@ impl Service {
                 .with("listen", listen),
         )?;
         let system = Caller::system();
-        let report = if self.store.ca()?.is_none() {
-            let mut report = self.init_ca(&system, &InitOptions::default())?;
-            report.lines.insert(0, "first start: CA created".into());
-            Some(report)
-        } else {
-            None
-        };
-        self.ensure_token_key(&system)?;
+        // Nodes sharing a database take turns: the first makes the CA and the token key, the
+        // others find them.
+        let report = crate::store::serialized(
+            self.store.as_ref(),
+            "bootstrap",
+            BOOTSTRAP_PATIENCE,
+            || -> anyhow::Result<Option<InitReport>> {
+                let report = if self.store.ca()?.is_none() {
+                    let mut report = self.init_ca(&system, &InitOptions::default())?;
+                    report.lines.insert(0, "first start: CA created".into());
+                    Some(report)
+                } else {
+                    None
+                };
+                self.ensure_token_key(&system)?;
+                Ok(report)
+            },
+        )??;
         Ok(report)
     }
 }

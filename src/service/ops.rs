@@ -235,7 +235,19 @@ impl Service {
 
     /// Periodic work: destroys keys whose deletion window has passed, rotates the token key
     /// when due, refreshes the CRL before it expires, and forgets expired token revocations.
+    /// With several nodes on one database only one of them does it at a time.
     pub fn housekeeping(&self) {
+        match self
+            .store
+            .exclusive("housekeeping", &mut || self.housekeeping_now())
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("housekeeping: another node is at it"),
+            Err(e) => tracing::error!(error = %e, "housekeeping: cannot take the cluster lock"),
+        }
+    }
+
+    fn housekeeping_now(&self) {
         let system = Caller::system();
         let at = now();
         match self.keys().due_for_destruction(at) {

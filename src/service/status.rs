@@ -191,6 +191,7 @@ impl Service {
                     .display()
                     .to_string(),
             ),
+            StoreConfig::Postgres(p) => ("postgres", crate::store::postgres::redacted(&p.url)),
         };
         StoreStatus {
             kind: kind.into(),

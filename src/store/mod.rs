@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod audit_file;
+pub mod postgres;
 pub mod records;
 mod sled;
 
@@ -109,6 +110,40 @@ pub trait Store:
     fn engine(&self) -> &'static str;
     /// Checks that a durable write works now (readiness).
     fn check_writable(&self) -> Result<()>;
+    /// Runs `f` only if no other process sharing this store runs work named `name` now;
+    /// whether it ran. With one node (sled) it always runs.
+    fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {
+        let _ = name;
+        f();
+        Ok(true)
+    }
+}
+
+/// Runs `f` once no other process sharing `store` runs work named `name` (first-start
+/// bootstrap: several nodes starting together make one audit key and one CA), trying again for
+/// up to `patience`.
+pub fn serialized<T>(
+    store: &dyn Store,
+    name: &str,
+    patience: std::time::Duration,
+    mut f: impl FnMut() -> T,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let mut out = None;
+        if store.exclusive(name, &mut || out = Some(f()))? {
+            if let Some(value) = out {
+                return Ok(value);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(crate::error::Error::Store(StoreError::Engine(format!(
+                "another node has held the {name} lock for over {}s",
+                patience.as_secs()
+            ))));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// Opens the configured store.
@@ -124,6 +159,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
                 .map_err(|e| StoreError::Engine(format!("creating {}: {e}", path.display())))?;
             Ok(Arc::new(SledStore::open(&path)?))
         }
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg)?)),
     }
 }
 
@@ -131,5 +167,21 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
 pub fn open_journal(config: &Config, audit_dir: &Path) -> Result<Arc<dyn Journal>> {
     match &config.store {
         StoreConfig::Sled(_) => Ok(Arc::new(audit_file::FileJournal::open(audit_dir)?)),
+        // Its own two connections: the group commit's leader holds one per batch.
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgJournal::new(
+            postgres::Db::connect(pg, 2)?,
+            node_name(pg),
+        ))),
     }
+}
+
+/// This node's name in the audit records: `store.node`, else the host name.
+pub fn node_name(pg: &crate::config::PostgresSettings) -> String {
+    pg.node.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into())
+    })
 }

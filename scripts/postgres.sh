@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A PostgreSQL server for the cluster tests, from Debian's packages: initdb + pg_ctl in its own
+# directory on a free loopback port, password authentication (scram-sha-256) over TCP, run as
+# the postgres user when started as root.
+#
+#   scripts/postgres.sh start [DIR]   # prints the environment to source (idempotent)
+#   scripts/postgres.sh stop [DIR]
+#   scripts/postgres.sh kill [DIR]    # SIGKILL to the postmaster (the crash test)
+#
+# The environment: SIGNET_PG_URL (postgresql://signet@127.0.0.1:PORT/postgres, no password),
+# SIGNET_PG_PASSWORD_FILE, SIGNET_PG_DIR. DIR defaults to ${TMPDIR:-/tmp}/signet-postgres.
+set -euo pipefail
+cmd="${1:-start}"
+dir="${2:-${TMPDIR:-/tmp}/signet-postgres}"
+env_file="$dir/env"
+
+bindir() {
+  local d
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  [ -n "$d" ] || { echo "postgres.sh: no PostgreSQL server binaries" >&2; exit 1; }
+  echo "$d"
+}
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$cmd" in
+  stop)
+    [ -f "$dir/data/postmaster.pid" ] && as_pg "$(bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    exit 0 ;;
+  kill)
+    [ -f "$dir/data/postmaster.pid" ] && kill -KILL "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null || true
+    exit 0 ;;
+  start) ;;
+  *) echo "usage: $0 start|stop|kill [DIR]" >&2; exit 2 ;;
+esac
+
+if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || ! command -v psql >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql postgresql-client >/dev/null
+  # Debian's package starts its own cluster on 5432; the tests use their own.
+  $SUDO pg_ctlcluster --mode fast "$(ls /usr/lib/postgresql | sort -V | tail -1)" main stop >/dev/null 2>&1 || true
+fi
+bin="$(bindir)"
+
+if [ -f "$env_file" ] && [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+  cat "$env_file"; exit 0
+fi
+
+port="${SIGNET_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+if [ ! -f "$dir/data/PG_VERSION" ]; then
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password"
+  chmod 600 "$dir/password"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$dir"
+    install -o postgres -m 600 "$dir/password" "$dir/pw.init"
+  else
+    cp "$dir/password" "$dir/pw.init"
+  fi
+  as_pg "$bin/initdb" -D "$dir/data" -U signet --pwfile="$dir/pw.init" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 >/dev/null
+  rm -f "$dir/pw.init"
+fi
+as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c synchronous_commit=on" \
+  start >/dev/null
+cat > "$env_file" <<ENV
+export SIGNET_PG_URL='postgresql://signet@127.0.0.1:$port/postgres'
+export SIGNET_PG_PASSWORD_FILE='$dir/password'
+export SIGNET_PG_DIR='$dir'
+ENV
+cat "$env_file"

@@ -1,0 +1,132 @@
+//! One audit chain for every node, in the database. A batch (the group commit's) is one
+//! transaction: it locks the head row, chains its records after the head it finds, inserts
+//! them and moves the head, and commits before any of its requests is answered. Nodes take
+//! turns on the head row, so the sequence has no gaps and no forks; each record names the
+//! node that wrote it.
+
+use super::{db_error, Db};
+use crate::error::Result;
+use crate::store::audit::{chain, AuditRecord, ChainHead, Event, Journal};
+
+/// The audit chain in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgJournal {
+    db: Db,
+    node: String,
+}
+
+impl PgJournal {
+    /// The chain in `db`, written by node `node`.
+    pub fn new(db: Db, node: String) -> Self {
+        PgJournal { db, node }
+    }
+
+    fn rows(&self, after: u64, limit: Option<usize>) -> Result<Vec<String>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.db.run(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT line FROM signet_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        })
+    }
+}
+
+impl Journal for PgJournal {
+    fn head(&self) -> Result<ChainHead> {
+        self.db.run(|c| async move {
+            let row = c
+                .query_one("SELECT seq, hash FROM signet_audit_head WHERE id = 1", &[])
+                .await
+                .map_err(db_error)?;
+            Ok(ChainHead {
+                seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                hash: row.get(1),
+            })
+        })
+    }
+
+    fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = self.node.clone();
+        self.db.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(db_error)?;
+            let row = tx
+                .query_one(
+                    "SELECT seq, hash FROM signet_audit_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            let head = ChainHead {
+                seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                hash: row.get(1),
+            };
+            let time = crate::support::time::format_time_precise();
+            let records = chain(&head, events, &time, Some(&node));
+            let mut seqs = Vec::with_capacity(records.len());
+            let mut hashes = Vec::with_capacity(records.len());
+            let mut lines = Vec::with_capacity(records.len());
+            for r in &records {
+                seqs.push(i64::try_from(r.seq).unwrap_or(i64::MAX));
+                hashes.push(r.hash.clone());
+                let mut line = r.to_line();
+                line.pop();
+                lines.push(String::from_utf8(line).unwrap_or_default());
+            }
+            tx.execute(
+                "INSERT INTO signet_audit (seq, hash, node, line)
+                 SELECT s, h, $3, l FROM unnest($1::bigint[], $2::text[], $4::text[]) AS t(s, h, l)",
+                &[&seqs, &hashes, &node, &lines],
+            )
+            .await
+            .map_err(db_error)?;
+            let last = records.last().map(|r| (r.seq, r.hash.clone()));
+            if let Some((seq, hash)) = last {
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                tx.execute(
+                    "UPDATE signet_audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                    &[&seq, &hash],
+                )
+                .await
+                .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+            Ok(records)
+        })
+    }
+
+    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.rows(after, Some(limit))?
+            .into_iter()
+            .map(|line| {
+                serde_json::from_str(&line).map_err(|e| {
+                    crate::error::Error::Store(crate::error::StoreError::Corrupt {
+                        table: "signet_audit",
+                        key: after.to_string(),
+                        detail: e.to_string(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn read_all(&self) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
+        Ok(self
+            .rows(0, None)?
+            .into_iter()
+            .map(|line| serde_json::from_str(&line).map_err(|e| format!("{e}: {line}")))
+            .collect())
+    }
+
+    fn repairs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
