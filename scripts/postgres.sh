@@ -5,7 +5,7 @@
 #
 #   scripts/postgres.sh start [DIR]   # prints the environment to source (idempotent)
 #   scripts/postgres.sh stop [DIR]
-#   scripts/postgres.sh kill [DIR]    # SIGKILL to the postmaster (the crash test)
+#   scripts/postgres.sh kill [DIR]    # SIGKILL to the server and its backends (the crash test)
 #
 # The environment: SIGNET_PG_URL (postgresql://signet@127.0.0.1:PORT/postgres, no password),
 # SIGNET_PG_PASSWORD_FILE, SIGNET_PG_DIR. DIR defaults to ${TMPDIR:-/tmp}/signet-postgres.
@@ -30,7 +30,22 @@ case "$cmd" in
     [ -f "$dir/data/postmaster.pid" ] && as_pg "$(bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     exit 0 ;;
   kill)
-    [ -f "$dir/data/postmaster.pid" ] && kill -KILL "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null || true
+    # The postmaster and every backend at once, as a machine crash would (backends outlive a
+    # killed postmaster long enough to commit).
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      pm="$(head -1 "$dir/data/postmaster.pid")"
+      kill -STOP "$pm" 2>/dev/null || true
+      pkill -KILL -P "$pm" 2>/dev/null || true
+      kill -KILL "$pm" 2>/dev/null || true
+      # Dead once gone or a zombie (whose parent may never reap it, and whose pid would make
+      # the next start think a server still runs): then the lock file can go.
+      for _ in $(seq 50); do
+        state="$(awk '{print $3}' "/proc/$pm/stat" 2>/dev/null || true)"
+        { [ -z "$state" ] || [ "$state" = Z ]; } && break
+        sleep 0.1
+      done
+      rm -f "$dir/data/postmaster.pid" "$dir"/.s.PGSQL.*.lock
+    fi
     exit 0 ;;
   start) ;;
   *) echo "usage: $0 start|stop|kill [DIR]" >&2; exit 2 ;;
@@ -45,11 +60,24 @@ if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || ! command -v psql >/dev/
 fi
 bin="$(bindir)"
 
-if [ -f "$env_file" ] && [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+# Running (a killed server may linger as a zombie until its parent reaps it: not running).
+running() {
+  local pid state
+  [ -f "$dir/data/postmaster.pid" ] || return 1
+  pid="$(head -1 "$dir/data/postmaster.pid")"
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+if [ -f "$env_file" ] && running; then
   cat "$env_file"; exit 0
 fi
 
-port="${SIGNET_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+# A restart keeps the port the nodes know.
+if [ -f "$dir/port" ]; then
+  port="$(cat "$dir/port")"
+else
+  port="${SIGNET_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+fi
 if [ ! -f "$dir/data/PG_VERSION" ]; then
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -64,10 +92,11 @@ if [ ! -f "$dir/data/PG_VERSION" ]; then
   as_pg "$bin/initdb" -D "$dir/data" -U signet --pwfile="$dir/pw.init" \
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 >/dev/null
   rm -f "$dir/pw.init"
+  echo "$port" > "$dir/port"
 fi
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
   -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c synchronous_commit=on" \
-  start >/dev/null
+  start >/dev/null || { tail -5 "$dir/server.log" >&2; exit 1; }
 cat > "$env_file" <<ENV
 export SIGNET_PG_URL='postgresql://signet@127.0.0.1:$port/postgres'
 export SIGNET_PG_PASSWORD_FILE='$dir/password'

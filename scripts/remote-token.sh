@@ -52,7 +52,7 @@ SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label rem
 module=/usr/lib/softhsm/libsofthsm2.so
 client="$(ls /usr/lib/*/pkcs11/p11-kit-client.so | head -1)"
 SOFTHSM2_CONF="$dir/softhsm2.conf" p11-kit server --provider "$module" -n "$dir/socket" \
-  -s "pkcs11:token=remote" > "$dir/server.env"
+  -s "pkcs11:token=remote" > "$dir/server.env" 2> "$dir/server.log" < /dev/null
 # shellcheck disable=SC1091
 . "$dir/server.env"
 echo "$P11_KIT_SERVER_PID" > "$dir/server.pid"

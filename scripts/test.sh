@@ -12,6 +12,10 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 # need GitHub, which CI cannot reach: run `cargo deny check advisories` where it can.
 # Duplicate versions are warnings (printed by `cargo deny check bans`), not failures.
 cargo deny --log-level error check licenses bans sources
+# PostgreSQL for the shared store and the cluster tests (tests/postgres_store.rs,
+# tests/cluster.rs): installed from Debian's packages when missing, started on a free port.
+eval "$(bash scripts/postgres.sh start)"
+trap 'bash scripts/postgres.sh stop' EXIT
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// The engine failed (I/O, connection…). The text is the engine's, for the log.
     #[error("database error: {0}")]
     Engine(String),
+    /// The engine cannot be reached now (a database server down or cut off).
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
     /// The engine cannot write now (a full disk, a read-only file system).
     #[error("the database cannot be written: {0}")]
     NotWritable(String),
@@ -219,6 +222,10 @@ pub fn classify(err: &Error) -> (ProblemType, String) {
         Error::Store(StoreError::NotWritable(_)) => (
             ProblemType::NotReady,
             "the metadata store cannot be written now; nothing was changed".into(),
+        ),
+        Error::Store(StoreError::Unavailable(_)) => (
+            ProblemType::NotReady,
+            "the metadata store cannot be reached now; the request was not performed".into(),
         ),
         Error::Store(_) | Error::Random(_) | Error::Internal(_) => {
             (ProblemType::Internal, "internal error".into())

@@ -87,6 +87,10 @@ pub struct Pkcs11Backend {
     /// Specs the token listed a mechanism for but refused to generate (a remote token whose
     /// protocol cannot carry the mechanism): no longer offered.
     refused: Mutex<HashSet<KeySpec>>,
+    /// Which token (to find it again after the module is reinitialised).
+    token: TokenSelector,
+    /// When the module was last reinitialised (at most once a second).
+    reinitialised: Mutex<Option<std::time::Instant>>,
 }
 
 impl fmt::Debug for Pkcs11Backend {
@@ -150,6 +154,8 @@ impl Pkcs11Backend {
             mechanisms,
             handles: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
+            token: config.token.clone(),
+            reinitialised: Mutex::new(None),
         };
         // Open the first session now so a wrong PIN fails here, clearly, and not on first use.
         let session = backend.pool.acquire(|| backend.open_session())?;
@@ -158,9 +164,58 @@ impl Pkcs11Backend {
     }
 
     fn open_session(&self) -> Result<Session> {
-        let session = self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?;
+        let session = match self.ctx.open_rw_session(self.slot).map_err(from_cryptoki) {
+            Ok(session) => session,
+            // The module's own state is gone (a network HSM client whose connection died
+            // answers CKR_DEVICE_ERROR to everything until it is initialised again).
+            Err(e) if e.fault() == Some(Fault::SessionLost) && self.reinitialise(&e) => {
+                self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?
+            }
+            Err(e) => return Err(e),
+        };
         self.ensure_login(&session)?;
         Ok(session)
+    }
+
+    /// Finalises and initialises the module again (`C_Finalize`, `C_Initialize`: a remote
+    /// module reconnects), forgetting every session and handle, once the token is found again
+    /// in the same slot. At most once a second; whether it was done.
+    fn reinitialise(&self, cause: &Error) -> bool {
+        let mut last = self.reinitialised.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(error = %cause, "PKCS#11 module state lost; initialising the module again");
+        self.pool.discard_idle();
+        self.handles_lock().clear();
+        if let Err(e) = self.ctx.clone().finalize() {
+            tracing::debug!(error = %from_cryptoki(e), "C_Finalize before reinitialising");
+        }
+        match self.ctx.initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        )) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => {
+                tracing::error!(error = %from_cryptoki(e), "reinitialising the PKCS#11 module failed");
+                return false;
+            }
+        }
+        match module::find_slot(&self.ctx, &self.token) {
+            Ok((slot, _)) if slot.id() == self.slot.id() => true,
+            Ok((slot, _)) => {
+                tracing::error!(
+                    was = self.slot.id(),
+                    now = slot.id(),
+                    "the token moved to another slot; restart signet"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the token is not there after reinitialising");
+                false
+            }
+        }
     }
 
     /// PKCS#11 login is per token and application, not per session: log in only when the token

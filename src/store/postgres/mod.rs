@@ -53,12 +53,25 @@ fn engine(e: impl std::fmt::Display) -> Error {
     Error::Store(StoreError::Engine(format!("PostgreSQL: {e}")))
 }
 
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Store(StoreError::Unavailable(format!("PostgreSQL: {e}")))
+}
+
 fn db_error(e: tokio_postgres::Error) -> Error {
     // The server's own message (never the password: the client does not echo it), without the
-    // SQLSTATE noise of the Debug form.
+    // SQLSTATE noise of the Debug form. A lost connection, a server shutting down or out of
+    // connections is "unavailable" (503, try again), anything else an engine error.
     match e.as_db_error() {
-        Some(db) => engine(db.message()),
-        None => engine(e),
+        Some(db) => {
+            let code = db.code().code();
+            if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
+                unavailable(db.message())
+            } else {
+                engine(db.message())
+            }
+        }
+        // Not the server's answer: the connection failed (I/O, closed, timed out).
+        None => unavailable(e),
     }
 }
 
@@ -152,13 +165,13 @@ impl Db {
             let work = async move {
                 let client = pool.get().await.map_err(|e| match e {
                     deadpool_postgres::PoolError::Backend(e) => db_error(e),
-                    other => engine(format!("no database connection: {other}")),
+                    other => unavailable(format!("no database connection: {other}")),
                 })?;
                 op(client).await
             };
             match tokio::time::timeout(timeout, work).await {
                 Ok(result) => result,
-                Err(_) => Err(engine(format!(
+                Err(_) => Err(unavailable(format!(
                     "no answer within {} ms",
                     timeout.as_millis()
                 ))),

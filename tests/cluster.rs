@@ -1,0 +1,511 @@
+//! Several `signet serve` nodes on one PostgreSQL database and one remote token (p11-kit server
+//! over one SoftHSM2 token, each node with its own p11-kit-client.so), all real processes on
+//! loopback. A key made on one node signs on the others, a revocation on one bites on the
+//! others at the next request, concurrent signing on all of them makes one chain that
+//! `signet audit verify` accepts, and crashes end in recovery or a refusal, never in an
+//! answered signature missing from the chain.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{b64, text, unb64, Client, Data, Server};
+use serde_json::json;
+
+/// The environment lines (`export K='V'`) a start script prints.
+fn exports(out: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+fn script(name: &str, args: &[&str]) -> Vec<(String, String)> {
+    let out = Command::new("bash")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name} {args:?}: {}", text(&out));
+    exports(&out.stdout)
+}
+
+fn var<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("{key} missing from {env:?}"))
+}
+
+/// A PostgreSQL server: the shared test server (`SIGNET_PG_URL`), or one of the test's own
+/// (`own`) when the test kills it.
+struct Postgres {
+    url: String,
+    password_file: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Postgres {
+    fn shared() -> Self {
+        Postgres {
+            url: std::env::var("SIGNET_PG_URL").expect(
+                "SIGNET_PG_URL is not set: start PostgreSQL with `eval \"$(scripts/postgres.sh start)\"` (scripts/test.sh does)",
+            ),
+            password_file: std::env::var("SIGNET_PG_PASSWORD_FILE").unwrap().into(),
+            dir: None,
+        }
+    }
+
+    fn own() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = script("postgres.sh", &["start", dir.path().to_str().unwrap()]);
+        Postgres {
+            url: var(&env, "SIGNET_PG_URL").into(),
+            password_file: var(&env, "SIGNET_PG_PASSWORD_FILE").into(),
+            dir: Some(dir),
+        }
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.as_ref().unwrap().path().to_str().unwrap()
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let password = std::fs::read_to_string(&self.password_file).unwrap();
+        let url = format!("{}/{db}", self.url.rsplit_once('/').unwrap().0);
+        let out = Command::new("psql")
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
+            .env("PGPASSWORD", password.trim())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A fresh database; its URL.
+    fn database(&self, name: &str) -> String {
+        let db = format!("{name}_{}", std::process::id());
+        self.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+        self.psql("postgres", &format!("CREATE DATABASE {db}"));
+        format!("{}/{db}", self.url.rsplit_once('/').unwrap().0)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.dir.is_some() {
+            script("postgres.sh", &["stop", self.dir()]);
+        }
+    }
+}
+
+/// The remote token every node reaches through its own p11-kit-client.so.
+struct RemoteToken {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl RemoteToken {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = script("remote-token.sh", &["start", dir.path().to_str().unwrap()]);
+        RemoteToken { dir, env }
+    }
+
+    fn server_pid(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.pid"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for RemoteToken {
+    fn drop(&mut self) {
+        script(
+            "remote-token.sh",
+            &["stop", self.dir.path().to_str().unwrap()],
+        );
+    }
+}
+
+/// One node's configuration: its data directory, the shared token and database.
+struct Node {
+    name: String,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Node {
+    fn new(name: &str, data: &Data, token: &RemoteToken, pg: &Postgres, url: &str) -> Self {
+        let pin = data.join("hsm.pin");
+        std::fs::write(&pin, var(&token.env, "SIGNET_P11KIT_PIN")).unwrap();
+        let config = data.join("signet.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n\
+                 [hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n\
+                 [store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\nnode = \"{name}\"\ntimeout_ms = 2000\n",
+                data.path().display(),
+                var(&token.env, "SIGNET_P11KIT_MODULE"),
+                var(&token.env, "SIGNET_P11KIT_TOKEN"),
+                pin.display(),
+                pg.password_file.display(),
+            ),
+        )
+        .unwrap();
+        let mut env = vec![
+            (
+                "P11_KIT_SERVER_ADDRESS".to_string(),
+                var(&token.env, "P11_KIT_SERVER_ADDRESS").to_string(),
+            ),
+            ("SIGNET_CONFIG".to_string(), config.display().to_string()),
+        ];
+        env.push(("SIGNET_LOG".into(), "warn,cryptoki=off".into()));
+        Node {
+            name: name.into(),
+            config,
+            env,
+        }
+    }
+
+    fn start(&self, data: Data) -> Server {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let log = data.path().parent().unwrap().join(format!(
+            "{}-{}.log",
+            data.path().file_name().unwrap().to_string_lossy(),
+            self.name
+        ));
+        Server::start_with(data, &env, &[], &[], Some(&log))
+    }
+
+    fn signet(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(common::BIN);
+        cmd.arg("--config").arg(&self.config).args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+/// A client presenting `name`'s bundle from the first node's data directory, to `server`.
+fn client_of(first: &Server, name: &str, server: &Server) -> Client {
+    let clients = first.data.join("clients");
+    Client::new(
+        &first.data.join("ca/root.pem"),
+        Some((
+            &clients.join(format!("{name}.crt.pem")),
+            &clients.join(format!("{name}.key.pem")),
+        )),
+        server,
+    )
+}
+
+fn serial_of(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    text(&out)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
+
+fn sign(client: &Client, key: &str, msg: &[u8]) -> common::Reply {
+    client.post(
+        &format!("/v1/keys/{key}/sign"),
+        &json!({"input": b64(msg), "input_type": "message"}),
+    )
+}
+
+/// openssl's verdict on an ES256 signature (DER) over `msg` by the key `pem`.
+fn openssl_verifies(dir: &Path, pem: &str, msg: &[u8], sig: &[u8]) -> bool {
+    std::fs::write(dir.join("pub.pem"), pem).unwrap();
+    std::fs::write(dir.join("msg"), msg).unwrap();
+    std::fs::write(dir.join("sig"), sig).unwrap();
+    common::openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "pub.pem",
+            "-signature",
+            "sig",
+            "msg",
+        ],
+    )
+    .status
+    .success()
+}
+
+/// `key.sign` records with outcome ok, per node, from the database.
+fn signed_records(pg: &Postgres, db: &str) -> u64 {
+    pg.psql(
+        db,
+        "SELECT count(*) FROM signet_audit WHERE line::json->>'action' = 'key.sign' AND line::json->>'outcome' = 'ok'",
+    )
+    .parse()
+    .unwrap()
+}
+
+fn db_name(url: &str) -> &str {
+    url.rsplit_once('/').unwrap().1
+}
+
+#[test]
+fn three_nodes_share_keys_revocations_and_one_chain() {
+    let pg = Postgres::shared();
+    let url = pg.database("cluster");
+    let token = RemoteToken::start();
+    let (da, db, dc) = (Data::new(), Data::new(), Data::new());
+    let nodes: Vec<Node> = [("a", &da), ("b", &db), ("c", &dc)]
+        .iter()
+        .map(|(n, d)| Node::new(n, d, &token, &pg, &url))
+        .collect();
+    // Staggered: the first makes the CA, the token key and the audit key; the others find them.
+    let a = nodes[0].start(da);
+    let b = nodes[1].start(db);
+    let c = nodes[2].start(dc);
+    assert!(
+        a.stdout
+            .iter()
+            .any(|l| l.contains("first start: CA created")),
+        "{:?}",
+        a.stdout
+    );
+    assert!(
+        !b.stdout.iter().any(|l| l.contains("CA created")),
+        "{:?}",
+        b.stdout
+    );
+    let admins = [
+        a.admin(),
+        client_of(&a, "admin", &b),
+        client_of(&a, "admin", &c),
+    ];
+
+    // A key made on A signs on B and C; openssl verifies with the public key A returned.
+    let created = admins[0].post("/v1/keys", &json!({"name": "shared", "spec": "ec-p256"}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let pem = created.json()["versions"][0]["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, admin) in admins.iter().enumerate().skip(1) {
+        let msg = format!("signed on node {i}");
+        let reply = sign(admin, "shared", msg.as_bytes());
+        assert_eq!(reply.status, 200, "node {i}: {reply:?}");
+        let sig = unb64(reply.json()["signature"].as_str().unwrap());
+        assert!(
+            openssl_verifies(tmp.path(), &pem, msg.as_bytes(), &sig),
+            "node {i}"
+        );
+    }
+
+    // A client certificate revoked on A is refused on B and C at their next request, on the
+    // connections they already hold.
+    common::enrol_principal(&a, &admins[0], "svc", &["keys:sign:*"]);
+    let svc: Vec<Client> = [&a, &b, &c]
+        .iter()
+        .map(|s| client_of(&a, "svc", s))
+        .collect();
+    for (i, client) in svc.iter().enumerate() {
+        assert_eq!(sign(client, "shared", b"before").status, 200, "node {i}");
+    }
+    let serial = serial_of(&a.data.join("clients/svc.crt.pem"));
+    let revoked = admins[0].post(
+        &format!("/v1/certificates/{serial}/revoke"),
+        &json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    for (i, client) in svc.iter().enumerate() {
+        match client.try_post(
+            "/v1/keys/shared/sign",
+            &json!({"input": b64(b"after"), "input_type": "message"}),
+        ) {
+            Ok(reply) => assert_eq!(reply.status, 401, "node {i}: {reply:?}"),
+            // A new connection is refused at the handshake instead.
+            Err(e) => assert!(
+                e.contains("certificate") || e.contains("alert"),
+                "node {i}: {e}"
+            ),
+        }
+    }
+
+    // Concurrent signing on all three: every answered signature is in one chain.
+    let answered = std::sync::atomic::AtomicU64::new(0);
+    let before = signed_records(&pg, db_name(&url));
+    std::thread::scope(|s| {
+        for (i, server) in [&a, &b, &c].iter().enumerate() {
+            for t in 0..3 {
+                let client = client_of(&a, "admin", server);
+                let answered = &answered;
+                s.spawn(move || {
+                    for n in 0..40 {
+                        let reply = sign(&client, "shared", format!("{i}-{t}-{n}").as_bytes());
+                        assert_eq!(reply.status, 200, "{reply:?}");
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+    });
+    let answered = answered.into_inner();
+    assert_eq!(answered, 360);
+    assert_eq!(signed_records(&pg, db_name(&url)) - before, answered);
+    let per_node = pg.psql(
+        db_name(&url),
+        "SELECT string_agg(node || '=' || n, ',' ORDER BY node) FROM (SELECT node, count(*) n FROM signet_audit WHERE line::json->>'action' = 'key.sign' GROUP BY node) t",
+    );
+    assert!(
+        per_node.contains("a=") && per_node.contains("b=") && per_node.contains("c="),
+        "{per_node}"
+    );
+    let gaps = pg.psql(
+        db_name(&url),
+        "SELECT count(*) FROM signet_audit a LEFT JOIN signet_audit b ON b.seq = a.seq - 1 WHERE a.seq > 1 AND (b.seq IS NULL OR a.line::json->>'prev_hash' <> b.hash)",
+    );
+    assert_eq!(gaps, "0");
+
+    // Scheduling the key for deletion on B stops its use on A and C at once.
+    let deleted = admins[1].delete("/v1/keys/shared?pending_days=1");
+    assert!(matches!(deleted.status, 200 | 202 | 204), "{deleted:?}");
+    for (i, admin) in admins.iter().enumerate() {
+        let reply = sign(admin, "shared", b"after deletion");
+        assert!(matches!(reply.status, 404 | 409), "node {i}: {reply:?}");
+    }
+
+    let stopped: Vec<Data> = [a, b, c].into_iter().map(|s| s.stop()).collect();
+    let verify = nodes[1].signet(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    let report = text(&verify);
+    assert!(report.contains("audit log OK"), "{report}");
+    drop(stopped);
+}
+
+#[test]
+fn crashes_end_in_recovery_or_refusal() {
+    // A PostgreSQL server of this test's own: it is killed.
+    let pg = Postgres::own();
+    let url = pg.database("crash");
+    let token = RemoteToken::start();
+    let (da, db) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let nb = Node::new("b", &db, &token, &pg, &url);
+    let a = na.start(da);
+    let mut b = nb.start(db);
+    let admin_a = a.admin();
+    assert_eq!(
+        admin_a
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    let mut answered = 0u64;
+    let mut sign_ok = |client: &Client, what: &str| {
+        let reply = sign(client, "k", what.as_bytes());
+        if reply.status == 200 {
+            answered += 1;
+        }
+        reply
+    };
+
+    // kill -9 of a node: the other goes on; the node restarted serves again and records that
+    // its last run did not stop.
+    assert_eq!(sign_ok(&client_of(&a, "admin", &b), "b1").status, 200);
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    assert_eq!(sign_ok(&admin_a, "a1").status, 200);
+    let data_b = std::mem::replace(&mut b.data, Data::new());
+    drop(b);
+    let b = nb.start(data_b);
+    let admin_b = client_of(&a, "admin", &b);
+    assert_eq!(sign_ok(&admin_b, "b2").status, 200);
+
+    // kill -9 of PostgreSQL: no node answers a signature it cannot record, and neither says
+    // it is ready; once the database is back both serve again by themselves.
+    script("postgres.sh", &["kill", pg.dir()]);
+    let cut = Instant::now();
+    for (name, client) in [("a", &admin_a), ("b", &admin_b)] {
+        let reply = sign_ok(client, "during outage");
+        assert_eq!(reply.status, 503, "node {name}: {reply:?}");
+        let ready = client.get("/readyz");
+        assert_eq!(ready.status, 503, "node {name}: {ready:?}");
+    }
+    let refused_within = cut.elapsed();
+    script("postgres.sh", &["start", pg.dir()]);
+    for (name, client) in [("a", &admin_a), ("b", &admin_b)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = sign_ok(client, "after outage");
+            if reply.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {name} did not recover: {reply:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    assert!(
+        refused_within < Duration::from_secs(20),
+        "{refused_within:?}"
+    );
+
+    // kill -9 of every remote-token child (each node's network HSM connection).
+    let children = Command::new("pgrep")
+        .args(["-P", &token.server_pid()])
+        .output()
+        .unwrap();
+    let children: Vec<String> = String::from_utf8_lossy(&children.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        children.len() >= 2,
+        "one p11-kit child per node: {children:?}"
+    );
+    for child in &children {
+        let _ = Command::new("kill").args(["-KILL", child]).status();
+    }
+    for (name, client) in [("a", &admin_a), ("b", &admin_b)] {
+        // The backend finds its sessions gone, initialises the module again (the client
+        // reconnects to the server) and signs: the request itself succeeds.
+        let reply = sign_ok(client, "after the token connection died");
+        assert_eq!(reply.status, 200, "node {name}: {reply:?}");
+    }
+
+    let a_data = a.stop();
+    let b_data = b.stop();
+    let verify = na.signet(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    // Every answered signature is in the chain (a refused batch may have left a record of a
+    // signature that was never answered, never the other way round).
+    let recorded = signed_records(&pg, db_name(&url));
+    assert!(
+        recorded >= answered,
+        "{recorded} recorded, {answered} answered"
+    );
+    drop((a_data, b_data));
+}

@@ -1,0 +1,242 @@
+//! The PostgreSQL store on a real PostgreSQL server (`scripts/postgres.sh`, which
+//! `scripts/test.sh` starts): the same contract as sled's, with two store objects standing for
+//! two nodes, and one gap-free audit chain from two journals appending at once.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use signet::config::PostgresSettings;
+use signet::store::postgres::{Db, PgJournal, PgStore};
+use signet::store::{
+    CertStore, Event, Journal, KeyRecord, KeyStore, KeyVersion, Outcome, PrincipalStore,
+    RevokedToken, Store, TokenStore, VersionState,
+};
+use signet_hsm::{KeyId, KeySpec};
+
+/// A fresh database on the test server, and settings that reach it.
+fn database(name: &str) -> PostgresSettings {
+    let url = std::env::var("SIGNET_PG_URL").expect(
+        "SIGNET_PG_URL is not set: start PostgreSQL with `eval \"$(scripts/postgres.sh start)\"` (scripts/test.sh does)",
+    );
+    let password_file = PathBuf::from(std::env::var("SIGNET_PG_PASSWORD_FILE").unwrap());
+    let db = format!("{name}_{}", std::process::id());
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        let out = Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", &url, "-c", &sql])
+            .env("PGPASSWORD", password.trim())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    PostgresSettings {
+        url: format!("{}/{db}", url.rsplit_once('/').unwrap().0),
+        password_file: Some(password_file),
+        ..PostgresSettings::default()
+    }
+}
+
+fn record(name: &str) -> KeyRecord {
+    KeyRecord {
+        name: name.into(),
+        spec: KeySpec::EcP256,
+        created: 1,
+        primary: 1,
+        versions: vec![KeyVersion {
+            version: 1,
+            key_id: KeyId(vec![1]),
+            label: "l".into(),
+            created: 1,
+            state: VersionState::Enabled,
+            origin: Default::default(),
+        }],
+        deletion: None,
+    }
+}
+
+#[test]
+fn the_store_contract_holds_across_two_nodes() {
+    let settings = database("contract");
+    let a = Arc::new(PgStore::open(&settings).unwrap());
+    // A second node on the same database: migrations already applied, applied again as no-ops.
+    let b = Arc::new(PgStore::open(&settings).unwrap());
+    assert_eq!(a.engine(), "postgres");
+    a.insert_key(&record("k")).unwrap();
+    let conflict = b.insert_key(&record("k")).unwrap_err().to_string();
+    assert!(conflict.contains("already exists"), "{conflict}");
+    assert_eq!(b.key("k").unwrap().unwrap().name, "k");
+    // Concurrent read-modify-writes from both nodes all land: none is lost to a race.
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    store
+                        .update_key("k", &mut |r| {
+                            r.primary += 1;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(a.key("k").unwrap().unwrap().primary, 201);
+    let missing = a.update_key("missing", &mut |_| Ok(())).unwrap_err();
+    assert!(missing.to_string().contains("no key named"), "{missing}");
+    assert!(b.remove_key("k").unwrap());
+    assert!(a.key("k").unwrap().is_none());
+    assert!(!a.remove_key("k").unwrap());
+
+    assert_eq!(a.next_crl_number().unwrap(), 1);
+    assert_eq!(b.next_crl_number().unwrap(), 2);
+    a.note_token_expiry(1, 50).unwrap();
+    b.note_token_expiry(1, 40).unwrap();
+    assert_eq!(a.token_expiry(1).unwrap(), 50);
+    assert_eq!(a.token_expiry(2).unwrap(), 0);
+
+    a.revoke_token(
+        "old",
+        RevokedToken {
+            exp: 10,
+            revoked_at: 1,
+        },
+    )
+    .unwrap();
+    a.revoke_token(
+        "new",
+        RevokedToken {
+            exp: 1000,
+            revoked_at: 1,
+        },
+    )
+    .unwrap();
+    assert!(b.token_revoked("old").unwrap() && b.token_revoked("new").unwrap());
+    assert_eq!(b.prune_revoked_tokens(100).unwrap(), 1);
+    assert!(!a.token_revoked("old").unwrap() && a.token_revoked("new").unwrap());
+    assert_eq!(a.revoked_tokens().unwrap().len(), 1);
+
+    let p = signet::store::Principal {
+        name: "svc".into(),
+        scopes: vec!["keys:read".into()],
+        created: 1,
+        created_by: "test".into(),
+    };
+    a.put_principal(&p).unwrap();
+    assert_eq!(b.principal("svc").unwrap().unwrap().scopes, p.scopes);
+    assert!(b.remove_principal("svc").unwrap());
+    assert!(a.principal("svc").unwrap().is_none());
+    a.check_writable().unwrap();
+
+    // Only one node at a time holds a cluster lock.
+    let mut inner_ran = None;
+    let outer = a
+        .exclusive("housekeeping", || {
+            inner_ran = Some(b.exclusive("housekeeping", || ()).unwrap().is_some());
+        })
+        .unwrap();
+    assert_eq!((outer, inner_ran), (Some(()), Some(false)));
+    assert!(b.exclusive("housekeeping", || ()).unwrap().is_some());
+}
+
+#[test]
+fn bad_settings_are_clear_and_keep_the_password_out() {
+    let settings = database("settings");
+    let with_password = PostgresSettings {
+        url: settings.url.replace("signet@", "signet:hunter2@"),
+        ..settings.clone()
+    };
+    let err = PgStore::open(&with_password).unwrap_err().to_string();
+    assert!(err.contains("carries a password"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("pw");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let err = PgStore::open(&PostgresSettings {
+        password_file: Some(wrong),
+        ..settings.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let nothing_there = PostgresSettings {
+        url: "postgresql://signet@127.0.0.1:1/x".into(),
+        timeout_ms: 500,
+        ..settings
+    };
+    let err = PgStore::open(&nothing_there).unwrap_err().to_string();
+    assert!(
+        err.starts_with("PostgreSQL:") || err.contains("PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_journals_write_one_gap_free_chain() {
+    let settings = database("chain");
+    let _store = PgStore::open(&settings).unwrap();
+    let journals: Vec<Arc<PgJournal>> = ["node-a", "node-b"]
+        .iter()
+        .map(|node| {
+            Arc::new(PgJournal::new(
+                Db::connect(&settings, 2).unwrap(),
+                node.to_string(),
+            ))
+        })
+        .collect();
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let journal = journals[i % 2].clone();
+            std::thread::spawn(move || {
+                for n in 0..20 {
+                    let batch = (0..(1 + n % 4))
+                        .map(|k| {
+                            Event::new("t", &format!("{i}-{n}-{k}"), "key.sign", "k", Outcome::Ok)
+                        })
+                        .collect();
+                    journal.append(batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let records: Vec<_> = journals[0]
+        .read_all()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    // 6 threads × (1+2+3+4) × 5 = 300 records, numbered 1..=300, each chained to the last.
+    assert_eq!(records.len(), 300);
+    let mut prev = signet::store::audit::GENESIS.to_string();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev, "seq {}", r.seq);
+        assert_eq!(r.compute_hash(), r.hash, "seq {}", r.seq);
+        prev = r.hash.clone();
+    }
+    let nodes: HashSet<_> = records.iter().filter_map(|r| r.node.clone()).collect();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let head = journals[1].head().unwrap();
+    assert_eq!((head.seq, head.hash), (300, prev));
+    assert_eq!(journals[1].read(298, 10).unwrap().len(), 2);
+}
