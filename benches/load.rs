@@ -9,6 +9,11 @@
 //!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
 //! - `drive`: one ES256 step at `BENCH_CONNECTIONS` (for profiling; prints the server pid),
 //!   with audit records per sync and peak RSS;
+//! - `cluster`: 1, 2 and 3 nodes on one PostgreSQL database (`SIGNET_PG_URL`) and one remote
+//!   token (p11-kit server over SoftHSM2), 16 connections spread over the nodes: signatures/s,
+//!   CPU per signature of the nodes and of the token server, audit transactions/s and records
+//!   per transaction; then how long a certificate revoked on one node takes to be refused on
+//!   another (p50/p99);
 //! - `compare BASELINE CURRENT`: every figure's ratio to the baseline, flagging those that moved
 //!   by more than the noise margin.
 //!
@@ -31,6 +36,9 @@ use signet_hsm::{
     Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignInput, SignatureAlgorithm,
 };
 
+#[path = "load/cluster.rs"]
+mod cluster;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -47,6 +55,7 @@ fn main() {
             report.print_ratios();
         }
         Some("drive") => return drive_only(duration, env_or("BENCH_CONNECTIONS", 16usize)),
+        Some("cluster") => cluster::run(&mut report, duration),
         Some("compare") => {
             return compare(
                 Path::new(args.get(1).expect("BASELINE")),
@@ -331,16 +340,30 @@ struct Server {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Where the CA root and the admin bundle are (the first node's data directory).
+    admin_dir: PathBuf,
 }
 
 impl Server {
     fn start(bin: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("signet-bench-{}", rand_suffix()));
+        Self::start_node(bin, dir, &[], None)
+    }
+
+    /// A node with extra environment (`SIGNET_CONFIG`, the token's), whose bundle is in
+    /// `admin_dir` (default its own data directory).
+    fn start_node(
+        bin: &str,
+        dir: PathBuf,
+        env: &[(String, String)],
+        admin_dir: Option<PathBuf>,
+    ) -> Self {
         let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(&dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("SIGNET_LOG", "warn,cryptoki=off")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -354,7 +377,13 @@ impl Server {
             }
         };
         std::thread::spawn(move || for _ in reader.lines() {});
-        Server { child, port, dir }
+        let admin_dir = admin_dir.unwrap_or_else(|| dir.clone());
+        Server {
+            child,
+            port,
+            dir,
+            admin_dir,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -362,16 +391,21 @@ impl Server {
     }
 
     fn agent(&self) -> ureq::Agent {
-        let clients = self.dir.join("clients");
+        self.agent_as("admin")
+    }
+
+    /// An agent presenting `name`'s bundle from the admin directory.
+    fn agent_as(&self, name: &str) -> ureq::Agent {
+        let clients = self.admin_dir.join("clients");
         let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(self.dir.join("ca/root.pem")).unwrap() {
+        for c in CertificateDer::pem_file_iter(self.admin_dir.join("ca/root.pem")).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
-        let chain: Vec<_> = CertificateDer::pem_file_iter(clients.join("admin.crt.pem"))
+        let chain: Vec<_> = CertificateDer::pem_file_iter(clients.join(format!("{name}.crt.pem")))
             .unwrap()
             .map(|c| c.unwrap())
             .collect();
-        let key = PrivateKeyDer::from_pem_file(clients.join("admin.key.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(clients.join(format!("{name}.key.pem"))).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -3,6 +3,8 @@
 #   scripts/bench.sh [api]              raw token cost, then the API (audited and unaudited builds)
 #   scripts/bench.sh raw                the token's own cost only
 #   scripts/bench.sh ca                 `signet ca init` per CA key spec
+#   scripts/bench.sh cluster            1, 2 and 3 nodes on one PostgreSQL and one remote token,
+#                                       and revocation propagation between nodes
 #   scripts/bench.sh compare BASE.json  a fresh `api` run compared with a stored one: every figure's
 #                                       ratio, flagging any that moved by more than BENCH_NOISE
 #                                       (default 0.25) the wrong way; exits 1 when one did
@@ -32,6 +34,11 @@ load() {
 
 case "$what" in
   api|raw) build; load "$what" ;;
+  cluster)
+    cargo build --release --quiet --bin signet
+    cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load
+    eval "$(bash scripts/postgres.sh start)"
+    load cluster ;;
   ca)
     cargo build --release --quiet --bin signet
     echo "| CA key spec | ca init total |"
@@ -48,5 +55,5 @@ case "$what" in
     build; load api
     echo; echo "## Compared with $base"; echo
     load compare "$base" "$BENCH_JSON" ;;
-  *) echo "usage: $0 [api|raw|ca|compare BASELINE.json]" >&2; exit 2 ;;
+  *) echo "usage: $0 [api|raw|ca|cluster|compare BASELINE.json]" >&2; exit 2 ;;
 esac

@@ -502,6 +502,14 @@ fn crashes_end_in_recovery_or_refusal() {
     assert!(verify.status.success(), "{}", text(&verify));
     // Every answered signature is in the chain (a refused batch may have left a record of a
     // signature that was never answered, never the other way round).
+    let recovered = pg.psql(
+        db_name(&url),
+        "SELECT count(*) FROM signet_audit WHERE node = 'b' AND line::json->>'action' = 'service.recovered'",
+    );
+    assert_eq!(
+        recovered, "1",
+        "node b's restart after kill -9 is recorded once"
+    );
     let recorded = signed_records(&pg, db_name(&url));
     assert!(
         recorded >= answered,
