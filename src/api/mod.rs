@@ -47,11 +47,15 @@ pub struct AppState {
 
 impl AppState {
     /// The state for `service`, with a worker pool sized to its key store (the token's
-    /// sessions, and two more for the store's writes).
+    /// sessions, and two more for the store's writes; with a database, one more per database
+    /// connection, as each request then spends most of its time waiting on the network).
     pub fn new(service: Arc<Service>) -> std::io::Result<Self> {
-        let threads = match &service.config().hsm {
+        let mut threads = match &service.config().hsm {
             crate::config::HsmConfig::Pkcs11(p) => p.pool_size + 2,
         };
+        if let crate::config::StoreConfig::Postgres(pg) = &service.config().store {
+            threads += pg.pool_size;
+        }
         Ok(AppState {
             executor: Arc::new(executor::Executor::new(threads)?),
             service,

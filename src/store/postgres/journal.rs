@@ -4,7 +4,7 @@
 //! turns on the head row, so the sequence has no gaps and no forks; each record names the
 //! node that wrote it.
 
-use super::{db_error, Db};
+use super::{db_error, stmt, Db};
 use crate::error::Result;
 use crate::store::audit::{chain, AuditRecord, ChainHead, Event, Journal};
 
@@ -27,13 +27,45 @@ impl PgJournal {
         self.db.run(move |c| async move {
             let rows = c
                 .query(
-                    "SELECT line FROM signet_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &stmt(
+                        &c,
+                        "SELECT line FROM signet_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    )
+                    .await?,
                     &[&after, &limit],
                 )
                 .await
                 .map_err(db_error)?;
             Ok(rows.into_iter().map(|r| r.get(0)).collect())
         })
+    }
+}
+
+/// A pooled connection inside the append's transaction. Dropped before [`finish`] (the deadline
+/// passed, the request was cancelled) or finished unclean, the connection leaves the pool and
+/// closes, so the server rolls back and no later user inherits the open transaction.
+///
+/// [`finish`]: OpenTransaction::finish
+struct OpenTransaction(Option<deadpool_postgres::Object>);
+
+impl OpenTransaction {
+    fn client(&self) -> &deadpool_postgres::Object {
+        // Set at construction, taken only by `finish` and `drop`.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+
+    fn finish(mut self, clean: bool) {
+        if clean {
+            self.0.take();
+        }
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(deadpool_postgres::Object::take(object));
+        }
     }
 }
 
@@ -56,50 +88,67 @@ impl Journal for PgJournal {
             return Ok(Vec::new());
         }
         let node = self.node.clone();
-        self.db.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(db_error)?;
-            let row = tx
-                .query_one(
-                    "SELECT seq, hash FROM signet_audit_head WHERE id = 1 FOR UPDATE",
-                    &[],
-                )
-                .await
-                .map_err(db_error)?;
-            let head = ChainHead {
-                seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-                hash: row.get(1),
-            };
-            let time = crate::support::time::format_time_precise();
-            let records = chain(&head, events, &time, Some(&node));
-            let mut seqs = Vec::with_capacity(records.len());
-            let mut hashes = Vec::with_capacity(records.len());
-            let mut lines = Vec::with_capacity(records.len());
-            for r in &records {
-                seqs.push(i64::try_from(r.seq).unwrap_or(i64::MAX));
-                hashes.push(r.hash.clone());
-                let mut line = r.to_line();
-                line.pop();
-                lines.push(String::from_utf8(line).unwrap_or_default());
-            }
-            tx.execute(
+        self.db.run(move |c| async move {
+            let guard = OpenTransaction(Some(c));
+            let c = guard.client();
+            // Two round trips: BEGIN with the head's lock, then the rows, the new head and
+            // COMMIT together. tokio-postgres sends requests in the order their futures are
+            // first polled and pipelines them, so every statement here is prepared beforehand
+            // (an unprepared one would first wait for its own parse, letting the next overtake
+            // it).
+            let begin = stmt(c, "BEGIN").await?;
+            let commit = stmt(c, "COMMIT").await?;
+            let lock = stmt(c, "SELECT seq, hash FROM signet_audit_head WHERE id = 1 FOR UPDATE").await?;
+            let insert = stmt(
+                c,
                 "INSERT INTO signet_audit (seq, hash, node, line)
                  SELECT s, h, $3, l FROM unnest($1::bigint[], $2::text[], $4::text[]) AS t(s, h, l)",
-                &[&seqs, &hashes, &node, &lines],
             )
-            .await
-            .map_err(db_error)?;
-            let last = records.last().map(|r| (r.seq, r.hash.clone()));
-            if let Some((seq, hash)) = last {
-                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-                tx.execute(
-                    "UPDATE signet_audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                    &[&seq, &hash],
+            .await?;
+            let advance = stmt(c, "UPDATE signet_audit_head SET seq = $1, hash = $2 WHERE id = 1").await?;
+            let result = async {
+                let (_, row) = tokio::try_join!(c.execute(&begin, &[]), c.query_one(&lock, &[]))
+                    .map_err(db_error)?;
+                let head = ChainHead {
+                    seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                    hash: row.get(1),
+                };
+                let time = crate::support::time::format_time_precise();
+                let records = chain(&head, events, &time, Some(&node));
+                let mut seqs = Vec::with_capacity(records.len());
+                let mut hashes = Vec::with_capacity(records.len());
+                let mut lines = Vec::with_capacity(records.len());
+                for r in &records {
+                    seqs.push(i64::try_from(r.seq).unwrap_or(i64::MAX));
+                    hashes.push(r.hash.clone());
+                    let mut line = r.to_line();
+                    line.pop();
+                    lines.push(String::from_utf8(line).unwrap_or_default());
+                }
+                let (last_seq, last_hash) = match records.last() {
+                    Some(r) => (i64::try_from(r.seq).unwrap_or(i64::MAX), r.hash.clone()),
+                    None => return Ok(records),
+                };
+                // A failed INSERT or UPDATE is this batch's error (the COMMIT after it then
+                // rolls back); a failed COMMIT is one too: nothing of it is answered.
+                let rows: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&seqs, &hashes, &node, &lines];
+                let head: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last_hash];
+                tokio::try_join!(
+                    c.execute(&insert, &rows),
+                    c.execute(&advance, &head),
+                    c.execute(&commit, &[]),
                 )
-                .await
                 .map_err(db_error)?;
+                Ok(records)
             }
-            tx.commit().await.map_err(db_error)?;
-            Ok(records)
+            .await;
+            let clean = match &result {
+                Ok(_) => true,
+                Err(_) => !c.is_closed() && c.batch_execute("ROLLBACK").await.is_ok(),
+            };
+            guard.finish(clean);
+            result
         })
     }
 

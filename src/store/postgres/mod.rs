@@ -75,6 +75,12 @@ fn db_error(e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// A statement prepared once per connection (deadpool keeps the cache): an unprepared query
+/// costs an extra round trip to parse it every time.
+async fn stmt(c: &deadpool_postgres::Object, sql: &str) -> Result<tokio_postgres::Statement> {
+    c.prepare_cached(sql).await.map_err(db_error)
+}
+
 fn corrupt(table: &'static str, key: &str, e: impl std::fmt::Display) -> Error {
     Error::Store(StoreError::Corrupt {
         table,
@@ -264,7 +270,11 @@ impl PgStore {
         let k = key.to_string();
         let row = self.db.run(move |c| async move {
             c.query_opt(
-                "SELECT value FROM signet_records WHERE kind = $1 AND key = $2",
+                &stmt(
+                    &c,
+                    "SELECT value FROM signet_records WHERE kind = $1 AND key = $2",
+                )
+                .await?,
                 &[&kind, &k],
             )
             .await
@@ -284,7 +294,11 @@ impl PgStore {
     fn all<T: DeserializeOwned>(&self, kind: &'static str) -> Result<Vec<(String, T)>> {
         let rows = self.db.run(move |c| async move {
             c.query(
-                "SELECT key, value FROM signet_records WHERE kind = $1 ORDER BY key",
+                &stmt(
+                    &c,
+                    "SELECT key, value FROM signet_records WHERE kind = $1 ORDER BY key",
+                )
+                .await?,
                 &[&kind],
             )
             .await
@@ -311,9 +325,9 @@ impl PgStore {
         let k = key.to_string();
         self.db.run(move |c| async move {
             c.execute(
-                "INSERT INTO signet_records (kind, key, value, version, exp) VALUES ($1, $2, $3, 1, $4)
+                &stmt(&c, "INSERT INTO signet_records (kind, key, value, version, exp) VALUES ($1, $2, $3, 1, $4)
                  ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value,
-                   version = signet_records.version + 1, exp = EXCLUDED.exp",
+                   version = signet_records.version + 1, exp = EXCLUDED.exp").await?,
                 &[&kind, &k, &text, &exp],
             )
             .await
@@ -327,8 +341,12 @@ impl PgStore {
         let k = key.to_string();
         let n = self.db.run(move |c| async move {
             c.execute(
-                "INSERT INTO signet_records (kind, key, value, version) VALUES ($1, $2, $3, 1)
+                &stmt(
+                    &c,
+                    "INSERT INTO signet_records (kind, key, value, version) VALUES ($1, $2, $3, 1)
                  ON CONFLICT (kind, key) DO NOTHING",
+                )
+                .await?,
                 &[&kind, &k, &text],
             )
             .await
@@ -341,7 +359,11 @@ impl PgStore {
         let k = key.to_string();
         let n = self.db.run(move |c| async move {
             c.execute(
-                "DELETE FROM signet_records WHERE kind = $1 AND key = $2",
+                &stmt(
+                    &c,
+                    "DELETE FROM signet_records WHERE kind = $1 AND key = $2",
+                )
+                .await?,
                 &[&kind, &k],
             )
             .await
@@ -363,7 +385,11 @@ impl PgStore {
             let k = key.to_string();
             let row = self.db.run(move |c| async move {
                 c.query_opt(
-                    "SELECT value, version FROM signet_records WHERE kind = $1 AND key = $2",
+                    &stmt(
+                        &c,
+                        "SELECT value, version FROM signet_records WHERE kind = $1 AND key = $2",
+                    )
+                    .await?,
                     &[&kind, &k],
                 )
                 .await
@@ -378,8 +404,12 @@ impl PgStore {
             let k = key.to_string();
             let n = self.db.run(move |c| async move {
                 c.execute(
-                    "UPDATE signet_records SET value = $3, version = version + 1
+                    &stmt(
+                        &c,
+                        "UPDATE signet_records SET value = $3, version = version + 1
                      WHERE kind = $1 AND key = $2 AND version = $4",
+                    )
+                    .await?,
                     &[&kind, &k, &new, &version],
                 )
                 .await
@@ -405,7 +435,7 @@ impl PgStore {
              RETURNING value"
         };
         self.db.run(move |c| async move {
-            c.query_one(sql, &[&name, &value])
+            c.query_one(&stmt(&c, sql).await?, &[&name, &value])
                 .await
                 .map_err(db_error)
                 .map(|row| row.get(0))
@@ -557,7 +587,11 @@ impl TokenStore for PgStore {
     fn prune_revoked_tokens(&self, at: i64) -> Result<usize> {
         let n = self.db.run(move |c| async move {
             c.execute(
-                "DELETE FROM signet_records WHERE kind = $1 AND exp <= $2",
+                &stmt(
+                    &c,
+                    "DELETE FROM signet_records WHERE kind = $1 AND exp <= $2",
+                )
+                .await?,
                 &[&REVOKED, &at],
             )
             .await
@@ -575,7 +609,7 @@ impl TokenStore for PgStore {
         let name = format!("token_last_exp:{version}");
         self.db.run(move |c| async move {
             Ok(c.query_opt(
-                "SELECT value FROM signet_counters WHERE name = $1",
+                &stmt(&c, "SELECT value FROM signet_counters WHERE name = $1").await?,
                 &[&name],
             )
             .await
