@@ -16,7 +16,8 @@ env_file="$dir/env"
 
 bindir() {
   local d
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  # The client package alone also makes /usr/lib/postgresql/N/bin: look for the server's initdb.
+  d="$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 | xargs -r dirname)"
   [ -n "$d" ] || { echo "postgres.sh: no PostgreSQL server binaries" >&2; exit 1; }
   echo "$d"
 }
@@ -51,7 +52,7 @@ case "$cmd" in
   *) echo "usage: $0 start|stop|kill [DIR]" >&2; exit 2 ;;
 esac
 
-if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || ! command -v psql >/dev/null; then
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql postgresql-client >/dev/null
