@@ -184,28 +184,30 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
-    let req = if has_body {
+    let response = if has_body {
         let (parts, body) = req.into_parts();
         match problem::read_body_of(body, &state, &id).await {
-            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
-            Err(problem) => {
-                let mut response = axum::response::IntoResponse::into_response(problem);
-                if let Ok(value) = id.parse() {
-                    response.headers_mut().insert("x-request-id", value);
-                }
-                let status = response.status().as_u16();
-                let elapsed = started.elapsed().as_secs_f64();
-                state
-                    .service
-                    .metrics()
-                    .request(&route, &method, status, elapsed);
-                return response;
+            Ok(bytes) => {
+                next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                    .await
             }
+            Err(problem) => axum::response::IntoResponse::into_response(problem),
         }
     } else {
-        req
+        next.run(req).await
     };
-    let mut response = next.run(req).await;
+    finish(response, &state, &id, &route, &method, started)
+}
+
+/// Echoes the request id, counts and logs the answer.
+fn finish(
+    mut response: Response,
+    state: &AppState,
+    id: &str,
+    route: &str,
+    method: &str,
+    started: Instant,
+) -> Response {
     if let Ok(value) = id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -214,7 +216,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     state
         .service
         .metrics()
-        .request(&route, &method, status, elapsed);
+        .request(route, method, status, elapsed);
     tracing::info!(target: "signet::request", request_id = %id, %method, %route, status, latency_ms = elapsed * 1000.0, "request");
     response
 }
