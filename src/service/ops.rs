@@ -44,33 +44,29 @@ impl Service {
     /// change of scopes, or a deletion, applies to the very next request. Only reads, so it
     /// runs where the request is; a refusal waits for its record.
     pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Deferred<Caller> {
-        match self.store.cert(&identity.serial) {
-            Ok(Some(cert)) if cert.status == CertStatus::Revoked => {
-                self.metrics.refusal("revoked-on-open-connection");
-                let pending = self.audit.enqueue(vec![Event::new(
-                    &identity.name,
-                    request_id,
-                    "request",
-                    &identity.serial,
-                    Outcome::Denied,
-                )
-                .with("reason", "certificate revoked")]);
-                return Deferred::new(
-                    Err(Error::Unauthenticated(format!(
-                        "the client certificate {} has been revoked",
-                        identity.serial
-                    ))),
-                    pending,
-                );
-            }
-            Ok(_) => {}
+        let (cert, principal) = match self.store.caller_records(&identity.serial, &identity.name) {
+            Ok(records) => records,
             Err(e) => return Deferred::ready(Err(e)),
+        };
+        if matches!(&cert, Some(cert) if cert.status == CertStatus::Revoked) {
+            self.metrics.refusal("revoked-on-open-connection");
+            let pending = self.audit.enqueue(vec![Event::new(
+                &identity.name,
+                request_id,
+                "request",
+                &identity.serial,
+                Outcome::Denied,
+            )
+            .with("reason", "certificate revoked")]);
+            return Deferred::new(
+                Err(Error::Unauthenticated(format!(
+                    "the client certificate {} has been revoked",
+                    identity.serial
+                ))),
+                pending,
+            );
         }
-        Deferred::ready(
-            self.store
-                .principal(&identity.name)
-                .map(|principal| Caller::client(identity.clone(), principal, request_id)),
-        )
+        Deferred::ready(Ok(Caller::client(identity.clone(), principal, request_id)))
     }
 
     /// Whether a serial is revoked (for the TLS layer). Fails closed on a store error.

@@ -110,6 +110,15 @@ pub trait Store:
     fn engine(&self) -> &'static str;
     /// Checks that a durable write works now (readiness).
     fn check_writable(&self) -> Result<()>;
+    /// What every request reads about its caller: the certificate's record (for its
+    /// revocation) and the principal's. One round trip where the engine is remote.
+    fn caller_records(
+        &self,
+        serial: &str,
+        principal: &str,
+    ) -> Result<(Option<CertRecord>, Option<Principal>)> {
+        Ok((self.cert(serial)?, self.principal(principal)?))
+    }
     /// Runs `f` only if no other process sharing this store runs work named `name` now;
     /// whether it ran. With one node (sled) it always runs.
     fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {

@@ -648,6 +648,41 @@ impl Store for PgStore {
             .map(|_| ())
     }
 
+    fn caller_records(
+        &self,
+        serial: &str,
+        principal: &str,
+    ) -> Result<(Option<CertRecord>, Option<Principal>)> {
+        let serial = serial.to_ascii_lowercase();
+        let name = principal.to_string();
+        let rows = self.db.run(move |c| async move {
+            c.query(
+                &stmt(
+                    &c,
+                    "SELECT kind, key, value FROM signet_records
+                     WHERE (kind = $1 AND key = $2) OR (kind = $3 AND key = $4)",
+                )
+                .await?,
+                &[&CERTS, &serial, &PRINCIPALS, &name],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        let (mut cert, mut principal) = (None, None);
+        for row in rows {
+            let kind: String = row.get(0);
+            let key: String = row.get(1);
+            let text: String = row.get(2);
+            if kind == CERTS {
+                cert = Some(serde_json::from_str(&text).map_err(|e| corrupt(CERTS, &key, e))?);
+            } else {
+                principal =
+                    Some(serde_json::from_str(&text).map_err(|e| corrupt(PRINCIPALS, &key, e))?);
+            }
+        }
+        Ok((cert, principal))
+    }
+
     fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {
         Ok(PgStore::exclusive(self, name, f)?.is_some())
     }
