@@ -400,6 +400,30 @@ fn three_nodes_share_keys_revocations_and_one_chain() {
     assert!(verify.status.success(), "{}", text(&verify));
     let report = text(&verify);
     assert!(report.contains("audit log OK"), "{report}");
+    // Export from another node's configuration: the whole chain as the database held it (the
+    // export's own records come after it).
+    let before: usize = pg
+        .psql(db_name(&url), "SELECT count(*) FROM signet_audit")
+        .parse()
+        .unwrap();
+    let out = tmp.path().join("audit.jsonl");
+    let export = nodes[2].signet(&["audit", "export", "--out", out.to_str().unwrap()]);
+    assert!(export.status.success(), "{}", text(&export));
+    let seqs: Vec<u64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seqs.len() >= before,
+        "{} exported, {before} before",
+        seqs.len()
+    );
+    assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1));
     drop(stopped);
 }
 

@@ -142,7 +142,10 @@ fn the_store_contract_holds_across_two_nodes() {
     let (cert, principal) = b.caller_records("00ff", "svc").unwrap();
     assert!(cert.is_none());
     assert_eq!(principal.unwrap().name, "svc");
-    assert!(matches!(b.caller_records("00ff", "nobody").unwrap(), (None, None)));
+    assert!(matches!(
+        b.caller_records("00ff", "nobody").unwrap(),
+        (None, None)
+    ));
     assert!(b.remove_principal("svc").unwrap());
     assert!(a.principal("svc").unwrap().is_none());
     a.check_writable().unwrap();
