@@ -637,8 +637,20 @@ impl Authority<'_> {
     }
 
     /// Signs a new CRL with every revoked serial, stores it and writes `DATA/ca/crl.pem`.
-    /// Returns DER.
+    /// Returns DER. Nodes sharing a database take turns (a cluster lock): each CRL is built
+    /// from the revocations committed before its turn, so the last one stored holds them all
+    /// (two builds at once could otherwise store, last, the one that missed the other's
+    /// revocation).
     pub fn regenerate_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
+        crate::store::serialized(
+            self.store,
+            "crl",
+            std::time::Duration::from_secs(30),
+            || self.build_crl(ca),
+        )?
+    }
+
+    fn build_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
         let revoked: Vec<RevokedEntry> = self
             .store
             .certs()?

@@ -40,6 +40,8 @@ pub struct SledStore {
     /// When reopening was last tried, so a full disk costs one attempt per interval, not one
     /// per request.
     last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Names of the exclusive work running now (one process owns the database).
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Least time between two attempts to reopen.
@@ -122,6 +124,7 @@ impl SledStore {
             trees: RwLock::new(Some(open_trees(path)?)),
             failed: AtomicBool::new(false),
             last_reopen: std::sync::Mutex::new(None),
+            running: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -524,6 +527,27 @@ impl Store for SledStore {
 
     fn check_writable(&self) -> Result<()> {
         self.put(meta, "ready_probe", &crate::support::time::now())
+    }
+
+    fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {
+        let lock = || self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !lock().insert(name.to_string()) {
+            return Ok(false);
+        }
+        // Released however `f` ends.
+        struct Release<'a>(&'a SledStore, &'a str);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(self.1);
+            }
+        }
+        let _release = Release(self, name);
+        f();
+        Ok(true)
     }
 }
 

@@ -24,9 +24,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Writes a public file atomically: a temporary file beside it, synced, then renamed over it.
+/// Writes a public file atomically: a temporary file beside it (its own per call, so writers at
+/// the same time do not rename each other's), synced, then renamed over it.
 pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -59,6 +62,25 @@ mod tests {
         write_public(&public, b"one").unwrap();
         write_public(&public, b"two").unwrap();
         assert_eq!(std::fs::read(&public).unwrap(), b"two");
-        assert!(!sub.join("p.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(&sub).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
+        // Writers at the same time all succeed, and the file is one of theirs, whole.
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let public = &public;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_public(public, format!("writer {i}").as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("writer "));
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 2);
     }
 }
