@@ -13,18 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pg::{exports, var, with_database};
 use common::{b64, text, unb64, Client, Data, Server};
 use serde_json::json;
-
-/// The environment lines (`export K='V'`) a start script prints.
-fn exports(out: &[u8]) -> Vec<(String, String)> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
 
 fn script(name: &str, args: &[&str]) -> Vec<(String, String)> {
     let out = Command::new("bash")
@@ -38,13 +29,6 @@ fn script(name: &str, args: &[&str]) -> Vec<(String, String)> {
         .unwrap();
     assert!(out.status.success(), "{name} {args:?}: {}", text(&out));
     exports(&out.stdout)
-}
-
-fn var<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
-    env.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("{key} missing from {env:?}"))
 }
 
 /// A PostgreSQL server: the shared test server (`SIGNET_PG_URL`), or one of the test's own
@@ -81,15 +65,7 @@ impl Postgres {
     }
 
     fn psql(&self, db: &str, sql: &str) -> String {
-        let password = std::fs::read_to_string(&self.password_file).unwrap();
-        let url = format!("{}/{db}", self.url.rsplit_once('/').unwrap().0);
-        let out = Command::new("psql")
-            .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
-            .env("PGPASSWORD", password.trim())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{sql}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        common::pg::psql(&with_database(&self.url, db), &self.password_file, sql)
     }
 
     /// A fresh database; its URL.
@@ -97,7 +73,7 @@ impl Postgres {
         let db = format!("{name}_{}", std::process::id());
         self.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
         self.psql("postgres", &format!("CREATE DATABASE {db}"));
-        format!("{}/{db}", self.url.rsplit_once('/').unwrap().0)
+        with_database(&self.url, &db)
     }
 }
 

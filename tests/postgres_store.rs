@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use signet::config::PostgresSettings;
@@ -24,24 +25,14 @@ fn database(name: &str) -> PostgresSettings {
     );
     let password_file = PathBuf::from(std::env::var("SIGNET_PG_PASSWORD_FILE").unwrap());
     let db = format!("{name}_{}", std::process::id());
-    let password = std::fs::read_to_string(&password_file).unwrap();
     for sql in [
         format!("DROP DATABASE IF EXISTS {db}"),
         format!("CREATE DATABASE {db}"),
     ] {
-        let out = Command::new("psql")
-            .args(["-q", "-v", "ON_ERROR_STOP=1", &url, "-c", &sql])
-            .env("PGPASSWORD", password.trim())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::pg::psql(&url, &password_file, &sql);
     }
     PostgresSettings {
-        url: format!("{}/{db}", url.rsplit_once('/').unwrap().0),
+        url: common::pg::with_database(&url, &db),
         password_file: Some(password_file),
         ..PostgresSettings::default()
     }

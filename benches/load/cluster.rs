@@ -12,36 +12,9 @@ use serde_json::json;
 
 use super::{cpu_seconds, drive, pct, post, rand_suffix, Report, Server, MESSAGE};
 
-fn exports(out: &[u8]) -> Vec<(String, String)> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-fn var(env: &[(String, String)], key: &str) -> String {
-    env.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("{key} missing"))
-}
-
-fn psql(url: &str, password_file: &str, sql: &str) -> String {
-    let password = std::fs::read_to_string(password_file).unwrap();
-    let out = Command::new("psql")
-        .args(["-qAt", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
-        .env("PGPASSWORD", password.trim())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+#[path = "../../tests/common/pg.rs"]
+mod pg;
+use pg::{exports, psql, var};
 
 /// CPU seconds of the p11-kit server and its children (one per connected node).
 fn token_cpu(server_pid: &str) -> f64 {
@@ -87,8 +60,12 @@ pub fn run(report: &mut Report, duration: Duration) {
         .trim()
         .to_string();
     let db = format!("bench_{}", rand_suffix());
-    psql(&pg_url, &pg_password, &format!("CREATE DATABASE {db}"));
-    let url = format!("{}/{db}", pg_url.rsplit_once('/').unwrap().0);
+    psql(
+        &pg_url,
+        Path::new(&pg_password),
+        &format!("CREATE DATABASE {db}"),
+    );
+    let url = pg::with_database(&pg_url, &db);
 
     let mut nodes: Vec<Server> = Vec::new();
     for name in ["a", "b", "c"] {
@@ -111,7 +88,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let env = vec![
             (
                 "P11_KIT_SERVER_ADDRESS".to_string(),
-                var(&token, "P11_KIT_SERVER_ADDRESS"),
+                var(&token, "P11_KIT_SERVER_ADDRESS").to_string(),
             ),
             ("SIGNET_CONFIG".to_string(), config.display().to_string()),
         ];
@@ -200,7 +177,11 @@ pub fn run(report: &mut Report, duration: Duration) {
         .args(["scripts/remote-token.sh", "stop"])
         .arg(&token_dir)
         .status();
-    psql(&pg_url, &pg_password, &format!("DROP DATABASE {db}"));
+    psql(
+        &pg_url,
+        Path::new(&pg_password),
+        &format!("DROP DATABASE {db}"),
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
