@@ -3,7 +3,8 @@
 //! loopback. A key made on one node signs on the others, a revocation on one bites on the
 //! others at the next request, concurrent signing on all of them makes one chain that
 //! `signet audit verify` accepts, and crashes end in recovery or a refusal, never in an
-//! answered signature missing from the chain.
+//! answered signature missing from the chain; a node cut off from the database refuses while
+//! the others go on.
 
 #![allow(clippy::unwrap_used)]
 
@@ -124,6 +125,17 @@ struct Node {
 
 impl Node {
     fn new(name: &str, data: &Data, token: &RemoteToken, pg: &Postgres, url: &str) -> Self {
+        Self::with_login(name, data, token, url, &pg.password_file)
+    }
+
+    /// A node logging in to the database as `url`'s user with the password in `password_file`.
+    fn with_login(
+        name: &str,
+        data: &Data,
+        token: &RemoteToken,
+        url: &str,
+        password_file: &Path,
+    ) -> Self {
         let pin = data.join("hsm.pin");
         std::fs::write(&pin, var(&token.env, "SIGNET_P11KIT_PIN")).unwrap();
         let config = data.join("signet.toml");
@@ -137,7 +149,7 @@ impl Node {
                 var(&token.env, "SIGNET_P11KIT_MODULE"),
                 var(&token.env, "SIGNET_P11KIT_TOKEN"),
                 pin.display(),
-                pg.password_file.display(),
+                password_file.display(),
             ),
         )
         .unwrap();
@@ -565,4 +577,69 @@ fn crashes_end_in_recovery_or_refusal() {
         "{recorded} recorded, {answered} answered"
     );
     drop((a_data, b_data));
+}
+
+#[test]
+fn a_node_cut_off_from_the_database_stops_serving_while_the_others_go_on() {
+    let pg = Postgres::shared();
+    let url = pg.database("cutoff");
+    let db = db_name(&url).to_string();
+    // Node b logs in as a role of its own, which the test then locks out (and its sessions
+    // ended): b alone is cut off from the database, as a network partition would leave it.
+    let role = format!("node_b_{}", std::process::id());
+    let secret = Data::new();
+    let password_file = secret.join("password");
+    std::fs::write(&password_file, "b-password\n").unwrap();
+    pg.psql(&db, &format!("DROP ROLE IF EXISTS {role}"));
+    pg.psql(
+        &db,
+        &format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'b-password'"),
+    );
+    let token = RemoteToken::start();
+    let (da, dbb) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let url_b = url.replacen("signet@", &format!("{role}@"), 1);
+    let nb = Node::with_login("b", &dbb, &token, &url_b, &password_file);
+    let a = na.start(da);
+    let b = nb.start(dbb);
+    let (admin_a, admin_b) = (a.admin(), client_of(&a, "admin", &b));
+    assert_eq!(
+        admin_a
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    assert_eq!(sign(&admin_b, "k", b"before").status, 200);
+
+    pg.psql(&db, &format!("ALTER ROLE {role} NOLOGIN"));
+    pg.psql(
+        &db,
+        &format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'"),
+    );
+    let cut = Instant::now();
+    let reply = sign(&admin_b, "k", b"while cut off");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.body.contains("metadata store"), "{}", reply.body);
+    assert_eq!(admin_b.get("/readyz").status, 503);
+    // Refused within the store deadline (timeout_ms = 2000) and a second for the pool.
+    assert!(
+        cut.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert_eq!(sign(&admin_a, "k", b"a goes on").status, 200);
+
+    pg.psql(&db, &format!("ALTER ROLE {role} LOGIN"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = sign(&admin_b, "k", b"back");
+        if reply.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b did not come back: {reply:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop((a, b));
+    pg.psql(&db, &format!("DROP OWNED BY {role}"));
+    pg.psql(&db, &format!("DROP ROLE {role}"));
 }

@@ -169,8 +169,13 @@ impl Db {
         let timeout = self.timeout;
         self.block(async move {
             let work = async move {
+                // No connection, whatever the reason (down, unreachable, this node's login
+                // refused): the database is unavailable to this node.
                 let client = pool.get().await.map_err(|e| match e {
-                    deadpool_postgres::PoolError::Backend(e) => db_error(e),
+                    deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
+                        Some(db) => unavailable(db.message()),
+                        None => unavailable(e),
+                    },
                     other => unavailable(format!("no database connection: {other}")),
                 })?;
                 op(client).await
