@@ -263,6 +263,13 @@ pub struct SledSettings {
     pub path: Option<PathBuf>,
 }
 
+impl SledSettings {
+    /// Where the database lives for a service whose data directory is `data_dir`.
+    pub fn path_in(&self, data_dir: &Path) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| data_dir.join("db"))
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig::Sled(SledSettings::default())

@@ -77,7 +77,7 @@ pub struct BackendStatus {
 /// The metadata store.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreStatus {
-    /// `sled`.
+    /// `sled` or `postgres`.
     pub kind: String,
     /// Where it is.
     pub location: String,
@@ -185,19 +185,17 @@ impl Service {
         let (kind, location) = match &self.config.store {
             StoreConfig::Sled(s) => (
                 "sled",
-                s.path
-                    .clone()
-                    .unwrap_or_else(|| self.config.data_dir.join("db"))
-                    .display()
-                    .to_string(),
+                s.path_in(&self.config.data_dir).display().to_string(),
             ),
             StoreConfig::Postgres(p) => ("postgres", crate::store::postgres::redacted(&p.url)),
         };
+        // One probe write: its outcome gives both fields.
+        let not_writable = self.store.check_writable().err().map(|e| e.to_string());
         StoreStatus {
             kind: kind.into(),
             location,
-            writable: self.store.check_writable().is_ok(),
-            not_writable: self.store.check_writable().err().map(|e| e.to_string()),
+            writable: not_writable.is_none(),
+            not_writable,
         }
     }
 

@@ -159,10 +159,7 @@ pub fn serialized<T>(
 pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
     match &config.store {
         StoreConfig::Sled(sled) => {
-            let path = sled
-                .path
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("db"));
+            let path = sled.path_in(&config.data_dir);
             // sled creates its directory with the process umask; make it the owner's alone.
             crate::support::files::mkdir_private(&path)
                 .map_err(|e| StoreError::Engine(format!("creating {}: {e}", path.display())))?;
