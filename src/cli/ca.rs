@@ -4,30 +4,31 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 
-use super::{read_input, CaCommand, CertCommand};
+use super::{read_input, CaCommand, CaOptions, CertCommand};
 use crate::domain::audit::sha256_hex;
 use crate::domain::authority::{CaImport, InitOptions, InitReport};
 use crate::service::{Caller, CertificateRequest, Service};
 use crate::support::time::format_time;
 
+impl CaOptions {
+    /// The init options, making new CA keys (`import: None`) or taking over `import`.
+    fn init(self, import: Option<std::sync::Arc<CaImport>>) -> InitOptions {
+        InitOptions {
+            trust_domain: self.trust_domain,
+            server_dns: self.server_dns,
+            server_ips: self.server_ip,
+            admin: self.admin,
+            force: self.force,
+            import,
+        }
+    }
+}
+
 pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
     let op = Caller::operator();
     match cmd {
-        CaCommand::Init {
-            trust_domain,
-            server_dns,
-            server_ip,
-            admin,
-            force,
-        } => {
-            let opts = InitOptions {
-                trust_domain,
-                server_dns,
-                server_ips: server_ip,
-                admin,
-                force,
-                import: None,
-            };
+        CaCommand::Init { options } => {
+            let opts = options.init(None);
             let spinner =
                 super::progress::Spinner::start("generating the CA, server and admin keys");
             let report = service.init_ca(&op, &opts);
@@ -39,11 +40,7 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
             intermediate_p12,
             password_file,
             root_password_file,
-            trust_domain,
-            server_dns,
-            server_ip,
-            admin,
-            force,
+            options,
         } => {
             let password = super::keys::read_password(&password_file)?;
             let root_password = match &root_password_file {
@@ -59,18 +56,11 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
             };
             let (root, root_sha) = read(&root_p12, &root_password, "root")?;
             let (intermediate, int_sha) = read(&intermediate_p12, &password, "intermediate")?;
-            let opts = InitOptions {
-                trust_domain,
-                server_dns,
-                server_ips: server_ip,
-                admin,
-                force,
-                import: Some(std::sync::Arc::new(CaImport {
-                    root,
-                    intermediate,
-                    sources: [root_sha, int_sha],
-                })),
-            };
+            let opts = options.init(Some(std::sync::Arc::new(CaImport {
+                root,
+                intermediate,
+                sources: [root_sha, int_sha],
+            })));
             let spinner =
                 super::progress::Spinner::start("importing the CA keys, making the server's");
             let report = service.init_ca(&op, &opts);

@@ -153,27 +153,34 @@ pub enum KeyCommand {
     },
 }
 
+/// What `ca init` and `ca import` share: the server certificate, the admin, and `--force`.
+#[derive(Debug, clap::Args)]
+pub struct CaOptions {
+    /// SPIFFE trust domain.
+    #[arg(long)]
+    trust_domain: Option<String>,
+    /// DNS name for the server certificate (repeatable).
+    #[arg(long = "server-dns")]
+    server_dns: Vec<String>,
+    /// IP address for the server certificate (repeatable).
+    #[arg(long = "server-ip")]
+    server_ip: Vec<IpAddr>,
+    /// Name of the first admin principal.
+    #[arg(long)]
+    admin: Option<String>,
+    /// Replace an existing CA.
+    #[arg(long)]
+    force: bool,
+}
+
 /// `signet ca …`.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
     /// Create root and intermediate CA keys and certificates, the server key and certificate,
     /// and the first admin client bundle.
     Init {
-        /// SPIFFE trust domain.
-        #[arg(long)]
-        trust_domain: Option<String>,
-        /// DNS name for the server certificate (repeatable).
-        #[arg(long = "server-dns")]
-        server_dns: Vec<String>,
-        /// IP address for the server certificate (repeatable).
-        #[arg(long = "server-ip")]
-        server_ip: Vec<IpAddr>,
-        /// Name of the first admin principal.
-        #[arg(long)]
-        admin: Option<String>,
-        /// Replace an existing CA.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        options: CaOptions,
     },
     /// Take over an existing root and intermediate (keys and certificates from PKCS#12 files)
     /// instead of making new ones; then as `init`: server key and certificate, admin bundle.
@@ -190,21 +197,8 @@ pub enum CaCommand {
         /// …or of the root's alone, when they differ.
         #[arg(long, value_name = "FILE")]
         root_password_file: Option<PathBuf>,
-        /// SPIFFE trust domain.
-        #[arg(long)]
-        trust_domain: Option<String>,
-        /// DNS name for the server certificate (repeatable).
-        #[arg(long = "server-dns")]
-        server_dns: Vec<String>,
-        /// IP address for the server certificate (repeatable).
-        #[arg(long = "server-ip")]
-        server_ip: Vec<IpAddr>,
-        /// Name of the first admin principal.
-        #[arg(long)]
-        admin: Option<String>,
-        /// Replace an existing CA.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        options: CaOptions,
     },
     /// Show the CA: subjects, serials, validity, key specs, fingerprints.
     Show,
