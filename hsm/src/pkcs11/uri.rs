@@ -99,21 +99,23 @@ impl Pkcs11Uri {
             None => (rest, None),
         };
         let mut uri = Pkcs11Uri::default();
-        let mut seen = Vec::new();
-        let mut once = |name: &str| -> Result<(), UriError> {
-            if seen.iter().any(|s: &String| s == name) {
-                return err(format!("{name} appears twice"));
-            }
-            seen.push(name.to_string());
-            Ok(())
-        };
-        for part in path.split(';').filter(|p| !p.is_empty()) {
+        // One `name=value` attribute of the path or the query: its lower-cased name (each
+        // name at most once in the whole URI) and its decoded value.
+        let mut seen: Vec<String> = Vec::new();
+        let mut attribute = |part: &str| -> Result<(String, String), UriError> {
             let (name, raw) = part
                 .split_once('=')
                 .ok_or_else(|| UriError(format!("{part:?} is not name=value")))?;
             let name = name.to_ascii_lowercase();
-            once(&name)?;
+            if seen.contains(&name) {
+                return err(format!("{name} appears twice"));
+            }
+            seen.push(name.clone());
             let value = decode(raw, &name)?;
+            Ok((name, value))
+        };
+        for part in path.split(';').filter(|p| !p.is_empty()) {
+            let (name, value) = attribute(part)?;
             match name.as_str() {
                 "token" => uri.token = Some(value),
                 "serial" => uri.serial = Some(value),
@@ -142,12 +144,7 @@ impl Pkcs11Uri {
             .flat_map(|q| q.split('&'))
             .filter(|p| !p.is_empty())
         {
-            let (name, raw) = part
-                .split_once('=')
-                .ok_or_else(|| UriError(format!("{part:?} is not name=value")))?;
-            let name = name.to_ascii_lowercase();
-            once(&name)?;
-            let value = decode(raw, &name)?;
+            let (name, value) = attribute(part)?;
             match name.as_str() {
                 "module-path" => uri.module_path = Some(PathBuf::from(value)),
                 "module-name" => {
