@@ -14,23 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg::{exports, var, with_database};
+use common::pg::{script, var, with_database};
 use common::{b64, text, unb64, Client, Data, Server};
 use serde_json::json;
-
-fn script(name: &str, args: &[&str]) -> Vec<(String, String)> {
-    let out = Command::new("bash")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("scripts")
-                .join(name),
-        )
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{name} {args:?}: {}", text(&out));
-    exports(&out.stdout)
-}
 
 /// A PostgreSQL server: the shared test server (`SIGNET_PG_URL`), or one of the test's own
 /// (`own`) when the test kills it.

@@ -14,7 +14,7 @@ use super::{cpu_seconds, drive, pct, post, rand_suffix, Report, Server, MESSAGE}
 
 #[path = "../../tests/common/pg.rs"]
 mod pg;
-use pg::{exports, psql, var};
+use pg::{psql, script, var};
 
 /// CPU seconds of the p11-kit server and its children (one per connected node).
 fn token_cpu(server_pid: &str) -> f64 {
@@ -31,11 +31,6 @@ fn token_cpu(server_pid: &str) -> f64 {
         .sum()
 }
 
-/// A node's audit counters (records, batches) from `/metrics`.
-fn audit_counts(admin: &ureq::Agent, server: &Server) -> (f64, f64) {
-    super::audit_counts(admin, server)
-}
-
 pub fn run(report: &mut Report, duration: Duration) {
     let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
     let pg_url = std::env::var("SIGNET_PG_URL")
@@ -44,17 +39,7 @@ pub fn run(report: &mut Report, duration: Duration) {
     let root = std::env::temp_dir().join(format!("signet-bench-cluster-{}", rand_suffix()));
     std::fs::create_dir_all(&root).unwrap();
     let token_dir = root.join("token");
-    let out = Command::new("bash")
-        .args(["scripts/remote-token.sh", "start"])
-        .arg(&token_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = exports(&out.stdout);
+    let token = script("remote-token.sh", &["start", token_dir.to_str().unwrap()]);
     let token_pid = std::fs::read_to_string(token_dir.join("server.pid"))
         .unwrap()
         .trim()
@@ -123,7 +108,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let audit0: Vec<(f64, f64)> = nodes
             .iter()
             .zip(&admins)
-            .map(|(s, a)| audit_counts(a, s))
+            .map(|(s, a)| super::audit_counts(a, s))
             .collect();
         let cpu0: f64 = nodes.iter().map(|s| cpu_seconds(s.pid())).sum();
         let tcpu0 = token_cpu(&token_pid);
@@ -149,7 +134,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let audit1: Vec<(f64, f64)> = nodes
             .iter()
             .zip(&admins)
-            .map(|(s, a)| audit_counts(a, s))
+            .map(|(s, a)| super::audit_counts(a, s))
             .collect();
         let records: f64 = audit1.iter().zip(&audit0).map(|(b, a)| b.0 - a.0).sum();
         let batches: f64 = audit1.iter().zip(&audit0).map(|(b, a)| b.1 - a.1).sum();
@@ -173,10 +158,7 @@ pub fn run(report: &mut Report, duration: Duration) {
     revocation(report, &nodes, &root);
 
     drop(nodes);
-    let _ = Command::new("bash")
-        .args(["scripts/remote-token.sh", "stop"])
-        .arg(&token_dir)
-        .status();
+    script("remote-token.sh", &["stop", token_dir.to_str().unwrap()]);
     psql(
         &pg_url,
         Path::new(&pg_password),

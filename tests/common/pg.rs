@@ -16,6 +16,27 @@ pub fn exports(out: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs `scripts/NAME ARGS…` and returns the environment it prints; panics with its output
+/// when it fails.
+pub fn script(name: &str, args: &[&str]) -> Vec<(String, String)> {
+    let out = Command::new("bash")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exports(&out.stdout)
+}
+
 /// One variable of such an environment.
 pub fn var<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
     env.iter()
