@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pg::{script, var, with_database};
+use common::remote::RemoteToken;
 use common::{b64, text, unb64, Client, Data, Server};
 use serde_json::json;
 
@@ -69,36 +70,6 @@ impl Drop for Postgres {
         if self.dir.is_some() {
             script("postgres.sh", &["stop", self.dir()]);
         }
-    }
-}
-
-/// The remote token every node reaches through its own p11-kit-client.so.
-struct RemoteToken {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl RemoteToken {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let env = script("remote-token.sh", &["start", dir.path().to_str().unwrap()]);
-        RemoteToken { dir, env }
-    }
-
-    fn server_pid(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.pid"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for RemoteToken {
-    fn drop(&mut self) {
-        script(
-            "remote-token.sh",
-            &["stop", self.dir.path().to_str().unwrap()],
-        );
     }
 }
 
@@ -521,21 +492,11 @@ fn crashes_end_in_recovery_or_refusal() {
     );
 
     // kill -9 of every remote-token child (each node's network HSM connection).
-    let children = Command::new("pgrep")
-        .args(["-P", &token.server_pid()])
-        .output()
-        .unwrap();
-    let children: Vec<String> = String::from_utf8_lossy(&children.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let children = token.kill_connections();
     assert!(
         children.len() >= 2,
         "one p11-kit child per node: {children:?}"
     );
-    for child in &children {
-        let _ = Command::new("kill").args(["-KILL", child]).status();
-    }
     for (name, client) in [("a", &admin_a), ("b", &admin_b)] {
         // The backend finds its sessions gone, initialises the module again (the client
         // reconnects to the server) and signs: the request itself succeeds.

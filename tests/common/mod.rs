@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod pg;
+pub mod remote;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

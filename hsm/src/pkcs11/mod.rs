@@ -11,7 +11,7 @@ mod uri;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -89,8 +89,19 @@ pub struct Pkcs11Backend {
     refused: Mutex<HashSet<KeySpec>>,
     /// Which token (to find it again after the module is reinitialised).
     token: TokenSelector,
+    /// The module's state. Every call into the module holds it shared; reinitialising the
+    /// module (`C_Finalize`, `C_Initialize`) holds it alone, so no call ever runs between the
+    /// two and meets CKR_CRYPTOKI_NOT_INITIALIZED.
+    module: RwLock<ModuleState>,
+}
+
+/// Which initialisation of the module is current, and when it was made.
+#[derive(Default)]
+struct ModuleState {
+    /// Counts reinitialisations: a caller whose failure is from an older one only tries again.
+    generation: u64,
     /// When the module was last reinitialised (at most once a second).
-    reinitialised: Mutex<Option<std::time::Instant>>,
+    reinitialised: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Pkcs11Backend {
@@ -155,7 +166,7 @@ impl Pkcs11Backend {
             handles: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
             token: config.token.clone(),
-            reinitialised: Mutex::new(None),
+            module: RwLock::new(ModuleState::default()),
         };
         // Open the first session now so a wrong PIN fails here, clearly, and not on first use.
         let session = backend.pool.acquire(|| backend.open_session())?;
@@ -164,29 +175,36 @@ impl Pkcs11Backend {
     }
 
     fn open_session(&self) -> Result<Session> {
-        let session = match self.ctx.open_rw_session(self.slot).map_err(from_cryptoki) {
-            Ok(session) => session,
-            // The module's own state is gone (a network HSM client whose connection died
-            // answers CKR_DEVICE_ERROR to everything until it is initialised again).
-            Err(e) if e.fault() == Some(Fault::SessionLost) && self.reinitialise(&e) => {
-                self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?
-            }
-            Err(e) => return Err(e),
-        };
+        let session = self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?;
         self.ensure_login(&session)?;
         Ok(session)
     }
 
+    /// The module state, shared: held across every call into the module.
+    fn module_shared(&self) -> RwLockReadGuard<'_, ModuleState> {
+        self.module.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Finalises and initialises the module again (`C_Finalize`, `C_Initialize`: a remote
     /// module reconnects), forgetting every session and handle, once the token is found again
-    /// in the same slot. At most once a second; whether it was done.
-    fn reinitialise(&self, cause: &Error) -> bool {
-        let mut last = self.reinitialised.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+    /// in the same slot. Whether the caller should try again: true at once when another caller
+    /// has reinitialised since `seen`; otherwise at most once a second, and only when it worked.
+    fn reinitialise(&self, seen: u64, cause: &Error) -> bool {
+        let mut state = self.module.write().unwrap_or_else(|p| p.into_inner());
+        if state.generation != seen {
+            return true;
+        }
+        if state
+            .reinitialised
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
             return false;
         }
-        *last = Some(std::time::Instant::now());
+        state.generation += 1;
+        state.reinitialised = Some(std::time::Instant::now());
         tracing::warn!(error = %cause, "PKCS#11 module state lost; initialising the module again");
+        // No session is in use (the state is held alone): close the idle ones while their
+        // handles still mean them, before the module hands the numbers out again.
         self.pool.discard_idle();
         self.handles_lock().clear();
         if let Err(e) = self.ctx.clone().finalize() {
@@ -243,11 +261,29 @@ impl Pkcs11Backend {
     /// `C_CloseAllSessions` or token reset takes them all); a lost login is redone whatever code
     /// the token chose to report it with (SoftHSM2 says CKR_USER_NOT_LOGGED_IN or hides the key,
     /// kryoptic says CKR_GENERAL_ERROR), then the operation runs once more.
+    ///
+    /// When not even a new session can be opened, the module's own state is gone (a network
+    /// HSM client whose connection died answers CKR_DEVICE_ERROR to everything until it is
+    /// initialised again): the module is reinitialised, once, and the operation tried again.
     fn with_session<T>(&self, retry: Retry, op: impl Fn(&Session) -> Result<T>) -> Result<T> {
         let mut attempts = 2;
+        let mut reinitialised = false;
         loop {
+            let module = self.module_shared();
+            let session = match self.pool.acquire(|| self.open_session()) {
+                Ok(session) => session,
+                Err(e) if e.fault() == Some(Fault::SessionLost) && !reinitialised => {
+                    let seen = module.generation;
+                    drop(module);
+                    reinitialised = true;
+                    if self.reinitialise(seen, &e) {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             attempts -= 1;
-            let session = self.pool.acquire(|| self.open_session())?;
             let error = match op(&session) {
                 Ok(v) => {
                     self.pool.release(session, true);
@@ -342,11 +378,12 @@ impl Pkcs11Backend {
 
 impl Backend for Pkcs11Backend {
     fn info(&self) -> Result<BackendInfo> {
-        let library = self.ctx.get_library_info().map_err(from_cryptoki)?;
-        let token = self.ctx.get_token_info(self.slot).map_err(from_cryptoki)?;
         // Touch a session so readiness means "a session can be had and used".
-        self.with_session(Retry::Safe, |s| {
-            s.get_session_info().map_err(from_cryptoki).map(|_| ())
+        let (library, token) = self.with_session(Retry::Safe, |s| {
+            s.get_session_info().map_err(from_cryptoki)?;
+            let library = self.ctx.get_library_info().map_err(from_cryptoki)?;
+            let token = self.ctx.get_token_info(self.slot).map_err(from_cryptoki)?;
+            Ok((library, token))
         })?;
         Ok(BackendInfo {
             kind: "pkcs11",

@@ -1,0 +1,120 @@
+//! The PKCS#11 backend on a remote token of its own (`p11-kit server` over SoftHSM2, the
+//! stand-in for a network HSM) whose connection is killed while several threads sign: the
+//! module is initialised again underneath them and every signature asked for is made and
+//! verifies — none meets the gap between `C_Finalize` and `C_Initialize`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::pg::var;
+use common::remote::RemoteToken;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use signet_hsm::{
+    Backend, EcdsaFormat, KeyRequest, KeySpec, Pin, Pkcs11Backend, Pkcs11Config, SignInput,
+    SignatureAlgorithm, TokenSelector,
+};
+
+#[test]
+fn a_dead_connection_is_recovered_under_concurrent_signing() {
+    const THREADS: usize = 6;
+    const KILLS: usize = 3;
+    let token = RemoteToken::start();
+    // p11-kit-client.so reads the address when the module is initialised (this process only:
+    // nextest runs each test in its own).
+    std::env::set_var(
+        "P11_KIT_SERVER_ADDRESS",
+        var(&token.env, "P11_KIT_SERVER_ADDRESS"),
+    );
+    let backend = Arc::new(
+        Pkcs11Backend::open(Pkcs11Config {
+            module: var(&token.env, "SIGNET_P11KIT_MODULE").into(),
+            token: TokenSelector::Label(var(&token.env, "SIGNET_P11KIT_TOKEN").into()),
+            pin: Pin::new(var(&token.env, "SIGNET_P11KIT_PIN").to_string()),
+            pool_size: 4,
+        })
+        .unwrap(),
+    );
+    let key = backend
+        .generate(&KeyRequest::named("concurrent", KeySpec::EcP256))
+        .unwrap();
+    // ring takes the bare point.
+    let public = backend.public_key(&key.id).unwrap().raw();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let signed = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (backend, id, public) = (backend.clone(), key.id.clone(), public.clone());
+            let (stop, signed, failures) = (stop.clone(), signed.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let message = format!("thread {t} message {n}");
+                    match signet_hsm::sign(
+                        backend.as_ref(),
+                        &id,
+                        SignatureAlgorithm::Es256,
+                        SignInput::Message(message.as_bytes()),
+                        EcdsaFormat::Der,
+                    ) {
+                        Ok(signature) => {
+                            let checked = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &public)
+                                .verify(message.as_bytes(), &signature);
+                            if checked.is_err() {
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{message}: bad signature"));
+                            }
+                            signed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => failures.lock().unwrap().push(format!("{message}: {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let wait_for = |count: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while signed.load(Ordering::Relaxed) < count {
+            assert!(Instant::now() < deadline, "signing stopped at {count}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(200);
+    for _ in 0..KILLS {
+        let before = token.connections();
+        assert_eq!(
+            token.kill_connections().len(),
+            1,
+            "this process's connection"
+        );
+        // Signing goes on: on a new connection (a new child of the server).
+        wait_for(signed.load(Ordering::Relaxed) + 200);
+        let after = token.connections();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(before, after, "the module connected again");
+        // The backend reinitialises at most once a second.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} signatures failed: {:?}",
+        failures.len(),
+        signed.load(Ordering::Relaxed) + failures.len() as u64,
+        &failures[..failures.len().min(10)]
+    );
+}
