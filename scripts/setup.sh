@@ -25,6 +25,13 @@ command -v script >/dev/null || need+=(bsdutils)      # a real pty for the progr
 command -v systemd-analyze >/dev/null || need+=(systemd)   # checks scripts/signet.service
 command -v setpriv >/dev/null || need+=(util-linux)   # runs the server unprivileged in a test
 command -v p11tool >/dev/null || need+=(gnutls-bin)   # prints PKCS#11 URIs, independently of Signet
+# The YubiKey PIV backend links libpcsclite; its tests run a virtual card in pcscd's vpcd reader
+# and check it with OpenSC, ykcs11 and yubico-piv-tool.
+dpkg -s libpcsclite-dev >/dev/null 2>&1 || need+=(libpcsclite-dev)
+command -v pcscd >/dev/null || need+=(pcscd)
+[ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need+=(vsmartcard-vpcd)
+ls /usr/lib/*/libykcs11.so* >/dev/null 2>&1 || need+=(ykcs11)
+command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # the OpenAPI validator
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -15,7 +15,9 @@ cargo deny --log-level error check licenses bans sources
 # PostgreSQL for the shared store and the cluster tests (tests/postgres_store.rs,
 # tests/cluster.rs): installed from Debian's packages when missing, started on a free port.
 eval "$(bash scripts/postgres.sh start)"
-trap 'bash scripts/postgres.sh stop' EXIT
+# The virtual PIV card (pcscd + vpcd + tests/virtual-piv) for the YubiKey backend's tests.
+eval "$(bash scripts/virtual-piv.sh start)"
+trap 'bash scripts/postgres.sh stop; bash scripts/virtual-piv.sh stop' EXIT
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 

@@ -14,6 +14,7 @@ pub mod der;
 mod error;
 mod import;
 mod pin;
+pub mod piv;
 pub mod pkcs11;
 mod public;
 mod signing;
@@ -24,6 +25,7 @@ pub use backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Pro
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
 pub use pin::Pin;
+pub use piv::{ManagementKey, PinUse, PivBackend, PivConfig, PivSlots, TouchUse};
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;
 pub use signing::{sign, EcdsaFormat, HsmSigner, Payload, SignInput, Signer};

@@ -1,0 +1,713 @@
+//! The YubiKey PIV backend (the `yubikey` crate over PC/SC). The only module that names
+//! `yubikey` types.
+//!
+//! - Each key lives in a PIV slot: Signet's named keys (and their versions) in the retired slots
+//!   82–95, the CA, server and audit keys in the slots the configuration names. A key's id is
+//!   its slot and the first 16 bytes of the SHA-256 of its public key, so an id never silently
+//!   names a later key put in the same slot.
+//! - A slot is taken when it holds a certificate: at generation the backend writes a
+//!   self-signed certificate (signed on the card) whose common name is the key's label; that also
+//!   makes the key visible to ykcs11 and OpenSC. Destroying overwrites the key with a fresh one
+//!   and deletes the certificate, so the old key can never sign again and the slot is free.
+//! - The card is one exclusive handle: calls are serialised, and a card that was pulled or
+//!   reset is opened again (once per call). A wrong PIN is never retried.
+//! - Hashing is on the host; RS256 gets its PKCS#1 v1.5 padding built here for PIV's raw RSA.
+
+mod cert;
+
+use std::fmt;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
+use yubikey::{MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
+use zeroize::Zeroizing;
+
+use crate::backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection};
+use crate::error::{Error, Fault, Result};
+use crate::pin::Pin;
+use crate::public::PublicKey;
+use crate::signing::Payload;
+use crate::spec::{KeySpec, SignatureAlgorithm};
+
+const INTERFACE: &str = "PIV";
+
+/// The retired key-management slots, 82 to 95, where named keys go.
+const RETIRED: [u8; 20] = [
+    0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f, 0x90, 0x91,
+    0x92, 0x93, 0x94, 0x95,
+];
+
+/// A PIV management key (24 bytes of 3DES, given as 48 hex digits). Zeroised on drop; its
+/// `Debug` prints nothing of it.
+#[derive(Clone)]
+pub struct ManagementKey(Zeroizing<Vec<u8>>);
+
+impl ManagementKey {
+    /// Parses 48 hex digits (surrounding white space ignored).
+    pub fn from_hex(text: &str) -> Result<Self> {
+        let text = Zeroizing::new(text.trim().to_string());
+        let bytes = Zeroizing::new(hex::decode(text.as_bytes()).map_err(|_| {
+            Error::Wrapper("the PIV management key is not hex (48 hex digits expected)".into())
+        })?);
+        if bytes.len() != 24 {
+            return Err(Error::Wrapper(format!(
+                "the PIV management key has {} bytes; a 3DES key has 24 (48 hex digits)",
+                bytes.len()
+            )));
+        }
+        Ok(ManagementKey(bytes))
+    }
+
+    fn mgm(&self) -> Result<MgmKey> {
+        MgmKey::from_bytes(self.0.as_slice())
+            .map_err(|_| Error::Wrapper("the PIV management key is a weak 3DES key".into()))
+    }
+}
+
+impl fmt::Debug for ManagementKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ManagementKey(<redacted>)")
+    }
+}
+
+/// When a key's use needs the PIN (PIV PIN policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinUse {
+    /// Once per session (the backend verifies the PIN when it opens the card).
+    Once,
+    /// Before every operation (the backend verifies it each time).
+    Always,
+}
+
+/// When a key's use needs a touch of the card (PIV touch policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TouchUse {
+    /// Never.
+    Never,
+    /// Every time.
+    Always,
+    /// At most every 15 seconds.
+    Cached,
+}
+
+/// Which slot holds each of Signet's own keys (PIV slot numbers, e.g. 0x9c).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PivSlots {
+    /// The root CA key.
+    pub root_ca: u8,
+    /// The intermediate CA key.
+    pub intermediate_ca: u8,
+    /// The server's TLS key.
+    pub server_tls: u8,
+    /// The audit checkpoint key.
+    pub audit: u8,
+}
+
+impl Default for PivSlots {
+    fn default() -> Self {
+        PivSlots {
+            root_ca: 0x9c,
+            intermediate_ca: 0x9d,
+            server_tls: 0x9a,
+            audit: 0x9e,
+        }
+    }
+}
+
+/// How to reach a YubiKey and what to put on it.
+#[derive(Clone, Debug)]
+pub struct PivConfig {
+    /// Which card, when several are plugged in.
+    pub serial: Option<u32>,
+    /// The PIV PIN.
+    pub pin: Pin,
+    /// The management key (needed to generate keys and write certificates).
+    pub management_key: ManagementKey,
+    /// The slots of Signet's own keys.
+    pub slots: PivSlots,
+    /// PIN policy of the keys Signet generates.
+    pub pin_use: PinUse,
+    /// Touch policy of the keys Signet generates.
+    pub touch: TouchUse,
+}
+
+/// A backend over one YubiKey's PIV application.
+pub struct PivBackend {
+    config: PivConfig,
+    card: Mutex<Option<YubiKey>>,
+    serial: u32,
+    version: String,
+}
+
+impl fmt::Debug for PivBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PivBackend")
+            .field("serial", &self.serial)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong, in the boundary's terms; `function` names the PIV operation.
+fn device(function: &str, e: yubikey::Error) -> Error {
+    use yubikey::Error as Y;
+    match e {
+        Y::WrongPin { tries } => Error::PinIncorrect {
+            retries_left: Some(tries),
+        },
+        Y::PinLocked => Error::PinLocked,
+        Y::NotFound => Error::TokenNotFound("YubiKey (no PIV card in any PC/SC reader)".into()),
+        other => {
+            let fault = match other {
+                Y::PcscError { .. } | Y::AppletNotFound { .. } => Fault::SessionLost,
+                _ => Fault::Other,
+            };
+            Error::Device {
+                interface: INTERFACE,
+                function: function.into(),
+                code: code_name(&other),
+                fault,
+            }
+        }
+    }
+}
+
+/// A stable name for a `yubikey` error (its variant), never its data.
+fn code_name(e: &yubikey::Error) -> String {
+    let text = format!("{e:?}");
+    let name: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    if name.is_empty() {
+        "Error".into()
+    } else {
+        name
+    }
+}
+
+fn slot_id(slot: u8) -> Result<SlotId> {
+    SlotId::try_from(slot).map_err(|_| Error::Wrapper(format!("{slot:02x} is not a PIV key slot")))
+}
+
+fn algorithm_id(spec: KeySpec) -> Option<AlgorithmId> {
+    match spec {
+        KeySpec::EcP256 => Some(AlgorithmId::EccP256),
+        KeySpec::EcP384 => Some(AlgorithmId::EccP384),
+        KeySpec::Rsa2048 => Some(AlgorithmId::Rsa2048),
+        _ => None,
+    }
+}
+
+fn spec_of(algorithm: AlgorithmId) -> Option<KeySpec> {
+    match algorithm {
+        AlgorithmId::EccP256 => Some(KeySpec::EcP256),
+        AlgorithmId::EccP384 => Some(KeySpec::EcP384),
+        AlgorithmId::Rsa2048 => Some(KeySpec::Rsa2048),
+        AlgorithmId::Rsa1024 => None,
+    }
+}
+
+const SPECS: [KeySpec; 3] = [KeySpec::EcP256, KeySpec::EcP384, KeySpec::Rsa2048];
+const ALGORITHMS: [SignatureAlgorithm; 3] = [
+    SignatureAlgorithm::Es256,
+    SignatureAlgorithm::Es384,
+    SignatureAlgorithm::Rs256,
+];
+
+/// A key id: the slot, then 16 bytes of the public key's SHA-256.
+fn key_id(slot: u8, public: &PublicKey) -> KeyId {
+    let digest = Sha256::digest(public.spki_der());
+    let mut id = vec![slot];
+    id.extend_from_slice(&digest[..16]);
+    KeyId(id)
+}
+
+/// The public key in a SubjectPublicKeyInfo from the card.
+fn public_key(
+    spec: KeySpec,
+    spki: &x509_cert::spki::SubjectPublicKeyInfoOwned,
+) -> Result<PublicKey> {
+    let bits = spki.subject_public_key.raw_bytes();
+    match spec {
+        KeySpec::Rsa2048 => {
+            use pkcs1::der::Decode;
+            let rsa = pkcs1::RsaPublicKey::from_der(bits)
+                .map_err(|_| Error::Malformed("an RSA public key from the card".into()))?;
+            PublicKey::from_rsa(
+                spec,
+                rsa.modulus.as_bytes().to_vec(),
+                rsa.public_exponent.as_bytes().to_vec(),
+            )
+        }
+        _ => PublicKey::from_ec_point(spec, bits),
+    }
+}
+
+/// PKCS#1 v1.5 signature padding of a SHA-256 digest for a 2048-bit key (EMSA-PKCS1-v1_5).
+fn pkcs1_v15_sha256(digest: &[u8], len: usize) -> Vec<u8> {
+    const PREFIX: [u8; 19] = [
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    let t_len = PREFIX.len() + digest.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&[0x00, 0x01]);
+    out.resize(len - t_len - 1, 0xff);
+    out.push(0x00);
+    out.extend_from_slice(&PREFIX);
+    out.extend_from_slice(digest);
+    out
+}
+
+impl PivBackend {
+    /// Opens the card (by serial when configured), checks the PIN and the management key.
+    pub fn open(config: PivConfig) -> Result<Self> {
+        config.management_key.mgm()?;
+        let mut yk = Self::connect(&config)?;
+        let serial = yk.serial().0;
+        let version = yk.version().to_string();
+        Self::login(&config, &mut yk)?;
+        yk.authenticate(config.management_key.mgm()?).map_err(|_| {
+            Error::Wrapper(
+                "the card refused the PIV management key (check management_key_file)".into(),
+            )
+        })?;
+        Ok(PivBackend {
+            config,
+            card: Mutex::new(Some(yk)),
+            serial,
+            version,
+        })
+    }
+
+    /// Opens the card; right after a card (re)appears PC/SC may not list it yet, so for up to
+    /// about five seconds.
+    fn connect(config: &PivConfig) -> Result<YubiKey> {
+        let mut delay = std::time::Duration::from_millis(100);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let opened = match config.serial {
+                Some(serial) => YubiKey::open_by_serial(Serial(serial)),
+                None => YubiKey::open(),
+            };
+            match opened {
+                Ok(yk) => return Ok(yk),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "opening the YubiKey; trying again");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(device("open", e)),
+            }
+        }
+    }
+
+    /// Verifies the PIN once; a refusal is reported with the retries left, never retried.
+    fn login(config: &PivConfig, yk: &mut YubiKey) -> Result<()> {
+        yk.verify_pin(config.pin.expose().as_bytes())
+            .map_err(|e| device("VERIFY", e))
+    }
+
+    /// Runs `op` on the card, opening it again once if it was pulled or reset.
+    fn with_card<T>(
+        &self,
+        needs_management: bool,
+        op: impl Fn(&mut YubiKey) -> Result<T>,
+    ) -> Result<T> {
+        let mut card = self.card.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 0..2 {
+            if card.is_none() {
+                let mut yk = Self::connect(&self.config)?;
+                if yk.serial().0 != self.serial {
+                    return Err(Error::TokenNotFound(format!(
+                        "YubiKey with serial {} (another card, {}, is in the reader)",
+                        self.serial,
+                        yk.serial().0
+                    )));
+                }
+                Self::login(&self.config, &mut yk)?;
+                *card = Some(yk);
+            }
+            let Some(yk) = card.as_mut() else { continue };
+            if self.config.pin_use == PinUse::Always {
+                Self::login(&self.config, yk)?;
+            }
+            let result = if needs_management {
+                yk.authenticate(self.config.management_key.mgm()?)
+                    .map_err(|e| device("AUTHENTICATE", e))
+                    .and_then(|()| op(yk))
+            } else {
+                op(yk)
+            };
+            match result {
+                Err(e) if e.fault() == Some(Fault::SessionLost) && attempt == 0 => {
+                    tracing::warn!(error = %e, "the YubiKey went away; opening it again");
+                    *card = None;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::TokenNotFound("YubiKey".into()))
+    }
+
+    fn slot_for(&self, role: KeyRole, yk: &mut YubiKey) -> Result<u8> {
+        let slots = self.config.slots;
+        Ok(match role {
+            KeyRole::RootCa => slots.root_ca,
+            KeyRole::IntermediateCa => slots.intermediate_ca,
+            KeyRole::ServerTls => slots.server_tls,
+            KeyRole::Audit => slots.audit,
+            _ => {
+                for slot in RETIRED {
+                    if !holds_certificate(yk, slot)? {
+                        return Ok(slot);
+                    }
+                }
+                return Err(Error::Full(
+                    "every retired PIV slot (82 to 95) holds a key; delete keys to make room"
+                        .into(),
+                ));
+            }
+        })
+    }
+
+    /// The slot's key, from its metadata; `None` when the slot is empty.
+    fn slot_key(yk: &mut YubiKey, slot: u8) -> Result<Option<(KeySpec, PublicKey, bool)>> {
+        let metadata = match piv::metadata(yk, slot_id(slot)?) {
+            Ok(m) => m,
+            Err(yubikey::Error::NotFound | yubikey::Error::GenericError) => return Ok(None),
+            Err(e) => return Err(device("GET METADATA", e)),
+        };
+        let ManagementAlgorithmId::Asymmetric(algorithm) = metadata.algorithm else {
+            return Ok(None);
+        };
+        let Some(spec) = spec_of(algorithm) else {
+            return Ok(None);
+        };
+        let Some(spki) = metadata.public else {
+            return Err(Error::Malformed(format!(
+                "slot {slot:02x} reports no public key"
+            )));
+        };
+        let public = public_key(spec, &spki)?;
+        let generated = matches!(metadata.origin, Some(piv::Origin::Generated));
+        Ok(Some((spec, public, generated)))
+    }
+
+    /// The key an id names, checked against what the slot holds now.
+    fn resolve(yk: &mut YubiKey, id: &KeyId) -> Result<(u8, KeySpec, PublicKey, bool)> {
+        let not_found = || Error::KeyNotFound(id.to_hex());
+        let (&slot, _) = id.0.split_first().ok_or_else(not_found)?;
+        if id.0.len() != 17 {
+            return Err(not_found());
+        }
+        let (spec, public, generated) = Self::slot_key(yk, slot)?.ok_or_else(not_found)?;
+        if key_id(slot, &public) != *id || !holds_certificate(yk, slot)? {
+            return Err(not_found());
+        }
+        Ok((slot, spec, public, generated))
+    }
+
+    fn pin_policy(&self) -> PinPolicy {
+        match self.config.pin_use {
+            PinUse::Once => PinPolicy::Once,
+            PinUse::Always => PinPolicy::Always,
+        }
+    }
+
+    fn touch_policy(&self) -> TouchPolicy {
+        match self.config.touch {
+            TouchUse::Never => TouchPolicy::Never,
+            TouchUse::Always => TouchPolicy::Always,
+            TouchUse::Cached => TouchPolicy::Cached,
+        }
+    }
+
+    /// Signs `input` (already padded or a digest) with the slot's key.
+    fn raw_sign(yk: &mut YubiKey, slot: u8, spec: KeySpec, input: &[u8]) -> Result<Vec<u8>> {
+        let algorithm = algorithm_id(spec).ok_or_else(|| Error::Unsupported(spec.to_string()))?;
+        piv::sign_data(yk, input, algorithm, slot_id(slot)?)
+            .map(|b| b.to_vec())
+            .map_err(|e| device("GENERAL AUTHENTICATE", e))
+    }
+
+    /// The slot's attestation certificate (made by the card for a key it generated) and the
+    /// card's attestation intermediate (slot f9), both DER.
+    pub fn attest(&self, id: &KeyId) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.with_card(false, |yk| {
+            let (slot, ..) = Self::resolve(yk, id)?;
+            let leaf = piv::attest(yk, slot_id(slot)?)
+                .map_err(|e| device("ATTEST", e))?
+                .to_vec();
+            let intermediate = yubikey::certificate::Certificate::read(yk, SlotId::Attestation)
+                .map_err(|e| device("GET DATA (attestation certificate)", e))?;
+            let intermediate = der::Encode::to_der(&intermediate.cert)
+                .map_err(|_| Error::Malformed("the f9 certificate does not encode".into()))?;
+            Ok((leaf, intermediate))
+        })
+    }
+
+    /// The card's serial number.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// PIN attempts left, from the PIN's metadata (firmware 5.3 and later).
+    fn pin_retries(&self) -> Result<Option<u8>> {
+        self.with_card(false, |yk| {
+            let pin = SlotId::try_from(0x80u8).map_err(|e| device("GET METADATA", e))?;
+            match piv::metadata(yk, pin) {
+                Ok(m) => Ok(m.retries.map(|r| r.remaining_count)),
+                Err(yubikey::Error::NotSupported) => Ok(None),
+                Err(e) => Err(device("GET METADATA", e)),
+            }
+        })
+    }
+
+    fn generate_in(&self, yk: &mut YubiKey, slot: u8, request: &KeyRequest) -> Result<KeyInfo> {
+        let algorithm = algorithm_id(request.spec).ok_or_else(|| Error::SpecUnsupported {
+            spec: request.spec,
+            supported: SPECS.to_vec(),
+        })?;
+        let spki = piv::generate(
+            yk,
+            slot_id(slot)?,
+            algorithm,
+            self.pin_policy(),
+            self.touch_policy(),
+        )
+        .map_err(|e| device("GENERATE ASYMMETRIC", e))?;
+        let public = public_key(request.spec, &spki)?;
+        if self.config.pin_use == PinUse::Always {
+            Self::login(&self.config, yk)?;
+        }
+        let certificate = cert::self_signed(&request.label, &public, |tbs| {
+            let digest = Sha256::digest(tbs);
+            let input = match request.spec {
+                KeySpec::Rsa2048 => pkcs1_v15_sha256(&digest, 256),
+                KeySpec::EcP384 => sha2::Sha384::digest(tbs).to_vec(),
+                _ => digest.to_vec(),
+            };
+            Self::raw_sign(yk, slot, request.spec, &input)
+        })?;
+        let certificate = yubikey::certificate::Certificate::from_bytes(certificate)
+            .map_err(|e| device("certificate", e))?;
+        certificate
+            .write(
+                yk,
+                slot_id(slot)?,
+                yubikey::certificate::CertInfo::Uncompressed,
+            )
+            .map_err(|e| device("PUT DATA (certificate)", e))?;
+        Ok(KeyInfo {
+            id: key_id(slot, &public),
+            label: request.label.clone(),
+            spec: request.spec,
+        })
+    }
+}
+
+/// Whether the slot's certificate object holds something (the backend's "slot taken" mark).
+fn holds_certificate(yk: &mut YubiKey, slot: u8) -> Result<bool> {
+    match yubikey::certificate::Certificate::read(yk, slot_id(slot)?) {
+        Ok(_) => Ok(true),
+        Err(
+            yubikey::Error::InvalidObject | yubikey::Error::NotFound | yubikey::Error::GenericError,
+        ) => Ok(false),
+        Err(e) => Err(device("GET DATA (certificate)", e)),
+    }
+}
+
+/// The label a slot's certificate gives its key (its common name).
+fn label_of(yk: &mut YubiKey, slot: u8) -> Result<String> {
+    let certificate = yubikey::certificate::Certificate::read(yk, slot_id(slot)?)
+        .map_err(|e| device("GET DATA", e))?;
+    let subject = certificate.subject();
+    Ok(subject
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("CN="))
+        .unwrap_or(&subject)
+        .to_string())
+}
+
+impl Backend for PivBackend {
+    fn info(&self) -> Result<BackendInfo> {
+        let retries = self.pin_retries()?;
+        Ok(BackendInfo {
+            kind: "yubikey",
+            library: format!("yubikey crate (PC/SC), PIV {}", self.version),
+            token_label: format!("YubiKey {}", self.serial),
+            token_model: format!("YubiKey PIV {} serial {}", self.version, self.serial),
+            specs: SPECS.to_vec(),
+            algorithms: ALGORITHMS.to_vec(),
+            sessions_open: 1,
+            sessions_max: 1,
+            details: vec![
+                ("serial".into(), self.serial.to_string()),
+                ("firmware".into(), self.version.clone()),
+                (
+                    "pin_retries".into(),
+                    retries.map_or("unknown".into(), |n| n.to_string()),
+                ),
+            ],
+        })
+    }
+
+    fn generate(&self, request: &KeyRequest) -> Result<KeyInfo> {
+        if request.label.is_empty() {
+            return Err(Error::Wrapper("a key needs a label".into()));
+        }
+        if algorithm_id(request.spec).is_none() {
+            return Err(Error::SpecUnsupported {
+                spec: request.spec,
+                supported: SPECS.to_vec(),
+            });
+        }
+        self.with_card(true, |yk| {
+            let slot = self.slot_for(request.role, yk)?;
+            self.generate_in(yk, slot, request)
+        })
+    }
+
+    fn find(&self, id: &KeyId) -> Result<KeyInfo> {
+        self.with_card(false, |yk| {
+            let (slot, spec, ..) = Self::resolve(yk, id)?;
+            Ok(KeyInfo {
+                id: id.clone(),
+                label: label_of(yk, slot)?,
+                spec,
+            })
+        })
+    }
+
+    fn list(&self) -> Result<Vec<KeyInfo>> {
+        self.with_card(false, |yk| {
+            let slots = self.config.slots;
+            let mut keys = Vec::new();
+            for slot in [
+                slots.root_ca,
+                slots.intermediate_ca,
+                slots.server_tls,
+                slots.audit,
+            ]
+            .into_iter()
+            .chain(RETIRED)
+            {
+                if !holds_certificate(yk, slot)? {
+                    continue;
+                }
+                if let Some((spec, public, _)) = Self::slot_key(yk, slot)? {
+                    keys.push(KeyInfo {
+                        id: key_id(slot, &public),
+                        label: label_of(yk, slot)?,
+                        spec,
+                    });
+                }
+            }
+            Ok(keys)
+        })
+    }
+
+    fn public_key(&self, id: &KeyId) -> Result<PublicKey> {
+        self.with_card(false, |yk| {
+            Self::resolve(yk, id).map(|(_, _, public, _)| public)
+        })
+    }
+
+    fn sign_payload(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        payload: Payload<'_>,
+    ) -> Result<Vec<u8>> {
+        let Payload::Digest(digest) = payload else {
+            return Err(Error::Unsupported(
+                "the PIV card signs digests; the host hashes".into(),
+            ));
+        };
+        if !ALGORITHMS.contains(&algorithm) {
+            return Err(Error::AlgorithmUnsupported {
+                algorithm,
+                supported: ALGORITHMS.to_vec(),
+            });
+        }
+        self.with_card(false, |yk| {
+            let (slot, spec, ..) = Self::resolve(yk, id)?;
+            if !spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch { algorithm, spec });
+            }
+            match algorithm {
+                SignatureAlgorithm::Rs256 => {
+                    Self::raw_sign(yk, slot, spec, &pkcs1_v15_sha256(digest, 256))
+                }
+                _ => {
+                    let der = Self::raw_sign(yk, slot, spec, digest)?;
+                    let field = if spec == KeySpec::EcP384 { 48 } else { 32 };
+                    crate::der::ecdsa_der_to_raw(&der, field)
+                }
+            }
+        })
+    }
+
+    fn destroy(&self, id: &KeyId) -> Result<()> {
+        self.with_card(true, |yk| {
+            let (slot, ..) = Self::resolve(yk, id)?;
+            // No key delete before firmware 5.7: a fresh key (P-256, quick to make) takes the
+            // old one's place for good, then the certificate goes, which frees the slot.
+            piv::generate(
+                yk,
+                slot_id(slot)?,
+                AlgorithmId::EccP256,
+                PinPolicy::Always,
+                TouchPolicy::Never,
+            )
+            .map_err(|e| device("GENERATE ASYMMETRIC (overwrite)", e))?;
+            yubikey::certificate::Certificate::delete(yk, slot_id(slot)?)
+                .map_err(|e| device("PUT DATA (delete certificate)", e))?;
+            Ok(())
+        })
+    }
+
+    fn protection(&self, id: &KeyId) -> Result<Protection> {
+        self.with_card(false, |yk| {
+            let (_, _, _, generated) = Self::resolve(yk, id)?;
+            // PIV private keys can never be read out; use needs the PIN (policy once/always).
+            Ok(Protection {
+                sensitive: Some(true),
+                always_sensitive: Some(generated),
+                extractable: Some(false),
+                never_extractable: Some(generated),
+                persistent: Some(true),
+                needs_login: Some(true),
+                generated_on_device: Some(generated),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn management_keys_are_checked_and_never_printed() {
+        let key =
+            ManagementKey::from_hex("010203040506070801020304050607080102030405060708").unwrap();
+        assert_eq!(format!("{key:?}"), "ManagementKey(<redacted>)");
+        assert!(ManagementKey::from_hex("0102").is_err());
+        assert!(ManagementKey::from_hex("zz").is_err());
+    }
+
+    #[test]
+    fn pkcs1_padding_has_the_emsa_layout() {
+        let padded = pkcs1_v15_sha256(&[0xab; 32], 256);
+        assert_eq!(padded.len(), 256);
+        assert_eq!(&padded[..2], &[0x00, 0x01]);
+        assert!(padded[2..204].iter().all(|b| *b == 0xff));
+        assert_eq!(padded[204], 0x00);
+        assert_eq!(&padded[205..207], &[0x30, 0x31]);
+        assert_eq!(&padded[224..], &[0xab; 32]);
+    }
+}

@@ -1,0 +1,197 @@
+#![allow(clippy::unwrap_used)]
+//! The PIV backend on the virtual PIV card (`scripts/virtual-piv.sh start`; the tests need
+//! `SIGNET_PIV_ROOT` from it): the real `yubikey` crate over real PC/SC, a card process speaking
+//! ISO 7816. The card is one for the whole machine, so the tests run one at a time
+//! (`--test-threads 1` in scripts/test.sh) and each frees the slots it took.
+
+use ring::signature::{self as rs, UnparsedPublicKey};
+use signet_hsm::{
+    Backend, EcdsaFormat, Error, KeyRequest, KeySpec, ManagementKey, Pin, PinUse, PivBackend,
+    PivConfig, PivSlots, SignInput, SignatureAlgorithm, TouchUse,
+};
+
+const DEFAULT_MANAGEMENT_KEY: &str = "010203040506070801020304050607080102030405060708";
+
+fn config() -> PivConfig {
+    PivConfig {
+        serial: None,
+        pin: Pin::new("123456".into()),
+        management_key: ManagementKey::from_hex(DEFAULT_MANAGEMENT_KEY).unwrap(),
+        slots: PivSlots::default(),
+        pin_use: PinUse::Once,
+        touch: TouchUse::Never,
+    }
+}
+
+fn card() -> PivBackend {
+    assert!(
+        std::env::var_os("SIGNET_PIV_ROOT").is_some(),
+        "start the virtual card first: eval \"$(scripts/virtual-piv.sh start)\""
+    );
+    PivBackend::open(config()).expect("open the virtual card")
+}
+
+fn verify(spec: KeySpec, alg: SignatureAlgorithm, public: &[u8], msg: &[u8], sig: &[u8]) {
+    let params: &dyn rs::VerificationAlgorithm = match (spec, alg) {
+        (KeySpec::EcP256, _) => &rs::ECDSA_P256_SHA256_FIXED,
+        (KeySpec::EcP384, _) => &rs::ECDSA_P384_SHA384_FIXED,
+        _ => &rs::RSA_PKCS1_2048_8192_SHA256,
+    };
+    UnparsedPublicKey::new(params, public)
+        .verify(msg, sig)
+        .unwrap_or_else(|_| panic!("{spec} {alg}: ring refuses the signature"));
+}
+
+#[test]
+fn every_spec_signs_and_ring_verifies_then_destroy_frees_the_slot() {
+    let hsm = card();
+    for (spec, alg) in [
+        (KeySpec::EcP256, SignatureAlgorithm::Es256),
+        (KeySpec::EcP384, SignatureAlgorithm::Es384),
+        (KeySpec::Rsa2048, SignatureAlgorithm::Rs256),
+    ] {
+        let key = hsm
+            .generate(&KeyRequest::named(format!("piv-{spec}"), spec))
+            .unwrap();
+        assert_eq!(key.spec, spec);
+        let found = hsm.find(&key.id).unwrap();
+        assert_eq!(found.label, format!("piv-{spec}"));
+        let public = hsm.public_key(&key.id).unwrap();
+        let msg = b"signed on the virtual PIV card";
+        let sig = signet_hsm::sign(
+            &hsm,
+            &key.id,
+            alg,
+            SignInput::Message(msg),
+            EcdsaFormat::Raw,
+        )
+        .unwrap();
+        verify(spec, alg, &public.raw(), msg, &sig);
+        let protection = hsm.protection(&key.id).unwrap();
+        assert_eq!(protection.generated_on_device, Some(true));
+        assert!(protection.is_locked_in(), "{protection:?}");
+        hsm.destroy(&key.id).unwrap();
+        assert!(matches!(hsm.find(&key.id), Err(Error::KeyNotFound(_))));
+        assert!(signet_hsm::sign(
+            &hsm,
+            &key.id,
+            alg,
+            SignInput::Message(msg),
+            EcdsaFormat::Raw
+        )
+        .is_err());
+    }
+}
+
+fn openssl_verify(
+    dir: &std::path::Path,
+    root: &str,
+    leaf: &[u8],
+    intermediate: &[u8],
+) -> std::process::Output {
+    let pem = |tag: &str, der: &[u8]| pem::encode(&pem::Pem::new(tag, der.to_vec()));
+    std::fs::write(dir.join("leaf.pem"), pem("CERTIFICATE", leaf)).unwrap();
+    std::fs::write(dir.join("f9.pem"), pem("CERTIFICATE", intermediate)).unwrap();
+    std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", root, "-untrusted"])
+        .arg(dir.join("f9.pem"))
+        .arg(dir.join("leaf.pem"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn attestation_chains_to_the_card_root_and_names_the_key() {
+    let hsm = card();
+    let key = hsm
+        .generate(&KeyRequest::named("attested", KeySpec::EcP256))
+        .unwrap();
+    let (leaf, intermediate) = hsm.attest(&key.id).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::env::var("SIGNET_PIV_ROOT").unwrap();
+    let out = openssl_verify(dir.path(), &root, &leaf, &intermediate);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The attested public key is the key's.
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    let public = hsm.public_key(&key.id).unwrap();
+    assert_eq!(cert.public_key().raw, public.spki_der().as_slice());
+    // A foreign root does not verify it.
+    let foreign = dir.path().join("foreign.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=foreign",
+            "-keyout",
+        ])
+        .arg(dir.path().join("foreign.key"))
+        .arg("-out")
+        .arg(&foreign)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = openssl_verify(dir.path(), foreign.to_str().unwrap(), &leaf, &intermediate);
+    assert!(!out.status.success());
+    hsm.destroy(&key.id).unwrap();
+    assert!(hsm.attest(&key.id).is_err());
+}
+
+#[test]
+fn a_wrong_pin_is_refused_once_with_the_retries_left_and_never_retried() {
+    let mut wrong = config();
+    wrong.pin = Pin::new("999999".into());
+    match PivBackend::open(wrong) {
+        Err(Error::PinIncorrect {
+            retries_left: Some(n),
+        }) => assert_eq!(n, 2),
+        other => panic!("{other:?}"),
+    }
+    // The right PIN resets the counter: the card is not left closer to locking.
+    let hsm = card();
+    let info = hsm.info().unwrap();
+    let retries = info
+        .details
+        .iter()
+        .find(|(k, _)| k == "pin_retries")
+        .unwrap();
+    assert_eq!(retries.1, "3");
+    assert_eq!(info.kind, "yubikey");
+}
+
+#[test]
+fn a_full_card_is_a_clear_error_and_unsupported_specs_are_refused() {
+    let hsm = card();
+    assert!(matches!(
+        hsm.generate(&KeyRequest::named("ed", KeySpec::Ed25519)),
+        Err(Error::SpecUnsupported { .. })
+    ));
+    let mut made = Vec::new();
+    let full = loop {
+        match hsm.generate(&KeyRequest::named(
+            format!("fill-{}", made.len()),
+            KeySpec::EcP256,
+        )) {
+            Ok(key) => made.push(key),
+            Err(e) => break e,
+        }
+        assert!(made.len() <= 20, "more keys than retired slots");
+    };
+    assert_eq!(made.len(), 20);
+    assert!(matches!(full, Error::Full(_)), "{full:?}");
+    assert!(full.to_string().contains("82 to 95"), "{full}");
+    assert_eq!(hsm.list().unwrap().len(), 20);
+    for key in &made {
+        hsm.destroy(&key.id).unwrap();
+    }
+    assert!(hsm.list().unwrap().is_empty());
+}
