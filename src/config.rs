@@ -84,6 +84,117 @@ pub struct Config {
 pub enum HsmConfig {
     /// A PKCS#11 token (or the embedded SoftHSM2 token when `module` is unset).
     Pkcs11(Pkcs11Settings),
+    /// A YubiKey's PIV application (through PC/SC).
+    Yubikey(YubikeySettings),
+}
+
+/// A YubiKey (PIV), how to log in and what goes where. No PIN or management key in this file:
+/// only where to read them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct YubikeySettings {
+    /// The card's serial number, when several are plugged in.
+    pub serial: Option<u32>,
+    /// File holding the PIV PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the PIV PIN.
+    pub pin_env: Option<String>,
+    /// File holding the management key (48 hex digits, 3DES).
+    pub management_key_file: Option<PathBuf>,
+    /// Environment variable holding the management key.
+    pub management_key_env: Option<String>,
+    /// `once` (the PIN verified when the card is opened) or `always` (before every use).
+    pub pin_policy: String,
+    /// `never`, `always` or `cached` (a touch at most every 15 s).
+    pub touch_policy: String,
+    /// Slot of the root CA key (hex).
+    pub root_ca_slot: String,
+    /// Slot of the intermediate CA key.
+    pub intermediate_ca_slot: String,
+    /// Slot of the server's TLS key.
+    pub server_tls_slot: String,
+    /// Slot of the audit checkpoint key.
+    pub audit_slot: String,
+    /// PIV attestation roots (PEM files: Yubico's PIV root in production) that a key's
+    /// attestation must chain to.
+    pub attestation_roots: Vec<PathBuf>,
+}
+
+impl Default for YubikeySettings {
+    fn default() -> Self {
+        YubikeySettings {
+            serial: None,
+            pin_file: None,
+            pin_env: None,
+            management_key_file: None,
+            management_key_env: None,
+            pin_policy: "once".into(),
+            touch_policy: "never".into(),
+            root_ca_slot: "9c".into(),
+            intermediate_ca_slot: "9d".into(),
+            server_tls_slot: "9a".into(),
+            audit_slot: "9e".into(),
+            attestation_roots: Vec::new(),
+        }
+    }
+}
+
+impl YubikeySettings {
+    /// The slots, checked: PIV key slots (9a, 9c, 9d, 9e), all different.
+    pub fn slots(&self) -> Result<signet_hsm::PivSlots, ConfigError> {
+        let parse = |what: &str, text: &str| {
+            u8::from_str_radix(text.trim_start_matches("0x"), 16)
+                .ok()
+                .filter(|s| matches!(s, 0x9a | 0x9c | 0x9d | 0x9e))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "hsm.{what} {text:?}: one of 9a, 9c, 9d, 9e (named keys take 82 to 95)"
+                    ))
+                })
+        };
+        let slots = signet_hsm::PivSlots {
+            root_ca: parse("root_ca_slot", &self.root_ca_slot)?,
+            intermediate_ca: parse("intermediate_ca_slot", &self.intermediate_ca_slot)?,
+            server_tls: parse("server_tls_slot", &self.server_tls_slot)?,
+            audit: parse("audit_slot", &self.audit_slot)?,
+        };
+        let all = [
+            slots.root_ca,
+            slots.intermediate_ca,
+            slots.server_tls,
+            slots.audit,
+        ];
+        if (1..all.len()).any(|i| all[..i].contains(&all[i])) {
+            return Err(ConfigError::Invalid(
+                "hsm: the root CA, intermediate CA, server TLS and audit keys need four different slots".into(),
+            ));
+        }
+        Ok(slots)
+    }
+
+    /// The PIN and touch policies, checked.
+    pub fn policies(&self) -> Result<(signet_hsm::PinUse, signet_hsm::TouchUse), ConfigError> {
+        let pin = match self.pin_policy.as_str() {
+            "once" => signet_hsm::PinUse::Once,
+            "always" => signet_hsm::PinUse::Always,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "hsm.pin_policy {other:?}: once or always"
+                )))
+            }
+        };
+        let touch = match self.touch_policy.as_str() {
+            "never" => signet_hsm::TouchUse::Never,
+            "always" => signet_hsm::TouchUse::Always,
+            "cached" => signet_hsm::TouchUse::Cached,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "hsm.touch_policy {other:?}: never, always or cached"
+                )))
+            }
+        };
+        Ok((pin, touch))
+    }
 }
 
 /// A PKCS#11 token, and how to log in. No PIN in this file: only where to read it.
@@ -205,8 +316,12 @@ impl<'de> Deserialize<'de> for HsmConfig {
                 .try_into()
                 .map(HsmConfig::Pkcs11)
                 .map_err(serde::de::Error::custom),
+            "yubikey" => rest
+                .try_into()
+                .map(HsmConfig::Yubikey)
+                .map_err(serde::de::Error::custom),
             other => Err(serde::de::Error::custom(format!(
-                "hsm.backend {other:?} is not one of pkcs11"
+                "hsm.backend {other:?} is not one of pkcs11, yubikey"
             ))),
         }
     }
@@ -533,18 +648,19 @@ impl Config {
         if let Some(dir) = std::env::var_os(ENV_DATA_DIR) {
             config.data_dir = dir.into();
         }
-        let HsmConfig::Pkcs11(pkcs11) = &mut config.hsm;
-        if let Some(module) = std::env::var_os(ENV_HSM_MODULE) {
-            pkcs11.module = Some(module.into());
+        if let HsmConfig::Pkcs11(pkcs11) = &mut config.hsm {
+            if let Some(module) = std::env::var_os(ENV_HSM_MODULE) {
+                pkcs11.module = Some(module.into());
+            }
+            if let Some(pin_file) = std::env::var_os(ENV_HSM_PIN_FILE) {
+                pkcs11.pin_file = Some(pin_file.into());
+            }
+            // The flag, which clap also fills from SIGNET_HSM_URI.
+            if let Some(uri) = hsm_uri_override {
+                pkcs11.uri = Some(uri.to_string());
+            }
+            pkcs11.apply_uri()?;
         }
-        if let Some(pin_file) = std::env::var_os(ENV_HSM_PIN_FILE) {
-            pkcs11.pin_file = Some(pin_file.into());
-        }
-        // The flag, which clap also fills from SIGNET_HSM_URI.
-        if let Some(uri) = hsm_uri_override {
-            pkcs11.uri = Some(uri.to_string());
-        }
-        pkcs11.apply_uri()?;
         if let Ok(listen) = std::env::var(ENV_LISTEN) {
             config.server.listen = listen
                 .parse()
@@ -582,6 +698,20 @@ impl Config {
                 if p.module.is_some() && p.pin_file.is_none() && p.pin_env.is_none() {
                     return invalid(
                         "hsm.module is set: set hsm.pin_file or hsm.pin_env too".into(),
+                    );
+                }
+            }
+            HsmConfig::Yubikey(y) => {
+                y.slots()?;
+                y.policies()?;
+                if y.pin_file.is_none() && y.pin_env.is_none() {
+                    return invalid(
+                        "hsm.backend = \"yubikey\": set hsm.pin_file or hsm.pin_env".into(),
+                    );
+                }
+                if y.management_key_file.is_none() && y.management_key_env.is_none() {
+                    return invalid(
+                        "hsm.backend = \"yubikey\": set hsm.management_key_file or hsm.management_key_env".into(),
                     );
                 }
             }
@@ -726,6 +856,10 @@ impl Config {
                 ),
                 Some(m) => format!("{} (token {:?})", m.display(), p.token_label),
             },
+            HsmConfig::Yubikey(y) => match y.serial {
+                Some(serial) => format!("YubiKey PIV (serial {serial})"),
+                None => "YubiKey PIV (the one card plugged in)".into(),
+            },
         }
     }
 }
@@ -763,7 +897,26 @@ mod tests {
             .unwrap_err()
             .contains("url"));
         let explicit = Config::parse("[hsm]\nbackend = \"pkcs11\"\npool_size = 2\n").unwrap();
-        let HsmConfig::Pkcs11(p) = explicit.hsm;
+        let HsmConfig::Pkcs11(p) = explicit.hsm else {
+            panic!("pkcs11 expected");
+        };
         assert_eq!(p.pool_size, 2);
+        let yubikey = Config::parse(
+            "[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\n",
+        )
+        .unwrap();
+        yubikey.validate().unwrap();
+        let same_slot = Config::parse("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\nserver_tls_slot = \"9c\"\n").unwrap();
+        assert!(same_slot
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("four different slots"));
+        let retired = Config::parse("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\naudit_slot = \"82\"\n").unwrap();
+        assert!(retired
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("82 to 95"));
     }
 }

@@ -52,6 +52,8 @@ impl AppState {
     pub fn new(service: Arc<Service>) -> std::io::Result<Self> {
         let mut threads = match &service.config().hsm {
             crate::config::HsmConfig::Pkcs11(p) => p.pool_size + 2,
+            // One card, one handle: more threads would only queue on it.
+            crate::config::HsmConfig::Yubikey(_) => 3,
         };
         if let crate::config::StoreConfig::Postgres(pg) = &service.config().store {
             threads += pg.pool_size;

@@ -161,7 +161,36 @@ pub fn open_backend(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn B
             })?;
             Ok(Arc::new(backend))
         }
+        HsmConfig::Yubikey(settings) => Ok(Arc::new(open_yubikey(settings)?)),
     }
+}
+
+/// Opens the YubiKey the configuration names (PIN and management key read from where it says).
+pub fn open_yubikey(
+    settings: &crate::config::YubikeySettings,
+) -> anyhow::Result<signet_hsm::PivBackend> {
+    let pin = read_pin(
+        settings.pin_file.as_deref(),
+        settings.pin_env.as_deref(),
+        "YubiKey PIN",
+    )?;
+    let management = read_pin(
+        settings.management_key_file.as_deref(),
+        settings.management_key_env.as_deref(),
+        "YubiKey management key",
+    )?;
+    let management_key = signet_hsm::ManagementKey::from_hex(management.expose())?;
+    let (pin_use, touch) = settings.policies()?;
+    let backend = signet_hsm::PivBackend::open(signet_hsm::PivConfig {
+        serial: settings.serial,
+        pin,
+        management_key,
+        slots: settings.slots()?,
+        pin_use,
+        touch,
+    })
+    .context("opening the YubiKey (PIV)")?;
+    Ok(backend)
 }
 
 /// A PIN from the file or environment variable the configuration names.

@@ -425,9 +425,14 @@ impl PivBackend {
         }
     }
 
-    /// Signs `input` (already padded or a digest) with the slot's key.
-    fn raw_sign(yk: &mut YubiKey, slot: u8, spec: KeySpec, input: &[u8]) -> Result<Vec<u8>> {
+    /// Signs `input` (already padded or a digest) with the slot's key. The digital-signature
+    /// slot (9c) wants the PIN just before each use on cards that keep the PIV default (PIN
+    /// always) whatever the key's policy: it is verified again there.
+    fn raw_sign(&self, yk: &mut YubiKey, slot: u8, spec: KeySpec, input: &[u8]) -> Result<Vec<u8>> {
         let algorithm = algorithm_id(spec).ok_or_else(|| Error::Unsupported(spec.to_string()))?;
+        if slot == 0x9c && self.config.pin_use == PinUse::Once {
+            Self::login(&self.config, yk)?;
+        }
         piv::sign_data(yk, input, algorithm, slot_id(slot)?)
             .map(|b| b.to_vec())
             .map_err(|e| device("GENERAL AUTHENTICATE", e))
@@ -490,7 +495,7 @@ impl PivBackend {
                 KeySpec::EcP384 => sha2::Sha384::digest(tbs).to_vec(),
                 _ => digest.to_vec(),
             };
-            Self::raw_sign(yk, slot, request.spec, &input)
+            self.raw_sign(yk, slot, request.spec, &input)
         })?;
         let certificate = yubikey::certificate::Certificate::from_bytes(certificate)
             .map_err(|e| device("certificate", e))?;
@@ -640,10 +645,10 @@ impl Backend for PivBackend {
             }
             match algorithm {
                 SignatureAlgorithm::Rs256 => {
-                    Self::raw_sign(yk, slot, spec, &pkcs1_v15_sha256(digest, 256))
+                    self.raw_sign(yk, slot, spec, &pkcs1_v15_sha256(digest, 256))
                 }
                 _ => {
-                    let der = Self::raw_sign(yk, slot, spec, digest)?;
+                    let der = self.raw_sign(yk, slot, spec, digest)?;
                     let field = if spec == KeySpec::EcP384 { 48 } else { 32 };
                     crate::der::ecdsa_der_to_raw(&der, field)
                 }
@@ -688,6 +693,7 @@ impl Backend for PivBackend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
