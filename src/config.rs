@@ -115,9 +115,6 @@ pub struct YubikeySettings {
     pub server_tls_slot: String,
     /// Slot of the audit checkpoint key.
     pub audit_slot: String,
-    /// PIV attestation roots (PEM files: Yubico's PIV root in production) that a key's
-    /// attestation must chain to.
-    pub attestation_roots: Vec<PathBuf>,
 }
 
 impl Default for YubikeySettings {
@@ -134,7 +131,6 @@ impl Default for YubikeySettings {
             intermediate_ca_slot: "9d".into(),
             server_tls_slot: "9a".into(),
             audit_slot: "9e".into(),
-            attestation_roots: Vec::new(),
         }
     }
 }
