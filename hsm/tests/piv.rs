@@ -204,3 +204,41 @@ fn a_full_card_is_a_clear_error_and_unsupported_specs_are_refused() {
     }
     assert_eq!(retired(&hsm), before);
 }
+
+#[test]
+fn a_pulled_card_fails_calls_and_is_used_again_once_it_is_back() {
+    let hsm = card();
+    let key = hsm
+        .generate(&KeyRequest::named("pulled", KeySpec::EcP256))
+        .unwrap();
+    let msg = b"before and after";
+    let sign = |hsm: &PivBackend| {
+        signet_hsm::sign(
+            hsm,
+            &key.id,
+            SignatureAlgorithm::Es256,
+            SignInput::Message(msg),
+            EcdsaFormat::Raw,
+        )
+    };
+    sign(&hsm).unwrap();
+    let removed =
+        std::path::Path::new(&std::env::var("SIGNET_PIV_CONTROL").unwrap()).join("removed");
+    std::fs::write(&removed, b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = sign(&hsm);
+    std::fs::remove_file(&removed).unwrap();
+    let error = out.expect_err("no card in the reader");
+    assert!(!error.to_string().is_empty());
+    // Back in the reader: the same backend opens it again, logs in, and signs.
+    let signature = sign(&hsm).unwrap();
+    let public = hsm.public_key(&key.id).unwrap();
+    verify(
+        KeySpec::EcP256,
+        SignatureAlgorithm::Es256,
+        &public.raw(),
+        msg,
+        &signature,
+    );
+    hsm.destroy(&key.id).unwrap();
+}
