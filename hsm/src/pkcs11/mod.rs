@@ -2,6 +2,7 @@
 //! p11-kit remoting), and YubiKeys through ykcs11. The only module that names cryptoki types.
 
 mod error;
+mod gate;
 mod mechanisms;
 mod module;
 mod objects;
@@ -11,7 +12,7 @@ mod uri;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::Mutex;
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -89,19 +90,16 @@ pub struct Pkcs11Backend {
     refused: Mutex<HashSet<KeySpec>>,
     /// Which token (to find it again after the module is reinitialised).
     token: TokenSelector,
-    /// The module's state. Every call into the module holds it shared; reinitialising the
-    /// module (`C_Finalize`, `C_Initialize`) holds it alone, so no call ever runs between the
-    /// two and meets CKR_CRYPTOKI_NOT_INITIALIZED.
-    module: RwLock<ModuleState>,
+    /// Who may call into the module, and its reinitialisation (see `gate`).
+    gate: gate::Gate,
 }
 
-/// Which initialisation of the module is current, and when it was made.
-#[derive(Default)]
-struct ModuleState {
-    /// Counts reinitialisations: a caller whose failure is from an older one only tries again.
-    generation: u64,
-    /// When the module was last reinitialised (at most once a second).
-    reinitialised: Option<std::time::Instant>,
+/// A failure of the module or device as a whole, not of one session.
+fn module_failure(error: &Error) -> bool {
+    matches!(error, Error::Device { code, .. } if matches!(
+        code.as_str(),
+        "CKR_DEVICE_ERROR" | "CKR_DEVICE_REMOVED" | "CKR_TOKEN_NOT_PRESENT" | "CKR_CRYPTOKI_NOT_INITIALIZED"
+    ))
 }
 
 impl fmt::Debug for Pkcs11Backend {
@@ -166,7 +164,7 @@ impl Pkcs11Backend {
             handles: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
             token: config.token.clone(),
-            module: RwLock::new(ModuleState::default()),
+            gate: gate::Gate::default(),
         };
         // Open the first session now so a wrong PIN fails here, clearly, and not on first use.
         let session = backend.pool.acquire(|| backend.open_session())?;
@@ -180,35 +178,29 @@ impl Pkcs11Backend {
         Ok(session)
     }
 
-    /// The module state, shared: held across every call into the module.
-    fn module_shared(&self) -> RwLockReadGuard<'_, ModuleState> {
-        self.module.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Finalises and initialises the module again (`C_Finalize`, `C_Initialize`: a remote
     /// module reconnects), forgetting every session and handle, once the token is found again
-    /// in the same slot. Whether the caller should try again: true at once when another caller
-    /// has reinitialised since `seen`; otherwise at most once a second, and only when it worked.
+    /// in the same slot. Whether the caller should try again: at once when another caller has
+    /// reinitialised since `seen`; otherwise at most once a second, and only when it worked.
     fn reinitialise(&self, seen: u64, cause: &Error) -> bool {
-        let mut state = self.module.write().unwrap_or_else(|p| p.into_inner());
-        if state.generation != seen {
-            return true;
-        }
-        if state
-            .reinitialised
-            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
-        {
-            return false;
-        }
-        state.generation += 1;
-        state.reinitialised = Some(std::time::Instant::now());
+        let reinit = match self.gate.close(seen) {
+            Ok(reinit) => reinit,
+            Err(try_again) => return try_again,
+        };
         tracing::warn!(error = %cause, "PKCS#11 module state lost; initialising the module again");
-        // No session is in use (the state is held alone): close the idle ones while their
-        // handles still mean them, before the module hands the numbers out again.
+        if !reinit.drain() {
+            tracing::warn!("PKCS#11 calls still in the module; finalising it under them");
+        }
+        // Close the idle sessions while their handles still mean them, before the module hands
+        // the numbers out again.
         self.pool.discard_idle();
         self.handles_lock().clear();
         if let Err(e) = self.ctx.clone().finalize() {
             tracing::debug!(error = %from_cryptoki(e), "C_Finalize before reinitialising");
+        }
+        // Calls that C_Finalize woke leave (and close their sessions) before C_Initialize.
+        if !reinit.drain() {
+            tracing::warn!("PKCS#11 calls did not return after C_Finalize");
         }
         match self.ctx.initialize(cryptoki::context::CInitializeArgs::new(
             cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
@@ -269,12 +261,12 @@ impl Pkcs11Backend {
         let mut attempts = 2;
         let mut reinitialised = false;
         loop {
-            let module = self.module_shared();
+            let pass = self.gate.enter();
             let session = match self.pool.acquire(|| self.open_session()) {
                 Ok(session) => session,
                 Err(e) if e.fault() == Some(Fault::SessionLost) && !reinitialised => {
-                    let seen = module.generation;
-                    drop(module);
+                    let seen = pass.generation;
+                    drop(pass);
                     reinitialised = true;
                     if self.reinitialise(seen, &e) {
                         continue;
@@ -302,6 +294,15 @@ impl Pkcs11Backend {
                     tracing::warn!(error = %error, "PKCS#11 session lost; reopening");
                     self.pool.discard(session);
                     self.pool.discard_idle();
+                    // The module itself failed (a remote module whose connection died): other
+                    // calls on that connection may never return until C_Finalize, so the
+                    // module is reinitialised now rather than when opening a session fails.
+                    if module_failure(&error) && !reinitialised {
+                        let seen = pass.generation;
+                        drop(pass);
+                        reinitialised = true;
+                        self.reinitialise(seen, &error);
+                    }
                     if attempts == 0 || retry != Retry::Safe {
                         return Err(error);
                     }
