@@ -115,6 +115,10 @@ pub struct YubikeySettings {
     pub server_tls_slot: String,
     /// Slot of the audit checkpoint key.
     pub audit_slot: String,
+    /// PIV attestation roots (PEM files: Yubico's PIV attestation root in production). Every
+    /// key the card generates is attested, and the attestation must chain to one of these;
+    /// with none, what the card says is recorded unchecked.
+    pub attestation_roots: Vec<PathBuf>,
 }
 
 impl Default for YubikeySettings {
@@ -131,6 +135,7 @@ impl Default for YubikeySettings {
             intermediate_ca_slot: "9d".into(),
             server_tls_slot: "9a".into(),
             audit_slot: "9e".into(),
+            attestation_roots: Vec::new(),
         }
     }
 }

@@ -36,6 +36,9 @@ struct Example {
     body: Value,
     /// The target the requirement is judged on (a key name for key scopes).
     target: String,
+    /// What a caller holding the scope gets, when not a 2xx: the SoftHSM2 token this test
+    /// runs on cannot attest keys, so the attestation route answers 400 once authorised.
+    allowed: Option<u16>,
 }
 
 /// A request that succeeds for a caller holding the action's scope. `n` makes names unique.
@@ -44,6 +47,7 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
         path: path.to_string(),
         body,
         target: target.to_string(),
+        allowed: None,
     };
     let sig = || {
         admin
@@ -60,6 +64,10 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
             "*",
         ),
         Action::KeyRotate => ex("/v1/keys/other/rotate", json!({}), "other"),
+        Action::KeyAttest => Example {
+            allowed: Some(400),
+            ..ex("/v1/keys/m-1/attestation", json!(null), "m-1")
+        },
         Action::KeyDisable => ex("/v1/keys/m-1/versions/1/disable", json!({}), "m-1"),
         Action::KeyEnable => ex("/v1/keys/m-1/versions/1/enable", json!({}), "m-1"),
         Action::KeyScheduleDeletion => {
@@ -198,7 +206,7 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
                     enrol_principal(&server, &admin, &format!("holder-{n}"), &[scope.as_str()]);
                 let got = call(&holder, route.method, &ex);
                 assert!(
-                    (200..300).contains(&got),
+                    (200..300).contains(&got) || ex.allowed == Some(got),
                     "{:?}: {scope} should allow {} {}: {got}",
                     spec.action,
                     route.method,

@@ -1,48 +1,66 @@
 //! `signet ca init` and `signet serve` on the virtual PIV card (`scripts/virtual-piv.sh
 //! start`): the CA, server TLS, token and audit keys all on the card, a client signing over
-//! mTLS with a key made on the card, openssl verifying the chain and the signature.
+//! mTLS with a key made on the card, openssl verifying the chain and the signature; every key
+//! the card makes is attested, checked against the configured root and recorded, and a key
+//! whose attestation does not chain to the configured root is refused.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{b64, text, unb64, Data, Server};
 use serde_json::json;
 
-#[test]
-fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
-    assert!(
-        std::env::var_os("SIGNET_PIV_ROOT").is_some(),
-        "start the virtual card first: eval \"$(scripts/virtual-piv.sh start)\""
-    );
-    let data = Data::new();
-    let config = data.join("signet.toml");
+const ENV: [(&str, &str); 3] = [
+    ("SIGNET_TEST_PIV_PIN", "123456"),
+    (
+        "SIGNET_TEST_PIV_MGM",
+        "010203040506070801020304050607080102030405060708",
+    ),
+    ("SIGNET_LOG", "warn,yubikey=off"),
+];
+
+fn write_config(config: &Path, data: &Data, root: &str) {
     std::fs::write(
-        &config,
+        config,
         format!(
-            "data_dir = \"{}\"\n[hsm]\nbackend = \"yubikey\"\npin_env = \"SIGNET_TEST_PIV_PIN\"\nmanagement_key_env = \"SIGNET_TEST_PIV_MGM\"\n\
+            "data_dir = \"{}\"\n\
+             [hsm]\nbackend = \"yubikey\"\npin_env = \"SIGNET_TEST_PIV_PIN\"\n\
+             management_key_env = \"SIGNET_TEST_PIV_MGM\"\nattestation_roots = [\"{root}\"]\n\
              [ca]\nroot_key_spec = \"ec-p384\"\nintermediate_key_spec = \"ec-p256\"\nserver_key_spec = \"ec-p256\"\n\
              [tokens]\nkey_spec = \"ec-p256\"\nalgorithm = \"ES256\"\n",
             data.path().display()
         ),
     )
     .unwrap();
-    let env = [
-        ("SIGNET_TEST_PIV_PIN", "123456"),
-        (
-            "SIGNET_TEST_PIV_MGM",
-            "010203040506070801020304050607080102030405060708",
-        ),
-        ("SIGNET_LOG", "warn"),
-    ];
+}
+
+fn signet(config: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(common::BIN);
-    cmd.arg("--config")
-        .arg(&config)
-        .args(["ca", "init", "--trust-domain", "piv.example"]);
-    cmd.envs(env);
-    let init = cmd.output().unwrap();
+    cmd.arg("--config").arg(config).args(args).envs(ENV);
+    cmd.output().unwrap()
+}
+
+/// `openssl verify` of a PEM file holding the leaf then its issuer, against `root`.
+fn verify_chain(dir: &Path, root: &str, chain: &[u8]) {
+    let file = dir.join("chain.pem");
+    std::fs::write(&file, chain).unwrap();
+    let file = file.to_str().unwrap();
+    let out = common::openssl(dir, &["verify", "-CAfile", root, "-untrusted", file, file]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
+    let root = std::env::var("SIGNET_PIV_ROOT")
+        .expect("start the virtual card first: eval \"$(scripts/virtual-piv.sh start)\"");
+    let data = Data::new();
+    let config = data.join("signet.toml");
+    write_config(&config, &data, &root);
+    let init = signet(&config, &["ca", "init", "--trust-domain", "piv.example"]);
     assert!(init.status.success(), "{}", text(&init));
     let ca = data.join("ca");
     let verify = common::openssl(
@@ -59,7 +77,7 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
     assert!(verify.status.success(), "{}", text(&verify));
 
     let conf = config.to_str().unwrap().to_string();
-    let mut server_env: Vec<(&str, &str)> = env.to_vec();
+    let mut server_env: Vec<(&str, &str)> = ENV.to_vec();
     server_env.push(("SIGNET_CONFIG", &conf));
     let log = data.join("server.log");
     let server = Server::start_with(data, &server_env, &[], &[], Some(&log));
@@ -68,10 +86,8 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
     assert_eq!(ready["hsm"]["backend"], "yubikey", "{ready}");
     let created = admin.post("/v1/keys", &json!({"name": "on-card", "spec": "ec-p256"}));
     assert_eq!(created.status, 201, "{created:?}");
-    let pem = created.json()["versions"][0]["public_key_pem"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let version = created.json()["versions"][0].clone();
+    let pem = version["public_key_pem"].as_str().unwrap().to_string();
     let msg = b"signed on the card through signet";
     let signed = admin.post(
         "/v1/keys/on-card/sign",
@@ -96,6 +112,25 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
         ],
     );
     assert!(check.status.success(), "{}", text(&check));
+
+    // The card attested the key when it made it, and the record says so.
+    let attested = &version["attestation"];
+    assert_eq!(attested["generated_on_device"], true, "{version}");
+    assert_eq!(attested["serial"], 5437251);
+    assert_eq!(attested["firmware"], "5.4.3");
+    assert_eq!(attested["pin_policy"], "once");
+    assert_eq!(attested["touch_policy"], "never");
+    let by = attested["verified_by"].as_str().unwrap();
+    assert!(by.contains("Signet Test PIV Attestation Root"), "{by}");
+    // The attestation over the API verifies with openssl against the card's root.
+    let attestation = admin.get("/v1/keys/on-card/attestation");
+    assert_eq!(attestation.status, 200, "{attestation:?}");
+    let chain = attestation.json()["chain_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    verify_chain(tmp.path(), &root, chain.as_bytes());
+
     // What the card cannot make is a clear 400.
     let ed = admin.post("/v1/keys", &json!({"name": "ed", "spec": "ed25519"}));
     assert_eq!(ed.status, 400, "{ed:?}");
@@ -104,15 +139,56 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
         detail.contains("ed25519") && detail.contains("ec-p256"),
         "{detail}"
     );
-    // A token signed with the card's token key verifies against the JWKS.
+    // A token signed with the card's token key.
     let token = admin.post("/v1/tokens", &json!({"audience": "piv"}));
     assert_eq!(token.status, 200, "{token:?}");
     assert!(token.json()["token"].as_str().unwrap().starts_with("eyJ"));
     let data = server.stop();
-    let mut cmd = Command::new(common::BIN);
-    cmd.arg("--config").arg(&config).args(["audit", "verify"]);
-    cmd.envs(env);
-    let audit = cmd.output().unwrap();
+    let audit = signet(&config, &["audit", "verify"]);
     assert!(audit.status.success(), "{}", text(&audit));
-    drop(data);
+
+    // `signet key attest` prints the chain (leaf first), which openssl verifies too.
+    let attest = signet(&config, &["key", "attest", "on-card"]);
+    assert!(attest.status.success(), "{}", text(&attest));
+    let said = String::from_utf8_lossy(&attest.stderr).to_string();
+    assert!(
+        said.contains("serial 5437251") && said.contains("verified against"),
+        "{said}"
+    );
+    verify_chain(tmp.path(), &root, &attest.stdout);
+
+    // Against another root the card's attestations do not chain: a key made there is refused
+    // and not kept.
+    let made = common::openssl(
+        tmp.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=foreign",
+            "-keyout",
+            "f.key",
+            "-out",
+            "foreign.pem",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    write_config(
+        &config,
+        &data,
+        tmp.path().join("foreign.pem").to_str().unwrap(),
+    );
+    let server = Server::start_with(data, &server_env, &[], &[], Some(&log));
+    let admin = server.admin();
+    let refused = admin.post("/v1/keys", &json!({"name": "untrusted", "spec": "ec-p256"}));
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let detail = refused.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("attestation"), "{detail}");
+    assert_eq!(admin.get("/v1/keys/untrusted").status, 404);
+    drop(server.stop());
 }

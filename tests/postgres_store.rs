@@ -51,6 +51,7 @@ fn record(name: &str) -> KeyRecord {
             created: 1,
             state: VersionState::Enabled,
             origin: Default::default(),
+            attestation: None,
         }],
         deletion: None,
     }

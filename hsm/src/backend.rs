@@ -104,6 +104,16 @@ pub struct KeyInfo {
     pub spec: KeySpec,
 }
 
+/// A device's evidence that it generated a key: a certificate for the key's public half, signed
+/// by the device's attestation key, and the device's certificate for that key (DER both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    /// The key's attestation certificate.
+    pub certificate: Vec<u8>,
+    /// The device's attestation certificate (a PIV card's slot f9), issued by its maker.
+    pub intermediate: Vec<u8>,
+}
+
 /// How a private key is protected, as the device reports it. `None` where the device does not
 /// say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -227,6 +237,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<bool> {
         let public = self.public_key(id)?;
         crate::verify::verify(&public, algorithm, input, signature, format)
+    }
+
+    /// The device's attestation that it generated this key. PKCS#11 has no standard for it.
+    fn attest(&self, id: &KeyId) -> Result<Attestation> {
+        let _ = id;
+        Err(Error::Unsupported(
+            "this backend cannot attest keys (PKCS#11 has no standard key attestation)".into(),
+        ))
     }
 
     /// How the private key is protected, as far as the device says.

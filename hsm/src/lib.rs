@@ -21,7 +21,9 @@ mod signing;
 mod spec;
 pub mod verify;
 
-pub use backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection};
+pub use backend::{
+    Attestation, Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection,
+};
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
 pub use pin::Pin;

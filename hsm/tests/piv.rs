@@ -106,7 +106,8 @@ fn attestation_chains_to_the_card_root_and_names_the_key() {
     let key = hsm
         .generate(&KeyRequest::named("attested", KeySpec::EcP256))
         .unwrap();
-    let (leaf, intermediate) = hsm.attest(&key.id).unwrap();
+    let attestation = hsm.attest(&key.id).unwrap();
+    let (leaf, intermediate) = (attestation.certificate, attestation.intermediate);
     let dir = tempfile::tempdir().unwrap();
     let root = std::env::var("SIGNET_PIV_ROOT").unwrap();
     let out = openssl_verify(dir.path(), &root, &leaf, &intermediate);

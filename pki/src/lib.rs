@@ -4,6 +4,7 @@
 //! This crate never sees PKCS#11: it signs through [`signet_hsm::Signer`], adapted to the
 //! certificate builder by [`HsmSigningKey`]. It stores nothing; the service keeps the records.
 
+pub mod attestation;
 mod ca;
 pub mod csr;
 mod error;

@@ -83,6 +83,24 @@ pub async fn enable(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// The version (default: the primary).
+    version: Option<u32>,
+}
+
+pub async fn attestation(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<VersionQuery>,
+) -> ApiResult<Json<super::model::AttestationView>> {
+    let a = ctx
+        .run(move |s, c| s.attest_key(c, &name, q.version))
+        .await?;
+    Ok(Json(super::model::AttestationView::from(&a)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     pending_days: Option<String>,
 }

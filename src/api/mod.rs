@@ -81,6 +81,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
     Some(match action {
         KeyList => on(f, keys::list),
         KeyRead => on(f, keys::show),
+        KeyAttest => on(f, keys::attestation),
         KeyCreate => on(f, keys::create),
         KeyRotate => on(f, keys::rotate),
         KeyDisable => on(f, keys::disable),

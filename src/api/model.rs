@@ -75,6 +75,72 @@ pub struct KeyVersionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwk: Option<Value>,
+    /// What the device's attestation said when the version was made (PIV cards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestedView>,
+}
+
+/// What a device's attestation said of a key version when it was made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttestedView {
+    /// The device generated the key.
+    pub generated_on_device: bool,
+    /// The device's serial number.
+    pub serial: Option<u32>,
+    /// Its firmware.
+    pub firmware: Option<String>,
+    /// `never`, `once` or `always`.
+    pub pin_policy: Option<String>,
+    /// `never`, `always` or `cached`.
+    pub touch_policy: Option<String>,
+    /// The configured attestation root the chain verified against (absent: none configured).
+    pub verified_by: Option<String>,
+}
+
+impl From<&signet_pki::attestation::AttestedOrigin> for AttestedView {
+    fn from(o: &signet_pki::attestation::AttestedOrigin) -> Self {
+        AttestedView {
+            generated_on_device: o.generated_on_device,
+            serial: o.serial,
+            firmware: o.firmware.clone(),
+            pin_policy: o.pin_policy.clone(),
+            touch_policy: o.touch_policy.clone(),
+            verified_by: o.verified_by.clone(),
+        }
+    }
+}
+
+/// A device's attestation of a key version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttestationView {
+    /// The key.
+    pub name: String,
+    /// The version.
+    pub version: u32,
+    /// The key's attestation certificate (PEM).
+    pub certificate_pem: String,
+    /// The device's attestation certificate (PIV slot f9), which signed it (PEM).
+    pub intermediate_pem: String,
+    /// Both, leaf first: `openssl verify -CAfile ROOT -untrusted chain.pem chain.pem`.
+    pub chain_pem: String,
+    /// What the attestation says.
+    pub origin: AttestedView,
+}
+
+impl From<&crate::service::KeyAttestation> for AttestationView {
+    fn from(a: &crate::service::KeyAttestation) -> Self {
+        let pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+        let certificate_pem = pem(&a.attestation.certificate);
+        let intermediate_pem = pem(&a.attestation.intermediate);
+        AttestationView {
+            name: a.name.clone(),
+            version: a.version,
+            chain_pem: format!("{certificate_pem}{intermediate_pem}"),
+            certificate_pem,
+            intermediate_pem,
+            origin: AttestedView::from(&a.origin),
+        }
+    }
 }
 
 /// A pending destruction.
@@ -139,6 +205,7 @@ impl From<&KeyDetail> for KeyView {
                             jwk["kid"] = p.jwk_thumbprint().into();
                             jwk
                         }),
+                        attestation: v.attestation.as_ref().map(AttestedView::from),
                     }
                 })
                 .collect(),

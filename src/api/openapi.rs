@@ -119,6 +119,17 @@ fn io(action: Action) -> Option<Io> {
             json::<KeyView>(),
             true,
         ),
+        KeyAttest => Io {
+            query: keys::VersionQuery::into_params(|| Some(ParameterIn::Query)),
+            ..io(
+                "A device's attestation of a key version (PIV cards)",
+                keys_tag,
+                None,
+                200,
+                json::<super::model::AttestationView>(),
+                false,
+            )
+        },
         KeyScheduleDeletion => Io {
             query: keys::DeleteQuery::into_params(|| Some(ParameterIn::Query)),
             ..io(
@@ -345,6 +356,7 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     }
     add::<KeyList>(&mut all);
     add::<KeyView>(&mut all);
+    add::<super::model::AttestationView>(&mut all);
     add::<SignatureView>(&mut all);
     add::<BatchView>(&mut all);
     add::<VerifyView>(&mut all);

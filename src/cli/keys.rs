@@ -73,6 +73,26 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        KeyCommand::Attest { name, version } => {
+            let a = service.attest_key(&op, &name, version)?;
+            let view = crate::api::model::AttestationView::from(&a);
+            print!("{}", view.chain_pem);
+            let o = &a.origin;
+            let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+            eprintln!(
+                "key {} version {}: generated on the device, serial {}, firmware {}, PIN policy {}, touch policy {}; {}",
+                a.name,
+                a.version,
+                o.serial.map_or("unknown".into(), |s| s.to_string()),
+                or_unknown(&o.firmware),
+                or_unknown(&o.pin_policy),
+                or_unknown(&o.touch_policy),
+                match &o.verified_by {
+                    Some(root) => format!("chain verified against {root}"),
+                    None => "no attestation root configured: the device's word alone".into(),
+                }
+            );
+        }
         KeyCommand::Public {
             name,
             format,

@@ -112,6 +112,15 @@ pub enum KeyCommand {
     },
     /// List keys: name, spec, id, created.
     List,
+    /// Print a key version's attestation (PIV cards): the key's attestation certificate and
+    /// the card's (slot f9), PEM, leaf first; what they say goes to stderr.
+    Attest {
+        /// Key name.
+        name: String,
+        /// Version (default: primary).
+        #[arg(long)]
+        version: Option<u32>,
+    },
     /// Print a public key.
     Public {
         /// Key name.

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use signet_hsm::{
-    Backend, EcdsaFormat, KeyId, KeyInfo, KeyMaterial, KeyRequest, KeySpec, PublicKey, SignInput,
-    SignatureAlgorithm,
+    Attestation, Backend, EcdsaFormat, KeyId, KeyInfo, KeyMaterial, KeyRequest, KeySpec, PublicKey,
+    SignInput, SignatureAlgorithm,
 };
+
+use signet_pki::attestation::{verify_attestation, AttestedOrigin};
 
 use crate::error::{Error, Result};
 use crate::store::{Deletion, KeyOrigin, KeyRecord, KeyVersion, Store, VersionState};
@@ -104,6 +106,9 @@ pub struct Keys<'a> {
     pub store: &'a dyn Store,
     /// Public keys already read.
     pub public_keys: &'a PublicKeys,
+    /// Roots a device attestation must chain to (DER; none: the device's word is recorded
+    /// unchecked).
+    pub attestation_roots: &'a [Vec<u8>],
 }
 
 impl Keys<'_> {
@@ -136,7 +141,38 @@ impl Keys<'_> {
         let info = self
             .backend
             .generate(&KeyRequest::named(label(name.as_str(), 1)?, spec))?;
-        self.record_first_version(name, spec, info, KeyOrigin::Generated)
+        let attestation = self.attested_or_destroy(&info.id)?;
+        self.record_first_version(name, spec, info, KeyOrigin::Generated, attestation)
+    }
+
+    /// The device's attestation of a key it just made, checked against the configured roots;
+    /// `None` from a backend without attestation. A key whose attestation does not check out
+    /// is destroyed: the device is not what the roots say it should be.
+    fn attested_or_destroy(&self, id: &KeyId) -> Result<Option<AttestedOrigin>> {
+        let checked = self.attestation(id);
+        if checked.is_err() {
+            let _ = self.backend.destroy(id);
+        }
+        checked.map(|a| a.map(|(_, origin)| origin))
+    }
+
+    /// The device's attestation of a key and what it says, checked against the configured
+    /// roots; `None` from a backend without attestation.
+    pub fn attestation(&self, id: &KeyId) -> Result<Option<(Attestation, AttestedOrigin)>> {
+        let attestation = match self.backend.attest(id) {
+            Ok(a) => a,
+            Err(signet_hsm::Error::Unsupported(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let public = self.public_keys.get(self.backend.as_ref(), id)?;
+        let origin = verify_attestation(
+            &attestation.certificate,
+            &attestation.intermediate,
+            &public.spki_der(),
+            self.attestation_roots,
+        )
+        .map_err(|e| Error::Conflict(format!("key attestation refused: {e}")))?;
+        Ok(Some((attestation, origin)))
     }
 
     /// Creates a key whose version 1 is outside key material put into the backend.
@@ -146,7 +182,7 @@ impl Keys<'_> {
         let info = self
             .backend
             .import(&KeyRequest::named(label(name.as_str(), 1)?, spec), key)?;
-        self.record_first_version(name, spec, info, KeyOrigin::Imported)
+        self.record_first_version(name, spec, info, KeyOrigin::Imported, None)
     }
 
     fn record_first_version(
@@ -155,6 +191,7 @@ impl Keys<'_> {
         spec: KeySpec,
         info: KeyInfo,
         origin: KeyOrigin,
+        attestation: Option<AttestedOrigin>,
     ) -> Result<KeyRecord> {
         let created = now();
         let record = KeyRecord {
@@ -169,6 +206,7 @@ impl Keys<'_> {
                 created,
                 state: VersionState::Enabled,
                 origin,
+                attestation,
             }],
             deletion: None,
         };
@@ -194,6 +232,7 @@ impl Keys<'_> {
         let info = self
             .backend
             .generate(&KeyRequest::named(label(name, version)?, record.spec))?;
+        let attestation = self.attested_or_destroy(&info.id)?;
         let created = now();
         let updated = self.store.update_key(name, &mut |r| {
             refuse_if_deleting(r)?;
@@ -210,6 +249,7 @@ impl Keys<'_> {
                 created,
                 state: VersionState::Enabled,
                 origin: KeyOrigin::Generated,
+                attestation: attestation.clone(),
             });
             r.primary = version;
             Ok(())

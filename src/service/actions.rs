@@ -70,6 +70,8 @@ pub enum Action {
     KeyRead,
     /// Print a public key (CLI).
     KeyPublic,
+    /// A device's attestation of a key version (PIV cards).
+    KeyAttest,
     /// Create a key.
     KeyCreate,
     /// Import a key from a PKCS#12 file (CLI).
@@ -193,6 +195,12 @@ pub const ACTIONS: &[ActionSpec] = &[
         Some(("GET", "/v1/keys/{name}")),
     ),
     row(Action::KeyPublic, "key.public", ReadKey, None),
+    row(
+        Action::KeyAttest,
+        "key.attest",
+        ReadKey,
+        Some(("GET", "/v1/keys/{name}/attestation")),
+    ),
     row(
         Action::KeyCreate,
         "key.create",
@@ -378,10 +386,11 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 41] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
+        Action::KeyAttest,
         Action::KeyCreate,
         Action::KeyImport,
         Action::KeyRotate,

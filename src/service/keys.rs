@@ -42,6 +42,19 @@ pub struct VerifyItem {
     pub signature: Vec<u8>,
 }
 
+/// A device's attestation of a key version, and what it says.
+#[derive(Debug, Clone)]
+pub struct KeyAttestation {
+    /// The key.
+    pub name: String,
+    /// The version.
+    pub version: u32,
+    /// The certificates (DER).
+    pub attestation: signet_hsm::Attestation,
+    /// What they say, and the root they were checked against.
+    pub origin: signet_pki::attestation::AttestedOrigin,
+}
+
 /// A key record with the public key of every version that still exists.
 #[derive(Debug, Clone)]
 pub struct KeyDetail {
@@ -94,6 +107,35 @@ impl Service {
             .version(wanted)
             .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
         keys.public_key(v)
+    }
+
+    /// The device's attestation of a version (the primary by default), checked against the
+    /// configured roots, with what it says of the key.
+    pub fn attest_key(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<KeyAttestation> {
+        self.authorize(caller, Action::KeyAttest, name)?;
+        let keys = self.keys();
+        let record = keys.get(name)?;
+        let wanted = version.unwrap_or(record.primary);
+        let v = record
+            .version(wanted)
+            .filter(|v| v.state != VersionState::Destroyed)
+            .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
+        match keys.attestation(&v.key_id)? {
+            Some((attestation, origin)) => Ok(KeyAttestation {
+                name: record.name.clone(),
+                version: wanted,
+                attestation,
+                origin,
+            }),
+            None => Err(Error::BadRequest(
+                "this key store cannot attest keys (PKCS#11 tokens have no standard key attestation; PIV cards do)".into(),
+            )),
+        }
     }
 
     /// Creates a key (version 1 in the token).

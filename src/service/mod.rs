@@ -24,7 +24,7 @@ pub use self::actions::{Action, ActionSpec, Requirement, Route, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
 pub use self::certs::{CertificateRequest, Chain};
 pub use self::deferred::Deferred;
-pub use self::keys::{KeyDetail, SignItem, VerifyItem};
+pub use self::keys::{KeyAttestation, KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
 pub use self::open::OpenMode;
 pub use self::ops::{Readiness, Verification};
@@ -49,6 +49,8 @@ pub struct Service {
     ca: RwLock<Option<Arc<Ca>>>,
     metrics: Metrics,
     public_keys: PublicKeys,
+    /// Device attestation roots (DER), from `hsm.attestation_roots`.
+    attestation_roots: Vec<Vec<u8>>,
     refusals: std::sync::Mutex<crate::domain::audit::refusals::Refusals>,
 }
 
@@ -88,6 +90,7 @@ impl Service {
             backend: &self.backend,
             store: self.store.as_ref(),
             public_keys: &self.public_keys,
+            attestation_roots: &self.attestation_roots,
         }
     }
 

@@ -94,6 +94,7 @@ impl Service {
             )),
             metrics: super::Metrics::new(),
             public_keys: PublicKeys::default(),
+            attestation_roots: attestation_roots(&config)?,
             config,
         })
     }
@@ -163,6 +164,30 @@ pub fn open_backend(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn B
         }
         HsmConfig::Yubikey(settings) => Ok(Arc::new(open_yubikey(settings)?)),
     }
+}
+
+/// The attestation roots the configuration names, as DER.
+fn attestation_roots(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
+    let HsmConfig::Yubikey(settings) = &config.hsm else {
+        return Ok(Vec::new());
+    };
+    let mut roots = Vec::new();
+    for path in &settings.attestation_roots {
+        let text = std::fs::read(path)
+            .with_context(|| format!("reading the attestation root {}", path.display()))?;
+        let pems = pem::parse_many(&text)
+            .with_context(|| format!("the attestation root {} is not PEM", path.display()))?;
+        let before = roots.len();
+        roots.extend(
+            pems.into_iter()
+                .filter(|p| p.tag() == "CERTIFICATE")
+                .map(|p| p.into_contents()),
+        );
+        if roots.len() == before {
+            anyhow::bail!("{} holds no certificate", path.display());
+        }
+    }
+    Ok(roots)
 }
 
 /// Opens the YubiKey the configuration names (PIN and management key read from where it says).

@@ -43,6 +43,10 @@ pub struct KeyVersion {
     /// Generated in the token or imported.
     #[serde(default)]
     pub origin: KeyOrigin,
+    /// What the device's attestation said of the key when it was made (PIV cards), and the
+    /// root it was checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<signet_pki::attestation::AttestedOrigin>,
 }
 
 /// A pending destruction.

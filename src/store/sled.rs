@@ -571,6 +571,7 @@ mod tests {
                 created: 1,
                 state: VersionState::Enabled,
                 origin: Default::default(),
+                attestation: None,
             }],
             deletion: None,
         }

@@ -23,7 +23,9 @@ use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
 use yubikey::{MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
 use zeroize::Zeroizing;
 
-use crate::backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection};
+use crate::backend::{
+    Attestation, Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection,
+};
 use crate::error::{Error, Fault, Result};
 use crate::pin::Pin;
 use crate::public::PublicKey;
@@ -438,22 +440,6 @@ impl PivBackend {
             .map_err(|e| device("GENERAL AUTHENTICATE", e))
     }
 
-    /// The slot's attestation certificate (made by the card for a key it generated) and the
-    /// card's attestation intermediate (slot f9), both DER.
-    pub fn attest(&self, id: &KeyId) -> Result<(Vec<u8>, Vec<u8>)> {
-        self.with_card(false, |yk| {
-            let (slot, ..) = Self::resolve(yk, id)?;
-            let leaf = piv::attest(yk, slot_id(slot)?)
-                .map_err(|e| device("ATTEST", e))?
-                .to_vec();
-            let intermediate = yubikey::certificate::Certificate::read(yk, SlotId::Attestation)
-                .map_err(|e| device("GET DATA (attestation certificate)", e))?;
-            let intermediate = der::Encode::to_der(&intermediate.cert)
-                .map_err(|_| Error::Malformed("the f9 certificate does not encode".into()))?;
-            Ok((leaf, intermediate))
-        })
-    }
-
     /// The card's serial number.
     pub fn serial(&self) -> u32 {
         self.serial
@@ -672,6 +658,25 @@ impl Backend for PivBackend {
             yubikey::certificate::Certificate::delete(yk, slot_id(slot)?)
                 .map_err(|e| device("PUT DATA (delete certificate)", e))?;
             Ok(())
+        })
+    }
+
+    /// The slot's attestation certificate (made by the card for a key it generated) and the
+    /// card's attestation intermediate (slot f9), both DER.
+    fn attest(&self, id: &KeyId) -> Result<Attestation> {
+        self.with_card(false, |yk| {
+            let (slot, ..) = Self::resolve(yk, id)?;
+            let leaf = piv::attest(yk, slot_id(slot)?)
+                .map_err(|e| device("ATTEST", e))?
+                .to_vec();
+            let intermediate = yubikey::certificate::Certificate::read(yk, SlotId::Attestation)
+                .map_err(|e| device("GET DATA (attestation certificate)", e))?;
+            let intermediate = der::Encode::to_der(&intermediate.cert)
+                .map_err(|_| Error::Malformed("the f9 certificate does not encode".into()))?;
+            Ok(Attestation {
+                certificate: leaf,
+                intermediate,
+            })
         })
     }
 
