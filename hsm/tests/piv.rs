@@ -243,3 +243,66 @@ fn a_pulled_card_fails_calls_and_is_used_again_once_it_is_back() {
     );
     hsm.destroy(&key.id).unwrap();
 }
+
+/// ykcs11 (Yubico's PKCS#11 module) on the same card: the keys the PIV backend made, with their
+/// certificates, are seen and used through Signet's PKCS#11 backend too.
+#[test]
+fn keys_made_on_the_card_sign_through_ykcs11_and_the_pkcs11_backend() {
+    let module = [
+        "/usr/lib/x86_64-linux-gnu/libykcs11.so",
+        "/usr/lib/aarch64-linux-gnu/libykcs11.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("ykcs11 (scripts/setup.sh installs it)");
+    let piv = card();
+    let made: Vec<_> = [KeySpec::EcP256, KeySpec::EcP384, KeySpec::Rsa2048]
+        .into_iter()
+        .map(|spec| {
+            piv.generate(&KeyRequest::named(format!("ykcs11-{spec}"), spec))
+                .unwrap()
+        })
+        .collect();
+    let serial = piv.serial();
+    drop(piv);
+
+    let p11 = signet_hsm::Pkcs11Backend::open(signet_hsm::Pkcs11Config {
+        module: module.into(),
+        token: signet_hsm::TokenSelector::Label(format!("YubiKey PIV #{serial}")),
+        pin: Pin::new("123456".into()),
+        pool_size: 1,
+    })
+    .expect("ykcs11 opens the virtual card");
+    let info = p11.info().unwrap();
+    assert!(info.library.contains("Yubico"), "{info:?}");
+    let keys = p11.list().unwrap();
+    let piv = card();
+    for key in &made {
+        let public = piv.public_key(&key.id).unwrap();
+        // The same key pair, found by its public key.
+        let through = keys
+            .iter()
+            .find(|k| {
+                p11.public_key(&k.id)
+                    .map(|p| p.spki_der() == public.spki_der())
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| panic!("ykcs11 does not show {}: {keys:?}", key.label));
+        assert_eq!(through.spec, key.spec);
+        let alg = key.spec.default_algorithm();
+        let msg = b"signed through ykcs11";
+        let sig = signet_hsm::sign(
+            &p11,
+            &through.id,
+            alg,
+            SignInput::Message(msg),
+            EcdsaFormat::Raw,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", key.spec));
+        verify(key.spec, alg, &public.raw(), msg, &sig);
+    }
+    drop(p11);
+    for key in &made {
+        piv.destroy(&key.id).unwrap();
+    }
+}
