@@ -143,6 +143,25 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
     let token = admin.post("/v1/tokens", &json!({"audience": "piv"}));
     assert_eq!(token.status, 200, "{token:?}");
     assert!(token.json()["token"].as_str().unwrap().starts_with("eyJ"));
+    // The card pulled: signatures are refused (503, nothing answered unsigned) and readiness
+    // says so; put back, the same server signs again without a restart.
+    let removed = Path::new(&std::env::var("SIGNET_PIV_CONTROL").unwrap()).join("removed");
+    std::fs::write(&removed, b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sign = || {
+        admin.post(
+            "/v1/keys/on-card/sign",
+            &json!({"input": b64(msg), "algorithm": "ES256"}),
+        )
+    };
+    let pulled = sign();
+    let ready = admin.get("/readyz");
+    std::fs::remove_file(&removed).unwrap();
+    assert_eq!(pulled.status, 503, "{pulled:?}");
+    assert!(pulled.body.contains("hsm-unavailable"), "{pulled:?}");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    let back = sign();
+    assert_eq!(back.status, 200, "{back:?}");
     let data = server.stop();
     let audit = signet(&config, &["audit", "verify"]);
     assert!(audit.status.success(), "{}", text(&audit));
