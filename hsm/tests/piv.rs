@@ -306,3 +306,64 @@ fn keys_made_on_the_card_sign_through_ykcs11_and_the_pkcs11_backend() {
         piv.destroy(&key.id).unwrap();
     }
 }
+
+/// Takes the card out of the reader and puts it back (the backend's handle goes stale).
+fn pull_and_reinsert() {
+    let removed =
+        std::path::Path::new(&std::env::var("SIGNET_PIV_CONTROL").unwrap()).join("removed");
+    std::fs::write(&removed, b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(&removed).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
+fn pin_retries(yk: &mut yubikey::YubiKey) -> u8 {
+    let pin = yubikey::piv::SlotId::try_from(0x80u8).unwrap();
+    yubikey::piv::metadata(yk, pin)
+        .unwrap()
+        .retries
+        .unwrap()
+        .remaining_count
+}
+
+#[test]
+fn a_pin_changed_underneath_is_offered_once_and_never_again() {
+    let hsm = card();
+    let key = hsm
+        .generate(&KeyRequest::named("pin-changed", KeySpec::EcP256))
+        .unwrap();
+    // Another tool changes the PIN; the card is then pulled and put back, so the backend has
+    // to open it and log in again.
+    let mut other = yubikey::YubiKey::open().unwrap();
+    other.change_pin(b"123456", b"654321").unwrap();
+    drop(other);
+    pull_and_reinsert();
+    let sign = || {
+        signet_hsm::sign(
+            &hsm,
+            &key.id,
+            SignatureAlgorithm::Es256,
+            SignInput::Message(b"m"),
+            EcdsaFormat::Raw,
+        )
+    };
+    match sign() {
+        Err(Error::PinIncorrect { retries_left }) => assert_eq!(retries_left, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..4 {
+        let again = sign().unwrap_err();
+        assert!(
+            again.to_string().contains("does not offer it again"),
+            "{again}"
+        );
+    }
+    // The card still has two attempts left: the PIN was offered once.
+    let mut other = yubikey::YubiKey::open().unwrap();
+    assert_eq!(pin_retries(&mut other), 2);
+    other.change_pin(b"654321", b"123456").unwrap();
+    assert_eq!(pin_retries(&mut other), 3);
+    drop(other);
+    drop(hsm);
+    card().destroy(&key.id).unwrap();
+}

@@ -140,6 +140,9 @@ pub struct PivBackend {
     card: Mutex<Option<YubiKey>>,
     serial: u32,
     version: String,
+    /// Set once the card refused the configured PIN: it is never offered again (each try
+    /// would bring the card closer to locking), until Signet is restarted with the right one.
+    pin_refused: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PivBackend {
@@ -281,6 +284,7 @@ impl PivBackend {
             card: Mutex::new(Some(yk)),
             serial,
             version,
+            pin_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -312,6 +316,23 @@ impl PivBackend {
             .map_err(|e| device("VERIFY", e))
     }
 
+    /// Verifies the configured PIN, unless the card refused it before: then it is not offered
+    /// again.
+    fn verify_pin(&self, yk: &mut YubiKey) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.pin_refused.load(Ordering::SeqCst) {
+            return Err(Error::Wrapper(
+                "the card refused the configured PIN earlier; Signet does not offer it again (restart with the right PIN)".into(),
+            ));
+        }
+        let verified = Self::login(&self.config, yk);
+        if let Err(Error::PinIncorrect { .. } | Error::PinLocked) = &verified {
+            self.pin_refused.store(true, Ordering::SeqCst);
+            tracing::error!("the YubiKey refused the configured PIN; it will not be offered again");
+        }
+        verified
+    }
+
     /// Runs `op` on the card, opening it again once if it was pulled or reset.
     fn with_card<T>(
         &self,
@@ -329,12 +350,12 @@ impl PivBackend {
                         yk.serial().0
                     )));
                 }
-                Self::login(&self.config, &mut yk)?;
+                self.verify_pin(&mut yk)?;
                 *card = Some(yk);
             }
             let Some(yk) = card.as_mut() else { continue };
             if self.config.pin_use == PinUse::Always {
-                Self::login(&self.config, yk)?;
+                self.verify_pin(yk)?;
             }
             let result = if needs_management {
                 yk.authenticate(self.config.management_key.mgm()?)
@@ -433,7 +454,7 @@ impl PivBackend {
     fn raw_sign(&self, yk: &mut YubiKey, slot: u8, spec: KeySpec, input: &[u8]) -> Result<Vec<u8>> {
         let algorithm = algorithm_id(spec).ok_or_else(|| Error::Unsupported(spec.to_string()))?;
         if slot == 0x9c && self.config.pin_use == PinUse::Once {
-            Self::login(&self.config, yk)?;
+            self.verify_pin(yk)?;
         }
         piv::sign_data(yk, input, algorithm, slot_id(slot)?)
             .map(|b| b.to_vec())
@@ -472,7 +493,7 @@ impl PivBackend {
         .map_err(|e| device("GENERATE ASYMMETRIC", e))?;
         let public = public_key(request.spec, &spki)?;
         if self.config.pin_use == PinUse::Always {
-            Self::login(&self.config, yk)?;
+            self.verify_pin(yk)?;
         }
         let certificate = cert::self_signed(&request.label, &public, |tbs| {
             let digest = Sha256::digest(tbs);

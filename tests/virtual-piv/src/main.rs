@@ -278,8 +278,8 @@ impl<T: piv_authenticator::Client> Card<T> {
                 }
                 result
             }
-            // VERIFY of the PIN: the attempts left are followed.
-            (0x20, 0x00, 0x80) if !data.is_empty() => {
+            // VERIFY or CHANGE REFERENCE of the PIN: the attempts left are followed.
+            (0x20 | 0x24, 0x00, 0x80) if !data.is_empty() => {
                 let (reply, status) = self.forward(h, data);
                 match status {
                     OK => self.pin_retries = 3,
