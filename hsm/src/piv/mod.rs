@@ -250,20 +250,26 @@ fn public_key(
     }
 }
 
-/// PKCS#1 v1.5 signature padding of a SHA-256 digest for a 2048-bit key (EMSA-PKCS1-v1_5).
+/// PKCS#1 v1.5 signature padding (EMSA-PKCS1-v1_5) of a SHA-256 digest, `len` bytes long.
 fn pkcs1_v15_sha256(digest: &[u8], len: usize) -> Vec<u8> {
-    const PREFIX: [u8; 19] = [
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    let t_len = PREFIX.len() + digest.len();
+    let prefix = crate::der::rsa_digest_info_prefix(crate::spec::Hash::Sha256);
+    let t_len = prefix.len() + digest.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&[0x00, 0x01]);
     out.resize(len - t_len - 1, 0xff);
     out.push(0x00);
-    out.extend_from_slice(&PREFIX);
+    out.extend_from_slice(prefix);
     out.extend_from_slice(digest);
     out
+}
+
+/// What the card signs for `algorithm` over `digest`: the digest itself for ECDSA, the padded
+/// block for RS256 (PIV's RSA is raw).
+fn card_input(algorithm: SignatureAlgorithm, digest: &[u8]) -> Vec<u8> {
+    match algorithm {
+        SignatureAlgorithm::Rs256 => pkcs1_v15_sha256(digest, 256),
+        _ => digest.to_vec(),
+    }
 }
 
 impl PivBackend {
@@ -384,7 +390,7 @@ impl PivBackend {
             KeyRole::Audit => slots.audit,
             _ => {
                 for slot in RETIRED {
-                    if !holds_certificate(yk, slot)? {
+                    if slot_label(yk, slot)?.is_none() {
                         return Ok(slot);
                     }
                 }
@@ -420,17 +426,24 @@ impl PivBackend {
     }
 
     /// The key an id names, checked against what the slot holds now.
-    fn resolve(yk: &mut YubiKey, id: &KeyId) -> Result<(u8, KeySpec, PublicKey, bool)> {
+    fn resolve(yk: &mut YubiKey, id: &KeyId) -> Result<Resolved> {
         let not_found = || Error::KeyNotFound(id.to_hex());
         let (&slot, _) = id.0.split_first().ok_or_else(not_found)?;
         if id.0.len() != 17 {
             return Err(not_found());
         }
         let (spec, public, generated) = Self::slot_key(yk, slot)?.ok_or_else(not_found)?;
-        if key_id(slot, &public) != *id || !holds_certificate(yk, slot)? {
+        if key_id(slot, &public) != *id {
             return Err(not_found());
         }
-        Ok((slot, spec, public, generated))
+        let label = slot_label(yk, slot)?.ok_or_else(not_found)?;
+        Ok(Resolved {
+            slot,
+            spec,
+            public,
+            generated,
+            label,
+        })
     }
 
     fn pin_policy(&self) -> PinPolicy {
@@ -495,14 +508,14 @@ impl PivBackend {
         if self.config.pin_use == PinUse::Always {
             self.verify_pin(yk)?;
         }
+        // Signed with the spec's default algorithm (ES256, ES384 or RS256), as rcgen expects.
+        let algorithm = request.spec.default_algorithm();
         let certificate = cert::self_signed(&request.label, &public, |tbs| {
-            let digest = Sha256::digest(tbs);
-            let input = match request.spec {
-                KeySpec::Rsa2048 => pkcs1_v15_sha256(&digest, 256),
-                KeySpec::EcP384 => sha2::Sha384::digest(tbs).to_vec(),
-                _ => digest.to_vec(),
-            };
-            self.raw_sign(yk, slot, request.spec, &input)
+            let hash = algorithm
+                .hash()
+                .ok_or_else(|| Error::Unsupported(format!("{algorithm} on a PIV card")))?;
+            let digest = hash.digest(tbs);
+            self.raw_sign(yk, slot, request.spec, &card_input(algorithm, &digest))
         })?;
         let certificate = yubikey::certificate::Certificate::from_bytes(certificate)
             .map_err(|e| device("certificate", e))?;
@@ -521,27 +534,33 @@ impl PivBackend {
     }
 }
 
-/// Whether the slot's certificate object holds something (the backend's "slot taken" mark).
-fn holds_certificate(yk: &mut YubiKey, slot: u8) -> Result<bool> {
-    match yubikey::certificate::Certificate::read(yk, slot_id(slot)?) {
-        Ok(_) => Ok(true),
-        Err(
-            yubikey::Error::InvalidObject | yubikey::Error::NotFound | yubikey::Error::GenericError,
-        ) => Ok(false),
-        Err(e) => Err(device("GET DATA (certificate)", e)),
-    }
+/// A key an id names, as the card holds it now.
+struct Resolved {
+    slot: u8,
+    spec: KeySpec,
+    public: PublicKey,
+    generated: bool,
+    label: String,
 }
 
-/// The label a slot's certificate gives its key (its common name).
-fn label_of(yk: &mut YubiKey, slot: u8) -> Result<String> {
-    let certificate = yubikey::certificate::Certificate::read(yk, slot_id(slot)?)
-        .map_err(|e| device("GET DATA", e))?;
+/// The label the slot's certificate gives its key (its common name); `None` when the slot has
+/// no certificate (the backend's "slot free" mark).
+fn slot_label(yk: &mut YubiKey, slot: u8) -> Result<Option<String>> {
+    let certificate = match yubikey::certificate::Certificate::read(yk, slot_id(slot)?) {
+        Ok(certificate) => certificate,
+        Err(
+            yubikey::Error::InvalidObject | yubikey::Error::NotFound | yubikey::Error::GenericError,
+        ) => return Ok(None),
+        Err(e) => return Err(device("GET DATA (certificate)", e)),
+    };
     let subject = certificate.subject();
-    Ok(subject
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("CN="))
-        .unwrap_or(&subject)
-        .to_string())
+    Ok(Some(
+        subject
+            .split(',')
+            .find_map(|part| part.trim().strip_prefix("CN="))
+            .unwrap_or(&subject)
+            .to_string(),
+    ))
 }
 
 impl Backend for PivBackend {
@@ -585,11 +604,11 @@ impl Backend for PivBackend {
 
     fn find(&self, id: &KeyId) -> Result<KeyInfo> {
         self.with_card(false, |yk| {
-            let (slot, spec, ..) = Self::resolve(yk, id)?;
+            let key = Self::resolve(yk, id)?;
             Ok(KeyInfo {
                 id: id.clone(),
-                label: label_of(yk, slot)?,
-                spec,
+                label: key.label,
+                spec: key.spec,
             })
         })
     }
@@ -607,13 +626,13 @@ impl Backend for PivBackend {
             .into_iter()
             .chain(RETIRED)
             {
-                if !holds_certificate(yk, slot)? {
+                let Some(label) = slot_label(yk, slot)? else {
                     continue;
-                }
+                };
                 if let Some((spec, public, _)) = Self::slot_key(yk, slot)? {
                     keys.push(KeyInfo {
                         id: key_id(slot, &public),
-                        label: label_of(yk, slot)?,
+                        label,
                         spec,
                     });
                 }
@@ -623,9 +642,7 @@ impl Backend for PivBackend {
     }
 
     fn public_key(&self, id: &KeyId) -> Result<PublicKey> {
-        self.with_card(false, |yk| {
-            Self::resolve(yk, id).map(|(_, _, public, _)| public)
-        })
+        self.with_card(false, |yk| Self::resolve(yk, id).map(|key| key.public))
     }
 
     fn sign_payload(
@@ -646,18 +663,16 @@ impl Backend for PivBackend {
             });
         }
         self.with_card(false, |yk| {
-            let (slot, spec, ..) = Self::resolve(yk, id)?;
+            let Resolved { slot, spec, .. } = Self::resolve(yk, id)?;
             if !spec.allows(algorithm) {
                 return Err(Error::AlgorithmMismatch { algorithm, spec });
             }
+            let signature = self.raw_sign(yk, slot, spec, &card_input(algorithm, digest))?;
             match algorithm {
-                SignatureAlgorithm::Rs256 => {
-                    self.raw_sign(yk, slot, spec, &pkcs1_v15_sha256(digest, 256))
-                }
+                SignatureAlgorithm::Rs256 => Ok(signature),
                 _ => {
-                    let der = self.raw_sign(yk, slot, spec, digest)?;
                     let field = if spec == KeySpec::EcP384 { 48 } else { 32 };
-                    crate::der::ecdsa_der_to_raw(&der, field)
+                    crate::der::ecdsa_der_to_raw(&signature, field)
                 }
             }
         })
@@ -665,7 +680,7 @@ impl Backend for PivBackend {
 
     fn destroy(&self, id: &KeyId) -> Result<()> {
         self.with_card(true, |yk| {
-            let (slot, ..) = Self::resolve(yk, id)?;
+            let slot = Self::resolve(yk, id)?.slot;
             // No key delete before firmware 5.7: a fresh key (P-256, quick to make) takes the
             // old one's place for good, then the certificate goes, which frees the slot.
             piv::generate(
@@ -686,7 +701,7 @@ impl Backend for PivBackend {
     /// card's attestation intermediate (slot f9), both DER.
     fn attest(&self, id: &KeyId) -> Result<Attestation> {
         self.with_card(false, |yk| {
-            let (slot, ..) = Self::resolve(yk, id)?;
+            let slot = Self::resolve(yk, id)?.slot;
             let leaf = piv::attest(yk, slot_id(slot)?)
                 .map_err(|e| device("ATTEST", e))?
                 .to_vec();
@@ -703,7 +718,7 @@ impl Backend for PivBackend {
 
     fn protection(&self, id: &KeyId) -> Result<Protection> {
         self.with_card(false, |yk| {
-            let (_, _, _, generated) = Self::resolve(yk, id)?;
+            let generated = Self::resolve(yk, id)?.generated;
             // PIV private keys can never be read out; use needs the PIN (policy once/always).
             Ok(Protection {
                 sensitive: Some(true),
