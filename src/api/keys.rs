@@ -183,7 +183,12 @@ pub async fn sign(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<SignatureView>> {
-    let sig = ctx.run(move |s, c| s.sign(c, &name, &req.item()?)).await?;
+    let sig = ctx
+        .run_deferred(move |s, c| match req.item() {
+            Ok(item) => s.sign_deferred(c, &name, &item),
+            Err(e) => crate::service::Deferred::ready(Err(e)),
+        })
+        .await?;
     Ok(Json(SignatureView::from(&sig)))
 }
 
