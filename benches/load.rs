@@ -7,8 +7,9 @@
 //!   connections: signatures/s, p50/p99 per request, the server's CPU µs per signature (from
 //!   /proc/<pid>/stat) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
 //!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
-//! - `drive`: one ES256 step at `BENCH_CONNECTIONS` (for profiling; prints the server pid),
-//!   with audit records per sync and peak RSS;
+//! - `drive`: one step at `BENCH_CONNECTIONS` (for profiling; prints the server pid), ES256
+//!   single by default (`BENCH_SPEC=rsa-2048`, `BENCH_BATCH=32`), with audit records per sync
+//!   and peak RSS;
 //! - `cluster`: 1, 2 and 3 nodes on one PostgreSQL database (`SIGNET_PG_URL`) and one remote
 //!   token (p11-kit server over SoftHSM2), 16 connections spread over the nodes: signatures/s,
 //!   CPU per signature of the nodes and of the token server, audit transactions/s and records
@@ -595,15 +596,23 @@ fn drive_only(duration: Duration, connections: usize) {
     let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
     let server = Server::start(&bin);
     let admin = server.agent();
+    let spec = std::env::var("BENCH_SPEC").unwrap_or_else(|_| "ec-p256".into());
+    let batch: usize = env_or("BENCH_BATCH", 0);
     post(
         &admin,
         &server.url("/v1/keys"),
-        &json!({"name": "p", "spec": "ec-p256"}).to_string(),
+        &json!({"name": "p", "spec": spec}).to_string(),
     );
-    let url = server.url("/v1/keys/p/sign");
-    let body = Arc::new(
-        json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}).to_string(),
-    );
+    let item = json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)});
+    let (url, body, per) = match batch {
+        0 => (server.url("/v1/keys/p/sign"), item.to_string(), 1),
+        n => (
+            server.url("/v1/keys/p/sign-batch"),
+            json!({ "items": vec![item; n] }).to_string(),
+            n,
+        ),
+    };
+    let body = Arc::new(body);
     let agents: Vec<ureq::Agent> = (0..connections).map(|_| server.agent()).collect();
     for a in &agents {
         post(a, &url, &body);
@@ -624,7 +633,7 @@ fn drive_only(duration: Duration, connections: usize) {
                 .send_string(&body)
                 .unwrap();
             let _ = r.into_string();
-            1
+            per
         },
     );
     let cpu = cpu_seconds(server.pid()) - cpu0;

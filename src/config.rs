@@ -483,6 +483,21 @@ pub struct ServerConfig {
     /// Prefix of problem `type` URIs: relative (`/problems/`, served by Signet itself) by
     /// default, or an absolute URL of the operator's own documentation.
     pub problem_type_base: String,
+    /// Threads of the async runtime (TLS, HTTP); 0: half the CPUs, at least one. The token
+    /// work and the audit syncs run on their own threads.
+    pub io_threads: usize,
+}
+
+impl ServerConfig {
+    /// The async runtime's thread count (`io_threads`, or its default).
+    pub fn io_threads(&self) -> usize {
+        match self.io_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get().div_ceil(2))
+                .max(1),
+            n => n,
+        }
+    }
 }
 
 /// Signed tokens.
@@ -569,6 +584,7 @@ impl Default for ServerConfig {
             refusals_audited_per_sec: 5,
             refusal_summary_secs: 10,
             problem_type_base: "/problems/".into(),
+            io_threads: 0,
         }
     }
 }
@@ -795,6 +811,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.server.io_threads > 1024 {
+            return invalid("server.io_threads must be at most 1024 (0: half the CPUs)".into());
+        }
         if self.server.max_connections == 0
             || self.server.max_connections_per_source == 0
             || self.server.max_handshakes == 0
@@ -919,5 +938,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("82 to 95"));
+        let threads = Config::parse("[server]\nio_threads = 100000\n").unwrap();
+        assert!(threads
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("io_threads"));
+    }
+
+    #[test]
+    fn io_threads_default_to_half_the_cpus() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        let config = Config::default();
+        assert_eq!(config.server.io_threads(), cpus.div_ceil(2));
+        let set = Config::parse("[server]\nio_threads = 3\n").unwrap();
+        assert_eq!(set.server.io_threads(), 3);
     }
 }

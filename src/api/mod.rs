@@ -227,6 +227,7 @@ fn finish(
 /// `signet serve`: builds a runtime and serves until SIGINT/SIGTERM.
 pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.io_threads())
         .enable_all()
         .build()?;
     runtime.block_on(async move {
