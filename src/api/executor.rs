@@ -1,7 +1,11 @@
 //! A fixed set of worker threads for what blocks (the key store, writes to the store): a
 //! bounded number of threads ever calls into the token, and no thread is spawned per request.
 //! A request waits for its result without holding a thread; what waits for the audit log waits
-//! on the request's own task (see [`crate::service::Deferred`]). A job wakes one idle worker.
+//! on the request's own task (see [`crate::service::Deferred`]).
+//!
+//! A job wakes the worker that went idle last (each worker waits on its own condition
+//! variable): under light load the same thread, with its caches warm, takes every job, instead
+//! of the jobs going round all the threads.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,12 +18,43 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Idle workers, the one that went idle last at the end.
+    idle: Vec<usize>,
+    /// Per worker: waiting to be woken (cleared by whoever wakes it).
+    parked: Vec<bool>,
     stopping: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    ready: Condvar,
+    /// One per worker.
+    wake: Vec<Condvar>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn work(&self, me: usize) {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                drop(queue);
+                job();
+                queue = self.lock();
+                continue;
+            }
+            if queue.stopping {
+                return;
+            }
+            queue.idle.push(me);
+            queue.parked[me] = true;
+            while queue.parked[me] && !queue.stopping {
+                queue = self.wake[me].wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
 }
 
 /// The worker pool.
@@ -41,34 +76,21 @@ pub struct Stopped;
 impl Executor {
     /// Starts `threads` workers.
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
+            queue: Mutex::new(Queue {
+                parked: vec![false; threads],
+                ..Queue::default()
+            }),
+            wake: (0..threads).map(|_| Condvar::new()).collect(),
         });
-        let mut handles = Vec::new();
-        for i in 0..threads.max(1) {
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
             let shared = shared.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("signet-worker-{i}"))
-                    .spawn(move || loop {
-                        let job = {
-                            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-                            loop {
-                                if let Some(job) = queue.jobs.pop_front() {
-                                    break Some(job);
-                                }
-                                if queue.stopping {
-                                    break None;
-                                }
-                                queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
-                            }
-                        };
-                        match job {
-                            Some(job) => job(),
-                            None => return,
-                        }
-                    })?,
+                    .spawn(move || shared.work(i))?,
             );
         }
         Ok(Executor {
@@ -83,29 +105,90 @@ impl Executor {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Stopped> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let woken = {
+            let mut queue = self.shared.lock();
             if queue.stopping {
                 return Err(Stopped);
             }
             queue.jobs.push_back(Box::new(move || {
                 let _ = tx.send(f());
             }));
+            let woken = queue.idle.pop();
+            if let Some(i) = woken {
+                queue.parked[i] = false;
+            }
+            woken
+        };
+        if let Some(i) = woken {
+            self.shared.wake[i].notify_one();
         }
-        self.shared.ready.notify_one();
         rx.await.map_err(|_| Stopped)
     }
 
     /// Lets queued jobs finish and stops the workers.
     pub fn stop(&self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stopping = true;
-        self.shared.ready.notify_all();
+        self.shared.lock().stopping = true;
+        for wake in &self.shared.wake {
+            wake.notify_all();
+        }
         for handle in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner())) {
             let _ = handle.join();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn name() -> String {
+        std::thread::current().name().unwrap().to_string()
+    }
+
+    /// Jobs queued while every worker is busy all run; one at a time, each job goes to the
+    /// worker that went idle last; a stopped pool takes no job.
+    #[test]
+    fn every_job_runs_and_a_lone_job_goes_to_the_last_idle_worker() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let executor = Arc::new(Executor::new(3).unwrap());
+        let (all, names) = runtime.block_on(async {
+            // Many at once: every one runs, on any worker.
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let executor = executor.clone();
+                    tokio::spawn(async move {
+                        executor
+                            .run(|| {
+                                std::thread::sleep(std::time::Duration::from_micros(200));
+                                name()
+                            })
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut all = std::collections::BTreeSet::new();
+            for t in tasks {
+                all.insert(t.await.unwrap());
+            }
+            // Then one after another, each once the last worker is idle again.
+            let mut names = Vec::new();
+            for _ in 0..10 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                names.push(executor.run(name).await.unwrap());
+            }
+            (all, names)
+        });
+        assert!(!all.is_empty() && all.len() <= 3, "workers: {all:?}");
+        assert!(
+            names.windows(2).all(|w| w[0] == w[1]),
+            "one job at a time went round the workers: {names:?}"
+        );
+        executor.stop();
+        assert!(runtime.block_on(executor.run(|| ())).is_err());
     }
 }
