@@ -69,9 +69,14 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-/// The pool has stopped.
-#[derive(Debug, Clone, Copy)]
-pub struct Stopped;
+/// Why a job gave no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobError {
+    /// The pool has stopped.
+    Stopped,
+    /// The job panicked (the worker survives it and takes the next job).
+    Panicked,
+}
 
 impl Executor {
     /// Starts `threads` workers.
@@ -103,15 +108,19 @@ impl Executor {
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Stopped> {
+    ) -> Result<T, JobError> {
         let (tx, rx) = oneshot::channel();
         let woken = {
             let mut queue = self.shared.lock();
             if queue.stopping {
-                return Err(Stopped);
+                return Err(JobError::Stopped);
             }
             queue.jobs.push_back(Box::new(move || {
-                let _ = tx.send(f());
+                // A panic is this request's failure, not the worker's end: a pool that lost its
+                // threads one panic at a time would leave every later request waiting forever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                    .map_err(|_| JobError::Panicked);
+                let _ = tx.send(result);
             }));
             let woken = queue.idle.pop();
             if let Some(i) = woken {
@@ -122,7 +131,7 @@ impl Executor {
         if let Some(i) = woken {
             self.shared.wake[i].notify_one();
         }
-        rx.await.map_err(|_| Stopped)
+        rx.await.unwrap_or(Err(JobError::Stopped))
     }
 
     /// Lets queued jobs finish and stops the workers.
@@ -189,6 +198,26 @@ mod tests {
             "one job at a time went round the workers: {names:?}"
         );
         executor.stop();
-        assert!(runtime.block_on(executor.run(|| ())).is_err());
+        assert_eq!(
+            runtime.block_on(executor.run(|| ())),
+            Err(JobError::Stopped)
+        );
+    }
+
+    /// A job that panics fails alone: every worker is still there for the jobs after it.
+    #[test]
+    fn a_panicking_job_fails_alone_and_the_workers_survive() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let executor = Executor::new(2).unwrap();
+        runtime.block_on(async {
+            for _ in 0..5 {
+                let failed = executor.run(|| -> u32 { panic!("a bug in a handler") }).await;
+                assert_eq!(failed, Err(JobError::Panicked));
+            }
+            assert_eq!(executor.run(|| 7).await, Ok(7));
+        });
+        executor.stop();
     }
 }

@@ -184,7 +184,7 @@ impl Ctx {
         match self.executor.run(move || op(&service, &caller)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.fail(e)),
-            Err(_) => Err(self.fail(Error::Internal("the workers have stopped".into()))),
+            Err(e) => Err(self.fail(job_failed(e))),
         }
     }
 
@@ -198,7 +198,17 @@ impl Ctx {
         let caller = self.caller.clone();
         match self.executor.run(move || op(&service, &caller)).await {
             Ok(deferred) => deferred.settle().await.map_err(|e| self.fail(e)),
-            Err(_) => Err(self.fail(Error::Internal("the workers have stopped".into()))),
+            Err(e) => Err(self.fail(job_failed(e))),
+        }
+    }
+}
+
+/// What a request that got no result from its worker is answered.
+fn job_failed(e: super::executor::JobError) -> Error {
+    match e {
+        super::executor::JobError::Stopped => Error::Internal("the service is stopping".into()),
+        super::executor::JobError::Panicked => {
+            Error::Internal("an internal error interrupted this request".into())
         }
     }
 }
