@@ -213,7 +213,9 @@ mod tests {
         let executor = Executor::new(2).unwrap();
         runtime.block_on(async {
             for _ in 0..5 {
-                let failed = executor.run(|| -> u32 { panic!("a bug in a handler") }).await;
+                let failed = executor
+                    .run(|| -> u32 { panic!("a bug in a handler") })
+                    .await;
                 assert_eq!(failed, Err(JobError::Panicked));
             }
             assert_eq!(executor.run(|| 7).await, Ok(7));
