@@ -385,10 +385,8 @@ impl Keys<'_> {
 
     /// The version to use: the one asked for, else the primary.
     fn usable_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersion> {
-        let wanted = version.unwrap_or(record.primary);
-        let v = record.version(wanted).ok_or_else(|| {
-            Error::NotFound(format!("key {:?} has no version {wanted}", record.name))
-        })?;
+        let v = requested_version(record, version)?;
+        let wanted = v.version;
         match v.state {
             VersionState::Enabled => Ok(v),
             VersionState::Disabled => Err(Error::Conflict(format!(
@@ -489,12 +487,12 @@ impl Keys<'_> {
     ) -> Result<(bool, u32)> {
         let record = self.get(name)?;
         let algorithm = check_algorithm(&record, algorithm)?;
-        let wanted = version.unwrap_or(record.primary);
-        let v = record
-            .version(wanted)
-            .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
+        let v = requested_version(&record, version)?;
         if v.state == VersionState::Destroyed {
-            return Err(Error::Conflict(format!("version {wanted} is destroyed")));
+            return Err(Error::Conflict(format!(
+                "version {} is destroyed",
+                v.version
+            )));
         }
         let valid = match input {
             SignInput::Message(_) => signet_hsm::verify::verify(
@@ -508,13 +506,22 @@ impl Keys<'_> {
                 .backend
                 .verify(&v.key_id, algorithm, input, signature, format)?,
         };
-        Ok((valid, wanted))
+        Ok((valid, v.version))
     }
 
     /// The public key of a version.
     pub fn public_key(&self, v: &KeyVersion) -> Result<PublicKey> {
         self.public_keys.get(self.backend.as_ref(), &v.key_id)
     }
+}
+
+/// The version asked for, else the primary; not found when the record has no such version
+/// (whatever its state: each caller decides what a disabled or destroyed one means to it).
+pub fn requested_version(record: &KeyRecord, version: Option<u32>) -> Result<&KeyVersion> {
+    let wanted = version.unwrap_or(record.primary);
+    record
+        .version(wanted)
+        .ok_or_else(|| Error::NotFound(format!("key {:?} has no version {wanted}", record.name)))
 }
 
 fn check_algorithm(

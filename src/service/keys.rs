@@ -4,7 +4,7 @@ use signet_hsm::{EcdsaFormat, KeySpec, PublicKey, SignInput, SignatureAlgorithm}
 
 use super::{Action, Caller, Deferred, Service};
 use crate::domain::audit::sha256_hex;
-use crate::domain::keys::{KeyName, Keys, Signature};
+use crate::domain::keys::{requested_version, KeyName, Keys, Signature};
 use crate::error::{Error, Result};
 use crate::store::{Event, KeyRecord, Outcome, VersionState};
 
@@ -102,11 +102,7 @@ impl Service {
         self.authorize(caller, Action::KeyPublic, name)?;
         let keys = self.keys();
         let record = keys.get(name)?;
-        let wanted = version.unwrap_or(record.primary);
-        let v = record
-            .version(wanted)
-            .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
-        keys.public_key(v)
+        keys.public_key(requested_version(&record, version)?)
     }
 
     /// The device's attestation of a version (the primary by default), checked against the
@@ -120,15 +116,17 @@ impl Service {
         self.authorize(caller, Action::KeyAttest, name)?;
         let keys = self.keys();
         let record = keys.get(name)?;
-        let wanted = version.unwrap_or(record.primary);
-        let v = record
-            .version(wanted)
-            .filter(|v| v.state != VersionState::Destroyed)
-            .ok_or_else(|| Error::NotFound(format!("key {name:?} has no version {wanted}")))?;
+        let v = requested_version(&record, version)?;
+        if v.state == VersionState::Destroyed {
+            return Err(Error::NotFound(format!(
+                "key {name:?} has no version {}",
+                v.version
+            )));
+        }
         match keys.attestation(&v.key_id)? {
             Some((attestation, origin)) => Ok(KeyAttestation {
                 name: record.name.clone(),
-                version: wanted,
+                version: v.version,
                 attestation,
                 origin,
             }),
