@@ -18,10 +18,8 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Idle workers, the one that went idle last at the end.
+    /// Idle workers, the one that went idle last at the end; whoever wakes one takes it off.
     idle: Vec<usize>,
-    /// Per worker: waiting to be woken (cleared by whoever wakes it).
-    parked: Vec<bool>,
     stopping: bool,
 }
 
@@ -49,8 +47,7 @@ impl Shared {
                 return;
             }
             queue.idle.push(me);
-            queue.parked[me] = true;
-            while queue.parked[me] && !queue.stopping {
+            while queue.idle.contains(&me) && !queue.stopping {
                 queue = self.wake[me].wait(queue).unwrap_or_else(|p| p.into_inner());
             }
         }
@@ -83,10 +80,7 @@ impl Executor {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                parked: vec![false; threads],
-                ..Queue::default()
-            }),
+            queue: Mutex::new(Queue::default()),
             wake: (0..threads).map(|_| Condvar::new()).collect(),
         });
         let mut handles = Vec::with_capacity(threads);
@@ -122,11 +116,7 @@ impl Executor {
                     .map_err(|_| JobError::Panicked);
                 let _ = tx.send(result);
             }));
-            let woken = queue.idle.pop();
-            if let Some(i) = woken {
-                queue.parked[i] = false;
-            }
-            woken
+            queue.idle.pop()
         };
         if let Some(i) = woken {
             self.shared.wake[i].notify_one();
