@@ -159,7 +159,6 @@ impl Report {
                 None => println!("| {what} | (not measured) | {target} |"),
             }
         }
-        self.print_ceilings();
         for (what, name, target) in [
             (
                 "one sequential client, p50 ms (audited ES256)",
@@ -182,10 +181,9 @@ impl Report {
                 None => println!("| {what} | (not measured) | {target} |"),
             }
         }
+        self.print_ceilings();
     }
-}
 
-impl Report {
     /// What the cores allow: the load client runs on the same cores, so a rate is bounded by
     /// cores / (server CPU + client CPU) per signature. With the cores to itself the server
     /// would reach cores / server CPU per signature; that, over the raw two-thread rate, is the
