@@ -13,7 +13,15 @@
 //! (measured on ext4: ~40 µs less wall time and ~15 µs less CPU per sync). So while the server
 //! runs, and after a crash, the file ends in zero bytes; readers stop at them, and opening the
 //! log or closing it cleanly cuts them off.
+//!
+//! Where the file system takes it, the log is written with `O_DIRECT`: an append rewrites the
+//! block its records end in, from the block's start (the bytes before them are the same ones
+//! again), straight from an aligned buffer, so its `fdatasync` has no page-cache writeback to
+//! do, only the device's cache to flush (measured on this ext4 virtio disk: about 6 µs less
+//! CPU and 10 µs less wall time per sync). A file system that refuses it is written through
+//! the page cache as before.
 
+use rustix::fs::OFlags;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -29,8 +37,18 @@ pub const LOG_FILE: &str = "audit.log";
 /// Bytes preallocated at a time (about 200 records).
 pub const CHUNK: u64 = 64 * 1024;
 
+/// The unit of a direct write: its offset, length and buffer are multiples of it (every
+/// device's logical block size divides it).
+const BLOCK: u64 = 4096;
+
 struct State {
     file: File,
+    /// The same file opened with `O_DIRECT`, where the file system takes it.
+    direct: Option<File>,
+    /// The records' bytes from the start of the block their end is in (for direct writes).
+    tail: Vec<u8>,
+    /// Where a direct write is copied to, to be aligned (kept from one append to the next).
+    aligned: Vec<u8>,
     head: ChainHead,
     /// Byte offset of each record (index = seq - 1).
     offsets: Vec<u64>,
@@ -65,6 +83,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 impl FileJournal {
     /// Opens (or creates) `dir/audit.log`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_as(dir, true)
+    }
+
+    /// As [`FileJournal::open`]; with `direct`, writes with `O_DIRECT` where it can.
+    fn open_as(dir: &Path, direct: bool) -> Result<Self> {
         crate::support::files::mkdir_private(dir)
             .map_err(|e| unavailable("creating the audit directory", e))?;
         let path = dir.join(LOG_FILE);
@@ -109,6 +132,8 @@ impl FileJournal {
             offsets.push(at);
             at += line.len() as u64;
         }
+        let tail = text[(at / BLOCK * BLOCK) as usize..].to_vec();
+        let direct = if direct { open_direct(&path) } else { None };
         let head = match text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
             None => ChainHead::genesis(),
             Some(line) => {
@@ -127,6 +152,9 @@ impl FileJournal {
             path,
             state: Mutex::new(State {
                 file,
+                direct,
+                tail,
+                aligned: Vec::new(),
                 head,
                 offsets,
                 len: at,
@@ -165,25 +193,39 @@ impl Journal for FileJournal {
         }
         let time = crate::support::time::format_time_precise();
         let records = chain(&state.head, events, &time, self.node.as_deref());
-        let mut buffer = Vec::with_capacity(records.len() * 400);
+        // A direct write starts at the block the records end in, with their bytes in it.
+        let from = match state.direct {
+            Some(_) => state.len - state.tail.len() as u64,
+            None => state.len,
+        };
+        let mut buffer = Vec::with_capacity(records.len() * 400 + BLOCK as usize);
+        if state.direct.is_some() {
+            buffer.extend_from_slice(&state.tail);
+        }
         let mut line_offsets = Vec::with_capacity(records.len());
         for record in &records {
-            line_offsets.push(state.len + buffer.len() as u64);
+            line_offsets.push(from + buffer.len() as u64);
             buffer.extend_from_slice(&record.to_line());
         }
-        let records_len = buffer.len() as u64;
-        let end = state.len + records_len;
-        let allocated = if end > state.allocated {
-            // Past the preallocated space: zeros up to the next chunk go in the same write.
-            let allocated = end.div_ceil(CHUNK) * CHUNK + CHUNK;
-            buffer.resize((allocated - state.len) as usize, 0);
-            allocated
+        let end = from + buffer.len() as u64;
+        let covered = match state.direct {
+            Some(_) => end.div_ceil(BLOCK) * BLOCK,
+            None => end,
+        };
+        // Past the preallocated space: zeros up to the next chunk go in the same write.
+        let allocated = if covered > state.allocated {
+            end.div_ceil(CHUNK) * CHUNK + CHUNK
         } else {
             state.allocated
         };
+        let write_end = if allocated > state.allocated {
+            allocated
+        } else {
+            covered
+        };
+        buffer.resize((write_end - from) as usize, 0);
         let written = state
-            .file
-            .write_all_at(&buffer, state.len)
+            .write_at(&buffer, from)
             .and_then(|()| state.file.sync_data());
         if let Err(e) = written {
             // Leave the log exactly at its last complete record (and give up the preallocation).
@@ -200,8 +242,11 @@ impl Journal for FileJournal {
             return Err(unavailable("appending to the audit log", e));
         }
         state.allocated = allocated;
-        buffer.truncate(records_len as usize);
-        state.len += buffer.len() as u64;
+        if state.direct.is_some() {
+            let block = end / BLOCK * BLOCK;
+            state.tail = buffer[(block - from) as usize..(end - from) as usize].to_vec();
+        }
+        state.len = end;
         state.offsets.extend(line_offsets);
         if let Some(last) = records.last() {
             state.head = ChainHead {
@@ -266,6 +311,49 @@ impl Drop for FileJournal {
         if let Err(e) = Journal::close(self) {
             tracing::warn!(error = %e, "closing the audit log");
         }
+    }
+}
+
+/// `path` opened again with `O_DIRECT`, unless its file system refuses that.
+fn open_direct(path: &Path) -> Option<File> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(OFlags::DIRECT.bits() as i32)
+        .open(path)
+    {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::debug!(error = %e, "the audit log is written through the page cache");
+            None
+        }
+    }
+}
+
+impl State {
+    /// Writes `bytes` at `at`: directly (from an aligned copy) while that works, else through
+    /// the page cache from then on.
+    fn write_at(&mut self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        if let Some(direct) = &self.direct {
+            let need = bytes.len() + BLOCK as usize;
+            if self.aligned.len() < need {
+                self.aligned.resize(need, 0);
+            }
+            let start = self.aligned.as_ptr().align_offset(BLOCK as usize);
+            let refused = if start < BLOCK as usize {
+                let aligned = &mut self.aligned[start..start + bytes.len()];
+                aligned.copy_from_slice(bytes);
+                match direct.write_all_at(aligned, at) {
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => e,
+                    other => return other,
+                }
+            } else {
+                std::io::Error::from(std::io::ErrorKind::InvalidInput)
+            };
+            // Opened, yet its writes refused (an unaligned block size, say): stop trying.
+            tracing::warn!(error = %refused, "the audit log is written through the page cache");
+            self.direct = None;
+        }
+        self.file.write_all_at(bytes, at)
     }
 }
 
@@ -336,15 +424,21 @@ mod tests {
 
     #[test]
     fn preallocated_space_is_cut_at_close_and_after_a_crash() {
+        preallocated_space_is_cut(true);
+        preallocated_space_is_cut(false);
+    }
+
+    fn preallocated_space_is_cut(direct: bool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let journal = FileJournal::open(dir.path()).unwrap();
+        let journal = FileJournal::open_as(dir.path(), direct).unwrap();
+        assert_eq!(journal.lock().direct.is_some(), direct);
         journal.append(vec![event(1), event(2)]).unwrap();
         let records = std::fs::metadata(&path).unwrap().len();
         assert!(records >= CHUNK, "no space preallocated: {records} bytes");
         // A crash: the journal is never closed, the zeros stay.
         std::mem::forget(journal);
-        let journal = FileJournal::open(dir.path()).unwrap();
+        let journal = FileJournal::open_as(dir.path(), direct).unwrap();
         assert!(journal.repairs().is_empty(), "{:?}", journal.repairs());
         assert_eq!(journal.head().unwrap().seq, 2);
         assert_eq!(read_log(&path).unwrap().len(), 2);
@@ -359,5 +453,63 @@ mod tests {
         let all = read_log(&path).unwrap();
         assert_eq!(all.len(), 399);
         assert!(all.iter().all(|r| r.is_ok()));
+    }
+
+    /// Batches of every size, across block and chunk boundaries, with crashes (the journal
+    /// never closed) and clean closes between them: written directly or through the page cache,
+    /// every record is read back in order, chained, and the log ends where its records do.
+    #[test]
+    fn direct_and_cached_writes_keep_every_record() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(LOG_FILE);
+            let mut n = 0;
+            for round in 0..6 {
+                let journal = FileJournal::open_as(dir.path(), direct).unwrap();
+                assert_eq!(
+                    journal.lock().direct.is_some(),
+                    direct,
+                    "O_DIRECT refused by the test directory's file system"
+                );
+                assert!(journal.repairs().is_empty(), "{:?}", journal.repairs());
+                for size in 1..12 {
+                    let events = (0..size)
+                        .map(|i| {
+                            // Records of different lengths, so ends fall anywhere in a block.
+                            event(n + i).with("pad", "x".repeat((n + i) * 37 % 900))
+                        })
+                        .collect();
+                    journal.append(events).unwrap();
+                    n += size;
+                }
+                assert_eq!(journal.head().unwrap().seq, n as u64);
+                let page = journal.read(n as u64 - 3, 10).unwrap();
+                assert_eq!(page.len(), 3, "round {round}");
+                if round % 2 == 0 {
+                    std::mem::forget(journal);
+                } else {
+                    drop(journal);
+                    assert!(!std::fs::read(&path).unwrap().contains(&0));
+                }
+            }
+            let all = read_log(&path).unwrap();
+            assert_eq!(all.len(), n, "direct: {direct}");
+            let mut head = ChainHead::genesis();
+            for (i, record) in all.into_iter().enumerate() {
+                let record = record.unwrap();
+                assert_eq!(record.seq, i as u64 + 1, "direct: {direct}");
+                assert_eq!(
+                    record.prev_hash, head.hash,
+                    "direct: {direct}, seq {}",
+                    record.seq
+                );
+                assert_eq!(record.hash, record.compute_hash());
+                assert_eq!(record.target, format!("t{i}"));
+                head = ChainHead {
+                    seq: record.seq,
+                    hash: record.hash,
+                };
+            }
+        }
     }
 }
