@@ -83,11 +83,12 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 impl FileJournal {
     /// Opens (or creates) `dir/audit.log`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_as(dir, true)
+        Self::open_with(dir, true)
     }
 
-    /// As [`FileJournal::open`]; with `direct`, writes with `O_DIRECT` where it can.
-    fn open_as(dir: &Path, direct: bool) -> Result<Self> {
+    /// As [`FileJournal::open`]; with `direct`, writes with `O_DIRECT` where it can, without,
+    /// through the page cache (for tests and benchmarks that compare the two).
+    pub fn open_with(dir: &Path, direct: bool) -> Result<Self> {
         crate::support::files::mkdir_private(dir)
             .map_err(|e| unavailable("creating the audit directory", e))?;
         let path = dir.join(LOG_FILE);
@@ -169,6 +170,11 @@ impl FileJournal {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether appends are written with `O_DIRECT`.
+    pub fn is_direct(&self) -> bool {
+        self.lock().direct.is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -431,14 +437,14 @@ mod tests {
     fn preallocated_space_is_cut(direct: bool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let journal = FileJournal::open_as(dir.path(), direct).unwrap();
-        assert_eq!(journal.lock().direct.is_some(), direct);
+        let journal = FileJournal::open_with(dir.path(), direct).unwrap();
+        assert_eq!(journal.is_direct(), direct);
         journal.append(vec![event(1), event(2)]).unwrap();
         let records = std::fs::metadata(&path).unwrap().len();
         assert!(records >= CHUNK, "no space preallocated: {records} bytes");
         // A crash: the journal is never closed, the zeros stay.
         std::mem::forget(journal);
-        let journal = FileJournal::open_as(dir.path(), direct).unwrap();
+        let journal = FileJournal::open_with(dir.path(), direct).unwrap();
         assert!(journal.repairs().is_empty(), "{:?}", journal.repairs());
         assert_eq!(journal.head().unwrap().seq, 2);
         assert_eq!(read_log(&path).unwrap().len(), 2);
@@ -465,9 +471,9 @@ mod tests {
             let path = dir.path().join(LOG_FILE);
             let mut n = 0;
             for round in 0..6 {
-                let journal = FileJournal::open_as(dir.path(), direct).unwrap();
+                let journal = FileJournal::open_with(dir.path(), direct).unwrap();
                 assert_eq!(
-                    journal.lock().direct.is_some(),
+                    journal.is_direct(),
                     direct,
                     "O_DIRECT refused by the test directory's file system"
                 );
