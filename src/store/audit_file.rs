@@ -7,6 +7,10 @@
 //! middle of a write, never acknowledged because never synced) is cut off and reported as a
 //! repair.
 //!
+//! The log is never held in memory: opening it reads it once, a buffer at a time, to find its
+//! end, its last record and one line offset in every 1,024; a page is read from the nearest
+//! such offset on.
+//!
 //! Space is preallocated: an append that passes the end of the file writes its records followed
 //! by zeros up to the next [`CHUNK`], so the appends after it overwrite blocks that already
 //! exist and their `fdatasync` writes one data block, not the data and the inode's new size
@@ -37,6 +41,10 @@ pub const LOG_FILE: &str = "audit.log";
 /// Bytes preallocated at a time (about 200 records).
 pub const CHUNK: u64 = 64 * 1024;
 
+/// One line's offset is kept in memory every this many: 8 bytes per 1,024 records, and a
+/// page read skips at most 1,023 lines to its first record.
+const STRIDE: u64 = 1024;
+
 /// The unit of a direct write: its offset, length and buffer are multiples of it (every
 /// device's logical block size divides it).
 const BLOCK: u64 = 4096;
@@ -50,8 +58,11 @@ struct State {
     /// Where a direct write is copied to, to be aligned (kept from one append to the next).
     aligned: Vec<u8>,
     head: ChainHead,
-    /// Byte offset of each record (index = seq - 1).
-    offsets: Vec<u64>,
+    /// Records (lines) in the file.
+    lines: u64,
+    /// Byte offsets of lines 0, STRIDE, 2·STRIDE, … (not one per record: the log is not held
+    /// in memory, however long it gets).
+    marks: Vec<u64>,
     /// Length of the complete records.
     len: u64,
     /// Length of the file: the records, then zeros.
@@ -100,19 +111,11 @@ impl FileJournal {
             .mode(0o600)
             .open(&path)
             .map_err(|e| unavailable("opening the audit log", e))?;
-        let mut text = Vec::new();
-        (&file)
-            .read_to_end(&mut text)
-            .map_err(|e| unavailable("reading the audit log", e))?;
-        // Preallocated zeros are not records: the content ends at the last non-zero byte.
-        let content = text.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-        let complete = text[..content]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
+        let scan = scan(&file).map_err(|e| unavailable("reading the audit log", e))?;
+        let complete = scan.complete;
         let mut repairs = Vec::new();
-        if complete < content {
-            let torn = content - complete;
+        if complete < scan.content {
+            let torn = scan.content - complete;
             tracing::warn!(
                 bytes = torn,
                 "audit log ends with a torn record; cutting it off"
@@ -121,24 +124,17 @@ impl FileJournal {
                 "cut a torn partial record of {torn} bytes off the end of the log"
             ));
         }
-        if complete < text.len() {
-            file.set_len(complete as u64)
+        if complete < scan.size {
+            file.set_len(complete)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| unavailable("cutting the end of the audit log", e))?;
-            text.truncate(complete);
         }
-        let mut offsets = Vec::new();
-        let mut at = 0u64;
-        for line in text.split_inclusive(|b| *b == b'\n') {
-            offsets.push(at);
-            at += line.len() as u64;
-        }
-        let tail = text[(at / BLOCK * BLOCK) as usize..].to_vec();
-        let direct = if direct { open_direct(&path) } else { None };
-        let head = match text.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
+        let head = match scan.last {
             None => ChainHead::genesis(),
-            Some(line) => {
-                let last: AuditRecord = serde_json::from_slice(line).map_err(|e| {
+            Some((start, end)) => {
+                let line = read_at(&file, start, end)
+                    .map_err(|e| unavailable("reading the audit log", e))?;
+                let last: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
                     Error::AuditUnavailable(format!(
                         "the last audit record is unreadable ({e}); run `signet audit verify`"
                     ))
@@ -149,6 +145,9 @@ impl FileJournal {
                 }
             }
         };
+        let tail = read_at(&file, complete / BLOCK * BLOCK, complete)
+            .map_err(|e| unavailable("reading the audit log", e))?;
+        let direct = if direct { open_direct(&path) } else { None };
         Ok(FileJournal {
             path,
             state: Mutex::new(State {
@@ -157,9 +156,10 @@ impl FileJournal {
                 tail,
                 aligned: Vec::new(),
                 head,
-                offsets,
-                len: at,
-                allocated: at,
+                lines: scan.lines,
+                marks: scan.marks,
+                len: complete,
+                allocated: complete,
                 dirty: false,
             }),
             repairs,
@@ -208,9 +208,11 @@ impl Journal for FileJournal {
         if state.direct.is_some() {
             buffer.extend_from_slice(&state.tail);
         }
-        let mut line_offsets = Vec::with_capacity(records.len());
-        for record in &records {
-            line_offsets.push(from + buffer.len() as u64);
+        let mut marks = Vec::new();
+        for (line, record) in (state.lines..).zip(&records) {
+            if line % STRIDE == 0 {
+                marks.push(from + buffer.len() as u64);
+            }
             buffer.extend_from_slice(&record.to_line());
         }
         let end = from + buffer.len() as u64;
@@ -253,7 +255,8 @@ impl Journal for FileJournal {
             state.tail = buffer[(block - from) as usize..(end - from) as usize].to_vec();
         }
         state.len = end;
-        state.offsets.extend(line_offsets);
+        state.lines += records.len() as u64;
+        state.marks.extend(marks);
         if let Some(last) = records.last() {
             state.head = ChainHead {
                 seq: last.seq,
@@ -264,21 +267,30 @@ impl Journal for FileJournal {
     }
 
     fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let (start, end) = {
+        let (start, skip, end) = {
             let state = self.lock();
-            let Some(start) = usize::try_from(after)
-                .ok()
-                .and_then(|i| state.offsets.get(i).copied())
-            else {
+            if after >= state.lines || limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mark = usize::try_from(after / STRIDE).unwrap_or(usize::MAX);
+            let Some(start) = state.marks.get(mark).copied() else {
                 return Ok(Vec::new());
             };
-            (start, state.len)
+            (start, after % STRIDE, state.len)
         };
         let mut file =
             File::open(&self.path).map_err(|e| unavailable("reading the audit log", e))?;
         file.seek(SeekFrom::Start(start))
             .map_err(|e| unavailable("reading the audit log", e))?;
-        BufReader::new(file.take(end - start))
+        let mut reader = BufReader::new(file.take(end - start));
+        let mut line = Vec::new();
+        for _ in 0..skip {
+            line.clear();
+            reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| unavailable("reading the audit log", e))?;
+        }
+        reader
             .lines()
             .take(limit)
             .map(|line| {
@@ -318,6 +330,66 @@ impl Drop for FileJournal {
             tracing::warn!(error = %e, "closing the audit log");
         }
     }
+}
+
+/// What one pass over the log file found.
+struct Scan {
+    /// Bytes in the file.
+    size: u64,
+    /// Just past the last non-zero byte (preallocated zeros are not content).
+    content: u64,
+    /// Just past the last complete line.
+    complete: u64,
+    /// Complete lines.
+    lines: u64,
+    /// Offsets of lines 0, STRIDE, 2·STRIDE, …
+    marks: Vec<u64>,
+    /// The last non-empty complete line, without its newline.
+    last: Option<(u64, u64)>,
+}
+
+/// Reads the log once from the start, a buffer at a time (never the whole file at once).
+fn scan(file: &File) -> std::io::Result<Scan> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut scan = Scan {
+        size: 0,
+        content: 0,
+        complete: 0,
+        lines: 0,
+        marks: Vec::new(),
+        last: None,
+    };
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(scan);
+        }
+        let at = scan.size;
+        for newline in memchr::memchr_iter(b'\n', chunk) {
+            let end = at + newline as u64;
+            if scan.lines % STRIDE == 0 {
+                scan.marks.push(scan.complete);
+            }
+            if end > scan.complete {
+                scan.last = Some((scan.complete, end));
+            }
+            scan.lines += 1;
+            scan.complete = end + 1;
+        }
+        if let Some(i) = chunk.iter().rposition(|b| *b != 0) {
+            scan.content = at + i as u64 + 1;
+        }
+        let n = chunk.len();
+        scan.size += n as u64;
+        reader.consume(n);
+    }
+}
+
+/// The bytes of `file` from `start` to `end`.
+fn read_at(file: &File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0; (end - start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(bytes)
 }
 
 /// `path` opened again with `O_DIRECT`, unless its file system refuses that.
@@ -517,5 +589,54 @@ mod tests {
                 };
             }
         }
+    }
+
+    /// Pages read from anywhere in a log of several thousand records, before and after it is
+    /// opened again, are the records at those positions; memory holds one offset per
+    /// `STRIDE` records, not one per record.
+    #[test]
+    fn pages_are_read_from_anywhere_with_one_offset_per_stride() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let journal = FileJournal::open(dir.path()).unwrap();
+        let total = 3 * STRIDE as usize + 77;
+        let mut n = 0;
+        while n < total {
+            let size = (n % 13 + 1).min(total - n);
+            journal.append((n..n + size).map(event).collect()).unwrap();
+            n += size;
+        }
+        let check = |journal: &FileJournal| {
+            assert_eq!(journal.lock().marks.len(), total.div_ceil(STRIDE as usize));
+            let s = STRIDE;
+            for after in [
+                0,
+                1,
+                s - 1,
+                s,
+                s + 1,
+                2 * s + 5,
+                3 * s - 1,
+                total as u64 - 1,
+            ] {
+                let page = journal.read(after, 3).unwrap();
+                let seqs: Vec<u64> = page.iter().map(|r| r.seq).collect();
+                let want: Vec<u64> = (after + 1..=(after + 3).min(total as u64)).collect();
+                assert_eq!(seqs, want, "after {after}");
+                assert_eq!(page[0].target, format!("t{after}"));
+            }
+            assert!(journal.read(total as u64, 3).unwrap().is_empty());
+            assert!(journal.read(u64::MAX, 3).unwrap().is_empty());
+        };
+        check(&journal);
+        // After a crash (zeros left at the end) and after a clean close.
+        std::mem::forget(journal);
+        let journal = FileJournal::open(dir.path()).unwrap();
+        check(&journal);
+        drop(journal);
+        let journal = FileJournal::open(dir.path()).unwrap();
+        check(&journal);
+        assert_eq!(journal.head().unwrap().seq, total as u64);
+        assert_eq!(read_log(&path).unwrap().len(), total);
     }
 }
