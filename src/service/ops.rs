@@ -1,6 +1,7 @@
 //! Operations around the service: who a connection is, readiness, metrics, the audit log's
 //! reading, export and verification, handshake refusals, housekeeping and shutdown.
 
+use std::io::Write;
 use std::path::Path;
 
 use signet_hsm::BackendInfo;
@@ -8,8 +9,28 @@ use signet_hsm::BackendInfo;
 use super::{Action, Caller, ClientIdentity, Deferred, Service};
 use crate::domain::audit::{self, verify_chain, Break, ChainHead, VerifyReport, SERVICE};
 use crate::error::{Error, Result};
-use crate::store::{AuditRecord, CertStatus, Event, Outcome};
+use crate::store::{AuditRecord, CertStatus, Event, Journal, Outcome};
 use crate::support::time::now;
+
+/// Records read at a time when the log is exported.
+const EXPORT_PAGE: usize = 10_000;
+
+/// Writes every record of `journal` to `out`, `page` records at a time (the copy is never held
+/// in memory whole), and syncs it; returns the records written.
+fn copy_log(journal: &dyn Journal, out: &Path, page: usize) -> Result<u64> {
+    let mut copy = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut after = 0;
+    loop {
+        let records = journal.read(after, page)?;
+        let Some(last) = records.last() else { break };
+        after = last.seq;
+        for record in &records {
+            copy.write_all(&record.to_line())?;
+        }
+    }
+    copy.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(after)
+}
 
 /// What readiness found.
 #[derive(Debug, Clone)]
@@ -137,12 +158,7 @@ impl Service {
         self.authorize(caller, Action::AuditExport, "audit")?;
         // End the export with a fresh checkpoint, so a truncated copy is detectable.
         self.audit.checkpoint()?;
-        let mut text = Vec::new();
-        for record in self.audit.journal().read_all()? {
-            let record = record.map_err(Error::Internal)?;
-            text.extend_from_slice(&record.to_line());
-        }
-        std::fs::write(out, text)?;
+        copy_log(self.audit.journal().as_ref(), out, EXPORT_PAGE)?;
         let pem_path = out.with_extension("pub.pem");
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
         std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
@@ -294,5 +310,31 @@ impl Service {
             tracing::warn!(error = %e, "could not record the stop");
         }
         self.close();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::audit_file::{read_log, FileJournal};
+
+    /// The copy has every record, in order, however many pages it takes.
+    #[test]
+    fn an_exported_copy_has_every_record_across_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        for n in 0..50 {
+            let event = Event::new("p", "-", "x", &format!("t{n}"), Outcome::Ok);
+            journal.append(vec![event]).unwrap();
+        }
+        let out = dir.path().join("copy.log");
+        for page in [1, 7, 50, 10_000] {
+            assert_eq!(copy_log(&journal, &out, page).unwrap(), 50);
+            let copy = read_log(&out).unwrap();
+            let targets: Vec<String> = copy.into_iter().map(|r| r.unwrap().target).collect();
+            let want: Vec<String> = (0..50).map(|n| format!("t{n}")).collect();
+            assert_eq!(targets, want, "page {page}");
+        }
     }
 }
