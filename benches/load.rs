@@ -7,9 +7,8 @@
 //!   connections: signatures/s, p50/p99 per request, the server's CPU µs per signature (from
 //!   /proc/<pid>/stat) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
 //!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
-//! - `journal`: the single-node audit journal alone, one record per append and sync, written
-//!   with `O_DIRECT` and through the page cache, alternating: appends/s, wall and CPU µs per
-//!   append (also part of `api`);
+//! - `journal`: the single-node audit journal alone, one record per append and sync:
+//!   appends/s, wall and CPU µs per append (also part of `api`);
 //! - `drive`: one step at `BENCH_CONNECTIONS` (for profiling; prints the server pid), ES256
 //!   single by default (`BENCH_SPEC=rsa-2048`, `BENCH_BATCH=32`), with audit records per sync
 //!   and peak RSS;
@@ -375,53 +374,45 @@ fn raw(report: &mut Report, duration: Duration) {
     println!();
 }
 
-/// The audit journal alone: appends of one sign record each, each synced, written with
-/// `O_DIRECT` and through the page cache in turn, three rounds of each (in the temporary
-/// directory, where the servers' data directories go).
+/// The audit journal alone: appends of one sign record each, each synced, in three rounds (in
+/// the temporary directory, where the servers' data directories go). What one sync costs, apart
+/// from the rest of a request.
 fn journal(report: &mut Report, duration: Duration) {
     use signet::store::audit_file::FileJournal;
     use signet::store::{Event, Journal, Outcome};
     println!("## The audit journal alone (one record per append, each synced)\n");
-    println!("| writes | round | appends/s | wall µs per append | CPU µs per append |");
-    println!("|---|---|---|---|---|");
+    println!("| round | appends/s | wall µs per append | CPU µs per append |");
+    println!("|---|---|---|---|");
     let step = duration / 3;
-    let mut totals: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
+    let (mut wall, mut cpu, mut n) = (0.0, 0.0, 0u32);
     for round in 1..=3 {
-        for (name, direct) in [("direct", true), ("cached", false)] {
-            let dir = tempfile::tempdir().unwrap();
-            let journal = FileJournal::open_with(dir.path(), direct).unwrap();
-            let name = if journal.is_direct() { name } else { "cached" };
-            let event = || {
-                Event::new("bench", "-", "key.sign", "bench-key", Outcome::Ok)
-                    .with("input_sha256", "0".repeat(64))
-                    .with("key_id", "0".repeat(32))
-            };
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        let event = || {
+            Event::new("bench", "-", "key.sign", "bench-key", Outcome::Ok)
+                .with("input_sha256", "0".repeat(64))
+                .with("key_id", "0".repeat(32))
+        };
+        journal.append(vec![event()]).unwrap();
+        let (cpu0, start) = (cpu_seconds(std::process::id()), Instant::now());
+        let mut appends = 0u32;
+        while start.elapsed() < step {
             journal.append(vec![event()]).unwrap();
-            let (cpu0, start) = (cpu_seconds(std::process::id()), Instant::now());
-            let mut n = 0u32;
-            while start.elapsed() < step {
-                journal.append(vec![event()]).unwrap();
-                n += 1;
-            }
-            let wall = start.elapsed().as_secs_f64();
-            let cpu = cpu_seconds(std::process::id()) - cpu0;
-            let (rate, wall_us, cpu_us) = (
-                f64::from(n) / wall,
-                wall / f64::from(n) * 1e6,
-                cpu / f64::from(n) * 1e6,
-            );
-            println!("| {name} | {round} | {rate:.0} | {wall_us:.1} | {cpu_us:.1} |");
-            let total = totals.entry(name).or_default();
-            total.0 += wall;
-            total.1 += cpu;
-            total.2 += f64::from(n);
+            appends += 1;
         }
+        let round_wall = start.elapsed().as_secs_f64();
+        let round_cpu = cpu_seconds(std::process::id()) - cpu0;
+        println!(
+            "| {round} | {:.0} | {:.1} | {:.1} |",
+            f64::from(appends) / round_wall,
+            round_wall / f64::from(appends) * 1e6,
+            round_cpu / f64::from(appends) * 1e6
+        );
+        (wall, cpu, n) = (wall + round_wall, cpu + round_cpu, n + appends);
     }
-    for (name, (wall, cpu, n)) in totals {
-        report.set(format!("journal.{name}.rate"), n / wall);
-        report.set(format!("journal.{name}.wall_us"), wall / n * 1e6);
-        report.set(format!("journal.{name}.cpu_us"), cpu / n * 1e6);
-    }
+    report.set("journal.append.rate", f64::from(n) / wall);
+    report.set("journal.append.wall_us", wall / f64::from(n) * 1e6);
+    report.set("journal.append.cpu_us", cpu / f64::from(n) * 1e6);
     println!();
 }
 

@@ -17,15 +17,7 @@
 //! (measured on ext4: ~40 µs less wall time and ~15 µs less CPU per sync). So while the server
 //! runs, and after a crash, the file ends in zero bytes; readers stop at them, and opening the
 //! log or closing it cleanly cuts them off.
-//!
-//! Where the file system takes it, the log is written with `O_DIRECT`: an append rewrites the
-//! block its records end in, from the block's start (the bytes before them are the same ones
-//! again), straight from an aligned buffer, so its `fdatasync` has no page-cache writeback to
-//! do, only the device's cache to flush (measured on this ext4 virtio disk: about 6 µs less
-//! CPU and 10 µs less wall time per sync). A file system that refuses it is written through
-//! the page cache as before.
 
-use rustix::fs::OFlags;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -45,18 +37,8 @@ pub const CHUNK: u64 = 64 * 1024;
 /// page read skips at most 1,023 lines to its first record.
 const STRIDE: u64 = 1024;
 
-/// The unit of a direct write: its offset, length and buffer are multiples of it (every
-/// device's logical block size divides it).
-const BLOCK: u64 = 4096;
-
 struct State {
     file: File,
-    /// The same file opened with `O_DIRECT`, where the file system takes it.
-    direct: Option<File>,
-    /// The records' bytes from the start of the block their end is in (for direct writes).
-    tail: Vec<u8>,
-    /// Where a direct write is copied to, to be aligned (kept from one append to the next).
-    aligned: Vec<u8>,
     head: ChainHead,
     /// Records (lines) in the file.
     lines: u64,
@@ -94,12 +76,6 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 impl FileJournal {
     /// Opens (or creates) `dir/audit.log`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, true)
-    }
-
-    /// As [`FileJournal::open`]; with `direct`, writes with `O_DIRECT` where it can, without,
-    /// through the page cache (for tests and benchmarks that compare the two).
-    pub fn open_with(dir: &Path, direct: bool) -> Result<Self> {
         crate::support::files::mkdir_private(dir)
             .map_err(|e| unavailable("creating the audit directory", e))?;
         let path = dir.join(LOG_FILE);
@@ -145,16 +121,10 @@ impl FileJournal {
                 }
             }
         };
-        let tail = read_at(&file, complete / BLOCK * BLOCK, complete)
-            .map_err(|e| unavailable("reading the audit log", e))?;
-        let direct = if direct { open_direct(&path) } else { None };
         Ok(FileJournal {
             path,
             state: Mutex::new(State {
                 file,
-                direct,
-                tail,
-                aligned: Vec::new(),
                 head,
                 lines: scan.lines,
                 marks: scan.marks,
@@ -170,11 +140,6 @@ impl FileJournal {
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Whether appends are written with `O_DIRECT`.
-    pub fn is_direct(&self) -> bool {
-        self.lock().direct.is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -199,41 +164,27 @@ impl Journal for FileJournal {
         }
         let time = crate::support::time::format_time_precise();
         let records = chain(&state.head, events, &time, self.node.as_deref());
-        // A direct write starts at the block the records end in, with their bytes in it.
-        let from = match state.direct {
-            Some(_) => state.len - state.tail.len() as u64,
-            None => state.len,
-        };
-        let mut buffer = Vec::with_capacity(records.len() * 400 + BLOCK as usize);
-        if state.direct.is_some() {
-            buffer.extend_from_slice(&state.tail);
-        }
+        let mut buffer = Vec::with_capacity(records.len() * 400);
         let mut marks = Vec::new();
         for (line, record) in (state.lines..).zip(&records) {
             if line % STRIDE == 0 {
-                marks.push(from + buffer.len() as u64);
+                marks.push(state.len + buffer.len() as u64);
             }
             buffer.extend_from_slice(&record.to_line());
         }
-        let end = from + buffer.len() as u64;
-        let covered = match state.direct {
-            Some(_) => end.div_ceil(BLOCK) * BLOCK,
-            None => end,
-        };
-        // Past the preallocated space: zeros up to the next chunk go in the same write.
-        let allocated = if covered > state.allocated {
-            end.div_ceil(CHUNK) * CHUNK + CHUNK
+        let records_len = buffer.len() as u64;
+        let end = state.len + records_len;
+        let allocated = if end > state.allocated {
+            // Past the preallocated space: zeros up to the next chunk go in the same write.
+            let allocated = end.div_ceil(CHUNK) * CHUNK + CHUNK;
+            buffer.resize((allocated - state.len) as usize, 0);
+            allocated
         } else {
             state.allocated
         };
-        let write_end = if allocated > state.allocated {
-            allocated
-        } else {
-            covered
-        };
-        buffer.resize((write_end - from) as usize, 0);
         let written = state
-            .write_at(&buffer, from)
+            .file
+            .write_all_at(&buffer, state.len)
             .and_then(|()| state.file.sync_data());
         if let Err(e) = written {
             // Leave the log exactly at its last complete record (and give up the preallocation).
@@ -250,10 +201,6 @@ impl Journal for FileJournal {
             return Err(unavailable("appending to the audit log", e));
         }
         state.allocated = allocated;
-        if state.direct.is_some() {
-            let block = end / BLOCK * BLOCK;
-            state.tail = buffer[(block - from) as usize..(end - from) as usize].to_vec();
-        }
         state.len = end;
         state.lines += records.len() as u64;
         state.marks.extend(marks);
@@ -392,49 +339,6 @@ fn read_at(file: &File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `path` opened again with `O_DIRECT`, unless its file system refuses that.
-fn open_direct(path: &Path) -> Option<File> {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(OFlags::DIRECT.bits() as i32)
-        .open(path)
-    {
-        Ok(file) => Some(file),
-        Err(e) => {
-            tracing::debug!(error = %e, "the audit log is written through the page cache");
-            None
-        }
-    }
-}
-
-impl State {
-    /// Writes `bytes` at `at`: directly (from an aligned copy) while that works, else through
-    /// the page cache from then on.
-    fn write_at(&mut self, bytes: &[u8], at: u64) -> std::io::Result<()> {
-        if let Some(direct) = &self.direct {
-            let need = bytes.len() + BLOCK as usize;
-            if self.aligned.len() < need {
-                self.aligned.resize(need, 0);
-            }
-            let start = self.aligned.as_ptr().align_offset(BLOCK as usize);
-            let refused = if start < BLOCK as usize {
-                let aligned = &mut self.aligned[start..start + bytes.len()];
-                aligned.copy_from_slice(bytes);
-                match direct.write_all_at(aligned, at) {
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => e,
-                    other => return other,
-                }
-            } else {
-                std::io::Error::from(std::io::ErrorKind::InvalidInput)
-            };
-            // Opened, yet its writes refused (an unaligned block size, say): stop trying.
-            tracing::warn!(error = %refused, "the audit log is written through the page cache");
-            self.direct = None;
-        }
-        self.file.write_all_at(bytes, at)
-    }
-}
-
 /// Every line of a log file, parsed where it parses (a line that does not is reported by
 /// verification at its position).
 pub fn read_log(path: &Path) -> std::io::Result<Vec<std::result::Result<AuditRecord, String>>> {
@@ -502,21 +406,15 @@ mod tests {
 
     #[test]
     fn preallocated_space_is_cut_at_close_and_after_a_crash() {
-        preallocated_space_is_cut(true);
-        preallocated_space_is_cut(false);
-    }
-
-    fn preallocated_space_is_cut(direct: bool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let journal = FileJournal::open_with(dir.path(), direct).unwrap();
-        assert_eq!(journal.is_direct(), direct);
+        let journal = FileJournal::open(dir.path()).unwrap();
         journal.append(vec![event(1), event(2)]).unwrap();
         let records = std::fs::metadata(&path).unwrap().len();
         assert!(records >= CHUNK, "no space preallocated: {records} bytes");
         // A crash: the journal is never closed, the zeros stay.
         std::mem::forget(journal);
-        let journal = FileJournal::open_with(dir.path(), direct).unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
         assert!(journal.repairs().is_empty(), "{:?}", journal.repairs());
         assert_eq!(journal.head().unwrap().seq, 2);
         assert_eq!(read_log(&path).unwrap().len(), 2);
@@ -531,64 +429,6 @@ mod tests {
         let all = read_log(&path).unwrap();
         assert_eq!(all.len(), 399);
         assert!(all.iter().all(|r| r.is_ok()));
-    }
-
-    /// Batches of every size, across block and chunk boundaries, with crashes (the journal
-    /// never closed) and clean closes between them: written directly or through the page cache,
-    /// every record is read back in order, chained, and the log ends where its records do.
-    #[test]
-    fn direct_and_cached_writes_keep_every_record() {
-        for direct in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join(LOG_FILE);
-            let mut n = 0;
-            for round in 0..6 {
-                let journal = FileJournal::open_with(dir.path(), direct).unwrap();
-                assert_eq!(
-                    journal.is_direct(),
-                    direct,
-                    "O_DIRECT refused by the test directory's file system"
-                );
-                assert!(journal.repairs().is_empty(), "{:?}", journal.repairs());
-                for size in 1..12 {
-                    let events = (0..size)
-                        .map(|i| {
-                            // Records of different lengths, so ends fall anywhere in a block.
-                            event(n + i).with("pad", "x".repeat((n + i) * 37 % 900))
-                        })
-                        .collect();
-                    journal.append(events).unwrap();
-                    n += size;
-                }
-                assert_eq!(journal.head().unwrap().seq, n as u64);
-                let page = journal.read(n as u64 - 3, 10).unwrap();
-                assert_eq!(page.len(), 3, "round {round}");
-                if round % 2 == 0 {
-                    std::mem::forget(journal);
-                } else {
-                    drop(journal);
-                    assert!(!std::fs::read(&path).unwrap().contains(&0));
-                }
-            }
-            let all = read_log(&path).unwrap();
-            assert_eq!(all.len(), n, "direct: {direct}");
-            let mut head = ChainHead::genesis();
-            for (i, record) in all.into_iter().enumerate() {
-                let record = record.unwrap();
-                assert_eq!(record.seq, i as u64 + 1, "direct: {direct}");
-                assert_eq!(
-                    record.prev_hash, head.hash,
-                    "direct: {direct}, seq {}",
-                    record.seq
-                );
-                assert_eq!(record.hash, record.compute_hash());
-                assert_eq!(record.target, format!("t{i}"));
-                head = ChainHead {
-                    seq: record.seq,
-                    hash: record.hash,
-                };
-            }
-        }
     }
 
     /// Pages read from anywhere in a log of several thousand records, before and after it is
