@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 
 use super::AuditCommand;
 use crate::config::Config;
-use crate::domain::audit::{read_log, verify_chain, Break, VerifyReport, CHECKPOINT};
+use crate::domain::audit::{log_lines, verify_chain, Break, VerifyReport};
 use crate::service::{Caller, OpenMode, Service};
 
 pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
@@ -19,17 +19,19 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                 std::fs::read(&pem_path)
                     .with_context(|| format!("reading {}", pem_path.display()))?,
             )?;
-            let records = read_log(&file).with_context(|| format!("reading {}", file.display()))?;
-            let ends_with_checkpoint =
-                matches!(records.last(), Some(Ok(r)) if r.action == CHECKPOINT);
-            if !ends_with_checkpoint {
-                let last = records.len() as u64;
-                bail!(
-                    "audit log broken at seq {}: an export must end with a checkpoint (truncated?)",
-                    last + 1
-                );
+            let records =
+                log_lines(&file).with_context(|| format!("reading {}", file.display()))?;
+            let verified = verify_chain(records, pem.contents(), None);
+            if let Ok(seen) = &verified {
+                // Records after the last checkpoint (or none at all): the copy was cut short.
+                if seen.unsigned_tail > 0 || seen.records == 0 {
+                    bail!(
+                        "audit log broken at seq {}: an export must end with a checkpoint (truncated?)",
+                        seen.last_seq + 1
+                    );
+                }
             }
-            report(verify_chain(records, pem.contents(), None))
+            report(verified)
         }
         AuditCommand::Verify { file: None, .. } => {
             // Read only: no checkpoint on the way out.

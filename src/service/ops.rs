@@ -9,11 +9,15 @@ use signet_hsm::BackendInfo;
 use super::{Action, Caller, ClientIdentity, Deferred, Service};
 use crate::domain::audit::{self, verify_chain, Break, ChainHead, VerifyReport, SERVICE};
 use crate::error::{Error, Result};
+use crate::store::audit::Records;
 use crate::store::{AuditRecord, CertStatus, Event, Journal, Outcome};
 use crate::support::time::now;
 
 /// Records read at a time when the log is exported.
 const EXPORT_PAGE: usize = 10_000;
+
+/// Records read at a time when the log is verified.
+const VERIFY_PAGE: usize = 10_000;
 
 /// Writes every record of `journal` to `out`, `page` records at a time (the copy is never held
 /// in memory whole), and syncs it; returns the records written.
@@ -174,11 +178,11 @@ impl Service {
     pub fn verify_audit(&self) -> Result<Verification> {
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
         let anchor = self.anchor.load()?;
-        let records = self.audit.journal().read_all()?;
-        Ok(Verification {
-            result: verify_chain(records, &spki, anchor.as_ref()),
-            anchor,
-        })
+        // A page at a time: the log is never held in memory whole.
+        let mut records = Records::new(self.audit.journal().as_ref(), VERIFY_PAGE);
+        let result = verify_chain(&mut records, &spki, anchor.as_ref());
+        records.finish()?;
+        Ok(Verification { result, anchor })
     }
 
     /// Accepts a log that is behind its anchor: records the gap, then checkpoints, which

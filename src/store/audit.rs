@@ -222,6 +222,67 @@ pub fn chain(
         .collect()
 }
 
+/// Every record of a journal in order, read a page at a time (never the whole log at once),
+/// each parsed where it parses. A read that fails ends the iteration; [`Records::finish`] then
+/// returns its error.
+#[derive(Debug)]
+pub struct Records<'a> {
+    journal: &'a dyn Journal,
+    page: usize,
+    after: u64,
+    buffered: std::vec::IntoIter<std::result::Result<AuditRecord, String>>,
+    error: Option<crate::error::Error>,
+    done: bool,
+}
+
+impl<'a> Records<'a> {
+    /// Reads `journal` from the start, `page` records at a time.
+    pub fn new(journal: &'a dyn Journal, page: usize) -> Self {
+        Records {
+            journal,
+            page: page.max(1),
+            after: 0,
+            buffered: Vec::new().into_iter(),
+            error: None,
+            done: false,
+        }
+    }
+
+    /// Records read so far; the error that ended the reading early, if one did.
+    pub fn finish(self) -> Result<u64> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.after),
+        }
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = std::result::Result<AuditRecord, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.buffered.next() {
+                return Some(record);
+            }
+            if self.done {
+                return None;
+            }
+            match self.journal.read_lines(self.after, self.page) {
+                Ok(page) => {
+                    self.done = page.len() < self.page;
+                    self.after += page.len() as u64;
+                    self.buffered = page.into_iter();
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
 /// Where the chain is kept. Appends are all or nothing: a batch that cannot be made durable
 /// leaves the journal exactly as it was, and a later append may succeed again (space freed).
 pub trait Journal: Send + Sync + fmt::Debug {
@@ -234,9 +295,14 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Records after `after`, at most `limit`, oldest first.
     fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
 
-    /// Every record in order, each parsed where it parses (verification reports a line that
-    /// does not at its position).
-    fn read_all(&self) -> Result<Vec<std::result::Result<AuditRecord, String>>>;
+    /// As [`Journal::read`], for verification: the records at positions `after + 1` on (the
+    /// first record is at 1), at most `limit`, each parsed where it parses, so a line that does
+    /// not is reported at its position instead of failing the read.
+    fn read_lines(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<std::result::Result<AuditRecord, String>>>;
 
     /// What opening the journal found and repaired, for the log and the audit record of it.
     fn repairs(&self) -> Vec<String>;

@@ -214,6 +214,17 @@ impl Journal for FileJournal {
     }
 
     fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.read_lines(after, limit)?
+            .into_iter()
+            .map(|r| r.map_err(|e| Error::Internal(format!("audit record unreadable: {e}"))))
+            .collect()
+    }
+
+    fn read_lines(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
         let (start, skip, end) = {
             let state = self.lock();
             if after >= state.lines || limit == 0 {
@@ -225,31 +236,24 @@ impl Journal for FileJournal {
             };
             (start, after % STRIDE, state.len)
         };
-        let mut file =
-            File::open(&self.path).map_err(|e| unavailable("reading the audit log", e))?;
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| unavailable("reading the audit log", e))?;
+        let reading = |e| unavailable("reading the audit log", e);
+        let mut file = File::open(&self.path).map_err(reading)?;
+        file.seek(SeekFrom::Start(start)).map_err(reading)?;
         let mut reader = BufReader::new(file.take(end - start));
         let mut line = Vec::new();
         for _ in 0..skip {
             line.clear();
-            reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| unavailable("reading the audit log", e))?;
+            reader.read_until(b'\n', &mut line).map_err(reading)?;
         }
-        reader
-            .lines()
-            .take(limit)
-            .map(|line| {
-                let line = line.map_err(|e| unavailable("reading the audit log", e))?;
-                serde_json::from_str(&line)
-                    .map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))
-            })
-            .collect()
-    }
-
-    fn read_all(&self) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
-        read_log(&self.path).map_err(|e| unavailable("reading the audit log", e))
+        let mut records = Vec::with_capacity(limit.min(1024));
+        while records.len() < limit {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(reading)? == 0 {
+                break;
+            }
+            records.push(parse_line(&line));
+        }
+        Ok(records)
     }
 
     fn repairs(&self) -> Vec<String> {
@@ -339,20 +343,65 @@ fn read_at(file: &File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Every line of a log file, parsed where it parses (a line that does not is reported by
-/// verification at its position).
-pub fn read_log(path: &Path) -> std::io::Result<Vec<std::result::Result<AuditRecord, String>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+/// A line of the log (its newline, and any preallocated zeros after it, left on or not) as a
+/// record, or why it is not one.
+fn parse_line(line: &[u8]) -> std::result::Result<AuditRecord, String> {
+    let end = line
+        .iter()
+        .rposition(|b| !matches!(b, b'\n' | b'\r' | 0))
+        .map_or(0, |i| i + 1);
+    serde_json::from_slice(&line[..end]).map_err(|e| format!("not a valid audit record: {e}"))
+}
+
+/// The lines of a log file (a copy, or the log of a stopped server), read as they are needed,
+/// each parsed where it parses; blank lines and the preallocated zeros at the end are skipped.
+#[derive(Debug)]
+pub struct LogLines {
+    reader: Option<BufReader<File>>,
+    line: Vec<u8>,
+}
+
+/// The records of the log file at `path` (none when there is no file), read a buffer at a
+/// time.
+pub fn log_lines(path: &Path) -> std::io::Result<LogLines> {
+    let reader = match File::open(path) {
+        Ok(file) => Some(BufReader::new(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok(text
-        .trim_end_matches('\0')
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("not a valid audit record: {e}")))
-        .collect())
+    Ok(LogLines {
+        reader,
+        line: Vec::new(),
+    })
+}
+
+impl Iterator for LogLines {
+    type Item = std::result::Result<AuditRecord, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let reader = self.reader.as_mut()?;
+            self.line.clear();
+            match reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => {
+                    self.reader = None;
+                    return None;
+                }
+                Ok(_) if self.line.iter().all(|b| b.is_ascii_whitespace() || *b == 0) => {}
+                Ok(_) => return Some(parse_line(&self.line)),
+                Err(e) => {
+                    self.reader = None;
+                    return Some(Err(format!("reading the log: {e}")));
+                }
+            }
+        }
+    }
+}
+
+/// Every record of a log file, in memory (for tests and small copies; verification reads
+/// with [`log_lines`]).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<std::result::Result<AuditRecord, String>>> {
+    Ok(log_lines(path)?.collect())
 }
 
 #[cfg(test)]
@@ -399,7 +448,7 @@ mod tests {
         assert_eq!(journal.repairs().len(), 1);
         assert_eq!(journal.head().unwrap().seq, 1);
         journal.append(vec![event(2)]).unwrap();
-        let all = journal.read_all().unwrap();
+        let all = journal.read_lines(0, 10).unwrap();
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|r| r.is_ok()));
     }
@@ -478,5 +527,45 @@ mod tests {
         check(&journal);
         assert_eq!(journal.head().unwrap().seq, total as u64);
         assert_eq!(read_log(&path).unwrap().len(), total);
+    }
+
+    /// `Records` pages through the whole journal in order, whatever the page size, and a
+    /// line that is not a record comes out at its position (not as a failed read).
+    #[test]
+    fn records_page_through_the_journal_and_keep_bad_lines_in_place() {
+        use crate::store::audit::Records;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        for n in 0..50 {
+            journal.append(vec![event(n)]).unwrap();
+        }
+        for page in [1, 7, 50, 51, 10_000] {
+            let mut records = Records::new(&journal, page);
+            let targets: Vec<String> = records.by_ref().map(|r| r.unwrap().target).collect();
+            assert_eq!(
+                targets,
+                (0..50).map(|n| format!("t{n}")).collect::<Vec<_>>()
+            );
+            assert_eq!(records.finish().unwrap(), 50, "page {page}");
+        }
+        // Line 20 overwritten in place with bytes that are not JSON (same length).
+        drop(journal);
+        let path = dir.path().join(LOG_FILE);
+        let text = std::fs::read(&path).unwrap();
+        let start = text
+            .split_inclusive(|b| *b == b'\n')
+            .take(19)
+            .map(<[u8]>::len)
+            .sum::<usize>();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"#garbage#", start as u64).unwrap();
+        let journal = FileJournal::open(dir.path()).unwrap();
+        let all: Vec<_> = Records::new(&journal, 7).collect();
+        assert_eq!(all.len(), 50);
+        assert!(all[19]
+            .as_ref()
+            .unwrap_err()
+            .contains("not a valid audit record"));
+        assert!(all.iter().enumerate().all(|(i, r)| i == 19 || r.is_ok()));
     }
 }

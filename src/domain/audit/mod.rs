@@ -17,7 +17,7 @@ pub use self::log::{AuditLog, AuditStats, Pending, SERVICE};
 pub use self::verify::{verify_chain, Break, VerifyReport};
 use crate::error::{Error, Result};
 pub use crate::store::audit::{AuditRecord, ChainHead, Event, Outcome, CHECKPOINT, GENESIS};
-pub use crate::store::audit_file::{read_log, LOG_FILE};
+pub use crate::store::audit_file::{log_lines, read_log, LOG_FILE};
 use crate::store::{AuditKeyRecord, Store};
 
 /// The message a checkpoint signs.

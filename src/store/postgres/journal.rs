@@ -21,9 +21,9 @@ impl PgJournal {
         PgJournal { db, node }
     }
 
-    fn rows(&self, after: u64, limit: Option<usize>) -> Result<Vec<String>> {
+    fn rows(&self, after: u64, limit: usize) -> Result<Vec<String>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.run(move |c| async move {
             let rows = c
                 .query(
@@ -153,7 +153,7 @@ impl Journal for PgJournal {
     }
 
     fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.rows(after, Some(limit))?
+        self.rows(after, limit)?
             .into_iter()
             .map(|line| {
                 serde_json::from_str(&line).map_err(|e| {
@@ -167,11 +167,17 @@ impl Journal for PgJournal {
             .collect()
     }
 
-    fn read_all(&self) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
+    fn read_lines(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<std::result::Result<AuditRecord, String>>> {
         Ok(self
-            .rows(0, None)?
+            .rows(after, limit)?
             .into_iter()
-            .map(|line| serde_json::from_str(&line).map_err(|e| format!("{e}: {line}")))
+            .map(|line| {
+                serde_json::from_str(&line).map_err(|e| format!("not a valid audit record: {e}"))
+            })
             .collect())
     }
 
