@@ -292,17 +292,27 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Chains `events` after the head and makes them durable before returning them.
     fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>>;
 
-    /// Records after `after`, at most `limit`, oldest first.
-    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
-
-    /// As [`Journal::read`], for verification: the records at positions `after + 1` on (the
-    /// first record is at 1), at most `limit`, each parsed where it parses, so a line that does
-    /// not is reported at its position instead of failing the read.
+    /// The records at positions `after + 1` on (the first record is at 1), at most `limit`,
+    /// oldest first, each parsed where it parses: verification reports a line that does not
+    /// at its position instead of failing the read.
     fn read_lines(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<Vec<std::result::Result<AuditRecord, String>>>;
+
+    /// Records after `after`, at most `limit`, oldest first; a record that does not parse
+    /// fails the read.
+    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.read_lines(after, limit)?
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| {
+                    crate::error::Error::Internal(format!("audit record unreadable: {e}"))
+                })
+            })
+            .collect()
+    }
 
     /// What opening the journal found and repaired, for the log and the audit record of it.
     fn repairs(&self) -> Vec<String>;

@@ -213,13 +213,6 @@ impl Journal for FileJournal {
         Ok(records)
     }
 
-    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.read_lines(after, limit)?
-            .into_iter()
-            .map(|r| r.map_err(|e| Error::Internal(format!("audit record unreadable: {e}"))))
-            .collect()
-    }
-
     fn read_lines(
         &self,
         after: u64,

@@ -152,21 +152,6 @@ impl Journal for PgJournal {
         })
     }
 
-    fn read(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.rows(after, limit)?
-            .into_iter()
-            .map(|line| {
-                serde_json::from_str(&line).map_err(|e| {
-                    crate::error::Error::Store(crate::error::StoreError::Corrupt {
-                        table: "signet_audit",
-                        key: after.to_string(),
-                        detail: e.to_string(),
-                    })
-                })
-            })
-            .collect()
-    }
-
     fn read_lines(
         &self,
         after: u64,
