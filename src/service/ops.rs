@@ -13,27 +13,23 @@ use crate::store::audit::Records;
 use crate::store::{AuditRecord, CertStatus, Event, Journal, Outcome};
 use crate::support::time::now;
 
-/// Records read at a time when the log is exported.
-const EXPORT_PAGE: usize = 10_000;
+/// Records read at a time when the log is exported or verified (it is never held in memory
+/// whole).
+const AUDIT_PAGE: usize = 10_000;
 
-/// Records read at a time when the log is verified.
-const VERIFY_PAGE: usize = 10_000;
-
-/// Writes every record of `journal` to `out`, `page` records at a time (the copy is never held
-/// in memory whole), and syncs it; returns the records written.
+/// Writes every record of `journal` to `out`, `page` records at a time, and syncs it; returns
+/// the records written. A record that does not parse fails the copy.
 fn copy_log(journal: &dyn Journal, out: &Path, page: usize) -> Result<u64> {
     let mut copy = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut after = 0;
-    loop {
-        let records = journal.read(after, page)?;
-        let Some(last) = records.last() else { break };
-        after = last.seq;
-        for record in &records {
-            copy.write_all(&record.to_line())?;
-        }
+    let mut records = Records::new(journal, page);
+    for record in records.by_ref() {
+        let record =
+            record.map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))?;
+        copy.write_all(&record.to_line())?;
     }
+    let written = records.finish()?;
     copy.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(after)
+    Ok(written)
 }
 
 /// What readiness found.
@@ -162,7 +158,7 @@ impl Service {
         self.authorize(caller, Action::AuditExport, "audit")?;
         // End the export with a fresh checkpoint, so a truncated copy is detectable.
         self.audit.checkpoint()?;
-        copy_log(self.audit.journal().as_ref(), out, EXPORT_PAGE)?;
+        copy_log(self.audit.journal().as_ref(), out, AUDIT_PAGE)?;
         let pem_path = out.with_extension("pub.pem");
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
         std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
@@ -178,8 +174,7 @@ impl Service {
     pub fn verify_audit(&self) -> Result<Verification> {
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
         let anchor = self.anchor.load()?;
-        // A page at a time: the log is never held in memory whole.
-        let mut records = Records::new(self.audit.journal().as_ref(), VERIFY_PAGE);
+        let mut records = Records::new(self.audit.journal().as_ref(), AUDIT_PAGE);
         let result = verify_chain(&mut records, &spki, anchor.as_ref());
         records.finish()?;
         Ok(Verification { result, anchor })

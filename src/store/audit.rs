@@ -114,6 +114,16 @@ impl AuditRecord {
         line.push(b'\n');
         line
     }
+
+    /// A stored line (its newline, and any preallocated zeros after it, left on or not) as a
+    /// record, or why it is not one.
+    pub fn from_line(line: &[u8]) -> std::result::Result<Self, String> {
+        let end = line
+            .iter()
+            .rposition(|b| !matches!(b, b'\n' | b'\r' | 0))
+            .map_or(0, |i| i + 1);
+        serde_json::from_slice(&line[..end]).map_err(|e| format!("not a valid audit record: {e}"))
+    }
 }
 
 /// An event to record. Values from callers are bounded and escaped when they are added.

@@ -244,7 +244,7 @@ impl Journal for FileJournal {
             if reader.read_until(b'\n', &mut line).map_err(reading)? == 0 {
                 break;
             }
-            records.push(parse_line(&line));
+            records.push(AuditRecord::from_line(&line));
         }
         Ok(records)
     }
@@ -336,16 +336,6 @@ fn read_at(file: &File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A line of the log (its newline, and any preallocated zeros after it, left on or not) as a
-/// record, or why it is not one.
-fn parse_line(line: &[u8]) -> std::result::Result<AuditRecord, String> {
-    let end = line
-        .iter()
-        .rposition(|b| !matches!(b, b'\n' | b'\r' | 0))
-        .map_or(0, |i| i + 1);
-    serde_json::from_slice(&line[..end]).map_err(|e| format!("not a valid audit record: {e}"))
-}
-
 /// The lines of a log file (a copy, or the log of a stopped server), read as they are needed,
 /// each parsed where it parses; blank lines and the preallocated zeros at the end are skipped.
 #[derive(Debug)]
@@ -381,7 +371,7 @@ impl Iterator for LogLines {
                     return None;
                 }
                 Ok(_) if self.line.iter().all(|b| b.is_ascii_whitespace() || *b == 0) => {}
-                Ok(_) => return Some(parse_line(&self.line)),
+                Ok(_) => return Some(AuditRecord::from_line(&self.line)),
                 Err(e) => {
                     self.reader = None;
                     return Some(Err(format!("reading the log: {e}")));

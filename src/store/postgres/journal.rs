@@ -160,9 +160,7 @@ impl Journal for PgJournal {
         Ok(self
             .rows(after, limit)?
             .into_iter()
-            .map(|line| {
-                serde_json::from_str(&line).map_err(|e| format!("not a valid audit record: {e}"))
-            })
+            .map(|line| AuditRecord::from_line(line.as_bytes()))
             .collect())
     }
 
