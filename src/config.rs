@@ -492,9 +492,7 @@ impl ServerConfig {
     /// The async runtime's thread count (`io_threads`, or its default).
     pub fn io_threads(&self) -> usize {
         match self.io_threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get().div_ceil(2))
-                .max(1),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
             n => n,
         }
     }
@@ -896,6 +894,15 @@ mod tests {
         config.validate().expect("reference config is valid");
     }
 
+    /// Why validation refuses the config `text` (which parses).
+    fn refusal(text: &str) -> String {
+        Config::parse(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         assert!(Config::parse("[hsm]\npin = \"1234\"\n").is_err());
@@ -904,12 +911,7 @@ mod tests {
             .contains("rsa-1024"));
         let config = Config::parse("[tokens]\nalgorithm = \"RS256\"\n").unwrap();
         assert!(config.validate().is_err());
-        let config = Config::parse("[hsm]\nmodule = \"/x.so\"\n").unwrap();
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("pin_file"));
+        assert!(refusal("[hsm]\nmodule = \"/x.so\"\n").contains("pin_file"));
         assert!(Config::parse("[hsm]\nbackend = \"tpm\"\n")
             .unwrap_err()
             .contains("tpm"));
@@ -926,24 +928,9 @@ mod tests {
         )
         .unwrap();
         yubikey.validate().unwrap();
-        let same_slot = Config::parse("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\nserver_tls_slot = \"9c\"\n").unwrap();
-        assert!(same_slot
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("four different slots"));
-        let retired = Config::parse("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\naudit_slot = \"82\"\n").unwrap();
-        assert!(retired
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("82 to 95"));
-        let threads = Config::parse("[server]\nio_threads = 100000\n").unwrap();
-        assert!(threads
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("io_threads"));
+        assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\nserver_tls_slot = \"9c\"\n").contains("four different slots"));
+        assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\naudit_slot = \"82\"\n").contains("82 to 95"));
+        assert!(refusal("[server]\nio_threads = 100000\n").contains("io_threads"));
     }
 
     #[test]
