@@ -686,15 +686,22 @@ fn bootstrap_script_is_idempotent_on_an_operator_token() {
 #[test]
 fn status_reports_what_an_operator_needs() {
     let data = Data::new();
-    let before = data.ok(&["status"]);
-    assert!(before.contains("ca            none yet"), "{before}");
+    // Inspecting writes nothing: on an empty data directory it says so and creates nothing.
+    let before = data.signet(&["status"]);
+    assert!(!before.status.success());
+    assert!(
+        text(&before).contains("nothing to inspect"),
+        "{}",
+        text(&before)
+    );
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
     data.ok(&["ca", "init"]);
     let out = data.ok(&["status"]);
     for expected in [
         "backend       pkcs11",
         "token         signet",
         "store         sled",
-        "writable",
+        "not probed",
         "days left",
         "crl           number 1",
         "next update",
@@ -709,7 +716,8 @@ fn status_reports_what_an_operator_needs() {
         assert!(left == days || left == days - 1, "{role}: {left} {doc}");
     }
     assert_eq!(out.matches("days left").count(), 3, "{out}");
-    assert_eq!(doc["store"]["writable"], true);
+    // The offline status makes no probe write; the server's does.
+    assert_eq!(doc["store"]["probed"], false);
     assert!(doc["audit"]["head_seq"].as_u64().unwrap() > 0);
     assert!(doc["backend"]["specs"]
         .as_array()
@@ -720,6 +728,7 @@ fn status_reports_what_an_operator_needs() {
     let live = server.admin().get("/v1/status");
     assert_eq!(live.status, 200, "{live:?}");
     let live = live.json();
+    assert_eq!(live["store"]["writable"], true);
     assert_eq!(live["ca"]["root"]["serial"], doc["ca"]["root"]["serial"]);
     assert!(
         live["audit"]["head_seq"].as_u64().unwrap() >= doc["audit"]["head_seq"].as_u64().unwrap()

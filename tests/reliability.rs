@@ -146,6 +146,162 @@ fn a_full_disk_refuses_loses_nothing_and_recovers_by_itself() {
     drop(fs);
 }
 
+/// The anchored checkpoint's seq as `signet status --json` reports it (`None`: none).
+fn anchored_seq(data: &Data) -> Option<u64> {
+    let out = data.signet(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    status["audit"]["last_checkpoint"]["seq"].as_u64()
+}
+
+/// A full disk under the token while checkpoints are anchored, then kill -9: the anchor in the
+/// token survives (the old one is destroyed only after the new one is read back), and a tail
+/// then cut from the log is refused by `audit verify` and `serve` alike.
+#[test]
+fn a_full_disk_then_a_crash_keeps_the_anchor_and_a_cut_tail_is_refused() {
+    let fs = Tmpfs::mount("48m");
+    let server = Server::start_in(Data::new_in(fs.path()), &[]);
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    for i in 0..5 {
+        let input = format!("before {i}");
+        let reply = admin.post("/v1/keys/k/sign", &json!({"input": b64(input.as_bytes())}));
+        assert_eq!(reply.status, 200);
+    }
+    // The default checkpoint interval (1 s) anchors them.
+    std::thread::sleep(Duration::from_millis(2500));
+    let before_full = log_records(&server.data).len();
+    let filler = fs.fill();
+    // Records still fit the log's preallocated space; their checkpoints are anchored in a
+    // token whose disk is full.
+    for i in 0..20 {
+        let input = format!("while full {i}");
+        admin.post("/v1/keys/k/sign", &json!({"input": b64(input.as_bytes())}));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    std::process::Command::new("kill")
+        .args(["-9", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let data = server.stop();
+    std::fs::remove_file(filler).unwrap();
+
+    let anchored = anchored_seq(&data);
+    assert!(
+        anchored.is_some_and(|seq| seq as usize >= before_full.min(1)),
+        "the anchor was lost to the full disk: {anchored:?}"
+    );
+    // Cut the log back to before the first anchored checkpoint.
+    let log = data.join("audit/audit.log");
+    let records = log_records(&data);
+    let first_checkpoint = records
+        .iter()
+        .position(|r| r["action"] == "audit.checkpoint")
+        .unwrap();
+    let text_now = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text_now.lines().take(first_checkpoint).collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+
+    let out = data.signet(&["audit", "verify"]);
+    assert!(!out.status.success(), "a cut log verified: {}", text(&out));
+    let status = data.signet(&["status"]);
+    assert!(!status.status.success(), "{}", text(&status));
+    let start = data.signet(&["serve", "--listen", "127.0.0.1:0"]);
+    let t = text(&start);
+    assert!(!start.status.success(), "serve started on a cut log: {t}");
+    assert!(t.contains("reanchor"), "{t}");
+    drop(fs);
+}
+
+/// A log with checkpoints whose anchor is gone from the token is refused at start, by
+/// `audit verify` and by `status`, until `audit reanchor` records it.
+#[test]
+fn a_log_with_checkpoints_but_no_anchor_is_refused_until_reanchored() {
+    let server = Server::start();
+    server
+        .admin()
+        .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    let data = server.stop();
+    assert!(anchored_seq(&data).is_some());
+    // Delete the anchor object from the token with an independent tool.
+    let pin = std::fs::read_to_string(data.join("pin")).unwrap();
+    let conf = data.join("softhsm/softhsm2.conf");
+    let objects = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "signet",
+        ])
+        .args([
+            "--login",
+            "--pin",
+            pin.trim(),
+            "--list-objects",
+            "--type",
+            "data",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&objects.stdout).into_owned();
+    let label = listing
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("label:")
+                .map(|l| l.trim().trim_matches('\'').to_string())
+        })
+        .filter(|l| l.starts_with("signet:audit:anchor"))
+        .unwrap_or_else(|| panic!("no anchor object: {listing}"));
+    let out = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "signet",
+        ])
+        .args([
+            "--login",
+            "--pin",
+            pin.trim(),
+            "--delete-object",
+            "--type",
+            "data",
+        ])
+        .args(["--label", &label])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(anchored_seq(&data), None);
+
+    let out = data.signet(&["audit", "verify"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("no checkpoint is anchored"),
+        "{t}"
+    );
+    let out = data.signet(&["status"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let start = data.signet(&["serve", "--listen", "127.0.0.1:0"]);
+    let t = text(&start);
+    assert!(
+        !start.status.success() && t.contains("anchor was lost"),
+        "{t}"
+    );
+    let out = data.ok(&["audit", "reanchor"]);
+    assert!(out.contains("re-anchored"), "{out}");
+    let log = log_records(&data);
+    let reanchor = log
+        .iter()
+        .find(|r| r["action"] == "audit.reanchor")
+        .unwrap();
+    assert_eq!(reanchor["details"]["kind"], "anchor-missing");
+    assert!(data.signet(&["audit", "verify"]).status.success());
+    assert!(anchored_seq(&data).is_some());
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     let out = std::process::Command::new("cp")
         .arg("-a")

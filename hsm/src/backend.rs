@@ -253,17 +253,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(Protection::default())
     }
 
-    /// Stores a small named record in the device, replacing any previous one: state the host's
-    /// disk cannot roll back (on a device that is not itself files on that disk).
-    fn write_record(&self, name: &str, data: &[u8]) -> Result<()> {
-        let _ = (name, data);
+    /// Stores a small named record in the device: state the host's disk cannot roll back (on
+    /// a device that is not itself files on that disk). The new value is added and read back
+    /// on a fresh session before any older value goes; then the older values for which
+    /// `superseded` answers true are removed (the others — another writer's newer value — are
+    /// kept). A failure leaves the older values in place, never none.
+    fn write_record(
+        &self,
+        name: &str,
+        data: &[u8],
+        superseded: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<()> {
+        let _ = (name, data, superseded);
         Err(Error::Unsupported(
             "this backend keeps no records in the device".into(),
         ))
     }
 
     /// Every value stored under `name` with [`Backend::write_record`]: normally one, none
-    /// before the first write, two after a replacement the device was interrupted in.
+    /// before the first write, more after a replacement the device was interrupted in or while
+    /// several writers add theirs.
     fn read_records(&self, name: &str) -> Result<Vec<Vec<u8>>> {
         let _ = name;
         Err(Error::Unsupported(

@@ -691,9 +691,14 @@ fn records_in_the_token_replace_each_other() {
     let (token, hsm) = backend(1);
     let name = token.unique("record");
     assert!(hsm.read_records(&name).unwrap().is_empty());
-    hsm.write_record(&name, b"one").unwrap();
-    hsm.write_record(&name, b"two").unwrap();
+    hsm.write_record(&name, b"one", &|_| true).unwrap();
+    hsm.write_record(&name, b"two", &|_| true).unwrap();
     assert_eq!(hsm.read_records(&name).unwrap(), vec![b"two".to_vec()]);
+    // A value the writer does not supersede (another writer's newer one) stays.
+    hsm.write_record(&name, b"three", &|v| v != b"two").unwrap();
+    let mut values = hsm.read_records(&name).unwrap();
+    values.sort();
+    assert_eq!(values, vec![b"three".to_vec(), b"two".to_vec()]);
 }
 
 /// Bring your own key: openssl makes each kind of key the token holds, the backend imports its

@@ -97,6 +97,22 @@ impl TokenDir {
         })
     }
 
+    /// A token directory made earlier by [`TokenDir::create`], used as it is: nothing is
+    /// written (for commands that only inspect).
+    pub fn existing(root: &Path) -> Result<Self> {
+        let conf = root.join("softhsm2.conf");
+        if !conf.is_file() {
+            return Err(io_error(
+                "opening the token directory",
+                &conf,
+                "no SoftHSM2 configuration here",
+            ));
+        }
+        Ok(TokenDir {
+            root: root.to_path_buf(),
+        })
+    }
+
     /// The configuration file.
     pub fn config_file(&self) -> PathBuf {
         self.root.join("softhsm2.conf")

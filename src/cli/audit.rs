@@ -34,34 +34,40 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             report(verified)
         }
         AuditCommand::Verify { file: None, .. } => {
-            // Read only: no checkpoint on the way out.
-            let service = Service::open_with(config, OpenMode::Inspect)?;
-            let verification = service.verify_audit();
-            service.audit().close();
-            let verification = verification?;
+            // Read only: nothing is appended, checkpointed or anchored, whatever is found.
+            let service = Service::open_with(config, OpenMode::ReadOnly)?;
+            let verification = service.verify_audit()?;
             if let Some(anchor) = &verification.anchor {
                 println!("anchor: checkpoint {} kept in the token", anchor.seq);
             }
             report(verification.result)
         }
         AuditCommand::Reanchor => {
-            let service = Service::open_with(config, OpenMode::Inspect)?;
+            let service = Service::open_with(config, OpenMode::Reanchor)?;
             let result = service.reanchor_audit(&Caller::operator());
             service.close();
             match result? {
-                Some(gap) => println!("re-anchored: {gap}; the gap is recorded in the log"),
+                Some(gap) => println!("re-anchored: {gap}; the loss is recorded in the log (audit.reanchor) before the new checkpoint"),
                 None => println!("the log holds its anchored checkpoint; nothing to do"),
             }
             Ok(())
         }
         AuditCommand::Export { out } => {
-            let pem_path =
-                super::with_service(config, |s| Ok(s.export_audit(&Caller::operator(), &out)?))?;
+            let service = Service::open_with(config, OpenMode::ReadOnly)?;
+            let export = service.export_audit(&Caller::operator(), &out)?;
             println!(
-                "exported to {} (audit public key: {})",
+                "exported {} records to {}, through checkpoint seq {} (audit public key: {})",
+                export.records,
                 out.display(),
-                pem_path.display()
+                export.through,
+                export.public_key.display()
             );
+            if export.left_out > 0 {
+                println!(
+                    "{} later record(s) are not yet covered by a checkpoint and were left out; export again after the next checkpoint",
+                    export.left_out
+                );
+            }
             Ok(())
         }
     }

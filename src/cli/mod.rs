@@ -16,7 +16,7 @@ use signet_hsm::{KeySpec, SignatureAlgorithm};
 use signet_pki::Profile;
 
 use crate::config::Config;
-use crate::service::Service;
+use crate::service::{OpenMode, Service};
 
 /// Signet: a hardware-backed key service.
 #[derive(Debug, Parser)]
@@ -320,6 +320,16 @@ fn with_service<T>(
     result
 }
 
+/// Runs `f` on a service opened to inspect only (see [`OpenMode::ReadOnly`]): nothing is
+/// created, appended, checkpointed or anchored.
+fn inspecting<T>(
+    config: Config,
+    f: impl FnOnce(&Service) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let service = Service::open_with(config, OpenMode::ReadOnly)?;
+    f(&service)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
@@ -339,10 +349,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             audience,
         }) => keys::verify_token(config, &token, jwks.as_deref(), audience.as_deref()),
         Command::Audit(cmd) => audit::run(config, cmd),
+        Command::Key(
+            cmd @ (KeyCommand::List | KeyCommand::Public { .. } | KeyCommand::Attest { .. }),
+        ) => inspecting(config, |s| keys::run(s, cmd)),
         Command::Key(cmd) => with_service(config, |s| keys::run(s, cmd)),
+        Command::Ca(cmd @ CaCommand::Show) => inspecting(config, |s| ca::run_ca(s, cmd)),
         Command::Ca(cmd) => with_service(config, |s| ca::run_ca(s, cmd)),
+        Command::Cert(cmd @ CertCommand::List) => inspecting(config, |s| ca::run_cert(s, cmd)),
         Command::Cert(cmd) => with_service(config, |s| ca::run_cert(s, cmd)),
-        Command::Status { json } => with_service(config, |s| {
+        Command::Status { json } => inspecting(config, |s| {
             status::print(&s.status(&crate::service::Caller::operator())?, json)
         }),
         Command::Crl { out } => with_service(config, |s| {

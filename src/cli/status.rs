@@ -6,7 +6,7 @@ use crate::service::status::{Part, Status};
 pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(status)?);
-        return Ok(());
+        return broken(status);
     }
     match &status.backend {
         Part::Ok(b) => {
@@ -26,6 +26,10 @@ pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
     }
     let s = &status.store;
     match &s.not_writable {
+        None if !s.probed => println!(
+            "store         {} at {} (not probed: status writes nothing)",
+            s.kind, s.location
+        ),
         None => println!("store         {} at {}, writable", s.kind, s.location),
         Some(why) => println!(
             "store         {} at {}, NOT WRITABLE: {why}",
@@ -75,6 +79,9 @@ pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
                 ),
                 None => println!("checkpoint    none anchored yet"),
             }
+            if let Some(gap) = &a.anchor_gap {
+                println!("audit         BROKEN: {gap}");
+            }
             if let Some(why) = &a.not_writable {
                 println!("audit         NOT WRITABLE: {why}");
             }
@@ -84,6 +91,16 @@ pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
     match &status.keys {
         Part::Ok(n) => println!("keys          {n}"),
         Part::Error { error } => println!("keys          NOT READABLE: {error}"),
+    }
+    broken(status)
+}
+
+/// Fails (exit status 1) when the audit log does not hold its anchor.
+fn broken(status: &Status) -> anyhow::Result<()> {
+    if let Part::Ok(audit) = &status.audit {
+        if let Some(gap) = &audit.anchor_gap {
+            anyhow::bail!("the audit log is broken: {gap}");
+        }
     }
     Ok(())
 }

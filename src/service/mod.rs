@@ -27,7 +27,7 @@ pub use self::deferred::Deferred;
 pub use self::keys::{KeyAttestation, KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
 pub use self::open::OpenMode;
-pub use self::ops::{Readiness, Verification};
+pub use self::ops::{Export, Readiness, Verification};
 pub use self::status::Status;
 pub use self::tokens::{RevokeToken, TokenAnswer};
 use crate::config::{Config, DataDir};
@@ -164,6 +164,9 @@ impl Service {
 
     /// Closes the audit log, checkpointing what is not yet signed.
     pub fn close(&self) {
+        if self.audit.is_read_only() {
+            return;
+        }
         if let Err(e) = self.audit.checkpoint_unsigned() {
             tracing::warn!(error = %e, "closing checkpoint failed");
         }

@@ -22,13 +22,19 @@ const BOOTSTRAP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1
 /// The label of the embedded token.
 pub const EMBEDDED_TOKEN_LABEL: &str = "signet";
 
-/// How strictly to open.
+/// How to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Refuse when the log is behind the checkpoint anchored in the token.
+    /// To change things (`serve`, and every command that changes something): refused when the
+    /// log does not hold the checkpoint anchored in the token.
     Checked,
-    /// Open anyway, to verify or re-anchor the log.
-    Inspect,
+    /// To accept a log that does not hold its anchor (`audit reanchor` alone): opened for
+    /// writing without the anchor check.
+    Reanchor,
+    /// To inspect (`audit verify`, `status`, `export`, `show`, `list`): nothing is created,
+    /// migrated, repaired, appended, checkpointed or anchored; a log that does not hold its
+    /// anchor is reported, not refused.
+    ReadOnly,
 }
 
 impl Service {
@@ -41,11 +47,19 @@ impl Service {
     /// Opens as [`Service::open`], with the anchor check as `mode` says.
     pub fn open_with(config: Config, mode: OpenMode) -> anyhow::Result<Self> {
         let data = config.paths();
-        mkdir_private(&data.0)
-            .with_context(|| format!("creating data directory {}", data.0.display()))?;
+        let read_only = mode == OpenMode::ReadOnly;
+        if !read_only {
+            mkdir_private(&data.0)
+                .with_context(|| format!("creating data directory {}", data.0.display()))?;
+        }
         // The store first: it is single-owner, and when a server holds it nothing else (not even
         // a token login) should happen.
-        let store = match crate::store::open(&config) {
+        let opened = if read_only {
+            crate::store::open_read_only(&config)
+        } else {
+            crate::store::open(&config)
+        };
+        let store = match opened {
             Ok(store) => store,
             Err(Error::Store(StoreError::Locked(path))) => {
                 let holder = std::fs::read_to_string(data.server_file())
@@ -55,17 +69,30 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        let backend = open_backend(&config, &data)?;
+        let backend = open_backend(&config, &data, read_only)?;
+        if read_only {
+            let key_id = store.audit_key()?.map(|r| r.key_id);
+            let journal = crate::store::open_journal_read_only(&config, &data.audit())?;
+            let anchor = Anchor::new(backend.clone(), store.clone(), key_id.as_ref());
+            let audit = AuditLog::read_only(
+                journal,
+                anchor.clone(),
+                backend.clone(),
+                key_id.unwrap_or_else(|| signet_hsm::KeyId(Vec::new())),
+                config.audit.clone(),
+            );
+            return Self::assemble(config, backend, store, audit, anchor);
+        }
         let key_id =
             crate::store::serialized(store.as_ref(), "bootstrap", BOOTSTRAP_PATIENCE, || {
                 ensure_audit_key(store.as_ref(), &backend)
             })??;
         let journal = crate::store::open_journal(&config, &data.audit())?;
-        let anchor = Anchor::new(backend.clone(), store.clone(), &key_id);
+        let anchor = Anchor::new(backend.clone(), store.clone(), Some(&key_id));
         if mode == OpenMode::Checked {
-            if let Some(behind) = anchor.behind(journal.as_ref())? {
+            if let Some(gap) = anchor.check(journal.as_ref())? {
                 bail!(
-                    "{behind}. Records were cut from the log's tail, or the disk was rolled back. Nothing was started: run `signet audit verify`, restore the log from an export, or accept the loss with `signet audit reanchor` (which records it)"
+                    "{gap}. Nothing was started: restore the log (or the database) from a backup or an export that holds the anchored checkpoint, or accept the loss with `signet audit reanchor`, which records it first. `signet audit verify` shows where the log breaks and changes nothing"
                 );
             }
         }
@@ -83,6 +110,16 @@ impl Service {
                     .with("repair", repair),
             )?;
         }
+        Self::assemble(config, backend, store, audit, anchor)
+    }
+
+    fn assemble(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        store: Arc<dyn crate::store::Store>,
+        audit: AuditLog,
+        anchor: Anchor,
+    ) -> anyhow::Result<Self> {
         Ok(Service {
             backend,
             store,
@@ -149,12 +186,16 @@ impl Service {
 }
 
 /// Opens the configured key store.
-pub fn open_backend(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn Backend>> {
+pub fn open_backend(
+    config: &Config,
+    data: &DataDir,
+    read_only: bool,
+) -> anyhow::Result<Arc<dyn Backend>> {
     match &config.hsm {
         HsmConfig::Pkcs11(settings) => {
             let pkcs11 = match &settings.module {
                 Some(_) => configured_token(settings)?,
-                None => embedded_token(data, settings.pool_size)?,
+                None => embedded_token(data, settings.pool_size, read_only)?,
             };
             let module = pkcs11.module.clone();
             let backend = Pkcs11Backend::open(pkcs11).with_context(|| {
@@ -259,11 +300,31 @@ fn configured_token(settings: &Pkcs11Settings) -> anyhow::Result<Pkcs11Config> {
 
 /// The embedded default: a SoftHSM2 token under `DATA/softhsm`, created on first use with random
 /// PINs written to `DATA/pin` and `DATA/so-pin` (0600).
-fn embedded_token(data: &DataDir, pool_size: usize) -> anyhow::Result<Pkcs11Config> {
-    let dir = signet_softhsm::TokenDir::create(&data.softhsm())?;
+fn embedded_token(
+    data: &DataDir,
+    pool_size: usize,
+    read_only: bool,
+) -> anyhow::Result<Pkcs11Config> {
+    if read_only && !data.softhsm().exists() {
+        bail!(
+            "no embedded token under {} yet: nothing to inspect (start `signet serve` first)",
+            data.softhsm().display()
+        );
+    }
+    let dir = if read_only {
+        signet_softhsm::TokenDir::existing(&data.softhsm())?
+    } else {
+        signet_softhsm::TokenDir::create(&data.softhsm())?
+    };
     dir.activate()?;
     let module = signet_softhsm::find_module()?;
     if !dir.has_tokens() {
+        if read_only {
+            bail!(
+                "the embedded token directory {} holds no token: nothing to inspect",
+                data.softhsm().display()
+            );
+        }
         let pin = Pin::random(24)?;
         let so_pin = Pin::random(24)?;
         // PIN files first: a token nobody can log in to would be worse than no token.

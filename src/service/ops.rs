@@ -17,19 +17,61 @@ use crate::support::time::now;
 /// whole).
 const AUDIT_PAGE: usize = 10_000;
 
-/// Writes every record of `journal` to `out`, `page` records at a time, and syncs it; returns
-/// the records written. A record that does not parse fails the copy.
-fn copy_log(journal: &dyn Journal, out: &Path, page: usize) -> Result<u64> {
+/// Writes the records of `journal` up to seq `through` to `out`, `page` records at a time, and
+/// syncs it; returns the records written. A record that does not parse fails the copy.
+fn copy_log(journal: &dyn Journal, out: &Path, page: usize, through: u64) -> Result<u64> {
     let mut copy = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut records = Records::new(journal, page);
-    for record in records.by_ref() {
+    let mut written = 0;
+    for record in records
+        .by_ref()
+        .take(usize::try_from(through).unwrap_or(usize::MAX))
+    {
         let record =
             record.map_err(|e| Error::Internal(format!("audit record unreadable: {e}")))?;
         copy.write_all(&record.to_line())?;
+        written += 1;
     }
-    let written = records.finish()?;
+    records.finish()?;
     copy.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(written)
+}
+
+/// Records looked at, from the head back, for the last checkpoint before giving up.
+const CHECKPOINT_SEARCH: u64 = 1_000_000;
+
+/// The sequence number of the last checkpoint at or before `head`, reading back a page at a
+/// time.
+fn last_checkpoint(journal: &dyn Journal, head: u64) -> Result<Option<u64>> {
+    let mut end = head;
+    while end > 0 && head - end < CHECKPOINT_SEARCH {
+        let start = end.saturating_sub(AUDIT_PAGE as u64);
+        let page = journal.read_lines(start, (end - start) as usize)?;
+        if let Some(seq) = page
+            .iter()
+            .rev()
+            .filter_map(|r| r.as_ref().ok())
+            .find(|r| r.action == crate::store::audit::CHECKPOINT)
+            .map(|r| r.seq)
+        {
+            return Ok(Some(seq));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// What `audit export` wrote.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// Records copied.
+    pub records: u64,
+    /// The last one: the log's last checkpoint.
+    pub through: u64,
+    /// Records after it, not yet covered by a checkpoint, left out of the copy.
+    pub left_out: u64,
+    /// Where the audit public key was written.
+    pub public_key: std::path::PathBuf,
 }
 
 /// What readiness found.
@@ -152,48 +194,82 @@ impl Service {
         self.audit.read(after, limit.clamp(1, 10_000))
     }
 
-    /// Writes the log to `out` ending with a fresh checkpoint, and the audit public key beside
-    /// it (`.pub.pem`).
-    pub fn export_audit(&self, caller: &Caller, out: &Path) -> Result<std::path::PathBuf> {
+    /// Copies the log to `out` up to and including its last checkpoint (so the copy verifies
+    /// offline and a cut copy is detectable), and the audit public key beside it
+    /// (`.pub.pem`). Writes nothing to the log, signs nothing, never touches the anchor.
+    pub fn export_audit(&self, caller: &Caller, out: &Path) -> Result<Export> {
         self.authorize(caller, Action::AuditExport, "audit")?;
-        // End the export with a fresh checkpoint, so a truncated copy is detectable.
-        self.audit.checkpoint()?;
-        copy_log(self.audit.journal().as_ref(), out, AUDIT_PAGE)?;
-        let pem_path = out.with_extension("pub.pem");
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
+        let head = self.audit.head()?;
+        let last_checkpoint = last_checkpoint(self.audit.journal().as_ref(), head.seq)?;
+        let Some(through) = last_checkpoint else {
+            return Err(Error::Conflict(format!(
+                "the audit log ({} records) has no checkpoint yet: nothing signed to export",
+                head.seq
+            )));
+        };
+        let written = copy_log(self.audit.journal().as_ref(), out, AUDIT_PAGE, through)?;
+        let pem_path = out.with_extension("pub.pem");
         std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
-        // Recorded after the copy is written, so the copy ends with its checkpoint.
-        self.audit.record(vec![caller
-            .event(Action::AuditExport.name(), "audit", Outcome::Ok)
-            .with("file", out.display())])?;
-        Ok(pem_path)
+        Ok(Export {
+            records: written,
+            through,
+            left_out: head.seq - through,
+            public_key: pem_path,
+        })
     }
 
     /// Walks the chain and every checkpoint signature, and compares the log with the anchored
-    /// checkpoint kept in the token.
+    /// checkpoint kept in the token. Reads only: it never writes a record, a checkpoint or the
+    /// anchor, whatever it finds.
     pub fn verify_audit(&self) -> Result<Verification> {
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
         let anchor = self.anchor.load()?;
         let mut records = Records::new(self.audit.journal().as_ref(), AUDIT_PAGE);
-        let result = verify_chain(&mut records, &spki, anchor.as_ref());
+        let mut result = verify_chain(&mut records, &spki, anchor.as_ref());
         records.finish()?;
+        if let (Ok(report), None) = (&result, &anchor) {
+            if let Some(first) = report.first_checkpoint {
+                let gap = audit::Gap {
+                    log_head: report.last_seq,
+                    anchored: None,
+                    kind: audit::GapKind::Missing { checkpoint: first },
+                };
+                result = Err(Break {
+                    seq: report.last_checkpoint.unwrap_or(first),
+                    reason: format!("{gap}; accept the log as it is with `signet audit reanchor`"),
+                });
+            }
+        }
         Ok(Verification { result, anchor })
     }
 
-    /// Accepts a log that is behind its anchor: records the gap, then checkpoints, which
-    /// anchors the log as it now is.
-    pub fn reanchor_audit(&self, caller: &Caller) -> Result<Option<String>> {
+    /// How the log stands against its anchor: `None` when it holds it.
+    pub fn audit_gap(&self) -> Result<Option<audit::Gap>> {
+        self.anchor.check(self.audit.journal().as_ref())
+    }
+
+    /// Accepts a log that does not hold its anchor (behind it, diverged from it, or with the
+    /// anchor lost): first records the loss — which records, how many — then checkpoints,
+    /// which anchors the log as it now is. `None` when the log holds its anchor.
+    pub fn reanchor_audit(&self, caller: &Caller) -> Result<Option<audit::Gap>> {
         self.authorize(caller, Action::AuditReanchor, "audit")?;
-        let behind = self.anchor.behind(self.audit.journal().as_ref())?;
-        let Some(gap) = behind.clone() else {
+        let Some(gap) = self.audit_gap()? else {
             return Ok(None);
         };
-        self.audit.record(vec![caller
+        let mut event = caller
             .event(Action::AuditReanchor.name(), "audit", Outcome::Ok)
-            .with("gap", gap)
-            .with("reason", "the operator accepted a log behind its anchor")])?;
+            .with(
+                "reason",
+                "the operator accepted a log that does not hold its anchor",
+            );
+        for (name, value) in gap.details() {
+            event = event.with(name, value);
+        }
+        self.audit.record(vec![event])?;
+        self.anchor.replace_on_next_save();
         self.audit.checkpoint()?;
-        Ok(behind)
+        Ok(Some(gap))
     }
 
     /// Counts a refused connection (in memory, never blocking). Returns the record to write
@@ -329,7 +405,7 @@ mod tests {
         }
         let out = dir.path().join("copy.log");
         for page in [1, 7, 50, 10_000] {
-            assert_eq!(copy_log(&journal, &out, page).unwrap(), 50);
+            assert_eq!(copy_log(&journal, &out, page, 50).unwrap(), 50);
             let copy = read_log(&out).unwrap();
             let targets: Vec<String> = copy.into_iter().map(|r| r.unwrap().target).collect();
             let want: Vec<String> = (0..50).map(|n| format!("t{n}")).collect();

@@ -81,8 +81,10 @@ pub struct StoreStatus {
     pub kind: String,
     /// Where it is.
     pub location: String,
-    /// Takes durable writes now.
+    /// Takes durable writes now (false when not probed).
     pub writable: bool,
+    /// Whether a probe write was made (an inspecting command makes none).
+    pub probed: bool,
     /// Why not, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_writable: Option<String>,
@@ -145,6 +147,11 @@ pub struct AuditStatus {
     pub last_checkpoint: Option<CheckpointRef>,
     /// Records after it.
     pub after_checkpoint: u64,
+    /// Why the log does not hold the checkpoint anchored in the token (records lost, the log
+    /// diverged, or the anchor lost), when it does not: writes are refused until
+    /// `signet audit reanchor` records the loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor_gap: Option<String>,
     /// Appends work now.
     pub writable: bool,
     /// Why not, when they do not.
@@ -189,12 +196,19 @@ impl Service {
             ),
             StoreConfig::Postgres(p) => ("postgres", crate::store::postgres::redacted(&p.url)),
         };
-        // One probe write: its outcome gives both fields.
-        let not_writable = self.store.check_writable().err().map(|e| e.to_string());
+        // One probe write: its outcome gives both fields. An inspecting command writes nothing,
+        // so it does not probe.
+        let probed = !self.audit.is_read_only();
+        let not_writable = if probed {
+            self.store.check_writable().err().map(|e| e.to_string())
+        } else {
+            None
+        };
         StoreStatus {
             kind: kind.into(),
             location,
-            writable: not_writable.is_none(),
+            writable: probed && not_writable.is_none(),
+            probed,
             not_writable,
         }
     }
@@ -256,7 +270,9 @@ impl Service {
                 }),
             _ => None,
         };
+        let anchor_gap = self.audit_gap()?.map(|gap| gap.to_string());
         Ok(AuditStatus {
+            anchor_gap,
             head_seq: head.seq,
             head_hash: head.hash,
             after_checkpoint: head.seq - last.map(|c| c.seq).unwrap_or(0).min(head.seq),

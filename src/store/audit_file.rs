@@ -59,6 +59,8 @@ pub struct FileJournal {
     state: Mutex<State>,
     repairs: Vec<String>,
     node: Option<String>,
+    /// Opened to inspect: nothing is cut, appended or closed.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for FileJournal {
@@ -105,22 +107,7 @@ impl FileJournal {
                 .and_then(|()| file.sync_all())
                 .map_err(|e| unavailable("cutting the end of the audit log", e))?;
         }
-        let head = match scan.last {
-            None => ChainHead::genesis(),
-            Some((start, end)) => {
-                let line = read_at(&file, start, end)
-                    .map_err(|e| unavailable("reading the audit log", e))?;
-                let last: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
-                    Error::AuditUnavailable(format!(
-                        "the last audit record is unreadable ({e}); run `signet audit verify`"
-                    ))
-                })?;
-                ChainHead {
-                    seq: last.seq,
-                    hash: last.hash,
-                }
-            }
-        };
+        let head = last_head(&file, scan.last)?;
         Ok(FileJournal {
             path,
             state: Mutex::new(State {
@@ -134,6 +121,39 @@ impl FileJournal {
             }),
             repairs,
             node: None,
+            read_only: false,
+        })
+    }
+
+    /// Opens `dir/audit.log` to read it only: no file or directory is created, a torn tail or
+    /// preallocated zeros are left where they are (reading stops before them), and appends
+    /// are refused. What inspecting commands (`audit verify`, `status`, …) use.
+    pub fn open_read_only(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOG_FILE);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // No log yet: read as empty, through /dev/null (nothing is created).
+                File::open("/dev/null").map_err(|e| unavailable("opening /dev/null", e))?
+            }
+            Err(e) => return Err(unavailable("opening the audit log", e)),
+        };
+        let scan = scan(&file).map_err(|e| unavailable("reading the audit log", e))?;
+        let head = last_head(&file, scan.last)?;
+        Ok(FileJournal {
+            path,
+            state: Mutex::new(State {
+                file,
+                head,
+                lines: scan.lines,
+                marks: scan.marks,
+                len: scan.complete,
+                allocated: scan.complete,
+                dirty: false,
+            }),
+            repairs: Vec::new(),
+            node: None,
+            read_only: true,
         })
     }
 
@@ -147,12 +167,34 @@ impl FileJournal {
     }
 }
 
+/// The head named by the last complete line (`scan.last`), genesis for an empty log.
+fn last_head(file: &File, last: Option<(u64, u64)>) -> Result<ChainHead> {
+    let Some((start, end)) = last else {
+        return Ok(ChainHead::genesis());
+    };
+    let line = read_at(file, start, end).map_err(|e| unavailable("reading the audit log", e))?;
+    let last: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
+        Error::AuditUnavailable(format!(
+            "the last audit record is unreadable ({e}); run `signet audit verify`"
+        ))
+    })?;
+    Ok(ChainHead {
+        seq: last.seq,
+        hash: last.hash,
+    })
+}
+
 impl Journal for FileJournal {
     fn head(&self) -> Result<ChainHead> {
         Ok(self.lock().head.clone())
     }
 
     fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>> {
+        if self.read_only {
+            return Err(Error::AuditUnavailable(
+                "the audit log was opened read-only (an inspecting command)".into(),
+            ));
+        }
         let mut state = self.lock();
         if state.dirty {
             state
@@ -254,6 +296,9 @@ impl Journal for FileJournal {
     }
 
     fn close(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let mut state = self.lock();
         if state.allocated > state.len || state.dirty {
             state

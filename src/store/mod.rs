@@ -169,6 +169,38 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// Opens the configured store to read it only (inspecting commands): nothing is created or
+/// migrated; PostgreSQL sessions are read-only. sled has no read-only mode: it is opened as
+/// usual, and nothing is written through it.
+pub fn open_read_only(config: &Config) -> Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreConfig::Sled(sled) => {
+            let path = sled.path_in(&config.data_dir);
+            if !path.exists() {
+                return Err(crate::error::Error::Store(StoreError::Engine(format!(
+                    "no database at {} yet: nothing to inspect",
+                    path.display()
+                ))));
+            }
+            Ok(Arc::new(SledStore::open(&path)?))
+        }
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open_read_only(pg)?)),
+    }
+}
+
+/// Opens the audit journal of the configured store to read it only.
+pub fn open_journal_read_only(config: &Config, audit_dir: &Path) -> Result<Arc<dyn Journal>> {
+    match &config.store {
+        StoreConfig::Sled(_) => Ok(Arc::new(audit_file::FileJournal::open_read_only(
+            audit_dir,
+        )?)),
+        StoreConfig::Postgres(pg) => Ok(Arc::new(postgres::PgJournal::new(
+            postgres::Db::connect_as(pg, 1, true)?,
+            node_name(pg),
+        ))),
+    }
+}
+
 /// Opens the audit journal that goes with the configured store.
 pub fn open_journal(config: &Config, audit_dir: &Path) -> Result<Arc<dyn Journal>> {
     match &config.store {

@@ -172,6 +172,22 @@ impl Pkcs11Backend {
         Ok(backend)
     }
 
+    /// Reads record `name` on a session opened for the purpose (not a pooled one, so no state
+    /// of the session that wrote it is reused) and checks that `data` is among its values.
+    fn read_back(&self, name: &str, data: &[u8]) -> Result<()> {
+        let _pass = self.gate.enter();
+        let session = self.open_session()?;
+        let values = objects::read_data(&session, name)?;
+        drop(session);
+        if values.iter().any(|v| v.as_slice() == data) {
+            Ok(())
+        } else {
+            Err(Error::Wrapper(format!(
+                "the token answered CKR_OK to C_CreateObject for {name:?}, but a new session does not find the object: it was not kept (a full disk under the token?)"
+            )))
+        }
+    }
+
     fn open_session(&self) -> Result<Session> {
         let session = self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?;
         self.ensure_login(&session)?;
@@ -646,9 +662,38 @@ impl Backend for Pkcs11Backend {
         self.with_session(Retry::Safe, |s| objects::destroy(s, id))
     }
 
-    fn write_record(&self, name: &str, data: &[u8]) -> Result<()> {
-        // Writing the same value twice is harmless, so a lost session is retried.
-        self.with_session(Retry::Safe, |s| objects::write_data(s, name, data))
+    /// Adds the new value, reads it back on a session of its own (a token that answered
+    /// `CKR_OK` without keeping the object — SoftHSM2 on a full disk leaves an empty object
+    /// file — fails here), and only then destroys the older values. A failure at any step
+    /// leaves the older values in place: never none.
+    fn write_record(
+        &self,
+        name: &str,
+        data: &[u8],
+        superseded: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<()> {
+        self.with_session(Retry::Safe, |s| objects::create_data(s, name, data))?;
+        let kept = self.read_back(name, data);
+        if let Err(e) = kept {
+            // Leave no unconfirmed object behind to be mistaken for the record later.
+            let _ = self.with_session(Retry::Safe, |s| {
+                let unconfirmed: Vec<ObjectHandle> = objects::data_values(s, name)?
+                    .into_iter()
+                    .filter(|(_, v)| v.as_slice() == data)
+                    .map(|(h, _)| h)
+                    .collect();
+                objects::destroy_data(s, &unconfirmed)
+            });
+            return Err(e);
+        }
+        self.with_session(Retry::Safe, |s| {
+            let older: Vec<ObjectHandle> = objects::data_values(s, name)?
+                .into_iter()
+                .filter(|(_, v)| v.as_slice() != data && superseded(v))
+                .map(|(h, _)| h)
+                .collect();
+            objects::destroy_data(s, &older)
+        })
     }
 
     fn read_records(&self, name: &str) -> Result<Vec<Vec<u8>>> {

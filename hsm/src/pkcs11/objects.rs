@@ -359,29 +359,8 @@ fn data_objects(session: &Session, name: &str) -> Result<Vec<ObjectHandle>> {
         .map_err(from_cryptoki)
 }
 
-/// Replaces the private, persistent data object (`CKO_DATA`) named `name`. Tokens may refuse to
-/// change `CKA_VALUE` (SoftHSM2 does), so the new object is created first and the old ones
-/// destroyed after: a failure in between leaves both, never none.
-pub(crate) fn write_data(session: &Session, name: &str, data: &[u8]) -> Result<()> {
-    let old = data_objects(session, name)?;
-    session
-        .create_object(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Application(APPLICATION.to_vec()),
-            Attribute::Label(name.as_bytes().to_vec()),
-            Attribute::Value(data.to_vec()),
-        ])
-        .map_err(from_cryptoki)?;
-    for handle in old {
-        session.destroy_object(handle).map_err(from_cryptoki)?;
-    }
-    Ok(())
-}
-
-/// Every value stored under `name` (normally one; two after an interrupted replacement).
-pub(crate) fn read_data(session: &Session, name: &str) -> Result<Vec<Vec<u8>>> {
+/// The data objects named `name` with their values.
+pub(crate) fn data_values(session: &Session, name: &str) -> Result<Vec<(ObjectHandle, Vec<u8>)>> {
     let mut values = Vec::new();
     for handle in data_objects(session, name)? {
         let value = session
@@ -392,7 +371,48 @@ pub(crate) fn read_data(session: &Session, name: &str) -> Result<Vec<Vec<u8>>> {
                 Attribute::Value(v) => Some(v),
                 _ => None,
             });
-        values.extend(value);
+        values.extend(value.map(|v| (handle, v)));
     }
     Ok(values)
+}
+
+/// Adds a private, persistent, unmodifiable data object (`CKO_DATA`) named `name` holding
+/// `data`, and returns it. Tokens may refuse to change `CKA_VALUE` (SoftHSM2 does), so a record
+/// is replaced by adding the new object and destroying the old ones only once the new one
+/// has been read back (see the backend's `write_record`).
+pub(crate) fn create_data(session: &Session, name: &str, data: &[u8]) -> Result<ObjectHandle> {
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Modifiable(false),
+            Attribute::Application(APPLICATION.to_vec()),
+            Attribute::Label(name.as_bytes().to_vec()),
+            Attribute::Value(data.to_vec()),
+        ])
+        .map_err(from_cryptoki)
+}
+
+/// Destroys data objects, ignoring those already gone (another writer's replacement).
+pub(crate) fn destroy_data(session: &Session, handles: &[ObjectHandle]) -> Result<()> {
+    for handle in handles {
+        match session.destroy_object(*handle) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::ObjectHandleInvalid,
+                _,
+            )) => {}
+            Err(e) => return Err(from_cryptoki(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Every value stored under `name` (normally one; two after an interrupted replacement).
+pub(crate) fn read_data(session: &Session, name: &str) -> Result<Vec<Vec<u8>>> {
+    Ok(data_values(session, name)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
 }

@@ -94,6 +94,9 @@ struct Inner {
     /// Wakes the background thread (work for it, or a leader finished).
     wake: Condvar,
     stats: AuditStats,
+    /// Opened by an inspecting command: nothing is appended, no checkpoint is signed, the
+    /// anchor is never touched.
+    read_only: bool,
 }
 
 /// The audit log, as the service uses it.
@@ -151,6 +154,12 @@ fn writer_gone() -> Error {
     Error::AuditUnavailable("the audit log is closed".into())
 }
 
+fn read_only() -> Error {
+    Error::AuditUnavailable(
+        "the audit log was opened read-only (an inspecting command writes nothing)".into(),
+    )
+}
+
 impl AuditLog {
     /// Opens the log over `journal`, checkpointing with the audit key `key_id`.
     pub fn start(
@@ -160,25 +169,7 @@ impl AuditLog {
         key_id: KeyId,
         config: AuditConfig,
     ) -> Result<Self> {
-        let since_checkpoint = records_since_checkpoint(journal.as_ref());
-        let inner = Arc::new(Inner {
-            journal,
-            anchor,
-            backend,
-            key_id,
-            config,
-            state: Mutex::new(State {
-                queue: Vec::new(),
-                writing: false,
-                since_checkpoint,
-                last_checkpoint: Instant::now(),
-                outage: None,
-                checkpoint_requests: Vec::new(),
-                closing: false,
-            }),
-            wake: Condvar::new(),
-            stats: AuditStats::default(),
-        });
+        let inner = Inner::new(journal, anchor, backend, key_id, config, false);
         let worker = inner.clone();
         let background = std::thread::Builder::new()
             .name("signet-audit".into())
@@ -188,6 +179,26 @@ impl AuditLog {
             inner,
             background: Mutex::new(Some(background)),
         })
+    }
+
+    /// Opens the log over `journal` to read it only: no writer thread, every append and
+    /// checkpoint refused, the anchor never written (inspecting commands).
+    pub fn read_only(
+        journal: Arc<dyn Journal>,
+        anchor: Anchor,
+        backend: Arc<dyn Backend>,
+        key_id: KeyId,
+        config: AuditConfig,
+    ) -> Self {
+        AuditLog {
+            inner: Inner::new(journal, anchor, backend, key_id, config, true),
+            background: Mutex::new(None),
+        }
+    }
+
+    /// Whether the log was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     /// Queues records and, when no write is under way, writes them (and everything queued)
@@ -217,6 +228,10 @@ impl AuditLog {
             return (Pending(None), false);
         }
         let (tx, rx) = oneshot::channel();
+        if self.inner.read_only {
+            let _ = tx.send(Err(read_only()));
+            return (Pending(Some(rx)), false);
+        }
         let mut state = self.inner.lock();
         if state.closing {
             let _ = tx.send(Err(writer_gone()));
@@ -253,6 +268,9 @@ impl AuditLog {
     }
 
     fn checkpoint_request(&self, force: bool) -> Result<Option<AuditRecord>> {
+        if self.inner.read_only {
+            return Err(read_only());
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.inner.lock();
@@ -331,6 +349,40 @@ fn records_since_checkpoint(journal: &dyn Journal) -> u64 {
 }
 
 impl Inner {
+    fn new(
+        journal: Arc<dyn Journal>,
+        anchor: Anchor,
+        backend: Arc<dyn Backend>,
+        key_id: KeyId,
+        config: AuditConfig,
+        read_only: bool,
+    ) -> Arc<Self> {
+        let since_checkpoint = if read_only {
+            0
+        } else {
+            records_since_checkpoint(journal.as_ref())
+        };
+        Arc::new(Inner {
+            journal,
+            anchor,
+            backend,
+            key_id,
+            config,
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                writing: false,
+                since_checkpoint,
+                last_checkpoint: Instant::now(),
+                outage: None,
+                checkpoint_requests: Vec::new(),
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            stats: AuditStats::default(),
+            read_only,
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -33,6 +33,10 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// Records after the last checkpoint (covered by the chain, not yet by a signature).
     pub unsigned_tail: u64,
+    /// The first checkpoint's sequence number.
+    pub first_checkpoint: Option<u64>,
+    /// The last checkpoint's sequence number.
+    pub last_checkpoint: Option<u64>,
 }
 
 /// Walks records in order: sequence without gaps, each hash right, each `prev_hash` the previous
@@ -117,6 +121,8 @@ pub fn verify_chain(
             }
             report.checkpoints += 1;
             report.unsigned_tail = 0;
+            report.first_checkpoint.get_or_insert(record.seq);
+            report.last_checkpoint = Some(record.seq);
         } else {
             report.unsigned_tail += 1;
         }

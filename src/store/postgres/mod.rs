@@ -115,6 +115,17 @@ impl Db {
     /// Connects (lazily: the first operation opens the first connection) with the password the
     /// settings point at.
     pub fn connect(settings: &PostgresSettings, pool_size: usize) -> Result<Self> {
+        Self::connect_as(settings, pool_size, false)
+    }
+
+    /// Connects as [`Db::connect`]; with `read_only` every session of the pool is made
+    /// read-only (`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`) as it is created,
+    /// so the database itself refuses any write an inspecting command might attempt.
+    pub fn connect_as(
+        settings: &PostgresSettings,
+        pool_size: usize,
+        read_only: bool,
+    ) -> Result<Self> {
         let mut config: tokio_postgres::Config = settings.url.parse().map_err(|e| {
             Error::Store(StoreError::Engine(format!(
                 "store.url is not a PostgreSQL URL: {e}"
@@ -141,7 +152,18 @@ impl Db {
             },
         );
         let (runtime, stop) = spawn_runtime()?;
-        let pool = Pool::builder(manager)
+        let mut builder = Pool::builder(manager);
+        if read_only {
+            builder = builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)
+                })
+            }));
+        }
+        let pool = builder
             .max_size(pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(timeout))
@@ -263,6 +285,14 @@ impl PgStore {
     pub fn open(settings: &PostgresSettings) -> Result<Self> {
         let db = Db::connect(settings, settings.pool_size)?;
         db.run(|mut client| async move { schema::migrate(&mut client).await })?;
+        Ok(PgStore { db })
+    }
+
+    /// Connects read-only (see [`Db::connect_as`]) and checks, without migrating, that the
+    /// schema is this version's.
+    pub fn open_read_only(settings: &PostgresSettings) -> Result<Self> {
+        let db = Db::connect_as(settings, settings.pool_size.min(2), true)?;
+        db.run(|client| async move { schema::check(&client).await })?;
         Ok(PgStore { db })
     }
 

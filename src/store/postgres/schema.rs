@@ -47,6 +47,32 @@ pub fn lock_key(name: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
+/// Checks, writing nothing, that the schema is this version's (for read-only opens).
+pub async fn check(client: &deadpool_postgres::Object) -> Result<()> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('signet_schema') IS NOT NULL", &[])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    let applied: i32 = if exists {
+        client
+            .query_opt("SELECT version FROM signet_schema", &[])
+            .await
+            .map_err(db_error)?
+            .map(|row| row.get(0))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    if applied != known {
+        return Err(engine(format!(
+            "the database schema is version {applied}, this signet's is {known}: start `signet serve` (or any command that changes something) once to migrate it; inspecting commands change nothing"
+        )));
+    }
+    Ok(())
+}
+
 /// Brings the schema to this version's.
 pub async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = client.transaction().await.map_err(db_error)?;
