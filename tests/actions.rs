@@ -128,9 +128,10 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
             )
         }
         Action::PrincipalList => ex("/v1/principals", json!(null), "*"),
+        // Nobody grants what they do not hold: the example grants nothing.
         Action::PrincipalCreate => ex(
             "/v1/principals",
-            json!({"name": format!("junior-{n}"), "scopes": ["keys:read"]}),
+            json!({"name": format!("junior-{n}"), "scopes": []}),
             "*",
         ),
         Action::PrincipalDelete => {
@@ -225,6 +226,159 @@ fn every_route_in_the_action_table_allows_its_scope_and_nothing_less() {
     {
         assert!(spec.route.is_none(), "{:?}", spec.action);
     }
+}
+
+/// A client certificate for `name` (who must exist) asked for by `issuer`; the status.
+fn issue_client(server: &Server, issuer: &Client, name: &str, ttl: Option<u64>) -> (u16, Value) {
+    let (_, csr) = openssl_csr(&server.data.join("clients"), &format!("csr-{name}"), &[]);
+    let mut body = json!({"csr": csr, "profile": "client", "name": name});
+    if let Some(ttl) = ttl {
+        body["ttl"] = json!(ttl);
+    }
+    let reply = issuer.post("/v1/certificates", &body);
+    let status = reply.status;
+    (status, reply.json())
+}
+
+/// A server certificate for `dns` and `ip` asked for by `issuer`; the status.
+fn issue_server(server: &Server, issuer: &Client, dns: &str, ip: Option<&str>) -> u16 {
+    let mut san = format!("subjectAltName=DNS:{dns}");
+    if let Some(ip) = ip {
+        san.push_str(&format!(",IP:{ip}"));
+    }
+    let (_, csr) = openssl_csr(
+        &server.data.join("clients"),
+        &format!("srv-{dns}"),
+        &["-addext", &san],
+    );
+    let mut body = json!({"csr": csr, "profile": "server", "name": dns});
+    if let Some(ip) = ip {
+        body["ips"] = json!([ip]);
+    }
+    issuer.post("/v1/certificates", &body).status
+}
+
+/// The cross-principal cases of the matrix: no operation lets a caller end up with more rights
+/// than it holds, and the last usable admin stays. Each refusal is audited as denied.
+#[test]
+fn no_operation_lets_a_caller_gain_rights_or_lock_out_the_last_admin() {
+    let server = Server::start();
+    let admin = server.admin();
+    let issuer = enrol_principal(&server, &admin, "issuer", &["certs:issue"]);
+    let manager = enrol_principal(&server, &admin, "manager", &["principals:manage"]);
+    admin.post(
+        "/v1/principals",
+        &json!({"name": "reader", "scopes": ["keys:read"]}),
+    );
+    admin.post(
+        "/v1/principals",
+        &json!({"name": "peer", "scopes": ["certs:issue"]}),
+    );
+
+    // certs:issue is not admin: no certificate for a principal holding more than the issuer.
+    assert_eq!(issue_client(&server, &issuer, "admin", None).0, 403);
+    assert_eq!(issue_client(&server, &issuer, "reader", None).0, 403);
+    assert_eq!(issue_client(&server, &issuer, "peer", None).0, 201);
+    // The names the service answers on are for admin; others are not.
+    assert_eq!(issue_server(&server, &issuer, "localhost", None), 403);
+    assert_eq!(
+        issue_server(&server, &issuer, "elsewhere.test", Some("127.0.0.1")),
+        403
+    );
+    assert_eq!(issue_server(&server, &issuer, "elsewhere.test", None), 201);
+    assert_eq!(issue_server(&server, &admin, "localhost", None), 201);
+
+    // principals:manage cannot grant what it lacks, raise itself, or touch someone above it.
+    let put = |c: &Client, name: &str, scopes: &[&str]| {
+        c.post("/v1/principals", &json!({"name": name, "scopes": scopes}))
+            .status
+    };
+    assert_eq!(
+        put(&manager, "manager", &["principals:manage", "certs:issue"]),
+        403
+    );
+    assert_eq!(put(&manager, "helper", &["certs:issue"]), 403);
+    assert_eq!(put(&manager, "helper", &["admin"]), 403);
+    assert_eq!(put(&manager, "admin", &["keys:read"]), 403);
+    assert_eq!(manager.delete("/v1/principals/admin").status, 403);
+    assert_eq!(put(&manager, "helper", &[]), 201);
+    assert_eq!(put(&manager, "helper", &["principals:manage"]), 201);
+    assert_eq!(manager.delete("/v1/principals/helper").status, 204);
+    assert_eq!(put(&manager, "signet", &[]), 403);
+
+    // The only admin cannot demote itself, nor be left without a long-lived certificate.
+    assert_eq!(put(&admin, "admin", &["keys:read"]), 403);
+    let (status, short) = issue_client(&server, &admin, "admin", Some(60));
+    assert_eq!(status, 201, "{short}");
+    let certs = std::fs::read_to_string(server.data.join("clients/admin.crt.pem")).unwrap();
+    let long_serial = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.pem"), &certs).unwrap();
+        let out = common::openssl(dir.path(), &["x509", "-in", "a.pem", "-noout", "-serial"]);
+        common::text(&out)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_lowercase()
+    };
+    let revoke = admin.post(
+        &format!("/v1/certificates/{long_serial}/revoke"),
+        &json!({"reason": "superseded"}),
+    );
+    assert_eq!(revoke.status, 409, "{revoke:?}");
+    assert!(
+        revoke.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no admin"),
+        "{revoke:?}"
+    );
+
+    // A second admin with a certificate: then the first may be demoted by it.
+    let second = enrol_principal(&server, &admin, "second", &["admin"]);
+    assert_eq!(put(&second, "admin", &["keys:read"]), 201);
+    // Now `second` is the last usable admin. It cannot change itself; an admin whose only
+    // certificate expires within the margin does not count, and may not remove it either.
+    assert_eq!(put(&second, "second", &["keys:read"]), 403);
+    assert_eq!(second.delete("/v1/principals/second").status, 403);
+    assert_eq!(put(&second, "brief", &["admin"]), 201);
+    let (status, doc) = issue_client(&server, &second, "brief", Some(600));
+    assert_eq!(status, 201, "{doc}");
+    let clients = server.data.join("clients");
+    std::fs::write(
+        clients.join("brief.crt.pem"),
+        format!(
+            "{}{}",
+            doc["certificate"].as_str().unwrap(),
+            doc["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(clients.join("csr-brief.key"), clients.join("brief.key.pem")).unwrap();
+    let brief = server.client("brief");
+    assert_eq!(brief.delete("/v1/principals/second").status, 409);
+    assert_eq!(put(&brief, "second", &["keys:read"]), 409);
+
+    let audit: Vec<Value> = second
+        .get("/v1/audit?limit=10000")
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let denied: Vec<&Value> = audit.iter().filter(|r| r["outcome"] == "denied").collect();
+    assert!(denied.len() >= 12, "{denied:?}");
+    assert!(denied.iter().any(|r| r["action"] == "cert.issue"
+        && r["principal"] == "issuer"
+        && r["target"] == "admin"));
+    let data = server.stop();
+
+    // Offline, the operator is bound by the same last-admin rule.
+    let out = data.signet(&["principal", "revoke-scope", "second", "admin"]);
+    assert!(!out.status.success(), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("no admin"),
+        "{}",
+        common::text(&out)
+    );
 }
 
 #[test]

@@ -531,11 +531,38 @@ fn enrolment_scopes_and_immediate_revocation() {
         text(&out)
     );
 
-    // Deleting a principal takes its rights away at once.
-    let (ops, _) = enrol(&server, &admin, "ops", &["keys:read"], "client");
+    // Deleting a principal takes its rights away at once, revokes its certificates (listed
+    // in the CRL), and re-creating the name revives none of them.
+    let (ops, ops_serial) = enrol(&server, &admin, "ops", &["keys:read"], "client");
     assert_eq!(ops.get("/v1/keys").status, 200);
     assert_eq!(admin.delete("/v1/principals/ops").status, 204);
-    assert_eq!(problem_type(&ops.get("/v1/keys")), "forbidden");
+    let gone = ops.get("/v1/keys");
+    assert_eq!(problem_type(&gone), "unauthenticated", "{gone:?}");
+    let record = admin.get(&format!("/v1/certificates/{ops_serial}")).json();
+    assert_eq!(record["status"], "revoked", "{record}");
+    assert_eq!(
+        admin
+            .post(
+                "/v1/principals",
+                &json!({"name": "ops", "scopes": ["keys:read"]})
+            )
+            .status,
+        201
+    );
+    assert!(server.client("ops").try_get("/v1/keys").is_err());
+    let der = ureq_get_bytes(&server, "/v1/ca/crl");
+    std::fs::write(dir.path().join("crl2.der"), der).unwrap();
+    let out = openssl(
+        dir.path(),
+        &[
+            "crl", "-inform", "DER", "-in", "crl2.der", "-noout", "-text",
+        ],
+    );
+    assert!(
+        text(&out).to_lowercase().contains(&ops_serial),
+        "{}",
+        text(&out)
+    );
 }
 
 fn ureq_get_bytes(server: &Server, path: &str) -> Vec<u8> {

@@ -528,7 +528,8 @@ fn cert_issue_revoke_and_crl() {
         text(&out)
     );
 
-    // A bundle for a new client.
+    // A bundle for a new client (a principal first: a certificate names one).
+    data.ok(&["principal", "create", "worker", "--scope", "keys:read"]);
     let out = data.ok(&[
         "cert",
         "issue",
@@ -939,4 +940,78 @@ fn a_token_named_by_the_uri_p11tool_prints() {
         assert!(t.contains(why), "{bad}: expected {why:?} in {t}");
         assert!(!t.contains("1234"), "the PIN in an error: {t}");
     }
+}
+
+/// The break-glass recovery in the README, with the server stopped and only the host's data
+/// directory and token PIN: restore an admin principal and issue its bundle, then use it
+/// with curl. The principal commands work offline and are audited as the operator.
+#[test]
+fn break_glass_recovery_restores_an_admin_from_the_host() {
+    let server = common::Server::start();
+    let data = server.stop();
+    // The admin bundle is lost.
+    for f in [
+        "admin.p12",
+        "admin.p12.pass",
+        "admin.crt.pem",
+        "admin.key.pem",
+    ] {
+        let _ = std::fs::remove_file(data.join("clients").join(f));
+    }
+    data.ok(&["principal", "create", "rescue", "--scope", "admin"]);
+    let shown = data.ok(&["principal", "show", "rescue"]);
+    assert!(shown.contains("admin"), "{shown}");
+    let dir = data.join("clients");
+    let p12 = dir.join("rescue.p12");
+    data.ok(&[
+        "cert",
+        "issue",
+        "--profile",
+        "client",
+        "--name",
+        "rescue",
+        "--p12",
+        p12.to_str().unwrap(),
+    ]);
+    // OpenSSL 3 opens the bundle without -legacy.
+    let out = openssl(
+        &dir,
+        &[
+            "pkcs12",
+            "-in",
+            "rescue.p12",
+            "-passin",
+            "file:rescue.p12.pass",
+            "-nodes",
+            "-out",
+            "rescue.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let server = common::Server::start_in(data, &[]);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(server.data.join("ca/root.pem"))
+        .arg("--cert")
+        .arg(server.data.join("clients/rescue.pem"))
+        .arg(server.url("/v1/principals"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        text(&out)
+    );
+    // Listing is offline too (the server must be stopped for sled).
+    let data = server.stop();
+    let log = std::fs::read_to_string(data.join("audit/audit.log")).unwrap();
+    assert!(log.lines().any(|l| {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        r["action"] == "principal.create"
+            && r["target"] == "rescue"
+            && r["principal"].as_str().unwrap().starts_with("cli:")
+    }));
+    let list = data.ok(&["principal", "list"]);
+    assert!(list.contains("rescue") && list.contains("admin"), "{list}");
 }

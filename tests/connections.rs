@@ -126,12 +126,13 @@ fn revocation_and_deletion_bite_on_the_next_request_of_an_open_connection() {
     assert_eq!(created.status, 401);
     assert!(!admin.get("/v1/keys").body.contains("sneaky"));
 
-    // A deleted principal's open connection loses every right at once, health included.
+    // A deleted principal's open connection loses every right at once, health included: its
+    // certificates are revoked with it.
     let other = enrol_principal(&server, &admin, "leaver", &["keys:read"]);
     assert_eq!(other.get("/v1/keys").status, 200);
     assert_eq!(admin.delete("/v1/principals/leaver").status, 204);
-    assert_eq!(other.get("/v1/keys").status, 403);
-    assert_eq!(other.get("/healthz").status, 403);
+    assert_eq!(other.get("/v1/keys").status, 401);
+    assert_eq!(other.get("/healthz").status, 401);
 
     let log = admin.get("/v1/audit?limit=10000").body;
     assert!(

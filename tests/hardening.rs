@@ -216,7 +216,7 @@ fn self_inflicted_lockouts_are_refused() {
     assert!(problem(&reply)["detail"]
         .as_str()
         .unwrap()
-        .contains("last valid certificate of an admin"));
+        .contains("would leave no admin"));
     assert_eq!(admin.get("/healthz").status, 200);
     // With a second admin enrolled, the first one's certificate can go.
     let second = enrol_principal(&server, &admin, "admin2", &["admin"]);

@@ -5,6 +5,7 @@
 mod audit;
 mod ca;
 mod keys;
+mod principals;
 mod progress;
 mod status;
 
@@ -70,6 +71,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Principals (the identities in client certificates) and their scopes, offline.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
     /// What an operator looks at first: backend and token, store, CA validity, CRL, audit head
     /// and last checkpoint (offline; a running server answers the same at GET /v1/status).
     Status {
@@ -255,6 +259,47 @@ pub enum CertCommand {
     },
 }
 
+/// `signet principal …`.
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// List principals and their scopes.
+    List,
+    /// Show a principal, its scopes and its certificates.
+    Show {
+        /// Principal name.
+        name: String,
+    },
+    /// Create a principal (refused if the name exists).
+    Create {
+        /// Principal name (1-64 of A-Z a-z 0-9 - _ .).
+        name: String,
+        /// Scopes (admin, keys:create, keys:sign:<pattern>, …; repeatable).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// Add scopes to a principal.
+    Grant {
+        /// Principal name.
+        name: String,
+        /// Scopes to add.
+        #[arg(required = true)]
+        scopes: Vec<String>,
+    },
+    /// Remove scopes from a principal.
+    RevokeScope {
+        /// Principal name.
+        name: String,
+        /// Scopes to remove.
+        #[arg(required = true)]
+        scopes: Vec<String>,
+    },
+    /// Delete a principal and revoke its certificates.
+    Delete {
+        /// Principal name.
+        name: String,
+    },
+}
+
 /// `signet config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -357,6 +402,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca(cmd) => with_service(config, |s| ca::run_ca(s, cmd)),
         Command::Cert(cmd @ CertCommand::List) => inspecting(config, |s| ca::run_cert(s, cmd)),
         Command::Cert(cmd) => with_service(config, |s| ca::run_cert(s, cmd)),
+        Command::Principal(cmd @ (PrincipalCommand::List | PrincipalCommand::Show { .. })) => {
+            inspecting(config, |s| principals::run(s, cmd))
+        }
+        Command::Principal(cmd) => with_service(config, |s| principals::run(s, cmd)),
         Command::Status { json } => inspecting(config, |s| {
             status::print(&s.status(&crate::service::Caller::operator())?, json)
         }),

@@ -636,6 +636,40 @@ impl Authority<'_> {
         Ok(rec)
     }
 
+    /// Revokes several certificates (those already revoked are left as they are) and
+    /// regenerates the CRL once; returns the records revoked now.
+    pub fn revoke_all(
+        &self,
+        ca: &Ca,
+        serials: &[String],
+        reason: Option<&str>,
+    ) -> Result<Vec<CertRecord>> {
+        if let Some(r) = reason {
+            signet_pki::parse_reason(r)?;
+        }
+        let revoked_at = now();
+        let mut revoked = Vec::new();
+        for serial in serials {
+            let mut changed = false;
+            let rec = self.store.update_cert(serial, &mut |rec| {
+                changed = rec.status != CertStatus::Revoked;
+                if changed {
+                    rec.status = CertStatus::Revoked;
+                    rec.revoked_at = Some(revoked_at);
+                    rec.reason = reason.map(str::to_string);
+                }
+                Ok(())
+            })?;
+            if changed {
+                revoked.push(rec);
+            }
+        }
+        if !revoked.is_empty() {
+            self.regenerate_crl(ca)?;
+        }
+        Ok(revoked)
+    }
+
     /// Signs a new CRL with every revoked serial, stores it and writes `DATA/ca/crl.pem`.
     /// Returns DER. Nodes sharing a database take turns (a cluster lock): each CRL is built
     /// from the revocations committed before its turn, so the last one stored holds them all

@@ -6,4 +6,5 @@ pub mod audit;
 pub mod authority;
 pub mod keys;
 pub mod principals;
+pub mod rights;
 pub mod tokens;

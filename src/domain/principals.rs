@@ -150,22 +150,11 @@ impl Principals<'_> {
         self.0.principals()
     }
 
-    /// Creates or replaces a principal. Only a granter holding admin may grant admin.
-    pub fn put(
-        &self,
-        name: &str,
-        scopes: Vec<String>,
-        created_by: &str,
-        granter_is_admin: bool,
-    ) -> Result<Principal> {
+    /// Creates or replaces a principal (who may do so is the service's question, answered by
+    /// [`super::rights`]).
+    pub fn put(&self, name: &str, scopes: Vec<String>, created_by: &str) -> Result<Principal> {
         check_name(name)?;
         let scopes = check_scopes(scopes)?;
-        if scopes.iter().any(|s| s == ADMIN) && !granter_is_admin {
-            return Err(Error::Forbidden(format!(
-                "{} lacks the scope admin, which granting admin needs",
-                echo(created_by)
-            )));
-        }
         let principal = Principal {
             name: name.to_string(),
             scopes,
@@ -176,11 +165,8 @@ impl Principals<'_> {
         Ok(principal)
     }
 
-    /// Removes a principal; a principal cannot remove itself.
-    pub fn remove(&self, name: &str, by: Option<&str>) -> Result<()> {
-        if by == Some(name) {
-            return Err(Error::Conflict("a principal cannot delete itself".into()));
-        }
+    /// Removes a principal.
+    pub fn remove(&self, name: &str) -> Result<()> {
         if self.0.remove_principal(name)? {
             Ok(())
         } else {

@@ -141,6 +141,19 @@ impl Caller {
         matches!(self.identity, Identity::Operator(_) | Identity::System)
     }
 
+    /// The caller as the cross-principal rules see it (an enrolled client with no record
+    /// holds nothing).
+    pub fn actor(&self) -> crate::domain::rights::Actor<'_> {
+        use crate::domain::rights::Actor;
+        match &self.identity {
+            Identity::Client(id, principal) => Actor::Principal {
+                name: &id.name,
+                scopes: principal.as_ref().map_or(&[][..], |p| p.scopes.as_slice()),
+            },
+            Identity::Operator(_) | Identity::System => Actor::Operator,
+        }
+    }
+
     /// Holds `scope`.
     pub fn has(&self, scope: &str) -> bool {
         self.is_operator() || self.scopes().is_some_and(|s| Scopes(s).has(scope))

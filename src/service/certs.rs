@@ -9,8 +9,9 @@ use signet_pki::{Issued, LeafRequest, Profile};
 use super::{Action, Caller, Service};
 use crate::domain::authority::{normalize_serial, Bundle, InitOptions, InitReport};
 use crate::domain::principals::{self, Principals};
+use crate::domain::rights;
 use crate::error::{Error, Result};
-use crate::store::{CaRecord, CertRecord, Outcome, Principal};
+use crate::store::{CaRecord, CertKind, CertRecord, CertStatus, Outcome, Principal};
 use crate::support::text::echo;
 use crate::support::time::format_time;
 
@@ -86,7 +87,6 @@ impl Service {
                     &report.admin,
                     vec![principals::ADMIN.into()],
                     "ca init",
-                    true,
                 )?;
                 Ok(report)
             },
@@ -119,15 +119,12 @@ impl Service {
         self.authority().current_crl(&*self.ca()?)
     }
 
-    /// Issues a certificate from a CSR. A client certificate is only for an existing principal.
+    /// Issues a certificate from a CSR. A client certificate is only for an existing principal
+    /// whose every scope the caller holds; a server certificate for a name the service answers
+    /// on is for admin only.
     pub fn issue_certificate(&self, caller: &Caller, req: &CertificateRequest) -> Result<Issued> {
         self.authorize(caller, Action::CertIssue, &req.name)?;
-        if req.profile == Profile::Client && self.store.principal(&req.name)?.is_none() {
-            return Err(Error::BadRequest(format!(
-                "no principal named {:?}: create it (POST /v1/principals) before issuing its client certificate",
-                echo(&req.name)
-            )));
-        }
+        self.check_issue_rights(caller, Action::CertIssue, req)?;
         let ca = self.ca()?;
         let leaf = req.leaf();
         let requested = caller
@@ -147,6 +144,52 @@ impl Service {
         )
     }
 
+    /// The cross-principal rules of issuing `req` (see [`rights`]): refused and audited.
+    fn check_issue_rights(
+        &self,
+        caller: &Caller,
+        action: Action,
+        req: &CertificateRequest,
+    ) -> Result<()> {
+        let refused = match req.profile {
+            Profile::Client => {
+                let Some(principal) = self.store.principal(&req.name)? else {
+                    return Err(Error::BadRequest(format!(
+                        "no principal named {:?}: create it first (signet principal create, or the principals API) before issuing its client certificate",
+                        echo(&req.name)
+                    )));
+                };
+                rights::may_issue_client_certificate(caller.actor(), &principal).err()
+            }
+            Profile::Server => {
+                let leaf = req.leaf();
+                rights::may_issue_server_certificate(
+                    caller.actor(),
+                    &leaf.dns,
+                    &leaf.ips,
+                    &self.own_server_names()?,
+                )
+                .err()
+            }
+        };
+        match refused {
+            Some(reason) => self.deny(caller, action, &req.name, reason),
+            None => Ok(()),
+        }
+    }
+
+    /// The names this service answers on: its own TLS certificate's SANs.
+    fn own_server_names(&self) -> Result<Vec<String>> {
+        let Some(ca) = self.store.ca()? else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .cert(&ca.server.serial)?
+            .map(|c| c.sans)
+            .unwrap_or_default())
+    }
+
     /// Issues a certificate for a key generated here and writes it as a PKCS#12 bundle.
     pub fn issue_bundle(
         &self,
@@ -155,6 +198,7 @@ impl Service {
         p12: &Path,
     ) -> Result<Bundle> {
         self.authorize(caller, Action::CertIssueBundle, &req.name)?;
+        self.check_issue_rights(caller, Action::CertIssueBundle, req)?;
         let ca = self.ca()?;
         let leaf = req.leaf();
         let requested = caller
@@ -201,7 +245,7 @@ impl Service {
         let serial = normalize_serial(serial);
         let authority = self.authority();
         let record = authority.check_revoke(&serial, reason)?;
-        self.refuse_lockout(&record)?;
+        self.refuse_lockout(caller, &record)?;
         let ca = self.ca()?;
         let requested = caller
             .event(Action::CertRevoke.name(), &serial, Outcome::Requested)
@@ -217,10 +261,9 @@ impl Service {
         Ok(record)
     }
 
-    /// Refuses a revocation that would lock everyone out: the server's own TLS certificate,
-    /// or the last usable client certificate of the last admin.
-    fn refuse_lockout(&self, record: &CertRecord) -> Result<()> {
-        use crate::store::{CertKind, CertStatus};
+    /// Refuses (409, audited) a revocation that would lock everyone out: the server's own
+    /// TLS certificate, or what leaves no usable admin (see [`rights::usable_admins`]).
+    fn refuse_lockout(&self, caller: &Caller, record: &CertRecord) -> Result<()> {
         let ca = self.authority().record()?;
         if record.serial == ca.server.serial {
             return Err(Error::Conflict(format!(
@@ -228,46 +271,44 @@ impl Service {
                 record.serial
             )));
         }
-        if record.profile != CertKind::Client {
-            return Ok(());
+        let mut after = self.store.certs()?;
+        for cert in after.iter_mut().filter(|c| c.serial == record.serial) {
+            cert.status = CertStatus::Revoked;
         }
-        let prefix = format!("URI:spiffe://{}/", ca.trust_domain);
-        let holder = |c: &CertRecord| {
-            c.sans
-                .iter()
-                .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
-        };
-        let is_admin = |name: &str| -> Result<bool> {
-            Ok(self
-                .store
-                .principal(name)?
-                .is_some_and(|p| p.scopes.iter().any(|s| s == principals::ADMIN)))
-        };
-        let Some(name) = holder(record) else {
-            return Ok(());
-        };
-        if !is_admin(&name)? {
-            return Ok(());
-        }
+        self.keep_an_admin(
+            caller,
+            Action::CertRevoke,
+            &record.serial,
+            &format!("revoking {}", record.serial),
+            self.store.principals()?,
+            after,
+        )
+    }
+
+    /// Refuses (409, audited) a change after which the principals and certificates `after`
+    /// would leave no usable admin where there is one now.
+    fn keep_an_admin(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &str,
+        change: &str,
+        principals_after: Vec<Principal>,
+        certs_after: Vec<CertRecord>,
+    ) -> Result<()> {
+        let trust_domain = self.authority().record()?.trust_domain;
         let now = crate::support::time::now();
-        for other in self.store.certs()? {
-            if other.serial == record.serial
-                || other.profile != CertKind::Client
-                || other.status != CertStatus::Active
-                || other.not_after <= now
-            {
-                continue;
-            }
-            if let Some(other_name) = holder(&other) {
-                if is_admin(&other_name)? {
-                    return Ok(());
-                }
-            }
+        let before = rights::usable_admins(
+            &self.store.principals()?,
+            &self.store.certs()?,
+            &trust_domain,
+            now,
+        );
+        let after = rights::usable_admins(&principals_after, &certs_after, &trust_domain, now);
+        match rights::keeps_an_admin(&before, &after, change) {
+            Ok(()) => Ok(()),
+            Err(reason) => self.refuse_conflict(caller, action, target, reason),
         }
-        Err(Error::Conflict(format!(
-            "{} is the last valid certificate of an admin: revoked, no one could administer Signet over the API. Enrol another admin first (or, on the server host, issue a new bundle with `signet cert issue --profile client --name {name} --p12 FILE`)",
-            record.serial
-        )))
     }
 
     /// Every principal.
@@ -276,7 +317,31 @@ impl Service {
         Principals(self.store.as_ref()).list()
     }
 
-    /// Creates or replaces a principal. Only an admin may grant admin.
+    /// One principal and the client certificates that name it.
+    pub fn principal(&self, caller: &Caller, name: &str) -> Result<(Principal, Vec<CertRecord>)> {
+        self.authorize(caller, Action::PrincipalList, name)?;
+        let principal = self
+            .store
+            .principal(name)?
+            .ok_or_else(|| Error::NotFound(format!("no principal named {:?}", echo(name))))?;
+        let certs = match self.store.ca()? {
+            Some(ca) => self
+                .store
+                .certs()?
+                .into_iter()
+                .filter(|c| {
+                    c.profile == CertKind::Client
+                        && rights::certificate_holder(c, &ca.trust_domain).as_deref() == Some(name)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok((principal, certs))
+    }
+
+    /// Creates or replaces a principal. The caller must hold every scope it grants and every
+    /// scope the principal holds now, may not change its own, and may not leave the service
+    /// without a usable admin.
     pub fn create_principal(
         &self,
         caller: &Caller,
@@ -286,42 +351,110 @@ impl Service {
         self.authorize(caller, Action::PrincipalCreate, name)?;
         principals::check_name(name)?;
         let scopes = principals::check_scopes(scopes)?;
-        if scopes.iter().any(|s| s == principals::ADMIN) && !caller.is_admin() {
-            let reason = format!(
-                "{} lacks the scope admin, which granting admin needs",
-                echo(&caller.audit_name())
-            );
+        let current = self.store.principal(name)?;
+        if let Err(reason) =
+            rights::may_put_principal(caller.actor(), name, current.as_ref(), &scopes)
+        {
             self.deny(caller, Action::PrincipalCreate, name, reason)?;
+        }
+        if current.is_some() && self.store.ca()?.is_some() {
+            let mut after = self.store.principals()?;
+            for p in after.iter_mut().filter(|p| p.name == name) {
+                p.scopes = scopes.clone();
+            }
+            self.keep_an_admin(
+                caller,
+                Action::PrincipalCreate,
+                name,
+                &format!("changing the scopes of {}", echo(name)),
+                after,
+                self.store.certs()?,
+            )?;
         }
         let requested = caller
             .event(Action::PrincipalCreate.name(), name, Outcome::Requested)
-            .with("scopes", scopes.join(" "));
+            .with("scopes", scopes.join(" "))
+            .with(
+                "previous_scopes",
+                current.as_ref().map_or("-".into(), |p| p.scopes.join(" ")),
+            );
         let by = caller.audit_name();
         self.change(
             requested,
-            || Principals(self.store.as_ref()).put(name, scopes.clone(), &by, caller.is_admin()),
+            || Principals(self.store.as_ref()).put(name, scopes.clone(), &by),
             |_, e| e,
         )
     }
 
-    /// Deletes a principal; its certificates lose every right at once. A principal cannot
-    /// delete itself.
+    /// Deletes a principal and revokes its certificates (recorded, and in the CRL at once),
+    /// so re-creating the name later revives nothing. Refused for oneself, without every scope
+    /// the principal holds, and when it would leave no usable admin.
     pub fn delete_principal(&self, caller: &Caller, name: &str) -> Result<()> {
         self.authorize(caller, Action::PrincipalDelete, name)?;
-        if caller.client_name() == Some(name) {
-            return Err(Error::Conflict("a principal cannot delete itself".into()));
-        }
-        if self.store.principal(name)?.is_none() {
+        let Some(principal) = self.store.principal(name)? else {
             return Err(Error::NotFound(format!(
                 "no principal named {:?}",
                 echo(name)
             )));
+        };
+        if let Err(reason) = rights::may_delete_principal(caller.actor(), &principal) {
+            self.deny(caller, Action::PrincipalDelete, name, reason)?;
         }
-        let requested = caller.event(Action::PrincipalDelete.name(), name, Outcome::Requested);
-        self.change(
+        let held = match self.store.ca()? {
+            Some(ca) => self
+                .store
+                .certs()?
+                .into_iter()
+                .filter(|c| {
+                    c.profile == CertKind::Client
+                        && c.status == CertStatus::Active
+                        && rights::certificate_holder(c, &ca.trust_domain).as_deref() == Some(name)
+                })
+                .map(|c| c.serial)
+                .collect::<Vec<_>>(),
+            None => Vec::new(),
+        };
+        if self.store.ca()?.is_some() {
+            let after = self
+                .store
+                .principals()?
+                .into_iter()
+                .filter(|p| p.name != name)
+                .collect();
+            self.keep_an_admin(
+                caller,
+                Action::PrincipalDelete,
+                name,
+                &format!("deleting {}", echo(name)),
+                after,
+                self.store.certs()?,
+            )?;
+        }
+        let requested = caller
+            .event(Action::PrincipalDelete.name(), name, Outcome::Requested)
+            .with("scopes", principal.scopes.join(" "))
+            .with("revokes", held.join(" "));
+        let revoked = self.change(
             requested,
-            || Principals(self.store.as_ref()).remove(name, caller.client_name()),
-            |_, e| e,
-        )
+            || {
+                let revoked = if held.is_empty() {
+                    Vec::new()
+                } else {
+                    let ca = self.ca()?;
+                    self.authority()
+                        .revoke_all(&ca, &held, Some("cessationOfOperation"))?
+                };
+                Principals(self.store.as_ref()).remove(name)?;
+                Ok(revoked)
+            },
+            |r, e| e.with("revoked", r.len()),
+        )?;
+        if !revoked.is_empty() {
+            self.audit.record(vec![caller
+                .event("crl.generate", "crl", Outcome::Ok)
+                .with("trigger", "principal deleted")
+                .with("revoked", revoked.len())])?;
+        }
+        Ok(())
     }
 }

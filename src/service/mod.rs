@@ -137,6 +137,22 @@ impl Service {
         Err(Error::Forbidden(reason))
     }
 
+    /// Records a refusal of a change that conflicts with a rule (the last admin stays) and
+    /// answers it (409).
+    fn refuse_conflict(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &str,
+        reason: String,
+    ) -> Result<()> {
+        self.metrics.denial(action.name());
+        self.audit.record(vec![caller
+            .event(action.name(), target, Outcome::Denied)
+            .with("reason", &reason)])?;
+        Err(Error::Conflict(reason))
+    }
+
     /// Runs a state change between its two records: `requested` (durable before anything
     /// changes: if it cannot be written the change is not made), then the outcome, described
     /// from the result by `describe`.

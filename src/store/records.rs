@@ -169,6 +169,16 @@ pub enum CertStatus {
     Revoked,
 }
 
+impl CertStatus {
+    /// The name in output (`active`, `revoked`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CertStatus::Active => "active",
+            CertStatus::Revoked => "revoked",
+        }
+    }
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertRecord {
