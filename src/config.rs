@@ -475,6 +475,9 @@ pub struct ServerConfig {
     pub max_connections_per_source: usize,
     /// Most TLS handshakes in progress at once.
     pub max_handshakes: usize,
+    /// Most TLS handshakes in progress at once from one source address: one address holding
+    /// idle sockets cannot take the handshake slots everyone else needs.
+    pub max_handshakes_per_source: usize,
     /// Refused handshakes audited one by one per second; beyond that they are counted and
     /// audited as summaries.
     pub refusals_audited_per_sec: u32,
@@ -571,7 +574,7 @@ impl Default for ServerConfig {
             sign_batch_max: 100,
             housekeeping_interval_secs: 300,
             shutdown_grace_secs: 10,
-            handshake_timeout_secs: 10,
+            handshake_timeout_secs: 5,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             idle_timeout_secs: 60,
@@ -579,6 +582,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_connections_per_source: 128,
             max_handshakes: 64,
+            max_handshakes_per_source: 8,
             refusals_audited_per_sec: 5,
             refusal_summary_secs: 10,
             problem_type_base: "/problems/".into(),
@@ -815,9 +819,16 @@ impl Config {
         if self.server.max_connections == 0
             || self.server.max_connections_per_source == 0
             || self.server.max_handshakes == 0
+            || self.server.max_handshakes_per_source == 0
         {
             return invalid(
-                "server.max_connections, max_connections_per_source and max_handshakes must be positive"
+                "server.max_connections, max_connections_per_source, max_handshakes and max_handshakes_per_source must be positive"
+                    .into(),
+            );
+        }
+        if self.server.max_handshakes_per_source > self.server.max_handshakes {
+            return invalid(
+                "server.max_handshakes_per_source must be at most max_handshakes (one source must leave handshake slots to the others)"
                     .into(),
             );
         }

@@ -257,3 +257,43 @@ fn a_late_body_does_not_cost_the_connection() {
     let answer = read_response(&mut stream).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// One address holding as many idle sockets as it may (they never start a TLS handshake) takes
+/// only its share of the handshake slots: an admin from another address still connects, each
+/// time within a second, for as long as the sockets are held.
+#[test]
+fn one_address_holding_idle_sockets_does_not_block_other_clients() {
+    let server = Server::start();
+    // 128 (max_connections_per_source) raw sockets from 127.0.0.1 that never say anything.
+    let held: Vec<TcpStream> = (0..128)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok())
+        .collect();
+    assert!(held.len() >= 64, "{}", held.len());
+    std::thread::sleep(Duration::from_millis(200));
+    let clients = server.data.join("clients");
+    for round in 0..12 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+            .args(["--interface", "127.0.0.2", "--max-time", "5", "--cacert"])
+            .arg(server.data.join("ca/root.pem"))
+            .arg("--cert")
+            .arg(clients.join("admin.crt.pem"))
+            .arg("--key")
+            .arg(clients.join("admin.key.pem"))
+            .arg(server.url("/healthz"))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, time) = answer.split_once(' ').unwrap_or(("000", "99"));
+        assert_eq!(status, "200", "round {round}: {answer}");
+        let secs: f64 = time.parse().unwrap();
+        assert!(secs < 1.0, "round {round} took {secs} s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(held);
+    let metrics = server.admin().get("/metrics").body;
+    assert!(
+        metrics.contains("reason=\"source-handshake-cap\""),
+        "{metrics}"
+    );
+}

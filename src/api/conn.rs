@@ -19,10 +19,12 @@ use crate::config::ServerConfig;
 pub struct Admission {
     open: AtomicUsize,
     handshakes: AtomicUsize,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// Per source: connections open, and handshakes in progress.
+    per_source: Mutex<HashMap<IpAddr, (usize, usize)>>,
     max_open: usize,
     max_per_source: usize,
     max_handshakes: usize,
+    max_handshakes_per_source: usize,
 }
 
 /// Why a connection was not admitted.
@@ -34,6 +36,8 @@ pub enum Refused {
     Source,
     /// Too many handshakes are in progress.
     Handshakes,
+    /// This source has its most handshakes in progress.
+    SourceHandshakes,
 }
 
 impl Refused {
@@ -43,6 +47,7 @@ impl Refused {
             Refused::Total => "connection-cap",
             Refused::Source => "source-connection-cap",
             Refused::Handshakes => "handshake-cap",
+            Refused::SourceHandshakes => "source-handshake-cap",
         }
     }
 }
@@ -60,6 +65,9 @@ impl Admitted {
     pub fn handshake_done(&mut self) {
         if std::mem::take(&mut self.handshaking) {
             self.admission.handshakes.fetch_sub(1, Ordering::AcqRel);
+            if let Some((_, h)) = self.admission.sources().get_mut(&self.source) {
+                *h -= 1;
+            }
         }
     }
 }
@@ -68,12 +76,8 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.handshake_done();
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
-        let mut per = self
-            .admission
-            .per_source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per.get_mut(&self.source) {
+        let mut per = self.admission.sources();
+        if let Some((n, _)) = per.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {
                 per.remove(&self.source);
@@ -89,8 +93,13 @@ impl Admission {
             max_open: config.max_connections,
             max_per_source: config.max_connections_per_source,
             max_handshakes: config.max_handshakes,
+            max_handshakes_per_source: config.max_handshakes_per_source,
             ..Admission::default()
         })
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (usize, usize)>> {
+        self.per_source.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Admits a new connection from `source` into its handshake, or says why not.
@@ -104,15 +113,26 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Handshakes);
         }
-        let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
-        let n = per.entry(source).or_insert(0);
-        if *n >= self.max_per_source {
+        let mut per = self.sources();
+        let (n, h) = per.entry(source).or_insert((0, 0));
+        let refused = if *n >= self.max_per_source {
+            Some(Refused::Source)
+        } else if *h >= self.max_handshakes_per_source {
+            Some(Refused::SourceHandshakes)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            if *n == 0 {
+                per.remove(&source);
+            }
             drop(per);
             self.handshakes.fetch_sub(1, Ordering::AcqRel);
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::Source);
+            return Err(refused);
         }
         *n += 1;
+        *h += 1;
         Ok(Admitted {
             admission: self.clone(),
             source,
@@ -281,8 +301,31 @@ mod tests {
             max_connections: total,
             max_connections_per_source: per_source,
             max_handshakes: handshakes,
+            max_handshakes_per_source: handshakes,
             ..ServerConfig::default()
         }
+    }
+
+    /// One source holding idle sockets in their handshake gets its share of the slots, and
+    /// another source still gets in.
+    #[test]
+    fn one_source_cannot_take_every_handshake_slot() {
+        let a = Admission::new(&ServerConfig {
+            max_handshakes: 4,
+            max_handshakes_per_source: 2,
+            ..ServerConfig::default()
+        });
+        let holder: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut h1 = a.admit(holder).unwrap();
+        let _h2 = a.admit(holder).unwrap();
+        assert_eq!(a.admit(holder).unwrap_err(), Refused::SourceHandshakes);
+        let _o = a.admit(other).unwrap();
+        // A finished handshake gives its slot back to the source.
+        h1.handshake_done();
+        let _h3 = a.admit(holder).unwrap();
+        drop(h1);
+        assert_eq!(a.open(), 3);
     }
 
     #[test]
