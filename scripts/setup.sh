@@ -33,6 +33,7 @@ command -v pcscd >/dev/null || need+=(pcscd)
 ls /usr/lib/*/libykcs11.so* >/dev/null 2>&1 || need+=(ykcs11)
 command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # the OpenAPI validator
+command -v promtool >/dev/null || need+=(prometheus)  # promtool checks the /metrics page
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -57,5 +58,10 @@ if [ ! -x "$root/target/py/bin/openapi-spec-validator" ]; then
   echo "setup: installing openapi-spec-validator and jsonschema into target/py"
   python3 -m venv "$root/target/py"
   "$root/target/py/bin/pip" install -q openapi-spec-validator jsonschema
+fi
+# The reference Prometheus text parser, for the /metrics test.
+if ! "$root/target/py/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "setup: installing prometheus_client into target/py"
+  "$root/target/py/bin/pip" install -q prometheus_client
 fi
 echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

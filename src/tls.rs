@@ -256,45 +256,48 @@ pub fn server_config(service: Arc<Service>) -> anyhow::Result<rustls::ServerConf
     Ok(config)
 }
 
-/// A short, stable name for why a handshake failed (for counters and audit).
-pub fn refusal_reason(err: &std::io::Error) -> String {
+/// A short, stable name for why a handshake failed (for counters and audit): always one of
+/// [`crate::service::metrics::REFUSAL_REASONS`], never text from the peer or a library's Debug
+/// output (a ClientHello crafted to fail oddly would otherwise write its own label).
+pub fn refusal_reason(err: &std::io::Error) -> &'static str {
     use rustls::{CertificateError, Error as E};
     let Some(tls) = err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     else {
         return match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => "connection-closed".into(),
-            std::io::ErrorKind::TimedOut => "handshake-timeout".into(),
-            _ => "io-error".into(),
+            std::io::ErrorKind::UnexpectedEof => "connection-closed",
+            std::io::ErrorKind::TimedOut => "handshake-timeout",
+            _ => "io-error",
         };
     };
     match tls {
-        E::NoCertificatesPresented => "no-client-certificate".into(),
+        E::NoCertificatesPresented => "no-client-certificate",
         E::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => "unknown-issuer".into(),
-            CertificateError::BadSignature => "bad-signature".into(),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
+            CertificateError::UnknownIssuer => "unknown-issuer",
+            CertificateError::BadSignature => "bad-signature",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not-yet-valid".into()
+                "not-yet-valid"
             }
-            CertificateError::Revoked => "revoked".into(),
+            CertificateError::Revoked => "revoked",
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "wrong-purpose".into()
+                "wrong-purpose"
             }
-            other => format!("invalid-certificate:{other:?}")
-                .chars()
-                .take(60)
-                .collect(),
+            CertificateError::BadEncoding => "bad-certificate-encoding",
+            _ => "invalid-certificate",
         },
-        E::PeerIncompatible(_) => "protocol-version-or-cipher".into(),
+        E::PeerIncompatible(_) => "protocol-version-or-cipher",
         E::InappropriateHandshakeMessage { .. } | E::InappropriateMessage { .. } => {
-            "unexpected-message".into()
+            "unexpected-message"
         }
-        E::AlertReceived(a) => format!("alert-received:{a:?}"),
+        E::InvalidMessage(_) => "invalid-message",
+        E::PeerMisbehaved(_) => "peer-misbehaved",
+        E::AlertReceived(_) => "alert-received",
+        E::DecryptError => "decrypt-error",
         E::Other(other) if other.0.downcast_ref::<RevocationCheckFailed>().is_some() => {
-            "revocation-check-failed".into()
+            "revocation-check-failed"
         }
-        other => format!("tls:{other:?}").chars().take(60).collect(),
+        _ => "other",
     }
 }

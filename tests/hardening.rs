@@ -286,3 +286,141 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// A ClientHello record with a session id of `sid_len` bytes (legal: at most 32), then `tail`.
+fn client_hello(sid_len: u8, tail: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x5a; 32]); // random
+    body.push(sid_len);
+    body.extend(std::iter::repeat_n(0x11, sid_len as usize));
+    body.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]); // one suite, null compression
+    body.extend([0x00, 0x00]); // no extensions
+    body.extend(tail);
+    let mut hs = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+    record.extend(hs);
+    record
+}
+
+/// Every label value on /metrics comes from a fixed, documented set: a flood of malformed
+/// ClientHellos (the 33-byte session id whose refusal text once became a label, quotes and
+/// all, and mutated variants) and made-up HTTP methods from an enrolled client add no series
+/// of their own, and the page parses with promtool and the Python prometheus_client parser.
+#[test]
+fn metrics_labels_come_from_fixed_sets_after_a_fuzzed_handshake_flood() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..300u32 {
+        let mut bytes = client_hello(if i % 3 == 0 { 33 } else { (i % 40) as u8 }, b"");
+        // Flip a few bytes after the record header in most of them.
+        for _ in 0..(i % 5) {
+            let at = 5 + (next() as usize) % (bytes.len() - 5);
+            bytes[at] = next() as u8;
+        }
+        if let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", server.port)) {
+            let _ = tcp.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let _ = tcp.write_all(&bytes);
+            let mut buf = [0u8; 64];
+            let _ = tcp.read(&mut buf);
+        }
+    }
+    // Made-up methods from an enrolled client, over HTTP/1.1 on a raw TLS stream.
+    let clients = server.data.join("clients");
+    let config = common::tls_config(
+        &server.data.join("ca/root.pem"),
+        Some((
+            &clients.join("admin.crt.pem"),
+            &clients.join("admin.key.pem"),
+        )),
+    );
+    for method in ["FROB", "X\"Y", "GETT", "BREW"] {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(config.clone()),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let _ = stream
+            .write_all(format!("{method} /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+    }
+    // Refusals are counted as they happen, but let the last ones land.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let page = server.admin().get("/metrics").body;
+    let allowed: Vec<&str> = signet::service::metrics::REFUSAL_REASONS.to_vec();
+    let mut reasons = 0;
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with("signet_tls_handshake_refusals_total{"))
+    {
+        let reason = line
+            .split("reason=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
+        assert!(
+            allowed.contains(&reason),
+            "label {reason:?} is not in the set: {line}"
+        );
+        reasons += 1;
+    }
+    assert!(reasons >= 2, "{page}");
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with("signet_http_requests_total{"))
+    {
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
+        assert!(
+            signet::service::metrics::METHODS.contains(&method),
+            "method {method:?}: {line}"
+        );
+    }
+    assert!(page.contains("method=\"other\""), "{page}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &page).unwrap();
+    let promtool = Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", file.display()))
+        .output()
+        .unwrap();
+    let t = text(&promtool);
+    // promtool's lint may comment on naming; it must not find the page unparsable.
+    assert!(
+        !t.contains("error while linting") && !t.contains("parse"),
+        "{t}"
+    );
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+    let parsed = Command::new(python)
+        .args([
+            "-c",
+            "import sys; from prometheus_client.parser import text_string_to_metric_families as p; \
+             n = sum(len(f.samples) for f in p(open(sys.argv[1]).read())); print(n)",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "{}", text(&parsed));
+    let samples: usize = String::from_utf8_lossy(&parsed.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(samples > 10, "{}", text(&parsed));
+}

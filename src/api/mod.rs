@@ -436,7 +436,7 @@ async fn connection(
     admitted.handshake_done();
     let stream = match accepted {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return refuse(&shared.service, peer, &crate::tls::refusal_reason(&e)),
+        Ok(Err(e)) => return refuse(&shared.service, peer, crate::tls::refusal_reason(&e)),
         Err(_) => return refuse(&shared.service, peer, "handshake-timeout"),
     };
     let identity = stream

@@ -46,6 +46,69 @@ struct TokenLabels {
     outcome: String,
 }
 
+/// Every value the `reason` label of `signet_tls_handshake_refusals_total` can take; anything
+/// else is counted as `other`. Connection admission, the handshake, and the checks after it.
+pub const REFUSAL_REASONS: &[&str] = &[
+    // Admission, before any TLS work.
+    "connection-cap",
+    "source-connection-cap",
+    "handshake-cap",
+    "source-handshake-cap",
+    // The handshake.
+    "connection-closed",
+    "handshake-timeout",
+    "io-error",
+    "no-client-certificate",
+    "unknown-issuer",
+    "bad-signature",
+    "expired",
+    "not-yet-valid",
+    "revoked",
+    "wrong-purpose",
+    "bad-certificate-encoding",
+    "invalid-certificate",
+    "protocol-version-or-cipher",
+    "unexpected-message",
+    "invalid-message",
+    "peer-misbehaved",
+    "alert-received",
+    "decrypt-error",
+    "revocation-check-failed",
+    // After it.
+    "no-identity-in-certificate",
+    "revoked-on-open-connection",
+    "expired-on-open-connection",
+    "other",
+];
+
+/// Every value the `method` label of `signet_http_requests_total` can take.
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other",
+];
+
+/// `value` when it is one of `allowed`, else `other`.
+fn bounded(value: &str, allowed: &[&'static str]) -> &'static str {
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// A PKCS#11 return-code name (`CKR_…`) or Signet's own (`PIN_INCORRECT`) as it is, anything
+/// else (a vendor code's text) as `other`.
+fn code_label(code: &str) -> &str {
+    if code.len() <= 48
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        code
+    } else {
+        "other"
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
@@ -174,7 +237,7 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.into(),
-                method: method.into(),
+                method: bounded(method, METHODS).into(),
                 status,
             })
             .inc();
@@ -199,7 +262,9 @@ impl Metrics {
     /// Counts an HSM error by its return code.
     pub fn hsm_error(&self, code: &str) {
         self.hsm_errors
-            .get_or_create(&CodeLabels { code: code.into() })
+            .get_or_create(&CodeLabels {
+                code: code_label(code).into(),
+            })
             .inc();
     }
 
@@ -207,7 +272,7 @@ impl Metrics {
     pub fn refusal(&self, reason: &str) {
         self.refusals
             .get_or_create(&ReasonLabels {
-                reason: reason.into(),
+                reason: bounded(reason, REFUSAL_REASONS).into(),
             })
             .inc();
     }
