@@ -481,6 +481,9 @@ pub struct ServerConfig {
     /// Refused handshakes audited one by one per second; beyond that they are counted and
     /// audited as summaries.
     pub refusals_audited_per_sec: u32,
+    /// Authorization denials of one principal audited one by one per second; beyond that
+    /// they are counted and audited as summaries (every `refusal_summary_secs`).
+    pub denials_audited_per_sec: u32,
     /// Seconds between refusal summaries.
     pub refusal_summary_secs: u64,
     /// Prefix of problem `type` URIs: relative (`/problems/`, served by Signet itself) by
@@ -584,6 +587,7 @@ impl Default for ServerConfig {
             max_handshakes: 64,
             max_handshakes_per_source: 8,
             refusals_audited_per_sec: 5,
+            denials_audited_per_sec: 5,
             refusal_summary_secs: 10,
             problem_type_base: "/problems/".into(),
             io_threads: 0,

@@ -297,3 +297,181 @@ fn one_address_holding_idle_sockets_does_not_block_other_clients() {
         "{metrics}"
     );
 }
+
+/// A raw TLS 1.3 connection presenting `DATA/clients/<name>.crt.pem` + `.key.pem`.
+fn stream_as(
+    server: &Server,
+    name: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let clients = server.data.join("clients");
+    let config = common::tls_config(
+        &server.data.join("ca/root.pem"),
+        Some((
+            &clients.join(format!("{name}.crt.pem")),
+            &clients.join(format!("{name}.key.pem")),
+        )),
+    );
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Enrols `name` with a client certificate that lives `ttl` seconds.
+fn enrol_for(server: &Server, name: &str, scopes: &[&str], ttl: u64) {
+    let admin = server.admin();
+    let dir = server.data.join("clients");
+    assert_eq!(
+        admin
+            .post("/v1/principals", &json!({"name": name, "scopes": scopes}))
+            .status,
+        201
+    );
+    let (key, csr) = common::openssl_csr(&dir, name, &[]);
+    let doc = admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "client", "name": name, "ttl": ttl}),
+        )
+        .json();
+    std::fs::write(
+        dir.join(format!("{name}.crt.pem")),
+        format!(
+            "{}{}",
+            doc["certificate"].as_str().unwrap(),
+            doc["chain"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(key, dir.join(format!("{name}.key.pem"))).unwrap();
+}
+
+/// A certificate that expires while its connection is open stops working on the next request
+/// (401, audited), and the server closes that connection after answering. The server runs
+/// with its clock ten times as fast (faketime), so the shortest certificate (60 s) expires in
+/// six seconds.
+#[test]
+fn an_expired_certificate_stops_working_on_its_open_connection() {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    // Connection timeouts far beyond the test (the clock runs ten times as fast).
+    std::fs::write(
+        &conf,
+        "[server]\nheader_read_timeout_secs = 600\nidle_timeout_secs = 600\nmax_connection_secs = 3600\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let server = Server::start_with(
+        data,
+        &[("SIGNET_CONFIG", &conf)],
+        &["faketime", "-f", "+0 x10"],
+        &[],
+        None,
+    );
+    enrol_for(&server, "brief", &["keys:read"], 60);
+    let mut stream = stream_as(&server, "brief");
+    get(&mut stream);
+    assert!(read_response(&mut stream)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(4000));
+    // Still working before it expires (about 40 s of the server's clock have passed).
+    get(&mut stream);
+    assert!(read_response(&mut stream)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(3000));
+    get(&mut stream);
+    let answer = read_response(&mut stream).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("expired"), "{answer}");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).is_some(),
+        "the connection of an expired certificate stayed open"
+    );
+    let log = server.admin().get("/v1/audit?limit=10000").body;
+    assert!(
+        log.lines().any(|l| l.contains("\"action\":\"request\"")
+            && l.contains("certificate expired")
+            && l.contains("\"principal\":\"brief\"")),
+        "{log}"
+    );
+}
+
+/// A principal without scopes looping on denied requests adds a bounded number of records:
+/// its first denials each second in full, the rest as one summary with their count. A revoked
+/// certificate's open connection is answered once and closed.
+#[test]
+fn a_denial_loop_is_summarised_and_a_revoked_connection_is_closed() {
+    let server = server_with("[server]\nrefusal_summary_secs = 1\n");
+    let admin = server.admin();
+    let nobody = enrol_principal(&server, &admin, "nobody", &[]);
+    let before = admin.get("/v1/audit?limit=100000").body.lines().count();
+    let started = Instant::now();
+    let mut denied = 0;
+    while denied < 1500 {
+        assert_eq!(nobody.get("/v1/keys").status, 403);
+        denied += 1;
+    }
+    let elapsed = started.elapsed().as_secs() + 1;
+    std::thread::sleep(Duration::from_millis(2500));
+    let log: Vec<serde_json::Value> = admin
+        .get("/v1/audit?limit=100000")
+        .body
+        .lines()
+        .skip(before)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let full = log
+        .iter()
+        .filter(|r| r["action"] == "key.list" && r["outcome"] == "denied")
+        .count() as u64;
+    let summarised: u64 = log
+        .iter()
+        .filter(|r| r["action"] == "authorization.denied.summary" && r["principal"] == "nobody")
+        .map(|r| {
+            r["details"]["count"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(full + summarised, 1500, "every denial is accounted for");
+    assert!(
+        full <= 5 * (elapsed + 1),
+        "{full} full records in {elapsed} s"
+    );
+
+    // Revoked while open: one 401, then the server closes the connection.
+    enrol_for(&server, "gone", &["keys:read"], 3600);
+    let mut stream = stream_as(&server, "gone");
+    get(&mut stream);
+    assert!(read_response(&mut stream)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    let serial = admin
+        .get("/v1/audit?limit=100000")
+        .body
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["action"] == "cert.issue" && r["target"] == "gone" && r["outcome"] == "ok")
+        .unwrap()["details"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        admin
+            .post(&format!("/v1/certificates/{serial}/revoke"), &json!({}))
+            .status,
+        200
+    );
+    get(&mut stream);
+    let answer = read_response(&mut stream).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).is_some(),
+        "the connection of a revoked certificate stayed open"
+    );
+}

@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
             name: "fuzzer".into(),
             serial: "00".into(),
             cert_sha256: vec![0; 32],
+            not_after: i64::MAX,
         })
         .extension(RequestId("fuzz".into()))
         .body(Body::from(body.to_vec()))

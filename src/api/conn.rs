@@ -256,6 +256,8 @@ pub enum Close {
     Lifetime,
     /// The service is stopping.
     Shutdown,
+    /// Its certificate was revoked or expired since the handshake.
+    Refused,
 }
 
 /// The connection timeouts of `config`.

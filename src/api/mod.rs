@@ -451,14 +451,29 @@ async fn connection(
     let activity = Activity::new();
     let app = shared.app.clone();
     let tracked = activity.clone();
+    // Set when a request was refused for the certificate itself (revoked or expired since the
+    // handshake): the connection is closed once that answer is out, so it cannot be used to
+    // collect refusals forever.
+    let refused = Arc::new(tokio::sync::Notify::new());
+    let refusing = refused.clone();
     let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(identity.clone());
         let app = app.clone();
         let activity = tracked.clone();
+        let refusing = refusing.clone();
         async move {
             activity.begin();
-            let response = app.oneshot(req.map(axum::body::Body::new)).await;
+            let mut response = app.oneshot(req.map(axum::body::Body::new)).await;
             activity.end();
+            if let Ok(r) = &mut response {
+                if r.status() == axum::http::StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    refusing.notify_one();
+                }
+            }
             response
         }
     });
@@ -484,6 +499,11 @@ async fn connection(
             _ = stop.changed(), if closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 closing = Some((Close::Shutdown, Instant::now()));
+            }
+            _ = refused.notified(), if closing.is_none() => {
+                tracing::debug!(%peer, "closing the connection of a revoked or expired certificate");
+                connection.as_mut().graceful_shutdown();
+                closing = Some((Close::Refused, Instant::now()));
             }
             _ = tick.tick() => match closing {
                 None => {

@@ -20,6 +20,9 @@ pub struct ClientIdentity {
     pub serial: String,
     /// SHA-256 of the certificate DER (RFC 8705 `x5t#S256`).
     pub cert_sha256: Vec<u8>,
+    /// The certificate's notAfter (unix seconds): checked on every request, not only at the
+    /// handshake, so a long-lived connection stops working when its certificate expires.
+    pub not_after: i64,
 }
 
 impl ClientIdentity {
@@ -29,6 +32,7 @@ impl ClientIdentity {
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
         let serial = hex::encode(cert.raw_serial());
         let cert_sha256 = Sha256::digest(der).to_vec();
+        let not_after = cert.validity().not_after.timestamp();
         let prefix = format!("spiffe://{trust_domain}/");
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -39,6 +43,7 @@ impl ClientIdentity {
                                 name: rest.to_string(),
                                 serial,
                                 cert_sha256,
+                                not_after,
                             });
                         }
                     }
@@ -50,6 +55,7 @@ impl ClientIdentity {
             name: cn.to_string(),
             serial,
             cert_sha256,
+            not_after,
         })
     }
 }

@@ -52,6 +52,7 @@ pub struct Service {
     /// Device attestation roots (DER), from `hsm.attestation_roots`.
     attestation_roots: Vec<Vec<u8>>,
     refusals: std::sync::Mutex<crate::domain::audit::refusals::Refusals>,
+    denials: std::sync::Mutex<crate::domain::audit::refusals::Denials>,
 }
 
 impl Service {
@@ -128,12 +129,24 @@ impl Service {
         self.deny(caller, action, target, reason)
     }
 
-    /// Records a denial and answers it.
+    /// Records a denial and answers it. A principal's first denials each second are
+    /// recorded in full; beyond them they are counted and written as summaries (see
+    /// [`crate::domain::audit::refusals::Denials`]).
     fn deny(&self, caller: &Caller, action: Action, target: &str, reason: String) -> Result<()> {
+        use crate::domain::audit::refusals::Disposition;
         self.metrics.denial(action.name());
-        self.audit.record(vec![caller
+        let event = caller
             .event(action.name(), target, Outcome::Denied)
-            .with("reason", &reason)])?;
+            .with("reason", &reason);
+        let disposition = self.denials.lock().unwrap_or_else(|p| p.into_inner()).note(
+            &caller.audit_name(),
+            action.name(),
+            &reason,
+            event,
+        );
+        if let Disposition::Record(event) = disposition {
+            self.audit.record(vec![event])?;
+        }
         Err(Error::Forbidden(reason))
     }
 

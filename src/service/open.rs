@@ -129,6 +129,9 @@ impl Service {
             refusals: std::sync::Mutex::new(crate::domain::audit::refusals::Refusals::new(
                 config.server.refusals_audited_per_sec,
             )),
+            denials: std::sync::Mutex::new(crate::domain::audit::refusals::Denials::new(
+                config.server.denials_audited_per_sec,
+            )),
             metrics: super::Metrics::new(),
             public_keys: PublicKeys::default(),
             attestation_roots: attestation_roots(&config)?,

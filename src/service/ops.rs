@@ -107,12 +107,8 @@ impl Service {
     /// change of scopes, or a deletion, applies to the very next request. Only reads, so it
     /// runs where the request is; a refusal waits for its record.
     pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Deferred<Caller> {
-        let (cert, principal) = match self.store.caller_records(&identity.serial, &identity.name) {
-            Ok(records) => records,
-            Err(e) => return Deferred::ready(Err(e)),
-        };
-        if matches!(&cert, Some(cert) if cert.status == CertStatus::Revoked) {
-            self.metrics.refusal("revoked-on-open-connection");
+        let refused = |reason: &'static str, metric: &'static str, detail: String| {
+            self.metrics.refusal(metric);
             let pending = self.audit.enqueue(vec![Event::new(
                 &identity.name,
                 request_id,
@@ -120,13 +116,34 @@ impl Service {
                 &identity.serial,
                 Outcome::Denied,
             )
-            .with("reason", "certificate revoked")]);
-            return Deferred::new(
-                Err(Error::Unauthenticated(format!(
+            .with("reason", reason)]);
+            Deferred::new(Err(Error::Unauthenticated(detail)), pending)
+        };
+        // Expiry first: it needs no store, and it is checked on every request, as revocation
+        // is, not only at the handshake.
+        if identity.not_after <= now() {
+            return refused(
+                "certificate expired",
+                "expired-on-open-connection",
+                format!(
+                    "the client certificate {} expired at {}",
+                    identity.serial,
+                    crate::support::time::format_time(identity.not_after)
+                ),
+            );
+        }
+        let (cert, principal) = match self.store.caller_records(&identity.serial, &identity.name) {
+            Ok(records) => records,
+            Err(e) => return Deferred::ready(Err(e)),
+        };
+        if matches!(&cert, Some(cert) if cert.status == CertStatus::Revoked) {
+            return refused(
+                "certificate revoked",
+                "revoked-on-open-connection",
+                format!(
                     "the client certificate {} has been revoked",
                     identity.serial
-                ))),
-                pending,
+                ),
             );
         }
         Deferred::ready(Ok(Caller::client(identity.clone(), principal, request_id)))
@@ -299,8 +316,23 @@ impl Service {
         }
     }
 
-    /// Writes the refusals counted since the last call as one summary per reason and source.
+    /// Writes the refusals counted since the last call as one summary per reason and source,
+    /// and the denials as one per principal, action and reason.
     pub fn flush_refusals(&self) {
+        let denials = self
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summaries();
+        if !denials.is_empty() {
+            tracing::info!(
+                principals = denials.len(),
+                "authorization denials (summary)"
+            );
+            if let Err(e) = self.audit.record(denials) {
+                tracing::warn!(error = %e, "could not audit the denial summaries");
+            }
+        }
         let summaries = self
             .refusals
             .lock()

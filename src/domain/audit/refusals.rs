@@ -96,9 +96,126 @@ impl Refusals {
     }
 }
 
+/// Authorization denials, audited so that a principal sending denied requests in a loop
+/// cannot fill the disk: each principal's first denials each second are recorded in full (up
+/// to its budget); beyond that they are counted per (principal, action, reason) and written
+/// as one summary record per triple and interval. Both tables are bounded.
+#[derive(Debug)]
+pub struct Denials {
+    per_second: u32,
+    /// Per principal: the second it is in and how many were recorded in it.
+    budgets: BTreeMap<String, (Instant, u32)>,
+    pending: BTreeMap<(String, String, String), Count>,
+}
+
+impl Denials {
+    /// Up to `per_second` denials of each principal are recorded one by one each second.
+    pub fn new(per_second: u32) -> Self {
+        Denials {
+            per_second,
+            budgets: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Notes a denial; `event` is its full record.
+    pub fn note(
+        &mut self,
+        principal: &str,
+        action: &str,
+        reason: &str,
+        event: Event,
+    ) -> Disposition {
+        if self.budgets.len() >= MAX_PAIRS && !self.budgets.contains_key(principal) {
+            // Forget principals whose second is over; if none is, share one budget.
+            self.budgets
+                .retain(|_, (since, _)| since.elapsed().as_secs() < 1);
+        }
+        let key = if self.budgets.len() >= MAX_PAIRS && !self.budgets.contains_key(principal) {
+            "other".to_string()
+        } else {
+            principal.to_string()
+        };
+        let budget = self.budgets.entry(key).or_insert((Instant::now(), 0));
+        if budget.0.elapsed().as_secs() >= 1 {
+            *budget = (Instant::now(), 0);
+        }
+        if budget.1 < self.per_second {
+            budget.1 += 1;
+            return Disposition::Record(event);
+        }
+        let now = format_time_precise();
+        let mut key = (
+            principal.to_string(),
+            action.to_string(),
+            reason.to_string(),
+        );
+        if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PAIRS {
+            key = ("other".into(), "other".into(), "other".into());
+        }
+        let entry = self.pending.entry(key).or_insert_with(|| Count {
+            count: 0,
+            first: now.clone(),
+            last: now.clone(),
+        });
+        entry.count += 1;
+        entry.last = now;
+        Disposition::Counted
+    }
+
+    /// One summary record per (principal, action, reason) counted since the last call.
+    pub fn summaries(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|((principal, action, reason), c)| {
+                Event::new(
+                    &principal,
+                    "-",
+                    "authorization.denied.summary",
+                    &action,
+                    Outcome::Denied,
+                )
+                .with("reason", reason)
+                .with("count", c.count)
+                .with("first", c.first)
+                .with("last", c.last)
+            })
+            .collect()
+    }
+
+    /// How many denials wait for the next summary.
+    pub fn pending(&self) -> u64 {
+        self.pending.values().map(|c| c.count).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denial_loop_becomes_a_bounded_number_of_records() {
+        let mut d = Denials::new(5);
+        let mut recorded = 0;
+        for _ in 0..10_000 {
+            let e = Event::new("p", "-", "key.sign", "k", Outcome::Denied);
+            if let Disposition::Record(_) = d.note("p", "key.sign", "lacks", e) {
+                recorded += 1;
+            }
+        }
+        // Another principal still gets its own records in full.
+        let e = Event::new("q", "-", "key.sign", "k", Outcome::Denied);
+        assert!(matches!(
+            d.note("q", "key.sign", "lacks", e),
+            Disposition::Record(_)
+        ));
+        assert_eq!(recorded, 5);
+        assert_eq!(d.pending(), 10_000 - 5);
+        let summaries = d.summaries();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].details["count"], "9995");
+        assert_eq!(summaries[0].principal, "p");
+    }
 
     #[test]
     fn a_flood_becomes_a_bounded_number_of_records() {
