@@ -29,7 +29,10 @@ fn main() -> std::process::ExitCode {
     if cli.log_format == "json" {
         builder.json().flatten_event(true).init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        builder
+            .fmt_fields(signet::support::logfmt::QuotedFields)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
     }
     match signet::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

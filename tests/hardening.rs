@@ -424,3 +424,149 @@ fn metrics_labels_come_from_fixed_sets_after_a_fuzzed_handshake_flood() {
         .unwrap();
     assert!(samples > 10, "{}", text(&parsed));
 }
+
+/// Routes that change something without a body refuse the content types a cross-site form can
+/// send (415), with or without a body, and change nothing; with no content type they work.
+#[test]
+fn bodyless_state_changes_refuse_cross_site_form_types() {
+    let server = Server::start();
+    let admin = server.admin();
+    admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
+    admin.post("/v1/keys", &json!({"name": "doomed", "spec": "ec-p256"}));
+    admin.delete("/v1/keys/doomed?pending_days=2");
+    let (_, csr) = common::openssl_csr(
+        &server.data.join("clients"),
+        "victim.test",
+        &["-addext", "subjectAltName=DNS:victim.test"],
+    );
+    let serial = admin
+        .post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "server", "name": "victim.test"}),
+        )
+        .json()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let routes = [
+        "/v1/keys/k/rotate".to_string(),
+        "/v1/keys/k/versions/1/disable".to_string(),
+        "/v1/keys/k/versions/1/enable".to_string(),
+        "/v1/keys/doomed/cancel-deletion".to_string(),
+        format!("/v1/certificates/{serial}/revoke"),
+    ];
+    for route in &routes {
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "text/plain;charset=UTF-8",
+            "multipart/form-data; boundary=----x",
+        ] {
+            for body in ["", "reason=keyCompromise"] {
+                let reply = admin.post_typed(route, content_type, body);
+                assert_eq!(
+                    reply.status, 415,
+                    "{route} {content_type:?} {body:?}: {reply:?}"
+                );
+                assert_eq!(problem(&reply)["type"], "/problems/unsupported-media-type");
+            }
+        }
+    }
+    // Nothing changed.
+    let key = admin.get("/v1/keys/k").json();
+    assert_eq!(key["versions"].as_array().unwrap().len(), 1, "{key}");
+    assert_eq!(
+        admin.get(&format!("/v1/certificates/{serial}")).json()["status"],
+        "active"
+    );
+    assert!(admin.get("/v1/keys/doomed").json()["deletion"].is_object());
+    // Without a content type (what an API client sends with no body) they work.
+    assert_eq!(admin.post_typed("/v1/keys/k/rotate", "", "").status, 200);
+}
+
+/// The `key=value` fields of a text log line, with quoted values unescaped; `None` when a
+/// quote is not closed.
+fn log_fields(line: &str) -> Option<Vec<(String, String)>> {
+    let mut fields = Vec::new();
+    let mut rest = line;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq].rfind(' ').map_or(0, |i| i + 1);
+        let key = rest[key_start..eq].to_string();
+        let after = &rest[eq + 1..];
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, e)) = chars.next() {
+                            value.push(e);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end?;
+            fields.push((key, value));
+            rest = &quoted[end + 1..];
+        } else {
+            let value: String = after.chars().take_while(|c| *c != ' ').collect();
+            rest = &after[value.len()..];
+            fields.push((key, value));
+        }
+    }
+    Some(fields)
+}
+
+/// Values from requests cannot add fields to a text log line: a key name in the path and a
+/// token audience shaped like `x outcome="ok" principal=admin` stay inside one quoted value.
+#[test]
+fn caller_supplied_values_cannot_inject_log_fields() {
+    let data = Data::new();
+    let log = data.join("server.log");
+    let server = Server::start_with(
+        data,
+        &[("SIGNET_LOG", "info,cryptoki=off")],
+        &[],
+        &[],
+        Some(&log),
+    );
+    let admin = server.admin();
+    let nobody = enrol_principal(&server, &admin, "nobody", &[]);
+    let injected = "x outcome=\"ok\" principal=admin action=key.sign";
+    let encoded = injected
+        .replace(' ', "%20")
+        .replace('"', "%22")
+        .replace('=', "%3D");
+    nobody.post(
+        &format!("/v1/keys/{encoded}/sign"),
+        &json!({"input": b64(b"x")}),
+    );
+    admin.post(&format!("/v1/keys/{encoded}/rotate"), &json!({}));
+    admin.post(
+        "/v1/tokens",
+        &json!({"audience": format!("a\" principal=\"admin\" outcome=\"ok"), "ttl": 60}),
+    );
+    let data = server.stop();
+    let text = std::fs::read_to_string(data.join("server.log")).unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        let fields = log_fields(line).unwrap_or_else(|| panic!("unparsable: {line}"));
+        for key in ["principal", "outcome", "action"] {
+            let n = fields.iter().filter(|(k, _)| k == key).count();
+            assert!(n <= 1, "{key} appears {n} times: {line}");
+        }
+        if fields.iter().any(|(_, v)| v.contains("principal=admin")) {
+            seen += 1;
+            // The one principal field is the real caller's.
+            if let Some((_, p)) = fields.iter().find(|(k, _)| k == "principal") {
+                assert!(p == "nobody" || p == "admin", "{line}");
+            }
+        }
+    }
+    assert!(seen >= 1, "the attempts did not reach the log:\n{text}");
+}

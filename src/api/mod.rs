@@ -176,6 +176,22 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
+    // A cross-site form (or a `text/plain` fetch without a CORS preflight) can send these
+    // three types: no route that changes anything accepts them, body or not.
+    if !matches!(
+        req.method(),
+        &axum::http::Method::GET | &axum::http::Method::HEAD
+    ) {
+        if let Some(kind) = simple_form_type(req.headers()) {
+            let problem = Problem::new(
+                ProblemType::UnsupportedMediaType,
+                format!("{kind} is what cross-site forms send: {method} takes application/json, or no body without a content type"),
+                &id,
+            );
+            let response = axum::response::IntoResponse::into_response(problem);
+            return finish(response, &state, &id, &route, &method, started);
+        }
+    }
     // Read the whole body before any handler or extractor can answer: an answer sent before
     // the body arrived (a 404 for a route that takes none, a 401, a 415) would make hyper close
     // the connection under a client that is about to reuse it.
@@ -200,6 +216,26 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         next.run(req).await
     };
     finish(response, &state, &id, &route, &method, started)
+}
+
+/// The content type, when it is one a cross-site HTML form can send without a preflight.
+fn simple_form_type(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    ]
+    .into_iter()
+    .find(|t| *t == essence)
 }
 
 /// Echoes the request id, counts and logs the answer.

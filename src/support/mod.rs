@@ -2,6 +2,7 @@
 //! imports from any other module of Signet.
 
 pub mod files;
+pub mod logfmt;
 pub mod random;
 pub mod text;
 pub mod time;
