@@ -109,8 +109,12 @@ pub enum ProblemType {
     Conflict,
     /// 413: the body is too large.
     PayloadTooLarge,
+    /// 414: the request target is too long.
+    UriTooLong,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 431: the request's header fields are too many or too large.
+    HeadersTooLarge,
     /// 500: an internal error.
     Internal,
     /// 503: the audit log cannot be written; nothing was done.
@@ -123,7 +127,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every type, for documentation and tests.
-    pub const ALL: [ProblemType; 13] = [
+    pub const ALL: [ProblemType; 15] = [
         ProblemType::BadRequest,
         ProblemType::Unauthenticated,
         ProblemType::Forbidden,
@@ -132,7 +136,9 @@ impl ProblemType {
         ProblemType::RequestTimeout,
         ProblemType::Conflict,
         ProblemType::PayloadTooLarge,
+        ProblemType::UriTooLong,
         ProblemType::UnsupportedMediaType,
+        ProblemType::HeadersTooLarge,
         ProblemType::Internal,
         ProblemType::AuditUnavailable,
         ProblemType::HsmUnavailable,
@@ -150,7 +156,9 @@ impl ProblemType {
             ProblemType::RequestTimeout => "request-timeout",
             ProblemType::Conflict => "conflict",
             ProblemType::PayloadTooLarge => "payload-too-large",
+            ProblemType::UriTooLong => "uri-too-long",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
+            ProblemType::HeadersTooLarge => "header-fields-too-large",
             ProblemType::Internal => "internal",
             ProblemType::AuditUnavailable => "audit-unavailable",
             ProblemType::HsmUnavailable => "hsm-unavailable",
@@ -169,7 +177,9 @@ impl ProblemType {
             ProblemType::RequestTimeout => 408,
             ProblemType::Conflict => 409,
             ProblemType::PayloadTooLarge => 413,
+            ProblemType::UriTooLong => 414,
             ProblemType::UnsupportedMediaType => 415,
+            ProblemType::HeadersTooLarge => 431,
             ProblemType::Internal => 500,
             ProblemType::AuditUnavailable | ProblemType::HsmUnavailable | ProblemType::NotReady => {
                 503
@@ -181,14 +191,16 @@ impl ProblemType {
     pub fn meaning(self) -> &'static str {
         match self {
             ProblemType::BadRequest => "the request is malformed or out of range; the detail says which field and why",
-            ProblemType::Unauthenticated => "the client certificate was revoked after its connection was opened",
+            ProblemType::Unauthenticated => "the client certificate was revoked, or expired, after its connection was opened (the connection is then closed)",
             ProblemType::Forbidden => "the principal lacks the scope the detail names",
             ProblemType::NotFound => "no such key, version, certificate, principal or route",
             ProblemType::MethodNotAllowed => "the route exists but not with this method",
             ProblemType::RequestTimeout => "the request body did not arrive within server.body_read_timeout_secs",
             ProblemType::Conflict => "the current state does not allow it (exists already, disabled, scheduled for deletion…)",
             ProblemType::PayloadTooLarge => "the body exceeds server.max_body_bytes",
-            ProblemType::UnsupportedMediaType => "the body is not sent as application/json",
+            ProblemType::UriTooLong => "the request target (path and query) is longer than 8 KiB",
+            ProblemType::UnsupportedMediaType => "the body is not sent as application/json (or, on a route without a body, is sent as a type a cross-site form can send)",
+            ProblemType::HeadersTooLarge => "the request has more than 100 header fields or more than 32 KiB of them",
             ProblemType::Internal => "an internal error; the server log has the cause under the request id",
             ProblemType::AuditUnavailable => "the audit record could not be written, so nothing was done",
             ProblemType::HsmUnavailable => "the HSM could not complete the operation; retry later",

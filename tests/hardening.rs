@@ -570,3 +570,52 @@ fn caller_supplied_values_cannot_inject_log_fields() {
     }
     assert!(seen >= 1, "the attempts did not reach the log:\n{text}");
 }
+
+/// Over-long targets and over-large header sections are answered with problem documents
+/// (414 and 431), over HTTP/1.1 and HTTP/2 alike, up to the HTTP library's own 64 KiB head.
+#[test]
+fn too_long_targets_and_headers_get_problem_documents() {
+    let server = Server::start();
+    let d = &server.data;
+    let curl = |version: &str, extra: &[String], path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code} %{content_type}",
+                version,
+                "--cacert",
+            ])
+            .arg(d.join("ca/root.pem"))
+            .args(["--cert", d.join("clients/admin.crt.pem").to_str().unwrap()])
+            .args(["--key", d.join("clients/admin.key.pem").to_str().unwrap()])
+            .args(extra)
+            .arg(server.url(path))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let long_path = format!("/v1/keys/{}", "a".repeat(10_000));
+    let big_header = vec!["-H".to_string(), format!("X-Big: {}", "b".repeat(40_000))];
+    let many: Vec<String> = (0..150)
+        .flat_map(|i| ["-H".to_string(), format!("X-H{i}: v")])
+        .collect();
+    for version in ["--http1.1", "--http2"] {
+        for (extra, path, status, kind) in [
+            (&vec![], long_path.as_str(), "414", "uri-too-long"),
+            (&big_header, "/healthz", "431", "header-fields-too-large"),
+            (&many, "/healthz", "431", "header-fields-too-large"),
+        ] {
+            let answer = curl(version, extra, path);
+            let (body, last) = answer.rsplit_once('\n').unwrap();
+            assert_eq!(
+                last,
+                format!("{status} application/problem+json"),
+                "{version} {path:.40}: {answer:.300}"
+            );
+            let doc: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(doc["type"], format!("/problems/{kind}"), "{doc}");
+            assert!(doc["detail"].as_str().unwrap().contains("at most"), "{doc}");
+        }
+    }
+}

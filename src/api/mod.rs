@@ -176,6 +176,12 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
+    // The HTTP library's own limits are set above these (see `connection`), so a request over
+    // them is answered here, with a problem document, not with an empty 414 or 431.
+    if let Some(problem) = oversized(&req, &id) {
+        let response = axum::response::IntoResponse::into_response(problem);
+        return finish(response, &state, &id, &route, &method, started);
+    }
     // A cross-site form (or a `text/plain` fetch without a CORS preflight) can send these
     // three types: no route that changes anything accepts them, body or not.
     if !matches!(
@@ -216,6 +222,45 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         next.run(req).await
     };
     finish(response, &state, &id, &route, &method, started)
+}
+
+/// Longest request target (path and query) answered.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header fields in a request.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of header fields (names and values) in a request.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The HTTP library's limits, above Signet's so that Signet answers first: HTTP/1 buffers a
+/// request head up to this, HTTP/2 accepts a header list up to this.
+const LIBRARY_HEAD_BYTES: usize = 64 * 1024;
+const LIBRARY_MAX_HEADERS: usize = 256;
+
+/// A 414 or 431 problem when the request is over Signet's limits.
+fn oversized(req: &Request, id: &str) -> Option<Problem> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Some(Problem::new(
+            ProblemType::UriTooLong,
+            format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are taken"),
+            id,
+        ));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Some(Problem::new(
+            ProblemType::HeadersTooLarge,
+            format!(
+                "the request has {} header fields and {bytes} bytes of them; at most {MAX_HEADERS} and {MAX_HEADER_BYTES} are taken",
+                headers.len()
+            ),
+            id,
+        ));
+    }
+    None
 }
 
 /// The content type, when it is one a cross-site HTML form can send without a preflight.
@@ -518,7 +563,12 @@ async fn connection(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(shared.header_read_timeout);
+        .header_read_timeout(shared.header_read_timeout)
+        .max_buf_size(LIBRARY_HEAD_BYTES)
+        .max_headers(LIBRARY_MAX_HEADERS);
+    builder
+        .http2()
+        .max_header_list_size(LIBRARY_HEAD_BYTES as u32);
     let io = TokioIo::new(conn::Tracked::new(stream, activity.clone()));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
