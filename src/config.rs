@@ -475,6 +475,13 @@ pub struct ServerConfig {
     pub max_connections_per_source: usize,
     /// Most TLS handshakes in progress at once.
     pub max_handshakes: usize,
+    /// Most response bytes held, in all, for clients that have not read them (an HTTP/2
+    /// client can advertise a zero window); beyond it a request is answered with a short 503.
+    pub max_buffered_response_bytes: usize,
+    /// The same, for all the connections of one principal.
+    pub max_buffered_response_bytes_per_principal: usize,
+    /// The same, per connection.
+    pub max_buffered_response_bytes_per_connection: usize,
     /// Most TLS handshakes in progress at once from one source address: one address holding
     /// idle sockets cannot take the handshake slots everyone else needs.
     pub max_handshakes_per_source: usize,
@@ -586,6 +593,9 @@ impl Default for ServerConfig {
             max_connections_per_source: 128,
             max_handshakes: 64,
             max_handshakes_per_source: 8,
+            max_buffered_response_bytes: 64 * 1024 * 1024,
+            max_buffered_response_bytes_per_principal: 16 * 1024 * 1024,
+            max_buffered_response_bytes_per_connection: 4 * 1024 * 1024,
             refusals_audited_per_sec: 5,
             denials_audited_per_sec: 5,
             refusal_summary_secs: 10,
@@ -827,6 +837,18 @@ impl Config {
         {
             return invalid(
                 "server.max_connections, max_connections_per_source, max_handshakes and max_handshakes_per_source must be positive"
+                    .into(),
+            );
+        }
+        let buffered = &self.server;
+        if buffered.max_buffered_response_bytes_per_connection < 64 * 1024
+            || buffered.max_buffered_response_bytes_per_principal
+                < buffered.max_buffered_response_bytes_per_connection
+            || buffered.max_buffered_response_bytes
+                < buffered.max_buffered_response_bytes_per_principal
+        {
+            return invalid(
+                "server.max_buffered_response_bytes_per_connection must be at least 65536, max_buffered_response_bytes_per_principal at least that, and max_buffered_response_bytes at least that"
                     .into(),
             );
         }

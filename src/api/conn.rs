@@ -364,3 +364,119 @@ mod tests {
         assert_eq!(t.due(&activity), Some(Close::Idle));
     }
 }
+
+/// Response bytes held for clients that have not read them yet (an HTTP/2 client can
+/// advertise a zero window and leave every answer in the server's memory). Each response
+/// takes its size from the connection's budget and from the server's while it exists — until
+/// it is sent, or its stream reset; a response that finds either budget spent is replaced by
+/// a short 503.
+#[derive(Debug, Clone)]
+pub struct ResponseBudget {
+    server: Arc<tokio::sync::Semaphore>,
+    principal: Arc<tokio::sync::Semaphore>,
+    connection: Arc<tokio::sync::Semaphore>,
+}
+
+/// The budgets of each principal with a connection open, so that one principal's slow
+/// connections cannot spend what the others need.
+#[derive(Debug, Default)]
+pub struct PrincipalBudgets {
+    per_principal: usize,
+    budgets: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Semaphore>>>,
+}
+
+impl PrincipalBudgets {
+    /// `per_principal` bytes for each principal.
+    pub fn new(per_principal: usize) -> Self {
+        PrincipalBudgets {
+            per_principal: per_principal.min(tokio::sync::Semaphore::MAX_PERMITS),
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The budget of `principal`, shared by its open connections.
+    pub fn of(&self, principal: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(budget) = budgets.get(principal).and_then(std::sync::Weak::upgrade) {
+            return budget;
+        }
+        budgets.retain(|_, b| b.strong_count() > 0);
+        let budget = Arc::new(tokio::sync::Semaphore::new(self.per_principal));
+        budgets.insert(principal.to_string(), Arc::downgrade(&budget));
+        budget
+    }
+}
+
+/// What a response is charged when its size is not known in advance.
+const UNKNOWN_SIZE: u64 = 64 * 1024;
+
+impl ResponseBudget {
+    /// The server-wide budget of `total` bytes.
+    pub fn server(total: usize) -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(
+            total.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ))
+    }
+
+    /// A connection's budget of `per_connection` bytes, within its principal's and the
+    /// server's.
+    pub fn new(
+        server: Arc<tokio::sync::Semaphore>,
+        principal: Arc<tokio::sync::Semaphore>,
+        per_connection: usize,
+    ) -> Self {
+        ResponseBudget {
+            server,
+            principal,
+            connection: Arc::new(tokio::sync::Semaphore::new(
+                per_connection.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    /// Charges `body` to both budgets; `None` when either is spent.
+    pub fn charge<B>(&self, body: B) -> Option<Budgeted<B>>
+    where
+        B: http_body::Body,
+    {
+        let size = body.size_hint().exact().unwrap_or(UNKNOWN_SIZE).max(1);
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        let connection = self.connection.clone().try_acquire_many_owned(size).ok()?;
+        let principal = self.principal.clone().try_acquire_many_owned(size).ok()?;
+        let server = self.server.clone().try_acquire_many_owned(size).ok()?;
+        Some(Budgeted {
+            inner: body,
+            _permits: [connection, principal, server],
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body holding its share of the budgets until it is dropped.
+    #[derive(Debug)]
+    pub struct Budgeted<B> {
+        #[pin]
+        inner: B,
+        _permits: [tokio::sync::OwnedSemaphorePermit; 3],
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Budgeted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -422,6 +422,9 @@ struct Shared {
     app: Router,
     trust_domain: String,
     timeouts: Timeouts,
+    /// Response bytes held for slow readers, server-wide and per principal.
+    response_budget: Arc<tokio::sync::Semaphore>,
+    principal_budgets: conn::PrincipalBudgets,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
 }
@@ -442,6 +445,10 @@ pub async fn run(
         app: router(state),
         trust_domain: service.ca()?.settings().trust_domain.clone(),
         timeouts: Timeouts::new(server),
+        response_budget: conn::ResponseBudget::server(server.max_buffered_response_bytes),
+        principal_budgets: conn::PrincipalBudgets::new(
+            server.max_buffered_response_bytes_per_principal,
+        ),
         handshake_timeout: Duration::from_secs(server.handshake_timeout_secs),
         header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
         service: service.clone(),
@@ -537,25 +544,40 @@ async fn connection(
     // collect refusals forever.
     let refused = Arc::new(tokio::sync::Notify::new());
     let refusing = refused.clone();
+    let budget = conn::ResponseBudget::new(
+        shared.response_budget.clone(),
+        shared.principal_budgets.of(&identity.name),
+        shared
+            .service
+            .config()
+            .server
+            .max_buffered_response_bytes_per_connection,
+    );
     let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(identity.clone());
         let app = app.clone();
         let activity = tracked.clone();
         let refusing = refusing.clone();
+        let budget = budget.clone();
         async move {
             activity.begin();
-            let mut response = app.oneshot(req.map(axum::body::Body::new)).await;
+            let response = app.oneshot(req.map(axum::body::Body::new)).await;
             activity.end();
-            if let Ok(r) = &mut response {
-                if r.status() == axum::http::StatusCode::UNAUTHORIZED {
-                    r.headers_mut().insert(
-                        axum::http::header::CONNECTION,
-                        axum::http::HeaderValue::from_static("close"),
-                    );
-                    refusing.notify_one();
-                }
+            let Ok(mut r) = response;
+            let id = r
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            if r.status() == axum::http::StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                refusing.notify_one();
             }
-            response
+            Ok::<_, std::convert::Infallible>(charge(&budget, r, &id))
         }
     });
     let service = hyper_util::service::TowerToHyperService::new(service);
@@ -568,7 +590,9 @@ async fn connection(
         .max_headers(LIBRARY_MAX_HEADERS);
     builder
         .http2()
-        .max_header_list_size(LIBRARY_HEAD_BYTES as u32);
+        .max_header_list_size(LIBRARY_HEAD_BYTES as u32)
+        .max_concurrent_streams(100)
+        .max_send_buf_size(64 * 1024);
     let io = TokioIo::new(conn::Tracked::new(stream, activity.clone()));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -608,6 +632,27 @@ async fn connection(
         }
     }
     drop(admitted);
+}
+
+/// The response with its body charged to the budgets, or a short 503 when they are spent.
+fn charge(budget: &conn::ResponseBudget, response: Response, id: &str) -> Response {
+    let (parts, body) = response.into_parts();
+    match budget.charge(body) {
+        Some(body) => Response::from_parts(parts, axum::body::Body::new(body)),
+        None => {
+            let problem = Problem::new(
+                ProblemType::NotReady,
+                "too many answers wait for clients that do not read them; read the pending answers (or open the flow-control window) and try again",
+                id,
+            );
+            let mut response = axum::response::IntoResponse::into_response(problem);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
 }
 
 /// Counts a refused connection; audits it now while refusals are few, else in a summary.
