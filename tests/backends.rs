@@ -17,7 +17,7 @@ fn ca_init_serve_and_sign_over_mtls_on_the_configured_token() {
     let token = TestToken::new().unwrap();
     let data = Data::new();
     let pin = data.join("hsm.pin");
-    std::fs::write(&pin, token.pin.expose()).unwrap();
+    common::write_secret(&pin, token.pin.expose());
     let config = data.join("signet.toml");
     std::fs::write(
         &config,

@@ -250,7 +250,7 @@ fn configured_module_with_pin_file_and_bad_pin() {
         .unwrap();
     assert!(init.status.success(), "{}", text(&init));
     let module = signet_softhsm::find_module().unwrap();
-    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    common::write_secret(&data.join("pin.txt"), "1234\n");
     let config = data.join("signet.toml");
     std::fs::write(
         &config,
@@ -278,8 +278,24 @@ fn configured_module_with_pin_file_and_bad_pin() {
         "{}",
         text(&out)
     );
+    // A PIN file that group or others can read is refused, as ssh refuses such a key.
+    std::fs::set_permissions(data.join("pin.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["key", "create", "early"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("chmod 600") && !t.contains("1234"),
+        "{t}"
+    );
+    std::fs::set_permissions(data.join("pin.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run(&["key", "create", "opskey", "--spec", "ec-p384"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The service's own key names are reserved, for creation and import alike.
+    let out = run(&["key", "create", "token-signer"]);
+    assert!(
+        !out.status.success() && text(&out).contains("reserved"),
+        "{}",
+        text(&out)
+    );
 
     // pkcs11-tool, an independent PKCS#11 client, sees the key as sensitive and never extractable.
     let t = common::pkcs11_list(&conf, "ops", "1234", Some("privkey"));
@@ -294,12 +310,12 @@ fn configured_module_with_pin_file_and_bad_pin() {
     );
 
     // A wrong PIN: a clear error, and nothing changed.
-    std::fs::write(data.join("pin.txt"), "9999\n").unwrap();
+    common::write_secret(&data.join("pin.txt"), "9999\n");
     let out = run(&["key", "list"]);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(t.contains("incorrect PIN") && !t.contains("9999"), "{t}");
-    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    common::write_secret(&data.join("pin.txt"), "1234\n");
     let out = run(&["key", "list"]);
     assert!(
         out.status.success() && text(&out).contains("opskey"),
@@ -611,7 +627,7 @@ fn bootstrap_script_is_idempotent_on_an_operator_token() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", text(&init));
-    std::fs::write(data.join("pin"), "24682468\n").unwrap();
+    common::write_secret(&data.join("pin"), "24682468\n");
     let module = signet_softhsm::find_module().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bootstrap-ca.sh");
     let run = || {
@@ -870,7 +886,7 @@ fn a_token_named_by_the_uri_p11tool_prints() {
         .find(|u| u.contains("token=ops%20team"))
         .unwrap_or_else(|| panic!("{listing}"))
         .to_string();
-    std::fs::write(data.join("pin.txt"), "1234\n").unwrap();
+    common::write_secret(&data.join("pin.txt"), "1234\n");
     let uri = format!(
         "{url}?module-path={}&pin-source=file:{}",
         module.display(),

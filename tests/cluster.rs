@@ -94,7 +94,7 @@ impl Node {
         password_file: &Path,
     ) -> Self {
         let pin = data.join("hsm.pin");
-        std::fs::write(&pin, var(&token.env, "SIGNET_P11KIT_PIN")).unwrap();
+        common::write_secret(&pin, &var(&token.env, "SIGNET_P11KIT_PIN"));
         let config = data.join("signet.toml");
         std::fs::write(
             &config,
@@ -536,7 +536,7 @@ fn a_node_cut_off_from_the_database_stops_serving_while_the_others_go_on() {
     let role = format!("node_b_{}", std::process::id());
     let secret = Data::new();
     let password_file = secret.join("password");
-    std::fs::write(&password_file, "b-password\n").unwrap();
+    common::write_secret(&password_file, "b-password\n");
     pg.psql(&db, &format!("DROP ROLE IF EXISTS {role}"));
     pg.psql(
         &db,

@@ -92,6 +92,22 @@ fn openssl_pkcs12_files_are_imported_and_sign() {
             &format!("file:{pass}"),
         ],
     );
+    // The token-signing key's name is reserved: an imported key (whose material has been
+    // outside the token) never becomes the token signer.
+    let out = data.signet(&[
+        "key",
+        "import",
+        "token-signer",
+        "--p12",
+        &modern,
+        "--password-file",
+        &pass,
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("reserved"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&info).contains("PBES2"), "{}", text(&info));
     assert!(text(&info).contains("sha256"), "{}", text(&info));
     let (legacy, legacy_pass, rsa_pub) = openssl_p12(

@@ -17,6 +17,13 @@ mod pg;
 use pg::{psql, script, var};
 
 /// CPU seconds of the p11-kit server and its children (one per connected node).
+/// Writes a secret file as its owner's alone (0600), as Signet requires of PIN files.
+fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn token_cpu(server_pid: &str) -> f64 {
     let children = Command::new("pgrep")
         .args(["-P", server_pid])
@@ -57,7 +64,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let pin = dir.join("hsm.pin");
-        std::fs::write(&pin, var(&token, "SIGNET_P11KIT_PIN")).unwrap();
+        write_secret(&pin, &var(&token, "SIGNET_P11KIT_PIN"));
         let config = dir.join("signet.toml");
         std::fs::write(
             &config,

@@ -26,7 +26,7 @@ pub use backend::{
 };
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
-pub use pin::Pin;
+pub use pin::{check_private, Pin};
 pub use piv::{ManagementKey, PinUse, PivBackend, PivConfig, PivSlots, TouchUse};
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;

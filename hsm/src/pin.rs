@@ -16,7 +16,11 @@ impl Pin {
     }
 
     /// Reads a PIN from a file, dropping one trailing newline.
+    ///
+    /// Refused, as ssh refuses an unprotected private key, when the file is readable or
+    /// writable by group or others: a PIN anyone on the host can read protects nothing.
     pub fn from_file(path: &Path) -> std::io::Result<Self> {
+        check_private(path)?;
         let mut text = Zeroizing::new(std::fs::read_to_string(path)?);
         while text.ends_with('\n') || text.ends_with('\r') {
             text.pop();
@@ -72,4 +76,21 @@ mod tests {
         assert_eq!(a.expose().len(), 24);
         assert_ne!(a.expose(), b.expose());
     }
+}
+
+/// Refuses a secret file that group or others may read or write (mode `& 0o066`).
+pub fn check_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o066 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is readable or writable by group or others (mode {:04o}): a secret file must be the owner's alone; run chmod 600 on it",
+                path.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }

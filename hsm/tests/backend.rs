@@ -330,11 +330,48 @@ fn private_keys_cannot_be_read() {
         .into_iter()
         .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token.label)
         .unwrap();
-    let session = ctx.open_ro_session(slot).unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    // Without the PIN (another process: login is per process), neither half of a key is
+    // visible; public key labels carry key names.
+    let listing = std::process::Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(&token.module)
+        .args(["--token-label", &token.label, "--list-objects"])
+        .envs(token.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "{listed}");
+    for key in [&ec, &rsa] {
+        assert!(
+            !listed.contains(&key.label),
+            "{} visible without login:\n{listed}",
+            key.label
+        );
+    }
     let _ = session.login(
         cryptoki::session::UserType::User,
         Some(&token.pin.expose().into()),
     );
+    for key in [&ec, &rsa] {
+        // Both halves are unmodifiable: anyone with the PIN cannot relabel a key or change the
+        // CKA_ID Signet finds it by.
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let handle = session
+                .find_objects(&[Attribute::Class(class), Attribute::Id(key.id.0.clone())])
+                .unwrap()[0];
+            let modifiable = session
+                .get_attributes(handle, &[AttributeType::Modifiable])
+                .unwrap();
+            assert_eq!(modifiable, vec![Attribute::Modifiable(false)], "{class:?}");
+            assert!(session
+                .update_attributes(handle, &[Attribute::Label(b"renamed".to_vec())])
+                .is_err());
+            assert!(session
+                .update_attributes(handle, &[Attribute::Id(vec![1, 2, 3])])
+                .is_err());
+        }
+    }
     for (key, secret) in [
         (&ec, AttributeType::Value),
         (&rsa, AttributeType::PrivateExponent),

@@ -27,9 +27,29 @@ pub const TOKEN_KEY: &str = "token-signer";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyName(String);
 
+/// Key names the service keeps for itself: a caller can neither create nor import a key under
+/// one (an imported `token-signer` made before the first start would become the token
+/// signing key, with key material someone outside the token has had).
+pub const RESERVED_KEYS: &[&str] = &[TOKEN_KEY];
+
 impl KeyName {
-    /// Checks a name.
+    /// Checks a name a caller gives for a new key (reserved names refused).
     pub fn parse(name: &str) -> Result<Self> {
+        if RESERVED_KEYS.contains(&name) {
+            return Err(Error::Conflict(format!(
+                "{:?} is reserved for the service's own key: choose another name",
+                echo(name)
+            )));
+        }
+        Self::parse_any(name)
+    }
+
+    /// The service's token-signing key's name.
+    pub fn token_signer() -> Self {
+        KeyName(TOKEN_KEY.to_string())
+    }
+
+    fn parse_any(name: &str) -> Result<Self> {
         if signet_pki::valid_client_name(name) {
             Ok(KeyName(name.to_string()))
         } else {

@@ -362,6 +362,13 @@ pub fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) 
     (key, std::fs::read_to_string(csr).unwrap())
 }
 
+/// Writes a secret file (a PIN, a password) as its owner's alone (0600), as Signet requires.
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn b64(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)

@@ -463,7 +463,16 @@ impl Backend for Pkcs11Backend {
         // Not retried on a lost session: a generation that reached the token may have created
         // the pair.
         let generated = self.with_session(Retry::LoginOnly, |s| {
-            match s.generate_key_pair(&mechanism, &public, &private) {
+            let first = match s.generate_key_pair(&mechanism, &public, &private) {
+                Err(e) if objects::is_template_refusal(&e) => {
+                    // A token that keeps public keys public (or refuses CKA_MODIFIABLE on
+                    // them): the private half stays as strict as ever.
+                    tracing::warn!(error = %from_cryptoki(e), "the token refused a private, unmodifiable public key; generating it public");
+                    s.generate_key_pair(&mechanism, &objects::relaxed_public(&public), &private)
+                }
+                other => other,
+            };
+            match first {
                 Ok(_) => Ok(Ok(())),
                 Err(e) if is_mechanism_refusal(&e) => Ok(Err(e)),
                 Err(e) => Err(from_cryptoki(e)),

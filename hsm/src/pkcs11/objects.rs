@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::public::PublicKey;
 use crate::spec::KeySpec;
 
-/// Generation templates for a pair: both halves persistent with the same id and label; the
-/// private half sensitive, never extractable, private, and able to sign only.
+/// Generation templates for a pair: both halves persistent with the same id and label, private
+/// (invisible without the PIN: the labels carry key names) and unmodifiable (nobody holding
+/// the PIN can relabel a key or change the `CKA_ID` Signet finds it by); the private half
+/// sensitive, never extractable, and able to sign only.
 pub(crate) fn templates(
     label: &str,
     id: &KeyId,
@@ -22,11 +24,12 @@ pub(crate) fn templates(
         vec![
             Attribute::Token(true),
             Attribute::Private(private),
+            Attribute::Modifiable(false),
             Attribute::Id(id.0.clone()),
             Attribute::Label(label.as_bytes().to_vec()),
         ]
     };
-    let mut public = common(false);
+    let mut public = common(true);
     public.push(Attribute::Verify(true));
     public.push(Attribute::Encrypt(false));
     public.push(Attribute::Wrap(false));
@@ -51,6 +54,34 @@ pub(crate) fn templates(
         }
     }
     (public, private)
+}
+
+/// The public half's template as a token gets it when it refuses the strict one (some tokens
+/// keep public keys public, or refuse `CKA_MODIFIABLE` on them): public, modifiable by default.
+pub(crate) fn relaxed_public(public: &[Attribute]) -> Vec<Attribute> {
+    public
+        .iter()
+        .filter(|a| !matches!(a, Attribute::Modifiable(_)))
+        .map(|a| match a {
+            Attribute::Private(_) => Attribute::Private(false),
+            other => other.clone(),
+        })
+        .collect()
+}
+
+/// Whether a token refused a template (rather than the mechanism or the session).
+pub(crate) fn is_template_refusal(err: &cryptoki::error::Error) -> bool {
+    use cryptoki::error::{Error as CkError, RvError};
+    matches!(
+        err,
+        CkError::Pkcs11(
+            RvError::AttributeValueInvalid
+                | RvError::AttributeTypeInvalid
+                | RvError::TemplateInconsistent
+                | RvError::AttributeReadOnly,
+            _
+        )
+    )
 }
 
 /// A template holding secret values, wiped when dropped (cryptoki's attributes are plain

@@ -137,7 +137,7 @@ impl Tokens<'_> {
     /// Creates the token-signing key (first start).
     pub fn create_key(&self) -> Result<KeyRecord> {
         self.keys
-            .create(&KeyName::parse(TOKEN_KEY)?, self.config.key_spec)
+            .create(&KeyName::token_signer(), self.config.key_spec)
     }
 
     fn kid_of(&self, record: &KeyRecord, version: u32) -> Result<(String, PublicKey)> {

@@ -249,15 +249,17 @@ fn spawn_runtime() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Send
 fn read_password(settings: &PostgresSettings) -> Result<Option<zeroize::Zeroizing<String>>> {
     let invalid = |m: String| Err(Error::Store(StoreError::Engine(m)));
     match (&settings.password_file, &settings.password_env) {
-        (Some(file), _) => match std::fs::read_to_string(file) {
-            Ok(text) => Ok(Some(zeroize::Zeroizing::new(
-                text.trim_end_matches(['\r', '\n']).to_string(),
-            ))),
-            Err(e) => invalid(format!(
-                "reading store.password_file {}: {e}",
-                file.display()
-            )),
-        },
+        (Some(file), _) => {
+            match signet_hsm::check_private(file).and_then(|()| std::fs::read_to_string(file)) {
+                Ok(text) => Ok(Some(zeroize::Zeroizing::new(
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                ))),
+                Err(e) => invalid(format!(
+                    "reading store.password_file {}: {e}",
+                    file.display()
+                )),
+            }
+        }
         (None, Some(var)) => match std::env::var(var) {
             Ok(value) => Ok(Some(zeroize::Zeroizing::new(value))),
             Err(_) => invalid(format!("store.password_env names {var}, which is not set")),
