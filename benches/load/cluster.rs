@@ -64,7 +64,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let pin = dir.join("hsm.pin");
-        write_secret(&pin, &var(&token, "SIGNET_P11KIT_PIN"));
+        write_secret(&pin, var(&token, "SIGNET_P11KIT_PIN"));
         let config = dir.join("signet.toml");
         std::fs::write(
             &config,
