@@ -94,7 +94,7 @@ impl Node {
         password_file: &Path,
     ) -> Self {
         let pin = data.join("hsm.pin");
-        common::write_secret(&pin, &var(&token.env, "SIGNET_P11KIT_PIN"));
+        common::write_secret(&pin, var(&token.env, "SIGNET_P11KIT_PIN"));
         let config = data.join("signet.toml");
         std::fs::write(
             &config,
