@@ -156,11 +156,15 @@ fn example(action: Action, server: &Server, admin: &Client, n: usize) -> Option<
 }
 
 fn call(client: &Client, method: &str, ex: &Example) -> u16 {
-    match method {
-        "GET" => client.get(&ex.path).status,
-        "DELETE" => client.delete(&ex.path).status,
-        _ => client.post(&ex.path, &ex.body).status,
+    let reply = match method {
+        "GET" => client.get(&ex.path),
+        "DELETE" => client.delete(&ex.path),
+        _ => client.post(&ex.path, &ex.body),
+    };
+    if reply.status >= 500 {
+        eprintln!("{method} {}: {reply:?}", ex.path);
     }
+    reply.status
 }
 
 #[test]

@@ -167,6 +167,21 @@ fn bad_settings_are_clear_and_keep_the_password_out() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("pw");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
+    // A password file others can read is refused before it is used.
+    let err = PgStore::open(&PostgresSettings {
+        password_file: Some(wrong.clone()),
+        ..settings.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("chmod 600") && !err.contains("not-the-password"),
+        "{err}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let err = PgStore::open(&PostgresSettings {
         password_file: Some(wrong),
         ..settings.clone()

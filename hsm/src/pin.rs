@@ -57,6 +57,23 @@ impl fmt::Debug for Pin {
     }
 }
 
+/// Refuses a secret file that group or others may read or write (mode `& 0o066`).
+pub fn check_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o066 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is readable or writable by group or others (mode {:04o}): a secret file must be the owner's alone; run chmod 600 on it",
+                path.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -76,21 +93,4 @@ mod tests {
         assert_eq!(a.expose().len(), 24);
         assert_ne!(a.expose(), b.expose());
     }
-}
-
-/// Refuses a secret file that group or others may read or write (mode `& 0o066`).
-pub fn check_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)?.permissions().mode();
-    if mode & 0o066 != 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is readable or writable by group or others (mode {:04o}): a secret file must be the owner's alone; run chmod 600 on it",
-                path.display(),
-                mode & 0o7777
-            ),
-        ));
-    }
-    Ok(())
 }

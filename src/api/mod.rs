@@ -182,22 +182,6 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         let response = axum::response::IntoResponse::into_response(problem);
         return finish(response, &state, &id, &route, &method, started);
     }
-    // A cross-site form (or a `text/plain` fetch without a CORS preflight) can send these
-    // three types: no route that changes anything accepts them, body or not.
-    if !matches!(
-        req.method(),
-        &axum::http::Method::GET | &axum::http::Method::HEAD
-    ) {
-        if let Some(kind) = simple_form_type(req.headers()) {
-            let problem = Problem::new(
-                ProblemType::UnsupportedMediaType,
-                format!("{kind} is what cross-site forms send: {method} takes application/json, or no body without a content type"),
-                &id,
-            );
-            let response = axum::response::IntoResponse::into_response(problem);
-            return finish(response, &state, &id, &route, &method, started);
-        }
-    }
     // Read the whole body before any handler or extractor can answer: an answer sent before
     // the body arrived (a 404 for a route that takes none, a 401, a 415) would make hyper close
     // the connection under a client that is about to reuse it.
@@ -209,15 +193,34 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
+    // A cross-site form (or a `text/plain` fetch without a CORS preflight) can send these
+    // types: no route that changes anything takes them, body or not. Answered once the body
+    // is read, like every other answer.
+    let form = (!matches!(
+        req.method(),
+        &axum::http::Method::GET | &axum::http::Method::HEAD
+    ))
+    .then(|| simple_form_type(req.headers()))
+    .flatten();
+    let refuse_form = |kind: &str| {
+        axum::response::IntoResponse::into_response(Problem::new(
+            ProblemType::UnsupportedMediaType,
+            format!("{kind} is what cross-site forms send: {method} takes application/json, or no body without a content type"),
+            &id,
+        ))
+    };
     let response = if has_body {
         let (parts, body) = req.into_parts();
         match problem::read_body_of(body, &state, &id).await {
+            Ok(_) if form.is_some() => refuse_form(form.unwrap_or_default()),
             Ok(bytes) => {
                 next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                     .await
             }
             Err(problem) => axum::response::IntoResponse::into_response(problem),
         }
+    } else if let Some(kind) = form {
+        refuse_form(kind)
     } else {
         next.run(req).await
     };
