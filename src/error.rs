@@ -72,6 +72,20 @@ pub enum Error {
     /// The audit log could not be written: the operation is refused rather than done unaudited.
     #[error("the audit log cannot be written: {0}")]
     AuditUnavailable(String),
+    /// The shared audit chain is behind, or diverges from, the chain this node last wrote or
+    /// saw (a failover to a lagging standby, a restored backup, an old primary back): nothing
+    /// is written until an operator records the loss with `signet audit reanchor`.
+    #[error("the audit chain in the database (head seq {found_seq}) does not continue the chain this node last saw (seq {known_seq}, hash {known_hash}); writes stop until `signet audit reanchor` records the loss")]
+    ChainBroken {
+        /// This node's name.
+        node: String,
+        /// The head this node last wrote or saw.
+        known_seq: u64,
+        /// Its hash.
+        known_hash: String,
+        /// The database's head now.
+        found_seq: u64,
+    },
     /// The random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
@@ -218,7 +232,7 @@ pub fn classify(err: &Error) -> (ProblemType, String) {
         Error::Forbidden(d) => (ProblemType::Forbidden, d.clone()),
         Error::Unauthenticated(d) => (ProblemType::Unauthenticated, d.clone()),
         Error::TooLarge(d) => (ProblemType::PayloadTooLarge, d.clone()),
-        Error::AuditUnavailable(_) => (
+        Error::AuditUnavailable(_) | Error::ChainBroken { .. } => (
             ProblemType::AuditUnavailable,
             "the audit log cannot be written; the operation was not performed".into(),
         ),

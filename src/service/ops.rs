@@ -241,16 +241,24 @@ impl Service {
     /// anchor, whatever it finds.
     pub fn verify_audit(&self) -> Result<Verification> {
         let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
-        let anchor = self.anchor.load()?;
+        let state = self.anchor.state()?;
+        let anchor = state.as_ref().map(|(head, _)| head.clone());
         let mut records = Records::new(self.audit.journal().as_ref(), AUDIT_PAGE);
         let mut result = verify_chain(&mut records, &spki, anchor.as_ref());
         records.finish()?;
+        if let (Ok(report), Some((head, Some(fence)))) = (&result, &state) {
+            result = Err(Break {
+                seq: head.seq.min(report.last_seq + 1),
+                reason: format!("a node fenced the audit chain ({fence}): the database did not continue the chain it had written; `signet audit reanchor` records the loss"),
+            });
+        }
         if let (Ok(report), None) = (&result, &anchor) {
             if let Some(first) = report.first_checkpoint {
                 let gap = audit::Gap {
                     log_head: report.last_seq,
                     anchored: None,
                     kind: audit::GapKind::Missing { checkpoint: first },
+                    fence: None,
                 };
                 result = Err(Break {
                     seq: report.last_checkpoint.unwrap_or(first),
@@ -284,8 +292,21 @@ impl Service {
             event = event.with(name, value);
         }
         self.audit.record(vec![event])?;
-        self.anchor.replace_on_next_save();
-        self.audit.checkpoint()?;
+        // The checkpoint after the record moves the anchor, whatever it was (another node
+        // anchoring at that moment only delays it).
+        for attempt in 0.. {
+            self.anchor.replace_on_next_save();
+            self.audit.checkpoint()?;
+            if self.audit_gap()?.is_none() {
+                break;
+            }
+            if attempt == 20 {
+                return Err(Error::AuditUnavailable(
+                    "the loss is recorded, but the new checkpoint could not be anchored in the token; run `signet audit reanchor` again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
         Ok(Some(gap))
     }
 

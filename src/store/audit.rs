@@ -327,6 +327,11 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// What opening the journal found and repaired, for the log and the audit record of it.
     fn repairs(&self) -> Vec<String>;
 
+    /// Accepts the chain as the journal now holds it as this node's point of reference (after
+    /// `audit reanchor` recorded a loss): a journal shared by several nodes checks that every
+    /// batch continues the chain it last saw ([`crate::error::Error::ChainBroken`]).
+    fn accept_head(&self) {}
+
     /// Called once the log is done with (a clean stop): the file journal cuts off its
     /// preallocated space here.
     fn close(&self) -> Result<()> {

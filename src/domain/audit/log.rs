@@ -31,6 +31,9 @@ pub const SERVICE: &str = "signet";
 /// While the log is unwritable, how often the background thread tries again on its own.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The longest wait between two tries of a failing checkpoint.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Where a batch's records (or its failure) go.
 type Reply = oneshot::Sender<Result<Vec<AuditRecord>>>;
 
@@ -81,6 +84,15 @@ struct State {
     outage: Option<Outage>,
     /// Checkpoints asked for, with whether one is wanted even with nothing new.
     checkpoint_requests: Vec<(oneshot::Sender<Result<Option<AuditRecord>>>, bool)>,
+    /// Not before this may a checkpoint be tried again after one failed (backoff).
+    checkpoint_retry_at: Option<Instant>,
+    /// The delay before the next retry after a failed checkpoint (doubles up to a limit).
+    checkpoint_backoff: Duration,
+    /// Set while the shared chain does not continue the chain this node knows, or does not
+    /// hold the anchor: nothing is written until `audit reanchor` has recorded the loss.
+    fence: Option<String>,
+    /// When the fence was last checked against the anchor.
+    fence_checked: Option<Instant>,
     closing: bool,
 }
 
@@ -305,10 +317,20 @@ impl AuditLog {
 
     /// `Err(why)` while the log cannot be written (it is retried every second).
     pub fn writable(&self) -> std::result::Result<(), String> {
-        match &self.inner.lock().outage {
+        let state = self.inner.lock();
+        if let Some(fence) = &state.fence {
+            return Err(fence.clone());
+        }
+        match &state.outage {
             None => Ok(()),
             Some(outage) => Err(outage.error.clone()),
         }
+    }
+
+    /// Why writes are stopped because the chain does not continue as this node knows it (see
+    /// [`crate::domain::audit::Anchor::check`]), if they are.
+    pub fn fence(&self) -> Option<String> {
+        self.inner.lock().fence.clone()
     }
 
     /// Counters.
@@ -375,6 +397,10 @@ impl Inner {
                 last_checkpoint: Instant::now(),
                 outage: None,
                 checkpoint_requests: Vec::new(),
+                checkpoint_retry_at: None,
+                checkpoint_backoff: RETRY,
+                fence: None,
+                fence_checked: None,
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -427,8 +453,24 @@ impl Inner {
         let mut last_retry = Instant::now();
         let mut state = self.lock();
         loop {
+            if state.fence.is_some()
+                && !state.writing
+                && state.fence_checked.is_none_or(|t| t.elapsed() >= RETRY)
+            {
+                // Fenced: writes resume only once `audit reanchor` has moved the anchor onto
+                // the chain the database now holds.
+                state.fence_checked = Some(Instant::now());
+                drop(state);
+                self.check_fence();
+                state = self.lock();
+            }
             let retry_due = state.outage.is_some() && last_retry.elapsed() >= RETRY;
+            let backing_off = state
+                .checkpoint_retry_at
+                .is_some_and(|at| Instant::now() < at);
             let checkpoint_due = state.outage.is_none()
+                && state.fence.is_none()
+                && !backing_off
                 && (state.since_checkpoint >= self.config.checkpoint_every
                     || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval));
             let work = !state.queue.is_empty()
@@ -442,7 +484,10 @@ impl Inner {
                 if state.outage.is_none() && state.since_checkpoint > 0 {
                     wait = interval.saturating_sub(state.last_checkpoint.elapsed());
                 }
-                if state.outage.is_some() {
+                if let Some(at) = state.checkpoint_retry_at {
+                    wait = wait.max(at.saturating_duration_since(Instant::now()));
+                }
+                if state.outage.is_some() || state.fence.is_some() {
                     wait = wait.min(RETRY.saturating_sub(last_retry.elapsed()));
                 }
                 let (s, _) = self
@@ -468,12 +513,20 @@ impl Inner {
             appended += self.append_batch(batch);
             state = self.lock();
             state.since_checkpoint += appended;
-            let due = state.since_checkpoint >= self.config.checkpoint_every
-                || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval)
-                || (state.since_checkpoint > 0 && (!requests.is_empty() || closing));
+            let backing_off = state
+                .checkpoint_retry_at
+                .is_some_and(|at| Instant::now() < at);
+            let due = !backing_off
+                && (state.since_checkpoint >= self.config.checkpoint_every
+                    || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval)
+                    || (state.since_checkpoint > 0 && closing));
+            let asked = state.since_checkpoint > 0 && !requests.is_empty();
             let forced = requests.iter().any(|(_, force)| *force);
+            let fenced = state.fence.clone();
             drop(state);
-            let result = if (due || forced) && !self.in_outage() {
+            let result = if let Some(fence) = fenced.filter(|_| due || asked || forced) {
+                Some(Err(Error::AuditUnavailable(fence)))
+            } else if (due || asked || forced) && !self.in_outage() {
                 let result = self.write_checkpoint();
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "audit checkpoint failed");
@@ -484,10 +537,17 @@ impl Inner {
             };
             state = self.lock();
             if let Some(result) = &result {
-                // Try again at the next interval after a failure, not in a tight loop.
                 state.last_checkpoint = Instant::now();
                 if result.is_ok() {
                     state.since_checkpoint = 0;
+                    state.checkpoint_retry_at = None;
+                    state.checkpoint_backoff = RETRY;
+                } else {
+                    // Try again after a growing pause, whatever triggered it (the count
+                    // trigger stays true after a failure: without this it is a tight loop).
+                    let backoff = state.checkpoint_backoff;
+                    state.checkpoint_retry_at = Some(Instant::now() + backoff);
+                    state.checkpoint_backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
             state.writing = false;
@@ -550,12 +610,38 @@ impl Inner {
             replies.push(tx);
         }
         let count = all.len() as u64;
-        // During an outage nothing is appended before its record: refuse at once.
-        let outage = self.lock().outage.as_ref().map(|o| o.error.clone());
-        let result = match outage {
-            Some(error) => Err(Error::AuditUnavailable(error)),
-            None => self.journal.append(all),
+        // During an outage nothing is appended before its record: refuse at once; while fenced
+        // nothing is appended at all.
+        let (outage, fence) = {
+            let state = self.lock();
+            (
+                state.outage.as_ref().map(|o| o.error.clone()),
+                state.fence.clone(),
+            )
         };
+        let result = match (fence, outage) {
+            (Some(fence), _) => Err(Error::AuditUnavailable(fence)),
+            (None, Some(error)) => Err(Error::AuditUnavailable(error)),
+            (None, None) => self.journal.append(all),
+        };
+        if let Err(e @ Error::ChainBroken { .. }) = &result {
+            let why = e.to_string();
+            for tx in replies {
+                let _ = tx.send(Err(Error::AuditUnavailable(why.clone())));
+            }
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            self.fence_on(e);
+            return 0;
+        }
+        if let Err(Error::AuditUnavailable(why)) = &result {
+            if self.lock().fence.is_some() {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                for tx in replies {
+                    let _ = tx.send(Err(Error::AuditUnavailable(why.clone())));
+                }
+                return 0;
+            }
+        }
         match result {
             Ok(records) => {
                 records.iter().for_each(emit);
@@ -623,10 +709,80 @@ impl Inner {
             seq: record.seq,
             hash: record.hash.clone(),
         };
-        if let Err(e) = self.anchor.save(&anchored) {
-            tracing::error!(error = %e, seq = record.seq, "could not anchor the audit checkpoint in the token");
+        match self.anchor.save(&anchored, self.journal.as_ref()) {
+            Ok(super::Anchoring::Anchored) => {}
+            Ok(super::Anchoring::Busy) => {
+                tracing::debug!(
+                    seq = record.seq,
+                    "another node is anchoring; this checkpoint is not anchored"
+                );
+            }
+            Ok(super::Anchoring::Refused(gap)) => {
+                let why =
+                    format!("{gap}; writes stop until `signet audit reanchor` records the loss");
+                tracing::error!(log_head = gap.log_head, anchored = ?gap.anchored.as_ref().map(|a| a.seq), "{why}");
+                let mut state = self.lock();
+                state.fence = Some(why.clone());
+                state.fence_checked = Some(Instant::now());
+                drop(state);
+                return Err(Error::AuditUnavailable(why));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = record.seq, "could not anchor the audit checkpoint in the token");
+            }
         }
         Ok(record)
+    }
+
+    /// The database's chain does not continue the one this node wrote: fences the chain in the
+    /// token (so no node's checkpoint moves the anchor and no node starts) and stops writing.
+    fn fence_on(&self, error: &Error) {
+        let Error::ChainBroken {
+            node,
+            known_seq,
+            known_hash,
+            found_seq,
+        } = error
+        else {
+            return;
+        };
+        let why = format!(
+            "{error} (a failover to a lagging standby, a restored backup, or an old primary back)"
+        );
+        tracing::error!(known_head = known_seq, database_head = found_seq, "{why}");
+        let head = ChainHead {
+            seq: *known_seq,
+            hash: known_hash.clone(),
+        };
+        let reason = format!(
+            "node {node} found the database's head at seq {found_seq} after writing seq {known_seq}"
+        );
+        if let Err(e) = self.anchor.fence(&head, &reason) {
+            tracing::error!(error = %e, "could not fence the audit chain in the token");
+        }
+        let mut state = self.lock();
+        state.fence = Some(why);
+        state.fence_checked = Some(Instant::now());
+    }
+
+    /// While fenced: resumes once the anchor (moved by `audit reanchor`) is held by the
+    /// journal again.
+    fn check_fence(&self) {
+        match self.anchor.check(self.journal.as_ref()) {
+            Ok(None) => {
+                self.journal.accept_head();
+                let mut state = self.lock();
+                if state.fence.take().is_some() {
+                    state.checkpoint_retry_at = None;
+                    state.checkpoint_backoff = RETRY;
+                    tracing::warn!(
+                        "the audit chain was re-anchored (`signet audit reanchor`); writes resume"
+                    );
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(e) => tracing::debug!(error = %e, "checking the audit fence"),
+        }
     }
 }
 

@@ -13,12 +13,24 @@ use crate::store::audit::{chain, AuditRecord, ChainHead, Event, Journal};
 pub struct PgJournal {
     db: Db,
     node: String,
+    /// The head of the last batch this node wrote (or accepted): every later batch must find
+    /// it in the chain, or the database is not the one this node wrote to (a failover to a
+    /// lagging standby, a restored backup, an old primary back).
+    known: std::sync::Arc<std::sync::Mutex<Option<ChainHead>>>,
 }
 
 impl PgJournal {
     /// The chain in `db`, written by node `node`.
     pub fn new(db: Db, node: String) -> Self {
-        PgJournal { db, node }
+        PgJournal {
+            db,
+            node,
+            known: Default::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<ChainHead>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn rows(&self, after: u64, limit: usize) -> Result<Vec<String>> {
@@ -88,7 +100,8 @@ impl Journal for PgJournal {
             return Ok(Vec::new());
         }
         let node = self.node.clone();
-        self.db.run(move |c| async move {
+        let known = self.known().clone();
+        let records = self.db.run(move |c| async move {
             let guard = OpenTransaction(Some(c));
             let c = guard.client();
             // Two round trips: BEGIN with the head's lock, then the rows, the new head and
@@ -106,13 +119,36 @@ impl Journal for PgJournal {
             )
             .await?;
             let advance = stmt(c, "UPDATE signet_audit_head SET seq = $1, hash = $2 WHERE id = 1").await?;
+            // The record this node last wrote, read in the same round trip as the head's lock
+            // (it is immutable once committed, so it needs no lock of its own).
+            let at = stmt(c, "SELECT hash FROM signet_audit WHERE seq = $1").await?;
+            let known_seq = known
+                .as_ref()
+                .map_or(-1, |k| i64::try_from(k.seq).unwrap_or(i64::MAX));
+            let at_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&known_seq];
             let result = async {
-                let (_, row) = tokio::try_join!(c.execute(&begin, &[]), c.query_one(&lock, &[]))
-                    .map_err(db_error)?;
+                let (_, row, found) = tokio::try_join!(
+                    c.execute(&begin, &[]),
+                    c.query_one(&lock, &[]),
+                    c.query_opt(&at, &at_params),
+                )
+                .map_err(db_error)?;
                 let head = ChainHead {
                     seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
                     hash: row.get(1),
                 };
+                if let Some(known) = &known {
+                    let found_hash: Option<String> = found.map(|r| r.get(0));
+                    let continues = known.seq == 0 || found_hash.as_deref() == Some(known.hash.as_str());
+                    if !continues || head.seq < known.seq {
+                        return Err(crate::error::Error::ChainBroken {
+                            node: node.clone(),
+                            known_seq: known.seq,
+                            known_hash: known.hash.clone(),
+                            found_seq: head.seq,
+                        });
+                    }
+                }
                 let time = crate::support::time::format_time_precise();
                 let records = chain(&head, events, &time, Some(&node));
                 let mut seqs = Vec::with_capacity(records.len());
@@ -149,7 +185,18 @@ impl Journal for PgJournal {
             };
             guard.finish(clean);
             result
-        })
+        })?;
+        if let Some(last) = records.last() {
+            *self.known() = Some(ChainHead {
+                seq: last.seq,
+                hash: last.hash.clone(),
+            });
+        }
+        Ok(records)
+    }
+
+    fn accept_head(&self) {
+        *self.known() = None;
     }
 
     fn read_lines(
