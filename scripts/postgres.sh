@@ -6,6 +6,16 @@
 #   scripts/postgres.sh start [DIR]   # prints the environment to source (idempotent)
 #   scripts/postgres.sh stop [DIR]
 #   scripts/postgres.sh kill [DIR]    # SIGKILL to the server and its backends (the crash test)
+#   scripts/postgres.sh standby PRIMARY_DIR DIR [sync]
+#                                     # a streaming standby of the server in PRIMARY_DIR, made by
+#                                     # pg_basebackup on a free loopback port; with `sync` the
+#                                     # primary waits for it at every commit
+#                                     # (synchronous_standby_names = '*'); prints its environment
+#   scripts/postgres.sh promote DIR   # the standby in DIR becomes a primary (pg_ctl promote)
+#   scripts/postgres.sh pause-replication DIR | resume-replication DIR
+#                                     # SIGSTOP/SIGCONT to the WAL senders of the primary in DIR:
+#                                     # an asynchronous standby falls behind at will (what is
+#                                     # committed meanwhile stays on the primary)
 #
 # The environment: SIGNET_PG_URL (postgresql://signet@127.0.0.1:PORT/postgres, no password),
 # SIGNET_PG_PASSWORD_FILE, SIGNET_PG_DIR. DIR defaults to ${TMPDIR:-/tmp}/signet-postgres.
@@ -48,8 +58,57 @@ case "$cmd" in
       rm -f "$dir/data/postmaster.pid" "$dir"/.s.PGSQL.*.lock
     fi
     exit 0 ;;
+  promote)
+    as_pg "$(bindir)/pg_ctl" -D "$dir/data" -w promote >/dev/null
+    exit 0 ;;
+  pause-replication|resume-replication)
+    pm="$(head -1 "$dir/data/postmaster.pid")"
+    signal=STOP; [ "$cmd" = resume-replication ] && signal=CONT
+    for pid in $(pgrep -P "$pm"); do
+      if grep -q walsender "/proc/$pid/cmdline" 2>/dev/null; then kill "-$signal" "$pid"; fi
+    done
+    exit 0 ;;
+  standby)
+    primary="$2"; dir="$3"; mode="${4:-async}"; env_file="$dir/env"
+    bin="$(bindir)"
+    pport="$(cat "$primary/port")"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    rm -rf "$dir"; mkdir -p "$dir"
+    install -m 600 "$primary/password" "$dir/password"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    # A .pgpass for pg_basebackup and for the standby's own primary_conninfo (-R writes it).
+    pgpass="$dir/pgpass"
+    echo "127.0.0.1:$pport:*:signet:$(cat "$primary/password")" > "$pgpass"
+    chmod 600 "$pgpass"; [ "$(id -u)" -eq 0 ] && chown postgres "$pgpass"
+    PGPASSFILE="$pgpass" as_pg env PGPASSFILE="$pgpass" "$bin/pg_basebackup" \
+      -h 127.0.0.1 -p "$pport" -U signet -D "$dir/data" -R -X stream -c fast >/dev/null
+    echo "passfile='$pgpass'" >> "$dir/data/postgresql.auto.conf"
+    sed -i "s|primary_conninfo = '|primary_conninfo = 'passfile=$pgpass application_name=standby |" "$dir/data/postgresql.auto.conf"
+    sed -i "/^passfile=/d" "$dir/data/postgresql.auto.conf"
+    echo "$port" > "$dir/port"
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+      start >/dev/null || { tail -5 "$dir/server.log" >&2; exit 1; }
+    if [ "$mode" = sync ]; then
+      PGPASSWORD="$(cat "$primary/password")" psql -qAt -h 127.0.0.1 -p "$pport" -U signet postgres \
+        -c "ALTER SYSTEM SET synchronous_standby_names = '*'" -c "SELECT pg_reload_conf()" >/dev/null
+      # Wait until the primary counts the standby as synchronous.
+      for _ in $(seq 100); do
+        state="$(PGPASSWORD="$(cat "$primary/password")" psql -qAt -h 127.0.0.1 -p "$pport" -U signet postgres \
+          -c "SELECT sync_state FROM pg_stat_replication" 2>/dev/null || true)"
+        [ "$state" = sync ] && break
+        sleep 0.1
+      done
+    fi
+    cat > "$env_file" <<ENV
+export SIGNET_PG_URL='postgresql://signet@127.0.0.1:$port/postgres'
+export SIGNET_PG_PASSWORD_FILE='$dir/password'
+export SIGNET_PG_DIR='$dir'
+ENV
+    cat "$env_file"
+    exit 0 ;;
   start) ;;
-  *) echo "usage: $0 start|stop|kill [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|standby|promote|pause-replication|resume-replication [DIR]" >&2; exit 2 ;;
 esac
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null; then

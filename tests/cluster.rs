@@ -590,3 +590,334 @@ fn a_node_cut_off_from_the_database_stops_serving_while_the_others_go_on() {
     pg.psql(&db, &format!("DROP OWNED BY {role}"));
     pg.psql(&db, &format!("DROP ROLE {role}"));
 }
+
+/// A primary of the test's own and a streaming standby of it made with pg_basebackup
+/// (`scripts/postgres.sh standby`), with one database; the nodes' URL lists both, and
+/// `target_session_attrs=read-write` makes them follow the primary.
+struct Replicated {
+    primary: Postgres,
+    standby_dir: tempfile::TempDir,
+    standby_port: String,
+    url: String,
+    db: String,
+}
+
+impl Replicated {
+    fn new(name: &str, mode: &str) -> Self {
+        let primary = Postgres::own();
+        let db_url = primary.database(name);
+        let db = db_name(&db_url).to_string();
+        let standby_dir = tempfile::tempdir().unwrap();
+        let dir = standby_dir.path().join("pg");
+        let env = script(
+            "postgres.sh",
+            &["standby", primary.dir(), dir.to_str().unwrap(), mode],
+        );
+        let standby_url = var(&env, "SIGNET_PG_URL").to_string();
+        let standby_port = standby_url
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let primary_port = std::fs::read_to_string(Path::new(primary.dir()).join("port"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let url = format!(
+            "postgresql://signet@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/{db}?target_session_attrs=read-write"
+        );
+        Replicated {
+            primary,
+            standby_dir,
+            standby_port,
+            url,
+            db,
+        }
+    }
+
+    fn standby(&self) -> String {
+        self.standby_dir.path().join("pg").display().to_string()
+    }
+
+    /// psql on the standby (or the new primary once promoted).
+    fn psql_standby(&self, sql: &str) -> String {
+        common::pg::psql(
+            &format!(
+                "postgresql://signet@127.0.0.1:{}/{}",
+                self.standby_port, self.db
+            ),
+            &self.primary.password_file,
+            sql,
+        )
+    }
+}
+
+impl Drop for Replicated {
+    fn drop(&mut self) {
+        script("postgres.sh", &["stop", &self.standby()]);
+    }
+}
+
+/// Signs from every client in threads until `stop`; each answer's (input, status).
+fn load(clients: &[Client], stop: &std::sync::atomic::AtomicBool) -> Vec<(String, u16)> {
+    use std::sync::atomic::Ordering;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let input = format!("load-{i}-{n}");
+                        n += 1;
+                        let status = match client
+                            .try_post("/v1/keys/k/sign", &json!({"input": b64(input.as_bytes())}))
+                        {
+                            Ok(reply) => reply.status,
+                            Err(_) => 0,
+                        };
+                        out.push((input, status));
+                        if status != 200 {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// SHA-256 hex of the inputs signed (`key.sign`, outcome ok) in a database's chain.
+fn signed_inputs(psql: impl Fn(&str) -> String) -> std::collections::HashSet<String> {
+    psql("SELECT line::json->'details'->>'input_sha256' FROM signet_audit WHERE line::json->>'action' = 'key.sign' AND line::json->>'outcome' = 'ok'")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs `load` on `clients` while `during` runs (after `warmup`), and for `after` more.
+fn under_load(
+    clients: &[Client],
+    warmup: Duration,
+    during: impl FnOnce(),
+    after: Duration,
+) -> Vec<(String, u16)> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| load(clients, &stop));
+        std::thread::sleep(warmup);
+        during();
+        std::thread::sleep(after);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        worker.join().unwrap()
+    })
+}
+
+/// Two nodes, a primary and a synchronous standby: the primary killed under a signing load
+/// and the standby promoted, the nodes follow it, no answered signature is missing from its
+/// chain, and the chain verifies — nothing is fenced.
+#[test]
+fn a_failover_to_a_synchronous_standby_loses_no_answered_signature() {
+    let pg = Replicated::new("syncfo", "sync");
+    let token = RemoteToken::start();
+    let (da, db) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg.primary, &pg.url);
+    let nb = Node::new("b", &db, &token, &pg.primary, &pg.url);
+    let a = na.start(da);
+    let b = nb.start(db);
+    assert_eq!(
+        a.admin()
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    let clients = vec![
+        client_of(&a, "admin", &a),
+        client_of(&a, "admin", &a),
+        client_of(&a, "admin", &b),
+        client_of(&a, "admin", &b),
+    ];
+    let answers = under_load(
+        &clients,
+        Duration::from_millis(1500),
+        || {
+            script("postgres.sh", &["kill", pg.primary.dir()]);
+            script("postgres.sh", &["promote", &pg.standby()]);
+        },
+        Duration::from_secs(5),
+    );
+    let answered: Vec<&String> = answers
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(answered.len() > 20, "{} answered", answered.len());
+    // Signatures were answered after the failover too.
+    let late = answers
+        .iter()
+        .rev()
+        .take(8)
+        .filter(|(_, s)| *s == 200)
+        .count();
+    assert!(
+        late > 0,
+        "nothing answered after the failover: {:?}",
+        &answers[answers.len() - 8..]
+    );
+    let chain = signed_inputs(|sql| pg.psql_standby(sql));
+    let missing: Vec<_> = answered
+        .iter()
+        .filter(|i| !chain.contains(&sha256_hex(i.as_bytes())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered but not in the new primary's chain: {missing:?}"
+    );
+    for node in [&a, &b] {
+        assert_eq!(client_of(&a, "admin", node).get("/readyz").status, 200);
+    }
+    let kept = (a.stop(), b.stop());
+    let verify = na.signet(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    drop(kept);
+}
+
+/// An asynchronous standby that had fallen behind is promoted: the answered signatures it
+/// lacks make the nodes stop writing (503, /readyz 503), `audit verify` and a new node's start
+/// refuse, until `audit reanchor` records the loss; then the nodes resume by themselves. The
+/// old primary coming back is fenced too: no answered signature lands on its abandoned chain.
+#[test]
+fn a_failover_to_a_lagging_standby_is_refused_until_reanchored_and_an_old_primary_is_fenced() {
+    let pg = Replicated::new("asyncfo", "async");
+    let token = RemoteToken::start();
+    let (da, db) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg.primary, &pg.url);
+    let nb = Node::new("b", &db, &token, &pg.primary, &pg.url);
+    let a = na.start(da);
+    let b = nb.start(db);
+    let admin_a = client_of(&a, "admin", &a);
+    let admin_b = client_of(&a, "admin", &b);
+    assert_eq!(
+        admin_a
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    // Let the standby catch up, then hold the primary's WAL sender: what follows is committed
+    // on the primary only.
+    std::thread::sleep(Duration::from_millis(1500));
+    script("postgres.sh", &["pause-replication", pg.primary.dir()]);
+    let mut lost_answered = Vec::new();
+    for n in 0..10 {
+        let input = format!("primary-only-{n}");
+        for client in [&admin_a, &admin_b] {
+            if sign(client, "k", input.as_bytes()).status == 200 {
+                lost_answered.push(input.clone());
+            }
+        }
+    }
+    assert!(!lost_answered.is_empty());
+    script("postgres.sh", &["kill", pg.primary.dir()]);
+    script("postgres.sh", &["promote", &pg.standby()]);
+    let chain = signed_inputs(|sql| pg.psql_standby(sql));
+    assert!(
+        lost_answered
+            .iter()
+            .any(|i| !chain.contains(&sha256_hex(i.as_bytes()))),
+        "the standby had everything: no loss to detect"
+    );
+
+    // Within seconds both nodes refuse to sign and say they are not ready.
+    let started = Instant::now();
+    loop {
+        let refused = [&admin_a, &admin_b].iter().all(|c| {
+            sign(c, "k", b"after failover").status == 503 && c.get("/readyz").status == 503
+        });
+        if refused {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the nodes still write after losing answered records"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Nothing signed after the failover is in the new chain... and nothing answered is lost
+    // silently: verify and a new node refuse.
+    let verify = na.signet(&["audit", "verify"]);
+    assert!(!verify.status.success(), "{}", text(&verify));
+    let dc = Data::new();
+    let nc = Node::new("c", &dc, &token, &pg.primary, &pg.url);
+    let start = nc.signet(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!start.status.success(), "{}", text(&start));
+    assert!(text(&start).contains("reanchor"), "{}", text(&start));
+
+    // The operator records the loss; the nodes resume by themselves.
+    let out = na.signet(&["audit", "reanchor"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reanchor = pg.psql_standby(
+        "SELECT line FROM signet_audit WHERE line::json->>'action' = 'audit.reanchor'",
+    );
+    assert!(
+        reanchor.contains("lost") || reanchor.contains("diverged"),
+        "{reanchor}"
+    );
+    let started = Instant::now();
+    while sign(&admin_a, "k", b"resumed").status != 200
+        || sign(&admin_b, "k", b"resumed").status != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the nodes did not resume"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let verify = na.signet(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // The old primary comes back on its port; the nodes' connections to the new one are cut,
+    // so they reconnect to the first read-write host in their list: the old primary.
+    let env = script("postgres.sh", &["start", pg.primary.dir()]);
+    drop(env);
+    pg.psql_standby(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'signet' AND pid <> pg_backend_pid()",
+    );
+    let mut answered_after = Vec::new();
+    for n in 0..30 {
+        let input = format!("old-primary-{n}");
+        for client in [&admin_a, &admin_b] {
+            if sign(client, "k", input.as_bytes()).status == 200 {
+                answered_after.push(input.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let old_chain = signed_inputs(|sql| pg.primary.psql(&pg.db, sql));
+    let on_old: Vec<_> = answered_after
+        .iter()
+        .filter(|i| old_chain.contains(&sha256_hex(i.as_bytes())))
+        .collect();
+    assert!(
+        on_old.is_empty(),
+        "answered on the abandoned chain: {on_old:?}"
+    );
+    drop((a.stop(), b.stop()));
+}
