@@ -921,3 +921,84 @@ fn a_failover_to_a_lagging_standby_is_refused_until_reanchored_and_an_old_primar
     );
     drop((a.stop(), b.stop()));
 }
+
+/// Two `ca init` at once on one database, three times over, and a `ca init` racing a first
+/// `serve`: exactly one CA each time; the loser exits non-zero, says why, and leaves nothing
+/// of its own (no key in the token, no bundle that does not work).
+#[test]
+fn concurrent_bootstraps_make_exactly_one_ca() {
+    let pg = Postgres::shared();
+    let token = RemoteToken::start();
+    for round in 0..3 {
+        let url = pg.database(&format!("boot{round}"));
+        let (da, db) = (Data::new(), Data::new());
+        let na = Node::new("a", &da, &token, &pg, &url);
+        let nb = Node::new("b", &db, &token, &pg, &url);
+        let (oa, ob) = std::thread::scope(|s| {
+            let ta = s.spawn(|| na.signet(&["ca", "init"]));
+            let tb = s.spawn(|| nb.signet(&["ca", "init"]));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let wins = [oa.status.success(), ob.status.success()];
+        assert_eq!(
+            wins.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: a: {}\nb: {}",
+            text(&oa),
+            text(&ob)
+        );
+        let (winner, loser, winner_data) = if wins[0] {
+            (&oa, &ob, &da)
+        } else {
+            (&ob, &oa, &db)
+        };
+        assert!(text(loser).contains("already exists"), "{}", text(loser));
+        let roots = pg.psql(
+            db_name(&url),
+            "SELECT count(*) FROM signet_records WHERE kind = 'meta' AND key = 'ca'",
+        );
+        assert_eq!(roots, "1", "{}", text(winner));
+        // The winner's admin bundle is the one that works.
+        let ca_serial = pg.psql(
+            db_name(&url),
+            "SELECT value::json->'root'->>'serial' FROM signet_records WHERE kind = 'meta' AND key = 'ca'",
+        );
+        let root_pem = std::fs::read_to_string(winner_data.join("ca/root.pem")).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("root.pem"), &root_pem).unwrap();
+        assert_eq!(serial_of(&tmp.path().join("root.pem")), ca_serial);
+    }
+
+    // `ca init` racing a first `serve`: one CA, and the server it answers on is that CA's.
+    let url = pg.database("bootserve");
+    let (da, db) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let nb = Node::new("b", &db, &token, &pg, &url);
+    let (server, init) = std::thread::scope(|s| {
+        let init = s.spawn(|| nb.signet(&["ca", "init"]));
+        let server = na.start(da);
+        (server, init.join().unwrap())
+    });
+    let roots = pg.psql(
+        db_name(&url),
+        "SELECT count(*) FROM signet_records WHERE kind = 'meta' AND key = 'ca'",
+    );
+    assert_eq!(roots, "1");
+    // Whoever made the CA holds the admin bundle that the server accepts.
+    let bundle_dir = if init.status.success() {
+        db.path().to_path_buf()
+    } else {
+        assert!(text(&init).contains("already exists"), "{}", text(&init));
+        server.data.path().to_path_buf()
+    };
+    let client = Client::new(
+        &bundle_dir.join("ca/root.pem"),
+        Some((
+            &bundle_dir.join("clients/admin.crt.pem"),
+            &bundle_dir.join("clients/admin.key.pem"),
+        )),
+        &server,
+    );
+    assert_eq!(client.get("/v1/keys").status, 200);
+    drop(server.stop());
+}

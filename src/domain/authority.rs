@@ -254,8 +254,8 @@ impl Authority<'_> {
         if let Some(existing) = self.store.ca()? {
             if !opts.force {
                 return Err(Error::Conflict(format!(
-                    "a CA already exists in {} (created {}, root serial {}); nothing was changed. Use --force to replace it",
-                    self.config.data_dir.display(),
+                    "a CA already exists in the {} store (created {}, root serial {}); nothing was changed. Use --force to replace it",
+                    self.store.engine(),
                     format_time(existing.created),
                     existing.root.serial
                 )));
@@ -271,6 +271,11 @@ impl Authority<'_> {
         }
         if let Some(admin) = &opts.admin {
             crate::domain::principals::check_name(admin)?;
+            if crate::domain::rights::RESERVED_PRINCIPALS.contains(&admin.as_str()) {
+                return Err(Error::BadRequest(format!(
+                    "{admin:?} is reserved for the service's own records: choose another admin name"
+                )));
+            }
         }
         if let Some(import) = &opts.import {
             self.check_import(import)?;

@@ -58,7 +58,19 @@ pub struct Chain {
 
 impl Service {
     /// `ca init`: the chain, the server key and certificate, the first admin and its bundle.
+    /// Nodes and processes sharing a database take turns (the bootstrap lock `serve` takes):
+    /// of two at once, one makes the CA and the other finds it and changes nothing.
     pub fn init_ca(&self, caller: &Caller, opts: &InitOptions) -> Result<InitReport> {
+        crate::store::serialized(
+            self.store.as_ref(),
+            "bootstrap",
+            super::open::BOOTSTRAP_PATIENCE,
+            || self.init_ca_locked(caller, opts),
+        )?
+    }
+
+    /// [`Service::init_ca`] once the bootstrap lock is held.
+    pub(super) fn init_ca_locked(&self, caller: &Caller, opts: &InitOptions) -> Result<InitReport> {
         self.authorize(caller, Action::CaInit, "ca")?;
         let authority = self.authority();
         authority.check_init(opts)?;

@@ -17,7 +17,7 @@ use crate::store::{Event, Outcome};
 use crate::support::files::{mkdir_private, write_private};
 
 /// How long a node waits for another one's first-start bootstrap (RSA CA keys take seconds).
-const BOOTSTRAP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+pub(super) const BOOTSTRAP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The label of the embedded token.
 pub const EMBEDDED_TOKEN_LABEL: &str = "signet";
@@ -174,7 +174,7 @@ impl Service {
             BOOTSTRAP_PATIENCE,
             || -> anyhow::Result<Option<InitReport>> {
                 let report = if self.store.ca()?.is_none() {
-                    let mut report = self.init_ca(&system, &InitOptions::default())?;
+                    let mut report = self.init_ca_locked(&system, &InitOptions::default())?;
                     report.lines.insert(0, "first start: CA created".into());
                     Some(report)
                 } else {
