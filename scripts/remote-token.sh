@@ -4,6 +4,9 @@
 #
 #   scripts/remote-token.sh start [DIR]   # prints the environment to source (idempotent)
 #   scripts/remote-token.sh stop [DIR]
+#   scripts/remote-token.sh restart [DIR] # the HSM service restarting: the server and every
+#                                         # connection's process killed, then the server started
+#                                         # again over the same token and socket
 #
 # The environment: P11_KIT_SERVER_ADDRESS, SIGNET_P11KIT_TOKEN, SIGNET_P11KIT_PIN (a test PIN,
 # random per token), SIGNET_P11KIT_MODULE. DIR defaults to target/remote-token.
@@ -20,10 +23,28 @@ stop() {
   fi
 }
 
+serve() {
+  SOFTHSM2_CONF="$dir/softhsm2.conf" p11-kit server --provider /usr/lib/softhsm/libsofthsm2.so \
+    -n "$dir/socket" -s "pkcs11:token=remote" > "$dir/server.env" 2> "$dir/server.log" < /dev/null
+  # shellcheck disable=SC1091
+  . "$dir/server.env"
+  echo "$P11_KIT_SERVER_PID" > "$dir/server.pid"
+}
+
 case "$cmd" in
   stop) stop; exit 0 ;;
+  restart)
+    if [ -f "$dir/server.pid" ]; then
+      pid="$(cat "$dir/server.pid")"
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$dir/server.pid" "$dir/socket"
+    fi
+    serve
+    cat "$env_file"
+    exit 0 ;;
   start) ;;
-  *) echo "usage: $0 start|stop [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart [DIR]" >&2; exit 2 ;;
 esac
 
 need=()
@@ -49,13 +70,8 @@ pin="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 so_pin="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label remote \
   --so-pin "$so_pin" --pin "$pin" >/dev/null
-module=/usr/lib/softhsm/libsofthsm2.so
 client="$(ls /usr/lib/*/pkcs11/p11-kit-client.so | head -1)"
-SOFTHSM2_CONF="$dir/softhsm2.conf" p11-kit server --provider "$module" -n "$dir/socket" \
-  -s "pkcs11:token=remote" > "$dir/server.env" 2> "$dir/server.log" < /dev/null
-# shellcheck disable=SC1091
-. "$dir/server.env"
-echo "$P11_KIT_SERVER_PID" > "$dir/server.pid"
+serve
 cat > "$env_file" <<ENV
 export P11_KIT_SERVER_ADDRESS='$P11_KIT_SERVER_ADDRESS'
 export SIGNET_P11KIT_TOKEN=remote

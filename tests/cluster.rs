@@ -1002,3 +1002,48 @@ fn concurrent_bootstraps_make_exactly_one_ca() {
     assert_eq!(client.get("/v1/keys").status, 200);
     drop(server.stop());
 }
+
+/// The HSM service restarting (the p11-kit server and every connection killed, then started
+/// again; the client's slots are renumbered): a node that called it meanwhile serves again
+/// within seconds, signatures and new TLS handshakes alike, without a restart of its own.
+#[test]
+fn a_restarted_hsm_service_is_followed_without_a_node_restart() {
+    let pg = Postgres::shared();
+    let url = pg.database("hsmrestart");
+    let token = RemoteToken::start();
+    let da = Data::new();
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let a = na.start(da);
+    let admin = a.admin();
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    assert_eq!(sign(&admin, "k", b"before").status, 200);
+    token.restart();
+    // Calls made while it was away fail; the node follows the token once it is back.
+    let _ = sign(&admin, "k", b"while away");
+    let started = Instant::now();
+    loop {
+        let fresh = client_of(&a, "admin", &a);
+        let ok = fresh
+            .try_post("/v1/keys/k/sign", &json!({"input": b64(b"after")}))
+            .is_ok_and(|r| r.status == 200);
+        if ok {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the node did not recover after the HSM service restarted"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let took = started.elapsed();
+    // A new connection's handshake (the server key is in the token) and the old connection.
+    assert_eq!(client_of(&a, "admin", &a).get("/readyz").status, 200);
+    assert_eq!(sign(&admin, "k", b"old connection").status, 200);
+    eprintln!("recovered {took:?} after the HSM service restarted");
+    drop(a.stop());
+}

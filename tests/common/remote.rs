@@ -40,6 +40,15 @@ impl RemoteToken {
             .collect()
     }
 
+    /// The HSM service restarting: the server and every connection killed, the server started
+    /// again over the same token (`remote-token.sh restart`).
+    pub fn restart(&self) {
+        script(
+            "remote-token.sh",
+            &["restart", self.dir.path().to_str().unwrap()],
+        );
+    }
+
     /// Kills every connection's child with SIGKILL, as a network HSM's connections die; which.
     pub fn kill_connections(&self) -> Vec<String> {
         let children = self.connections();

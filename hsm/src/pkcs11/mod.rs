@@ -76,7 +76,9 @@ pub struct Pkcs11Config {
 /// A backend over one token of a PKCS#11 module.
 pub struct Pkcs11Backend {
     ctx: Pkcs11,
-    slot: Slot,
+    /// The token's slot: found again by the token selector after the module is reinitialised
+    /// (a restarted HSM service, a p11-kit server, renumbers its slots).
+    slot: std::sync::RwLock<Slot>,
     pin: Pin,
     token_label: String,
     mechanisms: Mechanisms,
@@ -105,7 +107,7 @@ fn module_failure(error: &Error) -> bool {
 impl fmt::Debug for Pkcs11Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pkcs11Backend")
-            .field("slot", &self.slot.id())
+            .field("slot", &self.slot().id())
             .field("token_label", &self.token_label)
             .field("pool_size", &self.pool.max())
             .finish_non_exhaustive()
@@ -157,7 +159,7 @@ impl Pkcs11Backend {
         let backend = Pkcs11Backend {
             pool: SessionPool::new(config.pool_size),
             ctx,
-            slot,
+            slot: std::sync::RwLock::new(slot),
             pin: config.pin,
             token_label,
             mechanisms,
@@ -170,6 +172,11 @@ impl Pkcs11Backend {
         let session = backend.pool.acquire(|| backend.open_session())?;
         backend.pool.release(session, true);
         Ok(backend)
+    }
+
+    /// The token's slot now.
+    fn slot(&self) -> Slot {
+        *self.slot.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads record `name` on a session opened for the purpose (not a pooled one, so no state
@@ -189,7 +196,10 @@ impl Pkcs11Backend {
     }
 
     fn open_session(&self) -> Result<Session> {
-        let session = self.ctx.open_rw_session(self.slot).map_err(from_cryptoki)?;
+        let session = self
+            .ctx
+            .open_rw_session(self.slot())
+            .map_err(from_cryptoki)?;
         self.ensure_login(&session)?;
         Ok(session)
     }
@@ -228,14 +238,24 @@ impl Pkcs11Backend {
             }
         }
         match module::find_slot(&self.ctx, &self.token) {
-            Ok((slot, _)) if slot.id() == self.slot.id() => true,
-            Ok((slot, _)) => {
+            Ok((slot, _)) if slot.id() == self.slot().id() => true,
+            Ok((slot, _)) if matches!(self.token, TokenSelector::Slot(_)) => {
                 tracing::error!(
-                    was = self.slot.id(),
+                    was = self.slot().id(),
                     now = slot.id(),
-                    "the token moved to another slot; restart signet"
+                    "the configured slot now holds another token"
                 );
                 false
+            }
+            Ok((slot, _)) => {
+                tracing::warn!(
+                    was = self.slot().id(),
+                    now = slot.id(),
+                    token = %self.token,
+                    "the token is in another slot after reinitialising; following it"
+                );
+                *self.slot.write().unwrap_or_else(|p| p.into_inner()) = slot;
+                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "the token is not there after reinitialising");
@@ -399,7 +419,10 @@ impl Backend for Pkcs11Backend {
         let (library, token) = self.with_session(Retry::Safe, |s| {
             s.get_session_info().map_err(from_cryptoki)?;
             let library = self.ctx.get_library_info().map_err(from_cryptoki)?;
-            let token = self.ctx.get_token_info(self.slot).map_err(from_cryptoki)?;
+            let token = self
+                .ctx
+                .get_token_info(self.slot())
+                .map_err(from_cryptoki)?;
             Ok((library, token))
         })?;
         Ok(BackendInfo {
@@ -422,7 +445,7 @@ impl Backend for Pkcs11Backend {
             sessions_open: self.pool.open(),
             sessions_max: self.pool.max(),
             details: vec![
-                ("slot".into(), self.slot.id().to_string()),
+                ("slot".into(), self.slot().id().to_string()),
                 ("mechanisms".into(), self.mechanisms.len().to_string()),
                 (
                     "manufacturer".into(),
