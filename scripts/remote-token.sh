@@ -4,9 +4,11 @@
 #
 #   scripts/remote-token.sh start [DIR]   # prints the environment to source (idempotent)
 #   scripts/remote-token.sh stop [DIR]
-#   scripts/remote-token.sh restart [DIR] # the HSM service restarting: the server and every
-#                                         # connection's process killed, then the server started
-#                                         # again over the same token and socket
+#   scripts/remote-token.sh restart [DIR] [DOWN_SECONDS]
+#                                         # the HSM service restarting: the server and every
+#                                         # connection's process killed, then (after
+#                                         # DOWN_SECONDS) the server started again over the same
+#                                         # token and socket
 #
 # The environment: P11_KIT_SERVER_ADDRESS, SIGNET_P11KIT_TOKEN, SIGNET_P11KIT_PIN (a test PIN,
 # random per token), SIGNET_P11KIT_MODULE. DIR defaults to target/remote-token.
@@ -40,6 +42,7 @@ case "$cmd" in
       kill -KILL "$pid" 2>/dev/null || true
       rm -f "$dir/server.pid" "$dir/socket"
     fi
+    sleep "${3:-0}"
     serve
     cat "$env_file"
     exit 0 ;;

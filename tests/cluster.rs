@@ -100,7 +100,7 @@ impl Node {
             &config,
             format!(
                 "data_dir = \"{}\"\n\
-                 [hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n\
+                 [hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\npool_size = 1\n\
                  [store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\nnode = \"{name}\"\ntimeout_ms = 2000\n",
                 data.path().display(),
                 var(&token.env, "SIGNET_P11KIT_MODULE"),
@@ -808,13 +808,18 @@ fn a_failover_to_a_synchronous_standby_loses_no_answered_signature() {
 fn a_failover_to_a_lagging_standby_is_refused_until_reanchored_and_an_old_primary_is_fenced() {
     let pg = Replicated::new("asyncfo", "async");
     let token = RemoteToken::start();
-    let (da, db) = (Data::new(), Data::new());
+    let (da, db, dq) = (Data::new(), Data::new(), Data::new());
     let na = Node::new("a", &da, &token, &pg.primary, &pg.url);
     let nb = Node::new("b", &db, &token, &pg.primary, &pg.url);
+    // A third node that stays quiet through the failover: after the reanchor it follows the
+    // re-anchored chain instead of fencing it anew.
+    let nq = Node::new("q", &dq, &token, &pg.primary, &pg.url);
     let a = na.start(da);
     let b = nb.start(db);
+    let q = nq.start(dq);
     let admin_a = client_of(&a, "admin", &a);
     let admin_b = client_of(&a, "admin", &b);
+    let admin_q = client_of(&a, "admin", &q);
     assert_eq!(
         admin_a
             .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
@@ -890,6 +895,7 @@ fn a_failover_to_a_lagging_standby_is_refused_until_reanchored_and_an_old_primar
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert_eq!(sign(&admin_q, "k", b"quiet node").status, 200);
     let verify = na.signet(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", text(&verify));
 
@@ -1022,9 +1028,16 @@ fn a_restarted_hsm_service_is_followed_without_a_node_restart() {
         201
     );
     assert_eq!(sign(&admin, "k", b"before").status, 200);
-    token.restart();
-    // Calls made while it was away fail; the node follows the token once it is back.
-    let _ = sign(&admin, "k", b"while away");
+    // Down for three seconds, with the node calling it meanwhile.
+    let mut away = Vec::new();
+    std::thread::scope(|s| {
+        let restart = s.spawn(|| token.restart(Duration::from_secs(3)));
+        while !restart.is_finished() {
+            away.push(sign(&admin, "k", b"while away").status);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert!(away.iter().any(|s| *s == 503), "{away:?}");
     let started = Instant::now();
     loop {
         let fresh = client_of(&a, "admin", &a);

@@ -69,7 +69,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         std::fs::write(
             &config,
             format!(
-                "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n\
+                "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\npool_size = 1\n\
                  [store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{pg_password}\"\nnode = \"{name}\"\n",
                 var(&token, "SIGNET_P11KIT_MODULE"),
                 var(&token, "SIGNET_P11KIT_TOKEN"),

@@ -42,10 +42,14 @@ impl RemoteToken {
 
     /// The HSM service restarting: the server and every connection killed, the server started
     /// again over the same token (`remote-token.sh restart`).
-    pub fn restart(&self) {
+    pub fn restart(&self, down: std::time::Duration) {
         script(
             "remote-token.sh",
-            &["restart", self.dir.path().to_str().unwrap()],
+            &[
+                "restart",
+                self.dir.path().to_str().unwrap(),
+                &format!("{:.1}", down.as_secs_f64()),
+            ],
         );
     }
 

@@ -33,9 +33,12 @@ pub(crate) fn device(rv: RvError, function: Function) -> Error {
 fn fault(rv: RvError) -> Fault {
     use RvError::*;
     match rv {
-        // The session, the token or the library state is gone: reopen (and log in again).
+        // The session, the token or the library state is gone: reopen (and log in again). A
+        // slot id that is no longer valid means the module's slots were renumbered under it (a
+        // restarted HSM service): the module is initialised again and the token found anew.
         SessionHandleInvalid
         | SessionClosed
+        | SlotIdInvalid
         | DeviceRemoved
         | TokenNotPresent
         | TokenNotRecognized
@@ -46,7 +49,6 @@ fn fault(rv: RvError) -> Fault {
         HostMemory | DeviceMemory | SessionCount | CantLock | FunctionNotParallel
         | OperationActive => Fault::Busy,
         Cancel
-        | SlotIdInvalid
         | GeneralError
         | FunctionFailed
         | ArgumentsBad

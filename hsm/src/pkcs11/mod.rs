@@ -100,7 +100,7 @@ pub struct Pkcs11Backend {
 fn module_failure(error: &Error) -> bool {
     matches!(error, Error::Device { code, .. } if matches!(
         code.as_str(),
-        "CKR_DEVICE_ERROR" | "CKR_DEVICE_REMOVED" | "CKR_TOKEN_NOT_PRESENT" | "CKR_CRYPTOKI_NOT_INITIALIZED"
+        "CKR_DEVICE_ERROR" | "CKR_DEVICE_REMOVED" | "CKR_TOKEN_NOT_PRESENT" | "CKR_CRYPTOKI_NOT_INITIALIZED" | "CKR_SLOT_ID_INVALID"
     ))
 }
 

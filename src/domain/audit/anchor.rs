@@ -171,6 +171,7 @@ impl Anchor {
                 .map(|h| Stored {
                     seq: h.seq,
                     hash: h.hash,
+                    epoch: 0,
                     fenced: None,
                 })
                 .into_iter()
@@ -208,6 +209,11 @@ impl Anchor {
                 v.fenced.clone(),
             )
         }))
+    }
+
+    /// The current epoch: how many times `audit reanchor` has accepted a loss (0 before any).
+    pub fn epoch(&self) -> Result<u64> {
+        Ok(self.values()?.iter().map(|v| v.epoch).max().unwrap_or(0))
     }
 
     /// The anchored checkpoint, if any.
@@ -306,6 +312,7 @@ impl Anchor {
         }
         // Once the new anchor is read back, the ones before the previous go; the previous one
         // stays (see `previous`), and so does a newer one (another node's).
+        let epoch = self.epoch()? + u64::from(replace_all);
         let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
         let keep_from = (*previous).min(checkpoint.seq);
         let superseded = |old: &[u8]| {
@@ -317,6 +324,7 @@ impl Anchor {
             &Stored {
                 seq: checkpoint.seq,
                 hash: checkpoint.hash.clone(),
+                epoch,
                 fenced: None,
             },
             &superseded,
@@ -335,6 +343,7 @@ impl Anchor {
             &Stored {
                 seq: head.seq,
                 hash: head.hash.clone(),
+                epoch: self.epoch()?,
                 fenced: Some(reason.to_string()),
             },
             &keep,
@@ -383,6 +392,10 @@ pub enum Anchoring {
 struct Stored {
     seq: u64,
     hash: String,
+    /// How many times `audit reanchor` has accepted a loss: a node whose knowledge of the
+    /// chain predates the current epoch takes the chain as the anchor names it.
+    #[serde(default)]
+    epoch: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fenced: Option<String>,
 }

@@ -32,7 +32,7 @@ pub const SERVICE: &str = "signet";
 const RETRY: Duration = Duration::from_secs(1);
 
 /// The longest wait between two tries of a failing checkpoint.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Where a batch's records (or its failure) go.
 type Reply = oneshot::Sender<Result<Vec<AuditRecord>>>;
@@ -86,7 +86,7 @@ struct State {
     checkpoint_requests: Vec<(oneshot::Sender<Result<Option<AuditRecord>>>, bool)>,
     /// Not before this may a checkpoint be tried again after one failed (backoff).
     checkpoint_retry_at: Option<Instant>,
-    /// The delay before the next retry after a failed checkpoint (doubles up to a limit).
+    /// The delay before the next retry after a failed checkpoint (doubles up to 10 s).
     checkpoint_backoff: Duration,
     /// Set while the shared chain does not continue the chain this node knows, or does not
     /// hold the anchor: nothing is written until `audit reanchor` has recorded the loss.
@@ -109,6 +109,8 @@ struct Inner {
     /// Opened by an inspecting command: nothing is appended, no checkpoint is signed, the
     /// anchor is never touched.
     read_only: bool,
+    /// The anchor's epoch this node's view of the chain belongs to (see `Anchor::epoch`).
+    epoch: AtomicU64,
 }
 
 /// The audit log, as the service uses it.
@@ -182,6 +184,9 @@ impl AuditLog {
         config: AuditConfig,
     ) -> Result<Self> {
         let inner = Inner::new(journal, anchor, backend, key_id, config, false);
+        inner
+            .epoch
+            .store(inner.anchor.epoch().unwrap_or(0), Ordering::Release);
         let worker = inner.clone();
         let background = std::thread::Builder::new()
             .name("signet-audit".into())
@@ -406,6 +411,7 @@ impl Inner {
             wake: Condvar::new(),
             stats: AuditStats::default(),
             read_only,
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -622,7 +628,15 @@ impl Inner {
         let result = match (fence, outage) {
             (Some(fence), _) => Err(Error::AuditUnavailable(fence)),
             (None, Some(error)) => Err(Error::AuditUnavailable(error)),
-            (None, None) => self.journal.append(all),
+            (None, None) => match self.journal.append(all.clone()) {
+                // The chain moved on without this node: if `audit reanchor` accepted a loss
+                // since this node last wrote, the chain the anchor names is the one to follow.
+                Err(Error::ChainBroken { .. }) if self.reanchored_since_known() => {
+                    self.journal.accept_head();
+                    self.journal.append(all)
+                }
+                other => other,
+            },
         };
         if let Err(e @ Error::ChainBroken { .. }) = &result {
             let why = e.to_string();
@@ -765,12 +779,35 @@ impl Inner {
         state.fence_checked = Some(Instant::now());
     }
 
+    /// Whether `audit reanchor` has moved the anchor (a later epoch) onto the chain the
+    /// journal holds since this node's view of the chain was formed; adopts that epoch.
+    fn reanchored_since_known(&self) -> bool {
+        let Ok(epoch) = self.anchor.epoch() else {
+            return false;
+        };
+        if epoch <= self.epoch.load(Ordering::Acquire) {
+            return false;
+        }
+        if !matches!(self.anchor.check(self.journal.as_ref()), Ok(None)) {
+            return false;
+        }
+        self.epoch.store(epoch, Ordering::Release);
+        tracing::warn!(
+            epoch,
+            "the audit chain was re-anchored since this node last wrote; following it"
+        );
+        true
+    }
+
     /// While fenced: resumes once the anchor (moved by `audit reanchor`) is held by the
     /// journal again.
     fn check_fence(&self) {
         match self.anchor.check(self.journal.as_ref()) {
             Ok(None) => {
                 self.journal.accept_head();
+                if let Ok(epoch) = self.anchor.epoch() {
+                    self.epoch.store(epoch, Ordering::Release);
+                }
                 let mut state = self.lock();
                 if state.fence.take().is_some() {
                     state.checkpoint_retry_at = None;
