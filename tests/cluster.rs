@@ -1037,7 +1037,7 @@ fn a_restarted_hsm_service_is_followed_without_a_node_restart() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    assert!(away.iter().any(|s| *s == 503), "{away:?}");
+    assert!(away.contains(&503), "{away:?}");
     let started = Instant::now();
     loop {
         let fresh = client_of(&a, "admin", &a);
