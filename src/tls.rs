@@ -153,6 +153,9 @@ impl ClientVerifier {
     }
 }
 
+/// The most a handshake waits for the store's revocation answer.
+const HANDSHAKE_STORE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The serial of a certificate, lower-case hex.
 pub fn serial_of(der: &[u8]) -> Option<String> {
     use x509_parser::prelude::FromDer;
@@ -182,15 +185,22 @@ impl ClientCertVerifier for ClientVerifier {
         let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
-        match self.service.is_revoked(&serial) {
+        // A short look at the store: a handshake must not hold an async worker for a whole
+        // database timeout.
+        let deadline = std::time::Instant::now() + HANDSHAKE_STORE_BUDGET;
+        match crate::store::deadline::within(Some(deadline), || self.service.is_revoked(&serial)) {
             Ok(true) => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,
             )),
             Ok(false) => Ok(verified),
-            // Fail closed: if revocation cannot be checked, the certificate is not accepted.
-            Err(e) => Err(rustls::Error::Other(rustls::OtherError(Arc::new(
-                RevocationCheckFailed(e.to_string()),
-            )))),
+            // The database cannot say now. The handshake completes: every request checks the
+            // certificate's revocation again and, while the store cannot be reached, is
+            // answered 503 with a problem document (fail closed per request, not a bare TLS
+            // failure the client cannot read).
+            Err(e) => {
+                tracing::warn!(error = %e, serial = %serial, "revocation not checkable at the handshake; each request checks it");
+                Ok(verified)
+            }
         }
     }
 

@@ -1060,3 +1060,70 @@ fn a_restarted_hsm_service_is_followed_without_a_node_restart() {
     eprintln!("recovered {took:?} after the HSM service restarted");
     drop(a.stop());
 }
+
+/// PostgreSQL frozen (SIGSTOP to the server and its backends): a new connection's handshake
+/// completes and its request is answered 503 with a problem document, and requests on open
+/// connections too, each within the one store deadline of the request (timeout_ms = 2000),
+/// not one per database call; once thawed, the node serves again.
+#[test]
+fn a_frozen_database_is_answered_with_problem_documents_within_one_deadline() {
+    let pg = Postgres::own();
+    let url = pg.database("frozen");
+    let token = RemoteToken::start();
+    let da = Data::new();
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let a = na.start(da);
+    let admin = a.admin();
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    assert_eq!(sign(&admin, "k", b"before").status, 200);
+    let pid = std::fs::read_to_string(Path::new(pg.dir()).join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let signal = |sig: &str| {
+        let _ = Command::new("pkill").args([sig, "-P", &pid]).status();
+        let _ = Command::new("kill").args([sig, &pid]).status();
+    };
+    signal("-STOP");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..2 {
+            // A new connection: TLS completes, the answer is a problem document.
+            let fresh = client_of(&a, "admin", &a);
+            let started = Instant::now();
+            let reply = fresh
+                .try_post("/v1/keys/k/sign", &json!({"input": b64(b"frozen")}))
+                .expect("the handshake completes");
+            assert_eq!(reply.status, 503, "{reply:?}");
+            assert!(reply.content_type.starts_with("application/problem+json"));
+            assert!(
+                started.elapsed() < Duration::from_millis(3500),
+                "refused after {:?}",
+                started.elapsed()
+            );
+            // An open connection.
+            let started = Instant::now();
+            let reply = sign(&admin, "k", b"frozen, open connection");
+            assert_eq!(reply.status, 503, "{reply:?}");
+            assert!(
+                started.elapsed() < Duration::from_millis(3000),
+                "refused after {:?}",
+                started.elapsed()
+            );
+        }
+    }));
+    signal("-CONT");
+    result.unwrap();
+    let started = Instant::now();
+    while sign(&admin, "k", b"thawed").status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(a.stop());
+}

@@ -114,6 +114,8 @@ pub struct Ctx {
     pub caller: Caller,
     /// The request id.
     pub request_id: String,
+    /// When the request's database work must be done (see `store::deadline`).
+    pub deadline: Option<std::time::Instant>,
     /// The service.
     pub service: Arc<Service>,
     /// Where blocking work runs.
@@ -144,16 +146,19 @@ impl FromRequestParts<AppState> for Ctx {
                 &request_id,
             ));
         };
-        // Reads only: done here, on the request's task. A refusal waits for its record.
-        let caller = state
-            .service
-            .authenticate(&identity, &request_id)
-            .settle()
-            .await;
+        // Reads only: done here, on the request's task. A refusal waits for its record. The
+        // request's database work, here and on its worker, shares one deadline.
+        let deadline = state.service.request_deadline();
+        let caller = crate::store::deadline::within(deadline, || {
+            state.service.authenticate(&identity, &request_id)
+        })
+        .settle()
+        .await;
         match caller {
             Ok(caller) => Ok(Ctx {
                 caller,
                 request_id,
+                deadline,
                 service: state.service.clone(),
                 executor: state.executor.clone(),
             }),
@@ -181,7 +186,9 @@ impl Ctx {
     ) -> ApiResult<T> {
         let service = self.service.clone();
         let caller = self.caller.clone();
-        match self.executor.run(move || op(&service, &caller)).await {
+        let deadline = self.deadline;
+        let job = move || crate::store::deadline::within(deadline, || op(&service, &caller));
+        match self.executor.run(job).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.fail(e)),
             Err(e) => Err(self.fail(job_failed(e))),
@@ -196,7 +203,9 @@ impl Ctx {
     ) -> ApiResult<T> {
         let service = self.service.clone();
         let caller = self.caller.clone();
-        match self.executor.run(move || op(&service, &caller)).await {
+        let deadline = self.deadline;
+        let job = move || crate::store::deadline::within(deadline, || op(&service, &caller));
+        match self.executor.run(job).await {
             Ok(deferred) => deferred.settle().await.map_err(|e| self.fail(e)),
             Err(e) => Err(self.fail(job_failed(e))),
         }

@@ -81,6 +81,17 @@ impl Service {
         &self.audit
     }
 
+    /// When a request starting now must have finished its database work: the store's
+    /// `timeout_ms` for the whole request (PostgreSQL), none for the embedded store.
+    pub fn request_deadline(&self) -> Option<std::time::Instant> {
+        match &self.config.store {
+            crate::config::StoreConfig::Postgres(pg) => {
+                Some(std::time::Instant::now() + std::time::Duration::from_millis(pg.timeout_ms))
+            }
+            crate::config::StoreConfig::Sled(_) => None,
+        }
+    }
+
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

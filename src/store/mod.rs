@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod audit_file;
+pub mod deadline;
 pub mod postgres;
 pub mod records;
 mod sled;

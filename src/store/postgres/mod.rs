@@ -188,7 +188,14 @@ impl Db {
         Fut: Future<Output = Result<T>> + Send,
     {
         let pool = self.pool.clone();
-        let timeout = self.timeout;
+        // The call's own limit, or less: what is left of the request's deadline.
+        let timeout = crate::store::deadline::remaining(self.timeout);
+        if timeout.is_zero() {
+            return Err(unavailable(format!(
+                "the request's {} ms for database work are spent",
+                self.timeout.as_millis()
+            )));
+        }
         self.block(async move {
             let work = async move {
                 // No connection, whatever the reason (down, unreachable, this node's login
