@@ -72,6 +72,10 @@ pub enum Error {
     /// The audit log could not be written: the operation is refused rather than done unaudited.
     #[error("the audit log cannot be written: {0}")]
     AuditUnavailable(String),
+    /// The audit records may or may not have been made durable: the database connection broke
+    /// after their commit was sent. Whatever they describe was not answered.
+    #[error("the audit log's outcome is unknown: {0}")]
+    AuditUncertain(String),
     /// The shared audit chain is behind, or diverges from, the chain this node last wrote or
     /// saw (a failover to a lagging standby, a restored backup, an old primary back): nothing
     /// is written until an operator records the loss with `signet audit reanchor`.
@@ -235,6 +239,10 @@ pub fn classify(err: &Error) -> (ProblemType, String) {
         Error::AuditUnavailable(_) | Error::ChainBroken { .. } => (
             ProblemType::AuditUnavailable,
             "the audit log cannot be written; the operation was not performed".into(),
+        ),
+        Error::AuditUncertain(_) => (
+            ProblemType::AuditUnavailable,
+            "the connection to the database broke while the audit record was being committed: the record may be in the log, but nothing was answered (a signature, if asked for, was not returned); retry".into(),
         ),
         Error::Hsm(e) => classify_hsm(e),
         Error::Pki(e) => match e {

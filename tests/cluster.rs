@@ -39,7 +39,13 @@ impl Postgres {
     }
 
     fn own() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::own_in(&std::env::temp_dir())
+    }
+
+    /// A server of the test's own with its data under `parent` (a small file system the test
+    /// made, say).
+    fn own_in(parent: &Path) -> Self {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let env = script("postgres.sh", &["start", dir.path().to_str().unwrap()]);
         Postgres {
             url: var(&env, "SIGNET_PG_URL").into(),
@@ -1126,4 +1132,60 @@ fn a_frozen_database_is_answered_with_problem_documents_within_one_deadline() {
         std::thread::sleep(Duration::from_millis(250));
     }
     drop(a.stop());
+}
+
+/// PostgreSQL's disk full: a signature is refused (503, nothing answered) and the node's log
+/// says why in PostgreSQL's words ("No space left on device"), not "current transaction is
+/// aborted"; once space returns the node signs again.
+#[test]
+fn a_full_database_disk_is_reported_as_such() {
+    let fs = common::Tmpfs::mount("160m");
+    let pg = Postgres::own_in(fs.path());
+    let url = pg.database("fulldb");
+    let token = RemoteToken::start();
+    let da = Data::new();
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let a = na.start(da);
+    let admin = a.admin();
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    assert_eq!(sign(&admin, "k", b"before").status, 200);
+    let filler = fs.fill();
+    let mut refused = None;
+    for n in 0..5000 {
+        let reply = sign(
+            &admin,
+            "k",
+            format!("full {n} {}", "x".repeat(2000)).as_bytes(),
+        );
+        if reply.status != 200 {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let reply = refused.expect("the disk never filled");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    let log_path = a.data.path().parent().unwrap().join(format!(
+        "{}-a.log",
+        a.data.path().file_name().unwrap().to_string_lossy()
+    ));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("No space left on device"),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    std::fs::remove_file(filler).unwrap();
+    let started = Instant::now();
+    while sign(&admin, "k", b"space again").status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(a.stop());
+    drop(pg);
+    drop(fs);
 }

@@ -686,8 +686,13 @@ impl Inner {
                     o.records += count;
                 }
                 self.wake.notify_all();
+                let uncertain = matches!(e, Error::AuditUncertain(_));
                 for tx in replies {
-                    let _ = tx.send(Err(Error::AuditUnavailable(why.clone())));
+                    let _ = tx.send(Err(if uncertain {
+                        Error::AuditUncertain(why.clone())
+                    } else {
+                        Error::AuditUnavailable(why.clone())
+                    }));
                 }
                 0
             }

@@ -81,6 +81,20 @@ impl Drop for OpenTransaction {
     }
 }
 
+/// The error that explains a failed pipeline: the first one that is not PostgreSQL's
+/// "current transaction is aborted" (SQLSTATE 25P02), which only echoes an earlier failure.
+fn first_cause(errors: [Option<tokio_postgres::Error>; 3]) -> crate::error::Error {
+    let aborted = |e: &tokio_postgres::Error| {
+        e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+    };
+    let mut errors: Vec<tokio_postgres::Error> = errors.into_iter().flatten().collect();
+    let at = errors.iter().position(|e| !aborted(e)).unwrap_or(0);
+    if errors.is_empty() {
+        return crate::error::Error::Internal("a failed audit batch without an error".into());
+    }
+    db_error(errors.swap_remove(at))
+}
+
 impl Journal for PgJournal {
     fn head(&self) -> Result<ChainHead> {
         self.db.run(|c| async move {
@@ -170,13 +184,28 @@ impl Journal for PgJournal {
                 let rows: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
                     [&seqs, &hashes, &node, &lines];
                 let head: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last_hash];
-                tokio::try_join!(
+                let (inserted, advanced, committed) = tokio::join!(
                     c.execute(&insert, &rows),
                     c.execute(&advance, &head),
                     c.execute(&commit, &[]),
-                )
-                .map_err(db_error)?;
-                Ok(records)
+                );
+                match (inserted, advanced, committed) {
+                    (Ok(_), Ok(_), Ok(_)) => Ok(records),
+                    // The rows and the head went in and the COMMIT was sent, but its answer
+                    // never came: the batch may be in the chain. Say so, not "not performed".
+                    (Ok(_), Ok(_), Err(e)) if e.as_db_error().is_none() => {
+                        Err(crate::error::Error::AuditUncertain(format!(
+                            "the connection to PostgreSQL broke while committing the audit records ({e})"
+                        )))
+                    }
+                    // The first statement that failed says why (a full disk, not the
+                    // "current transaction is aborted" of the statements after it).
+                    (first, second, third) => Err(first_cause([
+                        first.err(),
+                        second.err(),
+                        third.err(),
+                    ])),
+                }
             }
             .await;
             let clean = match &result {
