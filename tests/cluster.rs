@@ -1189,3 +1189,146 @@ fn a_full_database_disk_is_reported_as_such() {
     drop(pg);
     drop(fs);
 }
+
+/// A backup restored (pg_dump, then pg_restore over the database): `serve` and `audit verify`
+/// (twice: it writes nothing) refuse; `audit reanchor` records the loss, names the key made
+/// after the backup that the token still holds, and raises the CRL number past every one
+/// issued; `audit replay-revocations` re-applies, from an export taken before the restore, the
+/// revocation the backup lacked, so the revoked certificate does not work again.
+#[test]
+fn a_restored_backup_is_refused_until_reanchored_and_revocations_replayed() {
+    let pg = Postgres::own();
+    let url = pg.database("restore");
+    let db = db_name(&url).to_string();
+    let token = RemoteToken::start();
+    let da = Data::new();
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let a = na.start(da);
+    let admin = a.admin();
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    let victim = common::enrol_principal(&a, &admin, "victim", &["keys:read"]);
+    assert_eq!(victim.get("/v1/keys").status, 200);
+    let victim_serial = serial_of(&a.data.join("clients/victim.crt.pem"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The backup.
+    let dump = a.data.join("backup.dump");
+    let password = std::fs::read_to_string(&pg.password_file).unwrap();
+    let port = url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = Command::new("pg_dump")
+        .args(["-Fc", "-h", "127.0.0.1", "-p", &port, "-U", "signet", "-f"])
+        .arg(&dump)
+        .arg(&db)
+        .env("PGPASSWORD", password.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // After it: a revocation, a CRL, a key, signatures.
+    assert_eq!(
+        admin
+            .post(
+                &format!("/v1/certificates/{victim_serial}/revoke"),
+                &json!({"reason": "keyCompromise"})
+            )
+            .status,
+        200
+    );
+    let crl_after = pg.psql(
+        &db,
+        "SELECT value FROM signet_counters WHERE name = 'crl_number'",
+    );
+    assert_eq!(
+        admin
+            .post("/v1/keys", &json!({"name": "late", "spec": "ec-p256"}))
+            .status,
+        201
+    );
+    assert_eq!(sign(&admin, "k", b"after the backup").status, 200);
+    let kept = a.stop();
+    let export = kept.join("audit.jsonl");
+    let out = na.signet(&["audit", "export", "--out", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The restore.
+    pg.psql("postgres", &format!("DROP DATABASE {db}"));
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    let out = Command::new("pg_restore")
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "signet", "-d", &db])
+        .arg(&dump)
+        .env("PGPASSWORD", password.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = || pg.psql(&db, "SELECT count(*) FROM signet_audit");
+    let rows_before = rows();
+    let start = na.signet(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!start.status.success(), "{}", text(&start));
+    for _ in 0..2 {
+        let verify = na.signet(&["audit", "verify"]);
+        assert!(!verify.status.success(), "{}", text(&verify));
+    }
+    assert_eq!(
+        rows(),
+        rows_before,
+        "an inspecting command wrote to the database"
+    );
+
+    let out = na.signet(&["audit", "reanchor"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("signet:key:late:"),
+        "the orphaned key is not named: {t}"
+    );
+    let reanchor = pg.psql(
+        &db,
+        "SELECT line FROM signet_audit WHERE line::json->>'action' = 'audit.reanchor'",
+    );
+    assert!(reanchor.contains("lost_records"), "{reanchor}");
+    let out = na.signet(&[
+        "audit",
+        "replay-revocations",
+        "--file",
+        export.to_str().unwrap(),
+        "--public-key",
+        kept.join("audit.pub.pem").to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("re-applied 1 certificate"),
+        "{t}"
+    );
+
+    let a = na.start(kept);
+    let status = pg.psql(
+        &db,
+        &format!("SELECT value::json->>'status' FROM signet_records WHERE kind = 'certs' AND key = '{victim_serial}'"),
+    );
+    assert_eq!(status, "revoked");
+    assert!(client_of(&a, "victim", &a).try_get("/v1/keys").is_err());
+    let crl_now: u64 = pg
+        .psql(
+            &db,
+            "SELECT value FROM signet_counters WHERE name = 'crl_number'",
+        )
+        .parse()
+        .unwrap();
+    assert!(
+        crl_now > crl_after.parse::<u64>().unwrap(),
+        "{crl_now} vs {crl_after}"
+    );
+    let verify_ok = client_of(&a, "admin", &a).get("/readyz").status;
+    assert_eq!(verify_ok, 200);
+    drop(a.stop());
+}

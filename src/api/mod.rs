@@ -111,8 +111,16 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         ProblemRead => on(f, ops::problem),
         Status => on(f, ops::status),
         OpenApi => on(f, ops::openapi),
-        KeyPublic | KeyImport | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList
-        | AuditExport | AuditReanchor => return None,
+        KeyPublic
+        | KeyImport
+        | KeyDestroy
+        | CaInit
+        | CaShow
+        | CertIssueBundle
+        | CertList
+        | AuditExport
+        | AuditReanchor
+        | AuditReplayRevocations => return None,
     })
 }
 

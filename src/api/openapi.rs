@@ -342,8 +342,16 @@ fn io(action: Action) -> Option<Io> {
             Answer::Other("application/json", "OpenAPI 3.1 document"),
             false,
         ),
-        KeyPublic | KeyImport | KeyDestroy | CaInit | CaShow | CertIssueBundle | CertList
-        | AuditExport | AuditReanchor => return None,
+        KeyPublic
+        | KeyImport
+        | KeyDestroy
+        | CaInit
+        | CaShow
+        | CertIssueBundle
+        | CertList
+        | AuditExport
+        | AuditReanchor
+        | AuditReplayRevocations => return None,
     })
 }
 

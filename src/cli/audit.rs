@@ -45,11 +45,36 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Reanchor => {
             let service = Service::open_with(config, OpenMode::Reanchor)?;
             let result = service.reanchor_audit(&Caller::operator());
+            let orphans = service.orphaned_keys();
             service.close();
             match result? {
-                Some(gap) => println!("re-anchored: {gap}; the loss is recorded in the log (audit.reanchor) before the new checkpoint"),
+                Some(gap) => {
+                    println!("re-anchored: {gap}; the loss is recorded in the log (audit.reanchor) before the new checkpoint");
+                    println!("CRL numbers continue above the current time in seconds, so none issued before is issued again");
+                    for key in orphans.unwrap_or_default() {
+                        println!(
+                            "in the token but unknown to the store: {} ({}, id {}); destroy it if nothing needs it",
+                            key.label, key.spec, key.id
+                        );
+                    }
+                    println!("revocations made after the backup are lost with it: re-apply them from an export with `signet audit replay-revocations --file EXPORT --public-key EXPORT.pub.pem`");
+                }
                 None => println!("the log holds its anchored checkpoint; nothing to do"),
             }
+            Ok(())
+        }
+        AuditCommand::ReplayRevocations { file, public_key } => {
+            let pem = pem::parse(
+                std::fs::read(&public_key)
+                    .with_context(|| format!("reading {}", public_key.display()))?,
+            )?;
+            let (certs, tokens) = super::with_service(config, |s| {
+                Ok(s.replay_revocations(&Caller::operator(), &file, pem.contents())?)
+            })?;
+            println!(
+                "re-applied {certs} certificate revocation(s) (CRL regenerated) and {tokens} token revocation(s) from {}",
+                file.display()
+            );
             Ok(())
         }
         AuditCommand::Export { out } => {

@@ -344,6 +344,16 @@ pub enum AuditCommand {
     /// Accept a log that is behind the checkpoint anchored in the token (its tail was cut or
     /// the disk rolled back): record the gap and anchor the log as it now is.
     Reanchor,
+    /// After a restore: re-apply the certificate and token revocations an exported log
+    /// (`audit export`, taken before the restore) holds that the store has lost.
+    ReplayRevocations {
+        /// The exported log (JSON lines).
+        #[arg(long)]
+        file: PathBuf,
+        /// The audit public key (PEM) the export was written with.
+        #[arg(long)]
+        public_key: PathBuf,
+    },
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

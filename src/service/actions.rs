@@ -134,6 +134,8 @@ pub enum Action {
     AuditExport,
     /// Accept a log behind its anchor and anchor it anew (CLI).
     AuditReanchor,
+    /// Re-apply the revocations an exported log holds (after a restore; CLI).
+    AuditReplayRevocations,
     /// Liveness.
     Health,
     /// Readiness.
@@ -348,6 +350,12 @@ pub const ACTIONS: &[ActionSpec] = &[
     row(Action::AuditExport, "audit.export", Operator, None),
     row(Action::AuditReanchor, "audit.reanchor", Operator, None),
     row(
+        Action::AuditReplayRevocations,
+        "audit.replay-revocations",
+        Operator,
+        None,
+    ),
+    row(
         Action::Health,
         "health",
         Enrolled,
@@ -386,7 +394,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 41] = [
+    pub const ALL: [Action; 42] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -422,6 +430,7 @@ impl Action {
         Action::AuditRead,
         Action::AuditExport,
         Action::AuditReanchor,
+        Action::AuditReplayRevocations,
         Action::Health,
         Action::Ready,
         Action::Metrics,

@@ -282,16 +282,33 @@ impl Service {
         let Some(gap) = self.audit_gap()? else {
             return Ok(None);
         };
+        // CRL numbers issued after what the store now holds were lost with it: later ones
+        // start above any of them (numbers count up from 1; this is the time in seconds).
+        let crl_floor = u64::try_from(now()).unwrap_or(0);
+        let orphans = self.orphaned_keys()?;
         let mut event = caller
             .event(Action::AuditReanchor.name(), "audit", Outcome::Ok)
             .with(
                 "reason",
                 "the operator accepted a log that does not hold its anchor",
+            )
+            .with("crl_number_raised_to", crl_floor);
+        if !orphans.is_empty() {
+            event = event.with(
+                "orphaned_keys",
+                orphans
+                    .iter()
+                    .take(32)
+                    .map(|k| k.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
             );
+        }
         for (name, value) in gap.details() {
             event = event.with(name, value);
         }
         self.audit.record(vec![event])?;
+        self.store.raise_crl_number(crl_floor)?;
         // The checkpoint after the record moves the anchor, whatever it was (another node
         // anchoring at that moment only delays it).
         for attempt in 0.. {
@@ -308,6 +325,124 @@ impl Service {
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
         Ok(Some(gap))
+    }
+
+    /// Keys in the token labelled as Signet's that nothing in the store names (made after the
+    /// backup a restored store came from, say): reported, never destroyed here.
+    pub fn orphaned_keys(&self) -> Result<Vec<signet_hsm::KeyInfo>> {
+        let mut known: std::collections::HashSet<signet_hsm::KeyId> = self
+            .store
+            .keys()?
+            .into_iter()
+            .flat_map(|k| k.versions.into_iter().map(|v| v.key_id))
+            .collect();
+        if let Some(ca) = self.store.ca()? {
+            known.extend([ca.root.key_id, ca.intermediate.key_id, ca.server.key_id]);
+        }
+        if let Some(audit) = self.store.audit_key()? {
+            known.insert(audit.key_id);
+        }
+        Ok(self
+            .backend
+            .list()?
+            .into_iter()
+            .filter(|k| k.label.starts_with("signet:") && !known.contains(&k.id))
+            .collect())
+    }
+
+    /// Re-applies the revocations of an exported log (`audit export`, verified here with the
+    /// audit public key) that the store no longer holds — after a restore from a backup older
+    /// than them. Certificates are revoked again (their CRL regenerated once) and token ids
+    /// revoked again; already revoked ones are left as they are. Returns (certificates,
+    /// tokens) re-applied.
+    pub fn replay_revocations(
+        &self,
+        caller: &Caller,
+        export: &Path,
+        public_key_spki: &[u8],
+    ) -> Result<(usize, usize)> {
+        self.authorize(caller, Action::AuditReplayRevocations, "audit")?;
+        let lines = crate::store::audit_file::log_lines(export)?;
+        if let Err(b) = verify_chain(lines, public_key_spki, None) {
+            return Err(Error::BadRequest(format!(
+                "{} does not verify with the audit key (broken at seq {}: {}); nothing was re-applied",
+                export.display(),
+                b.seq,
+                b.reason
+            )));
+        }
+        let mut certs: Vec<(String, Option<String>)> = Vec::new();
+        let mut tokens: Vec<(String, Option<i64>)> = Vec::new();
+        for record in crate::store::audit_file::log_lines(export)?.flatten() {
+            if record.outcome != Outcome::Ok {
+                continue;
+            }
+            match record.action.as_str() {
+                "cert.revoke" => {
+                    let serial = crate::domain::authority::normalize_serial(&record.target);
+                    if matches!(self.store.cert(&serial)?, Some(c) if c.status == CertStatus::Active)
+                    {
+                        certs.push((serial, record.details.get("reason").cloned()));
+                    }
+                }
+                "token.revoke" => {
+                    if !self.store.token_revoked(&record.target)? {
+                        let exp = record.details.get("exp").and_then(|e| e.parse().ok());
+                        tokens.push((record.target.clone(), exp));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let requested = caller
+            .event(
+                Action::AuditReplayRevocations.name(),
+                "audit",
+                Outcome::Requested,
+            )
+            .with("source", export.display())
+            .with("source_sha256", audit::sha256_hex(&std::fs::read(export)?))
+            .with(
+                "certificates",
+                certs
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+            .with(
+                "tokens",
+                tokens
+                    .iter()
+                    .map(|(j, _)| j.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        let (c, t) = (certs.len(), tokens.len());
+        self.change(
+            requested,
+            || {
+                if !certs.is_empty() {
+                    let ca = self.ca()?;
+                    let mut by_reason: std::collections::BTreeMap<Option<String>, Vec<String>> =
+                        Default::default();
+                    for (serial, reason) in &certs {
+                        let reason = reason.clone().filter(|r| r != "unspecified");
+                        by_reason.entry(reason).or_default().push(serial.clone());
+                    }
+                    for (reason, serials) in by_reason {
+                        self.authority()
+                            .revoke_all(&ca, &serials, reason.as_deref())?;
+                    }
+                }
+                for (jti, exp) in &tokens {
+                    self.tokens().revoke(jti, *exp)?;
+                }
+                Ok(())
+            },
+            |_, e| e.with("certificates_revoked", c).with("tokens_revoked", t),
+        )?;
+        Ok((c, t))
     }
 
     /// Counts a refused connection (in memory, never blocking). Returns the record to write

@@ -180,9 +180,13 @@ impl Service {
         if !own {
             self.authorize(caller, Action::TokenRevoke, &jti)?;
         }
-        let requested = caller
+        let mut requested = caller
             .event(Action::TokenRevoke.name(), &jti, Outcome::Requested)
             .with("own", own);
+        if let Some(exp) = exp {
+            // Kept so that `audit replay-revocations` can re-apply it after a restore.
+            requested = requested.with("exp", exp);
+        }
         let result = self.change(requested, || self.tokens().revoke(&jti, exp), |_, e| e);
         self.metrics
             .token("revoke", if result.is_ok() { "ok" } else { "error" });

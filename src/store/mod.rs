@@ -61,6 +61,9 @@ pub trait CertStore {
     fn put_crl(&self, record: &CrlRecord) -> Result<()>;
     /// Atomically increments the CRL number and returns the new value.
     fn next_crl_number(&self) -> Result<u64>;
+    /// Raises the CRL number to at least `at_least` (never lowers it): after a restore, so that
+    /// no CRL number issued before it is issued again.
+    fn raise_crl_number(&self, at_least: u64) -> Result<()>;
 }
 
 /// Principals and their scopes.

@@ -421,6 +421,10 @@ impl CertStore for SledStore {
     fn next_crl_number(&self) -> Result<u64> {
         self.bump("crl_number", |n| n + 1)
     }
+
+    fn raise_crl_number(&self, at_least: u64) -> Result<()> {
+        self.bump("crl_number", |n| n.max(at_least)).map(|_| ())
+    }
 }
 
 impl PrincipalStore for SledStore {

@@ -594,6 +594,12 @@ impl CertStore for PgStore {
         let n = self.counter("crl_number".into(), 1, false)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    fn raise_crl_number(&self, at_least: u64) -> Result<()> {
+        let at_least = i64::try_from(at_least).unwrap_or(i64::MAX);
+        self.counter("crl_number".into(), at_least, true)
+            .map(|_| ())
+    }
 }
 
 impl PrincipalStore for PgStore {
