@@ -385,11 +385,9 @@ impl Service {
                         certs.push((serial, record.details.get("reason").cloned()));
                     }
                 }
-                "token.revoke" => {
-                    if !self.store.token_revoked(&record.target)? {
-                        let exp = record.details.get("exp").and_then(|e| e.parse().ok());
-                        tokens.push((record.target.clone(), exp));
-                    }
+                "token.revoke" if !self.store.token_revoked(&record.target)? => {
+                    let exp = record.details.get("exp").and_then(|e| e.parse().ok());
+                    tokens.push((record.target.clone(), exp));
                 }
                 _ => {}
             }
