@@ -101,13 +101,14 @@ impl rustls::sign::Signer for HsmTlsSigner {
     }
 }
 
-/// Always the one server certificate.
+/// The server certificate in force: replaced, without a restart, when a rotation is picked
+/// up ([`Tls::reload`]).
 #[derive(Debug)]
-struct OneCert(Arc<CertifiedKey>);
+struct LiveCert(std::sync::RwLock<Arc<CertifiedKey>>);
 
-impl ResolvesServerCert for OneCert {
+impl ResolvesServerCert for LiveCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }
 
@@ -118,7 +119,9 @@ impl ResolvesServerCert for OneCert {
 #[derive(Debug)]
 pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    intermediate: CertificateDer<'static>,
+    /// Every intermediate still trusted, the current one first (a rotation keeps the previous
+    /// one until it expires).
+    intermediates: std::sync::RwLock<Vec<CertificateDer<'static>>>,
     service: Arc<Service>,
 }
 
@@ -135,10 +138,10 @@ impl std::fmt::Display for RevocationCheckFailed {
 impl std::error::Error for RevocationCheckFailed {}
 
 impl ClientVerifier {
-    /// The verifier for Signet's root, completing client chains with its intermediate.
+    /// The verifier for Signet's root, completing client chains with its intermediates.
     pub fn new(
         root_der: &[u8],
-        intermediate_der: &[u8],
+        intermediates: Vec<Vec<u8>>,
         service: Arc<Service>,
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
@@ -147,9 +150,59 @@ impl ClientVerifier {
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
         Ok(ClientVerifier {
             inner,
-            intermediate: CertificateDer::from(intermediate_der.to_vec()),
+            intermediates: std::sync::RwLock::new(
+                intermediates
+                    .into_iter()
+                    .map(CertificateDer::from)
+                    .collect(),
+            ),
             service,
         })
+    }
+
+    fn set_intermediates(&self, intermediates: Vec<Vec<u8>>) {
+        *self
+            .intermediates
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = intermediates
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+    }
+
+    /// Path building: what the client sent, completed with each trusted intermediate in turn.
+    fn verify_path(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let known = self
+            .intermediates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut first_error = None;
+        for extra in std::iter::once(None).chain(known.iter().map(Some)) {
+            let mut chain = intermediates.to_vec();
+            if let Some(extra) = extra {
+                if chain.contains(extra) {
+                    continue;
+                }
+                chain.push(extra.clone());
+            } else if chain.is_empty() {
+                continue;
+            }
+            match self.inner.verify_client_cert(end_entity, &chain, now) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )))
     }
 }
 
@@ -174,14 +227,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = if intermediates.contains(&self.intermediate) {
-            self.inner
-                .verify_client_cert(end_entity, intermediates, now)?
-        } else {
-            let mut completed = intermediates.to_vec();
-            completed.push(self.intermediate.clone());
-            self.inner.verify_client_cert(end_entity, &completed, now)?
-        };
+        let verified = self.verify_path(end_entity, intermediates, now)?;
         let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
@@ -235,35 +281,101 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// The server's rustls configuration: TLS 1.3 only, mutual TLS mandatory, the server key held
-/// in the token, the certificate chain from the CA record.
-pub fn server_config(service: Arc<Service>) -> anyhow::Result<rustls::ServerConfig> {
-    let ca = service.ca()?;
-    let record = service
-        .store()
-        .ca()?
-        .ok_or_else(|| anyhow::anyhow!("no CA yet"))?;
+/// The listener's TLS: its rustls configuration, and what a CA rotation replaces in it
+/// without a restart (the server certificate and key, the trusted intermediates).
+#[derive(Debug)]
+pub struct Tls {
+    config: Arc<rustls::ServerConfig>,
+    cert: Arc<LiveCert>,
+    verifier: Arc<ClientVerifier>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Tls {
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// Picks up a CA rotation (the record's generation moved on): the new server certificate
+    /// and key, and every intermediate still trusted. Whether anything changed.
+    pub fn reload(&self, service: &Service) -> anyhow::Result<bool> {
+        use std::sync::atomic::Ordering;
+        let record = service
+            .store()
+            .ca()?
+            .ok_or_else(|| anyhow::anyhow!("no CA"))?;
+        if record.generation == self.generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        service.forget_ca();
+        let certified = certified_key(service, &record)?;
+        *self.cert.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certified);
+        self.verifier
+            .set_intermediates(service.authority_intermediates()?);
+        self.generation.store(record.generation, Ordering::Release);
+        tracing::info!(
+            generation = record.generation,
+            server = %record.server.serial,
+            intermediate = %record.intermediate.serial,
+            "picked up a CA rotation: new server certificate and intermediates"
+        );
+        Ok(true)
+    }
+}
+
+/// The server's certificate chain and its key in the token.
+fn certified_key(
+    service: &Service,
+    record: &crate::store::CaRecord,
+) -> anyhow::Result<CertifiedKey> {
     let server_cert = service
         .store()
         .cert(&record.server.serial)?
         .ok_or_else(|| anyhow::anyhow!("the server certificate's record is missing"))?;
+    let intermediate = service
+        .store()
+        .cert(&record.intermediate.serial)?
+        .ok_or_else(|| anyhow::anyhow!("the intermediate's record is missing"))?;
     let key = HsmTlsKey::new(
         service.backend().clone(),
         record.server.key_id.clone(),
         record.server.spec,
     )?;
-    let chain = vec![server_cert.der, ca.intermediate_der().to_vec()];
-    let certified = CertifiedKey::new(
+    let chain = vec![server_cert.der, intermediate.der];
+    Ok(CertifiedKey::new(
         chain.into_iter().map(CertificateDer::from).collect(),
         Arc::new(key),
-    );
-    let verifier = ClientVerifier::new(ca.root_der(), ca.intermediate_der(), service.clone())?;
+    ))
+}
+
+/// The server's rustls configuration: TLS 1.3 only, mutual TLS mandatory, the server key held
+/// in the token, the certificate chain from the CA record.
+pub fn server_config(service: Arc<Service>) -> anyhow::Result<Tls> {
+    let ca = service.ca()?;
+    let record = service
+        .store()
+        .ca()?
+        .ok_or_else(|| anyhow::anyhow!("no CA yet"))?;
+    let cert = Arc::new(LiveCert(std::sync::RwLock::new(Arc::new(certified_key(
+        &service, &record,
+    )?))));
+    let verifier = Arc::new(ClientVerifier::new(
+        ca.root_der(),
+        service.authority_intermediates()?,
+        service.clone(),
+    )?);
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
+        .with_client_cert_verifier(verifier.clone())
+        .with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(Tls {
+        config: Arc::new(config),
+        cert,
+        verifier,
+        generation: std::sync::atomic::AtomicU64::new(record.generation),
+    })
 }
 
 /// A short, stable name for why a handshake failed (for counters and audit): always one of

@@ -1332,3 +1332,100 @@ fn a_restored_backup_is_refused_until_reanchored_and_revocations_replayed() {
     assert_eq!(verify_ok, 200);
     drop(a.stop());
 }
+
+/// The server certificate and of the intermediate rotated with `signet ca rotate
+/// --intermediate` while two nodes serve: within seconds both answer with the new server
+/// certificate, without a restart; a client certificate issued under the old intermediate
+/// keeps working on both until it expires; new certificates chain to the new intermediate;
+/// the chain endpoint lists both intermediates; openssl verifies old and new leaves.
+#[test]
+fn the_ca_rotates_without_an_outage() {
+    let pg = Postgres::shared();
+    let url = pg.database("rotate");
+    let token = RemoteToken::start();
+    let (da, db) = (Data::new(), Data::new());
+    let na = Node::new("a", &da, &token, &pg, &url);
+    let nb = Node::new("b", &db, &token, &pg, &url);
+    let a = na.start(da);
+    let b = nb.start(db);
+    let admin = a.admin();
+    let old_client = common::enrol_principal(&a, &admin, "old", &["keys:read"]);
+    let old_leaf = a.data.join("clients/old.crt.pem");
+    let server_serial = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect 127.0.0.1:{} -servername localhost -CAfile {} -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+                b.port,
+                a.data.join("ca/root.pem").display(),
+                a.data.join("clients/admin.crt.pem").display(),
+                a.data.join("clients/admin.key.pem").display(),
+            ))
+            .output()
+            .unwrap();
+        text(&out)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_lowercase()
+    };
+    let before = server_serial();
+    assert!(!before.is_empty());
+    let out = na.signet(&["ca", "rotate", "--intermediate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Node b picks it up without a restart; requests never fail meanwhile.
+    let started = Instant::now();
+    while server_serial() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "node b still serves the old certificate"
+        );
+        assert_eq!(client_of(&a, "admin", &b).get("/healthz").status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The old client's certificate (old intermediate) works on both nodes, new connections.
+    for server in [&a, &b] {
+        assert_eq!(client_of(&a, "old", server).get("/v1/keys").status, 200);
+    }
+    assert_eq!(old_client.get("/v1/keys").status, 200);
+    // A new certificate chains to the new intermediate and works on both.
+    let _new_client = common::enrol_principal(&a, &admin, "new", &["keys:read"]);
+    for server in [&a, &b] {
+        assert_eq!(client_of(&a, "new", server).get("/v1/keys").status, 200);
+    }
+    let chain = client_of(&a, "admin", &b).get("/v1/ca/chain").body;
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 3, "{chain}");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("chain.pem"), &chain).unwrap();
+    for leaf in [&old_leaf, &a.data.join("clients/new.crt.pem")] {
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(a.data.join("ca/root.pem"))
+            .arg("-untrusted")
+            .arg(tmp.path().join("chain.pem"))
+            .arg(leaf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let issuer = |leaf: &Path| {
+        let out = Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-issuer",
+                "-ext",
+                "authorityKeyIdentifier",
+                "-in",
+            ])
+            .arg(leaf)
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    assert_ne!(
+        issuer(&old_leaf),
+        issuer(&a.data.join("clients/new.crt.pem")),
+        "the new certificate was issued by the old intermediate"
+    );
+    drop((a.stop(), b.stop()));
+}

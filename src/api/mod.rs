@@ -116,6 +116,7 @@ fn handler(action: Action) -> Option<MethodRouter<AppState>> {
         | KeyDestroy
         | CaInit
         | CaShow
+        | CaRotate
         | CertIssueBundle
         | CertList
         | AuditExport
@@ -344,7 +345,7 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
 pub async fn prepare(
     config: Config,
     listen: Option<SocketAddr>,
-) -> anyhow::Result<(Arc<Service>, Arc<rustls::ServerConfig>, SocketAddr)> {
+) -> anyhow::Result<(Arc<Service>, Arc<crate::tls::Tls>, SocketAddr)> {
     let addr = listen.unwrap_or(config.server.listen);
     tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let service = Arc::new(Service::open(config)?);
@@ -414,6 +415,25 @@ async fn housekeeping_loop(service: Arc<Service>) {
     }
 }
 
+/// How often a node looks for a CA rotation made elsewhere (`signet ca rotate`, or another
+/// node).
+const ROTATION_CHECK: Duration = Duration::from_secs(3);
+
+/// Picks up CA rotations without a restart: a new server certificate and key, and the
+/// intermediates to trust.
+async fn rotation_loop(service: Arc<Service>, tls: Arc<crate::tls::Tls>) {
+    let mut ticker = tokio::time::interval(ROTATION_CHECK);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let (s, t) = (service.clone(), tls.clone());
+        match tokio::task::spawn_blocking(move || t.reload(&s)).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "checking for a CA rotation"),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+}
+
 /// Writes refusal summaries on their interval.
 async fn refusal_loop(service: Arc<Service>) {
     let every = service.config().server.refusal_summary_secs.max(1);
@@ -443,7 +463,7 @@ struct Shared {
 /// Accepts connections until `shutdown`, then drains in-flight requests for the grace period.
 pub async fn run(
     service: Arc<Service>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<crate::tls::Tls>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -452,7 +472,7 @@ pub async fn run(
     let state = AppState::new(service.clone())?;
     let executor = state.executor.clone();
     let shared = Arc::new(Shared {
-        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        acceptor: tokio_rustls::TlsAcceptor::from(tls.config()),
         app: router(state),
         trust_domain: service.ca()?.settings().trust_domain.clone(),
         timeouts: Timeouts::new(server),
@@ -467,6 +487,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping_loop(service.clone()));
     let refusals = tokio::spawn(refusal_loop(service.clone()));
+    let rotations = tokio::spawn(rotation_loop(service.clone(), tls.clone()));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -500,6 +521,7 @@ pub async fn run(
     tracing::info!("shutting down: draining in-flight requests");
     housekeeping.abort();
     refusals.abort();
+    rotations.abort();
     let _ = stop_tx.send(true);
     let deadline = Instant::now() + Duration::from_secs(server.shutdown_grace_secs);
     while admission.open() > 0 && Instant::now() < deadline {

@@ -347,6 +347,7 @@ fn io(action: Action) -> Option<Io> {
         | KeyDestroy
         | CaInit
         | CaShow
+        | CaRotate
         | CertIssueBundle
         | CertList
         | AuditExport

@@ -72,6 +72,12 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                 intermediate_p12.display()
             );
         }
+        CaCommand::Rotate { intermediate } => {
+            for line in service.rotate_ca(&op, intermediate)? {
+                println!("{line}");
+            }
+            println!("running nodes pick this up within seconds, without a restart");
+        }
         CaCommand::Show => {
             let record = service.ca_record(&op)?;
             println!("trust domain  {}", record.trust_domain);

@@ -215,6 +215,13 @@ pub enum CaCommand {
     },
     /// Show the CA: subjects, serials, validity, key specs, fingerprints.
     Show,
+    /// A new server key and certificate (and with --intermediate a new intermediate first),
+    /// picked up by running nodes within seconds; certificates issued before stay valid.
+    Rotate {
+        /// Also replace the intermediate (the previous one stays trusted until it expires).
+        #[arg(long)]
+        intermediate: bool,
+    },
 }
 
 /// `signet cert …`.

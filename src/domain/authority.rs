@@ -79,6 +79,9 @@ pub struct Authority<'a> {
     pub config: &'a Config,
 }
 
+/// How long a key replaced by a rotation stays in the token for nodes still using it.
+const RETIRED_KEY_GRACE_SECS: i64 = 3600;
+
 fn cert_record(issued: &Issued, issued_to: Option<&str>) -> CertRecord {
     CertRecord {
         serial: issued.serial.clone(),
@@ -418,6 +421,9 @@ impl Authority<'_> {
             },
             trust_domain: settings.trust_domain.clone(),
             organization: settings.organization.clone(),
+            previous_intermediates: Vec::new(),
+            retired: Vec::new(),
+            generation: previous.as_ref().map_or(0, |p| p.generation + 1),
         };
         self.store.put_cert(&root_rec)?;
         self.store.put_cert(&int_rec)?;
@@ -428,7 +434,14 @@ impl Authority<'_> {
 
         // With --force, the old CA keys leave the token only once the new CA is in place.
         if let Some(old) = previous {
-            for key in [&old.root, &old.intermediate, &old.server] {
+            let rotated = old
+                .previous_intermediates
+                .iter()
+                .chain(old.retired.iter().map(|(k, _)| k));
+            for key in [&old.root, &old.intermediate, &old.server]
+                .into_iter()
+                .chain(rotated)
+            {
                 let _ = self.backend.destroy(&key.key_id);
             }
         }
@@ -551,6 +564,157 @@ impl Authority<'_> {
                 .map(|p| format!("wrote {}", p.display()))
                 .collect(),
         })
+    }
+
+    /// Rotates the server's TLS key and certificate, and with `intermediate` the intermediate
+    /// first (a new key in the token, certified by the root): the new ones issue from now on,
+    /// the previous intermediate stays trusted (and in the chain) until it expires, and the
+    /// previous server key stays in the token for an hour, while running nodes pick the
+    /// rotation up (they compare the record's generation every few seconds).
+    pub fn rotate(&self, intermediate: bool) -> Result<Vec<String>> {
+        let mut record = self.record()?;
+        let created = now();
+        let cfg = &self.config.ca;
+        let mut settings = self.config.ca_settings();
+        settings.trust_domain = record.trust_domain.clone();
+        settings.organization = record.organization.clone();
+        let root_der = self.cert_der(&record.root.serial)?;
+        let mut lines = Vec::new();
+        if intermediate {
+            let root_signer = self.signer(&record.root.key_id, record.root.spec)?;
+            let int_spec = cfg.intermediate_key_spec;
+            let int_id =
+                self.generate(KeyRole::IntermediateCa, "intermediate", int_spec, created)?;
+            let int_signer = self.signer(&int_id, int_spec)?;
+            let int_der =
+                signet_pki::build_intermediate(&settings, int_signer, &root_der, root_signer)?;
+            let int_rec = ca_cert_record(&int_der, CertKind::IntermediateCa)?;
+            self.store.put_cert(&int_rec)?;
+            lines.push(format!(
+                "intermediate CA  {}  serial {}  ({}); the previous one ({}) stays trusted until it expires",
+                int_rec.subject, int_rec.serial, int_spec, record.intermediate.serial
+            ));
+            let previous = std::mem::replace(
+                &mut record.intermediate,
+                CaKey {
+                    key_id: int_id,
+                    spec: int_spec,
+                    serial: int_rec.serial,
+                    origin: KeyOrigin::Generated,
+                },
+            );
+            record.previous_intermediates.insert(0, previous);
+        }
+        let int_signer = self.signer(&record.intermediate.key_id, record.intermediate.spec)?;
+        let ca = Ca::new(
+            settings,
+            int_signer,
+            self.cert_der(&record.intermediate.serial)?,
+            root_der,
+        )?;
+        let old_server = self
+            .store
+            .cert(&record.server.serial)?
+            .ok_or_else(|| Error::Internal("the server certificate's record is missing".into()))?;
+        let dns: Vec<String> = old_server
+            .sans
+            .iter()
+            .filter_map(|s| s.strip_prefix("DNS:").map(str::to_string))
+            .collect();
+        let ips: Vec<std::net::IpAddr> = old_server
+            .sans
+            .iter()
+            .filter_map(|s| s.strip_prefix("IP:").and_then(|ip| ip.parse().ok()))
+            .collect();
+        let server_spec = cfg.server_key_spec;
+        let server_id = self.generate(KeyRole::ServerTls, "server-tls", server_spec, created)?;
+        let server_public = self.backend.public_key(&server_id)?;
+        let server = ca.issue(
+            &LeafRequest {
+                profile: Profile::Server,
+                name: dns.first().cloned().unwrap_or_else(|| "signet".into()),
+                dns,
+                ips,
+                ttl: None,
+            },
+            &server_public.spki_der(),
+        )?;
+        self.store.put_cert(&cert_record(&server, Some("signet")))?;
+        lines.push(format!(
+            "server cert      {}  serial {}  ({}, key in token)",
+            server.sans.join(" "),
+            server.serial,
+            server_spec
+        ));
+        let previous_server = std::mem::replace(
+            &mut record.server,
+            CaKey {
+                key_id: server_id,
+                spec: server_spec,
+                serial: server.serial.clone(),
+                origin: KeyOrigin::Generated,
+            },
+        );
+        record
+            .retired
+            .push((previous_server, created + RETIRED_KEY_GRACE_SECS));
+        record.generation += 1;
+        self.store.put_ca(&record)?;
+        lines.extend(self.write_ca_files(&ca, &server.der)?);
+        self.regenerate_crl(&ca)?;
+        Ok(lines)
+    }
+
+    /// Destroys keys a rotation retired once their grace has passed, and forgets previous
+    /// intermediates whose certificates have expired (their keys too). Returns what it did.
+    pub fn prune_rotated(&self) -> Result<Vec<String>> {
+        let Some(mut record) = self.store.ca()? else {
+            return Ok(Vec::new());
+        };
+        let at = now();
+        let mut done = Vec::new();
+        let (due, kept): (Vec<_>, Vec<_>) = record
+            .retired
+            .drain(..)
+            .partition(|(_, after)| *after <= at);
+        record.retired = kept;
+        for (key, _) in &due {
+            let _ = self.backend.destroy(&key.key_id);
+            done.push(format!(
+                "destroyed the retired key of certificate {}",
+                key.serial
+            ));
+        }
+        let mut kept = Vec::new();
+        for int in record.previous_intermediates.drain(..) {
+            match self.store.cert(&int.serial)? {
+                Some(c) if c.not_after <= at => {
+                    let _ = self.backend.destroy(&int.key_id);
+                    done.push(format!("destroyed the expired intermediate {}", int.serial));
+                }
+                _ => kept.push(int),
+            }
+        }
+        record.previous_intermediates = kept;
+        if !done.is_empty() {
+            self.store.put_ca(&record)?;
+        }
+        Ok(done)
+    }
+
+    /// The certificates (DER) of every intermediate still trusted: the current one first.
+    pub fn intermediates(&self) -> Result<Vec<Vec<u8>>> {
+        let record = self.record()?;
+        let mut out = vec![self.cert_der(&record.intermediate.serial)?];
+        let at = now();
+        for int in &record.previous_intermediates {
+            if let Some(c) = self.store.cert(&int.serial)? {
+                if c.not_after > at {
+                    out.push(c.der);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The CA record, or a clear error when `ca init` has not run.

@@ -98,6 +98,8 @@ pub enum Action {
     CaInit,
     /// Show the CA (CLI).
     CaShow,
+    /// Rotate the server certificate, and the intermediate (CLI).
+    CaRotate,
     /// The CA chain.
     CaChain,
     /// The CRL.
@@ -261,6 +263,7 @@ pub const ACTIONS: &[ActionSpec] = &[
     ),
     row(Action::CaInit, "ca.init", Operator, None),
     row(Action::CaShow, "ca.read", Operator, None),
+    row(Action::CaRotate, "ca.rotate", Operator, None),
     row(
         Action::CaChain,
         "ca.chain",
@@ -394,7 +397,7 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None)
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 42] = [
+    pub const ALL: [Action; 43] = [
         Action::KeyList,
         Action::KeyRead,
         Action::KeyPublic,
@@ -412,6 +415,7 @@ impl Action {
         Action::KeyVerify,
         Action::CaInit,
         Action::CaShow,
+        Action::CaRotate,
         Action::CaChain,
         Action::CaCrl,
         Action::CertIssue,

@@ -117,12 +117,46 @@ impl Service {
         self.authority().record()
     }
 
-    /// The chain clients append to a leaf.
+    /// The chain clients append to a leaf: every intermediate still trusted (the current one
+    /// first; after a rotation the previous one too, until it expires), then the root.
     pub fn ca_chain(&self, caller: &Caller) -> Result<Chain> {
         self.authorize(caller, Action::CaChain, "ca")?;
-        Ok(Chain {
-            pem: self.ca()?.chain_pem(),
-        })
+        let ca = self.ca()?;
+        let mut pem = String::new();
+        for der in self.authority().intermediates()? {
+            pem.push_str(&signet_pki::pem_cert(&der));
+        }
+        pem.push_str(&signet_pki::pem_cert(ca.root_der()));
+        Ok(Chain { pem })
+    }
+
+    /// `ca rotate`: a new server key and certificate, and with `intermediate` a new
+    /// intermediate first; running nodes pick it up within seconds, without a restart.
+    pub fn rotate_ca(&self, caller: &Caller, intermediate: bool) -> Result<Vec<String>> {
+        crate::store::serialized(
+            self.store.as_ref(),
+            "bootstrap",
+            super::open::BOOTSTRAP_PATIENCE,
+            || {
+                self.authorize(caller, Action::CaRotate, "ca")?;
+                let requested = caller
+                    .event(Action::CaRotate.name(), "ca", Outcome::Requested)
+                    .with("intermediate", intermediate);
+                let lines = self.change(
+                    requested,
+                    || self.authority().rotate(intermediate),
+                    |_, e| e,
+                )?;
+                self.forget_ca();
+                let record = self.authority().record()?;
+                self.audit.record(vec![caller
+                    .event("ca.rotated", "ca", Outcome::Ok)
+                    .with("intermediate_serial", &record.intermediate.serial)
+                    .with("server_serial", &record.server.serial)
+                    .with("generation", record.generation)])?;
+                Ok(lines)
+            },
+        )?
     }
 
     /// The current CRL (DER), regenerated when half its validity has passed.

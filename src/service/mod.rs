@@ -131,6 +131,16 @@ impl Service {
         Ok(ca)
     }
 
+    /// Forgets the loaded CA, so the next use loads the record as it is now (after a rotation).
+    pub fn forget_ca(&self) {
+        *self.ca.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Every intermediate still trusted (DER), the current one first.
+    pub fn authority_intermediates(&self) -> Result<Vec<Vec<u8>>> {
+        self.authority().intermediates()
+    }
+
     /// Refuses (403, audited) unless the caller meets the action's requirement on `target`.
     fn authorize(&self, caller: &Caller, action: Action, target: &str) -> Result<()> {
         let spec = action.spec();

@@ -549,6 +549,12 @@ impl Service {
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "housekeeping: token key rotation check failed"),
         }
+        match self.authority().prune_rotated() {
+            Ok(done) => done
+                .iter()
+                .for_each(|d| tracing::info!("housekeeping: {d}")),
+            Err(e) => tracing::error!(error = %e, "housekeeping: pruning rotated CA keys failed"),
+        }
         // Regenerates the CRL once half its validity has passed, well before nextUpdate.
         if let Err(e) = self.ca().and_then(|ca| self.authority().current_crl(&ca)) {
             tracing::error!(error = %e, "housekeeping: CRL refresh failed");

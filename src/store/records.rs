@@ -117,6 +117,17 @@ pub struct CaRecord {
     pub trust_domain: String,
     /// Organisation at creation.
     pub organization: String,
+    /// Intermediates replaced by `ca rotate --intermediate`, newest first: their keys stay in
+    /// the token and certificates they issued stay valid until they expire.
+    #[serde(default)]
+    pub previous_intermediates: Vec<CaKey>,
+    /// Keys replaced by a rotation that running nodes may still use for a while (the server's
+    /// TLS key), with when they may be destroyed (unix seconds).
+    #[serde(default)]
+    pub retired: Vec<(CaKey, i64)>,
+    /// Counts rotations: nodes compare it to pick a rotation up without a restart.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// What a certificate is.
