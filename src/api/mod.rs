@@ -427,9 +427,8 @@ async fn rotation_loop(service: Arc<Service>, tls: Arc<crate::tls::Tls>) {
     loop {
         ticker.tick().await;
         let (s, t) = (service.clone(), tls.clone());
-        match tokio::task::spawn_blocking(move || t.reload(&s)).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "checking for a CA rotation"),
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.reload(&s)).await {
+            tracing::warn!(error = %e, "checking for a CA rotation");
         }
     }
 }
