@@ -236,6 +236,24 @@ fn three_nodes_share_keys_revocations_and_one_chain() {
     let a = nodes[0].start(da);
     let b = nodes[1].start(db);
     let c = nodes[2].start(dc);
+    // Nodes that did not make the CA have its public files, and their start-up hint does not
+    // name an admin bundle they do not have.
+    for node in [&b, &c] {
+        assert!(node.data.join("ca/root.pem").exists());
+        assert!(!node.data.join("clients/admin.crt.pem").exists());
+        assert!(
+            !node.stdout.iter().any(|l| l.contains("try: curl")),
+            "{:?}",
+            node.stdout
+        );
+        assert!(
+            node.stdout
+                .iter()
+                .any(|l| l.contains("where the CA was made")),
+            "{:?}",
+            node.stdout
+        );
+    }
     assert!(
         a.stdout
             .iter()

@@ -358,6 +358,9 @@ pub async fn prepare(
                 }
             }
         }
+        // Every node has the CA's public certificates in its data directory, whichever made
+        // the CA.
+        service.write_public_ca_files()?;
         let tls = crate::tls::server_config(service.clone())?;
         // Keys whose deletion window passed while the service was down.
         service.housekeeping();
@@ -379,13 +382,22 @@ fn announce(service: &Service, addr: SocketAddr) {
         } else {
             addr.to_string()
         };
+    let bundle = data.clients().join(format!("{admin}.crt.pem"));
+    if bundle.exists() {
+        println!(
+            "try: curl --cacert {} --cert {} --key {} https://{host}/v1/keys",
+            data.ca().join("root.pem").display(),
+            bundle.display(),
+            data.clients().join(format!("{admin}.key.pem")).display(),
+        );
+    } else {
+        // Another node (or `ca init` elsewhere) made the CA: its admin bundle is there.
+        println!(
+            "the CA's root is in {}; the admin bundle was written where the CA was made (or issue one here: signet principal create NAME --scope ...; signet cert issue --profile client --name NAME --p12 FILE)",
+            data.ca().join("root.pem").display()
+        );
+    }
     println!("listening on https://{addr} (TLS 1.3, client certificate required)");
-    println!(
-        "try: curl --cacert {} --cert {} --key {} https://{host}/v1/keys",
-        data.ca().join("root.pem").display(),
-        data.clients().join(format!("{admin}.crt.pem")).display(),
-        data.clients().join(format!("{admin}.key.pem")).display(),
-    );
 }
 
 async fn shutdown_signal() {

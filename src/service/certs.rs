@@ -130,6 +130,33 @@ impl Service {
         Ok(Chain { pem })
     }
 
+    /// Writes the CA's public certificates (root, intermediates, chain) under this node's
+    /// data directory when they are missing or stale (another node made or rotated the CA).
+    pub fn write_public_ca_files(&self) -> Result<()> {
+        let ca = self.ca()?;
+        let dir = self.paths().ca();
+        std::fs::create_dir_all(&dir)?;
+        let mut chain = String::new();
+        for der in self.authority().intermediates()? {
+            chain.push_str(&signet_pki::pem_cert(&der));
+        }
+        chain.push_str(&signet_pki::pem_cert(ca.root_der()));
+        for (name, text) in [
+            ("root.pem", signet_pki::pem_cert(ca.root_der())),
+            (
+                "intermediate.pem",
+                signet_pki::pem_cert(ca.intermediate_der()),
+            ),
+            ("chain.pem", chain),
+        ] {
+            let path = dir.join(name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                crate::support::files::write_public(&path, text.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
     /// `ca rotate`: a new server key and certificate, and with `intermediate` a new
     /// intermediate first; running nodes pick it up within seconds, without a restart.
     pub fn rotate_ca(&self, caller: &Caller, intermediate: bool) -> Result<Vec<String>> {
