@@ -126,12 +126,15 @@ impl TokenDir {
     }
 
     /// Points this process's SoftHSM2 at this directory. Must happen before the module is first
-    /// initialised; a second, different directory in the same process is refused.
+    /// initialised; a second, different directory in the same process is refused. A process
+    /// that knows its directory at start calls [`point_process_at`] first, while it has one
+    /// thread; this then only checks.
     pub fn activate(&self) -> Result<()> {
-        static ACTIVE: OnceLock<PathBuf> = OnceLock::new();
         let conf = self.config_file();
+        let conf = std::path::absolute(&conf).unwrap_or(conf);
         let active = ACTIVE.get_or_init(|| {
-            // Edition 2021: set_var is safe; it runs before any PKCS#11 thread exists.
+            // Only reached when `point_process_at` was not called (test helpers, which run it
+            // first thing in their test).
             std::env::set_var("SOFTHSM2_CONF", &conf);
             conf.clone()
         });
@@ -142,6 +145,22 @@ impl TokenDir {
         }
         Ok(())
     }
+}
+
+/// The SoftHSM2 configuration this process uses, once chosen.
+static ACTIVE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Points this process's SoftHSM2 at the token directory `root` (its `softhsm2.conf`, which
+/// may not exist yet). SoftHSM2 reads `SOFTHSM2_CONF` from the environment, so this sets it:
+/// call it at process start, before any other thread exists (setting the environment while
+/// other threads may read it is undefined behaviour).
+pub fn point_process_at(root: &Path) {
+    let conf = root.join("softhsm2.conf");
+    let conf = std::path::absolute(&conf).unwrap_or(conf);
+    ACTIVE.get_or_init(|| {
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        conf.clone()
+    });
 }
 
 /// Initialises a token labelled `label` in the active SoftHSM2 configuration.

@@ -395,6 +395,9 @@ fn inspecting<T>(
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    // While this is the process's only thread: what the PKCS#11 module reads from the
+    // environment (the embedded token's SoftHSM2 configuration).
+    crate::service::prepare_process(&config);
     match cli.command {
         Command::Serve(args) => crate::api::serve_blocking(config, args.listen),
         Command::Config(ConfigCommand::Check) => {

@@ -26,7 +26,7 @@ pub use self::certs::{CertificateRequest, Chain};
 pub use self::deferred::Deferred;
 pub use self::keys::{KeyAttestation, KeyDetail, SignItem, VerifyItem};
 pub use self::metrics::Metrics;
-pub use self::open::OpenMode;
+pub use self::open::{prepare_process, OpenMode};
 pub use self::ops::{Export, Readiness, Verification};
 pub use self::status::Status;
 pub use self::tokens::{RevokeToken, TokenAnswer};

@@ -188,6 +188,16 @@ impl Service {
     }
 }
 
+/// Sets what the configured PKCS#11 module reads from the environment — the embedded
+/// token's `SOFTHSM2_CONF` — once, at process start, before any other thread exists.
+pub fn prepare_process(config: &Config) {
+    if let HsmConfig::Pkcs11(settings) = &config.hsm {
+        if settings.module.is_none() {
+            signet_softhsm::point_process_at(&config.paths().softhsm());
+        }
+    }
+}
+
 /// Opens the configured key store.
 pub fn open_backend(
     config: &Config,
