@@ -16,7 +16,6 @@ use super::{cpu_seconds, drive, pct, post, rand_suffix, Report, Server, MESSAGE}
 mod pg;
 use pg::{psql, script, var};
 
-/// CPU seconds of the p11-kit server and its children (one per connected node).
 /// Writes a secret file as its owner's alone (0600), as Signet requires of PIN files.
 fn write_secret(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -24,6 +23,39 @@ fn write_secret(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// PostgreSQL transactions (committed and rolled back) of the database `url` names, as its
+/// statistics count them (every statement outside an explicit transaction is one). The
+/// statistics are flushed by backends when they go idle: read after a pause.
+fn transactions(url: &str, password: &Path) -> f64 {
+    psql(
+        url,
+        password,
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0.0)
+}
+
+/// Of the database's backends running a statement, the share waiting for a lock (the audit
+/// chain's head row, mostly), sampled every 100 ms until `stop`.
+fn lock_wait_share(url: &str, password: &Path, stop: &std::sync::atomic::AtomicBool) -> f64 {
+    let (mut waiting, mut active) = (0.0, 0.0);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let line = psql(
+            url,
+            password,
+            "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') || ' ' || count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND application_name = 'signet'",
+        );
+        let mut parts = line.split_whitespace().map(|p| p.parse::<f64>().unwrap_or(0.0));
+        waiting += parts.next().unwrap_or(0.0);
+        active += parts.next().unwrap_or(0.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    waiting / active.max(1.0)
+}
+
+/// CPU seconds of the p11-kit server and its children (one per connected node).
 fn token_cpu(server_pid: &str) -> f64 {
     let children = Command::new("pgrep")
         .args(["-P", server_pid])
@@ -98,8 +130,8 @@ pub fn run(report: &mut Report, duration: Duration) {
     );
 
     println!("## Several nodes on one PostgreSQL and one remote token (ES256, 16 connections)\n");
-    println!("| nodes | signatures/s | p50 ms | p99 ms | node CPU µs per signature | token server CPU µs per signature | audit transactions/s | records per transaction |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| nodes | signatures/s | p50 ms | p99 ms | node CPU µs per signature | token server CPU µs per signature | audit transactions/s | records per transaction | PostgreSQL transactions per signature | lock-wait share |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let connections = 16;
     for n in 1..=3 {
         let targets: Vec<(String, ureq::Agent)> = (0..connections)
@@ -117,10 +149,17 @@ pub fn run(report: &mut Report, duration: Duration) {
             .zip(&admins)
             .map(|(s, a)| super::audit_counts(a, s))
             .collect();
+        std::thread::sleep(Duration::from_millis(1200));
+        let xact0 = transactions(&url, Path::new(&pg_password));
         let cpu0: f64 = nodes.iter().map(|s| cpu_seconds(s.pid())).sum();
         let tcpu0 = token_cpu(&token_pid);
         let targets = Arc::new(std::sync::Mutex::new(targets));
         let body = body.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (url, password, stop) = (url.clone(), pg_password.clone(), stop.clone());
+            std::thread::spawn(move || lock_wait_share(&url, Path::new(&password), &stop))
+        };
         let (rate, lat) = drive(
             connections,
             duration,
@@ -136,6 +175,8 @@ pub fn run(report: &mut Report, duration: Duration) {
                 1
             },
         );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let lock_share = sampler.join().unwrap();
         let cpu: f64 = nodes.iter().map(|s| cpu_seconds(s.pid())).sum::<f64>() - cpu0;
         let tcpu = token_cpu(&token_pid) - tcpu0;
         let audit1: Vec<(f64, f64)> = nodes
@@ -146,12 +187,16 @@ pub fn run(report: &mut Report, duration: Duration) {
         let records: f64 = audit1.iter().zip(&audit0).map(|(b, a)| b.0 - a.0).sum();
         let batches: f64 = audit1.iter().zip(&audit0).map(|(b, a)| b.1 - a.1).sum();
         let signatures = rate * duration.as_secs_f64();
+        std::thread::sleep(Duration::from_millis(1200));
+        // The samples' own queries and the admin reads around the step are in this count
+        // too (a few dozen against thousands of signatures).
+        let xact_per_sig = (transactions(&url, Path::new(&pg_password)) - xact0) / signatures;
         let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
         let cpu_us = cpu / signatures * 1e6;
         let tcpu_us = tcpu / signatures * 1e6;
         let tx_rate = batches / duration.as_secs_f64();
         let per_tx = records / batches.max(1.0);
-        println!("| {n} | {rate:.0} | {p50:.2} | {p99:.2} | {cpu_us:.1} | {tcpu_us:.1} | {tx_rate:.0} | {per_tx:.1} |");
+        println!("| {n} | {rate:.0} | {p50:.2} | {p99:.2} | {cpu_us:.1} | {tcpu_us:.1} | {tx_rate:.0} | {per_tx:.1} | {xact_per_sig:.2} | {:.0}% |", lock_share * 100.0);
         let key = format!("cluster.n{n}");
         report.set(format!("{key}.rate"), rate);
         report.set(format!("{key}.p50_ms"), p50);
@@ -160,6 +205,8 @@ pub fn run(report: &mut Report, duration: Duration) {
         report.set(format!("{key}.token_cpu_us"), tcpu_us);
         report.set(format!("{key}.audit_tx_per_s"), tx_rate);
         report.set(format!("{key}.records_per_tx"), per_tx);
+        report.set(format!("{key}.pg_tx_per_signature"), xact_per_sig);
+        report.set(format!("{key}.lock_wait_share"), lock_share);
     }
 
     revocation(report, &nodes, &root);
