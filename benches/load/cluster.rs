@@ -47,7 +47,9 @@ fn lock_wait_share(url: &str, password: &Path, stop: &std::sync::atomic::AtomicB
             password,
             "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') || ' ' || count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND application_name = 'signet'",
         );
-        let mut parts = line.split_whitespace().map(|p| p.parse::<f64>().unwrap_or(0.0));
+        let mut parts = line
+            .split_whitespace()
+            .map(|p| p.parse::<f64>().unwrap_or(0.0));
         waiting += parts.next().unwrap_or(0.0);
         active += parts.next().unwrap_or(0.0);
         std::thread::sleep(Duration::from_millis(100));

@@ -13,10 +13,13 @@ use super::model::{
 use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
-use crate::service::{SignItem, VerifyItem};
+use crate::service::{
+    AttestKey, CreateKey, ListKeys, ManageKey, ReadKey, Sign, SignBatch, SignItem, Verify,
+    VerifyItem,
+};
 
 pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
-    let records = ctx.run(|s, c| s.list_keys(c)).await?;
+    let records = ctx.execute(ListKeys).await?;
     Ok(Json(KeyList {
         keys: records.iter().map(KeySummary::from).collect(),
     }))
@@ -38,26 +41,22 @@ pub async fn create(
     ctx: Ctx,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let d = ctx
-        .run(move |s, c| {
-            let name = KeyName::parse(&req.name)?;
-            let spec: KeySpec = req
-                .spec
-                .parse()
-                .map_err(|e: signet_hsm::UnknownSpec| Error::BadRequest(e.to_string()))?;
-            s.create_key(c, &name, spec)
-        })
-        .await?;
+    let name = KeyName::parse(&req.name).map_err(|e| ctx.fail(e))?;
+    let spec: KeySpec = req
+        .spec
+        .parse()
+        .map_err(|e: signet_hsm::UnknownSpec| ctx.bad(e.to_string()))?;
+    let d = ctx.execute(CreateKey { name, spec }).await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(&d))))
 }
 
 pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
-    let d = ctx.run(move |s, c| s.key(c, &name)).await?;
+    let d = ctx.execute(ReadKey { name }).await?;
     Ok(Json(KeyView::from(&d)))
 }
 
 pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
-    let d = ctx.run(move |s, c| s.rotate_key(c, &name)).await?;
+    let d = ctx.execute(ManageKey::Rotate { name }).await?;
     Ok(Json(KeyView::from(&d)))
 }
 
@@ -66,7 +65,11 @@ pub async fn disable(
     ApiPath((name, v)): ApiPath<(String, u32)>,
 ) -> ApiResult<Json<KeyView>> {
     let d = ctx
-        .run(move |s, c| s.set_version_state(c, &name, v, false))
+        .execute(ManageKey::SetState {
+            name,
+            version: v,
+            enabled: false,
+        })
         .await?;
     Ok(Json(KeyView::from(&d)))
 }
@@ -76,7 +79,11 @@ pub async fn enable(
     ApiPath((name, v)): ApiPath<(String, u32)>,
 ) -> ApiResult<Json<KeyView>> {
     let d = ctx
-        .run(move |s, c| s.set_version_state(c, &name, v, true))
+        .execute(ManageKey::SetState {
+            name,
+            version: v,
+            enabled: true,
+        })
         .await?;
     Ok(Json(KeyView::from(&d)))
 }
@@ -94,7 +101,10 @@ pub async fn attestation(
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult<Json<super::model::AttestationView>> {
     let a = ctx
-        .run(move |s, c| s.attest_key(c, &name, q.version))
+        .execute(AttestKey {
+            name,
+            version: q.version,
+        })
         .await?;
     Ok(Json(super::model::AttestationView::from(&a)))
 }
@@ -120,13 +130,13 @@ pub async fn schedule_deletion(
         })?,
     };
     let d = ctx
-        .run(move |s, c| s.schedule_key_deletion(c, &name, days))
+        .execute(ManageKey::ScheduleDeletion { name, days })
         .await?;
     Ok(Json(KeyView::from(&d)))
 }
 
 pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
-    let d = ctx.run(move |s, c| s.cancel_key_deletion(c, &name)).await?;
+    let d = ctx.execute(ManageKey::CancelDeletion { name }).await?;
     Ok(Json(KeyView::from(&d)))
 }
 
@@ -183,12 +193,8 @@ pub async fn sign(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<SignatureView>> {
-    let sig = ctx
-        .run_deferred(move |s, c| match req.item() {
-            Ok(item) => s.sign_deferred(c, &name, &item),
-            Err(e) => crate::service::Deferred::ready(Err(e)),
-        })
-        .await?;
+    let item = req.item().map_err(|e| ctx.fail(e))?;
+    let sig = ctx.execute(Sign { name, item }).await?;
     Ok(Json(SignatureView::from(&sig)))
 }
 
@@ -215,9 +221,7 @@ pub async fn sign_batch(
                 .and_then(|r| r.item())
         })
         .collect();
-    let results = ctx
-        .run_deferred(move |s, c| s.sign_batch_deferred(c, &name, items))
-        .await?;
+    let results = ctx.execute(SignBatch::new(name, items)).await?;
     let results = results
         .iter()
         .enumerate()
@@ -250,23 +254,20 @@ pub async fn verify(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyView>> {
+    let item = SignRequest {
+        input: req.input,
+        input_type: req.input_type,
+        algorithm: req.algorithm,
+        version: req.version,
+        encoding: req.encoding,
+    }
+    .item()
+    .and_then(|item| Ok((item, base64_field(&req.signature, "signature")?)));
+    let (item, signature) = item.map_err(|e| ctx.fail(e))?;
     let (valid, version) = ctx
-        .run_deferred(move |s, c| {
-            let item = SignRequest {
-                input: req.input,
-                input_type: req.input_type,
-                algorithm: req.algorithm,
-                version: req.version,
-                encoding: req.encoding,
-            }
-            .item()
-            .and_then(|item| Ok((item, base64_field(&req.signature, "signature")?)));
-            match item {
-                Ok((item, signature)) => {
-                    s.verify_deferred(c, &name, &VerifyItem { item, signature })
-                }
-                Err(e) => crate::service::Deferred::ready(Err(e)),
-            }
+        .execute(Verify {
+            name,
+            check: VerifyItem { item, signature },
         })
         .await?;
     Ok(Json(VerifyView { valid, version }))

@@ -195,6 +195,17 @@ impl Ctx {
         }
     }
 
+    /// Runs an operation through the service's pipeline on a worker (authorization, audit,
+    /// metrics: see `service::pipeline`); the answer waits, on this request's task, for its
+    /// records.
+    pub async fn execute<O>(&self, op: O) -> ApiResult<O::Output>
+    where
+        O: crate::service::Operation + Send + 'static,
+        O::Output: Send + 'static,
+    {
+        self.run_deferred(move |s, c| s.execute(c, op)).await
+    }
+
     /// Runs an operation whose result waits for its audit records: the worker is free as soon
     /// as the work is done, and this request's task waits for the records.
     pub async fn run_deferred<T: Send + 'static>(

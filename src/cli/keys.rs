@@ -12,7 +12,10 @@ use super::{read_input, KeyCommand};
 use crate::config::Config;
 use crate::domain::keys::KeyName;
 use crate::domain::tokens::{jwk, jwt};
-use crate::service::{Caller, Service, SignItem};
+use crate::service::{
+    AttestKey, Caller, CreateKey, DestroyKey, ImportKey, ListKeys, ReadPublicKey, Service, Sign,
+    SignItem,
+};
 use crate::support::time::{format_time, now};
 
 pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
@@ -22,7 +25,15 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             let spinner = super::progress::Spinner::start(format!(
                 "generating {spec} key {name} in the token"
             ));
-            let detail = service.create_key(&op, &KeyName::parse(&name)?, spec);
+            let detail = service
+                .execute(
+                    &op,
+                    CreateKey {
+                        name: KeyName::parse(&name)?,
+                        spec,
+                    },
+                )
+                .wait();
             drop(spinner);
             let detail = detail?;
             let v = &detail.record.versions[0];
@@ -35,7 +46,9 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
         } => {
             let data = std::fs::read(&p12).with_context(|| format!("reading {}", p12.display()))?;
             let password = read_password(&password_file)?;
-            let detail = service.import_key(&op, &KeyName::parse(&name)?, &data, &password)?;
+            let detail = service
+                .execute(&op, ImportKey::new(KeyName::parse(&name)?, data, password))
+                .wait()?;
             let v = &detail.record.versions[0];
             println!(
                 "imported {name} ({}) id {} into the token: sensitive, non-extractable, origin imported",
@@ -51,7 +64,7 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
                 "{:<24} {:<9} {:<32} {:<3} {:<21} STATE",
                 "NAME", "SPEC", "ID", "VER", "CREATED"
             );
-            for r in service.list_keys(&op)? {
+            for r in service.execute(&op, ListKeys).wait()? {
                 let primary = r.version(r.primary);
                 let state = if r.deletion.is_some() {
                     "pending-deletion".to_string()
@@ -74,7 +87,15 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Attest { name, version } => {
-            let a = service.attest_key(&op, &name, version)?;
+            let a = service
+                .execute(
+                    &op,
+                    AttestKey {
+                        name: name.clone(),
+                        version,
+                    },
+                )
+                .wait()?;
             let view = crate::api::model::AttestationView::from(&a);
             print!("{}", view.chain_pem);
             let o = &a.origin;
@@ -98,7 +119,15 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             format,
             version,
         } => {
-            let public = service.public_key(&op, &name, version)?;
+            let public = service
+                .execute(
+                    &op,
+                    ReadPublicKey {
+                        name: name.clone(),
+                        version,
+                    },
+                )
+                .wait()?;
             if format == "jwk" {
                 let mut jwk = public.jwk();
                 jwk["kid"] = public.jwk_thumbprint().into();
@@ -127,14 +156,31 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
                     EcdsaFormat::Der
                 },
             };
-            let sig = service.sign(&op, &name, &item)?;
+            let sig = service
+                .execute(
+                    &op,
+                    Sign {
+                        name: name.clone(),
+                        item,
+                    },
+                )
+                .wait()?;
             match out {
                 Some(path) => std::fs::write(&path, &sig.bytes)?,
                 None => println!("{}", STANDARD.encode(&sig.bytes)),
             }
         }
         KeyCommand::Delete { name } => {
-            let record = service.destroy_key(&op, &name, true, "operator")?;
+            let record = service
+                .execute(
+                    &op,
+                    DestroyKey {
+                        name: name.clone(),
+                        forget: true,
+                        trigger: "operator".into(),
+                    },
+                )
+                .wait()?;
             println!(
                 "destroyed {name} ({} version(s)) in the token",
                 record.versions.len()

@@ -2,7 +2,8 @@
 
 use signet_hsm::{EcdsaFormat, KeySpec, PublicKey, SignInput, SignatureAlgorithm};
 
-use super::{Action, Caller, Deferred, Service};
+use super::pipeline::{Operation, Recording};
+use super::{Action, Caller, Service};
 use crate::domain::audit::sha256_hex;
 use crate::domain::keys::{requested_version, KeyName, Keys, Signature};
 use crate::error::{Error, Result};
@@ -79,238 +80,6 @@ impl Service {
         })
     }
 
-    /// Every key.
-    pub fn list_keys(&self, caller: &Caller) -> Result<Vec<KeyRecord>> {
-        self.authorize(caller, Action::KeyList, "*")?;
-        self.keys().list()
-    }
-
-    /// One key with its public keys.
-    pub fn key(&self, caller: &Caller, name: &str) -> Result<KeyDetail> {
-        self.authorize(caller, Action::KeyRead, name)?;
-        let record = self.keys().get(name)?;
-        self.detail(record)
-    }
-
-    /// The public key of a version (the primary by default).
-    pub fn public_key(
-        &self,
-        caller: &Caller,
-        name: &str,
-        version: Option<u32>,
-    ) -> Result<PublicKey> {
-        self.authorize(caller, Action::KeyPublic, name)?;
-        let keys = self.keys();
-        let record = keys.get(name)?;
-        keys.public_key(requested_version(&record, version)?)
-    }
-
-    /// The device's attestation of a version (the primary by default), checked against the
-    /// configured roots, with what it says of the key.
-    pub fn attest_key(
-        &self,
-        caller: &Caller,
-        name: &str,
-        version: Option<u32>,
-    ) -> Result<KeyAttestation> {
-        self.authorize(caller, Action::KeyAttest, name)?;
-        let keys = self.keys();
-        let record = keys.get(name)?;
-        let v = requested_version(&record, version)?;
-        if v.state == VersionState::Destroyed {
-            return Err(Error::NotFound(format!(
-                "key {name:?} has no version {}",
-                v.version
-            )));
-        }
-        match keys.attestation(&v.key_id)? {
-            Some((attestation, origin)) => Ok(KeyAttestation {
-                name: record.name.clone(),
-                version: v.version,
-                attestation,
-                origin,
-            }),
-            None => Err(Error::BadRequest(
-                "this key store cannot attest keys (PKCS#11 tokens have no standard key attestation; PIV cards do)".into(),
-            )),
-        }
-    }
-
-    /// Creates a key (version 1 in the token).
-    pub fn create_key(&self, caller: &Caller, name: &KeyName, spec: KeySpec) -> Result<KeyDetail> {
-        self.authorize(caller, Action::KeyCreate, name.as_str())?;
-        self.keys().check_free(name)?;
-        let requested = caller
-            .event(Action::KeyCreate.name(), name.as_str(), Outcome::Requested)
-            .with("spec", spec);
-        let record = self.change(
-            requested,
-            || self.keys().create(name, spec),
-            |r, e| e.with("key_id", &r.versions[0].key_id),
-        )?;
-        self.detail(record)
-    }
-
-    /// Imports the one private key of a PKCS#12 file as version 1 of a new key. The file must
-    /// have a MAC that `password` verifies; the key goes into the token sensitive and
-    /// non-extractable, is recorded as imported (never as generated in the token), and the
-    /// software copies Signet made are wiped when this returns.
-    pub fn import_key(
-        &self,
-        caller: &Caller,
-        name: &KeyName,
-        p12: &[u8],
-        password: &str,
-    ) -> Result<KeyDetail> {
-        self.authorize(caller, Action::KeyImport, name.as_str())?;
-        self.keys().check_free(name)?;
-        let imported = signet_pki::pkcs12::read(p12, password).map_err(Error::Pki)?;
-        let mut requested = caller
-            .event(Action::KeyImport.name(), name.as_str(), Outcome::Requested)
-            .with("spec", imported.key.spec())
-            .with("origin", "imported")
-            .with("source_sha256", sha256_hex(p12));
-        if let Some(cert) = &imported.certificate {
-            requested = requested.with("certificate_sha256", sha256_hex(cert));
-        }
-        let record = self.change(
-            requested,
-            || self.keys().import(name, &imported.key),
-            |r, e| e.with("key_id", &r.versions[0].key_id),
-        )?;
-        drop(imported);
-        self.detail(record)
-    }
-
-    /// Runs a key change of `action` between its records.
-    fn manage_key(
-        &self,
-        caller: &Caller,
-        action: Action,
-        name: &str,
-        details: &[(&str, String)],
-        op: impl FnOnce(&Keys<'_>) -> Result<KeyRecord>,
-    ) -> Result<KeyDetail> {
-        self.authorize(caller, action, name)?;
-        let keys = self.keys();
-        keys.get(name)?;
-        let mut requested = caller.event(action.name(), name, Outcome::Requested);
-        for (k, v) in details {
-            requested = requested.with(k, v);
-        }
-        let record = self.change(
-            requested,
-            || op(&keys),
-            |r, e| e.with("primary_version", r.primary),
-        )?;
-        self.detail(record)
-    }
-
-    /// Adds a version and makes it primary.
-    pub fn rotate_key(&self, caller: &Caller, name: &str) -> Result<KeyDetail> {
-        self.manage_key(caller, Action::KeyRotate, name, &[], |k| k.rotate(name))
-    }
-
-    /// Enables or disables a version.
-    pub fn set_version_state(
-        &self,
-        caller: &Caller,
-        name: &str,
-        version: u32,
-        enabled: bool,
-    ) -> Result<KeyDetail> {
-        let action = if enabled {
-            Action::KeyEnable
-        } else {
-            Action::KeyDisable
-        };
-        self.manage_key(
-            caller,
-            action,
-            name,
-            &[("version", version.to_string())],
-            |k| k.set_state(name, version, enabled),
-        )
-    }
-
-    /// Schedules destruction after `days`.
-    pub fn schedule_key_deletion(
-        &self,
-        caller: &Caller,
-        name: &str,
-        days: u32,
-    ) -> Result<KeyDetail> {
-        self.authorize(caller, Action::KeyScheduleDeletion, name)?;
-        Keys::check_pending_days(days)?;
-        self.manage_key(
-            caller,
-            Action::KeyScheduleDeletion,
-            name,
-            &[("pending_days", days.to_string())],
-            |k| k.schedule_deletion(name, days),
-        )
-    }
-
-    /// Cancels a scheduled destruction.
-    pub fn cancel_key_deletion(&self, caller: &Caller, name: &str) -> Result<KeyDetail> {
-        self.manage_key(caller, Action::KeyCancelDeletion, name, &[], |k| {
-            k.cancel_deletion(name)
-        })
-    }
-
-    /// Destroys every version in the token now, and forgets the key (operator), or keeps the
-    /// record with every version marked destroyed (housekeeping).
-    pub fn destroy_key(
-        &self,
-        caller: &Caller,
-        name: &str,
-        forget: bool,
-        trigger: &str,
-    ) -> Result<KeyRecord> {
-        self.authorize(caller, Action::KeyDestroy, name)?;
-        let keys = self.keys();
-        keys.get(name)?;
-        let requested = caller
-            .event(Action::KeyDestroy.name(), name, Outcome::Requested)
-            .with("trigger", trigger);
-        self.change(
-            requested,
-            || keys.destroy(name, forget),
-            |r, e| e.with("versions", r.versions.len()),
-        )
-    }
-
-    /// The audit record of one signature.
-    fn sign_event(
-        caller: &Caller,
-        name: &str,
-        item: &SignItem,
-        result: &Result<Signature>,
-    ) -> Event {
-        let outcome = if result.is_ok() {
-            Outcome::Ok
-        } else {
-            Outcome::Error
-        };
-        let event = caller
-            .event(Action::KeySign.name(), name, outcome)
-            .with("input_type", if item.digest { "digest" } else { "message" })
-            .with("input_sha256", sha256_hex(&item.input));
-        match result {
-            Ok(sig) => event
-                .with("version", sig.version)
-                .with("algorithm", sig.algorithm)
-                .with("key_id", &sig.key_id),
-            Err(e) => {
-                let event = event.with("error", crate::error::classify(e).1);
-                match item.algorithm {
-                    Some(a) => event.with("algorithm", a),
-                    None => event,
-                }
-            }
-        }
-    }
-
     /// Signs one item with the key as `record` has it, and counts it.
     fn sign_one(&self, record: &KeyRecord, item: &SignItem) -> Result<Signature> {
         let result = self.keys().sign_with(
@@ -332,122 +101,508 @@ impl Service {
         }
         result
     }
+}
 
-    /// Signs one input. The signature is returned only once its record is durable.
-    pub fn sign(&self, caller: &Caller, name: &str, item: &SignItem) -> Result<Signature> {
-        self.sign_deferred(caller, name, item).wait()
+/// Every key.
+#[derive(Debug, Clone)]
+pub struct ListKeys;
+
+impl Operation for ListKeys {
+    type Output = Vec<KeyRecord>;
+    fn action(&self) -> Action {
+        Action::KeyList
     }
+    fn target(&self) -> String {
+        "*".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.keys().list()
+    }
+}
 
-    /// Signs one input; the signature waits for its record (see [`Deferred`]).
-    pub fn sign_deferred(
-        &self,
-        caller: &Caller,
-        name: &str,
-        item: &SignItem,
-    ) -> Deferred<Signature> {
-        if let Err(e) = self.authorize(caller, Action::KeySign, name) {
-            return Deferred::ready(Err(e));
+/// One key with its public keys.
+#[derive(Debug, Clone)]
+pub struct ReadKey {
+    /// The key.
+    pub name: String,
+}
+
+impl Operation for ReadKey {
+    type Output = KeyDetail;
+    fn action(&self) -> Action {
+        Action::KeyRead
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let record = s.keys().get(&self.name)?;
+        s.detail(record)
+    }
+}
+
+/// The public key of a version (the primary by default).
+#[derive(Debug, Clone)]
+pub struct ReadPublicKey {
+    /// The key.
+    pub name: String,
+    /// The version (the primary when `None`).
+    pub version: Option<u32>,
+}
+
+impl Operation for ReadPublicKey {
+    type Output = PublicKey;
+    fn action(&self) -> Action {
+        Action::KeyPublic
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let keys = s.keys();
+        let record = keys.get(&self.name)?;
+        keys.public_key(requested_version(&record, self.version)?)
+    }
+}
+
+/// The device's attestation of a version (the primary by default), checked against the
+/// configured roots, with what it says of the key.
+#[derive(Debug, Clone)]
+pub struct AttestKey {
+    /// The key.
+    pub name: String,
+    /// The version (the primary when `None`).
+    pub version: Option<u32>,
+}
+
+impl Operation for AttestKey {
+    type Output = KeyAttestation;
+    fn action(&self) -> Action {
+        Action::KeyAttest
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let keys = s.keys();
+        let record = keys.get(&self.name)?;
+        let v = requested_version(&record, self.version)?;
+        if v.state == VersionState::Destroyed {
+            return Err(Error::NotFound(format!(
+                "key {:?} has no version {}",
+                self.name, v.version
+            )));
         }
-        let result = self.keys().get(name).and_then(|r| self.sign_one(&r, item));
-        let pending = self
-            .audit
-            .submit(vec![Self::sign_event(caller, name, item, &result)]);
-        Deferred::new(result, pending)
-    }
-
-    /// Signs each input on its own (a bad item gets its own error); every record is durable,
-    /// with one sync for the lot, before any signature is returned.
-    pub fn sign_batch(
-        &self,
-        caller: &Caller,
-        name: &str,
-        items: Vec<Result<SignItem>>,
-    ) -> Result<Vec<Result<Signature>>> {
-        self.sign_batch_deferred(caller, name, items).wait()
-    }
-
-    /// As [`Service::sign_batch`], deferred.
-    pub fn sign_batch_deferred(
-        &self,
-        caller: &Caller,
-        name: &str,
-        items: Vec<Result<SignItem>>,
-    ) -> Deferred<Vec<Result<Signature>>> {
-        if let Err(e) = self.authorize(caller, Action::KeySignBatch, name) {
-            return Deferred::ready(Err(e));
+        match keys.attestation(&v.key_id)? {
+            Some((attestation, origin)) => Ok(KeyAttestation {
+                name: record.name.clone(),
+                version: v.version,
+                attestation,
+                origin,
+            }),
+            None => Err(Error::BadRequest(
+                "this key store cannot attest keys (PKCS#11 tokens have no standard key attestation; PIV cards do)".into(),
+            )),
         }
-        let max = self.config.server.sign_batch_max;
-        if items.is_empty() || items.len() > max {
-            return Deferred::ready(Err(Error::BadRequest(format!(
+    }
+}
+
+/// Creates a key (version 1 in the token).
+#[derive(Debug, Clone)]
+pub struct CreateKey {
+    /// Its name.
+    pub name: KeyName,
+    /// Its spec.
+    pub spec: KeySpec,
+}
+
+impl Operation for CreateKey {
+    type Output = KeyDetail;
+    fn action(&self) -> Action {
+        Action::KeyCreate
+    }
+    fn target(&self) -> String {
+        self.name.as_str().into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.keys().check_free(&self.name)?;
+        Ok(event.with("spec", self.spec))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let record = s.keys().create(&self.name, self.spec)?;
+        s.detail(record)
+    }
+    fn describe(&self, d: &KeyDetail, event: Event) -> Event {
+        event.with("key_id", &d.record.versions[0].key_id)
+    }
+}
+
+/// Imports the one private key of a PKCS#12 file as version 1 of a new key. The file must have
+/// a MAC that the password verifies; the key goes into the token sensitive and
+/// non-extractable, is recorded as imported (never as generated in the token), and the
+/// software copies Signet made are wiped when the operation is dropped.
+pub struct ImportKey {
+    /// Its name.
+    pub name: KeyName,
+    /// The PKCS#12 file.
+    pub p12: Vec<u8>,
+    /// Its password.
+    pub password: zeroize::Zeroizing<String>,
+    imported: Option<signet_pki::pkcs12::Imported>,
+}
+
+impl std::fmt::Debug for ImportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportKey")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImportKey {
+    /// The import of `p12` (opened with `password`) as `name`.
+    pub fn new(name: KeyName, p12: Vec<u8>, password: zeroize::Zeroizing<String>) -> Self {
+        ImportKey {
+            name,
+            p12,
+            password,
+            imported: None,
+        }
+    }
+}
+
+impl Operation for ImportKey {
+    type Output = KeyDetail;
+    fn action(&self) -> Action {
+        Action::KeyImport
+    }
+    fn target(&self) -> String {
+        self.name.as_str().into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.keys().check_free(&self.name)?;
+        let imported =
+            signet_pki::pkcs12::read(&self.p12, self.password.as_str()).map_err(Error::Pki)?;
+        let mut event = event
+            .with("spec", imported.key.spec())
+            .with("origin", "imported")
+            .with("source_sha256", sha256_hex(&self.p12));
+        if let Some(cert) = &imported.certificate {
+            event = event.with("certificate_sha256", sha256_hex(cert));
+        }
+        self.imported = Some(imported);
+        Ok(event)
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let imported = self
+            .imported
+            .take()
+            .ok_or_else(|| Error::Internal("the PKCS#12 file was not read".into()))?;
+        let record = s.keys().import(&self.name, &imported.key)?;
+        drop(imported);
+        s.detail(record)
+    }
+    fn describe(&self, d: &KeyDetail, event: Event) -> Event {
+        event.with("key_id", &d.record.versions[0].key_id)
+    }
+}
+
+/// A change to an existing key's versions or deletion, recorded with its primary version.
+#[derive(Debug, Clone)]
+pub enum ManageKey {
+    /// Adds a version and makes it primary.
+    Rotate {
+        /// The key.
+        name: String,
+    },
+    /// Enables or disables a version.
+    SetState {
+        /// The key.
+        name: String,
+        /// The version.
+        version: u32,
+        /// Enable (or disable).
+        enabled: bool,
+    },
+    /// Schedules destruction after `days`.
+    ScheduleDeletion {
+        /// The key.
+        name: String,
+        /// Days until destruction.
+        days: u32,
+    },
+    /// Cancels a scheduled destruction.
+    CancelDeletion {
+        /// The key.
+        name: String,
+    },
+}
+
+impl Operation for ManageKey {
+    type Output = KeyDetail;
+    fn action(&self) -> Action {
+        match self {
+            ManageKey::Rotate { .. } => Action::KeyRotate,
+            ManageKey::SetState { enabled: true, .. } => Action::KeyEnable,
+            ManageKey::SetState { enabled: false, .. } => Action::KeyDisable,
+            ManageKey::ScheduleDeletion { .. } => Action::KeyScheduleDeletion,
+            ManageKey::CancelDeletion { .. } => Action::KeyCancelDeletion,
+        }
+    }
+    fn target(&self) -> String {
+        match self {
+            ManageKey::Rotate { name }
+            | ManageKey::SetState { name, .. }
+            | ManageKey::ScheduleDeletion { name, .. }
+            | ManageKey::CancelDeletion { name } => name.clone(),
+        }
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.keys().get(&self.target())?;
+        Ok(match self {
+            ManageKey::SetState { version, .. } => event.with("version", version),
+            ManageKey::ScheduleDeletion { days, .. } => {
+                Keys::check_pending_days(*days)?;
+                event.with("pending_days", days)
+            }
+            ManageKey::Rotate { .. } | ManageKey::CancelDeletion { .. } => event,
+        })
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let keys = s.keys();
+        let record = match self {
+            ManageKey::Rotate { name } => keys.rotate(name)?,
+            ManageKey::SetState {
+                name,
+                version,
+                enabled,
+            } => keys.set_state(name, *version, *enabled)?,
+            ManageKey::ScheduleDeletion { name, days } => keys.schedule_deletion(name, *days)?,
+            ManageKey::CancelDeletion { name } => keys.cancel_deletion(name)?,
+        };
+        s.detail(record)
+    }
+    fn describe(&self, d: &KeyDetail, event: Event) -> Event {
+        event.with("primary_version", d.record.primary)
+    }
+}
+
+/// Destroys every version in the token now, and forgets the key (operator), or keeps the
+/// record with every version marked destroyed (housekeeping).
+#[derive(Debug, Clone)]
+pub struct DestroyKey {
+    /// The key.
+    pub name: String,
+    /// Forget the record too.
+    pub forget: bool,
+    /// Why (recorded).
+    pub trigger: String,
+}
+
+impl Operation for DestroyKey {
+    type Output = KeyRecord;
+    fn action(&self) -> Action {
+        Action::KeyDestroy
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.keys().get(&self.name)?;
+        Ok(event.with("trigger", &self.trigger))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.keys().destroy(&self.name, self.forget)
+    }
+    fn describe(&self, r: &KeyRecord, event: Event) -> Event {
+        event.with("versions", r.versions.len())
+    }
+}
+
+/// The audit record of one signature.
+fn sign_event(caller: &Caller, name: &str, item: &SignItem, result: &Result<Signature>) -> Event {
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    };
+    let event = caller
+        .event(Action::KeySign.name(), name, outcome)
+        .with("input_type", if item.digest { "digest" } else { "message" })
+        .with("input_sha256", sha256_hex(&item.input));
+    match result {
+        Ok(sig) => event
+            .with("version", sig.version)
+            .with("algorithm", sig.algorithm)
+            .with("key_id", &sig.key_id),
+        Err(e) => {
+            let event = event.with("error", crate::error::classify(e).1);
+            match item.algorithm {
+                Some(a) => event.with("algorithm", a),
+                None => event,
+            }
+        }
+    }
+}
+
+/// Signs one input; the signature is handed out once its record is durable.
+#[derive(Debug, Clone)]
+pub struct Sign {
+    /// The key.
+    pub name: String,
+    /// What to sign.
+    pub item: SignItem,
+}
+
+impl Operation for Sign {
+    type Output = Signature;
+    fn action(&self) -> Action {
+        Action::KeySign
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Use
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.keys()
+            .get(&self.name)
+            .and_then(|r| s.sign_one(&r, &self.item))
+    }
+    fn records(&self, caller: &Caller, result: &Result<Signature>) -> Vec<Event> {
+        vec![sign_event(caller, &self.name, &self.item, result)]
+    }
+}
+
+/// Signs each input on its own (a bad item gets its own error); every record is durable, with
+/// one sync for the lot, before any signature is handed out.
+#[derive(Debug)]
+pub struct SignBatch {
+    /// The key.
+    pub name: String,
+    /// What to sign (an item that did not parse is its own error).
+    pub items: Vec<Result<SignItem>>,
+    records: Vec<Event>,
+}
+
+impl SignBatch {
+    /// A batch of `items` for the key `name`.
+    pub fn new(name: String, items: Vec<Result<SignItem>>) -> Self {
+        SignBatch {
+            name,
+            items,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl Operation for SignBatch {
+    type Output = Vec<Result<Signature>>;
+    fn action(&self) -> Action {
+        Action::KeySignBatch
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Use
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        let max = s.config.server.sign_batch_max;
+        if self.items.is_empty() || self.items.len() > max {
+            return Err(Error::BadRequest(format!(
                 "items must hold 1..={max} entries, got {}",
-                items.len()
-            ))));
+                self.items.len()
+            )));
         }
         // One lookup of the key for the whole batch.
-        let record = self.keys().get(name);
-        let mut results = Vec::with_capacity(items.len());
-        let mut events = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
+        let record = s.keys().get(&self.name);
+        let mut results = Vec::with_capacity(self.items.len());
+        for (index, item) in std::mem::take(&mut self.items).into_iter().enumerate() {
             let result = match item {
                 Ok(item) => {
                     let result = match &record {
-                        Ok(r) => self.sign_one(r, &item),
+                        Ok(r) => s.sign_one(r, &item),
                         Err(e) => Err(Error::NotFound(e.to_string())),
                     };
-                    events.push(
-                        Self::sign_event(caller, name, &item, &result).with("batch_index", index),
+                    self.records.push(
+                        sign_event(caller, &self.name, &item, &result).with("batch_index", index),
                     );
                     result
                 }
                 Err(e) => {
-                    self.metrics.sign("unknown", false);
+                    s.metrics.sign("unknown", false);
                     Err(e)
                 }
             };
             results.push(result);
         }
-        let pending = self.audit.submit(events);
-        Deferred::new(Ok(results), pending)
+        Ok(results)
     }
-
-    /// Checks a signature. Disabled versions still verify.
-    pub fn verify(&self, caller: &Caller, name: &str, v: &VerifyItem) -> Result<(bool, u32)> {
-        self.verify_deferred(caller, name, v).wait()
+    fn records(&self, _: &Caller, _: &Result<Self::Output>) -> Vec<Event> {
+        self.records.clone()
     }
+}
 
-    /// As [`Service::verify`], deferred.
-    pub fn verify_deferred(
-        &self,
-        caller: &Caller,
-        name: &str,
-        v: &VerifyItem,
-    ) -> Deferred<(bool, u32)> {
-        if let Err(e) = self.authorize(caller, Action::KeyVerify, name) {
-            return Deferred::ready(Err(e));
-        }
-        let result = self.keys().verify(
-            name,
+/// Checks a signature. Disabled versions still verify.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    /// The key.
+    pub name: String,
+    /// What to check.
+    pub check: VerifyItem,
+}
+
+impl Operation for Verify {
+    type Output = (bool, u32);
+    fn action(&self) -> Action {
+        Action::KeyVerify
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Use
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let v = &self.check;
+        s.keys().verify(
+            &self.name,
             v.item.version,
             v.item.algorithm,
             v.item.sign_input(),
             &v.signature,
             v.item.format,
-        );
+        )
+    }
+    fn records(&self, caller: &Caller, result: &Result<(bool, u32)>) -> Vec<Event> {
         let mut event = caller
             .event(
                 Action::KeyVerify.name(),
-                name,
+                &self.name,
                 if result.is_ok() {
                     Outcome::Ok
                 } else {
                     Outcome::Error
                 },
             )
-            .with("input_sha256", sha256_hex(&v.item.input));
-        if let Ok((valid, version)) = &result {
+            .with("input_sha256", sha256_hex(&self.check.item.input));
+        if let Ok((valid, version)) = result {
             event = event.with("valid", valid).with("version", version);
         }
-        let pending = self.audit.submit(vec![event]);
-        Deferred::new(result, pending)
+        vec![event]
     }
 }

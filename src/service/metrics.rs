@@ -41,6 +41,12 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    action: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     operation: String,
     outcome: String,
@@ -124,6 +130,7 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     denials: Family<ActionLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
+    operations: Family<OperationLabels, Counter>,
     sessions_open: Gauge,
     pool_size: Gauge,
     audit_records: Gauge,
@@ -150,6 +157,7 @@ impl Metrics {
         let refusals = Family::<ReasonLabels, Counter>::default();
         let denials = Family::<ActionLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
+        let operations = Family::<OperationLabels, Counter>::default();
         let sessions_open = Gauge::default();
         let pool_size = Gauge::default();
         let audit_records = Gauge::default();
@@ -191,6 +199,11 @@ impl Metrics {
             tokens.clone(),
         );
         registry.register(
+            "operations",
+            "Operations through the pipeline by action (the audit name) and outcome (ok, error, denied, refused)",
+            operations.clone(),
+        );
+        registry.register(
             "hsm_sessions_open",
             "PKCS#11 sessions open",
             sessions_open.clone(),
@@ -227,6 +240,7 @@ impl Metrics {
             refusals,
             denials,
             tokens,
+            operations,
             sessions_open,
             pool_size,
         }
@@ -282,6 +296,17 @@ impl Metrics {
         self.denials
             .get_or_create(&ActionLabels {
                 action: action.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an operation's outcome (both labels from fixed sets: the action table's names,
+    /// and `ok`, `error`, `denied`, `refused`).
+    pub fn operation(&self, action: &'static str, outcome: &'static str) {
+        self.operations
+            .get_or_create(&OperationLabels {
+                action: action.into(),
+                outcome: outcome.into(),
             })
             .inc();
     }

@@ -12,6 +12,7 @@ mod keys;
 pub mod metrics;
 mod open;
 mod ops;
+pub mod pipeline;
 pub mod status;
 mod tokens;
 
@@ -24,10 +25,14 @@ pub use self::actions::{Action, ActionSpec, Requirement, Route, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
 pub use self::certs::{CertificateRequest, Chain};
 pub use self::deferred::Deferred;
-pub use self::keys::{KeyAttestation, KeyDetail, SignItem, VerifyItem};
+pub use self::keys::{
+    AttestKey, CreateKey, DestroyKey, ImportKey, KeyAttestation, KeyDetail, ListKeys, ManageKey,
+    ReadKey, ReadPublicKey, Sign, SignBatch, SignItem, Verify, VerifyItem,
+};
 pub use self::metrics::Metrics;
 pub use self::open::{prepare_process, OpenMode};
 pub use self::ops::{Export, Readiness, Verification};
+pub use self::pipeline::{Operation, Recording, Refusal};
 pub use self::status::Status;
 pub use self::tokens::{RevokeToken, TokenAnswer};
 use crate::config::{Config, DataDir};
@@ -156,6 +161,7 @@ impl Service {
     fn deny(&self, caller: &Caller, action: Action, target: &str, reason: String) -> Result<()> {
         use crate::domain::audit::refusals::Disposition;
         self.metrics.denial(action.name());
+        self.metrics.operation(action.name(), "denied");
         let event = caller
             .event(action.name(), target, Outcome::Denied)
             .with("reason", &reason);
@@ -181,6 +187,7 @@ impl Service {
         reason: String,
     ) -> Result<()> {
         self.metrics.denial(action.name());
+        self.metrics.operation(action.name(), "refused");
         self.audit.record(vec![caller
             .event(action.name(), target, Outcome::Denied)
             .with("reason", &reason)])?;

@@ -526,7 +526,12 @@ impl Service {
         match self.keys().due_for_destruction(at) {
             Ok(due) => {
                 for record in due {
-                    match self.destroy_key(&system, &record.name, false, "deletion window passed") {
+                    let destroy = super::DestroyKey {
+                        name: record.name.clone(),
+                        forget: false,
+                        trigger: "deletion window passed".into(),
+                    };
+                    match self.execute(&system, destroy).wait() {
                         Ok(_) => {
                             tracing::info!(key = %record.name, "deletion window passed: key destroyed in the token")
                         }
@@ -539,7 +544,15 @@ impl Service {
             Err(e) => tracing::error!(error = %e, "housekeeping: listing due keys failed"),
         }
         match self.tokens().rotation_due(at) {
-            Ok(true) => match self.rotate_key(&system, crate::domain::keys::TOKEN_KEY) {
+            Ok(true) => match self
+                .execute(
+                    &system,
+                    super::ManageKey::Rotate {
+                        name: crate::domain::keys::TOKEN_KEY.into(),
+                    },
+                )
+                .wait()
+            {
                 Ok(detail) => tracing::info!(
                     version = detail.record.primary,
                     "token-signing key rotated (automatic rotation)"
