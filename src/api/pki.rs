@@ -13,11 +13,14 @@ use signet_pki::Profile;
 use super::model::{CertView, IssuedView, PrincipalList, PrincipalView};
 use super::problem::{ApiJson, ApiPath, ApiResult, Ctx, MaybeJson};
 use crate::error::Error;
-use crate::service::CertificateRequest;
+use crate::service::{
+    CertificateRequest, DeletePrincipal, IssueCertificate, IssuedWithChain, ListPrincipals,
+    PutPrincipal, ReadCertificate, ReadChain, ReadCrl, RevokeCertificate,
+};
 use crate::support::time::format_time;
 
 pub async fn chain(ctx: Ctx) -> ApiResult<Response> {
-    let chain = ctx.run(|s, c| s.ca_chain(c)).await?;
+    let chain = ctx.execute(ReadChain).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
         chain.pem,
@@ -26,7 +29,7 @@ pub async fn chain(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn crl(ctx: Ctx, headers: HeaderMap) -> ApiResult<Response> {
-    let der = ctx.run(|s, c| s.crl(c)).await?;
+    let der = ctx.execute(ReadCrl).await?;
     let wants_pem = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -58,26 +61,20 @@ pub struct IssueRequest {
 }
 
 pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<impl IntoResponse> {
-    let (issued, chain) = ctx
-        .run(move |s, c| {
-            let profile: Profile = req.profile.parse().map_err(Error::Pki)?;
-            let request = CertificateRequest {
-                csr: req.csr.into_bytes(),
-                profile,
-                name: req.name,
-                dns: req.dns,
-                ips: req.ips,
-                ttl: req.ttl.map(Duration::from_secs),
-            };
-            let issued = s.issue_certificate(c, &request)?;
-            let ca = s.ca()?;
-            Ok((
-                issued,
-                (ca.chain_pem(), signet_pki::pem_cert(ca.intermediate_der())),
-            ))
-        })
-        .await?;
-    let (chain, intermediate) = chain;
+    let profile: Profile = req.profile.parse().map_err(|e| ctx.fail(Error::Pki(e)))?;
+    let request = CertificateRequest {
+        csr: req.csr.into_bytes(),
+        profile,
+        name: req.name,
+        dns: req.dns,
+        ips: req.ips,
+        ttl: req.ttl.map(Duration::from_secs),
+    };
+    let IssuedWithChain {
+        issued,
+        chain,
+        intermediate,
+    } = ctx.execute(IssueCertificate(request)).await?;
     let certificate = signet_pki::pem_cert(&issued.der);
     Ok((
         StatusCode::CREATED,
@@ -93,7 +90,7 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<i
 }
 
 pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<CertView>> {
-    let rec = ctx.run(move |s, c| s.certificate(c, &serial)).await?;
+    let rec = ctx.execute(ReadCertificate { serial }).await?;
     Ok(Json(CertView::from(&rec)))
 }
 
@@ -111,7 +108,10 @@ pub async fn revoke(
     // No body is a revocation without a reason.
     let req = req.unwrap_or_default();
     let rec = ctx
-        .run(move |s, c| s.revoke_certificate(c, &serial, req.reason.as_deref()))
+        .execute(RevokeCertificate {
+            serial,
+            reason: req.reason,
+        })
         .await?;
     Ok(Json(CertView::from(&rec)))
 }
@@ -125,7 +125,7 @@ pub struct PrincipalRequest {
 }
 
 pub async fn list_principals(ctx: Ctx) -> ApiResult<Json<PrincipalList>> {
-    let list = ctx.run(|s, c| s.principals(c)).await?;
+    let list = ctx.execute(ListPrincipals).await?;
     Ok(Json(PrincipalList {
         principals: list.iter().map(PrincipalView::from).collect(),
     }))
@@ -135,13 +135,11 @@ pub async fn create_principal(
     ctx: Ctx,
     ApiJson(req): ApiJson<PrincipalRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let principal = ctx
-        .run(move |s, c| s.create_principal(c, &req.name, req.scopes))
-        .await?;
+    let principal = ctx.execute(PutPrincipal::new(req.name, req.scopes)).await?;
     Ok((StatusCode::CREATED, Json(PrincipalView::from(&principal))))
 }
 
 pub async fn delete_principal(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
-    ctx.run(move |s, c| s.delete_principal(c, &name)).await?;
+    ctx.execute(DeletePrincipal::new(name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,10 @@ use anyhow::{bail, Context};
 use super::{read_input, CaCommand, CaOptions, CertCommand};
 use crate::domain::audit::sha256_hex;
 use crate::domain::authority::{CaImport, InitOptions, InitReport};
-use crate::service::{Caller, CertificateRequest, Service};
+use crate::service::{
+    Caller, CertificateRequest, IssueBundle, IssueCertificate, ListCertificates, ReadCa,
+    ReadCertificate, RevokeCertificate, Service,
+};
 use crate::support::time::format_time;
 
 impl CaOptions {
@@ -79,7 +82,7 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
             println!("running nodes pick this up within seconds, without a restart");
         }
         CaCommand::Show => {
-            let record = service.ca_record(&op)?;
+            let record = service.execute(&op, ReadCa).wait()?;
             println!("trust domain  {}", record.trust_domain);
             println!("created       {}", format_time(record.created));
             for (role, key) in [
@@ -87,7 +90,14 @@ pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
                 ("intermediate", &record.intermediate),
                 ("server", &record.server),
             ] {
-                let cert = service.certificate(&op, &key.serial)?;
+                let cert = service
+                    .execute(
+                        &op,
+                        ReadCertificate {
+                            serial: key.serial.clone(),
+                        },
+                    )
+                    .wait()?;
                 println!("{role}");
                 println!("  subject      {}", cert.subject);
                 if !cert.sans.is_empty() {
@@ -138,7 +148,7 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
             };
             if let Some(csr) = csr {
                 req.csr = read_input(&csr)?;
-                let issued = service.issue_certificate(&op, &req)?;
+                let issued = service.execute(&op, IssueCertificate(req)).wait()?.issued;
                 let pem = signet_pki::pem_cert(&issued.der);
                 match out {
                     Some(path) => std::fs::write(&path, pem)?,
@@ -150,7 +160,9 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
                     format_time(issued.not_after)
                 );
             } else if let Some(p12) = p12 {
-                let bundle = service.issue_bundle(&op, &req, &p12)?;
+                let bundle = service
+                    .execute(&op, IssueBundle { request: req, p12 })
+                    .wait()?;
                 println!(
                     "issued serial {} to {name} ({profile})",
                     bundle.issued.serial
@@ -167,7 +179,7 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
                 "{:<32} {:<15} {:<8} {:<21} SUBJECT",
                 "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
             );
-            for c in service.certificates(&op)? {
+            for c in service.execute(&op, ListCertificates).wait()? {
                 println!(
                     "{:<32} {:<15} {:<8} {:<21} {}",
                     c.serial,
@@ -179,7 +191,9 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
             }
         }
         CertCommand::Revoke { serial, reason } => {
-            let rec = service.revoke_certificate(&op, &serial, reason.as_deref())?;
+            let rec = service
+                .execute(&op, RevokeCertificate { serial, reason })
+                .wait()?;
             println!(
                 "revoked {} ({}); CRL regenerated at {}",
                 rec.serial,

@@ -430,7 +430,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             status::print(&s.status(&crate::service::Caller::operator())?, json)
         }),
         Command::Crl { out } => with_service(config, |s| {
-            let der = s.crl(&crate::service::Caller::operator())?;
+            let der = s
+                .execute(&crate::service::Caller::operator(), crate::service::ReadCrl)
+                .wait()?;
             write_der_or_pem(out.as_deref(), &der, signet_pki::pem_crl(&der))
         }),
     }

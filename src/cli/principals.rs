@@ -4,19 +4,21 @@
 use anyhow::bail;
 
 use super::PrincipalCommand;
-use crate::service::{Caller, Service};
+use crate::service::{
+    Caller, DeletePrincipal, ListPrincipals, PutPrincipal, ReadPrincipal, Service,
+};
 use crate::support::time::format_time;
 
 pub(super) fn run(service: &Service, cmd: PrincipalCommand) -> anyhow::Result<()> {
     let op = Caller::operator();
     match cmd {
         PrincipalCommand::List => {
-            for p in service.principals(&op)? {
+            for p in service.execute(&op, ListPrincipals).wait()? {
                 println!("{:<24} {}", p.name, p.scopes.join(" "));
             }
         }
         PrincipalCommand::Show { name } => {
-            let (principal, certs) = service.principal(&op, &name)?;
+            let (principal, certs) = service.execute(&op, ReadPrincipal { name }).wait()?;
             println!("name          {}", principal.name);
             println!("scopes        {}", principal.scopes.join(" "));
             println!(
@@ -34,21 +36,32 @@ pub(super) fn run(service: &Service, cmd: PrincipalCommand) -> anyhow::Result<()
             }
         }
         PrincipalCommand::Create { name, scopes } => {
-            if service.principals(&op)?.iter().any(|p| p.name == name) {
+            if service
+                .execute(&op, ListPrincipals)
+                .wait()?
+                .iter()
+                .any(|p| p.name == name)
+            {
                 bail!("a principal named {name} exists: change its scopes with `signet principal grant` or `revoke-scope`");
             }
-            let p = service.create_principal(&op, &name, scopes)?;
+            let p = service
+                .execute(&op, PutPrincipal::new(name, scopes))
+                .wait()?;
             println!("created {} with {}", p.name, p.scopes.join(" "));
         }
         PrincipalCommand::Grant { name, scopes } => {
-            let (current, _) = service.principal(&op, &name)?;
+            let (current, _) = service
+                .execute(&op, ReadPrincipal { name: name.clone() })
+                .wait()?;
             let mut all = current.scopes;
             all.extend(scopes);
-            let p = service.create_principal(&op, &name, all)?;
+            let p = service.execute(&op, PutPrincipal::new(name, all)).wait()?;
             println!("{} now holds {}", p.name, p.scopes.join(" "));
         }
         PrincipalCommand::RevokeScope { name, scopes } => {
-            let (current, _) = service.principal(&op, &name)?;
+            let (current, _) = service
+                .execute(&op, ReadPrincipal { name: name.clone() })
+                .wait()?;
             let missing: Vec<&String> = scopes
                 .iter()
                 .filter(|s| !current.scopes.contains(s))
@@ -69,11 +82,13 @@ pub(super) fn run(service: &Service, cmd: PrincipalCommand) -> anyhow::Result<()
                 .into_iter()
                 .filter(|s| !scopes.contains(s))
                 .collect();
-            let p = service.create_principal(&op, &name, kept)?;
+            let p = service.execute(&op, PutPrincipal::new(name, kept)).wait()?;
             println!("{} now holds {}", p.name, p.scopes.join(" "));
         }
         PrincipalCommand::Delete { name } => {
-            service.delete_principal(&op, &name)?;
+            service
+                .execute(&op, DeletePrincipal::new(name.clone()))
+                .wait()?;
             println!("deleted {name}; its certificates are revoked");
         }
     }

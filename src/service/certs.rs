@@ -1,17 +1,17 @@
 //! The CA, certificates and principals.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use signet_pki::{Issued, LeafRequest, Profile};
 
+use super::pipeline::{Operation, Recording, Refusal};
 use super::{Action, Caller, Service};
 use crate::domain::authority::{normalize_serial, Bundle, InitOptions, InitReport};
 use crate::domain::principals::{self, Principals};
 use crate::domain::rights;
 use crate::error::{Error, Result};
-use crate::store::{CaRecord, CertKind, CertRecord, CertStatus, Outcome, Principal};
+use crate::store::{CaRecord, CertKind, CertRecord, CertStatus, Event, Outcome, Principal};
 use crate::support::text::echo;
 use crate::support::time::format_time;
 
@@ -57,77 +57,92 @@ pub struct Chain {
 }
 
 impl Service {
-    /// `ca init`: the chain, the server key and certificate, the first admin and its bundle.
-    /// Nodes and processes sharing a database take turns (the bootstrap lock `serve` takes):
-    /// of two at once, one makes the CA and the other finds it and changes nothing.
+    /// The names this service answers on: its own TLS certificate's SANs.
+    fn own_server_names(&self) -> Result<Vec<String>> {
+        let Some(ca) = self.store.ca()? else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .cert(&ca.server.serial)?
+            .map(|c| c.sans)
+            .unwrap_or_default())
+    }
+
+    /// The cross-principal rules of issuing `req` (see [`rights`]).
+    fn issue_rights(&self, caller: &Caller, req: &CertificateRequest) -> Result<Option<Refusal>> {
+        let refused = match req.profile {
+            Profile::Client => {
+                let Some(principal) = self.store.principal(&req.name)? else {
+                    return Err(Error::BadRequest(format!(
+                        "no principal named {:?}: create it first (signet principal create, or the principals API) before issuing its client certificate",
+                        echo(&req.name)
+                    )));
+                };
+                rights::may_issue_client_certificate(caller.actor(), &principal).err()
+            }
+            Profile::Server => {
+                let leaf = req.leaf();
+                rights::may_issue_server_certificate(
+                    caller.actor(),
+                    &leaf.dns,
+                    &leaf.ips,
+                    &self.own_server_names()?,
+                )
+                .err()
+            }
+        };
+        Ok(refused.map(Refusal::Forbidden))
+    }
+
+    /// A conflict when the principals and certificates `after` a change would leave no usable
+    /// admin where there is one now.
+    fn last_admin(
+        &self,
+        change: &str,
+        principals_after: Vec<Principal>,
+        certs_after: Vec<CertRecord>,
+    ) -> Result<Option<Refusal>> {
+        let trust_domain = self.authority().record()?.trust_domain;
+        let now = crate::support::time::now();
+        let before = rights::usable_admins(
+            &self.store.principals()?,
+            &self.store.certs()?,
+            &trust_domain,
+            now,
+        );
+        let after = rights::usable_admins(&principals_after, &certs_after, &trust_domain, now);
+        Ok(rights::keeps_an_admin(&before, &after, change)
+            .err()
+            .map(Refusal::Conflict))
+    }
+
+    /// The client certificates that name principal `name`.
+    fn certificates_of(&self, name: &str) -> Result<Vec<CertRecord>> {
+        let Some(ca) = self.store.ca()? else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .certs()?
+            .into_iter()
+            .filter(|c| {
+                c.profile == CertKind::Client
+                    && rights::certificate_holder(c, &ca.trust_domain).as_deref() == Some(name)
+            })
+            .collect())
+    }
+
+    /// `ca init` from the CLI: [`InitCa`] under the bootstrap lock `serve` takes, so that of
+    /// several at once (nodes or processes sharing a database) one makes the CA and the others
+    /// find it and change nothing.
     pub fn init_ca(&self, caller: &Caller, opts: &InitOptions) -> Result<InitReport> {
         crate::store::serialized(
             self.store.as_ref(),
             "bootstrap",
             super::open::BOOTSTRAP_PATIENCE,
-            || self.init_ca_locked(caller, opts),
+            || self.execute(caller, InitCa(opts.clone())).wait(),
         )?
-    }
-
-    /// [`Service::init_ca`] once the bootstrap lock is held.
-    pub(super) fn init_ca_locked(&self, caller: &Caller, opts: &InitOptions) -> Result<InitReport> {
-        self.authorize(caller, Action::CaInit, "ca")?;
-        let authority = self.authority();
-        authority.check_init(opts)?;
-        let mut requested = caller
-            .event(Action::CaInit.name(), "ca", Outcome::Requested)
-            .with("force", opts.force)
-            .with(
-                "reason",
-                if self.store.ca()?.is_some() {
-                    "replace"
-                } else {
-                    "first start"
-                },
-            );
-        if let Some(import) = &opts.import {
-            requested = requested
-                .with("origin", "imported")
-                .with("root_source_sha256", &import.sources[0])
-                .with("intermediate_source_sha256", &import.sources[1]);
-        }
-        let report = self.change(
-            requested,
-            || {
-                let report = authority.init(opts)?;
-                Principals(self.store.as_ref()).put(
-                    &report.admin,
-                    vec![principals::ADMIN.into()],
-                    "ca init",
-                )?;
-                Ok(report)
-            },
-            |r, e| {
-                e.with("root_serial", &r.root_serial)
-                    .with("admin", &r.admin)
-            },
-        )?;
-        *self.ca.write().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(report)
-    }
-
-    /// The CA record (for `ca show`).
-    pub fn ca_record(&self, caller: &Caller) -> Result<CaRecord> {
-        self.authorize(caller, Action::CaShow, "ca")?;
-        self.authority().record()
-    }
-
-    /// The chain clients append to a leaf: every intermediate still trusted (the current one
-    /// first; after a rotation the previous one too, until it expires), then the root.
-    pub fn ca_chain(&self, caller: &Caller) -> Result<Chain> {
-        self.authorize(caller, Action::CaChain, "ca")?;
-        let ca = self.ca()?;
-        let mut pem = String::new();
-        for der in self.authority().intermediates()? {
-            pem.push_str(&signet_pki::pem_cert(&der));
-        }
-        pem.push_str(&signet_pki::pem_cert(ca.root_der()));
-        Ok(Chain { pem })
     }
 
     /// Writes the CA's public certificates (root, intermediates, chain) under this node's
@@ -157,377 +172,560 @@ impl Service {
         Ok(())
     }
 
-    /// `ca rotate`: a new server key and certificate, and with `intermediate` a new
-    /// intermediate first; running nodes pick it up within seconds, without a restart.
+    /// `ca rotate`: [`RotateCa`] under the bootstrap lock.
     pub fn rotate_ca(&self, caller: &Caller, intermediate: bool) -> Result<Vec<String>> {
         crate::store::serialized(
             self.store.as_ref(),
             "bootstrap",
             super::open::BOOTSTRAP_PATIENCE,
-            || {
-                self.authorize(caller, Action::CaRotate, "ca")?;
-                let requested = caller
-                    .event(Action::CaRotate.name(), "ca", Outcome::Requested)
-                    .with("intermediate", intermediate);
-                let lines = self.change(
-                    requested,
-                    || self.authority().rotate(intermediate),
-                    |_, e| e,
-                )?;
-                self.forget_ca();
-                let record = self.authority().record()?;
-                self.audit.record(vec![caller
-                    .event("ca.rotated", "ca", Outcome::Ok)
-                    .with("intermediate_serial", &record.intermediate.serial)
-                    .with("server_serial", &record.server.serial)
-                    .with("generation", record.generation)])?;
-                Ok(lines)
-            },
+            || self.execute(caller, RotateCa { intermediate }).wait(),
         )?
     }
+}
 
-    /// The current CRL (DER), regenerated when half its validity has passed.
-    pub fn crl(&self, caller: &Caller) -> Result<Vec<u8>> {
-        self.authorize(caller, Action::CaCrl, "crl")?;
-        self.authority().current_crl(&*self.ca()?)
+/// `ca init`: the chain, the server key and certificate, the first admin and its bundle (run
+/// under the bootstrap lock: [`Service::init_ca`], and `serve`'s first start).
+#[derive(Debug, Clone)]
+pub struct InitCa(pub InitOptions);
+
+impl Operation for InitCa {
+    type Output = InitReport;
+    fn action(&self) -> Action {
+        Action::CaInit
     }
-
-    /// Issues a certificate from a CSR. A client certificate is only for an existing principal
-    /// whose every scope the caller holds; a server certificate for a name the service answers
-    /// on is for admin only.
-    pub fn issue_certificate(&self, caller: &Caller, req: &CertificateRequest) -> Result<Issued> {
-        self.authorize(caller, Action::CertIssue, &req.name)?;
-        self.check_issue_rights(caller, Action::CertIssue, req)?;
-        let ca = self.ca()?;
-        let leaf = req.leaf();
-        let requested = caller
-            .event(Action::CertIssue.name(), &req.name, Outcome::Requested)
-            .with("profile", req.profile);
-        let issued_to = caller.audit_name();
-        self.change(
-            requested,
-            || {
-                self.authority()
-                    .issue_from_csr(&ca, &leaf, &req.csr, &issued_to)
-            },
-            |i, e| {
-                e.with("serial", &i.serial)
-                    .with("not_after", format_time(i.not_after))
-            },
-        )
+    fn target(&self) -> String {
+        "ca".into()
     }
-
-    /// The cross-principal rules of issuing `req` (see [`rights`]): refused and audited.
-    fn check_issue_rights(
-        &self,
-        caller: &Caller,
-        action: Action,
-        req: &CertificateRequest,
-    ) -> Result<()> {
-        let refused = match req.profile {
-            Profile::Client => {
-                let Some(principal) = self.store.principal(&req.name)? else {
-                    return Err(Error::BadRequest(format!(
-                        "no principal named {:?}: create it first (signet principal create, or the principals API) before issuing its client certificate",
-                        echo(&req.name)
-                    )));
-                };
-                rights::may_issue_client_certificate(caller.actor(), &principal).err()
-            }
-            Profile::Server => {
-                let leaf = req.leaf();
-                rights::may_issue_server_certificate(
-                    caller.actor(),
-                    &leaf.dns,
-                    &leaf.ips,
-                    &self.own_server_names()?,
-                )
-                .err()
-            }
-        };
-        match refused {
-            Some(reason) => self.deny(caller, action, &req.name, reason),
-            None => Ok(()),
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        let opts = &self.0;
+        s.authority().check_init(opts)?;
+        let mut event = event.with("force", opts.force).with(
+            "reason",
+            if s.store.ca()?.is_some() {
+                "replace"
+            } else {
+                "first start"
+            },
+        );
+        if let Some(import) = &opts.import {
+            event = event
+                .with("origin", "imported")
+                .with("root_source_sha256", &import.sources[0])
+                .with("intermediate_source_sha256", &import.sources[1]);
         }
+        Ok(event)
     }
-
-    /// The names this service answers on: its own TLS certificate's SANs.
-    fn own_server_names(&self) -> Result<Vec<String>> {
-        let Some(ca) = self.store.ca()? else {
-            return Ok(Vec::new());
-        };
-        Ok(self
-            .store
-            .cert(&ca.server.serial)?
-            .map(|c| c.sans)
-            .unwrap_or_default())
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let report = s.authority().init(&self.0)?;
+        Principals(s.store.as_ref()).put(
+            &report.admin,
+            vec![principals::ADMIN.into()],
+            "ca init",
+        )?;
+        s.forget_ca();
+        Ok(report)
     }
+    fn describe(&self, r: &InitReport, event: Event) -> Event {
+        event
+            .with("root_serial", &r.root_serial)
+            .with("admin", &r.admin)
+    }
+}
 
-    /// Issues a certificate for a key generated here and writes it as a PKCS#12 bundle.
-    pub fn issue_bundle(
-        &self,
-        caller: &Caller,
-        req: &CertificateRequest,
-        p12: &Path,
-    ) -> Result<Bundle> {
-        self.authorize(caller, Action::CertIssueBundle, &req.name)?;
-        self.check_issue_rights(caller, Action::CertIssueBundle, req)?;
-        let ca = self.ca()?;
-        let leaf = req.leaf();
-        let requested = caller
-            .event(
-                Action::CertIssueBundle.name(),
-                &req.name,
-                Outcome::Requested,
-            )
-            .with("profile", req.profile)
-            .with("bundle", "pkcs12");
-        self.change(
-            requested,
-            || {
-                self.authority()
-                    .write_bundle(&ca, &leaf, self.config.ca.client_key_spec, Some(p12))
-            },
-            |b, e| e.with("serial", &b.issued.serial),
+/// `ca rotate`: a new server key and certificate, and with `intermediate` a new intermediate
+/// first; running nodes pick it up within seconds, without a restart.
+#[derive(Debug, Clone)]
+pub struct RotateCa {
+    /// Rotate the intermediate too.
+    pub intermediate: bool,
+}
+
+impl Operation for RotateCa {
+    type Output = Vec<String>;
+    fn action(&self) -> Action {
+        Action::CaRotate
+    }
+    fn target(&self) -> String {
+        "ca".into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.authority().record()?;
+        Ok(event.with("intermediate", self.intermediate))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let lines = s.authority().rotate(self.intermediate)?;
+        s.forget_ca();
+        Ok(lines)
+    }
+    fn followups(&self, caller: &Caller, _: &Vec<String>) -> Vec<Event> {
+        // The new serials, read back (a rotation that did not store them says so here).
+        vec![caller.event("ca.rotated", "ca", Outcome::Ok)]
+    }
+}
+
+/// The CA record (for `ca show`).
+#[derive(Debug, Clone)]
+pub struct ReadCa;
+
+impl Operation for ReadCa {
+    type Output = CaRecord;
+    fn action(&self) -> Action {
+        Action::CaShow
+    }
+    fn target(&self) -> String {
+        "ca".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.authority().record()
+    }
+}
+
+/// The chain clients append to a leaf: every intermediate still trusted (the current one
+/// first; after a rotation the previous one too, until it expires), then the root.
+#[derive(Debug, Clone)]
+pub struct ReadChain;
+
+impl Operation for ReadChain {
+    type Output = Chain;
+    fn action(&self) -> Action {
+        Action::CaChain
+    }
+    fn target(&self) -> String {
+        "ca".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let ca = s.ca()?;
+        let mut pem = String::new();
+        for der in s.authority().intermediates()? {
+            pem.push_str(&signet_pki::pem_cert(&der));
+        }
+        pem.push_str(&signet_pki::pem_cert(ca.root_der()));
+        Ok(Chain { pem })
+    }
+}
+
+/// The current CRL (DER), regenerated when half its validity has passed.
+#[derive(Debug, Clone)]
+pub struct ReadCrl;
+
+impl Operation for ReadCrl {
+    type Output = Vec<u8>;
+    fn action(&self) -> Action {
+        Action::CaCrl
+    }
+    fn target(&self) -> String {
+        "crl".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.authority().current_crl(&*s.ca()?)
+    }
+}
+
+/// Issues a certificate from a CSR. A client certificate is only for an existing principal
+/// whose every scope the caller holds; a server certificate for a name the service answers on
+/// is for admin only.
+#[derive(Debug, Clone)]
+pub struct IssueCertificate(pub CertificateRequest);
+
+/// An issued certificate with the chain a client appends to it.
+#[derive(Debug, Clone)]
+pub struct IssuedWithChain {
+    /// The certificate.
+    pub issued: Issued,
+    /// The issuing intermediate and the root, PEM.
+    pub chain: String,
+    /// The issuing intermediate, PEM.
+    pub intermediate: String,
+}
+
+impl Operation for IssueCertificate {
+    type Output = IssuedWithChain;
+    fn action(&self) -> Action {
+        Action::CertIssue
+    }
+    fn target(&self) -> String {
+        self.0.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn rules(&self, s: &Service, caller: &Caller) -> Result<Option<Refusal>> {
+        s.issue_rights(caller, &self.0)
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.ca()?;
+        Ok(event.with("profile", self.0.profile))
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        let ca = s.ca()?;
+        let issued =
+            s.authority()
+                .issue_from_csr(&ca, &self.0.leaf(), &self.0.csr, &caller.audit_name())?;
+        Ok(IssuedWithChain {
+            issued,
+            chain: ca.chain_pem(),
+            intermediate: signet_pki::pem_cert(ca.intermediate_der()),
+        })
+    }
+    fn describe(&self, i: &IssuedWithChain, event: Event) -> Event {
+        event
+            .with("serial", &i.issued.serial)
+            .with("not_after", format_time(i.issued.not_after))
+    }
+}
+
+/// Issues a certificate for a key generated here and writes it as a PKCS#12 bundle (CLI).
+#[derive(Debug, Clone)]
+pub struct IssueBundle {
+    /// What to issue.
+    pub request: CertificateRequest,
+    /// Where to write the bundle.
+    pub p12: std::path::PathBuf,
+}
+
+impl Operation for IssueBundle {
+    type Output = Bundle;
+    fn action(&self) -> Action {
+        Action::CertIssueBundle
+    }
+    fn target(&self) -> String {
+        self.request.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn rules(&self, s: &Service, caller: &Caller) -> Result<Option<Refusal>> {
+        s.issue_rights(caller, &self.request)
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.ca()?;
+        Ok(event
+            .with("profile", self.request.profile)
+            .with("bundle", "pkcs12"))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let ca = s.ca()?;
+        s.authority().write_bundle(
+            &ca,
+            &self.request.leaf(),
+            s.config.ca.client_key_spec,
+            Some(&self.p12),
         )
     }
+    fn describe(&self, b: &Bundle, event: Event) -> Event {
+        event.with("serial", &b.issued.serial)
+    }
+}
 
-    /// One certificate.
-    pub fn certificate(&self, caller: &Caller, serial: &str) -> Result<CertRecord> {
-        self.authorize(caller, Action::CertRead, serial)?;
-        let serial = normalize_serial(serial);
-        self.store
+/// One certificate.
+#[derive(Debug, Clone)]
+pub struct ReadCertificate {
+    /// Its serial (hex, any case, colons allowed).
+    pub serial: String,
+}
+
+impl Operation for ReadCertificate {
+    type Output = CertRecord;
+    fn action(&self) -> Action {
+        Action::CertRead
+    }
+    fn target(&self) -> String {
+        normalize_serial(&self.serial)
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let serial = normalize_serial(&self.serial);
+        s.store
             .cert(&serial)?
             .ok_or_else(|| Error::NotFound(format!("no certificate with serial {}", echo(&serial))))
     }
+}
 
-    /// Every certificate.
-    pub fn certificates(&self, caller: &Caller) -> Result<Vec<CertRecord>> {
-        self.authorize(caller, Action::CertList, "*")?;
-        self.store.certs()
+/// Every certificate (CLI).
+#[derive(Debug, Clone)]
+pub struct ListCertificates;
+
+impl Operation for ListCertificates {
+    type Output = Vec<CertRecord>;
+    fn action(&self) -> Action {
+        Action::CertList
     }
-
-    /// Revokes a certificate and regenerates the CRL; the TLS layer refuses it at once.
-    pub fn revoke_certificate(
-        &self,
-        caller: &Caller,
-        serial: &str,
-        reason: Option<&str>,
-    ) -> Result<CertRecord> {
-        self.authorize(caller, Action::CertRevoke, serial)?;
-        let serial = normalize_serial(serial);
-        let authority = self.authority();
-        let record = authority.check_revoke(&serial, reason)?;
-        self.refuse_lockout(caller, &record)?;
-        let ca = self.ca()?;
-        let requested = caller
-            .event(Action::CertRevoke.name(), &serial, Outcome::Requested)
-            .with("reason", reason.unwrap_or("unspecified"));
-        let record = self.change(
-            requested,
-            || authority.revoke(&ca, &serial, reason),
-            |_, e| e,
-        )?;
-        self.audit.record(vec![caller
-            .event("crl.generate", "crl", Outcome::Ok)
-            .with("trigger", "revocation")])?;
-        Ok(record)
+    fn target(&self) -> String {
+        "*".into()
     }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.store.certs()
+    }
+}
 
-    /// Refuses (409, audited) a revocation that would lock everyone out: the server's own
-    /// TLS certificate, or what leaves no usable admin (see [`rights::usable_admins`]).
-    fn refuse_lockout(&self, caller: &Caller, record: &CertRecord) -> Result<()> {
-        let ca = self.authority().record()?;
+/// Revokes a certificate and regenerates the CRL; the TLS layer refuses it at once. Refused:
+/// the server's own TLS certificate, and what would leave no usable admin.
+#[derive(Debug, Clone)]
+pub struct RevokeCertificate {
+    /// Its serial.
+    pub serial: String,
+    /// The RFC 5280 reason.
+    pub reason: Option<String>,
+}
+
+impl Operation for RevokeCertificate {
+    type Output = CertRecord;
+    fn action(&self) -> Action {
+        Action::CertRevoke
+    }
+    fn target(&self) -> String {
+        normalize_serial(&self.serial)
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn rules(&self, s: &Service, _: &Caller) -> Result<Option<Refusal>> {
+        let serial = self.target();
+        let record = s
+            .authority()
+            .check_revoke(&serial, self.reason.as_deref())?;
+        let ca = s.authority().record()?;
         if record.serial == ca.server.serial {
             return Err(Error::Conflict(format!(
-                "{} is this server's own TLS certificate: revoked, no client could trust the server any more. It is replaced by `signet ca init --force` (a new CA)",
+                "{} is this server's own TLS certificate: revoked, no client could trust the server any more. Rotate it instead (`signet ca rotate`)",
                 record.serial
             )));
         }
-        let mut after = self.store.certs()?;
+        let mut after = s.store.certs()?;
         for cert in after.iter_mut().filter(|c| c.serial == record.serial) {
             cert.status = CertStatus::Revoked;
         }
-        self.keep_an_admin(
-            caller,
-            Action::CertRevoke,
-            &record.serial,
+        s.last_admin(
             &format!("revoking {}", record.serial),
-            self.store.principals()?,
+            s.store.principals()?,
             after,
         )
     }
-
-    /// Refuses (409, audited) a change after which the principals and certificates `after`
-    /// would leave no usable admin where there is one now.
-    fn keep_an_admin(
-        &self,
-        caller: &Caller,
-        action: Action,
-        target: &str,
-        change: &str,
-        principals_after: Vec<Principal>,
-        certs_after: Vec<CertRecord>,
-    ) -> Result<()> {
-        let trust_domain = self.authority().record()?.trust_domain;
-        let now = crate::support::time::now();
-        let before = rights::usable_admins(
-            &self.store.principals()?,
-            &self.store.certs()?,
-            &trust_domain,
-            now,
-        );
-        let after = rights::usable_admins(&principals_after, &certs_after, &trust_domain, now);
-        match rights::keeps_an_admin(&before, &after, change) {
-            Ok(()) => Ok(()),
-            Err(reason) => self.refuse_conflict(caller, action, target, reason),
-        }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        s.ca()?;
+        Ok(event.with("reason", self.reason.as_deref().unwrap_or("unspecified")))
     }
-
-    /// Every principal.
-    pub fn principals(&self, caller: &Caller) -> Result<Vec<Principal>> {
-        self.authorize(caller, Action::PrincipalList, "*")?;
-        Principals(self.store.as_ref()).list()
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let ca = s.ca()?;
+        s.authority()
+            .revoke(&ca, &self.target(), self.reason.as_deref())
     }
+    fn followups(&self, caller: &Caller, _: &CertRecord) -> Vec<Event> {
+        vec![caller
+            .event("crl.generate", "crl", Outcome::Ok)
+            .with("trigger", "revocation")]
+    }
+}
 
-    /// One principal and the client certificates that name it.
-    pub fn principal(&self, caller: &Caller, name: &str) -> Result<(Principal, Vec<CertRecord>)> {
-        self.authorize(caller, Action::PrincipalList, name)?;
-        let principal = self
+/// Every principal.
+#[derive(Debug, Clone)]
+pub struct ListPrincipals;
+
+impl Operation for ListPrincipals {
+    type Output = Vec<Principal>;
+    fn action(&self) -> Action {
+        Action::PrincipalList
+    }
+    fn target(&self) -> String {
+        "*".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        Principals(s.store.as_ref()).list()
+    }
+}
+
+/// One principal and the client certificates that name it.
+#[derive(Debug, Clone)]
+pub struct ReadPrincipal {
+    /// Its name.
+    pub name: String,
+}
+
+impl Operation for ReadPrincipal {
+    type Output = (Principal, Vec<CertRecord>);
+    fn action(&self) -> Action {
+        Action::PrincipalList
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let principal = s
             .store
-            .principal(name)?
-            .ok_or_else(|| Error::NotFound(format!("no principal named {:?}", echo(name))))?;
-        let certs = match self.store.ca()? {
-            Some(ca) => self
-                .store
-                .certs()?
-                .into_iter()
-                .filter(|c| {
-                    c.profile == CertKind::Client
-                        && rights::certificate_holder(c, &ca.trust_domain).as_deref() == Some(name)
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        Ok((principal, certs))
+            .principal(&self.name)?
+            .ok_or_else(|| Error::NotFound(format!("no principal named {:?}", echo(&self.name))))?;
+        Ok((principal, s.certificates_of(&self.name)?))
     }
+}
 
-    /// Creates or replaces a principal. The caller must hold every scope it grants and every
-    /// scope the principal holds now, may not change its own, and may not leave the service
-    /// without a usable admin.
-    pub fn create_principal(
-        &self,
-        caller: &Caller,
-        name: &str,
-        scopes: Vec<String>,
-    ) -> Result<Principal> {
-        self.authorize(caller, Action::PrincipalCreate, name)?;
-        principals::check_name(name)?;
-        let scopes = principals::check_scopes(scopes)?;
-        let current = self.store.principal(name)?;
-        if let Err(reason) =
-            rights::may_put_principal(caller.actor(), name, current.as_ref(), &scopes)
-        {
-            self.deny(caller, Action::PrincipalCreate, name, reason)?;
+/// Creates or replaces a principal. The caller must hold every scope it grants and every
+/// scope the principal holds now, may not change its own, and may not leave the service
+/// without a usable admin.
+#[derive(Debug, Clone)]
+pub struct PutPrincipal {
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    current: Option<Principal>,
+}
+
+impl PutPrincipal {
+    /// `name` with `scopes` (checked when it runs).
+    pub fn new(name: String, scopes: Vec<String>) -> Self {
+        PutPrincipal {
+            name,
+            scopes,
+            current: None,
         }
-        if current.is_some() && self.store.ca()?.is_some() {
-            let mut after = self.store.principals()?;
-            for p in after.iter_mut().filter(|p| p.name == name) {
+    }
+}
+
+impl Operation for PutPrincipal {
+    type Output = Principal;
+    fn action(&self) -> Action {
+        Action::PrincipalCreate
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn rules(&self, s: &Service, caller: &Caller) -> Result<Option<Refusal>> {
+        principals::check_name(&self.name)?;
+        let scopes = principals::check_scopes(self.scopes.clone())?;
+        let current = s.store.principal(&self.name)?;
+        if let Err(reason) =
+            rights::may_put_principal(caller.actor(), &self.name, current.as_ref(), &scopes)
+        {
+            return Ok(Some(Refusal::Forbidden(reason)));
+        }
+        if current.is_some() && s.store.ca()?.is_some() {
+            let mut after = s.store.principals()?;
+            for p in after.iter_mut().filter(|p| p.name == self.name) {
                 p.scopes = scopes.clone();
             }
-            self.keep_an_admin(
-                caller,
-                Action::PrincipalCreate,
-                name,
-                &format!("changing the scopes of {}", echo(name)),
+            return s.last_admin(
+                &format!("changing the scopes of {}", echo(&self.name)),
                 after,
-                self.store.certs()?,
-            )?;
-        }
-        let requested = caller
-            .event(Action::PrincipalCreate.name(), name, Outcome::Requested)
-            .with("scopes", scopes.join(" "))
-            .with(
-                "previous_scopes",
-                current.as_ref().map_or("-".into(), |p| p.scopes.join(" ")),
+                s.store.certs()?,
             );
-        let by = caller.audit_name();
-        self.change(
-            requested,
-            || Principals(self.store.as_ref()).put(name, scopes.clone(), &by),
-            |_, e| e,
-        )
+        }
+        Ok(None)
     }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        self.scopes = principals::check_scopes(std::mem::take(&mut self.scopes))?;
+        self.current = s.store.principal(&self.name)?;
+        Ok(event.with("scopes", self.scopes.join(" ")).with(
+            "previous_scopes",
+            self.current
+                .as_ref()
+                .map_or("-".into(), |p| p.scopes.join(" ")),
+        ))
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        Principals(s.store.as_ref()).put(&self.name, self.scopes.clone(), &caller.audit_name())
+    }
+}
 
-    /// Deletes a principal and revokes its certificates (recorded, and in the CRL at once),
-    /// so re-creating the name later revives nothing. Refused for oneself, without every scope
-    /// the principal holds, and when it would leave no usable admin.
-    pub fn delete_principal(&self, caller: &Caller, name: &str) -> Result<()> {
-        self.authorize(caller, Action::PrincipalDelete, name)?;
-        let Some(principal) = self.store.principal(name)? else {
+/// Deletes a principal and revokes its certificates (recorded, and in the CRL at once), so
+/// re-creating the name later revives nothing. Refused for oneself, without every scope the
+/// principal holds, and when it would leave no usable admin.
+#[derive(Debug, Clone)]
+pub struct DeletePrincipal {
+    /// Its name.
+    pub name: String,
+    held: Vec<String>,
+}
+
+impl DeletePrincipal {
+    /// The deletion of `name`.
+    pub fn new(name: String) -> Self {
+        DeletePrincipal {
+            name,
+            held: Vec::new(),
+        }
+    }
+}
+
+impl Operation for DeletePrincipal {
+    type Output = usize;
+    fn action(&self) -> Action {
+        Action::PrincipalDelete
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn rules(&self, s: &Service, caller: &Caller) -> Result<Option<Refusal>> {
+        let Some(principal) = s.store.principal(&self.name)? else {
             return Err(Error::NotFound(format!(
                 "no principal named {:?}",
-                echo(name)
+                echo(&self.name)
             )));
         };
         if let Err(reason) = rights::may_delete_principal(caller.actor(), &principal) {
-            self.deny(caller, Action::PrincipalDelete, name, reason)?;
+            return Ok(Some(Refusal::Forbidden(reason)));
         }
-        let held = match self.store.ca()? {
-            Some(ca) => self
-                .store
-                .certs()?
-                .into_iter()
-                .filter(|c| {
-                    c.profile == CertKind::Client
-                        && c.status == CertStatus::Active
-                        && rights::certificate_holder(c, &ca.trust_domain).as_deref() == Some(name)
-                })
-                .map(|c| c.serial)
-                .collect::<Vec<_>>(),
-            None => Vec::new(),
-        };
-        if self.store.ca()?.is_some() {
-            let after = self
-                .store
-                .principals()?
-                .into_iter()
-                .filter(|p| p.name != name)
-                .collect();
-            self.keep_an_admin(
-                caller,
-                Action::PrincipalDelete,
-                name,
-                &format!("deleting {}", echo(name)),
-                after,
-                self.store.certs()?,
-            )?;
+        if s.store.ca()?.is_none() {
+            return Ok(None);
         }
-        let requested = caller
-            .event(Action::PrincipalDelete.name(), name, Outcome::Requested)
+        let after = s
+            .store
+            .principals()?
+            .into_iter()
+            .filter(|p| p.name != self.name)
+            .collect();
+        s.last_admin(
+            &format!("deleting {}", echo(&self.name)),
+            after,
+            s.store.certs()?,
+        )
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        let principal = s
+            .store
+            .principal(&self.name)?
+            .ok_or_else(|| Error::NotFound(format!("no principal named {:?}", echo(&self.name))))?;
+        self.held = s
+            .certificates_of(&self.name)?
+            .into_iter()
+            .filter(|c| c.status == CertStatus::Active)
+            .map(|c| c.serial)
+            .collect();
+        Ok(event
             .with("scopes", principal.scopes.join(" "))
-            .with("revokes", held.join(" "));
-        let revoked = self.change(
-            requested,
-            || {
-                let revoked = if held.is_empty() {
-                    Vec::new()
-                } else {
-                    let ca = self.ca()?;
-                    self.authority()
-                        .revoke_all(&ca, &held, Some("cessationOfOperation"))?
-                };
-                Principals(self.store.as_ref()).remove(name)?;
-                Ok(revoked)
-            },
-            |r, e| e.with("revoked", r.len()),
-        )?;
-        if !revoked.is_empty() {
-            self.audit.record(vec![caller
-                .event("crl.generate", "crl", Outcome::Ok)
-                .with("trigger", "principal deleted")
-                .with("revoked", revoked.len())])?;
+            .with("revokes", self.held.join(" ")))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let revoked = if self.held.is_empty() {
+            Vec::new()
+        } else {
+            let ca = s.ca()?;
+            s.authority()
+                .revoke_all(&ca, &self.held, Some("cessationOfOperation"))?
+        };
+        Principals(s.store.as_ref()).remove(&self.name)?;
+        Ok(revoked.len())
+    }
+    fn describe(&self, revoked: &usize, event: Event) -> Event {
+        event.with("revoked", revoked)
+    }
+    fn followups(&self, caller: &Caller, revoked: &usize) -> Vec<Event> {
+        if *revoked == 0 {
+            return Vec::new();
         }
-        Ok(())
+        vec![caller
+            .event("crl.generate", "crl", Outcome::Ok)
+            .with("trigger", "principal deleted")
+            .with("revoked", revoked)]
     }
 }

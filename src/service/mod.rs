@@ -23,7 +23,11 @@ use signet_pki::Ca;
 
 pub use self::actions::{Action, ActionSpec, Requirement, Route, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
-pub use self::certs::{CertificateRequest, Chain};
+pub use self::certs::{
+    CertificateRequest, Chain, DeletePrincipal, InitCa, IssueBundle, IssueCertificate,
+    IssuedWithChain, ListCertificates, ListPrincipals, PutPrincipal, ReadCa, ReadCertificate,
+    ReadChain, ReadCrl, ReadPrincipal, RevokeCertificate, RotateCa,
+};
 pub use self::deferred::Deferred;
 pub use self::keys::{
     AttestKey, CreateKey, DestroyKey, ImportKey, KeyAttestation, KeyDetail, ListKeys, ManageKey,

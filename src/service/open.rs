@@ -174,7 +174,9 @@ impl Service {
             BOOTSTRAP_PATIENCE,
             || -> anyhow::Result<Option<InitReport>> {
                 let report = if self.store.ca()?.is_none() {
-                    let mut report = self.init_ca_locked(&system, &InitOptions::default())?;
+                    let mut report = self
+                        .execute(&system, super::InitCa(InitOptions::default()))
+                        .wait()?;
                     report.lines.insert(0, "first start: CA created".into());
                     Some(report)
                 } else {
