@@ -10,7 +10,9 @@ use super::model::{IntrospectionView, RevokedView, TokenView};
 use super::problem::{ApiJson, ApiResult, Ctx};
 use crate::domain::tokens::TokenRequest;
 use crate::error::Error;
-use crate::service::{RevokeToken, TokenAnswer};
+use crate::service::{
+    Introspect, IssueToken, ReadJwks, ReadTokenMetadata, RevokeToken, RevokeTokenOp, TokenAnswer,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,9 +42,7 @@ pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueBody>) -> ApiResult<Resp
         subject: req.subject,
         bind: req.bind,
     };
-    let issued = ctx
-        .run_deferred(move |s, c| s.issue_token_deferred(c, &request))
-        .await?;
+    let issued = ctx.execute(IssueToken(request)).await?;
     let expires_in = issued.claims.exp - issued.claims.iat;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -68,7 +68,10 @@ pub async fn introspect(
     ApiJson(req): ApiJson<IntrospectBody>,
 ) -> ApiResult<Json<IntrospectionView>> {
     let (result, show_reason) = ctx
-        .run(move |s, c| s.introspect(c, &req.token, req.audience.as_deref()))
+        .execute(Introspect {
+            token: req.token,
+            audience: req.audience,
+        })
         .await?;
     let inactive = |reason: Option<String>| IntrospectionView {
         active: false,
@@ -116,7 +119,13 @@ pub async fn revoke(ctx: Ctx, ApiJson(req): ApiJson<RevokeBody>) -> ApiResult<Js
         _ => return Err(ctx.fail(Error::BadRequest("give exactly one of token or jti".into()))),
     };
     Ok(Json(
-        match ctx.run(move |s, c| s.revoke_token(c, &what)).await? {
+        match ctx
+            .run_deferred(move |s, c| match RevokeTokenOp::new(s, what) {
+                Ok(op) => s.execute(c, op),
+                Err(e) => crate::service::Deferred::ready(Err(e)),
+            })
+            .await?
+        {
             TokenAnswer::Revoked(jti) => RevokedView {
                 revoked: true,
                 jti: Some(jti),
@@ -132,7 +141,7 @@ pub async fn revoke(ctx: Ctx, ApiJson(req): ApiJson<RevokeBody>) -> ApiResult<Js
 }
 
 pub async fn jwks(ctx: Ctx) -> ApiResult<Response> {
-    let (doc, max_age) = ctx.run(|s, c| s.jwks(c)).await?;
+    let (doc, max_age) = ctx.execute(ReadJwks).await?;
     Ok((
         [
             (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
@@ -144,5 +153,5 @@ pub async fn jwks(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn metadata(ctx: Ctx) -> ApiResult<Json<Value>> {
-    Ok(Json(ctx.run(|s, c| s.token_metadata(c)).await?))
+    Ok(Json(ctx.execute(ReadTokenMetadata).await?))
 }

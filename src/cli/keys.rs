@@ -208,7 +208,11 @@ pub(super) fn verify_token(
         }
         None => {
             let issuer = config.tokens.issuer.clone();
-            let jwks = super::with_service(config, |s| Ok(s.jwks(&Caller::operator())?.0))?;
+            let jwks = super::with_service(config, |s| {
+                Ok(s.execute(&Caller::operator(), crate::service::ReadJwks)
+                    .wait()?
+                    .0)
+            })?;
             (jwks, Some(issuer))
         }
     };

@@ -38,7 +38,10 @@ pub use self::open::{prepare_process, OpenMode};
 pub use self::ops::{Export, Readiness, Verification};
 pub use self::pipeline::{Operation, Recording, Refusal};
 pub use self::status::Status;
-pub use self::tokens::{RevokeToken, TokenAnswer};
+pub use self::tokens::{
+    CreateTokenKey, Introspect, IssueToken, ReadJwks, ReadTokenMetadata, RevokeToken,
+    RevokeTokenOp, TokenAnswer,
+};
 use crate::config::{Config, DataDir};
 use crate::domain::audit::{Anchor, AuditLog};
 use crate::domain::authority::Authority;

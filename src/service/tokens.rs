@@ -2,11 +2,12 @@
 
 use serde_json::{json, Value};
 
-use super::{Action, Caller, Deferred, Service};
+use super::pipeline::{Operation, Recording, Refusal};
+use super::{Action, Caller, Service};
 use crate::domain::tokens::jwt::Inactive;
 use crate::domain::tokens::{check_jti, IssueRequest, Issued, TokenRequest, Verified};
 use crate::error::{Error, Result};
-use crate::store::{KeyRecord, Outcome};
+use crate::store::{Event, KeyRecord, Outcome};
 use crate::support::random;
 
 /// What to revoke: a token Signet signed (its subject may revoke it), or a bare `jti`.
@@ -30,42 +31,18 @@ pub enum TokenAnswer {
 impl Service {
     /// Creates the token-signing key on first start (audited like any key creation).
     pub fn ensure_token_key(&self, caller: &Caller) -> Result<KeyRecord> {
-        let tokens = self.tokens();
-        if let Some(record) = tokens.key_record()? {
+        if let Some(record) = self.tokens().key_record()? {
             return Ok(record);
         }
-        let requested = caller
-            .event(
-                Action::KeyCreate.name(),
-                crate::domain::keys::TOKEN_KEY,
-                Outcome::Requested,
-            )
-            .with("spec", self.config.tokens.key_spec)
-            .with("purpose", "token signing");
-        self.change(
-            requested,
-            || tokens.create_key(),
-            |r, e| e.with("key_id", &r.versions[0].key_id),
-        )
+        self.execute(caller, CreateTokenKey).wait()
     }
 
-    /// Issues a token. The caller may name another subject with `tokens:issue-on-behalf`, and
-    /// may put only scope values its `tokens:scope:<pattern>` scopes allow.
-    pub fn issue_token(&self, caller: &Caller, req: &TokenRequest) -> Result<Issued> {
-        self.issue_token_deferred(caller, req).wait()
-    }
-
-    /// As [`Service::issue_token`], deferred: the token waits for its record.
-    pub fn issue_token_deferred(&self, caller: &Caller, req: &TokenRequest) -> Deferred<Issued> {
-        match self.prepare_token(caller, req) {
-            Ok(issue) => self.sign_token(caller, req, issue),
-            Err(e) => Deferred::ready(Err(e)),
-        }
-    }
-
-    /// The request's checks and authorisation; what to sign.
-    fn prepare_token(&self, caller: &Caller, req: &TokenRequest) -> Result<IssueRequest> {
-        self.authorize(caller, Action::TokenIssue, &req.audience)?;
+    /// The request's checks: what to sign, or why not.
+    fn token_plan(
+        &self,
+        caller: &Caller,
+        req: &TokenRequest,
+    ) -> Result<std::result::Result<IssueRequest, String>> {
         let ttl = req.validate(&self.config.tokens)?;
         let own = caller.client_name().map(str::to_string);
         let subject = req
@@ -75,25 +52,23 @@ impl Service {
             .ok_or_else(|| Error::BadRequest("name the token's subject".into()))?;
         let on_behalf = own.as_deref() != Some(subject.as_str());
         if on_behalf && !caller.has("tokens:issue-on-behalf") {
-            let reason = format!(
+            return Ok(Err(format!(
                 "{} lacks the scope tokens:issue-on-behalf",
                 caller.audit_name()
-            );
-            self.deny(caller, Action::TokenIssue, &subject, reason)?;
+            )));
         }
         if let Some(s) = req
             .scope
             .iter()
             .find(|s| !caller.can_request_token_scope(s))
         {
-            let reason = format!(
+            return Ok(Err(format!(
                 "{} lacks the scope tokens:scope:{}",
                 caller.audit_name(),
                 crate::support::text::echo(s)
-            );
-            self.deny(caller, Action::TokenIssue, &req.audience, reason)?;
+            )));
         }
-        Ok(IssueRequest {
+        Ok(Ok(IssueRequest {
             subject,
             audience: req.audience.clone(),
             scope: req.scope.clone(),
@@ -108,25 +83,78 @@ impl Service {
             } else {
                 None
             },
-        })
+        }))
     }
+}
 
-    fn sign_token(
-        &self,
-        caller: &Caller,
-        req: &TokenRequest,
-        issue: IssueRequest,
-    ) -> Deferred<Issued> {
-        let subject = issue.subject.clone();
+/// The token-signing key, made on first start.
+#[derive(Debug, Clone)]
+pub struct CreateTokenKey;
+
+impl Operation for CreateTokenKey {
+    type Output = KeyRecord;
+    fn action(&self) -> Action {
+        Action::KeyCreate
+    }
+    fn target(&self) -> String {
+        crate::domain::keys::TOKEN_KEY.into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        Ok(event
+            .with("spec", s.config.tokens.key_spec)
+            .with("purpose", "token signing"))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.tokens().create_key()
+    }
+    fn describe(&self, r: &KeyRecord, event: Event) -> Event {
+        event.with("key_id", &r.versions[0].key_id)
+    }
+}
+
+/// Issues a token; it is handed out once its record is durable. The caller may name another
+/// subject with `tokens:issue-on-behalf`, and may put only scope values its
+/// `tokens:scope:<pattern>` scopes allow.
+#[derive(Debug, Clone)]
+pub struct IssueToken(pub TokenRequest);
+
+impl Operation for IssueToken {
+    type Output = Issued;
+    fn action(&self) -> Action {
+        Action::TokenIssue
+    }
+    fn target(&self) -> String {
+        self.0.audience.clone()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Use
+    }
+    fn rules(&self, s: &Service, caller: &Caller) -> Result<Option<Refusal>> {
+        Ok(s.token_plan(caller, &self.0)?.err().map(Refusal::Forbidden))
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        let issue = s.token_plan(caller, &self.0)?.map_err(Error::Forbidden)?;
         let result = random::base64url_id()
             .map_err(Error::from)
-            .and_then(|jti| self.tokens().issue(&issue, jti));
-        self.metrics
+            .and_then(|jti| s.tokens().issue(&issue, jti));
+        s.metrics
             .token("issue", if result.is_ok() { "ok" } else { "error" });
+        result
+    }
+    fn records(&self, caller: &Caller, result: &Result<Issued>) -> Vec<Event> {
+        let subject = self
+            .0
+            .subject
+            .clone()
+            .or_else(|| caller.client_name().map(str::to_string))
+            .unwrap_or_default();
         let mut event = caller
             .event(
                 Action::TokenIssue.name(),
-                &req.audience,
+                &self.0.audience,
                 if result.is_ok() {
                     Outcome::Ok
                 } else {
@@ -134,77 +162,147 @@ impl Service {
                 },
             )
             .with("sub", &subject)
-            .with("bound", req.bind);
-        if let Ok(issued) = &result {
+            .with("bound", self.0.bind);
+        if let Ok(issued) = result {
             event = event
                 .with("jti", &issued.claims.jti)
                 .with("kid", &issued.kid)
                 .with("exp", issued.claims.exp);
         }
-        // A token is handed out only once its record is durable.
-        let pending = self.audit.submit(vec![event]);
-        Deferred::new(result, pending)
+        vec![event]
     }
+}
 
-    /// Checks a token: signature by a JWKS key, claims, revocation. Only `tokens:admin` learns
-    /// why a token is inactive.
-    pub fn introspect(
-        &self,
-        caller: &Caller,
-        token: &str,
-        audience: Option<&str>,
-    ) -> Result<(std::result::Result<Verified, Inactive>, bool)> {
-        self.authorize(caller, Action::TokenIntrospect, "token")?;
-        let result = self.tokens().introspect(token, audience)?;
-        self.metrics.token(
+/// Checks a token: signature by a JWKS key, claims, revocation. Only `tokens:admin` learns why
+/// a token is inactive (the second value).
+#[derive(Debug, Clone)]
+pub struct Introspect {
+    /// The compact JWS.
+    pub token: String,
+    /// The audience expected, if any.
+    pub audience: Option<String>,
+}
+
+impl Operation for Introspect {
+    type Output = (std::result::Result<Verified, Inactive>, bool);
+    fn action(&self) -> Action {
+        Action::TokenIntrospect
+    }
+    fn target(&self) -> String {
+        "token".into()
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        let result = s
+            .tokens()
+            .introspect(&self.token, self.audience.as_deref())?;
+        s.metrics.token(
             "introspect",
             if result.is_ok() { "active" } else { "inactive" },
         );
         Ok((result, caller.has("tokens:admin")))
     }
+}
 
-    /// Revokes a token until it expires. Presenting the token lets its subject revoke it.
-    pub fn revoke_token(&self, caller: &Caller, what: &RevokeToken) -> Result<TokenAnswer> {
-        let (jti, exp, subject) = match what {
-            RevokeToken::Token(token) => match self.tokens().introspect(token, None)? {
-                Ok(v) => (v.claims.jti, Some(v.claims.exp), Some(v.claims.sub)),
-                Err(Inactive::Revoked) => return Ok(TokenAnswer::AlreadyRevoked),
+/// Revokes a token until it expires. Presenting the token lets its subject revoke it (the
+/// route's `OwnTokenOr` requirement, decided by [`Operation::owned_by`]).
+#[derive(Debug, Clone)]
+pub struct RevokeTokenOp {
+    what: RevokeToken,
+    /// The token's id, expiry and subject once looked at (`None`: already revoked).
+    found: Option<(String, Option<i64>, Option<String>)>,
+}
+
+impl RevokeTokenOp {
+    /// The revocation of `what`: the token is looked at now (its id, expiry and subject).
+    pub fn new(s: &Service, what: RevokeToken) -> Result<Self> {
+        let found = match &what {
+            RevokeToken::Token(token) => match s.tokens().introspect(token, None)? {
+                Ok(v) => Some((v.claims.jti, Some(v.claims.exp), Some(v.claims.sub))),
+                Err(Inactive::Revoked) => None,
                 Err(e) => return Err(Error::BadRequest(format!("not a valid Signet token: {e}"))),
             },
             RevokeToken::Jti(jti) => {
                 check_jti(jti)?;
-                (jti.clone(), None, None)
+                Some((jti.clone(), None, None))
             }
         };
-        let own = subject.is_some() && subject.as_deref() == caller.client_name();
-        if !own {
-            self.authorize(caller, Action::TokenRevoke, &jti)?;
+        Ok(RevokeTokenOp { what, found })
+    }
+}
+
+impl Operation for RevokeTokenOp {
+    type Output = TokenAnswer;
+    fn action(&self) -> Action {
+        Action::TokenRevoke
+    }
+    fn target(&self) -> String {
+        match (&self.found, &self.what) {
+            (Some((jti, _, _)), _) => jti.clone(),
+            (None, RevokeToken::Jti(jti)) => jti.clone(),
+            (None, RevokeToken::Token(_)) => "token".into(),
         }
-        let mut requested = caller
-            .event(Action::TokenRevoke.name(), &jti, Outcome::Requested)
-            .with("own", own);
+    }
+    fn owned_by(&self, caller: &Caller) -> bool {
+        matches!(&self.found, Some((_, _, Some(sub))) if Some(sub.as_str()) == caller.client_name())
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, _: &Service, event: Event) -> Result<Event> {
+        let Some((_, exp, subject)) = &self.found else {
+            return Ok(event.with("already", true));
+        };
+        let mut event = event.with("own", subject.is_some());
         if let Some(exp) = exp {
             // Kept so that `audit replay-revocations` can re-apply it after a restore.
-            requested = requested.with("exp", exp);
+            event = event.with("exp", exp);
         }
-        let result = self.change(requested, || self.tokens().revoke(&jti, exp), |_, e| e);
-        self.metrics
+        Ok(event)
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let Some((jti, exp, _)) = &self.found else {
+            return Ok(TokenAnswer::AlreadyRevoked);
+        };
+        let result = s.tokens().revoke(jti, *exp);
+        s.metrics
             .token("revoke", if result.is_ok() { "ok" } else { "error" });
         result?;
-        Ok(TokenAnswer::Revoked(jti))
+        Ok(TokenAnswer::Revoked(jti.clone()))
     }
+}
 
-    /// The JWKS and its `Cache-Control` max-age.
-    pub fn jwks(&self, caller: &Caller) -> Result<(Value, u64)> {
-        self.authorize(caller, Action::Jwks, "jwks")?;
-        let tokens = self.tokens();
+/// The JWKS and its `Cache-Control` max-age.
+#[derive(Debug, Clone)]
+pub struct ReadJwks;
+
+impl Operation for ReadJwks {
+    type Output = (Value, u64);
+    fn action(&self) -> Action {
+        Action::Jwks
+    }
+    fn target(&self) -> String {
+        "jwks".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let tokens = s.tokens();
         Ok((tokens.jwks()?, tokens.jwks_max_age()))
     }
+}
 
-    /// The issuer metadata (RFC 8414 style).
-    pub fn token_metadata(&self, caller: &Caller) -> Result<Value> {
-        self.authorize(caller, Action::Metadata, "metadata")?;
-        let cfg = &self.config.tokens;
+/// The issuer metadata (RFC 8414 style).
+#[derive(Debug, Clone)]
+pub struct ReadTokenMetadata;
+
+impl Operation for ReadTokenMetadata {
+    type Output = Value;
+    fn action(&self) -> Action {
+        Action::Metadata
+    }
+    fn target(&self) -> String {
+        "metadata".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let cfg = &s.config.tokens;
         let base = cfg.issuer.trim_end_matches('/');
         Ok(json!({
             "issuer": cfg.issuer,
