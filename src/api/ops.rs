@@ -8,16 +8,19 @@ use serde::Deserialize;
 use super::model::{HealthView, ProblemTypeView, ReadyHsm, ReadyView};
 use super::problem::{ApiPath, ApiQuery, ApiResult, Ctx, Problem};
 use crate::error::ProblemType;
+use crate::service::{
+    Health, ReadApiDescription, ReadAudit, ReadMetrics, ReadProblemType, ReadReadiness, ReadStatus,
+};
 
 pub async fn healthz(ctx: Ctx) -> ApiResult<Json<HealthView>> {
-    ctx.run(|s, c| s.health(c)).await?;
+    ctx.execute(Health).await?;
     Ok(Json(HealthView {
         status: "ok".into(),
     }))
 }
 
 pub async fn readyz(ctx: Ctx) -> ApiResult<Response> {
-    let r = ctx.run(|s, c| s.readiness(c)).await?;
+    let r = ctx.execute(ReadReadiness).await?;
     if !r.ready() {
         let mut down = Vec::new();
         if let Err(e) = &r.hsm {
@@ -53,7 +56,7 @@ pub async fn readyz(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
-    let text = ctx.run(|s, c| s.render_metrics(c)).await?;
+    let text = ctx.execute(ReadMetrics).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -66,7 +69,7 @@ pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
 
 /// `GET /v1/openapi.json`: the API's description, generated at start.
 pub async fn openapi(ctx: Ctx) -> ApiResult<Response> {
-    ctx.run(|s, c| s.may_read_api_description(c)).await?;
+    ctx.execute(ReadApiDescription).await?;
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text = DOCUMENT.get_or_init(|| {
         super::openapi::document()
@@ -80,12 +83,12 @@ pub async fn openapi(ctx: Ctx) -> ApiResult<Response> {
 
 /// `GET /v1/status`: the status report as JSON.
 pub async fn status(ctx: Ctx) -> ApiResult<Json<crate::service::Status>> {
-    Ok(Json(ctx.run(|s, c| s.status(c)).await?))
+    Ok(Json(ctx.execute(ReadStatus).await?))
 }
 
 /// `GET /problems/{name}`: what a problem type means (the target of the relative `type` URIs).
 pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<ProblemTypeView>> {
-    let kind = ctx.run(move |s, c| s.problem_type(c, &name)).await?;
+    let kind = ctx.execute(ReadProblemType { name }).await?;
     Ok(Json(ProblemTypeView {
         kind: super::problem_type_uri(kind),
         name: kind.slug().into(),
@@ -110,9 +113,7 @@ pub struct AuditQuery {
 pub async fn audit(ctx: Ctx, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
-    let records = ctx
-        .run(move |s, c| s.audit_records(c, after, limit))
-        .await?;
+    let records = ctx.execute(ReadAudit { after, limit }).await?;
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(&r.to_line());

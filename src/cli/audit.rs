@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use super::AuditCommand;
 use crate::config::Config;
 use crate::domain::audit::{log_lines, verify_chain, Break, VerifyReport};
-use crate::service::{Caller, OpenMode, Service};
+use crate::service::{Caller, ExportAudit, OpenMode, ReplayRevocations, Service};
 
 pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
@@ -69,7 +69,8 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", public_key.display()))?,
             )?;
             let (certs, tokens) = super::with_service(config, |s| {
-                Ok(s.replay_revocations(&Caller::operator(), &file, pem.contents())?)
+                let replay = ReplayRevocations::new(file.clone(), pem.contents().to_vec());
+                Ok(s.execute(&Caller::operator(), replay).wait()?)
             })?;
             println!(
                 "re-applied {certs} certificate revocation(s) (CRL regenerated) and {tokens} token revocation(s) from {}",
@@ -79,7 +80,9 @@ pub(super) fn run(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Export { out } => {
             let service = Service::open_with(config, OpenMode::ReadOnly)?;
-            let export = service.export_audit(&Caller::operator(), &out)?;
+            let export = service
+                .execute(&Caller::operator(), ExportAudit { out: out.clone() })
+                .wait()?;
             println!(
                 "exported {} records to {}, through checkpoint seq {} (audit public key: {})",
                 export.records,

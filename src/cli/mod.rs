@@ -427,7 +427,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Principal(cmd) => with_service(config, |s| principals::run(s, cmd)),
         Command::Status { json } => inspecting(config, |s| {
-            status::print(&s.status(&crate::service::Caller::operator())?, json)
+            let status = s
+                .execute(
+                    &crate::service::Caller::operator(),
+                    crate::service::ReadStatus,
+                )
+                .wait()?;
+            status::print(&status, json)
         }),
         Command::Crl { out } => with_service(config, |s| {
             let der = s

@@ -1,8 +1,9 @@
-//! The use-case layer: one method per operation, called by both the API and the CLI. Each
-//! method takes the caller and a typed request, looks its requirement up in the one
-//! [`actions::ACTIONS`] table, applies the domain rules, writes the audit record from the result,
-//! and counts metrics. A state change is recorded as `requested` (durably) before it is made:
-//! if that record cannot be written nothing changes.
+//! The use-case layer. Every operation is a small value implementing [`Operation`] (one file
+//! per operation group: `keys`, `certs`, `tokens`, `ops`, `status`) and runs through the one
+//! pipeline, [`Service::execute`] (`pipeline`): the requirement from the [`ACTIONS`] table and
+//! the operation's own cross-principal rules, the audit records (a state change's `requested`
+//! durable before it is made), one metric per action and outcome — for the API and the CLI
+//! alike. Nothing else authorizes or records a decision.
 
 pub mod actions;
 pub mod caller;
@@ -35,8 +36,12 @@ pub use self::keys::{
 };
 pub use self::metrics::Metrics;
 pub use self::open::{prepare_process, OpenMode};
-pub use self::ops::{Export, Readiness, Verification};
+pub use self::ops::{
+    Export, ExportAudit, Health, ReadApiDescription, ReadAudit, ReadMetrics, ReadProblemType,
+    ReadReadiness, Readiness, Reanchor, ReplayRevocations, Verification,
+};
 pub use self::pipeline::{Operation, Recording, Refusal};
+pub use self::status::ReadStatus;
 pub use self::status::Status;
 pub use self::tokens::{
     CreateTokenKey, Introspect, IssueToken, ReadJwks, ReadTokenMetadata, RevokeToken,
@@ -47,8 +52,8 @@ use crate::domain::audit::{Anchor, AuditLog};
 use crate::domain::authority::Authority;
 use crate::domain::keys::{Keys, PublicKeys};
 use crate::domain::tokens::Tokens;
-use crate::error::{Error, Result};
-use crate::store::{Event, Outcome, Store};
+use crate::error::Result;
+use crate::store::Store;
 
 /// The running service: configuration, key store, metadata store, audit log, CA and metrics.
 #[derive(Debug)]
@@ -151,79 +156,6 @@ impl Service {
     /// Every intermediate still trusted (DER), the current one first.
     pub fn authority_intermediates(&self) -> Result<Vec<Vec<u8>>> {
         self.authority().intermediates()
-    }
-
-    /// Refuses (403, audited) unless the caller meets the action's requirement on `target`.
-    fn authorize(&self, caller: &Caller, action: Action, target: &str) -> Result<()> {
-        let spec = action.spec();
-        let Some(reason) = caller.refusal(spec.requirement, target) else {
-            return Ok(());
-        };
-        self.deny(caller, action, target, reason)
-    }
-
-    /// Records a denial and answers it. A principal's first denials each second are
-    /// recorded in full; beyond them they are counted and written as summaries (see
-    /// [`crate::domain::audit::refusals::Denials`]).
-    fn deny(&self, caller: &Caller, action: Action, target: &str, reason: String) -> Result<()> {
-        use crate::domain::audit::refusals::Disposition;
-        self.metrics.denial(action.name());
-        self.metrics.operation(action.name(), "denied");
-        let event = caller
-            .event(action.name(), target, Outcome::Denied)
-            .with("reason", &reason);
-        let disposition = self.denials.lock().unwrap_or_else(|p| p.into_inner()).note(
-            &caller.audit_name(),
-            action.name(),
-            &reason,
-            event,
-        );
-        if let Disposition::Record(event) = disposition {
-            self.audit.record(vec![event])?;
-        }
-        Err(Error::Forbidden(reason))
-    }
-
-    /// Records a refusal of a change that conflicts with a rule (the last admin stays) and
-    /// answers it (409).
-    fn refuse_conflict(
-        &self,
-        caller: &Caller,
-        action: Action,
-        target: &str,
-        reason: String,
-    ) -> Result<()> {
-        self.metrics.denial(action.name());
-        self.metrics.operation(action.name(), "refused");
-        self.audit.record(vec![caller
-            .event(action.name(), target, Outcome::Denied)
-            .with("reason", &reason)])?;
-        Err(Error::Conflict(reason))
-    }
-
-    /// Runs a state change between its two records: `requested` (durable before anything
-    /// changes: if it cannot be written the change is not made), then the outcome, described
-    /// from the result by `describe`.
-    fn change<T>(
-        &self,
-        requested: Event,
-        effect: impl FnOnce() -> Result<T>,
-        describe: impl FnOnce(&T, Event) -> Event,
-    ) -> Result<T> {
-        self.audit.record(vec![requested.clone()])?;
-        let result = effect();
-        let outcome = match &result {
-            Ok(value) => describe(value, requested.outcome(Outcome::Ok)),
-            Err(e) => requested
-                .outcome(Outcome::Error)
-                .with("error", crate::error::classify(e).1),
-        };
-        if let Err(e) = self.audit.record(vec![outcome]) {
-            // The change is made and its `requested` record is durable; say so loudly rather
-            // than answer as if nothing had happened.
-            tracing::error!(error = %e, "the outcome of a recorded change could not be audited");
-        }
-        result
     }
 
     /// Closes the audit log, checkpointing what is not yet signed.

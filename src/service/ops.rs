@@ -6,6 +6,7 @@ use std::path::Path;
 
 use signet_hsm::BackendInfo;
 
+use super::pipeline::{Operation, Recording};
 use super::{Action, Caller, ClientIdentity, Deferred, Service};
 use crate::domain::audit::{self, verify_chain, Break, ChainHead, VerifyReport, SERVICE};
 use crate::error::{Error, Result};
@@ -154,88 +155,6 @@ impl Service {
         Ok(matches!(self.store.cert(serial)?, Some(c) if c.status == CertStatus::Revoked))
     }
 
-    /// Liveness.
-    pub fn health(&self, caller: &Caller) -> Result<()> {
-        self.authorize(caller, Action::Health, "service")
-    }
-
-    /// Whether the caller may read the API's description (it is built by the API layer).
-    pub fn may_read_api_description(&self, caller: &Caller) -> Result<()> {
-        self.authorize(caller, Action::OpenApi, "openapi")
-    }
-
-    /// A problem type by name.
-    pub fn problem_type(&self, caller: &Caller, name: &str) -> Result<crate::error::ProblemType> {
-        self.authorize(caller, Action::ProblemRead, name)?;
-        crate::error::ProblemType::ALL
-            .into_iter()
-            .find(|k| k.slug() == name)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no problem type named {}",
-                    crate::support::text::echo(name)
-                ))
-            })
-    }
-
-    /// Readiness: the backend answers, the store takes a durable write, the audit log's last
-    /// append worked.
-    pub fn readiness(&self, caller: &Caller) -> Result<Readiness> {
-        self.authorize(caller, Action::Ready, "service")?;
-        Ok(Readiness {
-            hsm: self.backend.info().map_err(|e| e.to_string()),
-            store: self.store.check_writable().map_err(|e| e.to_string()),
-            audit: self.audit.writable(),
-        })
-    }
-
-    /// The metrics exposition.
-    pub fn render_metrics(&self, caller: &Caller) -> Result<String> {
-        self.authorize(caller, Action::Metrics, "service")?;
-        let (open, max) = self
-            .backend
-            .info()
-            .map(|i| (i.sessions_open, i.sessions_max))
-            .unwrap_or((0, 0));
-        Ok(self.metrics.render(open, max, self.audit.stats()))
-    }
-
-    /// Records after `after`, at most `limit`.
-    pub fn audit_records(
-        &self,
-        caller: &Caller,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>> {
-        self.authorize(caller, Action::AuditRead, "audit")?;
-        self.audit.read(after, limit.clamp(1, 10_000))
-    }
-
-    /// Copies the log to `out` up to and including its last checkpoint (so the copy verifies
-    /// offline and a cut copy is detectable), and the audit public key beside it
-    /// (`.pub.pem`). Writes nothing to the log, signs nothing, never touches the anchor.
-    pub fn export_audit(&self, caller: &Caller, out: &Path) -> Result<Export> {
-        self.authorize(caller, Action::AuditExport, "audit")?;
-        let spki = audit::public_key(self.store.as_ref(), self.backend.as_ref())?;
-        let head = self.audit.head()?;
-        let last_checkpoint = last_checkpoint(self.audit.journal().as_ref(), head.seq)?;
-        let Some(through) = last_checkpoint else {
-            return Err(Error::Conflict(format!(
-                "the audit log ({} records) has no checkpoint yet: nothing signed to export",
-                head.seq
-            )));
-        };
-        let written = copy_log(self.audit.journal().as_ref(), out, AUDIT_PAGE, through)?;
-        let pem_path = out.with_extension("pub.pem");
-        std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
-        Ok(Export {
-            records: written,
-            through,
-            left_out: head.seq - through,
-            public_key: pem_path,
-        })
-    }
-
     /// Walks the chain and every checkpoint signature, and compares the log with the anchored
     /// checkpoint kept in the token. Reads only: it never writes a record, a checkpoint or the
     /// anchor, whatever it finds.
@@ -275,56 +194,14 @@ impl Service {
     }
 
     /// Accepts a log that does not hold its anchor (behind it, diverged from it, or with the
-    /// anchor lost): first records the loss — which records, how many — then checkpoints,
-    /// which anchors the log as it now is. `None` when the log holds its anchor.
+    /// anchor lost): [`Reanchor`] when there is a gap; `None` when the log holds its anchor.
     pub fn reanchor_audit(&self, caller: &Caller) -> Result<Option<audit::Gap>> {
-        self.authorize(caller, Action::AuditReanchor, "audit")?;
         let Some(gap) = self.audit_gap()? else {
             return Ok(None);
         };
-        // CRL numbers issued after what the store now holds were lost with it: later ones
-        // start above any of them (numbers count up from 1; this is the time in seconds).
-        let crl_floor = u64::try_from(now()).unwrap_or(0);
-        let orphans = self.orphaned_keys()?;
-        let mut event = caller
-            .event(Action::AuditReanchor.name(), "audit", Outcome::Ok)
-            .with(
-                "reason",
-                "the operator accepted a log that does not hold its anchor",
-            )
-            .with("crl_number_raised_to", crl_floor);
-        if !orphans.is_empty() {
-            event = event.with(
-                "orphaned_keys",
-                orphans
-                    .iter()
-                    .take(32)
-                    .map(|k| k.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-        }
-        for (name, value) in gap.details() {
-            event = event.with(name, value);
-        }
-        self.audit.record(vec![event])?;
-        self.store.raise_crl_number(crl_floor)?;
-        // The checkpoint after the record moves the anchor, whatever it was (another node
-        // anchoring at that moment only delays it).
-        for attempt in 0.. {
-            self.anchor.replace_on_next_save();
-            self.audit.checkpoint()?;
-            if self.audit_gap()?.is_none() {
-                break;
-            }
-            if attempt == 20 {
-                return Err(Error::AuditUnavailable(
-                    "the loss is recorded, but the new checkpoint could not be anchored in the token; run `signet audit reanchor` again".into(),
-                ));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        Ok(Some(gap))
+        self.execute(caller, Reanchor { gap: gap.clone() })
+            .wait()
+            .map(|()| Some(gap))
     }
 
     /// Keys in the token labelled as Signet's that nothing in the store names (made after the
@@ -348,99 +225,6 @@ impl Service {
             .into_iter()
             .filter(|k| k.label.starts_with("signet:") && !known.contains(&k.id))
             .collect())
-    }
-
-    /// Re-applies the revocations of an exported log (`audit export`, verified here with the
-    /// audit public key) that the store no longer holds — after a restore from a backup older
-    /// than them. Certificates are revoked again (their CRL regenerated once) and token ids
-    /// revoked again; already revoked ones are left as they are. Returns (certificates,
-    /// tokens) re-applied.
-    pub fn replay_revocations(
-        &self,
-        caller: &Caller,
-        export: &Path,
-        public_key_spki: &[u8],
-    ) -> Result<(usize, usize)> {
-        self.authorize(caller, Action::AuditReplayRevocations, "audit")?;
-        let lines = crate::store::audit_file::log_lines(export)?;
-        if let Err(b) = verify_chain(lines, public_key_spki, None) {
-            return Err(Error::BadRequest(format!(
-                "{} does not verify with the audit key (broken at seq {}: {}); nothing was re-applied",
-                export.display(),
-                b.seq,
-                b.reason
-            )));
-        }
-        let mut certs: Vec<(String, Option<String>)> = Vec::new();
-        let mut tokens: Vec<(String, Option<i64>)> = Vec::new();
-        for record in crate::store::audit_file::log_lines(export)?.flatten() {
-            if record.outcome != Outcome::Ok {
-                continue;
-            }
-            match record.action.as_str() {
-                "cert.revoke" => {
-                    let serial = crate::domain::authority::normalize_serial(&record.target);
-                    if matches!(self.store.cert(&serial)?, Some(c) if c.status == CertStatus::Active)
-                    {
-                        certs.push((serial, record.details.get("reason").cloned()));
-                    }
-                }
-                "token.revoke" if !self.store.token_revoked(&record.target)? => {
-                    let exp = record.details.get("exp").and_then(|e| e.parse().ok());
-                    tokens.push((record.target.clone(), exp));
-                }
-                _ => {}
-            }
-        }
-        let requested = caller
-            .event(
-                Action::AuditReplayRevocations.name(),
-                "audit",
-                Outcome::Requested,
-            )
-            .with("source", export.display())
-            .with("source_sha256", audit::sha256_hex(&std::fs::read(export)?))
-            .with(
-                "certificates",
-                certs
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-            .with(
-                "tokens",
-                tokens
-                    .iter()
-                    .map(|(j, _)| j.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-        let (c, t) = (certs.len(), tokens.len());
-        self.change(
-            requested,
-            || {
-                if !certs.is_empty() {
-                    let ca = self.ca()?;
-                    let mut by_reason: std::collections::BTreeMap<Option<String>, Vec<String>> =
-                        Default::default();
-                    for (serial, reason) in &certs {
-                        let reason = reason.clone().filter(|r| r != "unspecified");
-                        by_reason.entry(reason).or_default().push(serial.clone());
-                    }
-                    for (reason, serials) in by_reason {
-                        self.authority()
-                            .revoke_all(&ca, &serials, reason.as_deref())?;
-                    }
-                }
-                for (jti, exp) in &tokens {
-                    self.tokens().revoke(jti, *exp)?;
-                }
-                Ok(())
-            },
-            |_, e| e.with("certificates_revoked", c).with("tokens_revoked", t),
-        )?;
-        Ok((c, t))
     }
 
     /// Counts a refused connection (in memory, never blocking). Returns the record to write
@@ -590,6 +374,358 @@ impl Service {
             tracing::warn!(error = %e, "could not record the stop");
         }
         self.close();
+    }
+}
+
+/// Liveness.
+#[derive(Debug, Clone)]
+pub struct Health;
+
+impl Operation for Health {
+    type Output = ();
+    fn action(&self) -> Action {
+        Action::Health
+    }
+    fn target(&self) -> String {
+        "service".into()
+    }
+    fn run(&mut self, _: &Service, _: &Caller) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Readiness: the backend answers, the store takes a durable write, the audit log's last
+/// append worked.
+#[derive(Debug, Clone)]
+pub struct ReadReadiness;
+
+impl Operation for ReadReadiness {
+    type Output = Readiness;
+    fn action(&self) -> Action {
+        Action::Ready
+    }
+    fn target(&self) -> String {
+        "service".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Readiness> {
+        Ok(Readiness {
+            hsm: s.backend.info().map_err(|e| e.to_string()),
+            store: s.store.check_writable().map_err(|e| e.to_string()),
+            audit: s.audit.writable(),
+        })
+    }
+}
+
+/// The metrics exposition.
+#[derive(Debug, Clone)]
+pub struct ReadMetrics;
+
+impl Operation for ReadMetrics {
+    type Output = String;
+    fn action(&self) -> Action {
+        Action::Metrics
+    }
+    fn target(&self) -> String {
+        "service".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<String> {
+        let (open, max) = s
+            .backend
+            .info()
+            .map(|i| (i.sessions_open, i.sessions_max))
+            .unwrap_or((0, 0));
+        Ok(s.metrics.render(open, max, s.audit.stats()))
+    }
+}
+
+/// Whether the caller may read the API's description (the API layer builds it).
+#[derive(Debug, Clone)]
+pub struct ReadApiDescription;
+
+impl Operation for ReadApiDescription {
+    type Output = ();
+    fn action(&self) -> Action {
+        Action::OpenApi
+    }
+    fn target(&self) -> String {
+        "openapi".into()
+    }
+    fn run(&mut self, _: &Service, _: &Caller) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A problem type by name.
+#[derive(Debug, Clone)]
+pub struct ReadProblemType {
+    /// Its name (the `type` URI's last segment).
+    pub name: String,
+}
+
+impl Operation for ReadProblemType {
+    type Output = crate::error::ProblemType;
+    fn action(&self) -> Action {
+        Action::ProblemRead
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, _: &Service, _: &Caller) -> Result<Self::Output> {
+        crate::error::ProblemType::ALL
+            .into_iter()
+            .find(|k| k.slug() == self.name)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no problem type named {}",
+                    crate::support::text::echo(&self.name)
+                ))
+            })
+    }
+}
+
+/// Records after `after`, at most `limit` (1 to 10,000).
+#[derive(Debug, Clone)]
+pub struct ReadAudit {
+    /// The last sequence number not wanted.
+    pub after: u64,
+    /// How many at most.
+    pub limit: usize,
+}
+
+impl Operation for ReadAudit {
+    type Output = Vec<AuditRecord>;
+    fn action(&self) -> Action {
+        Action::AuditRead
+    }
+    fn target(&self) -> String {
+        "audit".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.audit.read(self.after, self.limit.clamp(1, 10_000))
+    }
+}
+
+/// Copies the log to a file up to and including its last checkpoint (so the copy verifies
+/// offline and a cut copy is detectable), and the audit public key beside it (`.pub.pem`).
+/// Writes nothing to the log, signs nothing, never touches the anchor.
+#[derive(Debug, Clone)]
+pub struct ExportAudit {
+    /// The copy.
+    pub out: std::path::PathBuf,
+}
+
+impl Operation for ExportAudit {
+    type Output = Export;
+    fn action(&self) -> Action {
+        Action::AuditExport
+    }
+    fn target(&self) -> String {
+        "audit".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Export> {
+        let spki = audit::public_key(s.store.as_ref(), s.backend.as_ref())?;
+        let head = s.audit.head()?;
+        let Some(through) = last_checkpoint(s.audit.journal().as_ref(), head.seq)? else {
+            return Err(Error::Conflict(format!(
+                "the audit log ({} records) has no checkpoint yet: nothing signed to export",
+                head.seq
+            )));
+        };
+        let written = copy_log(s.audit.journal().as_ref(), &self.out, AUDIT_PAGE, through)?;
+        let pem_path = self.out.with_extension("pub.pem");
+        std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
+        Ok(Export {
+            records: written,
+            through,
+            left_out: head.seq - through,
+            public_key: pem_path,
+        })
+    }
+}
+
+/// Accepts a log that does not hold its anchor: the `requested` record holds the loss —
+/// which records, how many, the keys the store no longer names, the CRL number's new floor —
+/// and is durable before anything moves; then CRL numbers are raised past every one issued
+/// and a checkpoint anchors the log as it now is (a new epoch).
+#[derive(Debug, Clone)]
+pub struct Reanchor {
+    /// The gap found.
+    pub gap: audit::Gap,
+}
+
+impl Operation for Reanchor {
+    type Output = ();
+    fn action(&self) -> Action {
+        Action::AuditReanchor
+    }
+    fn target(&self) -> String {
+        "audit".into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        let orphans = s.orphaned_keys()?;
+        let mut event = event
+            .with(
+                "reason",
+                "the operator accepted a log that does not hold its anchor",
+            )
+            .with("crl_number_raised_to", crl_floor());
+        if !orphans.is_empty() {
+            event = event.with(
+                "orphaned_keys",
+                orphans
+                    .iter()
+                    .take(32)
+                    .map(|k| k.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        for (name, value) in self.gap.details() {
+            event = event.with(name, value);
+        }
+        Ok(event)
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<()> {
+        s.store.raise_crl_number(crl_floor())?;
+        // The checkpoint after the record moves the anchor, whatever it was (another node
+        // anchoring at that moment only delays it).
+        for attempt in 0.. {
+            s.anchor.replace_on_next_save();
+            s.audit.checkpoint()?;
+            if s.audit_gap()?.is_none() {
+                break;
+            }
+            if attempt == 20 {
+                return Err(Error::AuditUnavailable(
+                    "the loss is recorded, but the new checkpoint could not be anchored in the token; run `signet audit reanchor` again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        Ok(())
+    }
+}
+
+/// CRL numbers issued after what a restored store holds were lost with it: later ones start
+/// above any of them (numbers count up from 1; this is the time in seconds).
+fn crl_floor() -> u64 {
+    u64::try_from(now()).unwrap_or(0)
+}
+
+/// Re-applies the revocations of an exported log (`audit export`, verified with the audit
+/// public key) that the store no longer holds — after a restore from a backup older than
+/// them. Certificates are revoked again (their CRL regenerated once) and token ids revoked
+/// again; already revoked ones are left as they are. Gives (certificates, tokens) re-applied.
+#[derive(Debug, Clone)]
+pub struct ReplayRevocations {
+    /// The exported log.
+    pub export: std::path::PathBuf,
+    /// The audit public key (SPKI DER) it verifies with.
+    pub public_key_spki: Vec<u8>,
+    certs: Vec<(String, Option<String>)>,
+    tokens: Vec<(String, Option<i64>)>,
+}
+
+impl ReplayRevocations {
+    /// The replay of `export`, verified with `public_key_spki`.
+    pub fn new(export: std::path::PathBuf, public_key_spki: Vec<u8>) -> Self {
+        ReplayRevocations {
+            export,
+            public_key_spki,
+            certs: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Operation for ReplayRevocations {
+    type Output = (usize, usize);
+    fn action(&self) -> Action {
+        Action::AuditReplayRevocations
+    }
+    fn target(&self) -> String {
+        "audit".into()
+    }
+    fn recording(&self) -> Recording {
+        Recording::Change
+    }
+    fn requested(&mut self, s: &Service, event: Event) -> Result<Event> {
+        let lines = crate::store::audit_file::log_lines(&self.export)?;
+        if let Err(b) = verify_chain(lines, &self.public_key_spki, None) {
+            return Err(Error::BadRequest(format!(
+                "{} does not verify with the audit key (broken at seq {}: {}); nothing was re-applied",
+                self.export.display(),
+                b.seq,
+                b.reason
+            )));
+        }
+        for record in crate::store::audit_file::log_lines(&self.export)?.flatten() {
+            if record.outcome != Outcome::Ok {
+                continue;
+            }
+            match record.action.as_str() {
+                "cert.revoke" => {
+                    let serial = crate::domain::authority::normalize_serial(&record.target);
+                    if matches!(s.store.cert(&serial)?, Some(c) if c.status == CertStatus::Active) {
+                        self.certs
+                            .push((serial, record.details.get("reason").cloned()));
+                    }
+                }
+                "token.revoke" if !s.store.token_revoked(&record.target)? => {
+                    let exp = record.details.get("exp").and_then(|e| e.parse().ok());
+                    self.tokens.push((record.target.clone(), exp));
+                }
+                _ => {}
+            }
+        }
+        Ok(event
+            .with("source", self.export.display())
+            .with(
+                "source_sha256",
+                audit::sha256_hex(&std::fs::read(&self.export)?),
+            )
+            .with(
+                "certificates",
+                self.certs
+                    .iter()
+                    .map(|(serial, _)| serial.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+            .with(
+                "tokens",
+                self.tokens
+                    .iter()
+                    .map(|(jti, _)| jti.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ))
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        if !self.certs.is_empty() {
+            let ca = s.ca()?;
+            let mut by_reason: std::collections::BTreeMap<Option<String>, Vec<String>> =
+                Default::default();
+            for (serial, reason) in &self.certs {
+                let reason = reason.clone().filter(|r| r != "unspecified");
+                by_reason.entry(reason).or_default().push(serial.clone());
+            }
+            for (reason, serials) in by_reason {
+                s.authority().revoke_all(&ca, &serials, reason.as_deref())?;
+            }
+        }
+        for (jti, exp) in &self.tokens {
+            s.tokens().revoke(jti, *exp)?;
+        }
+        Ok((self.certs.len(), self.tokens.len()))
+    }
+    fn describe(&self, (c, t): &(usize, usize), event: Event) -> Event {
+        event
+            .with("certificates_revoked", c)
+            .with("tokens_revoked", t)
     }
 }
 

@@ -189,6 +189,47 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Records a denial and answers it. A principal's first denials each second are
+    /// recorded in full; beyond them they are counted and written as summaries (see
+    /// [`crate::domain::audit::refusals::Denials`]).
+    fn deny(&self, caller: &Caller, action: Action, target: &str, reason: String) -> Result<()> {
+        use crate::domain::audit::refusals::Disposition;
+        self.metrics.denial(action.name());
+        self.metrics.operation(action.name(), "denied");
+        let event = caller
+            .event(action.name(), target, Outcome::Denied)
+            .with("reason", &reason);
+        let disposition = self.denials.lock().unwrap_or_else(|p| p.into_inner()).note(
+            &caller.audit_name(),
+            action.name(),
+            &reason,
+            event,
+        );
+        if let Disposition::Record(event) = disposition {
+            self.audit.record(vec![event])?;
+        }
+        Err(Error::Forbidden(reason))
+    }
+
+    /// Records a refusal of a change that conflicts with a rule (the last admin stays) and
+    /// answers it (409).
+    fn refuse_conflict(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &str,
+        reason: String,
+    ) -> Result<()> {
+        self.metrics.denial(action.name());
+        self.metrics.operation(action.name(), "refused");
+        self.audit.record(vec![caller
+            .event(action.name(), target, Outcome::Denied)
+            .with("reason", &reason)])?;
+        Err(Error::Conflict(reason))
+    }
+}
+
 /// The outcome label of a result.
 fn outcome_name<T>(result: &Result<T>) -> &'static str {
     match result {

@@ -160,19 +160,6 @@ pub struct AuditStatus {
 }
 
 impl Service {
-    /// The status report.
-    pub fn status(&self, caller: &Caller) -> Result<Status> {
-        self.authorize(caller, Action::Status, "service")?;
-        Ok(Status {
-            backend: Part::of(self.backend_status()),
-            store: self.store_status(),
-            ca: Part::of(self.ca_status()),
-            crl: Part::of(self.crl_status()),
-            audit: Part::of(self.audit_status()),
-            keys: Part::of(self.store.keys().map(|k| k.len())),
-        })
-    }
-
     fn backend_status(&self) -> Result<BackendStatus> {
         let info = self.backend.info()?;
         Ok(BackendStatus {
@@ -279,6 +266,30 @@ impl Service {
             last_checkpoint,
             writable: self.audit.writable().is_ok(),
             not_writable: self.audit.writable().err(),
+        })
+    }
+}
+
+/// The status report (`signet status`, `GET /v1/status`).
+#[derive(Debug, Clone)]
+pub struct ReadStatus;
+
+impl super::Operation for ReadStatus {
+    type Output = Status;
+    fn action(&self) -> Action {
+        Action::Status
+    }
+    fn target(&self) -> String {
+        "service".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Status> {
+        Ok(Status {
+            backend: Part::of(s.backend_status()),
+            store: s.store_status(),
+            ca: Part::of(s.ca_status()),
+            crl: Part::of(s.crl_status()),
+            audit: Part::of(s.audit_status()),
+            keys: Part::of(s.store.keys().map(|k| k.len())),
         })
     }
 }
