@@ -107,181 +107,50 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// The stable kinds of problem the API answers with. Each has one status and one `type` slug.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ProblemType {
-    /// 400: the request is malformed or out of range.
-    BadRequest,
-    /// 401: no acceptable client identity.
-    Unauthenticated,
-    /// 403: the caller lacks the scope.
-    Forbidden,
-    /// 404: no such thing (or route).
-    NotFound,
-    /// 405: the route exists, the method does not.
-    MethodNotAllowed,
-    /// 408: the body did not arrive in time.
-    RequestTimeout,
-    /// 409: the state does not allow it.
-    Conflict,
-    /// 413: the body is too large.
-    PayloadTooLarge,
-    /// 414: the request target is too long.
-    UriTooLong,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 431: the request's header fields are too many or too large.
-    HeadersTooLarge,
-    /// 500: an internal error.
-    Internal,
-    /// 503: the audit log cannot be written; nothing was done.
-    AuditUnavailable,
-    /// 503: the HSM cannot complete the operation.
-    HsmUnavailable,
-    /// 503: the service is not ready.
-    NotReady,
-}
-
-impl ProblemType {
-    /// Every type, for documentation and tests.
-    pub const ALL: [ProblemType; 15] = [
-        ProblemType::BadRequest,
-        ProblemType::Unauthenticated,
-        ProblemType::Forbidden,
-        ProblemType::NotFound,
-        ProblemType::MethodNotAllowed,
-        ProblemType::RequestTimeout,
-        ProblemType::Conflict,
-        ProblemType::PayloadTooLarge,
-        ProblemType::UriTooLong,
-        ProblemType::UnsupportedMediaType,
-        ProblemType::HeadersTooLarge,
-        ProblemType::Internal,
-        ProblemType::AuditUnavailable,
-        ProblemType::HsmUnavailable,
-        ProblemType::NotReady,
-    ];
-
-    /// The last segment of the `type` URI.
-    pub fn slug(self) -> &'static str {
-        match self {
-            ProblemType::BadRequest => "bad-request",
-            ProblemType::Unauthenticated => "unauthenticated",
-            ProblemType::Forbidden => "forbidden",
-            ProblemType::NotFound => "not-found",
-            ProblemType::MethodNotAllowed => "method-not-allowed",
-            ProblemType::RequestTimeout => "request-timeout",
-            ProblemType::Conflict => "conflict",
-            ProblemType::PayloadTooLarge => "payload-too-large",
-            ProblemType::UriTooLong => "uri-too-long",
-            ProblemType::UnsupportedMediaType => "unsupported-media-type",
-            ProblemType::HeadersTooLarge => "header-fields-too-large",
-            ProblemType::Internal => "internal",
-            ProblemType::AuditUnavailable => "audit-unavailable",
-            ProblemType::HsmUnavailable => "hsm-unavailable",
-            ProblemType::NotReady => "not-ready",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(self) -> u16 {
-        match self {
-            ProblemType::BadRequest => 400,
-            ProblemType::Unauthenticated => 401,
-            ProblemType::Forbidden => 403,
-            ProblemType::NotFound => 404,
-            ProblemType::MethodNotAllowed => 405,
-            ProblemType::RequestTimeout => 408,
-            ProblemType::Conflict => 409,
-            ProblemType::PayloadTooLarge => 413,
-            ProblemType::UriTooLong => 414,
-            ProblemType::UnsupportedMediaType => 415,
-            ProblemType::HeadersTooLarge => 431,
-            ProblemType::Internal => 500,
-            ProblemType::AuditUnavailable | ProblemType::HsmUnavailable | ProblemType::NotReady => {
-                503
-            }
-        }
-    }
-
-    /// What the type means, for the README and the API description.
-    pub fn meaning(self) -> &'static str {
-        match self {
-            ProblemType::BadRequest => "the request is malformed or out of range; the detail says which field and why",
-            ProblemType::Unauthenticated => "the client certificate was revoked, or expired, after its connection was opened (the connection is then closed)",
-            ProblemType::Forbidden => "the principal lacks the scope the detail names",
-            ProblemType::NotFound => "no such key, version, certificate, principal or route",
-            ProblemType::MethodNotAllowed => "the route exists but not with this method",
-            ProblemType::RequestTimeout => "the request body did not arrive within server.body_read_timeout_secs",
-            ProblemType::Conflict => "the current state does not allow it (exists already, disabled, scheduled for deletion…)",
-            ProblemType::PayloadTooLarge => "the body exceeds server.max_body_bytes",
-            ProblemType::UriTooLong => "the request target (path and query) is longer than 8 KiB",
-            ProblemType::UnsupportedMediaType => "the body is not sent as application/json (or, on a route without a body, is sent as a type a cross-site form can send)",
-            ProblemType::HeadersTooLarge => "the request has more than 100 header fields or more than 32 KiB of them",
-            ProblemType::Internal => "an internal error; the server log has the cause under the request id",
-            ProblemType::AuditUnavailable => "the audit record could not be written, so nothing was done",
-            ProblemType::HsmUnavailable => "the HSM could not complete the operation; retry later",
-            ProblemType::NotReady => "the HSM, the store or the audit log is not usable now",
-        }
-    }
-}
-
-/// The problem type and the detail safe to show a client.
-pub fn classify(err: &Error) -> (ProblemType, String) {
+/// What a client may be told of an error: the error's own text for the caller's mistakes and
+/// for states it can act on, a fixed sentence for the rest (internal causes stay in the log).
+pub fn public_detail(err: &Error) -> String {
     match err {
-        Error::BadRequest(d) => (ProblemType::BadRequest, d.clone()),
-        Error::NotFound(d) => (ProblemType::NotFound, d.clone()),
-        Error::Conflict(d) => (ProblemType::Conflict, d.clone()),
-        Error::Forbidden(d) => (ProblemType::Forbidden, d.clone()),
-        Error::Unauthenticated(d) => (ProblemType::Unauthenticated, d.clone()),
-        Error::TooLarge(d) => (ProblemType::PayloadTooLarge, d.clone()),
-        Error::AuditUnavailable(_) | Error::ChainBroken { .. } => (
-            ProblemType::AuditUnavailable,
-            "the audit log cannot be written; the operation was not performed".into(),
-        ),
-        Error::AuditUncertain(_) => (
-            ProblemType::AuditUnavailable,
-            "the connection to the database broke while the audit record was being committed: the record may be in the log, but nothing was answered (a signature, if asked for, was not returned); retry".into(),
-        ),
-        Error::Hsm(e) => classify_hsm(e),
+        Error::BadRequest(d)
+        | Error::NotFound(d)
+        | Error::Conflict(d)
+        | Error::Forbidden(d)
+        | Error::Unauthenticated(d)
+        | Error::TooLarge(d) => d.clone(),
+        Error::AuditUnavailable(_) | Error::ChainBroken { .. } => {
+            "the audit log cannot be written; the operation was not performed".into()
+        }
+        Error::AuditUncertain(_) => "the connection to the database broke while the audit record was being committed: the record may be in the log, but nothing was answered (a signature, if asked for, was not returned); retry".into(),
+        Error::Hsm(e) => hsm_detail(e),
         Error::Pki(e) => match e {
             PkiError::CsrRefused(_)
             | PkiError::Policy(_)
             | PkiError::Parse { .. }
-            | PkiError::Pkcs12Import(_) => (ProblemType::BadRequest, e.to_string()),
-            PkiError::Hsm(inner) => classify_hsm(inner),
-            _ => (ProblemType::Internal, "internal error".into()),
+            | PkiError::Pkcs12Import(_) => e.to_string(),
+            PkiError::Hsm(inner) => hsm_detail(inner),
+            _ => "internal error".into(),
         },
-        Error::Store(StoreError::NotWritable(_)) => (
-            ProblemType::NotReady,
-            "the metadata store cannot be written now; nothing was changed".into(),
-        ),
-        Error::Store(StoreError::Unavailable(_)) => (
-            ProblemType::NotReady,
-            "the metadata store cannot be reached now; the request was not performed".into(),
-        ),
-        Error::Store(_) | Error::Random(_) | Error::Internal(_) => {
-            (ProblemType::Internal, "internal error".into())
+        Error::Store(StoreError::NotWritable(_)) => {
+            "the metadata store cannot be written now; nothing was changed".into()
         }
+        Error::Store(StoreError::Unavailable(_)) => {
+            "the metadata store cannot be reached now; the request was not performed".into()
+        }
+        Error::Store(_) | Error::Random(_) | Error::Internal(_) => "internal error".into(),
     }
 }
 
-fn classify_hsm(e: &HsmError) -> (ProblemType, String) {
+fn hsm_detail(e: &HsmError) -> String {
     if e.is_input_error() {
-        return (ProblemType::BadRequest, e.to_string());
+        return e.to_string();
     }
     match e {
-        HsmError::KeyNotFound(_) => (ProblemType::NotFound, e.to_string()),
-        HsmError::KeyExists(_) | HsmError::Full(_) => (ProblemType::Conflict, e.to_string()),
-        _ => (
-            ProblemType::HsmUnavailable,
-            format!(
-                "the HSM could not complete the operation{}",
-                e.return_code()
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default()
-            ),
+        HsmError::KeyNotFound(_) | HsmError::KeyExists(_) | HsmError::Full(_) => e.to_string(),
+        _ => format!(
+            "the HSM could not complete the operation{}",
+            e.return_code()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
         ),
     }
 }
@@ -291,28 +160,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_and_statuses_are_unique_per_type() {
-        let mut slugs: Vec<_> = ProblemType::ALL.iter().map(|t| t.slug()).collect();
-        slugs.sort();
-        slugs.dedup();
-        assert_eq!(slugs.len(), ProblemType::ALL.len());
-        assert!(ProblemType::ALL
-            .iter()
-            .all(|t| (400..600).contains(&t.status()) && !t.meaning().is_empty()));
-    }
-
-    #[test]
     fn internal_causes_are_not_shown() {
-        let (kind, detail) = classify(&Error::Internal("disk path /secret".into()));
-        assert_eq!(kind, ProblemType::Internal);
-        assert!(!detail.contains("secret"));
-        let (kind, detail) = classify(&Error::Hsm(HsmError::Device {
+        assert_eq!(
+            public_detail(&Error::Internal("disk path /secret".into())),
+            "internal error"
+        );
+        let detail = public_detail(&Error::Hsm(HsmError::Device {
             interface: "PKCS#11",
             function: "C_Sign".into(),
             code: "CKR_DEVICE_ERROR".into(),
             fault: signet_hsm::Fault::SessionLost,
         }));
-        assert_eq!(kind, ProblemType::HsmUnavailable);
         assert_eq!(
             detail,
             "the HSM could not complete the operation (CKR_DEVICE_ERROR)"

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::{b64, text, Server};
 use serde_json::{json, Value};
-use signet::service::ACTIONS;
+use signet::api::routes::ROUTES;
 
 /// The Python environment `scripts/setup.sh` makes (`target/py`), or the system's.
 fn python_tool(name: &str) -> PathBuf {
@@ -63,9 +63,8 @@ fn the_description_is_valid_complete_and_true() {
                 .map(move |method| (method.to_uppercase(), path.clone()))
         })
         .collect();
-    let routed: BTreeSet<(String, String)> = ACTIONS
+    let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .filter_map(|a| a.route)
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     assert_eq!(documented, routed);

@@ -9,6 +9,8 @@ pub mod openapi;
 mod ops;
 mod pki;
 mod problem;
+pub mod problem_types;
+pub mod routes;
 mod tokens;
 
 use std::future::Future;
@@ -32,9 +34,9 @@ pub use problem::{
 };
 
 use self::conn::{Activity, Admission, Close, Timeouts};
+use self::problem_types::ProblemType;
 use crate::config::Config;
-use crate::error::ProblemType;
-use crate::service::{Action, ClientIdentity, Service, ACTIONS};
+use crate::service::{Action, ClientIdentity, Service};
 
 /// Shared state of the running service.
 #[derive(Debug, Clone)]
@@ -70,7 +72,7 @@ impl AppState {
 fn handler(action: Action) -> Option<MethodRouter<AppState>> {
     use Action::*;
     let filter = |a: Action| {
-        let method = a.spec().route.map(|r| r.method).unwrap_or("GET");
+        let method = routes::route_of(a).map(|r| r.method).unwrap_or("GET");
         match method {
             "POST" => MethodFilter::POST,
             "DELETE" => MethodFilter::DELETE,
@@ -130,8 +132,8 @@ pub fn router(state: AppState) -> Router {
     set_problem_base(&state.service.config().server.problem_type_base);
     let body_limit = state.service.config().server.max_body_bytes;
     let mut router: Router<AppState> = Router::new();
-    for spec in ACTIONS {
-        let (Some(route), Some(handler)) = (spec.route, handler(spec.action)) else {
+    for route in routes::ROUTES {
+        let Some(handler) = handler(route.action) else {
             continue;
         };
         router = router.route(route.path, handler);

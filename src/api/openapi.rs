@@ -19,10 +19,10 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr, Requir
 use utoipa::{IntoParams, ToSchema};
 
 use super::model::*;
+use super::problem_types::ProblemType;
 use super::{keys, ops, pki, problem_type_uri, tokens};
-use crate::error::ProblemType;
 use crate::service::status::Status;
-use crate::service::{Action, ACTIONS};
+use crate::service::Action;
 
 /// What an operation's answer is.
 enum Answer {
@@ -444,8 +444,9 @@ fn string_schema() -> ObjectBuilder {
 /// The document for this server.
 pub fn document() -> OpenApi {
     let mut paths = Paths::new();
-    for spec in ACTIONS {
-        let (Some(route), Some(io)) = (spec.route, io(spec.action)) else {
+    for route in super::routes::ROUTES {
+        let spec = route.action.spec();
+        let Some(io) = io(spec.action) else {
             continue;
         };
         let path_params: Vec<&str> = route

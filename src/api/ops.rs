@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::model::{HealthView, ProblemTypeView, ReadyHsm, ReadyView};
 use super::problem::{ApiPath, ApiQuery, ApiResult, Ctx, Problem};
-use crate::error::ProblemType;
+use super::problem_types::ProblemType;
 use crate::service::{
     Health, ReadApiDescription, ReadAudit, ReadMetrics, ReadProblemType, ReadReadiness, ReadStatus,
 };
@@ -88,7 +88,16 @@ pub async fn status(ctx: Ctx) -> ApiResult<Json<crate::service::Status>> {
 
 /// `GET /problems/{name}`: what a problem type means (the target of the relative `type` URIs).
 pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<ProblemTypeView>> {
-    let kind = ctx.execute(ReadProblemType { name }).await?;
+    ctx.execute(ReadProblemType { name: name.clone() }).await?;
+    let kind = ProblemType::ALL
+        .into_iter()
+        .find(|k| k.slug() == name)
+        .ok_or_else(|| {
+            ctx.fail(crate::error::Error::NotFound(format!(
+                "no problem type named {}",
+                crate::support::text::echo(&name)
+            )))
+        })?;
     Ok(Json(ProblemTypeView {
         kind: super::problem_type_uri(kind),
         name: kind.slug().into(),

@@ -11,8 +11,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use super::problem_types::{classify, ProblemType};
 use super::AppState;
-use crate::error::{classify, Error, ProblemType};
+use crate::error::Error;
 use crate::service::{Caller, ClientIdentity, Service};
 
 /// The default prefix of problem type URIs (relative: resolved against the request's URL).

@@ -280,7 +280,7 @@ pub enum PrincipalCommand {
     Create {
         /// Principal name (1-64 of A-Z a-z 0-9 - _ .).
         name: String,
-        /// Scopes (admin, keys:create, keys:sign:<pattern>, …; repeatable).
+        /// Scopes (admin, keys:create, `keys:sign:<pattern>`, …; repeatable).
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },

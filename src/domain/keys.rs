@@ -444,7 +444,7 @@ impl Keys<'_> {
     ) -> Result<Signature> {
         if record.name == TOKEN_KEY {
             return Err(Error::Forbidden(format!(
-                "{:?} signs only tokens (POST /v1/tokens), never arbitrary input",
+                "{:?} signs only tokens (the token-issuing operation), never arbitrary input",
                 record.name
             )));
         }

@@ -1,6 +1,6 @@
-//! The one table of operations: for each, the audit action name, what the caller needs, and the
-//! HTTP route that serves it (if any). The router is built from it, authorization reads it, and
-//! the scope-matrix test iterates it, so a route cannot exist without its scope being tested.
+//! The one table of operations: for each, the audit action name and what the caller needs.
+//! The pipeline authorizes from it; the API's route table (`api::routes`) says which of them
+//! are served over HTTP, and the scope-matrix test walks both.
 
 /// What a caller needs for an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,15 +49,6 @@ impl Requirement {
             Requirement::Operator => "operator (CLI) only".into(),
         }
     }
-}
-
-/// An HTTP route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route {
-    /// `GET`, `POST` or `DELETE`.
-    pub method: &'static str,
-    /// axum path syntax (`/v1/keys/{name}`).
-    pub path: &'static str,
 }
 
 /// Every operation of the service.
@@ -161,24 +152,13 @@ pub struct ActionSpec {
     pub name: &'static str,
     /// What the caller needs.
     pub requirement: Requirement,
-    /// The route that serves it.
-    pub route: Option<Route>,
 }
 
-const fn row(
-    action: Action,
-    name: &'static str,
-    requirement: Requirement,
-    route: Option<(&'static str, &'static str)>,
-) -> ActionSpec {
+const fn row(action: Action, name: &'static str, requirement: Requirement) -> ActionSpec {
     ActionSpec {
         action,
         name,
         requirement,
-        route: match route {
-            Some((method, path)) => Some(Route { method, path }),
-            None => None,
-        },
     }
 }
 
@@ -186,214 +166,86 @@ use Requirement::*;
 
 /// The table.
 pub const ACTIONS: &[ActionSpec] = &[
-    row(
-        Action::KeyList,
-        "key.list",
-        Scope("keys:read"),
-        Some(("GET", "/v1/keys")),
-    ),
-    row(
-        Action::KeyRead,
-        "key.read",
-        ReadKey,
-        Some(("GET", "/v1/keys/{name}")),
-    ),
-    row(Action::KeyPublic, "key.public", ReadKey, None),
-    row(
-        Action::KeyAttest,
-        "key.attest",
-        ReadKey,
-        Some(("GET", "/v1/keys/{name}/attestation")),
-    ),
-    row(
-        Action::KeyCreate,
-        "key.create",
-        Scope("keys:create"),
-        Some(("POST", "/v1/keys")),
-    ),
-    row(Action::KeyImport, "key.import", Operator, None),
-    row(
-        Action::KeyRotate,
-        "key.rotate",
-        Scope("keys:manage"),
-        Some(("POST", "/v1/keys/{name}/rotate")),
-    ),
-    row(
-        Action::KeyDisable,
-        "key.disable",
-        Scope("keys:manage"),
-        Some(("POST", "/v1/keys/{name}/versions/{version}/disable")),
-    ),
-    row(
-        Action::KeyEnable,
-        "key.enable",
-        Scope("keys:manage"),
-        Some(("POST", "/v1/keys/{name}/versions/{version}/enable")),
-    ),
+    row(Action::KeyList, "key.list", Scope("keys:read")),
+    row(Action::KeyRead, "key.read", ReadKey),
+    row(Action::KeyPublic, "key.public", ReadKey),
+    row(Action::KeyAttest, "key.attest", ReadKey),
+    row(Action::KeyCreate, "key.create", Scope("keys:create")),
+    row(Action::KeyImport, "key.import", Operator),
+    row(Action::KeyRotate, "key.rotate", Scope("keys:manage")),
+    row(Action::KeyDisable, "key.disable", Scope("keys:manage")),
+    row(Action::KeyEnable, "key.enable", Scope("keys:manage")),
     row(
         Action::KeyScheduleDeletion,
         "key.delete-scheduled",
         Scope("keys:manage"),
-        Some(("DELETE", "/v1/keys/{name}")),
     ),
     row(
         Action::KeyCancelDeletion,
         "key.cancel-deletion",
         Scope("keys:manage"),
-        Some(("POST", "/v1/keys/{name}/cancel-deletion")),
     ),
-    row(Action::KeyDestroy, "key.destroy", Operator, None),
-    row(
-        Action::KeySign,
-        "key.sign",
-        SignKey,
-        Some(("POST", "/v1/keys/{name}/sign")),
-    ),
-    row(
-        Action::KeySignBatch,
-        "key.sign",
-        SignKey,
-        Some(("POST", "/v1/keys/{name}/sign-batch")),
-    ),
-    row(
-        Action::KeyVerify,
-        "key.verify",
-        VerifyKey,
-        Some(("POST", "/v1/keys/{name}/verify")),
-    ),
-    row(Action::CaInit, "ca.init", Operator, None),
-    row(Action::CaShow, "ca.read", Operator, None),
-    row(Action::CaRotate, "ca.rotate", Operator, None),
-    row(
-        Action::CaChain,
-        "ca.chain",
-        Enrolled,
-        Some(("GET", "/v1/ca/chain")),
-    ),
-    row(
-        Action::CaCrl,
-        "crl.read",
-        Enrolled,
-        Some(("GET", "/v1/ca/crl")),
-    ),
-    row(
-        Action::CertIssue,
-        "cert.issue",
-        Scope("certs:issue"),
-        Some(("POST", "/v1/certificates")),
-    ),
-    row(Action::CertIssueBundle, "cert.issue", Operator, None),
-    row(
-        Action::CertRead,
-        "cert.read",
-        Scope("certs:read"),
-        Some(("GET", "/v1/certificates/{serial}")),
-    ),
-    row(Action::CertList, "cert.list", Scope("certs:read"), None),
-    row(
-        Action::CertRevoke,
-        "cert.revoke",
-        Scope("certs:revoke"),
-        Some(("POST", "/v1/certificates/{serial}/revoke")),
-    ),
+    row(Action::KeyDestroy, "key.destroy", Operator),
+    row(Action::KeySign, "key.sign", SignKey),
+    row(Action::KeySignBatch, "key.sign", SignKey),
+    row(Action::KeyVerify, "key.verify", VerifyKey),
+    row(Action::CaInit, "ca.init", Operator),
+    row(Action::CaShow, "ca.read", Operator),
+    row(Action::CaRotate, "ca.rotate", Operator),
+    row(Action::CaChain, "ca.chain", Enrolled),
+    row(Action::CaCrl, "crl.read", Enrolled),
+    row(Action::CertIssue, "cert.issue", Scope("certs:issue")),
+    row(Action::CertIssueBundle, "cert.issue", Operator),
+    row(Action::CertRead, "cert.read", Scope("certs:read")),
+    row(Action::CertList, "cert.list", Scope("certs:read")),
+    row(Action::CertRevoke, "cert.revoke", Scope("certs:revoke")),
     row(
         Action::PrincipalList,
         "principal.list",
         Scope("principals:manage"),
-        Some(("GET", "/v1/principals")),
     ),
     row(
         Action::PrincipalCreate,
         "principal.create",
         Scope("principals:manage"),
-        Some(("POST", "/v1/principals")),
     ),
     row(
         Action::PrincipalDelete,
         "principal.delete",
         Scope("principals:manage"),
-        Some(("DELETE", "/v1/principals/{name}")),
     ),
-    row(
-        Action::TokenIssue,
-        "token.issue",
-        Scope("tokens:issue"),
-        Some(("POST", "/v1/tokens")),
-    ),
+    row(Action::TokenIssue, "token.issue", Scope("tokens:issue")),
     row(
         Action::TokenIntrospect,
         "token.introspect",
         Scope("tokens:introspect"),
-        Some(("POST", "/v1/tokens/introspect")),
     ),
     row(
         Action::TokenRevoke,
         "token.revoke",
         OwnTokenOr("tokens:revoke"),
-        Some(("POST", "/v1/tokens/revoke")),
     ),
-    row(
-        Action::Jwks,
-        "jwks.read",
-        Enrolled,
-        Some(("GET", "/.well-known/jwks.json")),
-    ),
-    row(
-        Action::Metadata,
-        "metadata.read",
-        Enrolled,
-        Some(("GET", "/.well-known/signet")),
-    ),
-    row(
-        Action::AuditRead,
-        "audit.read",
-        Scope("audit:read"),
-        Some(("GET", "/v1/audit")),
-    ),
-    row(Action::AuditExport, "audit.export", Operator, None),
-    row(Action::AuditReanchor, "audit.reanchor", Operator, None),
+    row(Action::Jwks, "jwks.read", Enrolled),
+    row(Action::Metadata, "metadata.read", Enrolled),
+    row(Action::AuditRead, "audit.read", Scope("audit:read")),
+    row(Action::AuditExport, "audit.export", Operator),
+    row(Action::AuditReanchor, "audit.reanchor", Operator),
     row(
         Action::AuditReplayRevocations,
         "audit.replay-revocations",
         Operator,
-        None,
     ),
-    row(
-        Action::Health,
-        "health",
-        Enrolled,
-        Some(("GET", "/healthz")),
-    ),
-    row(Action::Ready, "ready", Enrolled, Some(("GET", "/readyz"))),
-    row(
-        Action::Metrics,
-        "metrics",
-        Enrolled,
-        Some(("GET", "/metrics")),
-    ),
-    row(
-        Action::Status,
-        "status.read",
-        Scope("status:read"),
-        Some(("GET", "/v1/status")),
-    ),
-    row(
-        Action::OpenApi,
-        "openapi.read",
-        Enrolled,
-        Some(("GET", "/v1/openapi.json")),
-    ),
-    row(
-        Action::ProblemRead,
-        "problem.read",
-        Enrolled,
-        Some(("GET", "/problems/{name}")),
-    ),
+    row(Action::Health, "health", Enrolled),
+    row(Action::Ready, "ready", Enrolled),
+    row(Action::Metrics, "metrics", Enrolled),
+    row(Action::Status, "status.read", Scope("status:read")),
+    row(Action::OpenApi, "openapi.read", Enrolled),
+    row(Action::ProblemRead, "problem.read", Enrolled),
 ];
 
 /// What an action without a row would get: the most restrictive requirement. A unit test checks
 /// that every action has its row, so this is never used.
-const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator, None);
+const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator);
 
 impl Action {
     /// Every action.
@@ -474,18 +326,11 @@ mod tests {
     }
 
     #[test]
-    fn every_row_is_unique_and_routes_do_not_collide() {
+    fn every_row_is_unique() {
         let mut actions = HashSet::new();
-        let mut routes = HashSet::new();
         for spec in ACTIONS {
             assert!(actions.insert(spec.action), "{:?} twice", spec.action);
             assert_eq!(spec.action.spec().action, spec.action);
-            if let Some(route) = spec.route {
-                assert!(routes.insert((route.method, route.path)), "{route:?} twice");
-                assert!(matches!(route.method, "GET" | "POST" | "DELETE"));
-                // Network clients can never be operators.
-                assert_ne!(spec.requirement, Operator, "{:?}", spec.action);
-            }
         }
     }
 }

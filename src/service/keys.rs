@@ -448,7 +448,7 @@ fn sign_event(caller: &Caller, name: &str, item: &SignItem, result: &Result<Sign
             .with("algorithm", sig.algorithm)
             .with("key_id", &sig.key_id),
         Err(e) => {
-            let event = event.with("error", crate::error::classify(e).1);
+            let event = event.with("error", crate::error::public_detail(e));
             match item.algorithm {
                 Some(a) => event.with("algorithm", a),
                 None => event,

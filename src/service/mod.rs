@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use signet_hsm::Backend;
 use signet_pki::Ca;
 
-pub use self::actions::{Action, ActionSpec, Requirement, Route, ACTIONS};
+pub use self::actions::{Action, ActionSpec, Requirement, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
 pub use self::certs::{
     CertificateRequest, Chain, DeletePrincipal, InitCa, IssueBundle, IssueCertificate,

@@ -5,7 +5,7 @@
 //!
 //! 1. the action's requirement (its row in [`super::ACTIONS`]) against the caller's scopes;
 //! 2. the operation's own rules (the cross-principal rights, the last admin…);
-//!    a refusal at either step is audited (`denied`) and answered 403 or 409;
+//!    a refusal at either step is audited (`denied`) and answered as forbidden or as a conflict;
 //! 3. the work, recorded as the operation says: a state change's `requested` record is durable
 //!    before anything changes, and its outcome follows; a use (a signature, a token) is handed
 //!    out only once its records are durable; a read is not recorded;
@@ -14,7 +14,7 @@
 //! Nothing outside this file authorizes or writes a decision's audit record.
 
 use super::{Action, Caller, Deferred, Service};
-use crate::error::{classify, Error, Result};
+use crate::error::{public_detail, Error, Result};
 use crate::store::{Event, Outcome};
 
 /// How an operation is recorded in the audit log.
@@ -33,9 +33,9 @@ pub enum Recording {
 /// Why an operation that met its route's requirement is refused anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The caller may not do this to that (403).
+    /// The caller may not do this to that.
     Forbidden(String),
-    /// The state does not allow it (409): the last admin, say.
+    /// The state does not allow it: the last admin, say.
     Conflict(String),
 }
 
@@ -101,7 +101,7 @@ pub trait Operation {
         let event = caller.event(self.action().name(), &self.target(), outcome);
         vec![match result {
             Ok(_) => event,
-            Err(e) => event.with("error", classify(e).1),
+            Err(e) => event.with("error", public_detail(e)),
         }]
     }
 }
@@ -143,7 +143,7 @@ impl Service {
                     }
                     Err(e) => vec![requested
                         .outcome(Outcome::Error)
-                        .with("error", classify(e).1)],
+                        .with("error", public_detail(e))],
                 };
                 self.metrics.operation(action.name(), outcome_name(&result));
                 // The change is made (or failed) and its `requested` record is durable: the
@@ -213,7 +213,7 @@ impl Service {
     }
 
     /// Records a refusal of a change that conflicts with a rule (the last admin stays) and
-    /// answers it (409).
+    /// answers it as a conflict.
     fn refuse_conflict(
         &self,
         caller: &Caller,

@@ -1,4 +1,4 @@
-//! `signet status` and `GET /v1/status`: what an operator looks at first — the backend and
+//! `signet status` and the status operation of the API: what an operator looks at first — the backend and
 //! its token, the store, the CA's validity, the CRL, the audit log's head and last checkpoint.
 
 use serde::Serialize;
@@ -45,7 +45,7 @@ impl<T> Part<T> {
         match result {
             Ok(v) => Part::Ok(v),
             Err(e) => Part::Error {
-                error: crate::error::classify(&e).1,
+                error: crate::error::public_detail(&e),
             },
         }
     }
@@ -270,7 +270,7 @@ impl Service {
     }
 }
 
-/// The status report (`signet status`, `GET /v1/status`).
+/// The status report (`signet status`, and the API's status route).
 #[derive(Debug, Clone)]
 pub struct ReadStatus;
 
