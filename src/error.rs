@@ -57,9 +57,6 @@ pub enum Error {
     /// The caller's identity is not (or no longer) acceptable.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The request body is too large.
-    #[error("{0}")]
-    TooLarge(String),
     /// The HSM failed or refused.
     #[error(transparent)]
     Hsm(#[from] HsmError),
@@ -115,8 +112,7 @@ pub fn public_detail(err: &Error) -> String {
         | Error::NotFound(d)
         | Error::Conflict(d)
         | Error::Forbidden(d)
-        | Error::Unauthenticated(d)
-        | Error::TooLarge(d) => d.clone(),
+        | Error::Unauthenticated(d) => d.clone(),
         Error::AuditUnavailable(_) | Error::ChainBroken { .. } => {
             "the audit log cannot be written; the operation was not performed".into()
         }

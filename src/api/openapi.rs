@@ -426,17 +426,6 @@ fn problems(io: &Io, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> {
     by_status
 }
 
-/// `keySignBatch` from `Action::KeySignBatch`: unique per operation (audit names are not:
-/// sign and sign-batch both record `key.sign`).
-fn operation_id(action: Action) -> String {
-    let debug = format!("{action:?}");
-    let mut chars = debug.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
-        .unwrap_or_default()
-}
-
 fn string_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
@@ -456,7 +445,7 @@ pub fn document() -> OpenApi {
             .collect();
         let requirement = spec.requirement.describe();
         let mut op = OperationBuilder::new()
-            .operation_id(Some(operation_id(spec.action)))
+            .operation_id(Some(route.id))
             .summary(Some(io.summary))
             .description(Some(format!(
                 "Requires: {requirement}. Audited as `{}`.",

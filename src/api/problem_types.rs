@@ -140,7 +140,6 @@ fn kind(err: &Error) -> ProblemType {
         Error::Conflict(_) => ProblemType::Conflict,
         Error::Forbidden(_) => ProblemType::Forbidden,
         Error::Unauthenticated(_) => ProblemType::Unauthenticated,
-        Error::TooLarge(_) => ProblemType::PayloadTooLarge,
         Error::AuditUnavailable(_) | Error::ChainBroken { .. } | Error::AuditUncertain(_) => {
             ProblemType::AuditUnavailable
         }

@@ -420,20 +420,9 @@ impl Keys<'_> {
         }
     }
 
-    /// Signs with the primary version, or with `version` when asked. The token-signing key
-    /// refuses: it signs only tokens Signet builds, never caller-chosen bytes.
-    pub fn sign(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        algorithm: Option<SignatureAlgorithm>,
-        input: SignInput<'_>,
-        format: EcdsaFormat,
-    ) -> Result<Signature> {
-        self.sign_with(&self.get(name)?, version, algorithm, input, format)
-    }
-
-    /// As [`Keys::sign`], with the key's record already read (a batch reads it once).
+    /// Signs with the key as `record` has it: its primary version, or `version` when asked.
+    /// The token-signing key refuses: it signs only tokens Signet builds, never caller-chosen
+    /// bytes.
     pub fn sign_with(
         &self,
         record: &KeyRecord,

@@ -178,18 +178,30 @@ fn device(function: &str, e: yubikey::Error) -> Error {
     }
 }
 
-/// A stable name for a `yubikey` error (its variant), never its data.
+/// A stable name for a `yubikey` error (its variant), never its data nor its Debug text.
 fn code_name(e: &yubikey::Error) -> String {
-    let text = format!("{e:?}");
-    let name: String = text
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    if name.is_empty() {
-        "Error".into()
-    } else {
-        name
+    use yubikey::Error as E;
+    match e {
+        E::AlgorithmError => "AlgorithmError",
+        E::AppletError => "AppletError",
+        E::AppletNotFound { .. } => "AppletNotFound",
+        E::ArgumentError => "ArgumentError",
+        E::AuthenticationError => "AuthenticationError",
+        E::GenericError => "GenericError",
+        E::InvalidObject => "InvalidObject",
+        E::KeyError => "KeyError",
+        E::MemoryError => "MemoryError",
+        E::NotSupported => "NotSupported",
+        E::NotFound => "NotFound",
+        E::ParseError => "ParseError",
+        E::PcscError { .. } => "PcscError",
+        E::PinLocked => "PinLocked",
+        E::RangeError => "RangeError",
+        E::SizeError => "SizeError",
+        E::WrongPin { .. } => "WrongPin",
+        _ => "Error",
     }
+    .into()
 }
 
 fn slot_id(slot: u8) -> Result<SlotId> {
