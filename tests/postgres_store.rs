@@ -145,12 +145,12 @@ fn the_store_contract_holds_across_two_nodes() {
     // Only one node at a time holds a cluster lock.
     let mut inner_ran = None;
     let outer = a
-        .exclusive("housekeeping", || {
-            inner_ran = Some(b.exclusive("housekeeping", || ()).unwrap().is_some());
+        .exclusive("housekeeping", &mut || {
+            inner_ran = Some(b.exclusive("housekeeping", &mut || ()).unwrap());
         })
         .unwrap();
-    assert_eq!((outer, inner_ran), (Some(()), Some(false)));
-    assert!(b.exclusive("housekeeping", || ()).unwrap().is_some());
+    assert_eq!((outer, inner_ran), (true, Some(false)));
+    assert!(b.exclusive("housekeeping", &mut || ()).unwrap());
 }
 
 #[test]

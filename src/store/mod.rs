@@ -1,15 +1,18 @@
 //! Metadata: one trait per aggregate, typed records, and the engines behind them (sled for one
-//! node). Nothing outside this module names a database engine. Every write method is durable
-//! when it returns.
+//! node, PostgreSQL for several). The aggregates are written once ([`aggregates::Records`])
+//! over the few primitives an engine gives ([`engine::RecordEngine`]). Nothing outside this
+//! module names a database engine. Every write method is durable when it returns.
 //!
 //! Updates are read-modify-write methods of the store (`update_*` with a closure), not a lock
 //! in the caller: the engine makes them atomic (compare-and-swap in sled), so they stay correct
 //! when several processes share one database. A closure may run more than once and must not
 //! have side effects.
 
+pub mod aggregates;
 pub mod audit;
 pub mod audit_file;
 pub mod deadline;
+pub mod engine;
 pub mod postgres;
 pub mod records;
 mod sled;

@@ -1,8 +1,8 @@
-//! The embedded engine: sled, one tree per aggregate, JSON values. Every write is flushed before
-//! it returns; read-modify-write goes through compare-and-swap, so it is atomic without a lock.
+//! The embedded engine: sled, one tree per kind of record. Every write is flushed before it
+//! returns; read-modify-write goes through compare-and-swap, so it is atomic without a lock.
 //!
 //! After a failed write (a full disk) sled keeps the error and refuses everything from then
-//! on, and its memory may hold changes that never reached the disk. So the store reopens the
+//! on, and its memory may hold changes that never reached the disk. So the engine reopens the
 //! database before the next operation: what is visible is again what is durable, and service
 //! resumes by itself once space returns.
 
@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use super::{
-    AuditKeyRecord, CaRecord, CertRecord, CertStore, ChainHead, Change, CrlRecord, KeyRecord,
-    KeyStore, MetaStore, Principal, PrincipalStore, RevokedToken, Store, TokenStore,
-};
+use super::aggregates::Records;
+use super::engine::{ByteChange, Kind, RecordEngine, CERTS, KEYS, META, PRINCIPALS, REVOKED};
 use crate::error::{Error, Result, StoreError};
 
 /// The open database and its trees.
@@ -30,9 +25,9 @@ struct Trees {
     revoked_tokens: sled::Tree,
 }
 
-/// The sled database.
+/// The sled engine.
 #[derive(Debug)]
-pub struct SledStore {
+pub struct SledEngine {
     path: PathBuf,
     trees: RwLock<Option<Trees>>,
     /// Set by a failed write: reopen before the next operation.
@@ -66,16 +61,21 @@ fn engine(e: sled::Error) -> Error {
     }
 }
 
-fn corrupt(table: &'static str, key: &[u8], e: impl std::fmt::Display) -> Error {
-    Error::Store(StoreError::Corrupt {
-        table,
-        key: String::from_utf8_lossy(key).into_owned(),
-        detail: e.to_string(),
-    })
-}
+impl Trees {
+    fn tree(&self, kind: Kind) -> Result<&sled::Tree> {
+        match kind {
+            KEYS => Ok(&self.keys),
+            CERTS => Ok(&self.certs),
+            META => Ok(&self.meta),
+            PRINCIPALS => Ok(&self.principals),
+            REVOKED => Ok(&self.revoked_tokens),
+            other => Err(Error::Internal(format!("no sled tree for {other:?}"))),
+        }
+    }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(engine).map(|_| ())
+    }
 }
 
 fn open_trees(path: &Path) -> Result<Trees> {
@@ -116,10 +116,10 @@ impl std::ops::Deref for Open<'_> {
     }
 }
 
-impl SledStore {
+impl SledEngine {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(SledStore {
+        Ok(SledEngine {
             path: path.to_path_buf(),
             trees: RwLock::new(Some(open_trees(path)?)),
             failed: AtomicBool::new(false),
@@ -215,82 +215,85 @@ impl SledStore {
         drop(trees);
         self.watch(result)
     }
+}
 
-    fn get<T: DeserializeOwned>(
-        &self,
-        tree: fn(&Trees) -> &sled::Tree,
-        table: &'static str,
-        key: &str,
-    ) -> Result<Option<T>> {
-        self.with(|t| match tree(t).get(key).map_err(engine)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| corrupt(table, key.as_bytes(), e)),
-        })
+/// The sled store: the aggregates over [`SledEngine`].
+pub type SledStore = Records<SledEngine>;
+
+impl Records<SledEngine> {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Records::new(SledEngine::open(path)?))
+    }
+}
+
+fn text_key(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+fn be_i64(bytes: Option<&[u8]>) -> i64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl RecordEngine for SledEngine {
+    fn name(&self) -> &'static str {
+        "sled"
     }
 
-    fn all<T: DeserializeOwned>(
-        &self,
-        tree: fn(&Trees) -> &sled::Tree,
-        table: &'static str,
-    ) -> Result<Vec<T>> {
+    fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>> {
+        self.with(|t| Ok(t.tree(kind)?.get(key).map_err(engine)?.map(|v| v.to_vec())))
+    }
+
+    fn all(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
         self.with(|t| {
-            tree(t)
+            t.tree(kind)?
                 .iter()
                 .map(|entry| {
-                    let (key, bytes) = entry.map_err(engine)?;
-                    serde_json::from_slice(&bytes).map_err(|e| corrupt(table, &key, e))
+                    let (key, value) = entry.map_err(engine)?;
+                    Ok((text_key(&key), value.to_vec()))
                 })
                 .collect()
         })
     }
 
-    fn put<T: Serialize>(
-        &self,
-        tree: fn(&Trees) -> &sled::Tree,
-        key: &str,
-        value: &T,
-    ) -> Result<()> {
-        let bytes = encode(value)?;
+    fn put(&self, kind: Kind, key: &str, value: Vec<u8>, _exp: Option<i64>) -> Result<()> {
         self.with(|t| {
-            tree(t).insert(key, bytes).map_err(engine)?;
-            t.db.flush().map_err(engine).map(|_| ())
+            t.tree(kind)?.insert(key, value).map_err(engine)?;
+            t.flush()
         })
     }
 
-    fn remove(&self, tree: fn(&Trees) -> &sled::Tree, key: &str) -> Result<bool> {
+    fn insert_new(&self, kind: Kind, key: &str, value: Vec<u8>) -> Result<bool> {
         self.with(|t| {
-            let existed = tree(t).remove(key).map_err(engine)?.is_some();
-            t.db.flush().map_err(engine)?;
-            Ok(existed)
+            let swapped = t
+                .tree(kind)?
+                .compare_and_swap(key, None::<&[u8]>, Some(value))
+                .map_err(engine)?;
+            if swapped.is_ok() {
+                t.flush()?;
+            }
+            Ok(swapped.is_ok())
         })
     }
 
-    /// Compare-and-swap until `change` applies to the current value.
-    fn update<T: Serialize + DeserializeOwned>(
-        &self,
-        tree: fn(&Trees) -> &sled::Tree,
-        table: &'static str,
-        key: &str,
-        missing: impl Fn() -> Error,
-        change: Change<'_, T>,
-    ) -> Result<T> {
+    fn update(&self, kind: Kind, key: &str, change: ByteChange<'_>) -> Result<Option<Vec<u8>>> {
         self.with(|t| {
-            let tree = tree(t);
+            let tree = t.tree(kind)?;
             loop {
-                let current = tree.get(key).map_err(engine)?.ok_or_else(&missing)?;
-                let mut value: T = serde_json::from_slice(&current)
-                    .map_err(|e| corrupt(table, key.as_bytes(), e))?;
-                change(&mut value)?;
-                let new = encode(&value)?;
+                let Some(current) = tree.get(key).map_err(engine)? else {
+                    return Ok(None);
+                };
+                let new = change(&current)?;
                 match tree
-                    .compare_and_swap(key, Some(current), Some(new))
+                    .compare_and_swap(key, Some(current), Some(new.clone()))
                     .map_err(engine)?
                 {
                     Ok(()) => {
-                        t.db.flush().map_err(engine)?;
-                        return Ok(value);
+                        t.flush()?;
+                        return Ok(Some(new));
                     }
                     // Written by someone else meanwhile: apply the change to their value.
                     Err(_) => continue,
@@ -299,238 +302,64 @@ impl SledStore {
         })
     }
 
-    /// Atomically raises a big-endian counter in the meta tree with `f` and returns the result.
-    fn bump(&self, key: &str, f: impl Fn(u64) -> u64) -> Result<u64> {
+    fn remove(&self, kind: Kind, key: &str) -> Result<bool> {
         self.with(|t| {
-            let value = t
-                .meta
-                .update_and_fetch(key, |old| {
-                    let n = old
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map(u64::from_be_bytes)
-                        .unwrap_or(0);
-                    Some(f(n).to_be_bytes().to_vec())
-                })
-                .map_err(engine)?;
-            t.db.flush().map_err(engine)?;
-            Ok(value
-                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0))
-        })
-    }
-}
-
-fn keys(t: &Trees) -> &sled::Tree {
-    &t.keys
-}
-fn certs(t: &Trees) -> &sled::Tree {
-    &t.certs
-}
-fn meta(t: &Trees) -> &sled::Tree {
-    &t.meta
-}
-fn principals(t: &Trees) -> &sled::Tree {
-    &t.principals
-}
-fn revoked(t: &Trees) -> &sled::Tree {
-    &t.revoked_tokens
-}
-
-impl KeyStore for SledStore {
-    fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
-        self.get(keys, "keys", name)
-    }
-
-    fn keys(&self) -> Result<Vec<KeyRecord>> {
-        self.all(keys, "keys")
-    }
-
-    fn insert_key(&self, record: &KeyRecord) -> Result<()> {
-        let bytes = encode(record)?;
-        self.with(|t| {
-            let swapped = t
-                .keys
-                .compare_and_swap(&record.name, None::<&[u8]>, Some(bytes))
-                .map_err(engine)?;
-            if swapped.is_err() {
-                return Err(Error::Conflict(format!(
-                    "a key named {:?} already exists",
-                    record.name
-                )));
-            }
-            t.db.flush().map_err(engine).map(|_| ())
+            let existed = t.tree(kind)?.remove(key).map_err(engine)?.is_some();
+            t.flush()?;
+            Ok(existed)
         })
     }
 
-    fn update_key(&self, name: &str, change: Change<'_, KeyRecord>) -> Result<KeyRecord> {
-        self.update(
-            keys,
-            "keys",
-            name,
-            || Error::NotFound(format!("no key named {name:?}")),
-            change,
-        )
-    }
-
-    fn remove_key(&self, name: &str) -> Result<bool> {
-        self.remove(keys, name)
-    }
-}
-
-impl CertStore for SledStore {
-    fn ca(&self) -> Result<Option<CaRecord>> {
-        self.get(meta, "meta", "ca")
-    }
-
-    fn put_ca(&self, record: &CaRecord) -> Result<()> {
-        self.put(meta, "ca", record)
-    }
-
-    fn cert(&self, serial: &str) -> Result<Option<CertRecord>> {
-        self.get(certs, "certs", &serial.to_ascii_lowercase())
-    }
-
-    fn certs(&self) -> Result<Vec<CertRecord>> {
-        self.all(certs, "certs")
-    }
-
-    fn put_cert(&self, record: &CertRecord) -> Result<()> {
-        self.put(certs, &record.serial, record)
-    }
-
-    fn update_cert(&self, serial: &str, change: Change<'_, CertRecord>) -> Result<CertRecord> {
-        let serial = serial.to_ascii_lowercase();
-        self.update(
-            certs,
-            "certs",
-            &serial,
-            || Error::NotFound(format!("no certificate with serial {serial}")),
-            change,
-        )
-    }
-
-    fn crl(&self) -> Result<Option<CrlRecord>> {
-        self.get(meta, "meta", "crl")
-    }
-
-    fn put_crl(&self, record: &CrlRecord) -> Result<()> {
-        self.put(meta, "crl", record)
-    }
-
-    fn next_crl_number(&self) -> Result<u64> {
-        self.bump("crl_number", |n| n + 1)
-    }
-
-    fn raise_crl_number(&self, at_least: u64) -> Result<()> {
-        self.bump("crl_number", |n| n.max(at_least)).map(|_| ())
-    }
-}
-
-impl PrincipalStore for SledStore {
-    fn principal(&self, name: &str) -> Result<Option<Principal>> {
-        self.get(principals, "principals", name)
-    }
-
-    fn principals(&self) -> Result<Vec<Principal>> {
-        self.all(principals, "principals")
-    }
-
-    fn put_principal(&self, principal: &Principal) -> Result<()> {
-        self.put(principals, &principal.name, principal)
-    }
-
-    fn remove_principal(&self, name: &str) -> Result<bool> {
-        self.remove(principals, name)
-    }
-}
-
-impl TokenStore for SledStore {
-    fn revoke_token(&self, jti: &str, record: RevokedToken) -> Result<()> {
-        self.put(revoked, jti, &record)
-    }
-
-    fn token_revoked(&self, jti: &str) -> Result<bool> {
-        self.with(|t| t.revoked_tokens.contains_key(jti).map_err(engine))
-    }
-
-    fn revoked_tokens(&self) -> Result<Vec<(String, RevokedToken)>> {
+    fn prune_expired(
+        &self,
+        kind: Kind,
+        _at: i64,
+        expired: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
         self.with(|t| {
-            t.revoked_tokens
-                .iter()
-                .map(|entry| {
-                    let (key, bytes) = entry.map_err(engine)?;
-                    let record = serde_json::from_slice(&bytes)
-                        .map_err(|e| corrupt("revoked_tokens", &key, e))?;
-                    Ok((String::from_utf8_lossy(&key).into_owned(), record))
-                })
-                .collect()
-        })
-    }
-
-    fn prune_revoked_tokens(&self, at: i64) -> Result<usize> {
-        self.with(|t| {
+            let tree = t.tree(kind)?;
             let mut pruned = 0;
-            for entry in t.revoked_tokens.iter() {
-                let (key, bytes) = entry.map_err(engine)?;
-                let expired = serde_json::from_slice::<RevokedToken>(&bytes)
-                    .map(|r| r.exp <= at)
-                    .unwrap_or(true);
-                if expired {
-                    t.revoked_tokens.remove(key).map_err(engine)?;
+            for entry in tree.iter() {
+                let (key, value) = entry.map_err(engine)?;
+                if expired(&value) {
+                    tree.remove(key).map_err(engine)?;
                     pruned += 1;
                 }
             }
             if pruned > 0 {
-                t.db.flush().map_err(engine)?;
+                t.flush()?;
             }
             Ok(pruned)
         })
     }
 
-    fn note_token_expiry(&self, version: u32, exp: i64) -> Result<()> {
-        let exp = u64::try_from(exp).unwrap_or(0);
-        self.bump(&format!("token_last_exp:{version}"), |old| old.max(exp))?;
-        Ok(())
-    }
-
-    fn token_expiry(&self, version: u32) -> Result<i64> {
+    fn counter(&self, name: &str, value: i64, raise: bool) -> Result<i64> {
+        // Kept as big-endian eight bytes in the meta tree.
         self.with(|t| {
-            Ok(t.meta
-                .get(format!("token_last_exp:{version}"))
-                .map_err(engine)?
-                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0))
+            let new = t
+                .meta
+                .update_and_fetch(name, |old| {
+                    let old = be_i64(old);
+                    let new = if raise {
+                        old.max(value)
+                    } else {
+                        old.saturating_add(value)
+                    };
+                    Some(new.to_be_bytes().to_vec())
+                })
+                .map_err(engine)?;
+            t.flush()?;
+            Ok(be_i64(new.as_deref()))
         })
     }
-}
 
-impl MetaStore for SledStore {
-    fn audit_key(&self) -> Result<Option<AuditKeyRecord>> {
-        self.get(meta, "meta", "audit_key")
-    }
-
-    fn put_audit_key(&self, record: &AuditKeyRecord) -> Result<()> {
-        self.put(meta, "audit_key", record)
-    }
-
-    fn audit_anchor(&self) -> Result<Option<ChainHead>> {
-        self.get(meta, "meta", "audit_anchor")
-    }
-
-    fn put_audit_anchor(&self, head: &ChainHead) -> Result<()> {
-        self.put(meta, "audit_anchor", head)
-    }
-}
-
-impl Store for SledStore {
-    fn engine(&self) -> &'static str {
-        "sled"
+    fn counter_value(&self, name: &str) -> Result<i64> {
+        self.with(|t| Ok(be_i64(t.meta.get(name).map_err(engine)?.as_deref())))
     }
 
     fn check_writable(&self) -> Result<()> {
-        self.put(meta, "ready_probe", &crate::support::time::now())
+        let now = crate::support::time::now().to_string().into_bytes();
+        self.put(META, "ready_probe", now, None)
     }
 
     fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {
@@ -539,7 +368,7 @@ impl Store for SledStore {
             return Ok(false);
         }
         // Released however `f` ends.
-        struct Release<'a>(&'a SledStore, &'a str);
+        struct Release<'a>(&'a SledEngine, &'a str);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
                 self.0
@@ -559,6 +388,7 @@ impl Store for SledStore {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::{CertStore, KeyRecord, KeyStore, TokenStore};
     use crate::store::{KeyVersion, VersionState};
     use signet_hsm::{KeyId, KeySpec};
 

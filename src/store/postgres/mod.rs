@@ -19,15 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio_postgres::NoTls;
 
 pub use self::journal::PgJournal;
-use super::{
-    AuditKeyRecord, CaRecord, CertRecord, CertStore, ChainHead, Change, CrlRecord, KeyRecord,
-    KeyStore, MetaStore, Principal, PrincipalStore, RevokedToken, Store, TokenStore,
-};
+use super::aggregates::Records;
+use super::engine::{ByteChange, Bytes, Kind, RecordEngine};
 use crate::config::PostgresSettings;
 use crate::error::{Error, Result, StoreError};
 
@@ -81,16 +77,9 @@ async fn stmt(c: &deadpool_postgres::Object, sql: &str) -> Result<tokio_postgres
     c.prepare_cached(sql).await.map_err(db_error)
 }
 
-fn corrupt(table: &'static str, key: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store(StoreError::Corrupt {
-        table,
-        key: key.to_string(),
-        detail: e.to_string(),
-    })
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
+/// Values are JSON, kept in a text column.
+fn text(value: Vec<u8>) -> Result<String> {
+    String::from_utf8(value).map_err(|e| Error::Internal(format!("a record is not UTF-8: {e}")))
 }
 
 /// The connection pool and the runtime its futures run on.
@@ -275,26 +264,24 @@ fn read_password(settings: &PostgresSettings) -> Result<Option<zeroize::Zeroizin
     }
 }
 
-/// The kinds of record, each in its own rows of `signet_records`.
-const KEYS: &str = "keys";
-const CERTS: &str = "certs";
-const META: &str = "meta";
-const PRINCIPALS: &str = "principals";
-const REVOKED: &str = "revoked_tokens";
-
-/// The PostgreSQL store.
+/// The PostgreSQL engine: one row per record in `signet_records` (by kind and key, with a
+/// version for compare-and-swap and an optional expiry), counters in `signet_counters`, and
+/// cluster-wide locks as advisory locks.
 #[derive(Debug, Clone)]
-pub struct PgStore {
+pub struct PgEngine {
     db: Db,
 }
 
-impl PgStore {
+/// The PostgreSQL store: the aggregates over [`PgEngine`].
+pub type PgStore = Records<PgEngine>;
+
+impl Records<PgEngine> {
     /// Connects and applies the schema migrations this version needs (idempotent; several
     /// nodes starting at once take turns on an advisory lock).
     pub fn open(settings: &PostgresSettings) -> Result<Self> {
         let db = Db::connect(settings, settings.pool_size)?;
         db.run(|mut client| async move { schema::migrate(&mut client).await })?;
-        Ok(PgStore { db })
+        Ok(Records::new(PgEngine { db }))
     }
 
     /// Connects read-only (see [`Db::connect_as`]) and checks, without migrating, that the
@@ -302,194 +289,20 @@ impl PgStore {
     pub fn open_read_only(settings: &PostgresSettings) -> Result<Self> {
         let db = Db::connect_as(settings, settings.pool_size.min(2), true)?;
         db.run(|client| async move { schema::check(&client).await })?;
-        Ok(PgStore { db })
+        Ok(Records::new(PgEngine { db }))
     }
 
     /// The connection pool, shared with the journal.
     pub fn db(&self) -> &Db {
-        &self.db
+        &self.inner().db
     }
+}
 
-    fn get<T: DeserializeOwned>(&self, kind: &'static str, key: &str) -> Result<Option<T>> {
-        let k = key.to_string();
-        let row = self.db.run(move |c| async move {
-            c.query_opt(
-                &stmt(
-                    &c,
-                    "SELECT value FROM signet_records WHERE kind = $1 AND key = $2",
-                )
-                .await?,
-                &[&kind, &k],
-            )
-            .await
-            .map_err(db_error)
-        })?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let text: String = row.get(0);
-                serde_json::from_str(&text)
-                    .map(Some)
-                    .map_err(|e| corrupt(kind, key, e))
-            }
-        }
-    }
-
-    fn all<T: DeserializeOwned>(&self, kind: &'static str) -> Result<Vec<(String, T)>> {
-        let rows = self.db.run(move |c| async move {
-            c.query(
-                &stmt(
-                    &c,
-                    "SELECT key, value FROM signet_records WHERE kind = $1 ORDER BY key",
-                )
-                .await?,
-                &[&kind],
-            )
-            .await
-            .map_err(db_error)
-        })?;
-        rows.into_iter()
-            .map(|row| {
-                let key: String = row.get(0);
-                let text: String = row.get(1);
-                let value = serde_json::from_str(&text).map_err(|e| corrupt(kind, &key, e))?;
-                Ok((key, value))
-            })
-            .collect()
-    }
-
-    fn put<T: Serialize>(
-        &self,
-        kind: &'static str,
-        key: &str,
-        value: &T,
-        exp: Option<i64>,
-    ) -> Result<()> {
-        let text = encode(value)?;
-        let k = key.to_string();
-        self.db.run(move |c| async move {
-            c.execute(
-                &stmt(&c, "INSERT INTO signet_records (kind, key, value, version, exp) VALUES ($1, $2, $3, 1, $4)
-                 ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value,
-                   version = signet_records.version + 1, exp = EXCLUDED.exp").await?,
-                &[&kind, &k, &text, &exp],
-            )
-            .await
-            .map_err(db_error)
-            .map(|_| ())
-        })
-    }
-
-    fn insert_new<T: Serialize>(&self, kind: &'static str, key: &str, value: &T) -> Result<bool> {
-        let text = encode(value)?;
-        let k = key.to_string();
-        let n = self.db.run(move |c| async move {
-            c.execute(
-                &stmt(
-                    &c,
-                    "INSERT INTO signet_records (kind, key, value, version) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT (kind, key) DO NOTHING",
-                )
-                .await?,
-                &[&kind, &k, &text],
-            )
-            .await
-            .map_err(db_error)
-        })?;
-        Ok(n == 1)
-    }
-
-    fn remove(&self, kind: &'static str, key: &str) -> Result<bool> {
-        let k = key.to_string();
-        let n = self.db.run(move |c| async move {
-            c.execute(
-                &stmt(
-                    &c,
-                    "DELETE FROM signet_records WHERE kind = $1 AND key = $2",
-                )
-                .await?,
-                &[&kind, &k],
-            )
-            .await
-            .map_err(db_error)
-        })?;
-        Ok(n > 0)
-    }
-
-    /// Optimistic read-modify-write: writes over the version read, else applies `change`
-    /// again to the newer record.
-    fn update<T: Serialize + DeserializeOwned>(
-        &self,
-        kind: &'static str,
-        key: &str,
-        missing: impl Fn() -> Error,
-        change: Change<'_, T>,
-    ) -> Result<T> {
-        loop {
-            let k = key.to_string();
-            let row = self.db.run(move |c| async move {
-                c.query_opt(
-                    &stmt(
-                        &c,
-                        "SELECT value, version FROM signet_records WHERE kind = $1 AND key = $2",
-                    )
-                    .await?,
-                    &[&kind, &k],
-                )
-                .await
-                .map_err(db_error)
-            })?;
-            let row = row.ok_or_else(&missing)?;
-            let text: String = row.get(0);
-            let version: i64 = row.get(1);
-            let mut value: T = serde_json::from_str(&text).map_err(|e| corrupt(kind, key, e))?;
-            change(&mut value)?;
-            let new = encode(&value)?;
-            let k = key.to_string();
-            let n = self.db.run(move |c| async move {
-                c.execute(
-                    &stmt(
-                        &c,
-                        "UPDATE signet_records SET value = $3, version = version + 1
-                     WHERE kind = $1 AND key = $2 AND version = $4",
-                    )
-                    .await?,
-                    &[&kind, &k, &new, &version],
-                )
-                .await
-                .map_err(db_error)
-            })?;
-            if n == 1 {
-                return Ok(value);
-            }
-            // Written (or removed) by another node meanwhile: read again.
-        }
-    }
-
-    /// Atomically sets a counter to `value` (`raise`: to at least `value`; else adds it) and
-    /// returns the result.
-    fn counter(&self, name: String, value: i64, raise: bool) -> Result<i64> {
-        let sql = if raise {
-            "INSERT INTO signet_counters (name, value) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = GREATEST(signet_counters.value, EXCLUDED.value)
-             RETURNING value"
-        } else {
-            "INSERT INTO signet_counters (name, value) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = signet_counters.value + EXCLUDED.value
-             RETURNING value"
-        };
-        self.db.run(move |c| async move {
-            c.query_one(&stmt(&c, sql).await?, &[&name, &value])
-                .await
-                .map_err(db_error)
-                .map(|row| row.get(0))
-        })
-    }
-
+impl PgEngine {
     /// Runs `f` while holding the cluster-wide lock `name`, or returns `None` at once when
     /// another node holds it (a PostgreSQL advisory lock, released when `f` returns or the
     /// connection dies).
-    pub fn exclusive<T>(&self, name: &str, f: impl FnOnce() -> T) -> Result<Option<T>> {
+    fn locked<T>(&self, name: &str, f: impl FnOnce() -> T) -> Result<Option<T>> {
         let key = schema::lock_key(name);
         let client = self.db.run(move |c| async move {
             let got: bool = c
@@ -517,124 +330,184 @@ impl PgStore {
     }
 }
 
-impl KeyStore for PgStore {
-    fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
-        self.get(KEYS, name)
+impl RecordEngine for PgEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
     }
 
-    fn keys(&self) -> Result<Vec<KeyRecord>> {
-        Ok(self.all(KEYS)?.into_iter().map(|(_, v)| v).collect())
+    fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>> {
+        let k = key.to_string();
+        let row = self.db.run(move |c| async move {
+            c.query_opt(
+                &stmt(
+                    &c,
+                    "SELECT value FROM signet_records WHERE kind = $1 AND key = $2",
+                )
+                .await?,
+                &[&kind, &k],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        Ok(row.map(|row| row.get::<_, String>(0).into_bytes()))
     }
 
-    fn insert_key(&self, record: &KeyRecord) -> Result<()> {
-        if self.insert_new(KEYS, &record.name, record)? {
-            Ok(())
-        } else {
-            Err(Error::Conflict(format!(
-                "a key named {:?} already exists",
-                record.name
-            )))
+    fn get_two(
+        &self,
+        first: (Kind, &str),
+        second: (Kind, &str),
+    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
+        let (kind1, key1) = (first.0, first.1.to_string());
+        let (kind2, key2) = (second.0, second.1.to_string());
+        let (k1, k2) = (key1.clone(), key2.clone());
+        let rows = self.db.run(move |c| async move {
+            c.query(
+                &stmt(
+                    &c,
+                    "SELECT kind, key, value FROM signet_records
+                     WHERE (kind = $1 AND key = $2) OR (kind = $3 AND key = $4)",
+                )
+                .await?,
+                &[&kind1, &k1, &kind2, &k2],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        let (mut one, mut two) = (None, None);
+        for row in rows {
+            let (kind, key): (String, String) = (row.get(0), row.get(1));
+            let value = row.get::<_, String>(2).into_bytes();
+            if kind == first.0 && key == key1 {
+                one = Some(value);
+            } else if kind == second.0 && key == key2 {
+                two = Some(value);
+            }
+        }
+        Ok((one, two))
+    }
+
+    fn all(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = self.db.run(move |c| async move {
+            c.query(
+                &stmt(
+                    &c,
+                    "SELECT key, value FROM signet_records WHERE kind = $1 ORDER BY key",
+                )
+                .await?,
+                &[&kind],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get::<_, String>(1).into_bytes()))
+            .collect())
+    }
+
+    fn put(&self, kind: Kind, key: &str, value: Vec<u8>, exp: Option<i64>) -> Result<()> {
+        let value = text(value)?;
+        let k = key.to_string();
+        self.db.run(move |c| async move {
+            c.execute(
+                &stmt(&c, "INSERT INTO signet_records (kind, key, value, version, exp) VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value,
+                   version = signet_records.version + 1, exp = EXCLUDED.exp").await?,
+                &[&kind, &k, &value, &exp],
+            )
+            .await
+            .map_err(db_error)
+            .map(|_| ())
+        })
+    }
+
+    fn insert_new(&self, kind: Kind, key: &str, value: Vec<u8>) -> Result<bool> {
+        let value = text(value)?;
+        let k = key.to_string();
+        let n = self.db.run(move |c| async move {
+            c.execute(
+                &stmt(
+                    &c,
+                    "INSERT INTO signet_records (kind, key, value, version) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (kind, key) DO NOTHING",
+                )
+                .await?,
+                &[&kind, &k, &value],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Optimistic: writes over the version read, else applies `change` again to the newer
+    /// record.
+    fn update(&self, kind: Kind, key: &str, change: ByteChange<'_>) -> Result<Option<Vec<u8>>> {
+        loop {
+            let k = key.to_string();
+            let row = self.db.run(move |c| async move {
+                c.query_opt(
+                    &stmt(
+                        &c,
+                        "SELECT value, version FROM signet_records WHERE kind = $1 AND key = $2",
+                    )
+                    .await?,
+                    &[&kind, &k],
+                )
+                .await
+                .map_err(db_error)
+            })?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let current: String = row.get(0);
+            let version: i64 = row.get(1);
+            let new = change(current.as_bytes())?;
+            let value = text(new.clone())?;
+            let k = key.to_string();
+            let n = self.db.run(move |c| async move {
+                c.execute(
+                    &stmt(
+                        &c,
+                        "UPDATE signet_records SET value = $3, version = version + 1
+                     WHERE kind = $1 AND key = $2 AND version = $4",
+                    )
+                    .await?,
+                    &[&kind, &k, &value, &version],
+                )
+                .await
+                .map_err(db_error)
+            })?;
+            if n == 1 {
+                return Ok(Some(new));
+            }
+            // Written (or removed) by another node meanwhile: read again.
         }
     }
 
-    fn update_key(&self, name: &str, change: Change<'_, KeyRecord>) -> Result<KeyRecord> {
-        self.update(
-            KEYS,
-            name,
-            || Error::NotFound(format!("no key named {name:?}")),
-            change,
-        )
+    fn remove(&self, kind: Kind, key: &str) -> Result<bool> {
+        let k = key.to_string();
+        let n = self.db.run(move |c| async move {
+            c.execute(
+                &stmt(
+                    &c,
+                    "DELETE FROM signet_records WHERE kind = $1 AND key = $2",
+                )
+                .await?,
+                &[&kind, &k],
+            )
+            .await
+            .map_err(db_error)
+        })?;
+        Ok(n > 0)
     }
 
-    fn remove_key(&self, name: &str) -> Result<bool> {
-        self.remove(KEYS, name)
-    }
-}
-
-impl CertStore for PgStore {
-    fn ca(&self) -> Result<Option<CaRecord>> {
-        self.get(META, "ca")
-    }
-
-    fn put_ca(&self, record: &CaRecord) -> Result<()> {
-        self.put(META, "ca", record, None)
-    }
-
-    fn cert(&self, serial: &str) -> Result<Option<CertRecord>> {
-        self.get(CERTS, &serial.to_ascii_lowercase())
-    }
-
-    fn certs(&self) -> Result<Vec<CertRecord>> {
-        Ok(self.all(CERTS)?.into_iter().map(|(_, v)| v).collect())
-    }
-
-    fn put_cert(&self, record: &CertRecord) -> Result<()> {
-        self.put(CERTS, &record.serial, record, None)
-    }
-
-    fn update_cert(&self, serial: &str, change: Change<'_, CertRecord>) -> Result<CertRecord> {
-        let serial = serial.to_ascii_lowercase();
-        self.update(
-            CERTS,
-            &serial,
-            || Error::NotFound(format!("no certificate with serial {serial}")),
-            change,
-        )
-    }
-
-    fn crl(&self) -> Result<Option<CrlRecord>> {
-        self.get(META, "crl")
-    }
-
-    fn put_crl(&self, record: &CrlRecord) -> Result<()> {
-        self.put(META, "crl", record, None)
-    }
-
-    fn next_crl_number(&self) -> Result<u64> {
-        let n = self.counter("crl_number".into(), 1, false)?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    fn raise_crl_number(&self, at_least: u64) -> Result<()> {
-        let at_least = i64::try_from(at_least).unwrap_or(i64::MAX);
-        self.counter("crl_number".into(), at_least, true)
-            .map(|_| ())
-    }
-}
-
-impl PrincipalStore for PgStore {
-    fn principal(&self, name: &str) -> Result<Option<Principal>> {
-        self.get(PRINCIPALS, name)
-    }
-
-    fn principals(&self) -> Result<Vec<Principal>> {
-        Ok(self.all(PRINCIPALS)?.into_iter().map(|(_, v)| v).collect())
-    }
-
-    fn put_principal(&self, principal: &Principal) -> Result<()> {
-        self.put(PRINCIPALS, &principal.name, principal, None)
-    }
-
-    fn remove_principal(&self, name: &str) -> Result<bool> {
-        self.remove(PRINCIPALS, name)
-    }
-}
-
-impl TokenStore for PgStore {
-    fn revoke_token(&self, jti: &str, record: RevokedToken) -> Result<()> {
-        let exp = record.exp;
-        self.put(REVOKED, jti, &record, Some(exp))
-    }
-
-    fn token_revoked(&self, jti: &str) -> Result<bool> {
-        Ok(self.get::<serde_json::Value>(REVOKED, jti)?.is_some())
-    }
-
-    fn revoked_tokens(&self) -> Result<Vec<(String, RevokedToken)>> {
-        self.all(REVOKED)
-    }
-
-    fn prune_revoked_tokens(&self, at: i64) -> Result<usize> {
+    fn prune_expired(
+        &self,
+        kind: Kind,
+        at: i64,
+        _expired: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
         let n = self.db.run(move |c| async move {
             c.execute(
                 &stmt(
@@ -642,7 +515,7 @@ impl TokenStore for PgStore {
                     "DELETE FROM signet_records WHERE kind = $1 AND exp <= $2",
                 )
                 .await?,
-                &[&REVOKED, &at],
+                &[&kind, &at],
             )
             .await
             .map_err(db_error)
@@ -650,13 +523,27 @@ impl TokenStore for PgStore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    fn note_token_expiry(&self, version: u32, exp: i64) -> Result<()> {
-        self.counter(format!("token_last_exp:{version}"), exp, true)?;
-        Ok(())
+    fn counter(&self, name: &str, value: i64, raise: bool) -> Result<i64> {
+        let sql = if raise {
+            "INSERT INTO signet_counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = GREATEST(signet_counters.value, EXCLUDED.value)
+             RETURNING value"
+        } else {
+            "INSERT INTO signet_counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = signet_counters.value + EXCLUDED.value
+             RETURNING value"
+        };
+        let name = name.to_string();
+        self.db.run(move |c| async move {
+            c.query_one(&stmt(&c, sql).await?, &[&name, &value])
+                .await
+                .map_err(db_error)
+                .map(|row| row.get(0))
+        })
     }
 
-    fn token_expiry(&self, version: u32) -> Result<i64> {
-        let name = format!("token_last_exp:{version}");
+    fn counter_value(&self, name: &str) -> Result<i64> {
+        let name = name.to_string();
         self.db.run(move |c| async move {
             Ok(c.query_opt(
                 &stmt(&c, "SELECT value FROM signet_counters WHERE name = $1").await?,
@@ -668,72 +555,13 @@ impl TokenStore for PgStore {
             .unwrap_or(0))
         })
     }
-}
-
-impl MetaStore for PgStore {
-    fn audit_key(&self) -> Result<Option<AuditKeyRecord>> {
-        self.get(META, "audit_key")
-    }
-
-    fn put_audit_key(&self, record: &AuditKeyRecord) -> Result<()> {
-        self.put(META, "audit_key", record, None)
-    }
-
-    fn audit_anchor(&self) -> Result<Option<ChainHead>> {
-        self.get(META, "audit_anchor")
-    }
-
-    fn put_audit_anchor(&self, head: &ChainHead) -> Result<()> {
-        self.put(META, "audit_anchor", head, None)
-    }
-}
-
-impl Store for PgStore {
-    fn engine(&self) -> &'static str {
-        "postgres"
-    }
 
     fn check_writable(&self) -> Result<()> {
-        self.counter("ready_probe".into(), crate::support::time::now(), true)
+        self.counter("ready_probe", crate::support::time::now(), true)
             .map(|_| ())
     }
 
-    fn caller_records(
-        &self,
-        serial: &str,
-        principal: &str,
-    ) -> Result<(Option<CertRecord>, Option<Principal>)> {
-        let serial = serial.to_ascii_lowercase();
-        let name = principal.to_string();
-        let rows = self.db.run(move |c| async move {
-            c.query(
-                &stmt(
-                    &c,
-                    "SELECT kind, key, value FROM signet_records
-                     WHERE (kind = $1 AND key = $2) OR (kind = $3 AND key = $4)",
-                )
-                .await?,
-                &[&CERTS, &serial, &PRINCIPALS, &name],
-            )
-            .await
-            .map_err(db_error)
-        })?;
-        let (mut cert, mut principal) = (None, None);
-        for row in rows {
-            let kind: String = row.get(0);
-            let key: String = row.get(1);
-            let text: String = row.get(2);
-            if kind == CERTS {
-                cert = Some(serde_json::from_str(&text).map_err(|e| corrupt(CERTS, &key, e))?);
-            } else {
-                principal =
-                    Some(serde_json::from_str(&text).map_err(|e| corrupt(PRINCIPALS, &key, e))?);
-            }
-        }
-        Ok((cert, principal))
-    }
-
     fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {
-        Ok(PgStore::exclusive(self, name, f)?.is_some())
+        Ok(self.locked(name, f)?.is_some())
     }
 }
