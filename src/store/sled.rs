@@ -217,7 +217,7 @@ impl SledEngine {
     }
 }
 
-/// The sled store: the aggregates over [`SledEngine`].
+/// The sled store: the aggregates over the sled engine.
 pub type SledStore = Records<SledEngine>;
 
 impl Records<SledEngine> {
