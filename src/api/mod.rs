@@ -22,7 +22,6 @@ use anyhow::Context;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -36,7 +35,7 @@ pub use problem::{
 use self::conn::{Activity, Admission, Close, Timeouts};
 use self::problem_types::ProblemType;
 use crate::config::Config;
-use crate::service::{Action, ClientIdentity, Service};
+use crate::service::{ClientIdentity, Service};
 
 /// Shared state of the running service.
 #[derive(Debug, Clone)]
@@ -67,77 +66,16 @@ impl AppState {
     }
 }
 
-/// The handler of an action's route; `None` for actions the API does not serve. The match is
-/// exhaustive, so a new action must be placed here.
-fn handler(action: Action) -> Option<MethodRouter<AppState>> {
-    use Action::*;
-    let filter = |a: Action| {
-        let method = routes::route_of(a).map(|r| r.method).unwrap_or("GET");
-        match method {
-            "POST" => MethodFilter::POST,
-            "DELETE" => MethodFilter::DELETE,
-            _ => MethodFilter::GET,
-        }
-    };
-    let f = filter(action);
-    Some(match action {
-        KeyList => on(f, keys::list),
-        KeyRead => on(f, keys::show),
-        KeyAttest => on(f, keys::attestation),
-        KeyCreate => on(f, keys::create),
-        KeyRotate => on(f, keys::rotate),
-        KeyDisable => on(f, keys::disable),
-        KeyEnable => on(f, keys::enable),
-        KeyScheduleDeletion => on(f, keys::schedule_deletion),
-        KeyCancelDeletion => on(f, keys::cancel_deletion),
-        KeySign => on(f, keys::sign),
-        KeySignBatch => on(f, keys::sign_batch),
-        KeyVerify => on(f, keys::verify),
-        CaChain => on(f, pki::chain),
-        CaCrl => on(f, pki::crl),
-        CertIssue => on(f, pki::issue),
-        CertRead => on(f, pki::show),
-        CertRevoke => on(f, pki::revoke),
-        PrincipalList => on(f, pki::list_principals),
-        PrincipalCreate => on(f, pki::create_principal),
-        PrincipalDelete => on(f, pki::delete_principal),
-        TokenIssue => on(f, tokens::issue),
-        TokenIntrospect => on(f, tokens::introspect),
-        TokenRevoke => on(f, tokens::revoke),
-        Jwks => on(f, tokens::jwks),
-        Metadata => on(f, tokens::metadata),
-        AuditRead => on(f, ops::audit),
-        Health => on(f, ops::healthz),
-        Ready => on(f, ops::readyz),
-        Metrics => on(f, ops::metrics),
-        ProblemRead => on(f, ops::problem),
-        Status => on(f, ops::status),
-        OpenApi => on(f, ops::openapi),
-        KeyPublic
-        | KeyImport
-        | KeyDestroy
-        | CaInit
-        | CaShow
-        | CaRotate
-        | CertIssueBundle
-        | CertList
-        | AuditExport
-        | AuditReanchor
-        | AuditReplayRevocations => return None,
-    })
-}
-
-/// The routes, one per row of the action table that has one.
+/// The routes, one per row of the route table.
 pub fn router(state: AppState) -> Router {
     set_problem_base(&state.service.config().server.problem_type_base);
     let body_limit = state.service.config().server.max_body_bytes;
     let mut router: Router<AppState> = Router::new();
     for route in routes::ROUTES {
-        let Some(handler) = handler(route.action) else {
-            continue;
-        };
-        router = router.route(route.path, handler);
+        router = router.route(route.path, route.method_router());
     }
+    // Built once; every answer shares it.
+    ops::DOCUMENT.get_or_init(|| openapi::document().to_pretty_json().unwrap_or_default());
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,10 +1,8 @@
-//! The OpenAPI 3.1 description, generated: one operation per routed row of the action table
-//! (the action as `operationId`, its requirement as the description and `x-signet-scope`, its
-//! audit name as `x-signet-audit-action`),
-//! the request and answer schemas from the types the handlers use (`model.rs` and the request
-//! structs, through utoipa), and the problem types each operation can answer with. Nothing here
-//! is written by hand but the mapping from action to types, which is an exhaustive match: a new
-//! action does not compile until it is described.
+//! The OpenAPI 3.1 description, generated from the route table ([`super::routes::ROUTES`]):
+//! one operation per row (its `operationId`, its action's requirement as the description and
+//! `x-signet-scope`, its audit name as `x-signet-audit-action`), the request and answer
+//! schemas each row names (the types its handler uses, through utoipa), and the problem types
+//! each operation can answer with. Nothing here names an operation.
 
 use std::collections::BTreeMap;
 
@@ -15,387 +13,16 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr, Required, Schema};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, Paths, Required};
+use utoipa::{PartialSchema, ToSchema};
 
-use super::model::*;
+use super::model::ProblemDocument;
+use super::problem_type_uri;
 use super::problem_types::ProblemType;
-use super::{keys, ops, pki, problem_type_uri, tokens};
-use crate::service::status::Status;
-use crate::service::Action;
-
-/// What an operation's answer is.
-enum Answer {
-    /// JSON of a schema.
-    Json(String),
-    /// Another media type (text or binary), described.
-    Other(&'static str, &'static str),
-    /// No body.
-    Empty,
-}
-
-/// What goes in and comes out of an operation.
-struct Io {
-    summary: &'static str,
-    tag: &'static str,
-    request: Option<String>,
-    /// The request body may be absent.
-    request_optional: bool,
-    query: Vec<utoipa::openapi::path::Parameter>,
-    status: u16,
-    answer: Answer,
-    /// It changes state (so 409 and the audit-before-effect 503 apply).
-    changes: bool,
-}
-
-fn name<T: ToSchema>() -> String {
-    T::name().into_owned()
-}
-
-fn json<T: ToSchema>() -> Answer {
-    Answer::Json(name::<T>())
-}
-
-/// The types of each routed action.
-fn io(action: Action) -> Option<Io> {
-    use Action::*;
-    let io = |summary, tag, request: Option<String>, status, answer, changes| Io {
-        summary,
-        tag,
-        request,
-        request_optional: false,
-        query: Vec::new(),
-        status,
-        answer,
-        changes,
-    };
-    let keys_tag = "keys";
-    Some(match action {
-        KeyList => io(
-            "List keys",
-            keys_tag,
-            None,
-            200,
-            json::<super::model::KeyList>(),
-            false,
-        ),
-        KeyRead => io(
-            "Show a key and its versions",
-            keys_tag,
-            None,
-            200,
-            json::<KeyView>(),
-            false,
-        ),
-        KeyCreate => io(
-            "Create a key (version 1 generated in the token)",
-            keys_tag,
-            Some(name::<keys::CreateRequest>()),
-            201,
-            json::<KeyView>(),
-            true,
-        ),
-        KeyRotate => io(
-            "Add a version and make it primary",
-            keys_tag,
-            None,
-            200,
-            json::<KeyView>(),
-            true,
-        ),
-        KeyDisable => io(
-            "Disable a version",
-            keys_tag,
-            None,
-            200,
-            json::<KeyView>(),
-            true,
-        ),
-        KeyEnable => io(
-            "Enable a version",
-            keys_tag,
-            None,
-            200,
-            json::<KeyView>(),
-            true,
-        ),
-        KeyAttest => Io {
-            query: keys::VersionQuery::into_params(|| Some(ParameterIn::Query)),
-            ..io(
-                "A device's attestation of a key version (PIV cards)",
-                keys_tag,
-                None,
-                200,
-                json::<super::model::AttestationView>(),
-                false,
-            )
-        },
-        KeyScheduleDeletion => Io {
-            query: keys::DeleteQuery::into_params(|| Some(ParameterIn::Query)),
-            ..io(
-                "Schedule the key's destruction",
-                keys_tag,
-                None,
-                200,
-                json::<KeyView>(),
-                true,
-            )
-        },
-        KeyCancelDeletion => io(
-            "Cancel a scheduled destruction",
-            keys_tag,
-            None,
-            200,
-            json::<KeyView>(),
-            true,
-        ),
-        KeySign => io(
-            "Sign with the key (the signature only once its audit record is durable)",
-            keys_tag,
-            Some(name::<keys::SignRequest>()),
-            200,
-            json::<SignatureView>(),
-            false,
-        ),
-        KeySignBatch => io(
-            "Sign many inputs, each answered on its own",
-            keys_tag,
-            Some(name::<keys::BatchRequest>()),
-            200,
-            json::<BatchView>(),
-            false,
-        ),
-        KeyVerify => io(
-            "Verify a signature with the key's public half",
-            keys_tag,
-            Some(name::<keys::VerifyRequest>()),
-            200,
-            json::<VerifyView>(),
-            false,
-        ),
-        CaChain => io(
-            "The CA chain (intermediate + root)",
-            "ca",
-            None,
-            200,
-            Answer::Other("application/pem-certificate-chain", "PEM certificates"),
-            false,
-        ),
-        CaCrl => io(
-            "The current CRL (DER; PEM with Accept: application/x-pem-file)",
-            "ca",
-            None,
-            200,
-            Answer::Other("application/pkix-crl", "DER CRL"),
-            false,
-        ),
-        CertIssue => io(
-            "Issue a certificate from a CSR",
-            "certificates",
-            Some(name::<pki::IssueRequest>()),
-            201,
-            json::<IssuedView>(),
-            true,
-        ),
-        CertRead => io(
-            "Show a certificate",
-            "certificates",
-            None,
-            200,
-            json::<CertView>(),
-            false,
-        ),
-        CertRevoke => Io {
-            request_optional: true,
-            ..io(
-                "Revoke a certificate (refused on the next request of its open connections)",
-                "certificates",
-                Some(name::<pki::RevokeRequest>()),
-                200,
-                json::<CertView>(),
-                true,
-            )
-        },
-        PrincipalList => io(
-            "List principals",
-            "principals",
-            None,
-            200,
-            json::<super::model::PrincipalList>(),
-            false,
-        ),
-        PrincipalCreate => io(
-            "Create a principal with scopes",
-            "principals",
-            Some(name::<pki::PrincipalRequest>()),
-            201,
-            json::<PrincipalView>(),
-            true,
-        ),
-        PrincipalDelete => io(
-            "Delete a principal",
-            "principals",
-            None,
-            204,
-            Answer::Empty,
-            true,
-        ),
-        TokenIssue => io(
-            "Issue an access token (JWT, RFC 9068)",
-            "tokens",
-            Some(name::<tokens::IssueBody>()),
-            200,
-            json::<TokenView>(),
-            false,
-        ),
-        TokenIntrospect => io(
-            "Introspect a token (RFC 7662)",
-            "tokens",
-            Some(name::<tokens::IntrospectBody>()),
-            200,
-            json::<IntrospectionView>(),
-            false,
-        ),
-        TokenRevoke => io(
-            "Revoke a token by value or jti",
-            "tokens",
-            Some(name::<tokens::RevokeBody>()),
-            200,
-            json::<RevokedView>(),
-            true,
-        ),
-        Jwks => io(
-            "The token keys (JWK Set, RFC 7517)",
-            "tokens",
-            None,
-            200,
-            Answer::Other("application/jwk-set+json", "JWK Set"),
-            false,
-        ),
-        Metadata => io(
-            "Token issuer metadata (RFC 8414 style)",
-            "tokens",
-            None,
-            200,
-            Answer::Other("application/json", "issuer metadata"),
-            false,
-        ),
-        AuditRead => Io {
-            query: ops::AuditQuery::into_params(|| Some(ParameterIn::Query)),
-            ..io(
-                "Audit records after a sequence number",
-                "operations",
-                None,
-                200,
-                Answer::Other(
-                    "application/x-ndjson",
-                    "audit records, one JSON object per line",
-                ),
-                false,
-            )
-        },
-        Health => io(
-            "Liveness",
-            "operations",
-            None,
-            200,
-            json::<HealthView>(),
-            false,
-        ),
-        Ready => io(
-            "Readiness: the HSM answers, the store and the audit log take writes",
-            "operations",
-            None,
-            200,
-            json::<ReadyView>(),
-            false,
-        ),
-        Metrics => io(
-            "Metrics (OpenMetrics text)",
-            "operations",
-            None,
-            200,
-            Answer::Other("application/openmetrics-text", "OpenMetrics"),
-            false,
-        ),
-        Status => io(
-            "The status report (as signet status)",
-            "operations",
-            None,
-            200,
-            json::<crate::service::status::Status>(),
-            false,
-        ),
-        ProblemRead => io(
-            "What a problem type means",
-            "operations",
-            None,
-            200,
-            json::<ProblemTypeView>(),
-            false,
-        ),
-        OpenApi => io(
-            "This description (OpenAPI 3.1)",
-            "operations",
-            None,
-            200,
-            Answer::Other("application/json", "OpenAPI 3.1 document"),
-            false,
-        ),
-        KeyPublic
-        | KeyImport
-        | KeyDestroy
-        | CaInit
-        | CaShow
-        | CaRotate
-        | CertIssueBundle
-        | CertList
-        | AuditExport
-        | AuditReanchor
-        | AuditReplayRevocations => return None,
-    })
-}
-
-/// Every schema the document refers to, with the ones they use.
-fn schemas() -> Vec<(String, RefOr<Schema>)> {
-    let mut all = Vec::new();
-    fn add<T: ToSchema>(all: &mut Vec<(String, RefOr<Schema>)>) {
-        all.push((name::<T>(), T::schema()));
-        T::schemas(all);
-    }
-    add::<KeyList>(&mut all);
-    add::<KeyView>(&mut all);
-    add::<super::model::AttestationView>(&mut all);
-    add::<SignatureView>(&mut all);
-    add::<BatchView>(&mut all);
-    add::<VerifyView>(&mut all);
-    add::<CertView>(&mut all);
-    add::<IssuedView>(&mut all);
-    add::<PrincipalList>(&mut all);
-    add::<PrincipalView>(&mut all);
-    add::<TokenView>(&mut all);
-    add::<IntrospectionView>(&mut all);
-    add::<RevokedView>(&mut all);
-    add::<HealthView>(&mut all);
-    add::<ReadyView>(&mut all);
-    add::<ProblemTypeView>(&mut all);
-    add::<ProblemDocument>(&mut all);
-    add::<Status>(&mut all);
-    add::<keys::CreateRequest>(&mut all);
-    add::<keys::SignRequest>(&mut all);
-    add::<keys::BatchRequest>(&mut all);
-    add::<keys::VerifyRequest>(&mut all);
-    add::<pki::IssueRequest>(&mut all);
-    add::<pki::RevokeRequest>(&mut all);
-    add::<pki::PrincipalRequest>(&mut all);
-    add::<tokens::IssueBody>(&mut all);
-    add::<tokens::IntrospectBody>(&mut all);
-    add::<tokens::RevokeBody>(&mut all);
-    all
-}
+use super::routes::{Answer, Doc};
 
 /// The problem types an operation can answer with, by status.
-fn problems(io: &Io, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> {
+fn problems(io: &Doc, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> {
     use ProblemType::*;
     let mut kinds = vec![
         Unauthenticated,
@@ -433,11 +60,15 @@ fn string_schema() -> ObjectBuilder {
 /// The document for this server.
 pub fn document() -> OpenApi {
     let mut paths = Paths::new();
+    let mut schemas = BTreeMap::new();
+    schemas.insert(
+        ProblemDocument::name().into_owned(),
+        ProblemDocument::schema(),
+    );
     for route in super::routes::ROUTES {
         let spec = route.action.spec();
-        let Some(io) = io(spec.action) else {
-            continue;
-        };
+        let io = (route.doc)();
+        schemas.extend(io.schemas.iter().cloned());
         let path_params: Vec<&str> = route
             .path
             .split('/')
@@ -520,7 +151,9 @@ pub fn document() -> OpenApi {
                     .content(
                         "application/problem+json",
                         ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(name::<ProblemDocument>())))
+                            .schema(Some(Ref::from_schema_name(
+                                ProblemDocument::name().into_owned(),
+                            )))
                             .build(),
                     )
                     .build(),
@@ -535,7 +168,7 @@ pub fn document() -> OpenApi {
         paths.add_path_operation(route.path, vec![method], op.build());
     }
     let components = ComponentsBuilder::new()
-        .schemas_from_iter(schemas())
+        .schemas_from_iter(schemas)
         .security_scheme(
             "mutualTLS",
             SecurityScheme::MutualTls {
