@@ -161,6 +161,25 @@ fn key_lifecycle_over_mtls() {
         problem_type(&admin.post("/v1/keys/payments/versions/2/disable", &json!({}))),
         "conflict"
     );
+    // The versions, or those in one state; a state that does not exist is a bad request.
+    let versions = |query: &str| -> Vec<u64> {
+        let reply = admin.get(&format!("/v1/keys/payments/versions{query}"));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.json()["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(versions(""), [1, 2]);
+    assert_eq!(versions("?state=enabled"), [2]);
+    assert_eq!(versions("?state=disabled"), [1]);
+    assert!(versions("?state=destroyed").is_empty());
+    assert_eq!(
+        problem_type(&admin.get("/v1/keys/payments/versions?state=asleep")),
+        "bad-request"
+    );
     assert_eq!(
         admin
             .post("/v1/keys/payments/versions/1/enable", &json!({}))

@@ -8,15 +8,17 @@ use serde_json::Value;
 use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
 use super::model::{
-    BatchItemView, BatchView, KeyList, KeySummary, KeyView, SignatureView, VerifyView,
+    BatchItemView, BatchView, KeyList, KeySummary, KeyVersionList, KeyView, SignatureView,
+    VerifyView,
 };
 use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
 use crate::service::{
-    AttestKey, CreateKey, ListKeys, ManageKey, ReadKey, Sign, SignBatch, SignItem, Verify,
-    VerifyItem,
+    AttestKey, CreateKey, ListKeyVersions, ListKeys, ManageKey, ReadKey, Sign, SignBatch, SignItem,
+    Verify, VerifyItem,
 };
+use crate::store::VersionState;
 
 pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
     let records = ctx.execute(ListKeys).await?;
@@ -53,6 +55,41 @@ pub async fn create(
 pub async fn show(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
     let d = ctx.execute(ReadKey { name }).await?;
     Ok(Json(KeyView::from(&d)))
+}
+
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFilter {
+    Enabled,
+    Disabled,
+    Destroyed,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionsQuery {
+    /// Only the versions in this state.
+    #[param(inline)]
+    state: Option<StateFilter>,
+}
+
+pub async fn versions(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
+) -> ApiResult<Json<KeyVersionList>> {
+    let state = q.state.map(|s| match s {
+        StateFilter::Enabled => VersionState::Enabled,
+        StateFilter::Disabled => VersionState::Disabled,
+        StateFilter::Destroyed => VersionState::Destroyed,
+    });
+    let d = ctx.execute(ListKeyVersions { name, state }).await?;
+    let view = KeyView::from(&d);
+    Ok(Json(KeyVersionList {
+        name: view.name,
+        primary_version: view.primary_version,
+        versions: view.versions,
+    }))
 }
 
 pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {

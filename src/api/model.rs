@@ -55,6 +55,17 @@ pub struct KeyList {
     pub keys: Vec<KeySummary>,
 }
 
+/// A key's versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyVersionList {
+    /// The key.
+    pub name: String,
+    /// The version that signs.
+    pub primary_version: u32,
+    /// The versions asked for, oldest first.
+    pub versions: Vec<KeyVersionView>,
+}
+
 /// One version of a key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyVersionView {

@@ -227,6 +227,17 @@ pub const ROUTES: &[Route] = &[
         || Doc::new("Show a key and its versions", KEYS).json::<KeyView>(),
     ),
     get(
+        Action::KeyRead,
+        "/v1/keys/{name}/versions",
+        "keyVersions",
+        |f| on(f, keys::versions),
+        || {
+            Doc::new("A key's versions, or only those in one state", KEYS)
+                .query::<keys::VersionsQuery>()
+                .json::<KeyVersionList>()
+        },
+    ),
+    get(
         Action::KeyAttest,
         "/v1/keys/{name}/attestation",
         "keyAttest",

@@ -141,6 +141,32 @@ impl Operation for ReadKey {
     }
 }
 
+/// A key's versions, oldest first, with their public keys; only those in `state` when given.
+#[derive(Debug, Clone)]
+pub struct ListKeyVersions {
+    /// The key.
+    pub name: String,
+    /// Only versions in this state.
+    pub state: Option<VersionState>,
+}
+
+impl Operation for ListKeyVersions {
+    type Output = KeyDetail;
+    fn action(&self) -> Action {
+        Action::KeyRead
+    }
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        let mut record = s.keys().get(&self.name)?;
+        if let Some(state) = self.state {
+            record.versions.retain(|v| v.state == state);
+        }
+        s.detail(record)
+    }
+}
+
 /// The public key of a version (the primary by default).
 #[derive(Debug, Clone)]
 pub struct ReadPublicKey {

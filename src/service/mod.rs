@@ -24,29 +24,16 @@ use signet_pki::Ca;
 
 pub use self::actions::{Action, ActionSpec, Requirement, ACTIONS};
 pub use self::caller::{Caller, ClientIdentity, Identity};
-pub use self::certs::{
-    CertificateRequest, Chain, DeletePrincipal, InitCa, IssueBundle, IssueCertificate,
-    IssuedWithChain, ListCertificates, ListPrincipals, PutPrincipal, ReadCa, ReadCertificate,
-    ReadChain, ReadCrl, ReadPrincipal, RevokeCertificate, RotateCa,
-};
+pub use self::certs::*;
 pub use self::deferred::Deferred;
-pub use self::keys::{
-    AttestKey, CreateKey, DestroyKey, ImportKey, KeyAttestation, KeyDetail, ListKeys, ManageKey,
-    ReadKey, ReadPublicKey, Sign, SignBatch, SignItem, Verify, VerifyItem,
-};
+pub use self::keys::*;
 pub use self::metrics::Metrics;
 pub use self::open::{prepare_process, OpenMode};
-pub use self::ops::{
-    Export, ExportAudit, Health, ReadApiDescription, ReadAudit, ReadMetrics, ReadProblemType,
-    ReadReadiness, Readiness, Reanchor, ReplayRevocations, Verification,
-};
+pub use self::ops::*;
 pub use self::pipeline::{Operation, Recording, Refusal};
 pub use self::status::ReadStatus;
 pub use self::status::Status;
-pub use self::tokens::{
-    CreateTokenKey, Introspect, IssueToken, ReadJwks, ReadTokenMetadata, RevokeToken,
-    RevokeTokenOp, TokenAnswer,
-};
+pub use self::tokens::*;
 use crate::config::{Config, DataDir};
 use crate::domain::audit::{Anchor, AuditLog};
 use crate::domain::authority::Authority;
