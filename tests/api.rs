@@ -368,6 +368,12 @@ fn bad_input_gets_problem_documents() {
             "unknown profile",
         ),
         (
+            "/v1/certificates/00/revoke",
+            json!({"reason": "bored"}).to_string(),
+            "bad-request",
+            "unknown revocation reason",
+        ),
+        (
             "/v1/principals",
             json!({"name": "p", "scopes": ["superuser"]}).to_string(),
             "bad-request",

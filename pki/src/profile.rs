@@ -41,6 +41,18 @@ impl FromStr for Profile {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Profile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 2] = [Profile::Server, Profile::Client];
+}
+
 /// Whether `name` is acceptable as a client identity: the last path segment of a SPIFFE ID.
 pub fn valid_client_name(name: &str) -> bool {
     !name.is_empty()

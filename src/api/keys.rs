@@ -32,11 +32,12 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
 pub struct CreateRequest {
     name: String,
     #[serde(default = "default_spec")]
-    spec: String,
+    #[schema(schema_with = super::model::key_spec_schema)]
+    spec: KeySpec,
 }
 
-fn default_spec() -> String {
-    KeySpec::EcP256.name().into()
+fn default_spec() -> KeySpec {
+    KeySpec::EcP256
 }
 
 pub async fn create(
@@ -44,11 +45,12 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let name = KeyName::parse(&req.name).map_err(|e| ctx.fail(e))?;
-    let spec: KeySpec = req
-        .spec
-        .parse()
-        .map_err(|e: signet_hsm::UnknownSpec| ctx.bad(e.to_string()))?;
-    let d = ctx.execute(CreateKey { name, spec }).await?;
+    let d = ctx
+        .execute(CreateKey {
+            name,
+            spec: req.spec,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(&d))))
 }
 
@@ -199,7 +201,8 @@ pub struct SignRequest {
     input: String,
     #[serde(default)]
     input_type: InputType,
-    algorithm: Option<String>,
+    #[schema(schema_with = super::model::algorithm_schema)]
+    algorithm: Option<SignatureAlgorithm>,
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
@@ -210,12 +213,7 @@ impl SignRequest {
         Ok(SignItem {
             input: base64_field(&self.input, "input")?,
             digest: self.input_type == InputType::Digest,
-            algorithm: self
-                .algorithm
-                .as_deref()
-                .map(|a| a.parse::<SignatureAlgorithm>())
-                .transpose()
-                .map_err(|e| Error::BadRequest(e.to_string()))?,
+            algorithm: self.algorithm,
             version: self.version,
             format: match self.encoding {
                 Encoding::Raw => EcdsaFormat::Raw,
@@ -280,7 +278,8 @@ pub struct VerifyRequest {
     #[serde(default)]
     input_type: InputType,
     signature: String,
-    algorithm: Option<String>,
+    #[schema(schema_with = super::model::algorithm_schema)]
+    algorithm: Option<SignatureAlgorithm>,
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,

@@ -6,12 +6,41 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::ToSchema;
 
 use crate::domain::keys::Signature;
 use crate::service::KeyDetail;
 use crate::store::{CertRecord, KeyRecord, Principal};
 use crate::support::time::format_time;
+
+/// A string schema that lists the accepted `names`.
+fn names(names: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .build()
+}
+
+/// A key spec, by name.
+pub fn key_spec_schema() -> Object {
+    names(signet_hsm::KeySpec::ALL.map(signet_hsm::KeySpec::name))
+}
+
+/// A signature algorithm, by JOSE name.
+pub fn algorithm_schema() -> Object {
+    names(signet_hsm::SignatureAlgorithm::ALL.map(signet_hsm::SignatureAlgorithm::name))
+}
+
+/// A certificate profile.
+pub fn profile_schema() -> Object {
+    names(signet_pki::Profile::ALL.map(signet_pki::Profile::name))
+}
+
+/// An RFC 5280 revocation reason.
+pub fn reason_schema() -> Object {
+    names(signet_pki::REVOCATION_REASONS.iter().copied())
+}
 
 /// A key in a list.
 #[derive(Debug, Serialize, ToSchema)]

@@ -12,7 +12,6 @@ use signet_pki::Profile;
 
 use super::model::{CertView, IssuedView, PrincipalList, PrincipalView};
 use super::problem::{ApiJson, ApiPath, ApiResult, Ctx, MaybeJson};
-use crate::error::Error;
 use crate::service::{
     CertificateRequest, DeletePrincipal, IssueCertificate, IssuedWithChain, ListPrincipals,
     PutPrincipal, ReadCertificate, ReadChain, ReadCrl, RevokeCertificate,
@@ -49,7 +48,8 @@ pub async fn crl(ctx: Ctx, headers: HeaderMap) -> ApiResult<Response> {
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     csr: String,
-    profile: String,
+    #[schema(schema_with = super::model::profile_schema)]
+    profile: Profile,
     name: String,
     #[serde(default)]
     dns: Vec<String>,
@@ -61,10 +61,9 @@ pub struct IssueRequest {
 }
 
 pub async fn issue(ctx: Ctx, ApiJson(req): ApiJson<IssueRequest>) -> ApiResult<impl IntoResponse> {
-    let profile: Profile = req.profile.parse().map_err(|e| ctx.fail(Error::Pki(e)))?;
     let request = CertificateRequest {
         csr: req.csr.into_bytes(),
-        profile,
+        profile: req.profile,
         name: req.name,
         dns: req.dns,
         ips: req.ips,
@@ -97,7 +96,18 @@ pub async fn show(ctx: Ctx, ApiPath(serial): ApiPath<String>) -> ApiResult<Json<
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
+    #[serde(default, deserialize_with = "reason")]
+    #[schema(schema_with = super::model::reason_schema)]
     reason: Option<String>,
+}
+
+/// An RFC 5280 reason name, refused at parsing when it is not one.
+fn reason<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let name = Option::<String>::deserialize(d)?;
+    if let Some(name) = &name {
+        signet_pki::parse_reason(name).map_err(serde::de::Error::custom)?;
+    }
+    Ok(name)
 }
 
 pub async fn revoke(
