@@ -5,7 +5,8 @@
 //! - `api`: a real `signet serve` (and, in the same run, a `bench-unaudited` build when
 //!   `SIGNET_BIN_UNAUDITED` is set) under keep-alive mTLS clients at 1, 4, 16 and 64
 //!   connections: signatures/s, p50/p99 per request, the server's CPU µs per signature (from
-//!   /proc/<pid>/stat) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
+//!   /proc/<pid>/stat), its voluntary context switches per signature (summed over
+//!   /proc/<pid>/task/*/status) and its peak RSS per step (VmHWM, reset between steps), ES256 and RS256,
 //!   single and batch-32; then a refused-handshake flood and the server's RSS after it;
 //! - `journal`: the single-node audit journal alone, one record per append and sync:
 //!   appends/s, wall and CPU µs per append (also part of `api`);
@@ -253,6 +254,25 @@ fn cpu_seconds(pid: u32) -> f64 {
     // utime is field 14 and stime 15 of the whole line: 11 and 12 after the ')'.
     let hz = 100.0;
     (ticks(11) + ticks(12)) / hz
+}
+
+/// Voluntary context switches of a process so far: the sum over its threads
+/// (`/proc/<pid>/task/*/status`). A thread that ends between two readings takes its count
+/// with it; the server's threads live as long as it does.
+fn voluntary_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// A field of /proc/<pid>/status in MB (VmRSS, VmHWM).
@@ -541,8 +561,8 @@ fn api_for(report: &mut Report, label: &str, bin: &str, duration: Duration) {
     let server = Server::start(bin);
     let admin = server.agent();
     println!("## API, {label} ({bin})\n");
-    println!("| algorithm | mode | connections | signatures/s | p50 ms | p99 ms | server CPU µs per signature | load client CPU µs per request | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| algorithm | mode | connections | signatures/s | p50 ms | p99 ms | server CPU µs per signature | load client CPU µs per request | server voluntary context switches per signature | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let idle = status_mb(server.pid(), "VmRSS");
     report.set(format!("api.{label}.idle_rss_mb"), idle);
     for (spec, alg) in [("ec-p256", "ES256"), ("rsa-2048", "RS256")] {
@@ -580,6 +600,7 @@ fn api_for(report: &mut Report, label: &str, bin: &str, duration: Duration) {
                 }
                 reset_peak(server.pid());
                 let cpu0 = cpu_seconds(server.pid());
+                let switches0 = voluntary_switches(server.pid());
                 let client0 = cpu_seconds(std::process::id());
                 let agents = Arc::new(std::sync::Mutex::new(agents));
                 let (rate, lat) = drive(
@@ -602,20 +623,23 @@ fn api_for(report: &mut Report, label: &str, bin: &str, duration: Duration) {
                     },
                 );
                 let cpu = cpu_seconds(server.pid()) - cpu0;
+                let switches = voluntary_switches(server.pid()).saturating_sub(switches0);
                 let client = cpu_seconds(std::process::id()) - client0;
                 let signatures = rate * duration.as_secs_f64();
+                let vcsw = switches as f64 / signatures;
                 let cpu_us = cpu / signatures * 1e6;
                 // The load generator's own CPU (it shares the cores), per request it made.
                 let client_us = client / (signatures / per as f64) * 1e6;
                 let peak = status_mb(server.pid(), "VmHWM");
                 let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
-                println!("| {alg} | {mode} | {connections} | {rate:.0} | {p50:.2} | {p99:.2} | {cpu_us:.1} | {client_us:.1} | {peak:.0} |");
+                println!("| {alg} | {mode} | {connections} | {rate:.0} | {p50:.2} | {p99:.2} | {cpu_us:.1} | {client_us:.1} | {vcsw:.2} | {peak:.0} |");
                 let key = format!("api.{label}.{alg}.{mode}.c{connections}");
                 report.set(format!("{key}.rate"), rate);
                 report.set(format!("{key}.p50_ms"), p50);
                 report.set(format!("{key}.p99_ms"), p99);
                 report.set(format!("{key}.cpu_us"), cpu_us);
                 report.set(format!("{key}.client_cpu_us"), client_us);
+                report.set(format!("{key}.vcsw"), vcsw);
                 report.set(format!("{key}.peak_rss_mb"), peak);
                 if connections >= 16 {
                     best = best.max(rate);
