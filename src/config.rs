@@ -541,6 +541,196 @@ pub struct AuditConfig {
     pub commit_delay_us: u64,
 }
 
+fn invalid(message: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid(message.into()))
+}
+
+/// The first of `fields` outside `range`, as an error.
+fn in_range(
+    fields: &[(&str, u64)],
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, v)| !range.contains(v)) {
+        Some((field, _)) => invalid(format!(
+            "{field} must be {}..={}",
+            range.start(),
+            range.end()
+        )),
+        None => Ok(()),
+    }
+}
+
+impl HsmConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            HsmConfig::Pkcs11(p) => {
+                if p.pool_size == 0 || p.pool_size > 256 {
+                    return invalid("hsm.pool_size must be 1..=256");
+                }
+                if p.module.is_some() && p.pin_file.is_none() && p.pin_env.is_none() {
+                    return invalid("hsm.module is set: set hsm.pin_file or hsm.pin_env too");
+                }
+            }
+            HsmConfig::Yubikey(y) => {
+                y.slots()?;
+                y.policies()?;
+                if y.pin_file.is_none() && y.pin_env.is_none() {
+                    return invalid("hsm.backend = \"yubikey\": set hsm.pin_file or hsm.pin_env");
+                }
+                if y.management_key_file.is_none() && y.management_key_env.is_none() {
+                    return invalid(
+                        "hsm.backend = \"yubikey\": set hsm.management_key_file or hsm.management_key_env",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PostgresSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.is_empty() {
+            return invalid("store.url: set the PostgreSQL URL (postgresql://user@host:port/db)");
+        }
+        if self.pool_size == 0 || self.pool_size > 256 {
+            return invalid("store.pool_size must be 1..=256");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("store.timeout_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl CaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(
+            self.client_key_spec,
+            KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519
+        ) {
+            return invalid("ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519");
+        }
+        if self.trust_domain.is_empty() || !signet_pki::valid_dns_name(&self.trust_domain) {
+            return invalid("ca.trust_domain must be a DNS-like name");
+        }
+        in_range(
+            &[
+                ("ca.root_validity_days", self.root_validity_days),
+                (
+                    "ca.intermediate_validity_days",
+                    self.intermediate_validity_days,
+                ),
+                ("ca.server_max_ttl_days", self.server_max_ttl_days),
+                ("ca.client_max_ttl_days", self.client_max_ttl_days),
+                ("ca.crl_validity_days", self.crl_validity_days),
+            ],
+            1..=36500,
+        )?;
+        if self.intermediate_validity_days > self.root_validity_days {
+            return invalid("ca.intermediate_validity_days exceeds ca.root_validity_days");
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !signet_pki::valid_client_name(&self.admin) {
+            return invalid(format!(
+                "server.admin {:?} is not a valid principal name",
+                self.admin
+            ));
+        }
+        if self.sign_batch_max == 0 || self.sign_batch_max > 10_000 {
+            return invalid("server.sign_batch_max must be 1..=10000");
+        }
+        in_range(
+            &[
+                ("server.handshake_timeout_secs", self.handshake_timeout_secs),
+                (
+                    "server.header_read_timeout_secs",
+                    self.header_read_timeout_secs,
+                ),
+                ("server.body_read_timeout_secs", self.body_read_timeout_secs),
+                ("server.idle_timeout_secs", self.idle_timeout_secs),
+                ("server.max_connection_secs", self.max_connection_secs),
+                ("server.refusal_summary_secs", self.refusal_summary_secs),
+            ],
+            1..=86_400,
+        )?;
+        let base = &self.problem_type_base;
+        if base.is_empty()
+            || base.len() > 200
+            || base.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !(base.starts_with('/') || base.contains("://") || base.starts_with("urn:"))
+        {
+            return invalid(
+                "server.problem_type_base must be a path (/problems/), a URL or a URN, without spaces",
+            );
+        }
+        if self.io_threads > 1024 {
+            return invalid("server.io_threads must be at most 1024 (0: half the CPUs)");
+        }
+        if self.max_connections == 0
+            || self.max_connections_per_source == 0
+            || self.max_handshakes == 0
+            || self.max_handshakes_per_source == 0
+        {
+            return invalid(
+                "server.max_connections, max_connections_per_source, max_handshakes and max_handshakes_per_source must be positive",
+            );
+        }
+        if self.max_buffered_response_bytes_per_connection < 64 * 1024
+            || self.max_buffered_response_bytes_per_principal
+                < self.max_buffered_response_bytes_per_connection
+            || self.max_buffered_response_bytes < self.max_buffered_response_bytes_per_principal
+        {
+            return invalid(
+                "server.max_buffered_response_bytes_per_connection must be at least 65536, max_buffered_response_bytes_per_principal at least that, and max_buffered_response_bytes at least that",
+            );
+        }
+        if self.max_handshakes_per_source > self.max_handshakes {
+            return invalid(
+                "server.max_handshakes_per_source must be at most max_handshakes (one source must leave handshake slots to the others)",
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+impl TokensConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.key_spec.allows(self.algorithm) {
+            return invalid(format!(
+                "tokens.algorithm {} does not fit tokens.key_spec {}",
+                self.algorithm, self.key_spec
+            ));
+        }
+        if self.default_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
+            return invalid("tokens.default_ttl_secs must be 1..=tokens.max_ttl_secs");
+        }
+        Ok(())
+    }
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.commit_delay_us > 10_000 {
+            return invalid("audit.commit_delay_us must be at most 10000");
+        }
+        if self.checkpoint_every == 0 || self.checkpoint_interval_secs == 0 {
+            return invalid(
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -706,175 +896,16 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks ranges and consistency.
+    /// Checks ranges and consistency, section by section.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if !matches!(
-            self.ca.client_key_spec,
-            KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519
-        ) {
-            return invalid(
-                "ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519".into(),
-            );
-        }
-        if !self.tokens.key_spec.allows(self.tokens.algorithm) {
-            return invalid(format!(
-                "tokens.algorithm {} does not fit tokens.key_spec {}",
-                self.tokens.algorithm, self.tokens.key_spec
-            ));
-        }
-        match &self.hsm {
-            HsmConfig::Pkcs11(p) => {
-                if p.pool_size == 0 || p.pool_size > 256 {
-                    return invalid("hsm.pool_size must be 1..=256".into());
-                }
-                if p.module.is_some() && p.pin_file.is_none() && p.pin_env.is_none() {
-                    return invalid(
-                        "hsm.module is set: set hsm.pin_file or hsm.pin_env too".into(),
-                    );
-                }
-            }
-            HsmConfig::Yubikey(y) => {
-                y.slots()?;
-                y.policies()?;
-                if y.pin_file.is_none() && y.pin_env.is_none() {
-                    return invalid(
-                        "hsm.backend = \"yubikey\": set hsm.pin_file or hsm.pin_env".into(),
-                    );
-                }
-                if y.management_key_file.is_none() && y.management_key_env.is_none() {
-                    return invalid(
-                        "hsm.backend = \"yubikey\": set hsm.management_key_file or hsm.management_key_env".into(),
-                    );
-                }
-            }
-        }
+        self.ca.validate()?;
+        self.tokens.validate()?;
+        self.hsm.validate()?;
         if let StoreConfig::Postgres(pg) = &self.store {
-            if pg.url.is_empty() {
-                return invalid(
-                    "store.url: set the PostgreSQL URL (postgresql://user@host:port/db)".into(),
-                );
-            }
-            if pg.pool_size == 0 || pg.pool_size > 256 {
-                return invalid("store.pool_size must be 1..=256".into());
-            }
-            if pg.timeout_ms == 0 {
-                return invalid("store.timeout_ms must be at least 1".into());
-            }
+            pg.validate()?;
         }
-        if !signet_pki::valid_client_name(&self.server.admin) {
-            return invalid(format!(
-                "server.admin {:?} is not a valid principal name",
-                self.server.admin
-            ));
-        }
-        if self.ca.trust_domain.is_empty() || !signet_pki::valid_dns_name(&self.ca.trust_domain) {
-            return invalid("ca.trust_domain must be a DNS-like name".into());
-        }
-        let days = [
-            ("ca.root_validity_days", self.ca.root_validity_days),
-            (
-                "ca.intermediate_validity_days",
-                self.ca.intermediate_validity_days,
-            ),
-            ("ca.server_max_ttl_days", self.ca.server_max_ttl_days),
-            ("ca.client_max_ttl_days", self.ca.client_max_ttl_days),
-            ("ca.crl_validity_days", self.ca.crl_validity_days),
-        ];
-        if let Some((field, _)) = days.iter().find(|(_, d)| *d == 0 || *d > 36500) {
-            return invalid(format!("{field} must be 1..=36500"));
-        }
-        if self.ca.intermediate_validity_days > self.ca.root_validity_days {
-            return invalid("ca.intermediate_validity_days exceeds ca.root_validity_days".into());
-        }
-        if self.server.sign_batch_max == 0 || self.server.sign_batch_max > 10_000 {
-            return invalid("server.sign_batch_max must be 1..=10000".into());
-        }
-        let timeouts = [
-            (
-                "server.handshake_timeout_secs",
-                self.server.handshake_timeout_secs,
-            ),
-            (
-                "server.header_read_timeout_secs",
-                self.server.header_read_timeout_secs,
-            ),
-            (
-                "server.body_read_timeout_secs",
-                self.server.body_read_timeout_secs,
-            ),
-            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
-            (
-                "server.max_connection_secs",
-                self.server.max_connection_secs,
-            ),
-            (
-                "server.refusal_summary_secs",
-                self.server.refusal_summary_secs,
-            ),
-        ];
-        if let Some((field, _)) = timeouts.iter().find(|(_, v)| *v == 0 || *v > 86_400) {
-            return invalid(format!("{field} must be 1..=86400"));
-        }
-        let base = &self.server.problem_type_base;
-        if base.is_empty()
-            || base.len() > 200
-            || base.chars().any(|c| c.is_whitespace() || c.is_control())
-            || !(base.starts_with('/') || base.contains("://") || base.starts_with("urn:"))
-        {
-            return invalid(
-                "server.problem_type_base must be a path (/problems/), a URL or a URN, without spaces"
-                    .into(),
-            );
-        }
-        if self.server.io_threads > 1024 {
-            return invalid("server.io_threads must be at most 1024 (0: half the CPUs)".into());
-        }
-        if self.server.max_connections == 0
-            || self.server.max_connections_per_source == 0
-            || self.server.max_handshakes == 0
-            || self.server.max_handshakes_per_source == 0
-        {
-            return invalid(
-                "server.max_connections, max_connections_per_source, max_handshakes and max_handshakes_per_source must be positive"
-                    .into(),
-            );
-        }
-        let buffered = &self.server;
-        if buffered.max_buffered_response_bytes_per_connection < 64 * 1024
-            || buffered.max_buffered_response_bytes_per_principal
-                < buffered.max_buffered_response_bytes_per_connection
-            || buffered.max_buffered_response_bytes
-                < buffered.max_buffered_response_bytes_per_principal
-        {
-            return invalid(
-                "server.max_buffered_response_bytes_per_connection must be at least 65536, max_buffered_response_bytes_per_principal at least that, and max_buffered_response_bytes at least that"
-                    .into(),
-            );
-        }
-        if self.server.max_handshakes_per_source > self.server.max_handshakes {
-            return invalid(
-                "server.max_handshakes_per_source must be at most max_handshakes (one source must leave handshake slots to the others)"
-                    .into(),
-            );
-        }
-        if self.server.max_body_bytes < 1024 {
-            return invalid("server.max_body_bytes must be at least 1024".into());
-        }
-        if self.tokens.default_ttl_secs == 0
-            || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
-        {
-            return invalid("tokens.default_ttl_secs must be 1..=tokens.max_ttl_secs".into());
-        }
-        if self.audit.commit_delay_us > 10_000 {
-            return invalid("audit.commit_delay_us must be at most 10000".into());
-        }
-        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
-            return invalid(
-                "audit.checkpoint_every and audit.checkpoint_interval_secs must be positive".into(),
-            );
-        }
-        Ok(())
+        self.server.validate()?;
+        self.audit.validate()
     }
 
     /// The PKI crate's settings.
