@@ -11,128 +11,33 @@
 //!   and deletes the certificate, so the old key can never sign again and the slot is free.
 //! - The card is one exclusive handle: calls are serialised, and a card that was pulled or
 //!   reset is opened again (once per call). A wrong PIN is never retried.
-//! - Hashing is on the host; RS256 gets its PKCS#1 v1.5 padding built here for PIV's raw RSA.
+//! - Hashing is on the host; RS256 gets its PKCS#1 v1.5 padding (`slots.rs`) for PIV's raw RSA.
+//!
+//! `config.rs` holds what the backend is told, `error.rs` the error mapping, `slots.rs` the
+//! slot, algorithm and key-id rules.
 
 mod cert;
+mod config;
+mod error;
+mod slots;
+
+pub use self::config::{ManagementKey, PinUse, PivConfig, PivSlots, TouchUse};
+use self::error::device;
+use self::slots::*;
 
 use std::fmt;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
 use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
-use yubikey::{MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
-use zeroize::Zeroizing;
+use yubikey::{PinPolicy, Serial, TouchPolicy, YubiKey};
 
 use crate::backend::{
     Attestation, Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection,
 };
 use crate::error::{Error, Fault, Result};
-use crate::pin::Pin;
 use crate::public::PublicKey;
 use crate::signing::Payload;
 use crate::spec::{KeySpec, SignatureAlgorithm};
-
-const INTERFACE: &str = "PIV";
-
-/// The retired key-management slots, 82 to 95, where named keys go.
-const RETIRED: [u8; 20] = [
-    0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f, 0x90, 0x91,
-    0x92, 0x93, 0x94, 0x95,
-];
-
-/// A PIV management key (24 bytes of 3DES, given as 48 hex digits). Zeroised on drop; its
-/// `Debug` prints nothing of it.
-#[derive(Clone)]
-pub struct ManagementKey(Zeroizing<Vec<u8>>);
-
-impl ManagementKey {
-    /// Parses 48 hex digits (surrounding white space ignored).
-    pub fn from_hex(text: &str) -> Result<Self> {
-        let text = Zeroizing::new(text.trim().to_string());
-        let bytes = Zeroizing::new(hex::decode(text.as_bytes()).map_err(|_| {
-            Error::Wrapper("the PIV management key is not hex (48 hex digits expected)".into())
-        })?);
-        if bytes.len() != 24 {
-            return Err(Error::Wrapper(format!(
-                "the PIV management key has {} bytes; a 3DES key has 24 (48 hex digits)",
-                bytes.len()
-            )));
-        }
-        Ok(ManagementKey(bytes))
-    }
-
-    fn mgm(&self) -> Result<MgmKey> {
-        MgmKey::from_bytes(self.0.as_slice())
-            .map_err(|_| Error::Wrapper("the PIV management key is a weak 3DES key".into()))
-    }
-}
-
-impl fmt::Debug for ManagementKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ManagementKey(<redacted>)")
-    }
-}
-
-/// When a key's use needs the PIN (PIV PIN policy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PinUse {
-    /// Once per session (the backend verifies the PIN when it opens the card).
-    Once,
-    /// Before every operation (the backend verifies it each time).
-    Always,
-}
-
-/// When a key's use needs a touch of the card (PIV touch policy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TouchUse {
-    /// Never.
-    Never,
-    /// Every time.
-    Always,
-    /// At most every 15 seconds.
-    Cached,
-}
-
-/// Which slot holds each of Signet's own keys (PIV slot numbers, e.g. 0x9c).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PivSlots {
-    /// The root CA key.
-    pub root_ca: u8,
-    /// The intermediate CA key.
-    pub intermediate_ca: u8,
-    /// The server's TLS key.
-    pub server_tls: u8,
-    /// The audit checkpoint key.
-    pub audit: u8,
-}
-
-impl Default for PivSlots {
-    fn default() -> Self {
-        PivSlots {
-            root_ca: 0x9c,
-            intermediate_ca: 0x9d,
-            server_tls: 0x9a,
-            audit: 0x9e,
-        }
-    }
-}
-
-/// How to reach a YubiKey and what to put on it.
-#[derive(Clone, Debug)]
-pub struct PivConfig {
-    /// Which card, when several are plugged in.
-    pub serial: Option<u32>,
-    /// The PIV PIN.
-    pub pin: Pin,
-    /// The management key (needed to generate keys and write certificates).
-    pub management_key: ManagementKey,
-    /// The slots of Signet's own keys.
-    pub slots: PivSlots,
-    /// PIN policy of the keys Signet generates.
-    pub pin_use: PinUse,
-    /// Touch policy of the keys Signet generates.
-    pub touch: TouchUse,
-}
 
 /// A backend over one YubiKey's PIV application.
 pub struct PivBackend {
@@ -151,136 +56,6 @@ impl fmt::Debug for PivBackend {
             .field("serial", &self.serial)
             .field("version", &self.version)
             .finish_non_exhaustive()
-    }
-}
-
-/// What went wrong, in the boundary's terms; `function` names the PIV operation.
-fn device(function: &str, e: yubikey::Error) -> Error {
-    use yubikey::Error as Y;
-    match e {
-        Y::WrongPin { tries } => Error::PinIncorrect {
-            retries_left: Some(tries),
-        },
-        Y::PinLocked => Error::PinLocked,
-        Y::NotFound => Error::TokenNotFound("YubiKey (no PIV card in any PC/SC reader)".into()),
-        other => {
-            let fault = match other {
-                Y::PcscError { .. } | Y::AppletNotFound { .. } => Fault::SessionLost,
-                _ => Fault::Other,
-            };
-            Error::Device {
-                interface: INTERFACE,
-                function: function.into(),
-                code: code_name(&other),
-                fault,
-            }
-        }
-    }
-}
-
-/// A stable name for a `yubikey` error (its variant), never its data nor its Debug text.
-fn code_name(e: &yubikey::Error) -> String {
-    use yubikey::Error as E;
-    match e {
-        E::AlgorithmError => "AlgorithmError",
-        E::AppletError => "AppletError",
-        E::AppletNotFound { .. } => "AppletNotFound",
-        E::ArgumentError => "ArgumentError",
-        E::AuthenticationError => "AuthenticationError",
-        E::GenericError => "GenericError",
-        E::InvalidObject => "InvalidObject",
-        E::KeyError => "KeyError",
-        E::MemoryError => "MemoryError",
-        E::NotSupported => "NotSupported",
-        E::NotFound => "NotFound",
-        E::ParseError => "ParseError",
-        E::PcscError { .. } => "PcscError",
-        E::PinLocked => "PinLocked",
-        E::RangeError => "RangeError",
-        E::SizeError => "SizeError",
-        E::WrongPin { .. } => "WrongPin",
-        _ => "Error",
-    }
-    .into()
-}
-
-fn slot_id(slot: u8) -> Result<SlotId> {
-    SlotId::try_from(slot).map_err(|_| Error::Wrapper(format!("{slot:02x} is not a PIV key slot")))
-}
-
-fn algorithm_id(spec: KeySpec) -> Option<AlgorithmId> {
-    match spec {
-        KeySpec::EcP256 => Some(AlgorithmId::EccP256),
-        KeySpec::EcP384 => Some(AlgorithmId::EccP384),
-        KeySpec::Rsa2048 => Some(AlgorithmId::Rsa2048),
-        _ => None,
-    }
-}
-
-fn spec_of(algorithm: AlgorithmId) -> Option<KeySpec> {
-    match algorithm {
-        AlgorithmId::EccP256 => Some(KeySpec::EcP256),
-        AlgorithmId::EccP384 => Some(KeySpec::EcP384),
-        AlgorithmId::Rsa2048 => Some(KeySpec::Rsa2048),
-        AlgorithmId::Rsa1024 => None,
-    }
-}
-
-const SPECS: [KeySpec; 3] = [KeySpec::EcP256, KeySpec::EcP384, KeySpec::Rsa2048];
-const ALGORITHMS: [SignatureAlgorithm; 3] = [
-    SignatureAlgorithm::Es256,
-    SignatureAlgorithm::Es384,
-    SignatureAlgorithm::Rs256,
-];
-
-/// A key id: the slot, then 16 bytes of the public key's SHA-256.
-fn key_id(slot: u8, public: &PublicKey) -> KeyId {
-    let digest = Sha256::digest(public.spki_der());
-    let mut id = vec![slot];
-    id.extend_from_slice(&digest[..16]);
-    KeyId(id)
-}
-
-/// The public key in a SubjectPublicKeyInfo from the card.
-fn public_key(
-    spec: KeySpec,
-    spki: &x509_cert::spki::SubjectPublicKeyInfoOwned,
-) -> Result<PublicKey> {
-    let bits = spki.subject_public_key.raw_bytes();
-    match spec {
-        KeySpec::Rsa2048 => {
-            use pkcs1::der::Decode;
-            let rsa = pkcs1::RsaPublicKey::from_der(bits)
-                .map_err(|_| Error::Malformed("an RSA public key from the card".into()))?;
-            PublicKey::from_rsa(
-                spec,
-                rsa.modulus.as_bytes().to_vec(),
-                rsa.public_exponent.as_bytes().to_vec(),
-            )
-        }
-        _ => PublicKey::from_ec_point(spec, bits),
-    }
-}
-
-/// PKCS#1 v1.5 signature padding (EMSA-PKCS1-v1_5) of a SHA-256 digest, `len` bytes long.
-fn pkcs1_v15_sha256(digest: &[u8], len: usize) -> Vec<u8> {
-    let prefix = crate::der::rsa_digest_info_prefix(crate::spec::Hash::Sha256);
-    let t_len = prefix.len() + digest.len();
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&[0x00, 0x01]);
-    out.resize(len - t_len - 1, 0xff);
-    out.push(0x00);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(digest);
-    out
-}
-
-/// What the card signs for `algorithm` over `digest`: the digest itself for ECDSA, the padded
-/// block for RS256 (PIV's RSA is raw).
-fn card_input(algorithm: SignatureAlgorithm, digest: &[u8]) -> Vec<u8> {
-    match algorithm {
-        SignatureAlgorithm::Rs256 => pkcs1_v15_sha256(digest, 256),
-        _ => digest.to_vec(),
     }
 }
 
@@ -555,26 +330,6 @@ struct Resolved {
     label: String,
 }
 
-/// The label the slot's certificate gives its key (its common name); `None` when the slot has
-/// no certificate (the backend's "slot free" mark).
-fn slot_label(yk: &mut YubiKey, slot: u8) -> Result<Option<String>> {
-    let certificate = match yubikey::certificate::Certificate::read(yk, slot_id(slot)?) {
-        Ok(certificate) => certificate,
-        Err(
-            yubikey::Error::InvalidObject | yubikey::Error::NotFound | yubikey::Error::GenericError,
-        ) => return Ok(None),
-        Err(e) => return Err(device("GET DATA (certificate)", e)),
-    };
-    let subject = certificate.subject();
-    Ok(Some(
-        subject
-            .split(',')
-            .find_map(|part| part.trim().strip_prefix("CN="))
-            .unwrap_or(&subject)
-            .to_string(),
-    ))
-}
-
 impl Backend for PivBackend {
     fn info(&self) -> Result<BackendInfo> {
         let retries = self.pin_retries()?;
@@ -742,31 +497,5 @@ impl Backend for PivBackend {
                 generated_on_device: Some(generated),
             })
         })
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn management_keys_are_checked_and_never_printed() {
-        let key =
-            ManagementKey::from_hex("010203040506070801020304050607080102030405060708").unwrap();
-        assert_eq!(format!("{key:?}"), "ManagementKey(<redacted>)");
-        assert!(ManagementKey::from_hex("0102").is_err());
-        assert!(ManagementKey::from_hex("zz").is_err());
-    }
-
-    #[test]
-    fn pkcs1_padding_has_the_emsa_layout() {
-        let padded = pkcs1_v15_sha256(&[0xab; 32], 256);
-        assert_eq!(padded.len(), 256);
-        assert_eq!(&padded[..2], &[0x00, 0x01]);
-        assert!(padded[2..204].iter().all(|b| *b == 0xff));
-        assert_eq!(padded[204], 0x00);
-        assert_eq!(&padded[205..207], &[0x30, 0x31]);
-        assert_eq!(&padded[224..], &[0xab; 32]);
     }
 }
