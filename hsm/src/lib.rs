@@ -27,7 +27,9 @@ pub use backend::{
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
 pub use pin::{check_private, Pin};
-pub use piv::{ManagementKey, PinUse, PivBackend, PivConfig, PivSlots, TouchUse};
+#[cfg(feature = "yubikey")]
+pub use piv::PivBackend;
+pub use piv::{ManagementKey, PinUse, PivConfig, PivSlots, TouchUse};
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;
 pub use signing::{sign, EcdsaFormat, HsmSigner, Payload, SignInput, Signer};

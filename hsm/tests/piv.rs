@@ -1,3 +1,4 @@
+#![cfg(feature = "yubikey")]
 #![allow(clippy::unwrap_used)]
 //! The PIV backend on the virtual PIV card (`scripts/virtual-piv.sh start`; the tests need
 //! `SIGNET_PIV_ROOT` from it): the real `yubikey` crate over real PC/SC, a card process speaking

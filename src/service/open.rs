@@ -218,7 +218,12 @@ pub fn open_backend(
             })?;
             Ok(Arc::new(backend))
         }
+        #[cfg(feature = "yubikey")]
         HsmConfig::Yubikey(settings) => Ok(Arc::new(open_yubikey(settings)?)),
+        #[cfg(not(feature = "yubikey"))]
+        HsmConfig::Yubikey(_) => {
+            bail!("hsm.backend = \"yubikey\": this signet was built without the yubikey feature")
+        }
     }
 }
 
@@ -247,6 +252,7 @@ fn attestation_roots(config: &Config) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Opens the YubiKey the configuration names (PIN and management key read from where it says).
+#[cfg(feature = "yubikey")]
 pub fn open_yubikey(
     settings: &crate::config::YubikeySettings,
 ) -> anyhow::Result<signet_hsm::PivBackend> {

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use yubikey::MgmKey;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -12,7 +11,9 @@ use crate::pin::Pin;
 /// A PIV management key (24 bytes of 3DES, given as 48 hex digits). Zeroised on drop; its
 /// `Debug` prints nothing of it.
 #[derive(Clone)]
-pub struct ManagementKey(Zeroizing<Vec<u8>>);
+pub struct ManagementKey(
+    #[cfg_attr(not(feature = "yubikey"), allow(dead_code))] Zeroizing<Vec<u8>>,
+);
 
 impl ManagementKey {
     /// Parses 48 hex digits (surrounding white space ignored).
@@ -30,8 +31,9 @@ impl ManagementKey {
         Ok(ManagementKey(bytes))
     }
 
-    pub(super) fn mgm(&self) -> Result<MgmKey> {
-        MgmKey::from_bytes(self.0.as_slice())
+    #[cfg(feature = "yubikey")]
+    pub(super) fn mgm(&self) -> Result<yubikey::MgmKey> {
+        yubikey::MgmKey::from_bytes(self.0.as_slice())
             .map_err(|_| Error::Wrapper("the PIV management key is a weak 3DES key".into()))
     }
 }
