@@ -5,8 +5,8 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::input::{Payload, SignInput};
 use crate::public::PublicKey;
-use crate::signing::{Payload, SignInput};
 use crate::spec::{KeySpec, SignatureAlgorithm};
 
 /// A key's identity in its backend: `CKA_ID` for PKCS#11 (16 random bytes for keys Signet
@@ -233,7 +233,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         algorithm: SignatureAlgorithm,
         input: SignInput<'_>,
         signature: &[u8],
-        format: crate::signing::EcdsaFormat,
+        format: crate::input::EcdsaFormat,
     ) -> Result<bool> {
         let public = self.public_key(id)?;
         crate::verify::verify(&public, algorithm, input, signature, format)

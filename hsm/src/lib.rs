@@ -13,6 +13,7 @@ mod backend;
 pub mod der;
 mod error;
 mod import;
+mod input;
 mod pin;
 pub mod piv;
 pub mod pkcs11;
@@ -26,11 +27,12 @@ pub use backend::{
 };
 pub use error::{Error, Fault, Result};
 pub use import::KeyMaterial;
+pub use input::{EcdsaFormat, Payload, SignInput};
 pub use pin::{check_private, Pin};
 #[cfg(feature = "yubikey")]
 pub use piv::PivBackend;
 pub use piv::{ManagementKey, PinUse, PivConfig, PivSlots, TouchUse};
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;
-pub use signing::{sign, EcdsaFormat, HsmSigner, Payload, SignInput, Signer};
+pub use signing::{sign, HsmSigner, Signer};
 pub use spec::{Hash, KeySpec, SignatureAlgorithm, UnknownAlgorithm, UnknownSpec};

@@ -7,36 +7,9 @@ use std::sync::Arc;
 use crate::backend::{Backend, KeyId};
 use crate::der;
 use crate::error::{Error, Result};
+use crate::input::{EcdsaFormat, Payload, SignInput};
 use crate::public::PublicKey;
 use crate::spec::SignatureAlgorithm;
-
-/// What a caller asks to sign.
-#[derive(Clone, Copy, Debug)]
-pub enum SignInput<'a> {
-    /// The message; hashed by the device where it can, else on the host.
-    Message(&'a [u8]),
-    /// A digest the caller computed with the algorithm's hash (not for EdDSA).
-    Digest(&'a [u8]),
-}
-
-/// What a backend is given to sign, after the checks in [`sign`].
-#[derive(Clone, Copy, Debug)]
-pub enum Payload<'a> {
-    /// The message itself (EdDSA, or an algorithm the device hashes itself).
-    Message(&'a [u8]),
-    /// The algorithm's hash of the message, of the right length.
-    Digest(&'a [u8]),
-}
-
-/// The two encodings of an ECDSA signature. Ignored for other algorithms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum EcdsaFormat {
-    /// `ECDSA-Sig-Value` DER, as in X.509 and TLS.
-    #[default]
-    Der,
-    /// Fixed-size `r || s`, as in JWS.
-    Raw,
-}
 
 /// Checks the input, hashes on the host where the device does not, signs with the backend and
 /// encodes the signature. Every signature Signet makes goes through here.

@@ -5,8 +5,8 @@ use ring::signature as rs;
 
 use crate::der;
 use crate::error::{Error, Result};
+use crate::input::{EcdsaFormat, SignInput};
 use crate::public::PublicKey;
-use crate::signing::{EcdsaFormat, SignInput};
 use crate::spec::SignatureAlgorithm;
 
 /// ring's verifier for an algorithm and ECDSA encoding.

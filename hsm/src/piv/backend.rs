@@ -13,8 +13,8 @@ use crate::backend::{
     Attestation, Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, KeyRole, Protection,
 };
 use crate::error::{Error, Fault, Result};
+use crate::input::Payload;
 use crate::public::PublicKey;
-use crate::signing::Payload;
 use crate::spec::{KeySpec, SignatureAlgorithm};
 
 /// A backend over one YubiKey's PIV application.

@@ -8,7 +8,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 
 use crate::der;
 use crate::error::{Error, Result};
-use crate::signing::Payload;
+use crate::input::Payload;
 use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
 
 /// The token's mechanism list.

@@ -28,9 +28,9 @@ use self::mechanisms::Mechanisms;
 use self::pool::SessionPool;
 use crate::backend::{Backend, BackendInfo, KeyId, KeyInfo, KeyRequest, Protection};
 use crate::error::{Error, Fault, Result};
+use crate::input::{EcdsaFormat, Payload, SignInput};
 use crate::pin::Pin;
 use crate::public::PublicKey;
-use crate::signing::{EcdsaFormat, Payload, SignInput};
 use crate::spec::{KeySpec, SignatureAlgorithm};
 
 /// Which token in the module to use.
