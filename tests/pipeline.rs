@@ -1,0 +1,145 @@
+//! The pipeline in process: a `Service` over a temporary data directory (the embedded SoftHSM2
+//! token, loaded into this process, and sled), no server and no `signet` process. Operations go
+//! through `Service::execute` as the API's and the CLI's do, so the rules — scopes, the
+//! cross-principal rules, the last admin, refusals recorded before the answer — run in
+//! milliseconds once the service is open.
+
+#![allow(clippy::unwrap_used)]
+
+use signet::config::Config;
+use signet::domain::keys::KeyName;
+use signet::error::Error;
+use signet::service::{
+    prepare_process, Caller, ClientIdentity, CreateKey, DeletePrincipal, PutPrincipal, Service,
+};
+use signet::store::{Outcome, Principal};
+use signet_hsm::KeySpec;
+
+fn service() -> (tempfile::TempDir, Service) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    prepare_process(&config);
+    let service = Service::open(config).unwrap();
+    (dir, service)
+}
+
+/// A client named `name` holding `scopes`, as the API's authentication makes it.
+fn client(name: &str, scopes: &[&str]) -> Caller {
+    Caller::client(
+        ClientIdentity {
+            name: name.into(),
+            serial: format!("{:02x}", name.len()),
+            cert_sha256: vec![0; 32],
+            not_after: i64::MAX,
+        },
+        Some(Principal {
+            name: name.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            created: 0,
+            created_by: "test".into(),
+        }),
+        "req-1",
+    )
+}
+
+fn create_key(name: &str) -> CreateKey {
+    CreateKey {
+        name: KeyName::parse(name).unwrap(),
+        spec: KeySpec::EcP256,
+    }
+}
+
+/// The last record the audit log holds for `action`.
+fn last_record(service: &Service, action: &str) -> signet::store::AuditRecord {
+    service
+        .audit()
+        .read(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| r.action == action)
+        .unwrap_or_else(|| panic!("no {action} record"))
+}
+
+#[test]
+fn a_scope_allows_its_operation_and_its_absence_is_refused_and_recorded() {
+    let (_dir, service) = service();
+    let refused = service
+        .execute(&client("nobody", &[]), create_key("k1"))
+        .wait();
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    let record = last_record(&service, "key.create");
+    assert_eq!(record.outcome, Outcome::Denied);
+    assert_eq!(record.principal, "nobody");
+    assert!(service.store().key("k1").unwrap().is_none());
+
+    let made = service
+        .execute(&client("maker", &["keys:create"]), create_key("k1"))
+        .wait()
+        .unwrap();
+    assert_eq!(made.record.name, "k1");
+    let record = last_record(&service, "key.create");
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert_eq!(record.principal, "maker");
+}
+
+#[test]
+fn nobody_grants_what_they_do_not_hold_or_changes_their_own_scopes() {
+    let (_dir, service) = service();
+    let manager = client("manager", &["principals:manage"]);
+    let grant = |scopes: &[&str]| {
+        PutPrincipal::new(
+            "junior".into(),
+            scopes.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let escalated = service.execute(&manager, grant(&["admin"])).wait();
+    assert!(
+        matches!(&escalated, Err(Error::Forbidden(d)) if d.contains("admin")),
+        "{escalated:?}"
+    );
+    assert!(service.store().principal("junior").unwrap().is_none());
+    assert_eq!(
+        last_record(&service, "principal.create").outcome,
+        Outcome::Denied
+    );
+    // What it holds, it may grant.
+    service
+        .execute(&manager, grant(&["principals:manage"]))
+        .wait()
+        .unwrap();
+    // Not to itself.
+    let own = service
+        .execute(
+            &manager,
+            PutPrincipal::new("manager".into(), vec!["admin".into()]),
+        )
+        .wait();
+    assert!(matches!(own, Err(Error::Forbidden(_))), "{own:?}");
+}
+
+#[test]
+fn the_last_usable_admin_cannot_be_deleted() {
+    let (_dir, service) = service();
+    // `serve`'s first start: the CA, the server certificate and the first admin's bundle.
+    service
+        .bootstrap("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .expect("a first start makes the CA");
+    let admin = service.config().server.admin.clone();
+    let refused = service
+        .execute(&Caller::operator(), DeletePrincipal::new(admin.clone()))
+        .wait();
+    assert!(
+        matches!(&refused, Err(Error::Conflict(d) | Error::Forbidden(d)) if d.contains("admin")),
+        "{refused:?}"
+    );
+    assert!(service.store().principal(&admin).unwrap().is_some());
+    assert_eq!(
+        last_record(&service, "principal.delete").outcome,
+        Outcome::Denied
+    );
+}
