@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use signet::api::{router, AppState, RequestId};
 use signet::config::Config;
 use signet::domain::keys::KeyName;
-use signet::service::{Caller, ClientIdentity, Service};
+use signet::service::{prepare_process, Caller, ClientIdentity, CreateKey, PutPrincipal, Service};
 use tower::ServiceExt;
 
 const ROUTES: &[&str] = &[
@@ -38,6 +38,7 @@ fn setup() -> &'static (tokio::runtime::Runtime, Router) {
             data_dir: dir.join("data"),
             ..Config::default()
         };
+        prepare_process(&config);
         let service = Arc::new(Service::open(config).expect("service"));
         service
             .bootstrap("127.0.0.1:0".parse().expect("address"))
@@ -47,27 +48,32 @@ fn setup() -> &'static (tokio::runtime::Runtime, Router) {
             ("k", signet_hsm::KeySpec::EcP256),
             ("r", signet_hsm::KeySpec::Rsa2048),
         ] {
+            let name = KeyName::parse(name).expect("name");
             service
-                .create_key(&op, &KeyName::parse(name).expect("name"), spec)
+                .execute(&op, CreateKey { name, spec })
+                .wait()
                 .expect("key");
         }
         service
-            .create_principal(
+            .execute(
                 &op,
-                "fuzzer",
-                [
-                    "keys:sign:*",
-                    "keys:read",
-                    "tokens:issue",
-                    "tokens:introspect",
-                    "tokens:revoke",
-                    "certs:issue",
-                    "tokens:scope:*",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+                PutPrincipal::new(
+                    "fuzzer".into(),
+                    [
+                        "keys:sign:*",
+                        "keys:read",
+                        "tokens:issue",
+                        "tokens:introspect",
+                        "tokens:revoke",
+                        "certs:issue",
+                        "tokens:scope:*",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ),
             )
+            .wait()
             .expect("principal");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
