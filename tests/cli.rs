@@ -263,7 +263,9 @@ fn configured_module_with_pin_file_and_bad_pin() {
     )
     .unwrap();
     let run = |args: &[&str]| {
+        // From inside the temporary directory: a relative default never reads the checkout.
         Command::new(common::BIN)
+            .current_dir(data.path())
             .arg("--config")
             .arg(&config)
             .args(args)
@@ -327,7 +329,8 @@ fn configured_module_with_pin_file_and_bad_pin() {
     std::fs::write(
         &config,
         format!(
-            "[hsm]\nmodule = \"/nonexistent/libpkcs11.so\"\npin_file = \"{}\"\n",
+            "data_dir = \"{}\"\n[hsm]\nmodule = \"/nonexistent/libpkcs11.so\"\npin_file = \"{}\"\n",
+            data.join("state").display(),
             data.join("pin.txt").display()
         ),
     )
