@@ -90,7 +90,7 @@ impl Service {
         let journal = crate::store::open_journal(&config, &data.audit())?;
         let anchor = Anchor::new(backend.clone(), store.clone(), Some(&key_id));
         if mode == OpenMode::Checked {
-            if let Some(gap) = anchor.check(journal.as_ref())? {
+            if let Some(gap) = settled_gap(&anchor, journal.as_ref())? {
                 bail!(
                     "{gap}. Nothing was started: restore the log (or the database) from a backup or an export that holds the anchored checkpoint, or accept the loss with `signet audit reanchor`, which records it first. `signet audit verify` shows where the log breaks and changes nothing"
                 );
@@ -367,4 +367,30 @@ fn embedded_token(
         pin,
         pool_size,
     })
+}
+
+/// How long a start waits for another node to anchor the checkpoint it has just appended.
+const ANCHOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The log's gap against its anchor, as a start should judge it. A node appends a checkpoint
+/// and anchors it a moment later (the anchor never names a record the log lacks): a node
+/// starting in between sees checkpoints and no anchor yet. Only that kind of gap ("anchor
+/// missing") is looked at again for a few seconds; a lost anchor stays lost and is refused.
+fn settled_gap(
+    anchor: &Anchor,
+    journal: &dyn crate::store::Journal,
+) -> crate::error::Result<Option<crate::domain::audit::Gap>> {
+    let deadline = std::time::Instant::now() + ANCHOR_PATIENCE;
+    loop {
+        let gap = anchor.check(journal)?;
+        match &gap {
+            Some(g)
+                if matches!(g.kind, crate::domain::audit::GapKind::Missing { .. })
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            _ => return Ok(gap),
+        }
+    }
 }
