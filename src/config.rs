@@ -499,6 +499,11 @@ pub struct ServerConfig {
     /// Threads of the async runtime (TLS, HTTP); 0: half the CPUs, at least one. The token
     /// work and the audit syncs run on their own threads.
     pub io_threads: usize,
+    /// The URL clients reach this service at (`https://host[:port]`, no path): the token
+    /// issuer and the endpoints the metadata documents advertise. Unset: `https://` + the
+    /// first of `server_dns` (else the listen address) + the listen port. Several nodes behind
+    /// one name set it to that name.
+    pub public_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -515,7 +520,7 @@ impl ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokensConfig {
-    /// `iss` claim.
+    /// `iss` claim; empty (the default): `server.public_url`.
     pub issuer: String,
     /// Spec of the token-signing key.
     pub key_spec: KeySpec,
@@ -635,7 +640,32 @@ impl CaConfig {
 }
 
 impl ServerConfig {
+    /// The URL clients reach this service at (see [`ServerConfig::public_url`]), without a
+    /// trailing slash.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let port = self.listen.port();
+        match self.server_dns.first() {
+            Some(name) => format!("https://{name}:{port}"),
+            None => match self.listen.ip() {
+                IpAddr::V6(ip) => format!("https://[{ip}]:{port}"),
+                ip => format!("https://{ip}:{port}"),
+            },
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            let rest = url.strip_prefix("https://").unwrap_or_default();
+            let host = rest.trim_end_matches('/');
+            if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) || !host.is_ascii() {
+                return invalid(format!(
+                    "server.public_url {url:?} must be https://host or https://host:port (no path, query or user)"
+                ));
+            }
+        }
         if !signet_pki::valid_client_name(&self.admin) {
             return invalid(format!(
                 "server.admin {:?} is not a valid principal name",
@@ -791,6 +821,7 @@ impl Default for ServerConfig {
             refusal_summary_secs: 10,
             problem_type_base: "/problems/".into(),
             io_threads: 0,
+            public_url: None,
         }
     }
 }
@@ -798,7 +829,8 @@ impl Default for ServerConfig {
 impl Default for TokensConfig {
     fn default() -> Self {
         TokensConfig {
-            issuer: "https://localhost:8443".into(),
+            // Empty: the public URL (see `Config::resolve`).
+            issuer: String::new(),
             key_spec: KeySpec::EcP256,
             algorithm: SignatureAlgorithm::Es256,
             default_ttl_secs: 900,
@@ -894,6 +926,15 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Fills the settings that default to others (the token issuer to the public URL). Done
+    /// when the service opens, once the listen address is final (`serve --listen`, a port 0
+    /// made concrete); doing it again changes nothing.
+    pub fn resolve(&mut self) {
+        if self.tokens.issuer.is_empty() {
+            self.tokens.issuer = self.server.public_url();
+        }
     }
 
     /// Checks ranges and consistency, section by section.

@@ -146,6 +146,11 @@ fn example(route: &Route, server: &Server, admin: &Client, n: usize) -> Option<E
         "tokenRevoke" => ex("/v1/tokens/revoke", json!({"jti": format!("jti-{n}")}), "*"),
         "jwks" => ex("/.well-known/jwks.json", json!(null), "jwks"),
         "metadata" => ex("/.well-known/signet", json!(null), "metadata"),
+        "oauthMetadata" => ex(
+            "/.well-known/oauth-authorization-server",
+            json!(null),
+            "metadata",
+        ),
         "auditRead" => ex("/v1/audit?limit=5", json!(null), "audit"),
         "health" => ex("/healthz", json!(null), "service"),
         "ready" => ex("/readyz", json!(null), "service"),

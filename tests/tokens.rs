@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::pem::PemObject;
 use serde_json::{json, Value};
+use std::process::Command;
 
 fn server_with(config: &str) -> Server {
     let data = Data::new();
@@ -23,6 +24,7 @@ fn server_with(config: &str) -> Server {
 }
 
 fn independent_verify(
+    issuer: &str,
     jwks: &str,
     token: &str,
     alg: Algorithm,
@@ -35,7 +37,7 @@ fn independent_verify(
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(alg);
     validation.set_audience(&[audience]);
-    validation.set_issuer(&["https://localhost:8443"]);
+    validation.set_issuer(&[issuer]);
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .map(|d| d.claims)
         .map_err(|e| e.to_string())
@@ -64,7 +66,7 @@ fn issue_for(alg_config: &str, alg: Algorithm) {
     let token = doc["token"].as_str().unwrap();
     let jwks = admin.get("/.well-known/jwks.json");
     assert!(jwks.content_type.contains("jwk-set"), "{jwks:?}");
-    let claims = independent_verify(&jwks.body, token, alg, "orders")
+    let claims = independent_verify(&server.url(""), &jwks.body, token, alg, "orders")
         .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
     assert_eq!(claims["sub"], "admin");
     assert_eq!(claims["scope"], "read write");
@@ -85,7 +87,7 @@ fn issue_for(alg_config: &str, alg: Algorithm) {
     let set: Value = serde_json::from_str(&jwks.body).unwrap();
     assert_eq!(set["keys"][0]["kid"], header["kid"]);
     // A wrong audience fails in the independent verifier too.
-    assert!(independent_verify(&jwks.body, token, alg, "billing").is_err());
+    assert!(independent_verify(&server.url(""), &jwks.body, token, alg, "billing").is_err());
 }
 
 #[test]
@@ -201,7 +203,7 @@ fn rotation_overlap_and_retirement() {
         2
     );
     // The old token still verifies after rotation, independently and by introspection.
-    independent_verify(&jwks.body, &short, Algorithm::ES256, "a").unwrap();
+    independent_verify(&server.url(""), &jwks.body, &short, Algorithm::ES256, "a").unwrap();
     let intro = admin
         .post("/v1/tokens/introspect", &json!({"token": short}))
         .json();
@@ -555,10 +557,7 @@ fn token_policy_is_enforced() {
         (Some("svc"), Some("admin"))
     );
     let meta = svc.get("/.well-known/signet").json();
-    assert_eq!(
-        meta["jwks_uri"],
-        "https://localhost:8443/.well-known/jwks.json"
-    );
+    assert_eq!(meta["jwks_uri"], server.url("/.well-known/jwks.json"));
     assert_eq!(meta["token_signing_alg_values_supported"][0], "ES256");
     let log = admin.get("/v1/audit?limit=10000").body;
     assert!(
@@ -612,4 +611,137 @@ fn the_token_key_rotates_automatically() {
         "v1 left before its tokens expired"
     );
     assert!(jwks.content_type.contains("jwk-set"));
+}
+
+/// An RFC 9068 resource server (PyJWT requiring the profile's claims and `typ`), an RFC 7662
+/// introspection request as a form (curl), and RFC 8414 metadata whose URLs are the server's.
+#[test]
+fn oauth_clients_validate_introspect_by_form_and_read_rfc8414_metadata() {
+    let server = server_with("[server]\nserver_dns = [\"localhost\"]\n");
+    let admin = server.admin();
+    let issuer = server.url("");
+    let token = admin
+        .post(
+            "/v1/tokens",
+            &json!({"audience": "orders", "scope": "read"}),
+        )
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwks = server.data.join("jwks.json");
+    std::fs::write(&jwks, admin.get("/.well-known/jwks.json").body).unwrap();
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/rfc9068.py");
+    let pyjwt = |token: &str, audience: &str| {
+        Command::new(python)
+            .args([tool, jwks.to_str().unwrap(), token, &issuer, audience])
+            .output()
+            .unwrap()
+    };
+    let out = pyjwt(&token, "orders");
+    assert!(out.status.success(), "PyJWT refused: {}", text(&out));
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+    // The same verifier can refuse: another audience.
+    assert!(!pyjwt(&token, "billing").status.success());
+
+    // RFC 7662: the form a resource server sends, with curl; JSON still works.
+    let d = &server.data;
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--cacert", d.join("ca/root.pem").to_str().unwrap()])
+            .args(["--cert", d.join("clients/admin.crt.pem").to_str().unwrap()])
+            .args(["--key", d.join("clients/admin.key.pem").to_str().unwrap()])
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = curl(&[
+        "--data-urlencode",
+        &format!("token={token}"),
+        &server.url("/v1/tokens/introspect"),
+    ]);
+    let t = text(&out);
+    let (body, status) = t.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{t}");
+    let intro: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (intro["active"].as_bool(), intro["client_id"].as_str()),
+        (Some(true), Some("admin")),
+        "{intro}"
+    );
+    let json_intro = admin.post("/v1/tokens/introspect", &json!({"token": token}));
+    assert_eq!(json_intro.json()["active"], true);
+    // A form without the token (an unknown field instead) is a 400 problem; a form is refused
+    // where the request changes state.
+    let out = curl(&["--data", "tok=x", &server.url("/v1/tokens/introspect")]);
+    assert!(text(&out).trim_end().ends_with("400"), "{}", text(&out));
+    let out = curl(&[
+        "--data-urlencode",
+        &format!("token={token}"),
+        &server.url("/v1/tokens/revoke"),
+    ]);
+    assert!(text(&out).trim_end().ends_with("415"), "{}", text(&out));
+    assert_eq!(
+        admin
+            .post("/v1/tokens/introspect", &json!({"token": token}))
+            .json()["active"],
+        true
+    );
+
+    // RFC 8414: the issuer is the URL this server answers on, and the endpoints are under it.
+    let meta = admin.get("/.well-known/oauth-authorization-server");
+    assert_eq!(meta.status, 200);
+    let meta = meta.json();
+    assert_eq!(meta["issuer"], issuer.as_str());
+    assert_eq!(claims["iss"], meta["issuer"]);
+    for (field, path) in [
+        ("jwks_uri", "/.well-known/jwks.json"),
+        ("introspection_endpoint", "/v1/tokens/introspect"),
+        ("revocation_endpoint", "/v1/tokens/revoke"),
+    ] {
+        assert_eq!(meta[field], server.url(path).as_str(), "{field}");
+    }
+    assert_eq!(meta["grant_types_supported"], json!([]));
+    assert_eq!(
+        meta["introspection_endpoint_auth_methods_supported"],
+        json!(["tls_client_auth"])
+    );
+    // The advertised JWKS is the one served there.
+    let jwks_uri = meta["jwks_uri"].as_str().unwrap();
+    let path = jwks_uri.strip_prefix(issuer.as_str()).unwrap();
+    assert_eq!(admin.get(path).status, 200);
+}
+
+/// A configured public URL is the issuer and the base of every advertised endpoint.
+#[test]
+fn a_configured_public_url_is_the_issuer_and_the_endpoints_base() {
+    let server = server_with("[server]\npublic_url = \"https://signet.example.internal/\"\n");
+    let admin = server.admin();
+    let meta = admin.get("/.well-known/oauth-authorization-server").json();
+    assert_eq!(meta["issuer"], "https://signet.example.internal");
+    assert_eq!(
+        meta["introspection_endpoint"],
+        "https://signet.example.internal/v1/tokens/introspect"
+    );
+    let token = admin.post("/v1/tokens", &json!({"audience": "a"})).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(segments(&token).1["iss"], "https://signet.example.internal");
+    // A URL with a path is refused at start.
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(&conf, "[server]\npublic_url = \"https://h/x\"\n").unwrap();
+    let out = data.signet(&["--config", conf.to_str().unwrap(), "config", "check"]);
+    assert!(
+        !out.status.success() && text(&out).contains("server.public_url"),
+        "{}",
+        text(&out)
+    );
 }

@@ -150,7 +150,11 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         &axum::http::Method::GET | &axum::http::Method::HEAD
     ))
     .then(|| simple_form_type(req.headers()))
-    .flatten();
+    .flatten()
+    .filter(|kind| {
+        !(*kind == "application/x-www-form-urlencoded"
+            && routes::takes_form(req.method().as_str(), &route))
+    });
     let refuse_form = |kind: &str| {
         axum::response::IntoResponse::into_response(Problem::new(
             ProblemType::UnsupportedMediaType,
@@ -264,11 +268,16 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (service, tls, addr) = prepare(config, listen).await?;
+        // Bound first: the address in use (a `--listen` flag, port 0 made concrete) is what
+        // the service advertises when no public URL is configured.
+        let mut config = config;
+        let addr = listen.unwrap_or(config.server.listen);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
+        config.server.listen = local;
+        let (service, tls) = prepare(config).await?;
         let server_file = service.paths().server_file();
         std::fs::write(
             &server_file,
@@ -282,11 +291,8 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
 }
 
 /// Opens the service, bootstraps the CA on first start, and builds the TLS config.
-pub async fn prepare(
-    config: Config,
-    listen: Option<SocketAddr>,
-) -> anyhow::Result<(Arc<Service>, Arc<crate::tls::Tls>, SocketAddr)> {
-    let addr = listen.unwrap_or(config.server.listen);
+pub async fn prepare(config: Config) -> anyhow::Result<(Arc<Service>, Arc<crate::tls::Tls>)> {
+    let addr = config.server.listen;
     tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let service = Arc::new(Service::open(config)?);
         if let Some(report) = service.bootstrap(addr)? {
@@ -304,7 +310,7 @@ pub async fn prepare(
         let tls = crate::tls::server_config(service.clone())?;
         // Keys whose deletion window passed while the service was down.
         service.housekeeping();
-        Ok((service, Arc::new(tls), addr))
+        Ok((service, Arc::new(tls)))
     })
     .await?
 }

@@ -109,21 +109,27 @@ pub fn document() -> OpenApi {
             op = op.parameter(q);
         }
         if let Some(request) = &io.request {
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .required(Some(if io.request_optional {
-                        Required::False
-                    } else {
-                        Required::True
-                    }))
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(request.clone())))
-                            .build(),
-                    )
-                    .build(),
-            ));
+            let mut body = RequestBodyBuilder::new()
+                .required(Some(if io.request_optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(request.clone())))
+                        .build(),
+                );
+            if io.request_form {
+                body = body.content(
+                    "application/x-www-form-urlencoded",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(request.clone())))
+                        .build(),
+                );
+            }
+            op = op.request_body(Some(body.build()));
         }
         let ok = match &io.answer {
             Answer::Json(schema) => ResponseBuilder::new().description("Success").content(

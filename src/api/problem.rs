@@ -323,6 +323,54 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// Whether a request says its body is an HTML form (`application/x-www-form-urlencoded`).
+fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// A body of type `T` sent as JSON or as a form (`application/x-www-form-urlencoded`), for
+/// the one operation whose standard sends forms: RFC 7662 introspection, which reads only (a
+/// form is what a cross-site page can send unasked, so no state change takes one).
+#[derive(Debug)]
+pub struct JsonOrForm<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonOrForm<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_form(req.headers()) {
+            return ApiJson::from_request(req, state)
+                .await
+                .map(|ApiJson(v)| JsonOrForm(v));
+        }
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| "-".into());
+        let bytes = read_body(req, state, &request_id).await?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(JsonOrForm)
+            .map_err(|e| {
+                Problem::new(
+                    ProblemType::BadRequest,
+                    format!(
+                        "invalid form body: {}",
+                        crate::support::text::echo(&e.to_string())
+                    ),
+                    &request_id,
+                )
+            })
+    }
+}
+
 /// An optional JSON body: none when the request has no body, else as [`ApiJson`].
 #[derive(Debug)]
 pub struct MaybeJson<T>(pub Option<T>);

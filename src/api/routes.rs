@@ -70,6 +70,8 @@ pub struct Doc {
     pub request: Option<String>,
     /// The request body may be absent.
     pub request_optional: bool,
+    /// The request body may also be a form (`application/x-www-form-urlencoded`).
+    pub request_form: bool,
     /// Query parameters.
     pub query: Vec<Parameter>,
     /// The status of success.
@@ -100,6 +102,7 @@ impl Doc {
             tag,
             request: None,
             request_optional: false,
+            request_form: false,
             query: Vec::new(),
             status: 200,
             answer: Answer::Empty,
@@ -131,6 +134,14 @@ impl Doc {
     fn request<T: ToSchema>(mut self) -> Self {
         self.request = Some(self.schema::<T>());
         self
+    }
+
+    /// Takes a body of `T` as JSON or as a form.
+    fn json_or_form_request<T: ToSchema>(self) -> Self {
+        Doc {
+            request_form: true,
+            ..self.request::<T>()
+        }
     }
 
     /// Takes a JSON body of `T`, or none.
@@ -211,6 +222,23 @@ const fn delete(
 }
 
 /// The table.
+/// Whether the route at `path` (as matched) takes a form body as well as JSON (only reading
+/// routes do: see `JsonOrForm` in `problem.rs`).
+pub fn takes_form(method: &str, path: &str) -> bool {
+    static FORMS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            ROUTES
+                .iter()
+                .filter(|r| {
+                    let doc = (r.doc)();
+                    doc.request_form && !doc.changes
+                })
+                .map(|r| (r.method, r.path))
+                .collect()
+        });
+    FORMS.iter().any(|&(m, p)| m == method && p == path)
+}
+
 pub const ROUTES: &[Route] = &[
     get(
         Action::KeyList,
@@ -460,7 +488,7 @@ pub const ROUTES: &[Route] = &[
         |f| on(f, tokens::introspect),
         || {
             Doc::new("Introspect a token (RFC 7662)", TOKENS)
-                .request::<tokens::IntrospectBody>()
+                .json_or_form_request::<tokens::IntrospectBody>()
                 .json::<IntrospectionView>()
         },
     ),
@@ -494,6 +522,16 @@ pub const ROUTES: &[Route] = &[
         || {
             Doc::new("Token issuer metadata (RFC 8414 style)", TOKENS)
                 .other("application/json", "issuer metadata")
+        },
+    ),
+    get(
+        Action::Metadata,
+        "/.well-known/oauth-authorization-server",
+        "oauthMetadata",
+        |f| on(f, tokens::oauth_metadata),
+        || {
+            Doc::new("Authorization server metadata (RFC 8414)", TOKENS)
+                .other("application/json", "authorization server metadata")
         },
     ),
     get(

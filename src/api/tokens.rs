@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::model::{IntrospectionView, RevokedView, TokenView};
-use super::problem::{ApiJson, ApiResult, Ctx};
+use super::problem::{ApiJson, ApiResult, Ctx, JsonOrForm};
 use crate::domain::tokens::TokenRequest;
 use crate::error::Error;
 use crate::service::{
@@ -65,7 +65,7 @@ pub struct IntrospectBody {
 
 pub async fn introspect(
     ctx: Ctx,
-    ApiJson(req): ApiJson<IntrospectBody>,
+    JsonOrForm(req): JsonOrForm<IntrospectBody>,
 ) -> ApiResult<Json<IntrospectionView>> {
     let (result, show_reason) = ctx
         .execute(Introspect {
@@ -153,5 +153,9 @@ pub async fn jwks(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn metadata(ctx: Ctx) -> ApiResult<Json<Value>> {
-    Ok(Json(ctx.execute(ReadTokenMetadata).await?))
+    Ok(Json(ctx.execute(ReadTokenMetadata::Signet).await?))
+}
+
+pub async fn oauth_metadata(ctx: Ctx) -> ApiResult<Json<Value>> {
+    Ok(Json(ctx.execute(ReadTokenMetadata::OAuth).await?))
 }

@@ -207,13 +207,19 @@ pub(super) fn verify_token(
             )
         }
         None => {
-            let issuer = config.tokens.issuer.clone();
+            // The issuer when one is configured; else the server's default comes from the
+            // address it listened on, which this command cannot know: the token's own `iss`
+            // (its signature is still checked against this deployment's keys).
+            let configured = config.server.public_url.is_some() || !config.tokens.issuer.is_empty();
+            let mut config = config;
+            config.resolve();
+            let issuer = configured.then(|| config.tokens.issuer.clone());
             let jwks = super::with_service(config, |s| {
                 Ok(s.execute(&Caller::operator(), crate::service::ReadJwks)
                     .wait()?
                     .0)
             })?;
-            (jwks, Some(issuer))
+            (jwks, issuer)
         }
     };
     let keys = jwk::keys_from_jwks(&jwks)?;

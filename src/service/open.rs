@@ -45,7 +45,8 @@ impl Service {
     }
 
     /// Opens as [`Service::open`], with the anchor check as `mode` says.
-    pub fn open_with(config: Config, mode: OpenMode) -> anyhow::Result<Self> {
+    pub fn open_with(mut config: Config, mode: OpenMode) -> anyhow::Result<Self> {
+        config.resolve();
         let data = config.paths();
         let read_only = mode == OpenMode::ReadOnly;
         if !read_only {

@@ -78,11 +78,8 @@ impl Service {
             } else {
                 None
             },
-            client_id: if on_behalf {
-                Some(caller.audit_name())
-            } else {
-                None
-            },
+            // RFC 9068 requires it: the client that asked, also when it is the subject.
+            client_id: Some(caller.audit_name()),
         }))
     }
 }
@@ -289,9 +286,16 @@ impl Operation for ReadJwks {
     }
 }
 
-/// The issuer metadata (RFC 8414 style).
-#[derive(Debug, Clone)]
-pub struct ReadTokenMetadata;
+/// The issuer metadata: Signet's own document (`/.well-known/signet`), or the RFC 8414
+/// authorization server metadata (`/.well-known/oauth-authorization-server`). Endpoints are
+/// built from `server.public_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTokenMetadata {
+    /// `/.well-known/signet`.
+    Signet,
+    /// RFC 8414.
+    OAuth,
+}
 
 impl Operation for ReadTokenMetadata {
     type Output = Value;
@@ -303,17 +307,34 @@ impl Operation for ReadTokenMetadata {
     }
     fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
         let cfg = &s.config.tokens;
-        let base = cfg.issuer.trim_end_matches('/');
-        Ok(json!({
+        let base = s.config.server.public_url();
+        let mut doc = json!({
             "issuer": cfg.issuer,
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
-            "token_endpoint": format!("{base}/v1/tokens"),
             "introspection_endpoint": format!("{base}/v1/tokens/introspect"),
             "revocation_endpoint": format!("{base}/v1/tokens/revoke"),
-            "token_endpoint_auth_methods_supported": ["tls_client_auth"],
             "tls_client_certificate_bound_access_tokens": true,
-            "token_signing_alg_values_supported": [cfg.algorithm],
-            "access_token_types_supported": ["at+jwt"],
-        }))
+        });
+        match self {
+            ReadTokenMetadata::Signet => {
+                doc["token_endpoint"] = json!(format!("{base}/v1/tokens"));
+                doc["token_endpoint_auth_methods_supported"] = json!(["tls_client_auth"]);
+                doc["token_signing_alg_values_supported"] = json!([cfg.algorithm]);
+                doc["access_token_types_supported"] = json!(["at+jwt"]);
+            }
+            ReadTokenMetadata::OAuth => {
+                // Tokens are issued by Signet's own JSON operation (`signet_token_endpoint`),
+                // to the client certificate's principal: no OAuth grant is offered, so no
+                // `token_endpoint` and no `authorization_endpoint`.
+                doc["response_types_supported"] = json!([]);
+                doc["grant_types_supported"] = json!([]);
+                doc["introspection_endpoint_auth_methods_supported"] = json!(["tls_client_auth"]);
+                doc["revocation_endpoint_auth_methods_supported"] = json!(["tls_client_auth"]);
+                doc["signet_token_endpoint"] = json!(format!("{base}/v1/tokens"));
+                doc["signet_access_token_signing_alg_values_supported"] = json!([cfg.algorithm]);
+                doc["service_documentation"] = json!(format!("{base}/v1/openapi.json"));
+            }
+        }
+        Ok(doc)
     }
 }
