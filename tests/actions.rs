@@ -104,6 +104,7 @@ fn example(route: &Route, server: &Server, admin: &Client, n: usize) -> Option<E
         ),
         "caChain" => ex("/v1/ca/chain", json!(null), "ca"),
         "caCrl" => ex("/v1/ca/crl", json!(null), "crl"),
+        "caArl" => ex("/v1/ca/arl", json!(null), "arl"),
         "certIssue" => {
             let name = format!("web-{n}.local");
             let (_, csr) = openssl_csr(

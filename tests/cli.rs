@@ -1034,3 +1034,114 @@ fn break_glass_recovery_restores_an_admin_from_the_host() {
     let list = data.ok(&["principal", "list"]);
     assert!(list.contains("rescue") && list.contains("admin"), "{list}");
 }
+
+/// `openssl verify -crl_check_all` checks every level: the leaf against the intermediate's
+/// CRL and the intermediate against the root's (the ARL), which the root key signs in the
+/// token. Both come from `signet crl` (and `GET /v1/ca/crl`, `/v1/ca/arl`).
+#[test]
+fn every_level_has_a_crl_that_openssl_checks() {
+    let data = Data::new();
+    data.ok(&["ca", "init"]);
+    let dir = data.path();
+    common::openssl_csr(dir, "svc", &["-addext", "subjectAltName=DNS:svc.internal"]);
+    data.ok(&[
+        "cert",
+        "issue",
+        "--profile",
+        "server",
+        "--name",
+        "svc.internal",
+        "--csr",
+        dir.join("svc.csr").to_str().unwrap(),
+        "--out",
+        dir.join("svc.pem").to_str().unwrap(),
+    ]);
+    let ca = data.join("ca");
+    // Written by `ca init`, beside the CRL.
+    assert!(std::fs::read_to_string(ca.join("root-crl.pem"))
+        .unwrap()
+        .contains("BEGIN X509 CRL"));
+    data.ok(&["crl", "--out", dir.join("crl.pem").to_str().unwrap()]);
+    data.ok(&[
+        "crl",
+        "--root",
+        "--out",
+        dir.join("arl.pem").to_str().unwrap(),
+    ]);
+    let verify = |crls: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+            "-untrusted",
+            ca.join("intermediate.pem").to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        for crl in crls {
+            args.push("-CRLfile".into());
+            args.push(crl.to_string());
+        }
+        args.push("svc.pem".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(dir, &args)
+    };
+    let out = verify(&["crl.pem", "arl.pem"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Without the root's CRL the intermediate cannot be checked: what relying parties met.
+    let out = verify(&["crl.pem"]);
+    assert!(
+        !out.status.success() && text(&out).contains("unable to get certificate CRL"),
+        "{}",
+        text(&out)
+    );
+    // The ARL is the root's: signed by it, and it verifies against the root alone.
+    let out = openssl(
+        dir,
+        &[
+            "crl",
+            "-in",
+            "arl.pem",
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+            "-verify",
+            "-noout",
+            "-issuer",
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("verify OK") && t.contains("Root CA"),
+        "{t}"
+    );
+    // Revoked: the leaf fails at its own level, with both CRLs present.
+    let list = data.ok(&["cert", "list"]);
+    let serial = list
+        .lines()
+        .find(|l| l.contains("svc.internal"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    data.ok(&["cert", "revoke", &serial]);
+    data.ok(&["crl", "--out", dir.join("crl.pem").to_str().unwrap()]);
+    let out = verify(&["crl.pem", "arl.pem"]);
+    assert!(
+        !out.status.success() && text(&out).contains("certificate revoked"),
+        "{}",
+        text(&out)
+    );
+
+    // Over the API, as a relying party with a client certificate fetches them.
+    let server = common::Server::start_in(data, &[]);
+    let admin = server.admin();
+    for path in ["/v1/ca/crl", "/v1/ca/arl"] {
+        let reply = admin.get(path);
+        assert_eq!(
+            (reply.status, reply.content_type.as_str()),
+            (200, "application/pkix-crl"),
+            "{path}"
+        );
+    }
+}

@@ -422,33 +422,69 @@ impl Ca {
 
     /// A v2 CRL with CRL number and AKI, signed by the intermediate in the HSM. Returns DER.
     pub fn crl(&self, revoked: &[RevokedEntry], crl_number: u64) -> Result<Vec<u8>> {
-        let now = OffsetDateTime::now_utc();
-        let mut revoked_certs = Vec::with_capacity(revoked.len());
-        for entry in revoked {
-            let serial = hex::decode(&entry.serial).map_err(|_| Error::Parse {
-                what: "serial",
-                detail: entry.serial.clone(),
-            })?;
-            revoked_certs.push(RevokedCertParams {
-                serial_number: SerialNumber::from_slice(&serial),
-                revocation_time: OffsetDateTime::from_unix_timestamp(entry.revoked_at)
-                    .unwrap_or(now),
-                reason_code: entry.reason.as_deref().map(parse_reason).transpose()?,
-                invalidity_date: None,
-            });
-        }
-        let params = CertificateRevocationListParams {
-            this_update: now - time::Duration::minutes(1),
-            next_update: now + self.settings.crl_validity,
-            crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
-            issuing_distribution_point: None,
-            revoked_certs,
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
-        let crl = params.signed_by(&issuer).map_err(|e| self.key.explain(e))?;
-        Ok(crl.der().to_vec())
+        signed_crl(
+            &self.intermediate_der,
+            &self.key,
+            revoked,
+            crl_number,
+            self.settings.crl_validity,
+        )
     }
+}
+
+/// The root's CRL (the ARL: the CA certificates the root revoked), signed by the root's HSM
+/// key: what a relying party checking every level (`openssl verify -crl_check_all`) needs for
+/// the intermediate. Returns DER.
+pub fn build_arl(
+    settings: &CaSettings,
+    root_der: &[u8],
+    root_key: Arc<dyn Signer>,
+    revoked: &[RevokedEntry],
+    crl_number: u64,
+) -> Result<Vec<u8>> {
+    let key = HsmSigningKey::new(root_key)?;
+    if key.signer().public_key().spki_der() != spki_of(root_der)? {
+        return Err(Error::Policy(
+            "the root certificate does not belong to the root key".into(),
+        ));
+    }
+    signed_crl(root_der, &key, revoked, crl_number, settings.crl_validity)
+}
+
+/// A v2 CRL with CRL number and AKI, issued by the CA certificate `issuer_der` whose key is
+/// `key`, valid for `validity`.
+fn signed_crl(
+    issuer_der: &[u8],
+    key: &HsmSigningKey,
+    revoked: &[RevokedEntry],
+    crl_number: u64,
+    validity: Duration,
+) -> Result<Vec<u8>> {
+    let now = OffsetDateTime::now_utc();
+    let mut revoked_certs = Vec::with_capacity(revoked.len());
+    for entry in revoked {
+        let serial = hex::decode(&entry.serial).map_err(|_| Error::Parse {
+            what: "serial",
+            detail: entry.serial.clone(),
+        })?;
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial),
+            revocation_time: OffsetDateTime::from_unix_timestamp(entry.revoked_at).unwrap_or(now),
+            reason_code: entry.reason.as_deref().map(parse_reason).transpose()?,
+            invalidity_date: None,
+        });
+    }
+    let params = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + validity,
+        crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let issuer = Issuer::from_ca_cert_der(&issuer_der.to_vec().into(), key)?;
+    let crl = params.signed_by(&issuer).map_err(|e| key.explain(e))?;
+    Ok(crl.der().to_vec())
 }
 
 /// The reason names accepted for revocation, as RFC 5280 spells them.

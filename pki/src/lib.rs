@@ -13,8 +13,8 @@ mod profile;
 mod signing;
 
 pub use ca::{
-    build_intermediate, build_root, parse_reason, pem_cert, pem_crl, random_serial, Ca, CaSettings,
-    HandedOutKey, Issued, LeafRequest, RevokedEntry, REVOCATION_REASONS,
+    build_arl, build_intermediate, build_root, parse_reason, pem_cert, pem_crl, random_serial, Ca,
+    CaSettings, HandedOutKey, Issued, LeafRequest, RevokedEntry, REVOCATION_REASONS,
 };
 pub use error::{Error, Result};
 pub use profile::{valid_client_name, valid_dns_name, Profile};

@@ -28,7 +28,15 @@ pub async fn chain(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn crl(ctx: Ctx, headers: HeaderMap) -> ApiResult<Response> {
-    let der = ctx.execute(ReadCrl).await?;
+    crl_of(ctx, headers, ReadCrl::Intermediate).await
+}
+
+pub async fn arl(ctx: Ctx, headers: HeaderMap) -> ApiResult<Response> {
+    crl_of(ctx, headers, ReadCrl::Root).await
+}
+
+async fn crl_of(ctx: Ctx, headers: HeaderMap, which: ReadCrl) -> ApiResult<Response> {
+    let der = ctx.execute(which).await?;
     let wants_pem = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -404,6 +404,19 @@ pub const ROUTES: &[Route] = &[
             .other("application/pkix-crl", "DER CRL")
         },
     ),
+    get(
+        Action::CaCrl,
+        "/v1/ca/arl",
+        "caArl",
+        |f| on(f, pki::arl),
+        || {
+            Doc::new(
+                "The root's CRL, the ARL: the CA certificates it revoked (DER; PEM with Accept: application/x-pem-file)",
+                CA,
+            )
+            .other("application/pkix-crl", "DER CRL")
+        },
+    ),
     post(
         Action::CertIssue,
         "/v1/certificates",

@@ -56,11 +56,15 @@ pub enum Command {
     /// Certificates issued by the CA.
     #[command(subcommand)]
     Cert(CertCommand),
-    /// Write the current CRL.
+    /// Write the current CRL (the intermediate's; `--root` the root's, the ARL).
     Crl {
         /// Output file (PEM; DER if the name ends in .der or .crl). Stdout when absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The root's CRL (ARL) instead: what `openssl verify -crl_check_all` needs for the
+        /// intermediate.
+        #[arg(long)]
+        root: bool,
     },
     /// Configuration.
     #[command(subcommand)]
@@ -435,9 +439,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .wait()?;
             status::print(&status, json)
         }),
-        Command::Crl { out } => with_service(config, |s| {
+        Command::Crl { out, root } => with_service(config, |s| {
+            let which = if root {
+                crate::service::ReadCrl::Root
+            } else {
+                crate::service::ReadCrl::Intermediate
+            };
             let der = s
-                .execute(&crate::service::Caller::operator(), crate::service::ReadCrl)
+                .execute(&crate::service::Caller::operator(), which)
                 .wait()?;
             write_der_or_pem(out.as_deref(), &der, signet_pki::pem_crl(&der))
         }),

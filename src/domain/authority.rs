@@ -429,8 +429,9 @@ impl Authority<'_> {
         self.store.put_cert(&int_rec)?;
         self.store.put_cert(&cert_record(&server, Some("signet")))?;
         self.store.put_ca(&record)?;
-        // A fresh CRL (empty for a new CA).
+        // A fresh CRL (empty for a new CA), and the root's (the ARL).
         self.regenerate_crl(&ca)?;
+        self.regenerate_arl()?;
 
         // With --force, the old CA keys leave the token only once the new CA is in place.
         if let Some(old) = previous {
@@ -853,18 +854,24 @@ impl Authority<'_> {
         )?
     }
 
-    fn build_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
-        let revoked: Vec<RevokedEntry> = self
+    /// The revoked certificates the root (`ca == true`: CA certificates) or the intermediate
+    /// (leaves) lists.
+    fn revoked(&self, ca: bool) -> Result<Vec<RevokedEntry>> {
+        Ok(self
             .store
             .certs()?
             .into_iter()
-            .filter(|c| c.status == CertStatus::Revoked)
+            .filter(|c| c.status == CertStatus::Revoked && c.profile.is_ca() == ca)
             .map(|c| RevokedEntry {
                 serial: c.serial,
                 revoked_at: c.revoked_at.unwrap_or(0),
                 reason: c.reason,
             })
-            .collect();
+            .collect())
+    }
+
+    fn build_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
+        let revoked = self.revoked(false)?;
         let number = self.store.next_crl_number()?;
         let der = ca.crl(&revoked, number)?;
         self.store.put_crl(&CrlRecord {
@@ -880,11 +887,67 @@ impl Authority<'_> {
 
     /// Whether the stored CRL is older than half its validity.
     pub fn crl_stale(&self) -> Result<bool> {
+        self.stale(self.store.crl()?)
+    }
+
+    fn stale(&self, record: Option<CrlRecord>) -> Result<bool> {
         let half = (self.config.ca.crl_validity_days * 24 * 3600 / 2) as i64;
-        Ok(match self.store.crl()? {
+        Ok(match record {
             Some(rec) => now() - rec.generated >= half,
             None => true,
         })
+    }
+
+    /// Signs a new root CRL (ARL) in the token with the root key, stores it and writes
+    /// `DATA/ca/root-crl.pem`. Returns DER. Taken in turns like the CRL.
+    pub fn regenerate_arl(&self) -> Result<Vec<u8>> {
+        crate::store::serialized(
+            self.store,
+            "crl",
+            std::time::Duration::from_secs(30),
+            || self.build_arl(),
+        )?
+    }
+
+    fn build_arl(&self) -> Result<Vec<u8>> {
+        let record = self
+            .store
+            .ca()?
+            .ok_or_else(|| Error::NotFound("no CA yet: run `signet ca init`".into()))?;
+        let root_der = self.cert_der(&record.root.serial)?;
+        let root_key = self.signer(&record.root.key_id, record.root.spec)?;
+        let number = self.store.next_crl_number()?;
+        let der = signet_pki::build_arl(
+            &self.config.ca_settings(),
+            &root_der,
+            root_key,
+            &self.revoked(true)?,
+            number,
+        )?;
+        self.store.put_arl(&CrlRecord {
+            number,
+            generated: now(),
+            der: der.clone(),
+        })?;
+        let dir = self.paths().ca();
+        std::fs::create_dir_all(&dir)?;
+        write_public(
+            &dir.join("root-crl.pem"),
+            signet_pki::pem_crl(&der).as_bytes(),
+        )?;
+        Ok(der)
+    }
+
+    /// The current root CRL (ARL), made when there is none and regenerated when half its
+    /// validity has passed. Returns DER.
+    pub fn current_arl(&self) -> Result<Vec<u8>> {
+        let stored = self.store.arl()?;
+        if !self.stale(stored.clone())? {
+            if let Some(rec) = stored {
+                return Ok(rec.der);
+            }
+        }
+        self.regenerate_arl()
     }
 
     /// The current CRL, regenerated when half its validity has passed. Returns DER.

@@ -310,9 +310,15 @@ impl Operation for ReadChain {
     }
 }
 
-/// The current CRL (DER), regenerated when half its validity has passed.
-#[derive(Debug, Clone)]
-pub struct ReadCrl;
+/// A current CRL (DER), regenerated when half its validity has passed: the intermediate's
+/// (the leaves it revoked) or the root's (the ARL: the CA certificates it revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCrl {
+    /// The intermediate's CRL.
+    Intermediate,
+    /// The root's CRL (ARL).
+    Root,
+}
 
 impl Operation for ReadCrl {
     type Output = Vec<u8>;
@@ -320,10 +326,19 @@ impl Operation for ReadCrl {
         Action::CaCrl
     }
     fn target(&self) -> String {
-        "crl".into()
+        match self {
+            ReadCrl::Intermediate => "crl".into(),
+            ReadCrl::Root => "arl".into(),
+        }
     }
     fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
-        s.authority().current_crl(&*s.ca()?)
+        match self {
+            ReadCrl::Intermediate => s.authority().current_crl(&*s.ca()?),
+            ReadCrl::Root => {
+                s.ca()?;
+                s.authority().current_arl()
+            }
+        }
     }
 }
 

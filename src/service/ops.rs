@@ -356,6 +356,9 @@ impl Service {
         if let Err(e) = self.ca().and_then(|ca| self.authority().current_crl(&ca)) {
             tracing::error!(error = %e, "housekeeping: CRL refresh failed");
         }
+        if let Err(e) = self.ca().and_then(|_| self.authority().current_arl()) {
+            tracing::error!(error = %e, "housekeeping: root CRL (ARL) refresh failed");
+        }
         if let Err(e) = self.tokens().prune(at) {
             tracing::error!(error = %e, "housekeeping: pruning revoked tokens failed");
         }

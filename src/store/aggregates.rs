@@ -177,6 +177,14 @@ impl<E: RecordEngine> CertStore for Records<E> {
         self.put(META, "crl", record)
     }
 
+    fn arl(&self) -> Result<Option<CrlRecord>> {
+        self.get(META, "arl")
+    }
+
+    fn put_arl(&self, record: &CrlRecord) -> Result<()> {
+        self.put(META, "arl", record)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let n = self.engine.counter(CRL_NUMBER, 1, false)?;
         Ok(u64::try_from(n).unwrap_or(0))

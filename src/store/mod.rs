@@ -62,6 +62,10 @@ pub trait CertStore {
     fn crl(&self) -> Result<Option<CrlRecord>>;
     /// Stores a CRL.
     fn put_crl(&self, record: &CrlRecord) -> Result<()>;
+    /// The stored root CRL (ARL).
+    fn arl(&self) -> Result<Option<CrlRecord>>;
+    /// Stores a root CRL (ARL).
+    fn put_arl(&self, record: &CrlRecord) -> Result<()>;
     /// Atomically increments the CRL number and returns the new value.
     fn next_crl_number(&self) -> Result<u64>;
     /// Raises the CRL number to at least `at_least` (never lowers it): after a restore, so that
