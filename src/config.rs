@@ -76,6 +76,45 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Publication of the CA certificates and CRLs to relying parties that are not enrolled.
+    pub publish: PublishConfig,
+}
+
+/// Where the CA certificates and CRLs are published (off by default): a plain-HTTP listener
+/// serving only those files, and/or a directory any web server can serve. With `base_url`,
+/// certificates issued from then on name the files (CRL distribution points, AIA caIssuers).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Address of the plain-HTTP publication listener (GET and HEAD of the files only).
+    pub listen: Option<SocketAddr>,
+    /// The URL the files are reachable at (`http://host[:port][/path]`), put in certificates.
+    pub base_url: Option<String>,
+    /// A directory the files are also written to (DER), kept current.
+    pub dir: Option<PathBuf>,
+}
+
+impl PublishConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.base_url {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or_default();
+            let host = rest.split('/').next().unwrap_or_default();
+            if host.is_empty() || url.contains(['?', '#', '@', ' ', '"']) || !url.is_ascii() {
+                return invalid(format!(
+                    "publish.base_url {url:?} must be http://host[:port][/path] (no query, fragment or user)"
+                ));
+            }
+        }
+        if self.listen.is_some() && self.base_url.is_none() {
+            return invalid(
+                "publish.listen needs publish.base_url: the URL relying parties reach the files at, which certificates name",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Which key store, tagged by `backend` (default `pkcs11`).
@@ -771,6 +810,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             tokens: TokensConfig::default(),
             audit: AuditConfig::default(),
+            publish: PublishConfig::default(),
         }
     }
 }
@@ -946,6 +986,7 @@ impl Config {
             pg.validate()?;
         }
         self.server.validate()?;
+        self.publish.validate()?;
         self.audit.validate()
     }
 
@@ -960,6 +1001,11 @@ impl Config {
             server_max_ttl: days(self.ca.server_max_ttl_days),
             client_max_ttl: days(self.ca.client_max_ttl_days),
             crl_validity: days(self.ca.crl_validity_days),
+            publication_url: self
+                .publish
+                .base_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
         }
     }
 

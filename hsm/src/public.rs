@@ -116,7 +116,10 @@ impl PublicKey {
 
     /// SubjectPublicKeyInfo, PEM (`PUBLIC KEY`).
     pub fn spki_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
+        pem::encode_config(
+            &pem::Pem::new("PUBLIC KEY", self.spki_der()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     /// The JWK curve name and the X and Y coordinates of an uncompressed point.

@@ -37,6 +37,10 @@ pub struct CaSettings {
     pub client_max_ttl: Duration,
     /// How long a CRL is valid (`nextUpdate - thisUpdate`).
     pub crl_validity: Duration,
+    /// Where the CA certificates and CRLs are published (no trailing slash): certificates
+    /// then carry CRL distribution points and AIA caIssuers URLs under it (see
+    /// [`crate::publication`]).
+    pub publication_url: Option<String>,
 }
 
 const DAY: u64 = 24 * 3600;
@@ -51,6 +55,7 @@ impl Default for CaSettings {
             server_max_ttl: Duration::from_secs(90 * DAY),
             client_max_ttl: Duration::from_secs(365 * DAY),
             crl_validity: Duration::from_secs(7 * DAY),
+            publication_url: None,
         }
     }
 }
@@ -177,13 +182,21 @@ pub fn build_intermediate(
     let root_not_after = not_after_of(root_der)?;
     let issuer = Issuer::from_ca_cert_der(&root_der.to_vec().into(), &root_signing)?;
     let subject = HsmSigningKey::new(intermediate_key)?;
-    let params = ca_params(
+    let mut params = ca_params(
         settings,
         &format!("{} Intermediate CA", settings.organization),
         0,
         settings.intermediate_validity,
         Some(root_not_after),
     )?;
+    if let Some(base) = &settings.publication_url {
+        crate::publication::point_at_issuer(
+            &mut params,
+            base,
+            crate::publication::ROOT_CERT,
+            crate::publication::ROOT_CRL,
+        )?;
+    }
     let cert = params
         .signed_by(&subject, &issuer)
         .map_err(|e| root_signing.explain(e))?;
@@ -208,6 +221,8 @@ pub struct Ca {
     intermediate_der: Vec<u8>,
     root_der: Vec<u8>,
     intermediate_not_after: OffsetDateTime,
+    /// The intermediate's serial, lower-case hex (its published files are named by it).
+    intermediate_serial: String,
 }
 
 /// A key made in software to hand out (bootstrap, enrolment convenience), PKCS#8 DER, wiped on
@@ -230,6 +245,7 @@ impl Ca {
         }
         Ok(Ca {
             intermediate_not_after: not_after_of(&intermediate_der)?,
+            intermediate_serial: serial_of(&intermediate_der)?,
             settings,
             key,
             intermediate_der,
@@ -245,6 +261,11 @@ impl Ca {
     /// Intermediate certificate, DER.
     pub fn intermediate_der(&self) -> &[u8] {
         &self.intermediate_der
+    }
+
+    /// The intermediate's serial, lower-case hex.
+    pub fn intermediate_serial(&self) -> &str {
+        &self.intermediate_serial
     }
 
     /// Root certificate, DER.
@@ -338,7 +359,18 @@ impl Ca {
             DnType::OrganizationName,
             self.settings.organization.as_str(),
         );
-        dn.push(DnType::CommonName, req.name.as_str());
+        // A server certificate's CN, when it has one, is one of its SANs (the CA/Browser
+        // Forum rule, which linters apply): a name that is not among them is left out.
+        let cn = match req.profile {
+            Profile::Client => true,
+            Profile::Server => {
+                req.dns.iter().any(|d| d.eq_ignore_ascii_case(&req.name))
+                    || req.ips.iter().any(|ip| ip.to_string() == req.name)
+            }
+        };
+        if cn {
+            dn.push(DnType::CommonName, req.name.as_str());
+        }
         params.distinguished_name = dn;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.not_before = now - time::Duration::minutes(1);
@@ -371,13 +403,26 @@ impl Ca {
                 sans.push(format!("URI:{uri}"));
             }
         }
+        if let Some(base) = &self.settings.publication_url {
+            crate::publication::point_at_issuer(
+                &mut params,
+                base,
+                &crate::publication::intermediate_cert(&self.intermediate_serial),
+                &crate::publication::intermediate_crl(&self.intermediate_serial),
+            )?;
+        }
         let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
         let cert = params
             .signed_by(&public, &issuer)
             .map_err(|e| self.key.explain(e))?;
+        let subject = if cn {
+            format!("O={}, CN={}", self.settings.organization, req.name)
+        } else {
+            format!("O={}", self.settings.organization)
+        };
         Ok(Issued {
             serial: hex::encode(&serial),
-            subject: format!("O={}, CN={}", self.settings.organization, req.name),
+            subject,
             sans,
             profile: req.profile,
             not_before: params.not_before.unix_timestamp(),
@@ -519,6 +564,17 @@ pub fn parse_reason(name: &str) -> Result<RevocationReason> {
     })
 }
 
+/// A certificate's serial as its DER bytes in lower-case hex (as Signet's records name it).
+pub fn serial_of(der: &[u8]) -> Result<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+    Ok(hex::encode(cert.raw_serial()))
+}
+
 fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
     use x509_parser::prelude::FromDer;
     let (_, cert) =
@@ -531,10 +587,19 @@ fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
 
 /// A certificate as PEM.
 pub fn pem_cert(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    pem_encode("CERTIFICATE", der)
 }
 
 /// A CRL as PEM.
 pub fn pem_crl(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("X509 CRL", der.to_vec()))
+    pem_encode("X509 CRL", der)
+}
+
+/// PEM with LF line endings (the `pem` crate's default is CRLF, which tools on Unix show as
+/// stray `^M` and which some compare byte for byte).
+pub fn pem_encode(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }

@@ -10,6 +10,7 @@ mod ops;
 mod pki;
 mod problem;
 pub mod problem_types;
+pub mod publish;
 pub mod routes;
 mod tokens;
 
@@ -277,7 +278,25 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
             .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
         config.server.listen = local;
+        let publication = match config.publish.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("publication listener on {addr}"))?,
+            ),
+            None => None,
+        };
         let (service, tls) = prepare(config).await?;
+        let publication = match publication {
+            Some(listener) => {
+                println!(
+                    "publishing the CA certificates and CRLs on http://{} (plain HTTP, GET only)",
+                    listener.local_addr()?
+                );
+                Some(tokio::spawn(publish::serve(service.clone(), listener)))
+            }
+            None => None,
+        };
         let server_file = service.paths().server_file();
         std::fs::write(
             &server_file,
@@ -285,6 +304,9 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
         )?;
         announce(&service, local);
         let result = run(service, tls, listener, shutdown_signal()).await;
+        if let Some(task) = publication {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&server_file);
         result
     })

@@ -169,7 +169,7 @@ pub struct AttestationView {
 
 impl From<&crate::service::KeyAttestation> for AttestationView {
     fn from(a: &crate::service::KeyAttestation) -> Self {
-        let pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+        let pem = |der: &[u8]| signet_pki::pem_encode("CERTIFICATE", der);
         let certificate_pem = pem(&a.attestation.certificate);
         let intermediate_pem = pem(&a.attestation.intermediate);
         AttestationView {

@@ -547,8 +547,7 @@ impl Authority<'_> {
         let base = p12_path.with_extension("");
         let crt_path = base.with_extension("crt.pem");
         let key_path = base.with_extension("key.pem");
-        let key_pem =
-            zeroize::Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.to_vec())));
+        let key_pem = zeroize::Zeroizing::new(signet_pki::pem_encode("PRIVATE KEY", &pkcs8));
         write_private(&p12_path, &p12)?;
         write_private(&pass_path, password.expose().as_bytes())?;
         write_private(&key_path, key_pem.as_bytes())?;
@@ -882,6 +881,7 @@ impl Authority<'_> {
         let dir = self.paths().ca();
         std::fs::create_dir_all(&dir)?;
         write_public(&dir.join("crl.pem"), signet_pki::pem_crl(&der).as_bytes())?;
+        self.write_published()?;
         Ok(der)
     }
 
@@ -935,7 +935,68 @@ impl Authority<'_> {
             &dir.join("root-crl.pem"),
             signet_pki::pem_crl(&der).as_bytes(),
         )?;
+        self.write_published()?;
         Ok(der)
+    }
+
+    /// The file published as `name` (see [`signet_pki::publication`]): the root and
+    /// intermediate certificates (the current one and previous ones still valid) and the
+    /// stored CRLs (the root's, and the current intermediate's), DER. `None` for any other
+    /// name.
+    pub fn published(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        use signet_pki::publication as p;
+        let Some(record) = self.store.ca()? else {
+            return Ok(None);
+        };
+        if name == p::ROOT_CERT {
+            return self.cert_der(&record.root.serial).map(Some);
+        }
+        if name == p::ROOT_CRL {
+            return Ok(self.store.arl()?.map(|r| r.der));
+        }
+        if name == p::intermediate_crl(&record.intermediate.serial) {
+            return Ok(self.store.crl()?.map(|r| r.der));
+        }
+        let current = std::iter::once(&record.intermediate);
+        for int in current.chain(&record.previous_intermediates) {
+            if name == p::intermediate_cert(&int.serial) {
+                return self.cert_der(&int.serial).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The names of every file [`Authority::published`] serves now.
+    pub fn published_names(&self) -> Result<Vec<String>> {
+        use signet_pki::publication as p;
+        let Some(record) = self.store.ca()? else {
+            return Ok(Vec::new());
+        };
+        let mut names = vec![p::ROOT_CERT.to_string(), p::ROOT_CRL.to_string()];
+        names.push(p::intermediate_crl(&record.intermediate.serial));
+        names.push(p::intermediate_cert(&record.intermediate.serial));
+        for int in &record.previous_intermediates {
+            names.push(p::intermediate_cert(&int.serial));
+        }
+        Ok(names)
+    }
+
+    /// Writes every published file to `publish.dir` (when configured), replacing those that
+    /// changed, for a web server to serve.
+    pub fn write_published(&self) -> Result<()> {
+        let Some(dir) = &self.config.publish.dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir)?;
+        for name in self.published_names()? {
+            if let Some(der) = self.published(&name)? {
+                let path = dir.join(&name);
+                if std::fs::read(&path).ok().as_deref() != Some(der.as_slice()) {
+                    write_public(&path, &der)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The current root CRL (ARL), made when there is none and regenerated when half its

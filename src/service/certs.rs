@@ -169,7 +169,7 @@ impl Service {
                 crate::support::files::write_public(&path, text.as_bytes())?;
             }
         }
-        Ok(())
+        self.authority().write_published()
     }
 
     /// `ca rotate`: [`RotateCa`] under the bootstrap lock.

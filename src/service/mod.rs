@@ -145,6 +145,12 @@ impl Service {
         self.authority().intermediates()
     }
 
+    /// A file the publication listener serves (a CA certificate or CRL, DER), by name; no
+    /// caller: these are public, and reading them changes nothing.
+    pub fn published_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.authority().published(name)
+    }
+
     /// Closes the audit log, checkpointing what is not yet signed.
     pub fn close(&self) {
         if self.audit.is_read_only() {

@@ -529,7 +529,7 @@ impl Operation for ExportAudit {
         };
         let written = copy_log(s.audit.journal().as_ref(), &self.out, AUDIT_PAGE, through)?;
         let pem_path = self.out.with_extension("pub.pem");
-        std::fs::write(&pem_path, pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))?;
+        std::fs::write(&pem_path, signet_pki::pem_encode("PUBLIC KEY", &spki))?;
         Ok(Export {
             records: written,
             through,

@@ -1,0 +1,267 @@
+//! Publication (`[publish]`): a relying party that is not enrolled follows the URLs in a
+//! certificate (AIA caIssuers, CRL distribution points) over plain HTTP with curl, and
+//! `openssl verify -crl_check_all` passes with what it fetched — and fails once the leaf is
+//! revoked. The listener serves those files and nothing else; the directory holds the same.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{openssl, openssl_csr, text, Data, Server};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `curl` without any client certificate: (status, content type, cache-control, body).
+fn fetch(url: &str, method: &str) -> (String, String, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    // curl -X HEAD would wait for the body the headers announce: -I asks properly.
+    let method_args: Vec<&str> = if method == "HEAD" {
+        vec!["-I"]
+    } else {
+        vec!["-X", method]
+    };
+    let out = Command::new("curl")
+        .arg("-sS")
+        .args(&method_args)
+        .args(["-o", body.to_str().unwrap()])
+        .args(["-w", "%{http_code} %{content_type}\n", "-D", "-"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = t.lines().last().unwrap_or_default().to_string();
+    let (status, content_type) = last.split_once(' ').unwrap_or((&last, ""));
+    let cache = t
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("cache-control:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (
+        status.to_string(),
+        content_type.to_string(),
+        cache,
+        std::fs::read(&body).unwrap_or_default(),
+    )
+}
+
+/// The URI after `label` in `openssl x509 -text` output.
+fn uri_after(cert_text: &str, label: &str) -> String {
+    let at = cert_text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label} in {cert_text}"));
+    let rest = &cert_text[at..];
+    let uri = rest.find("URI:").unwrap();
+    rest[uri + 4..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn x509_text(dir: &Path, file: &str, inform: &str) -> String {
+    let out = openssl(
+        dir,
+        &["x509", "-inform", inform, "-in", file, "-noout", "-text"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
+}
+
+fn der_to_pem(dir: &Path, der: &[u8], kind: &str, name: &str) {
+    std::fs::write(dir.join(format!("{name}.der")), der).unwrap();
+    let out = openssl(
+        dir,
+        &[
+            kind,
+            "-inform",
+            "DER",
+            "-in",
+            &format!("{name}.der"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    assert!(out.status.success(), "{name}: {}", text(&out));
+}
+
+#[test]
+fn a_relying_party_follows_the_certificate_urls_and_checks_every_crl() {
+    let data = Data::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let published = data.join("published");
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\ndir = \"{}\"\n",
+            published.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", conf.to_str().unwrap())]);
+    let admin = server.admin();
+    let rp = tempfile::tempdir().unwrap();
+    let dir = rp.path();
+
+    // A server certificate whose name is not among its SANs: the CN is left out.
+    let (_key, csr) = openssl_csr(dir, "svc", &["-addext", "subjectAltName=DNS:svc.internal"]);
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "server", "name": "svc", "dns": ["svc.internal"]}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let doc = issued.json();
+    let serial = doc["serial"].as_str().unwrap().to_string();
+    // PEM in answers has LF line ends, as openssl writes it.
+    assert!(!issued.body.contains("\\r\\n"), "{}", issued.body);
+    std::fs::write(dir.join("leaf.pem"), doc["certificate"].as_str().unwrap()).unwrap();
+    let leaf = x509_text(dir, "leaf.pem", "PEM");
+    assert!(
+        !leaf.contains("CN=svc") && !leaf.contains("CN = svc"),
+        "{leaf}"
+    );
+
+    // Everything the relying party needs comes from the URLs in the certificates.
+    let ca_issuers = uri_after(&leaf, "CA Issuers");
+    let crl_url = uri_after(&leaf, "CRL Distribution Points");
+    assert!(
+        ca_issuers.starts_with(&base) && crl_url.starts_with(&base),
+        "{leaf}"
+    );
+    let (status, ctype, cache, intermediate) = fetch(&ca_issuers, "GET");
+    assert_eq!(
+        (status.as_str(), ctype.as_str()),
+        ("200", "application/pkix-cert")
+    );
+    assert!(cache.contains("max-age"), "{cache}");
+    der_to_pem(dir, &intermediate, "x509", "intermediate");
+    let int_text = x509_text(dir, "intermediate.pem", "PEM");
+    let root_url = uri_after(&int_text, "CA Issuers");
+    let arl_url = uri_after(&int_text, "CRL Distribution Points");
+    let (_, _, _, root) = fetch(&root_url, "GET");
+    der_to_pem(dir, &root, "x509", "root");
+    // The root fetched is the one the server's own files name (the trust anchor).
+    assert_eq!(
+        std::fs::read_to_string(dir.join("root.pem")).unwrap(),
+        std::fs::read_to_string(server.data.join("ca/root.pem")).unwrap()
+    );
+    let (status, ctype, _, crl) = fetch(&crl_url, "GET");
+    assert_eq!(
+        (status.as_str(), ctype.as_str()),
+        ("200", "application/pkix-crl")
+    );
+    der_to_pem(dir, &crl, "crl", "crl");
+    let (_, _, _, arl) = fetch(&arl_url, "GET");
+    der_to_pem(dir, &arl, "crl", "arl");
+    let verify = || {
+        openssl(
+            dir,
+            &[
+                "verify",
+                "-crl_check_all",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "intermediate.pem",
+                "-CRLfile",
+                "crl.pem",
+                "-CRLfile",
+                "arl.pem",
+                "leaf.pem",
+            ],
+        )
+    };
+    let out = verify();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The directory holds the same files.
+    for url in [&ca_issuers, &crl_url, &root_url, &arl_url] {
+        let name = url.rsplit('/').next().unwrap();
+        let on_disk = std::fs::read(published.join(name)).unwrap();
+        assert_eq!(on_disk, fetch(url, "GET").3, "{name}");
+    }
+
+    // Revoked: the relying party's next fetch of the CRL says so.
+    let revoked = admin.post(
+        &format!("/v1/certificates/{serial}/revoke"),
+        &json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    der_to_pem(dir, &fetch(&crl_url, "GET").3, "crl", "crl");
+    let out = verify();
+    assert!(
+        !out.status.success() && text(&out).contains("certificate revoked"),
+        "{}",
+        text(&out)
+    );
+
+    // Nothing else is served: no API route, no other method, no path outside the files.
+    for path in [
+        "/v1/keys",
+        "/v1/openapi.json",
+        "/signet.toml",
+        "/..%2Fsignet.toml",
+        "/",
+        "/x.crt",
+    ] {
+        let (status, _, _, _) = fetch(&format!("{base}{path}"), "GET");
+        assert_eq!(status, "404", "{path}");
+    }
+    let (status, _, _, _) = fetch(&crl_url, "POST");
+    assert_eq!(status, "405");
+    // HEAD: the headers only (curl -I writes them where a body would go; no DER follows).
+    let (status, ctype, _, head) = fetch(&crl_url, "HEAD");
+    let head = String::from_utf8(head).unwrap();
+    assert_eq!(
+        (status.as_str(), ctype.as_str()),
+        ("200", "application/pkix-crl")
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head:?}"
+    );
+}
+
+/// Without `[publish] base_url`, certificates name no URL (as before).
+#[test]
+fn without_a_publication_url_certificates_name_none() {
+    let server = Server::start();
+    let dir = server.data.path();
+    let leaf = x509_text(dir, "clients/admin.crt.pem", "PEM");
+    assert!(
+        !leaf.contains("CRL Distribution Points") && !leaf.contains("CA Issuers"),
+        "{leaf}"
+    );
+    let int = x509_text(dir, "ca/intermediate.pem", "PEM");
+    assert!(!int.contains("CRL Distribution Points"), "{int}");
+}
+
+/// `publish.listen` needs the URL certificates will name.
+#[test]
+fn a_listener_without_a_base_url_is_refused() {
+    let data = Data::new();
+    let conf = data.join("signet.toml");
+    std::fs::write(&conf, "[publish]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let out = data.signet(&["--config", conf.to_str().unwrap(), "config", "check"]);
+    assert!(
+        !out.status.success() && text(&out).contains("publish.base_url"),
+        "{}",
+        text(&out)
+    );
+}
