@@ -10,6 +10,9 @@ fn main() -> std::process::ExitCode {
     // kernel without the option refuses; nothing depends on it. (The flag is the process's.)
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = signet::cli::Cli::parse();
+    if !matches!(cli.command, signet::cli::Command::Serve(_)) {
+        quiet_on_closed_stdout();
+    }
     // The server logs its work; the CLI speaks only when something is wrong.
     let level = if matches!(cli.command, signet::cli::Command::Serve(_)) {
         "info"
@@ -41,4 +44,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A command whose reader went away (`signet key list | head -1`) ends as `cat` would, with
+/// status 141 (128 + SIGPIPE) and no panic message: printing to a closed pipe panics in Rust,
+/// which ignores SIGPIPE. Only for the CLI; the server keeps SIGPIPE ignored for its sockets.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -201,7 +201,7 @@ fn key_lifecycle_over_mtls() {
         "bad-request"
     );
     let scheduled = admin.delete("/v1/keys/payments?pending_days=3");
-    assert_eq!(scheduled.status, 200, "{scheduled:?}");
+    assert_eq!(scheduled.status, 202, "{scheduled:?}");
     assert!(scheduled.json()["deletion"]["destroy_after"].is_string());
     assert_eq!(
         problem_type(&admin.post("/v1/keys/payments/sign", &json!({"input": b64(msg)}))),

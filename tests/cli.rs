@@ -1145,3 +1145,31 @@ fn every_level_has_a_crl_that_openssl_checks() {
         );
     }
 }
+
+/// `signet ca show | head -1`: a reader that goes away ends the command as it ends `cat`
+/// (status 141, nothing on stderr), not with a panic (status 101).
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let data = Data::new();
+    data.ok(&["ca", "init"]);
+    for args in [
+        &["ca", "show"][..],
+        &["cert", "list"][..],
+        &["config", "check"][..],
+    ] {
+        let mut child = Command::new(common::BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

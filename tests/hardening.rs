@@ -402,11 +402,35 @@ fn metrics_labels_come_from_fixed_sets_after_a_fuzzed_handshake_flood() {
         .output()
         .unwrap();
     let t = text(&promtool);
-    // promtool's lint may comment on naming; it must not find the page unparsable.
+    // promtool's lint may comment on naming; it must not find the page unparsable, nor a
+    // family without its HELP (what it said of OpenMetrics served as text).
     assert!(
-        !t.contains("error while linting") && !t.contains("parse"),
+        !t.contains("error while linting") && !t.contains("parse") && !t.contains("no help text"),
         "{t}"
     );
+    // A scraper asking for OpenMetrics gets it.
+    let d = &server.data;
+    let om = Command::new("curl")
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            "-H",
+            "Accept: application/openmetrics-text; version=1.0.0",
+        ])
+        .args(["--cacert", d.join("ca/root.pem").to_str().unwrap()])
+        .args(["--cert", d.join("clients/admin.crt.pem").to_str().unwrap()])
+        .args(["--key", d.join("clients/admin.key.pem").to_str().unwrap()])
+        .arg(server.url("/metrics"))
+        .output()
+        .unwrap();
+    let om = text(&om);
+    assert!(
+        om.contains("content-type: application/openmetrics-text")
+            && om.trim_end().ends_with("# EOF"),
+        "{om}"
+    );
+    assert!(!page.contains("# EOF") && page.contains("# HELP signet_http_requests_total "));
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python");
     let parsed = Command::new(python)
         .args([
@@ -618,4 +642,38 @@ fn too_long_targets_and_headers_get_problem_documents() {
             assert!(doc["detail"].as_str().unwrap().contains("at most"), "{doc}");
         }
     }
+}
+
+/// Headers a TLS scanner looks for, read with curl: HSTS and nosniff on every answer, no
+/// caching of answers (tokens, metadata) unless the route allows it (the JWKS).
+#[test]
+fn answers_carry_hsts_nosniff_and_no_store() {
+    let server = Server::start();
+    let d = &server.data;
+    let headers = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-D", "-"])
+            .args(["--cacert", d.join("ca/root.pem").to_str().unwrap()])
+            .args(["--cert", d.join("clients/admin.crt.pem").to_str().unwrap()])
+            .args(["--key", d.join("clients/admin.key.pem").to_str().unwrap()])
+            .arg(server.url(path))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    for path in ["/v1/keys", "/v1/principals", "/v1/nothing-here"] {
+        let h = headers(path);
+        assert!(
+            h.contains("strict-transport-security: max-age="),
+            "{path}: {h}"
+        );
+        assert!(h.contains("x-content-type-options: nosniff"), "{path}: {h}");
+        assert!(h.contains("cache-control: no-store"), "{path}: {h}");
+    }
+    let jwks = headers("/.well-known/jwks.json");
+    assert!(
+        jwks.contains("cache-control: public, max-age=") && !jwks.contains("no-store"),
+        "{jwks}"
+    );
 }

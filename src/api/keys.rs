@@ -151,6 +151,8 @@ pub async fn attestation(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// Days until the key is destroyed (1..=30, default 7); parsed here for a clear error.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 30)]
     pending_days: Option<String>,
 }
 
@@ -158,7 +160,7 @@ pub async fn schedule_deletion(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> ApiResult<Json<KeyView>> {
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
     let days = match q.pending_days.as_deref() {
         None => DEFAULT_PENDING_DAYS,
         Some(d) => d.parse().map_err(|_| {
@@ -171,7 +173,8 @@ pub async fn schedule_deletion(
     let d = ctx
         .execute(ManageKey::ScheduleDeletion { name, days })
         .await?;
-    Ok(Json(KeyView::from(&d)))
+    // Accepted: the key stays (readable, unusable) until its deletion window has passed.
+    Ok((StatusCode::ACCEPTED, Json(KeyView::from(&d))))
 }
 
 pub async fn cancel_deletion(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {

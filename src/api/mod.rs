@@ -252,6 +252,7 @@ fn finish(
     if let Ok(value) = id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
+    hardening_headers(response.headers_mut());
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     state
@@ -260,6 +261,23 @@ fn finish(
         .request(route, method, status, elapsed);
     tracing::info!(target: "signet::request", request_id = %id, %method, %route, status, latency_ms = elapsed * 1000.0, "request");
     response
+}
+
+/// Headers every answer carries: HTTPS only from now on (HSTS), no content sniffing, and no
+/// caching unless the route says otherwise (answers carry tokens, keys' metadata, bundles).
+fn hardening_headers(headers: &mut axum::http::HeaderMap) {
+    use axum::http::{header, HeaderValue};
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
 }
 
 /// `signet serve`: builds a runtime and serves until SIGINT/SIGTERM.

@@ -55,16 +55,34 @@ pub async fn readyz(ctx: Ctx) -> ApiResult<Response> {
     .into_response())
 }
 
-pub async fn metrics(ctx: Ctx) -> ApiResult<Response> {
+/// `GET /metrics`: OpenMetrics to a scraper that asks for it (Prometheus does), else the
+/// classic text format (0.0.4), which every tool reads.
+pub async fn metrics(ctx: Ctx, headers: axum::http::HeaderMap) -> ApiResult<Response> {
     let text = ctx.execute(ReadMetrics).await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::service::metrics::classic_text(&text),
+        )
+            .into_response()
+    })
 }
 
 /// The API's description, generated when the router is built.

@@ -328,10 +328,14 @@ pub const ROUTES: &[Route] = &[
         "keyScheduleDeletion",
         |f| on(f, keys::schedule_deletion),
         || {
-            Doc::new("Schedule the key's destruction", KEYS)
-                .query::<keys::DeleteQuery>()
-                .json::<KeyView>()
-                .changes()
+            Doc::new(
+                "Schedule the key's destruction (202: it stays, unusable, until then)",
+                KEYS,
+            )
+            .query::<keys::DeleteQuery>()
+            .status(202)
+            .json::<KeyView>()
+            .changes()
         },
     ),
     post(
@@ -587,8 +591,11 @@ pub const ROUTES: &[Route] = &[
         "metrics",
         |f| on(f, ops::metrics),
         || {
-            Doc::new("Metrics (OpenMetrics text)", OPS)
-                .other("application/openmetrics-text", "OpenMetrics")
+            Doc::new(
+                "Metrics: Prometheus text 0.0.4; OpenMetrics with Accept: application/openmetrics-text",
+                OPS,
+            )
+            .other("text/plain", "Prometheus text format 0.0.4")
         },
     ),
     get(

@@ -339,3 +339,51 @@ impl Metrics {
         out
     }
 }
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics page, for scrapers and tools
+/// that ask for it (`Accept: text/plain`, promtool): counter families are named by their
+/// samples (`…_total`), so every sample has its `HELP` and `TYPE`; `# UNIT` and `# EOF`, which
+/// the classic format lacks, go.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classic_text;
+
+    #[test]
+    fn counters_are_named_by_their_samples_and_openmetrics_only_lines_go() {
+        let page = "# HELP a Things.\n# TYPE a counter\na_total{x=\"1\"} 2\n# HELP g Level.\n# TYPE g gauge\n# UNIT g seconds\ng 3\n# EOF\n";
+        assert_eq!(
+            classic_text(page),
+            "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\"} 2\n# HELP g Level.\n# TYPE g gauge\ng 3\n"
+        );
+    }
+}
