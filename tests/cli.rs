@@ -274,6 +274,8 @@ fn configured_module_with_pin_file_and_bad_pin() {
             .output()
             .unwrap()
     };
+    // The store's directory, made by the operator (as systemd's StateDirectory= does).
+    std::fs::create_dir_all(data.join("state")).unwrap();
     let out = run(&["config", "check"]);
     assert!(
         out.status.success() && text(&out).contains("token \"ops\""),
@@ -909,6 +911,16 @@ fn a_token_named_by_the_uri_p11tool_prints() {
             .output()
             .unwrap()
     };
+    // No data directory yet: refused, nothing made (only serve and ca init make one) …
+    let out = run(&["--hsm-uri", &uri, "key", "create", "by-uri"], None);
+    assert!(
+        !out.status.success() && text(&out).contains("no Signet data directory"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.join("state").exists());
+    // … until the operator makes it.
+    std::fs::create_dir_all(data.join("state")).unwrap();
     let out = run(&["--hsm-uri", &uri, "key", "create", "by-uri"], None);
     assert!(out.status.success(), "{}", text(&out));
     // It went to the token the URI names, not the decoy.

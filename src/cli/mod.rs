@@ -380,6 +380,28 @@ fn with_service<T>(
     config: Config,
     f: impl FnOnce(&Service) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    require_data_dir(&config)?;
+    creating_service(config, f)
+}
+
+/// Only `serve` and `ca init`/`ca import` make a data directory: any other command run where
+/// there is none (a forgotten `--data-dir`, another working directory) says so instead of
+/// creating an empty token and store there.
+fn require_data_dir(config: &Config) -> anyhow::Result<()> {
+    if !config.data_dir.is_dir() {
+        anyhow::bail!(
+            "there is no Signet data directory at {}: give --data-dir (or SIGNET_DATA_DIR) where `signet serve` or `signet ca init` made one (only those create one; to start an empty one there, make the directory first)",
+            config.data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// As [`with_service`], allowed to create the data directory (`ca init`, `ca import`).
+fn creating_service<T>(
+    config: Config,
+    f: impl FnOnce(&Service) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let service = Service::open(config)?;
     let result = f(&service);
     service.close();
@@ -392,6 +414,7 @@ fn inspecting<T>(
     config: Config,
     f: impl FnOnce(&Service) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    require_data_dir(&config)?;
     let service = Service::open_with(config, OpenMode::ReadOnly)?;
     f(&service)
 }
@@ -417,12 +440,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             jwks,
             audience,
         }) => keys::verify_token(config, &token, jwks.as_deref(), audience.as_deref()),
-        Command::Audit(cmd) => audit::run(config, cmd),
+        Command::Audit(cmd) => {
+            require_data_dir(&config)?;
+            audit::run(config, cmd)
+        }
         Command::Key(
             cmd @ (KeyCommand::List | KeyCommand::Public { .. } | KeyCommand::Attest { .. }),
         ) => inspecting(config, |s| keys::run(s, cmd)),
         Command::Key(cmd) => with_service(config, |s| keys::run(s, cmd)),
         Command::Ca(cmd @ CaCommand::Show) => inspecting(config, |s| ca::run_ca(s, cmd)),
+        Command::Ca(cmd @ (CaCommand::Init { .. } | CaCommand::Import { .. })) => {
+            creating_service(config, |s| ca::run_ca(s, cmd))
+        }
         Command::Ca(cmd) => with_service(config, |s| ca::run_ca(s, cmd)),
         Command::Cert(cmd @ CertCommand::List) => inspecting(config, |s| ca::run_cert(s, cmd)),
         Command::Cert(cmd) => with_service(config, |s| ca::run_cert(s, cmd)),
