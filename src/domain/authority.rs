@@ -873,16 +873,7 @@ impl Authority<'_> {
         let revoked = self.revoked(false)?;
         let number = self.store.next_crl_number()?;
         let der = ca.crl(&revoked, number)?;
-        self.store.put_crl(&CrlRecord {
-            number,
-            generated: now(),
-            der: der.clone(),
-        })?;
-        let dir = self.paths().ca();
-        std::fs::create_dir_all(&dir)?;
-        write_public(&dir.join("crl.pem"), signet_pki::pem_crl(&der).as_bytes())?;
-        self.write_published()?;
-        Ok(der)
+        self.keep_crl(false, number, der)
     }
 
     /// Whether the stored CRL is older than half its validity.
@@ -924,19 +915,28 @@ impl Authority<'_> {
             &self.revoked(true)?,
             number,
         )?;
-        self.store.put_arl(&CrlRecord {
+        self.keep_crl(true, number, der)
+    }
+
+    /// Stores a CRL just signed (the root's when `root`), writes it under `DATA/ca` and to
+    /// the publication directory. Returns it.
+    fn keep_crl(&self, root: bool, number: u64, der: Vec<u8>) -> Result<Vec<u8>> {
+        let record = CrlRecord {
             number,
             generated: now(),
-            der: der.clone(),
-        })?;
+            der,
+        };
+        if root {
+            self.store.put_arl(&record)?;
+        } else {
+            self.store.put_crl(&record)?;
+        }
         let dir = self.paths().ca();
         std::fs::create_dir_all(&dir)?;
-        write_public(
-            &dir.join("root-crl.pem"),
-            signet_pki::pem_crl(&der).as_bytes(),
-        )?;
+        let file = if root { "root-crl.pem" } else { "crl.pem" };
+        write_public(&dir.join(file), signet_pki::pem_crl(&record.der).as_bytes())?;
         self.write_published()?;
-        Ok(der)
+        Ok(record.der)
     }
 
     /// The file published as `name` (see [`signet_pki::publication`]): the root and
