@@ -1185,3 +1185,48 @@ fn a_closed_pipe_ends_the_command_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// The first-hour path `signet --help` prints works as printed, step by step, offline.
+#[test]
+fn the_first_hour_path_in_the_help_works_as_printed() {
+    let help = Command::new(common::BIN).arg("--help").output().unwrap();
+    let help = text(&help);
+    let steps: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("First hour"))
+        .filter_map(|l| l.trim().strip_prefix("signet "))
+        .map(|l| l.split(" # ").next().unwrap_or(l).trim().to_string())
+        .collect();
+    assert!(steps.len() >= 7, "{help}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("FILE"), b"first hour\n").unwrap();
+    let data = dir.path().join("D");
+    for step in &steps {
+        let mut line = step.replace("--data-dir D", &format!("--data-dir '{}'", data.display()));
+        if line.contains("SERIAL") {
+            let list = Command::new(common::BIN)
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["cert", "list"])
+                .output()
+                .unwrap();
+            let serial = text(&list)
+                .lines()
+                .find(|l| l.contains("CN=svc"))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap()
+                .to_string();
+            line = line.replace("SERIAL", &serial);
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("'{}' {line}", common::BIN))
+            .current_dir(dir.path())
+            .env_remove("SIGNET_CONFIG")
+            .env_remove("SIGNET_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "signet {line}: {}", text(&out));
+    }
+    assert!(dir.path().join("FILE.sig").exists() && dir.path().join("svc.p12").exists());
+}

@@ -19,12 +19,26 @@ use signet_pki::Profile;
 use crate::config::Config;
 use crate::service::{OpenMode, Service};
 
+/// The order an operator follows, each step one command that works offline.
+const FIRST_HOUR: &str = "\
+First hour (offline, on one data directory; `signet serve` then answers the same over mTLS):
+  signet --data-dir D ca init                                   # root, intermediate, server key, admin bundle
+  signet --data-dir D principal create svc --scope 'keys:sign:svc-*'
+  signet --data-dir D cert issue --profile client --name svc --p12 svc.p12
+  signet --data-dir D key create svc-signing --spec ec-p256
+  signet --data-dir D key sign svc-signing --alg ES256 --in FILE --out FILE.sig
+  signet --data-dir D ca rotate --intermediate                  # a new intermediate, same root
+  signet --data-dir D cert revoke SERIAL --reason keyCompromise
+  signet --data-dir D audit verify                              # reads only
+";
+
 /// Signet: a hardware-backed key service.
 #[derive(Debug, Parser)]
-#[command(name = "signet", version, about)]
+#[command(name = "signet", version, about, after_help = FIRST_HOUR)]
 pub struct Cli {
-    /// Data directory of the embedded default (token, database, CA files).
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Data directory: the embedded token, the database, the CA files [default: data_dir in
+    /// the config, else ./signet-data].
+    #[arg(long, global = true, value_name = "DIR", env = "SIGNET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Configuration file (TOML); see src/signet.example.toml.
     #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CONFIG")]

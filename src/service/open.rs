@@ -46,6 +46,17 @@ impl Service {
 
     /// Opens as [`Service::open`], with the anchor check as `mode` says.
     pub fn open_with(mut config: Config, mode: OpenMode) -> anyhow::Result<Self> {
+        if matches!(config.store, crate::config::StoreConfig::Postgres(_))
+            && config.server.public_url.is_none()
+            && config.tokens.issuer.is_empty()
+            && mode != OpenMode::ReadOnly
+        {
+            // Each node would name itself: a token one node issues is then inactive on another.
+            tracing::warn!(
+                issuer = %config.server.public_url(),
+                "several nodes share this store but server.public_url is not set: each node's tokens name this node as their issuer, and another node refuses them; set server.public_url (or tokens.issuer) to the name clients use"
+            );
+        }
         config.resolve();
         let data = config.paths();
         let read_only = mode == OpenMode::ReadOnly;
