@@ -1230,3 +1230,89 @@ fn the_first_hour_path_in_the_help_works_as_printed() {
     }
     assert!(dir.path().join("FILE.sig").exists() && dir.path().join("svc.p12").exists());
 }
+
+/// Refusals speak the operator's units and names: days for lifetimes, curve names for OIDs;
+/// `key list` stays aligned with long names.
+#[test]
+fn refusals_name_days_and_curves_and_the_key_table_stays_aligned() {
+    let data = Data::new();
+    data.ok(&["ca", "init"]);
+    data.ok(&["principal", "create", "svc", "--scope", "keys:read"]);
+    let dir = data.path();
+    let out = data.signet(&[
+        "cert",
+        "issue",
+        "--profile",
+        "client",
+        "--name",
+        "svc",
+        "--days",
+        "9999",
+        "--p12",
+        dir.join("s.p12").to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("9999 days")
+            && text(&out).contains("365 days"),
+        "{}",
+        text(&out)
+    );
+    let gen = openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "secp521r1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "p521.key",
+        ],
+    );
+    assert!(gen.status.success(), "{}", text(&gen));
+    let req = openssl(
+        dir,
+        &[
+            "req", "-new", "-key", "p521.key", "-subj", "/CN=svc", "-out", "p521.csr",
+        ],
+    );
+    assert!(req.status.success(), "{}", text(&req));
+    let out = data.signet(&[
+        "cert",
+        "issue",
+        "--profile",
+        "client",
+        "--name",
+        "svc",
+        "--csr",
+        dir.join("p521.csr").to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("P-521"),
+        "{}",
+        text(&out)
+    );
+    data.ok(&[
+        "key",
+        "create",
+        "a-much-longer-key-name-than-the-column",
+        "--spec",
+        "ec-p256",
+    ]);
+    data.ok(&["key", "create", "k", "--spec", "rsa-2048"]);
+    let list = data.ok(&["key", "list"]);
+    // Every column starts at the same place on every line.
+    let starts = |line: &str| -> Vec<usize> {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] != b' ' && (i == 0 || b[i - 1] == b' '))
+            .take(6)
+            .collect()
+    };
+    let columns: Vec<Vec<usize>> = list.lines().map(starts).collect();
+    assert!(
+        columns.len() == 3 && columns.windows(2).all(|w| w[0] == w[1]),
+        "{list}"
+    );
+}

@@ -293,6 +293,11 @@ fn revocation_and_pruning() {
             .to_string()
     };
     let t1 = issue(600);
+    std::fs::write(
+        server.data.join("jwks-at-issue.json"),
+        admin.get("/.well-known/jwks.json").body,
+    )
+    .unwrap();
     assert_eq!(
         admin
             .post(
@@ -362,6 +367,35 @@ fn revocation_and_pruning() {
     assert!(store
         .token_revoked(segments(&t1).1["jti"].as_str().unwrap())
         .unwrap());
+    drop(store);
+    // Offline on the data directory: the revocation is seen.
+    let out = data.signet(&["token", "verify", &t1, "--audience", "a"]);
+    assert!(
+        !out.status.success() && text(&out).contains("revoked"),
+        "{}",
+        text(&out)
+    );
+    // With a JWKS file alone it cannot be, and the answer says so.
+    let jwks = data.join("jwks.json");
+    std::fs::write(
+        &jwks,
+        std::fs::read(data.join("jwks-at-issue.json")).unwrap(),
+    )
+    .unwrap();
+    let out = data.signet(&[
+        "token",
+        "verify",
+        &t1,
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--audience",
+        "a",
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("revocation not checked"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -334,10 +334,10 @@ impl Ca {
         let max = self.settings.max_ttl(req.profile);
         match req.ttl {
             Some(ttl) if ttl > max => Err(Error::Policy(format!(
-                "ttl of {}s exceeds the {} profile's maximum of {}s",
-                ttl.as_secs(),
+                "a lifetime of {} exceeds the {} profile's maximum of {}",
+                span(ttl),
                 req.profile,
-                max.as_secs()
+                span(max)
             ))),
             Some(ttl) if ttl < Duration::from_secs(60) => {
                 Err(Error::Policy("ttl must be at least 60s".into()))
@@ -530,6 +530,16 @@ fn signed_crl(
     let issuer = Issuer::from_ca_cert_der(&issuer_der.to_vec().into(), key)?;
     let crl = params.signed_by(&issuer).map_err(|e| key.explain(e))?;
     Ok(crl.der().to_vec())
+}
+
+/// A lifetime as an operator reads it: days when it is whole days, else seconds.
+fn span(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= DAY && secs % DAY == 0 {
+        format!("{} days", secs / DAY)
+    } else {
+        format!("{secs}s")
+    }
 }
 
 /// The reason names accepted for revocation, as RFC 5280 spells them.

@@ -70,10 +70,23 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
                 (Some("1.2.840.10045.3.1.7"), _) => "ec-p256".to_string(),
                 (Some("1.3.132.0.34"), _) => "ec-p384".to_string(),
                 (other, _) => {
+                    let oid = other.unwrap_or("(none)");
+                    let name = match oid {
+                        "1.3.132.0.35" => "P-521 (secp521r1)",
+                        "1.3.132.0.10" => "secp256k1",
+                        "1.3.36.3.3.2.8.1.1.7" => "brainpoolP256r1",
+                        "1.3.36.3.3.2.8.1.1.11" => "brainpoolP384r1",
+                        "1.3.36.3.3.2.8.1.1.13" => "brainpoolP512r1",
+                        _ => "",
+                    };
+                    let named = if name.is_empty() {
+                        oid.to_string()
+                    } else {
+                        format!("{name}, OID {oid}")
+                    };
                     return Err(Error::CsrRefused(format!(
-                        "EC key on an unsupported curve {}",
-                        other.unwrap_or("(none)")
-                    )))
+                        "EC key on an unsupported curve: {named} (supported: P-256, P-384)"
+                    )));
                 }
             }
         }

@@ -423,8 +423,8 @@ pub struct PrincipalView {
     pub name: String,
     /// Scopes.
     pub scopes: Vec<String>,
-    /// When it was created (unix seconds).
-    pub created: i64,
+    /// When it was created (RFC 3339, as every other time in the API).
+    pub created: String,
     /// Who created it.
     pub created_by: String,
 }
@@ -434,7 +434,7 @@ impl From<&Principal> for PrincipalView {
         PrincipalView {
             name: p.name.clone(),
             scopes: p.scopes.clone(),
-            created: p.created,
+            created: format_time(p.created),
             created_by: p.created_by.clone(),
         }
     }

@@ -184,7 +184,7 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
                     "{:<32} {:<15} {:<8} {:<21} {}",
                     c.serial,
                     c.profile.name(),
-                    format!("{:?}", c.status).to_lowercase(),
+                    c.status.name(),
                     format_time(c.not_after),
                     c.subject
                 );

@@ -60,23 +60,30 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             );
         }
         KeyCommand::List => {
+            let keys = service.execute(&op, ListKeys).wait()?;
+            // Columns as wide as their longest value, so long names keep the table aligned.
+            let name_w = keys.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+            let spec_w = keys
+                .iter()
+                .map(|r| r.spec.to_string().len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
             println!(
-                "{:<24} {:<9} {:<32} {:<3} {:<21} STATE",
+                "{:<name_w$} {:<spec_w$} {:<32} {:<3} {:<20} STATE",
                 "NAME", "SPEC", "ID", "VER", "CREATED"
             );
-            for r in service.execute(&op, ListKeys).wait()? {
+            for r in keys {
                 let primary = r.version(r.primary);
                 let state = if r.deletion.is_some() {
-                    "pending-deletion".to_string()
+                    "pending-deletion"
                 } else {
-                    primary
-                        .map(|v| format!("{:?}", v.state).to_lowercase())
-                        .unwrap_or_default()
+                    primary.map(|v| v.state.name()).unwrap_or_default()
                 };
                 println!(
-                    "{:<24} {:<9} {:<32} {:<3} {:<21} {}",
+                    "{:<name_w$} {:<spec_w$} {:<32} {:<3} {:<20} {}",
                     r.name,
-                    r.spec,
+                    r.spec.to_string(),
                     primary
                         .map(|v| v.key_id.to_hex())
                         .unwrap_or_else(|| "-".into()),
@@ -214,11 +221,18 @@ pub(super) fn verify_token(
             let mut config = config;
             config.resolve();
             let issuer = configured.then(|| config.tokens.issuer.clone());
-            let jwks = super::with_service(config, |s| {
-                Ok(s.execute(&Caller::operator(), crate::service::ReadJwks)
-                    .wait()?
-                    .0)
+            let jti = jwt::parse(token).map(|p| p.claims.jti).unwrap_or_default();
+            let (jwks, revoked) = super::with_service(config, |s| {
+                let op = Caller::operator();
+                let jwks = s.execute(&op, crate::service::ReadJwks).wait()?.0;
+                let revoked = s
+                    .execute(&op, crate::service::TokenRevoked { jti })
+                    .wait()?;
+                Ok((jwks, revoked))
             })?;
+            if revoked {
+                bail!("invalid token: it has been revoked");
+            }
             (jwks, issuer)
         }
     };
@@ -227,7 +241,13 @@ pub(super) fn verify_token(
     let issuer = issuer.unwrap_or_else(|| parsed.claims.iss.clone());
     match jwt::check(&parsed, &keys, &issuer, audience, now()) {
         Ok((kid, claims)) => {
-            println!("valid token (kid {kid})");
+            if jwks_file.is_some() {
+                println!(
+                    "valid token (kid {kid}); revocation not checked: a JWKS file cannot say (verify on the data directory, or POST /v1/tokens/introspect)"
+                );
+            } else {
+                println!("valid token (kid {kid}), not revoked");
+            }
             println!("{}", serde_json::to_string_pretty(&claims)?);
             Ok(())
         }

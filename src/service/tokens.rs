@@ -200,6 +200,26 @@ impl Operation for Introspect {
     }
 }
 
+/// Whether a token id has been revoked (for `signet token verify` on the data directory).
+#[derive(Debug, Clone)]
+pub struct TokenRevoked {
+    /// The token's `jti`.
+    pub jti: String,
+}
+
+impl Operation for TokenRevoked {
+    type Output = bool;
+    fn action(&self) -> Action {
+        Action::TokenIntrospect
+    }
+    fn target(&self) -> String {
+        "token".into()
+    }
+    fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
+        s.store.token_revoked(&self.jti)
+    }
+}
+
 /// Revokes a token until it expires. Presenting the token lets its subject revoke it (the
 /// route's `OwnTokenOr` requirement, decided by [`Operation::owned_by`]).
 #[derive(Debug, Clone)]

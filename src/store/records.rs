@@ -16,6 +16,17 @@ pub enum VersionState {
     Destroyed,
 }
 
+impl VersionState {
+    /// The name in output and in the API (`enabled`, `disabled`, `destroyed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VersionState::Enabled => "enabled",
+            VersionState::Disabled => "disabled",
+            VersionState::Destroyed => "destroyed",
+        }
+    }
+}
+
 /// Where a version's key pair came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
