@@ -4,6 +4,6 @@
 # first start, listening on https://127.0.0.1:8443. Extra arguments go to `signet serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh service
 cargo build --release --quiet --bin signet
 exec ./target/release/signet serve "$@"

@@ -3,7 +3,34 @@
 # OpenSC (pkcs11-tool), OpenSSL and curl (independent checkers used by the tests), faketime,
 # p11-kit (the remote token), what kryoptic builds with (libclang, OpenSSL and sqlite headers),
 # and cargo-nextest when it is missing. Idempotent.
+#
+# `setup.sh service` installs only what building and running the service needs (what
+# `scripts/run.sh` calls): SoftHSM2, a C toolchain, pkg-config and libpcsclite (the YubiKey
+# backend links it), OpenSSL and curl. The test tooling (the rest) comes with `setup.sh`.
 set -euo pipefail
+
+install_missing() {
+  if [ $# -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing $*"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" ca-certificates >/dev/null
+  fi
+}
+
+if [ "${1:-}" = service ]; then
+  need=()
+  [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+  command -v cc >/dev/null || need+=(build-essential)
+  command -v pkg-config >/dev/null || need+=(pkg-config)
+  dpkg -s libpcsclite-dev >/dev/null 2>&1 || need+=(libpcsclite-dev)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v curl >/dev/null || need+=(curl)
+  install_missing "${need[@]}"
+  echo "setup: ok for the service ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2))"
+  exit 0
+fi
 
 need=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
@@ -35,13 +62,7 @@ command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # the OpenAPI validator
 command -v promtool >/dev/null || need+=(prometheus)  # promtool checks the /metrics page
 
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  echo "setup: installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" ca-certificates >/dev/null
-fi
+install_missing "${need[@]}"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
