@@ -259,12 +259,15 @@ pub struct Pkcs11Settings {
     pub pool_size: usize,
 }
 
+/// The token label used when none is configured.
+pub const DEFAULT_TOKEN_LABEL: &str = "signet";
+
 impl Default for Pkcs11Settings {
     fn default() -> Self {
         Pkcs11Settings {
             uri: None,
             module: None,
-            token_label: "signet".into(),
+            token_label: DEFAULT_TOKEN_LABEL.into(),
             slot: None,
             pin_file: None,
             pin_env: None,
@@ -307,6 +310,13 @@ impl Pkcs11Settings {
                 Some(p) if *p != pin => return conflict("pin_file"),
                 _ => self.pin_file = Some(pin),
             }
+        }
+        if let Some(token) = &uri.token {
+            // The default label stands for "not given"; any other must agree with the URI.
+            if self.token_label != DEFAULT_TOKEN_LABEL && self.token_label != *token {
+                return conflict("token_label");
+            }
+            self.token_label = token.clone();
         }
         if self.slot.is_some() {
             return conflict("slot");
@@ -636,6 +646,17 @@ impl PostgresSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.url.is_empty() {
             return invalid("store.url: set the PostgreSQL URL (postgresql://user@host:port/db)");
+        }
+        let userinfo = self
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?']).next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .map(|(user, _)| user);
+        if userinfo.is_some_and(|u| u.contains(':')) || self.url.contains("password=") {
+            return invalid(
+                "store.url carries a password: put it in store.password_file or store.password_env instead",
+            );
         }
         if self.pool_size == 0 || self.pool_size > 256 {
             return invalid("store.pool_size must be 1..=256");

@@ -1316,3 +1316,58 @@ fn refusals_name_days_and_curves_and_the_key_table_stays_aligned() {
         "{list}"
     );
 }
+
+/// `config check` refuses what `serve` would (a store URL carrying a password, a token label
+/// the URI contradicts) and shows the store and the token the URI names.
+#[test]
+fn config_check_shows_the_store_and_refuses_what_serve_would() {
+    let data = Data::new();
+    let check = |text_: &str| {
+        let conf = data.join("c.toml");
+        std::fs::write(&conf, text_).unwrap();
+        data.signet(&["--config", conf.to_str().unwrap(), "config", "check"])
+    };
+    let out = check(
+        "[store]\nkind = \"postgres\"\nurl = \"postgresql://signet:hunter2@db:5432/signet\"\n",
+    );
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("carries a password") && !t.contains("hunter2"),
+        "{t}"
+    );
+    let out = check("[store]\nkind = \"postgres\"\nurl = \"postgresql://signet@db1:5432,db2:5432/signet\"\npassword_file = \"/etc/signet/db.password\"\n");
+    assert!(
+        out.status.success()
+            && text(&out)
+                .contains("store         PostgreSQL postgresql://signet@db1:5432,db2:5432/signet"),
+        "{}",
+        text(&out)
+    );
+    let out = check("");
+    assert!(
+        out.status.success() && text(&out).contains("store         sled under"),
+        "{}",
+        text(&out)
+    );
+    let module = signet_softhsm::find_module().unwrap();
+    common::write_secret(&data.join("pin.txt"), "1234\n");
+    let uri = format!(
+        "pkcs11:token=ops?module-path={}&pin-source=file:{}",
+        module.display(),
+        data.join("pin.txt").display()
+    );
+    let out = check(&format!(
+        "[hsm]\nuri = \"{uri}\"\ntoken_label = \"other\"\n"
+    ));
+    assert!(
+        !out.status.success() && text(&out).contains("token_label"),
+        "{}",
+        text(&out)
+    );
+    let out = check(&format!("[hsm]\nuri = \"{uri}\"\n"));
+    assert!(
+        out.status.success() && text(&out).contains("(token \"ops\")"),
+        "{}",
+        text(&out)
+    );
+}

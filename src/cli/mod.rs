@@ -445,6 +445,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration is valid");
             println!("data_dir      {}", config.data_dir.display());
             println!("hsm           {}", config.hsm_summary());
+            match &config.store {
+                // Validated above: the URL holds no password.
+                crate::config::StoreConfig::Postgres(pg) => {
+                    println!("store         PostgreSQL {}", pg.url)
+                }
+                _ => println!(
+                    "store         sled under {}",
+                    config.paths().0.join("db").display()
+                ),
+            }
             println!("listen        {}", config.server.listen);
             println!("trust domain  {}", config.ca.trust_domain);
             Ok(())
