@@ -976,3 +976,36 @@ fn the_problem_type_base_is_configurable() {
         "https://docs.example/signet/problems/not-found"
     );
 }
+
+/// The audit read's bounds are the described ones: beyond them a 400, not a silent clamp.
+#[test]
+fn audit_read_bounds_are_enforced_as_described() {
+    let server = Server::start();
+    let admin = server.admin();
+    for query in ["after=9223372036854775808", "limit=0", "limit=10001"] {
+        let reply = admin.get(&format!("/v1/audit?{query}"));
+        assert_eq!(reply.status, 400, "{query}: {reply:?}");
+    }
+    for query in ["after=9223372036854775807", "limit=10000", "limit=1"] {
+        assert_eq!(
+            admin.get(&format!("/v1/audit?{query}")).status,
+            200,
+            "{query}"
+        );
+    }
+    let doc = admin.get("/v1/openapi.json").json();
+    let params = &doc["paths"]["/v1/audit"]["get"]["parameters"];
+    let limit = params
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 10000, "{limit}");
+    // JSON documents are described as objects.
+    let jwks = &doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]["content"];
+    assert_eq!(
+        jwks["application/jwk-set+json"]["schema"]["type"], "object",
+        "{jwks}"
+    );
+}

@@ -138,10 +138,17 @@ pub fn document() -> OpenApi {
                     .schema(Some(Ref::from_schema_name(schema.clone())))
                     .build(),
             ),
-            Answer::Other(media, what) => ResponseBuilder::new().description(*what).content(
-                *media,
-                ContentBuilder::new().schema(Some(string_schema())).build(),
-            ),
+            Answer::Other(media, what) => {
+                // A JSON document (the JWKS, the metadata, this description) is an object.
+                let schema = if media.ends_with("json") {
+                    ObjectBuilder::new().schema_type(Type::Object)
+                } else {
+                    string_schema()
+                };
+                ResponseBuilder::new()
+                    .description(*what)
+                    .content(*media, ContentBuilder::new().schema(Some(schema)).build())
+            }
             Answer::Empty => ResponseBuilder::new().description("Done; no body"),
         };
         let mut responses = ResponsesBuilder::new().response(io.status.to_string(), ok.build());

@@ -130,14 +130,27 @@ pub async fn problem(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Records after this sequence number (default 0: from the first).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<u64>,
+    /// How many records at most (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
 /// JSON lines, oldest first.
 pub async fn audit(ctx: Ctx, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
     let after = q.after.unwrap_or(0);
+    if after > i64::MAX as u64 {
+        return Err(ctx.bad(format!(
+            "after must be a sequence number, at most {}",
+            i64::MAX
+        )));
+    }
     let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ctx.bad("limit must be 1..=10000"));
+    }
     let records = ctx.execute(ReadAudit { after, limit }).await?;
     let mut out = Vec::new();
     for r in records {
