@@ -326,7 +326,7 @@ impl Ca {
                 if let Some(bad) = req.dns.iter().find(|d| !valid_dns_name(d)) {
                     return Err(Error::Policy(format!("{bad:?} is not a valid DNS name")));
                 }
-                if req.name.is_empty() || req.name.len() > 64 {
+                if req.name.is_empty() || req.name.chars().count() > 64 {
                     return Err(Error::Policy("server name must be 1-64 characters".into()));
                 }
             }

@@ -30,6 +30,12 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
+    /// 1-64 of A-Z a-z 0-9 - _ . (not starting with a dot).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+    )]
     name: String,
     #[serde(default = "default_spec")]
     #[schema(schema_with = super::model::key_spec_schema)]

@@ -94,6 +94,7 @@ pub fn document() -> OpenApi {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(1))
+                    .maximum(Some(u32::MAX))
             } else {
                 string_schema()
             };

@@ -58,6 +58,8 @@ pub struct IssueRequest {
     csr: String,
     #[schema(schema_with = super::model::profile_schema)]
     profile: Profile,
+    /// The principal (client) or the server's name, 1-64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
     #[serde(default)]
     dns: Vec<String>,
@@ -137,6 +139,12 @@ pub async fn revoke(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalRequest {
+    /// 1-64 of A-Z a-z 0-9 - _ . (not starting with a dot).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+    )]
     name: String,
     #[serde(default)]
     scopes: Vec<String>,

@@ -17,6 +17,8 @@ use crate::service::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
+    /// 1-256 characters.
+    #[schema(min_length = 1, max_length = 256)]
     audience: String,
     #[serde(default)]
     scope: Option<String>,

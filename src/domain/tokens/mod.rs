@@ -45,7 +45,7 @@ impl TokenRequest {
 
     /// Checks the request's own rules; returns the lifetime to use.
     pub fn validate(&self, config: &TokensConfig) -> Result<i64> {
-        if self.audience.is_empty() || self.audience.len() > 256 {
+        if self.audience.is_empty() || self.audience.chars().count() > 256 {
             return Err(Error::BadRequest(
                 "audience must be 1-256 characters".into(),
             ));
