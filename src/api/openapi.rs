@@ -40,7 +40,9 @@ fn problems(io: &Doc, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> 
     if io.request.is_some() {
         kinds.extend([RequestTimeout, PayloadTooLarge, UnsupportedMediaType]);
     }
-    if io.changes {
+    // A named resource can be in a state that refuses the request (a key scheduled for
+    // deletion asked to sign, a disabled or destroyed version): 409, changing or not.
+    if io.changes || has_path_params {
         kinds.push(Conflict);
     }
     if io.changes || matches!(io.answer, Answer::Json(_)) && io.request.is_some() {
