@@ -41,7 +41,7 @@ pub enum Error {
         reason: String,
     },
     /// No token or device matches the configuration.
-    #[error("no PKCS#11 token {0} found")]
+    #[error("{0}")]
     TokenNotFound(String),
     /// The PIN was refused. Nothing was changed.
     #[error("the token refused the PIN (incorrect PIN{})", retries_text(*retries_left))]

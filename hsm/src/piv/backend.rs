@@ -116,7 +116,7 @@ impl PivBackend {
                 let mut yk = Self::connect(&self.config)?;
                 if yk.serial().0 != self.serial {
                     return Err(Error::TokenNotFound(format!(
-                        "YubiKey with serial {} (another card, {}, is in the reader)",
+                        "no YubiKey with serial {} found (another card, {}, is in the reader)",
                         self.serial,
                         yk.serial().0
                     )));
@@ -143,7 +143,7 @@ impl PivBackend {
                 other => return other,
             }
         }
-        Err(Error::TokenNotFound("YubiKey".into()))
+        Err(Error::TokenNotFound("no YubiKey found".into()))
     }
 
     fn slot_for(&self, role: KeyRole, yk: &mut YubiKey) -> Result<u8> {

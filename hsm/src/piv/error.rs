@@ -12,7 +12,9 @@ pub(super) fn device(function: &str, e: yubikey::Error) -> Error {
             retries_left: Some(tries),
         },
         Y::PinLocked => Error::PinLocked,
-        Y::NotFound => Error::TokenNotFound("YubiKey (no PIV card in any PC/SC reader)".into()),
+        Y::NotFound => {
+            Error::TokenNotFound("no YubiKey found (no PIV card in any PC/SC reader)".into())
+        }
         other => {
             let fault = match other {
                 Y::PcscError { .. } | Y::AppletNotFound { .. } => Fault::SessionLost,

@@ -141,7 +141,13 @@ impl Pkcs11Backend {
         loop {
             match Self::open_once(&config) {
                 Err(e @ (Error::Device { .. } | Error::TokenNotFound(_))) if attempt < 6 => {
-                    tracing::warn!(error = %e, attempt, "opening the token failed; trying again");
+                    // A token not there yet is common at start (a network HSM's client still
+                    // connecting): only the final answer is worth a line; a device error is.
+                    if matches!(e, Error::TokenNotFound(_)) {
+                        tracing::debug!(error = %e, attempt, "no such token yet; trying again");
+                    } else {
+                        tracing::warn!(error = %e, attempt, "opening the token failed; trying again");
+                    }
                     std::thread::sleep(delay);
                     delay *= 2;
                     attempt += 1;

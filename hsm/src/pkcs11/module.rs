@@ -32,6 +32,7 @@ pub(crate) fn load(path: &Path) -> Result<Pkcs11> {
 
 /// The slot holding the selected token, and the token's label.
 pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, String)> {
+    let mut present = Vec::new();
     for slot in ctx
         .get_slots_with_initialized_token()
         .map_err(from_cryptoki)?
@@ -56,8 +57,21 @@ pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, St
         if found {
             return Ok((slot, label.to_string()));
         }
+        present.push(format!(
+            "{label:?} (slot {}, serial {})",
+            slot.id(),
+            info.serial_number().trim_end()
+        ));
     }
-    Err(Error::TokenNotFound(token.to_string()))
+    // Say what the module does have: the usual mistake is a label spelt differently.
+    let have = if present.is_empty() {
+        "the module has no initialised token".to_string()
+    } else {
+        format!("the module has {}", present.join(", "))
+    };
+    Err(Error::TokenNotFound(format!(
+        "no PKCS#11 token {token} found; {have}"
+    )))
 }
 
 /// Initialises a fresh token in the first slot with an uninitialised one, and sets its user PIN.
@@ -79,8 +93,9 @@ pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> R
             break;
         }
     }
-    let slot =
-        free.ok_or_else(|| Error::TokenNotFound("with a free (uninitialised) slot".into()))?;
+    let slot = free.ok_or_else(|| {
+        Error::TokenNotFound("no PKCS#11 slot with a free (uninitialised) token found".into())
+    })?;
     ctx.init_token(slot, &super::auth_pin(so_pin), label)
         .map_err(from_cryptoki)?;
     // SoftHSM2 moves a newly initialised token to a new slot id: look it up again.

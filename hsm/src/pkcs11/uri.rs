@@ -187,6 +187,11 @@ impl Pkcs11Uri {
             return Some(path.clone());
         }
         let name = self.module_name.as_ref()?;
+        // As p11-kit resolves a name: its module registry first (`softhsm2` ->
+        // /usr/share/p11-kit/modules/softhsm2.module -> `module: .../libsofthsm2.so`).
+        if let Some(path) = registered_module(name) {
+            return Some(path);
+        }
         let file = if name.ends_with(".so") {
             name.clone()
         } else {
@@ -238,6 +243,33 @@ impl Pkcs11Uri {
     }
 }
 
+/// The module file p11-kit's registry names for `name` (`/etc/pkcs11/modules/NAME.module`,
+/// then `/usr/share/p11-kit/modules/NAME.module`), when it exists.
+fn registered_module(name: &str) -> Option<PathBuf> {
+    if name.contains('/') || name.ends_with(".so") {
+        return None;
+    }
+    ["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"]
+        .iter()
+        .filter_map(|dir| {
+            std::fs::read_to_string(PathBuf::from(dir).join(format!("{name}.module"))).ok()
+        })
+        .find_map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("module:"))
+                .map(|m| PathBuf::from(m.trim()))
+                .map(|m| {
+                    if m.is_absolute() {
+                        m
+                    } else {
+                        // A relative name is in p11-kit's module directory.
+                        PathBuf::from("/usr/lib/x86_64-linux-gnu/pkcs11").join(m)
+                    }
+                })
+                .find(|m| m.exists())
+        })
+}
+
 impl fmt::Display for Pkcs11Uri {
     /// The canonical form; a PIN source is shown (it is a path, not a PIN).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,6 +315,22 @@ impl fmt::Display for Pkcs11Uri {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `module-name=softhsm2` finds the file p11-kit's registry names (Debian's softhsm2
+    /// package installs `/usr/share/p11-kit/modules/softhsm2.module`), not a guessed one.
+    #[test]
+    fn a_module_name_resolves_through_the_p11_kit_registry() {
+        let registry = std::path::Path::new("/usr/share/p11-kit/modules/softhsm2.module");
+        let text = std::fs::read_to_string(registry).expect("softhsm2's p11-kit module file");
+        let named = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("module:"))
+            .map(|m| PathBuf::from(m.trim()))
+            .unwrap();
+        let uri = Pkcs11Uri::parse("pkcs11:token=x?module-name=softhsm2").unwrap();
+        assert_eq!(uri.module(), Some(named.clone()));
+        assert!(named.exists(), "{}", named.display());
+    }
 
     #[test]
     fn the_rfc_and_p11tool_forms_parse() {
