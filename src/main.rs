@@ -21,9 +21,12 @@ fn main() -> std::process::ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
         // cryptoki logs an ERROR for every mechanism number it has no name for, and for closing
-        // sessions that a token already dropped: noise, not information.
+        // sessions that a token already dropped: noise, not information. PostgreSQL's NOTICEs
+        // ("relation already exists, skipping" at every start) come at INFO from the client.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("{level},cryptoki=off,sled=warn"))
+            tracing_subscriber::EnvFilter::new(format!(
+                "{level},cryptoki=off,sled=warn,tokio_postgres=warn"
+            ))
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -53,6 +53,22 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Store(StoreError::Unavailable(format!("PostgreSQL: {e}")))
 }
 
+/// An error with every cause it carries ("error connecting to server: Connection refused
+/// (os error 111)"), the client's top line alone saying little.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn db_error(e: tokio_postgres::Error) -> Error {
     // The server's own message (never the password: the client does not echo it), without the
     // SQLSTATE noise of the Debug form. A lost connection, a server shutting down or out of
@@ -67,7 +83,7 @@ fn db_error(e: tokio_postgres::Error) -> Error {
             }
         }
         // Not the server's answer: the connection failed (I/O, closed, timed out).
-        None => unavailable(e),
+        None => unavailable(with_causes(&e)),
     }
 }
 
@@ -88,6 +104,8 @@ pub struct Db {
     pool: Pool,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
+    /// Where the database is (the URL without any password), for errors.
+    target: Arc<str>,
     /// Dropped with the last clone: the runtime's thread then ends.
     _stop: Arc<tokio::sync::oneshot::Sender<()>>,
 }
@@ -117,7 +135,8 @@ impl Db {
     ) -> Result<Self> {
         let mut config: tokio_postgres::Config = settings.url.parse().map_err(|e| {
             Error::Store(StoreError::Engine(format!(
-                "store.url is not a PostgreSQL URL: {e}"
+                "store.url is not a PostgreSQL URL: {}",
+                with_causes(&e)
             )))
         })?;
         if config.get_password().is_some() {
@@ -164,6 +183,7 @@ impl Db {
             pool,
             runtime,
             timeout,
+            target: redacted(&settings.url).into(),
             _stop: Arc::new(stop),
         })
     }
@@ -177,6 +197,7 @@ impl Db {
         Fut: Future<Output = Result<T>> + Send,
     {
         let pool = self.pool.clone();
+        let target = self.target.clone();
         // The call's own limit, or less: what is left of the request's deadline.
         let timeout = crate::store::deadline::remaining(self.timeout);
         if timeout.is_zero() {
@@ -191,10 +212,10 @@ impl Db {
                 // refused): the database is unavailable to this node.
                 let client = pool.get().await.map_err(|e| match e {
                     deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
-                        Some(db) => unavailable(db.message()),
-                        None => unavailable(e),
+                        Some(db) => unavailable(format!("{} (at {target})", db.message())),
+                        None => unavailable(format!("{} (at {target})", with_causes(&e))),
                     },
-                    other => unavailable(format!("no database connection: {other}")),
+                    other => unavailable(format!("no database connection at {target}: {other}")),
                 })?;
                 op(client).await
             };
