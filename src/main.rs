@@ -23,9 +23,11 @@ fn main() -> std::process::ExitCode {
         // cryptoki logs an ERROR for every mechanism number it has no name for, and for closing
         // sessions that a token already dropped: noise, not information. PostgreSQL's NOTICEs
         // ("relation already exists, skipping" at every start) come at INFO from the client.
+        // The yubikey crate logs an ERROR for every reader without a card (a second, empty
+        // reader at every command); Signet reports what failed in its own words.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!(
-                "{level},cryptoki=off,sled=warn,tokio_postgres=warn"
+                "{level},cryptoki=off,yubikey=off,sled=warn,tokio_postgres=warn"
             ))
         });
     let builder = tracing_subscriber::fmt()
