@@ -477,3 +477,52 @@ fn keys_are_destroyed_once_their_deletion_window_has_passed() {
         "{t}"
     );
 }
+
+/// `serve --demo` seeds principals, keys and bundles, and its printed curl lines work as
+/// printed: the signer signs, the reader reads and cannot sign. A second start adds nothing.
+#[test]
+fn demo_start_seeds_and_its_curl_lines_work() {
+    // `--demo` belongs after `serve`, which the helper writes last: a shell appends it.
+    let demo = ["sh", "-c", "exec \"$@\" --demo", "sh"];
+    let server = Server::start_with(Data::new(), &[], &demo, &[], None);
+    let line = |prefix: &str| {
+        server
+            .stdout
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", server.stdout))
+    };
+    let sign = line("demo: sign:  ");
+    let read = line("demo: read:  ");
+    let run = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{cmd} -sS -w '\\n%{{http_code}}'"))
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let signed = run(&sign);
+    assert!(
+        signed.trim_end().ends_with("200") && signed.contains("\"signature\""),
+        "{signed}"
+    );
+    let listed = run(&read);
+    assert!(
+        listed.trim_end().ends_with("200") && listed.contains("demo-rsa"),
+        "{listed}"
+    );
+    // The reader holds no signing scope: its certificate on the sign line is refused.
+    let refused = run(&sign.replace("demo-signer", "demo-reader"));
+    assert!(refused.trim_end().ends_with("403"), "{refused}");
+    let data = server.stop();
+    let again = Server::start_with(data, &[], &demo, &[], None);
+    assert!(
+        !again
+            .stdout
+            .iter()
+            .any(|l| l.starts_with("demo: principal") || l.starts_with("demo: key")),
+        "{:?}",
+        again.stdout
+    );
+}

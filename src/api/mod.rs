@@ -281,7 +281,11 @@ fn hardening_headers(headers: &mut axum::http::HeaderMap) {
 }
 
 /// `signet serve`: builds a runtime and serves until SIGINT/SIGTERM.
-pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub fn serve_blocking(
+    config: Config,
+    listen: Option<SocketAddr>,
+    demo: bool,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.io_threads())
         .enable_all()
@@ -305,6 +309,12 @@ pub fn serve_blocking(config: Config, listen: Option<SocketAddr>) -> anyhow::Res
             None => None,
         };
         let (service, tls) = prepare(config).await?;
+        if demo {
+            let (s, base) = (service.clone(), service.config().server.public_url());
+            for line in tokio::task::spawn_blocking(move || s.seed_demo(&base)).await?? {
+                println!("{line}");
+            }
+        }
         let publication = match publication {
             Some(listener) => {
                 println!(

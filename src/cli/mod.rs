@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Address to listen on (overrides server.listen).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Seed a few principals (demo-signer, demo-reader), keys (demo-es256, demo-rsa) and their
+    /// client bundles where missing, and print a curl line for each, to explore the API.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// `signet key …`.
@@ -440,7 +444,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // environment (the embedded token's SoftHSM2 configuration).
     crate::service::prepare_process(&config);
     match cli.command {
-        Command::Serve(args) => crate::api::serve_blocking(config, args.listen),
+        Command::Serve(args) => crate::api::serve_blocking(config, args.listen, args.demo),
         Command::Config(ConfigCommand::Check) => {
             println!("configuration is valid");
             println!("data_dir      {}", config.data_dir.display());
