@@ -1002,6 +1002,18 @@ fn audit_read_bounds_are_enforced_as_described() {
         .find(|p| p["name"] == "limit")
         .unwrap();
     assert_eq!(limit["schema"]["maximum"], 10000, "{limit}");
+    // Bounds the configuration sets are the ones described (defaults: 100 items, 3600 s).
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        (
+            &schemas["BatchRequest"]["properties"]["items"]["minItems"],
+            &schemas["BatchRequest"]["properties"]["items"]["maxItems"]
+        ),
+        (&json!(1), &json!(100))
+    );
+    assert_eq!(schemas["IssueBody"]["properties"]["ttl"]["maximum"], 3600);
+    let empty = admin.post("/v1/keys/none/sign-batch", &json!({"items": []}));
+    assert_eq!(empty.status, 400, "{empty:?}");
     // JSON documents are described as objects.
     let jwks = &doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]["content"];
     assert_eq!(

@@ -76,7 +76,8 @@ pub fn router(state: AppState) -> Router {
         router = router.route(route.path, route.method_router());
     }
     // Built once; every answer shares it.
-    ops::DOCUMENT.get_or_init(|| openapi::document().to_pretty_json().unwrap_or_default());
+    let config = state.service.config().clone();
+    ops::DOCUMENT.get_or_init(|| openapi::document_for(&config));
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

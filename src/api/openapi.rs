@@ -59,6 +59,30 @@ fn string_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
+/// The document as this server's configuration bounds it (JSON): the batch size and the
+/// token lifetime it enforces are the ones described.
+pub fn document_for(config: &crate::config::Config) -> String {
+    let Ok(mut doc) = serde_json::to_value(document()) else {
+        return "{}".into();
+    };
+    let schemas = &mut doc["components"]["schemas"];
+    if let Some(items) = schemas
+        .pointer_mut("/BatchRequest/properties/items")
+        .and_then(|v| v.as_object_mut())
+    {
+        items.insert("minItems".into(), 1.into());
+        items.insert("maxItems".into(), config.server.sign_batch_max.into());
+    }
+    if let Some(ttl) = schemas
+        .pointer_mut("/IssueBody/properties/ttl")
+        .and_then(|v| v.as_object_mut())
+    {
+        ttl.insert("minimum".into(), 1.into());
+        ttl.insert("maximum".into(), config.tokens.max_ttl_secs.into());
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
 /// The document for this server.
 pub fn document() -> OpenApi {
     let mut paths = Paths::new();
