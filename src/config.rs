@@ -13,6 +13,9 @@ use serde::Deserialize;
 use signet_hsm::{KeySpec, SignatureAlgorithm};
 
 /// Overrides `data_dir`.
+/// The annotated configuration file (`signet config example`): every setting with its default.
+pub const EXAMPLE: &str = include_str!("signet.example.toml");
+
 pub const ENV_DATA_DIR: &str = "SIGNET_DATA_DIR";
 /// Overrides `server.listen`.
 pub const ENV_LISTEN: &str = "SIGNET_LISTEN";
@@ -1065,7 +1068,7 @@ mod tests {
 
     #[test]
     fn reference_config_parses_and_validates() {
-        let text = include_str!("signet.example.toml");
+        let text = EXAMPLE;
         let config = Config::parse(text).expect("reference config parses");
         config.validate().expect("reference config is valid");
     }

@@ -1371,3 +1371,23 @@ fn config_check_shows_the_store_and_refuses_what_serve_would() {
         text(&out)
     );
 }
+
+/// `signet config example` prints a file `config check` accepts, without needing one first.
+#[test]
+fn the_printed_example_configuration_checks() {
+    let data = Data::new();
+    let out = Command::new(common::BIN)
+        .args(["--config", "/nonexistent.toml", "config", "example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file = data.join("example.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    assert!(text(&out).contains("[publish]") && text(&out).contains("public_url"));
+    let out = data.signet(&["--config", file.to_str().unwrap(), "config", "check"]);
+    assert!(
+        out.status.success() && text(&out).contains("configuration is valid"),
+        "{}",
+        text(&out)
+    );
+}

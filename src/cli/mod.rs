@@ -40,7 +40,7 @@ pub struct Cli {
     /// the config, else ./signet-data].
     #[arg(long, global = true, value_name = "DIR", env = "SIGNET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Configuration file (TOML); see src/signet.example.toml.
+    /// Configuration file (TOML); `signet config example` prints an annotated one.
     #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CONFIG")]
     pub config: Option<PathBuf>,
     /// The token as a PKCS#11 URI (RFC 7512), e.g.
@@ -334,6 +334,8 @@ pub enum PrincipalCommand {
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective values.
     Check,
+    /// Print an annotated configuration file with every setting and its default.
+    Example,
 }
 
 /// `signet token …`.
@@ -439,12 +441,19 @@ fn inspecting<T>(
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // Needs no configuration (it is what one starts from).
+    if matches!(cli.command, Command::Config(ConfigCommand::Example)) {
+        print!("{}", crate::config::EXAMPLE);
+        return Ok(());
+    }
     let config = load_config(&cli)?;
     // While this is the process's only thread: what the PKCS#11 module reads from the
     // environment (the embedded token's SoftHSM2 configuration).
     crate::service::prepare_process(&config);
     match cli.command {
         Command::Serve(args) => crate::api::serve_blocking(config, args.listen, args.demo),
+        // Answered before the configuration is loaded.
+        Command::Config(ConfigCommand::Example) => Ok(()),
         Command::Config(ConfigCommand::Check) => {
             println!("configuration is valid");
             println!("data_dir      {}", config.data_dir.display());
