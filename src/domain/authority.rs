@@ -876,17 +876,12 @@ impl Authority<'_> {
         self.keep_crl(false, number, der)
     }
 
-    /// Whether the stored CRL is older than half its validity.
-    pub fn crl_stale(&self) -> Result<bool> {
-        self.stale(self.store.crl()?)
-    }
-
-    fn stale(&self, record: Option<CrlRecord>) -> Result<bool> {
+    /// The stored CRL's DER while it is younger than half its validity (`None`: make another).
+    fn fresh(&self, record: Option<CrlRecord>) -> Option<Vec<u8>> {
         let half = (self.config.ca.crl_validity_days * 24 * 3600 / 2) as i64;
-        Ok(match record {
-            Some(rec) => now() - rec.generated >= half,
-            None => true,
-        })
+        record
+            .filter(|rec| now() - rec.generated < half)
+            .map(|rec| rec.der)
     }
 
     /// Signs a new root CRL (ARL) in the token with the root key, stores it and writes
@@ -939,46 +934,50 @@ impl Authority<'_> {
         Ok(record.der)
     }
 
-    /// The file published as `name` (see [`signet_pki::publication`]): the root and
-    /// intermediate certificates (the current one and previous ones still valid) and the
-    /// stored CRLs (the root's, and the current intermediate's), DER. `None` for any other
-    /// name.
-    pub fn published(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    /// Every file published now (see [`signet_pki::publication`]), by name: the root and
+    /// intermediate certificates (the current one and previous ones still kept) and the
+    /// stored CRLs (the root's, and the current intermediate's).
+    fn publications(record: &CaRecord) -> Vec<(String, Published<'_>)> {
         use signet_pki::publication as p;
+        let mut out = vec![
+            (
+                p::ROOT_CERT.to_string(),
+                Published::Cert(&record.root.serial),
+            ),
+            (p::ROOT_CRL.to_string(), Published::Arl),
+            (
+                p::intermediate_crl(&record.intermediate.serial),
+                Published::Crl,
+            ),
+        ];
+        let intermediates =
+            std::iter::once(&record.intermediate).chain(&record.previous_intermediates);
+        out.extend(intermediates.map(|int| {
+            (
+                p::intermediate_cert(&int.serial),
+                Published::Cert(&int.serial),
+            )
+        }));
+        out
+    }
+
+    fn fetch(&self, what: &Published<'_>) -> Result<Option<Vec<u8>>> {
+        match what {
+            Published::Cert(serial) => self.cert_der(serial).map(Some),
+            Published::Crl => Ok(self.store.crl()?.map(|r| r.der)),
+            Published::Arl => Ok(self.store.arl()?.map(|r| r.der)),
+        }
+    }
+
+    /// The file published as `name`, DER; `None` for any other name.
+    pub fn published(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let Some(record) = self.store.ca()? else {
             return Ok(None);
         };
-        if name == p::ROOT_CERT {
-            return self.cert_der(&record.root.serial).map(Some);
+        match Self::publications(&record).iter().find(|(n, _)| n == name) {
+            Some((_, what)) => self.fetch(what),
+            None => Ok(None),
         }
-        if name == p::ROOT_CRL {
-            return Ok(self.store.arl()?.map(|r| r.der));
-        }
-        if name == p::intermediate_crl(&record.intermediate.serial) {
-            return Ok(self.store.crl()?.map(|r| r.der));
-        }
-        let current = std::iter::once(&record.intermediate);
-        for int in current.chain(&record.previous_intermediates) {
-            if name == p::intermediate_cert(&int.serial) {
-                return self.cert_der(&int.serial).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The names of every file [`Authority::published`] serves now.
-    pub fn published_names(&self) -> Result<Vec<String>> {
-        use signet_pki::publication as p;
-        let Some(record) = self.store.ca()? else {
-            return Ok(Vec::new());
-        };
-        let mut names = vec![p::ROOT_CERT.to_string(), p::ROOT_CRL.to_string()];
-        names.push(p::intermediate_crl(&record.intermediate.serial));
-        names.push(p::intermediate_cert(&record.intermediate.serial));
-        for int in &record.previous_intermediates {
-            names.push(p::intermediate_cert(&int.serial));
-        }
-        Ok(names)
     }
 
     /// Writes every published file to `publish.dir` (when configured), replacing those that
@@ -987,9 +986,12 @@ impl Authority<'_> {
         let Some(dir) = &self.config.publish.dir else {
             return Ok(());
         };
+        let Some(record) = self.store.ca()? else {
+            return Ok(());
+        };
         std::fs::create_dir_all(dir)?;
-        for name in self.published_names()? {
-            if let Some(der) = self.published(&name)? {
+        for (name, what) in Self::publications(&record) {
+            if let Some(der) = self.fetch(&what)? {
                 let path = dir.join(&name);
                 if std::fs::read(&path).ok().as_deref() != Some(der.as_slice()) {
                     write_public(&path, &der)?;
@@ -1002,22 +1004,28 @@ impl Authority<'_> {
     /// The current root CRL (ARL), made when there is none and regenerated when half its
     /// validity has passed. Returns DER.
     pub fn current_arl(&self) -> Result<Vec<u8>> {
-        let stored = self.store.arl()?;
-        if !self.stale(stored.clone())? {
-            if let Some(rec) = stored {
-                return Ok(rec.der);
-            }
+        match self.fresh(self.store.arl()?) {
+            Some(der) => Ok(der),
+            None => self.regenerate_arl(),
         }
-        self.regenerate_arl()
     }
 
     /// The current CRL, regenerated when half its validity has passed. Returns DER.
     pub fn current_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
-        if !self.crl_stale()? {
-            if let Some(rec) = self.store.crl()? {
-                return Ok(rec.der);
-            }
+        match self.fresh(self.store.crl()?) {
+            Some(der) => Ok(der),
+            None => self.regenerate_crl(ca),
         }
-        self.regenerate_crl(ca)
     }
+}
+
+/// Where a published file's contents come from.
+#[derive(Debug, Clone, Copy)]
+enum Published<'a> {
+    /// A CA certificate, by serial.
+    Cert(&'a str),
+    /// The intermediate's stored CRL.
+    Crl,
+    /// The root's stored CRL (ARL).
+    Arl,
 }
