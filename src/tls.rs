@@ -209,13 +209,6 @@ impl ClientVerifier {
 /// The most a handshake waits for the store's revocation answer.
 const HANDSHAKE_STORE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The serial of a certificate, lower-case hex.
-pub fn serial_of(der: &[u8]) -> Option<String> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
-    Some(hex::encode(cert.raw_serial()))
-}
-
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
@@ -228,9 +221,9 @@ impl ClientCertVerifier for ClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.verify_path(end_entity, intermediates, now)?;
-        let serial = serial_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::BadEncoding,
-        ))?;
+        let serial = signet_pki::serial_of(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
         // A short look at the store: a handshake must not hold an async worker for a whole
         // database timeout.
         let deadline = std::time::Instant::now() + HANDSHAKE_STORE_BUDGET;

@@ -203,14 +203,25 @@ pub fn build_intermediate(
     Ok(cert.der().to_vec())
 }
 
-fn not_after_of(der: &[u8]) -> Result<OffsetDateTime> {
+/// A certificate parsed, or a parse error naming `what` it was.
+fn parse_cert<'a>(
+    der: &'a [u8],
+    what: &'static str,
+) -> Result<x509_parser::certificate::X509Certificate<'a>> {
     use x509_parser::prelude::FromDer;
-    let (_, cert) =
-        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
-            what: "CA certificate",
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .map(|(_, cert)| cert)
+        .map_err(|e| Error::Parse {
+            what,
             detail: e.to_string(),
-        })?;
-    Ok(cert.validity().not_after.to_datetime())
+        })
+}
+
+fn not_after_of(der: &[u8]) -> Result<OffsetDateTime> {
+    Ok(parse_cert(der, "CA certificate")?
+        .validity()
+        .not_after
+        .to_datetime())
 }
 
 /// The issuing CA: the intermediate's HSM key and certificate, with the root above it.
@@ -576,23 +587,11 @@ pub fn parse_reason(name: &str) -> Result<RevocationReason> {
 
 /// A certificate's serial as its DER bytes in lower-case hex (as Signet's records name it).
 pub fn serial_of(der: &[u8]) -> Result<String> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) =
-        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
-    Ok(hex::encode(cert.raw_serial()))
+    Ok(hex::encode(parse_cert(der, "certificate")?.raw_serial()))
 }
 
 fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) =
-        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Parse {
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
-    Ok(cert.public_key().raw.to_vec())
+    Ok(parse_cert(der, "certificate")?.public_key().raw.to_vec())
 }
 
 /// A certificate as PEM.
