@@ -90,11 +90,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| "-".into());
+    let id = problem::request_id(req.extensions());
     Problem::new(
         ProblemType::MethodNotAllowed,
         format!("{} is not allowed on this route", req.method()),
@@ -103,11 +99,7 @@ async fn method_not_allowed(req: Request) -> Problem {
 }
 
 async fn not_found(req: Request) -> Problem {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| "-".into());
+    let id = problem::request_id(req.extensions());
     Problem::new(ProblemType::NotFound, "no such route", &id)
 }
 
@@ -223,22 +215,13 @@ fn oversized(req: &Request, id: &str) -> Option<Problem> {
 
 /// The content type, when it is one a cross-site HTML form can send without a preflight.
 fn simple_form_type(headers: &axum::http::HeaderMap) -> Option<&'static str> {
-    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     [
         "application/x-www-form-urlencoded",
         "multipart/form-data",
         "text/plain",
     ]
     .into_iter()
-    .find(|t| *t == essence)
+    .find(|t| problem::has_content_type(headers, t))
 }
 
 /// Echoes the request id, counts and logs the answer.

@@ -123,9 +123,9 @@ pub struct Ctx {
     pub executor: Arc<super::executor::Executor>,
 }
 
-fn request_id(parts: &Parts) -> String {
-    parts
-        .extensions
+/// The request's id (see `RequestId`), `-` before one is given.
+pub(super) fn request_id(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_else(|| "-".into())
@@ -138,7 +138,7 @@ impl FromRequestParts<AppState> for Ctx {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let request_id = request_id(parts);
+        let request_id = request_id(&parts.extensions);
         let Some(identity) = parts.extensions.get::<ClientIdentity>().cloned() else {
             // Cannot happen behind the TLS listener: every connection has a verified certificate.
             return Err(Problem::new(
@@ -240,11 +240,16 @@ pub struct ApiJson<T>(pub T);
 
 /// Whether a request says its body is JSON (`application/json`, with or without parameters).
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    has_content_type(headers, "application/json")
+}
+
+/// Whether a request's `Content-Type` is `essence` (any case, with or without parameters).
+pub(super) fn has_content_type(headers: &axum::http::HeaderMap, essence: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(essence))
 }
 
 /// An oversized body is read (and thrown away) up to this many times the limit before the 413
@@ -305,11 +310,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| "-".into());
+        let request_id = request_id(req.extensions());
         // A browser can send a form cross-site without asking; it cannot send application/json.
         if !is_json(req.headers()) {
             return Err(Problem::new(
@@ -325,14 +326,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
 /// Whether a request says its body is an HTML form (`application/x-www-form-urlencoded`).
 fn is_form(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+    has_content_type(headers, "application/x-www-form-urlencoded")
 }
 
 /// A body of type `T` sent as JSON or as a form (`application/x-www-form-urlencoded`), for
@@ -350,11 +344,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonOrForm<T> {
                 .await
                 .map(|ApiJson(v)| JsonOrForm(v));
         }
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| "-".into());
+        let request_id = request_id(req.extensions());
         let bytes = read_body(req, state, &request_id).await?;
         serde_urlencoded::from_bytes(&bytes)
             .map(JsonOrForm)
@@ -412,7 +402,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
                     "invalid query string: {}",
                     crate::support::text::echo(&e.body_text())
                 ),
-                &request_id(parts),
+                &request_id(&parts.extensions),
             )),
         }
     }
@@ -434,7 +424,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
                     "invalid path: {}",
                     crate::support::text::echo(&e.body_text())
                 ),
-                &request_id(parts),
+                &request_id(&parts.extensions),
             )),
         }
     }
