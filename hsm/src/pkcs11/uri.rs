@@ -188,14 +188,13 @@ impl Pkcs11Uri {
         }
         let name = self.module_name.as_ref()?;
         // As p11-kit resolves a name: its module registry first (`softhsm2` ->
-        // /usr/share/p11-kit/modules/softhsm2.module -> `module: .../libsofthsm2.so`).
-        if let Some(path) = registered_module(name) {
-            return Some(path);
-        }
-        let file = if name.ends_with(".so") {
-            name.clone()
-        } else {
-            format!("{name}.so")
+        // /usr/share/p11-kit/modules/softhsm2.module -> `module: .../libsofthsm2.so`); a
+        // relative file there is looked for where modules are kept, as a bare name is.
+        let file = match registered_module(name) {
+            Some(path) if path.is_absolute() => return Some(path),
+            Some(relative) => relative.to_string_lossy().into_owned(),
+            None if name.ends_with(".so") => name.clone(),
+            None => format!("{name}.so"),
         };
         let dirs = [
             "/usr/lib/x86_64-linux-gnu/pkcs11",
@@ -243,8 +242,9 @@ impl Pkcs11Uri {
     }
 }
 
-/// The module file p11-kit's registry names for `name` (`/etc/pkcs11/modules/NAME.module`,
-/// then `/usr/share/p11-kit/modules/NAME.module`), when it exists.
+/// The `module:` line p11-kit's registry holds for `name` (`/etc/pkcs11/modules/NAME.module`,
+/// then `/usr/share/p11-kit/modules/NAME.module`): an absolute path that exists, or a file
+/// name relative to the module directories.
 fn registered_module(name: &str) -> Option<PathBuf> {
     if name.contains('/') || name.ends_with(".so") {
         return None;
@@ -258,15 +258,7 @@ fn registered_module(name: &str) -> Option<PathBuf> {
             text.lines()
                 .filter_map(|l| l.trim().strip_prefix("module:"))
                 .map(|m| PathBuf::from(m.trim()))
-                .map(|m| {
-                    if m.is_absolute() {
-                        m
-                    } else {
-                        // A relative name is in p11-kit's module directory.
-                        PathBuf::from("/usr/lib/x86_64-linux-gnu/pkcs11").join(m)
-                    }
-                })
-                .find(|m| m.exists())
+                .find(|m| m.is_relative() || m.exists())
         })
 }
 
