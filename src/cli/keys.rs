@@ -204,6 +204,8 @@ pub(super) fn verify_token(
     jwks_file: Option<&Path>,
     audience: Option<&str>,
 ) -> anyhow::Result<()> {
+    // Parsed once; a token that does not parse is reported after the keys are read, as before.
+    let parsed = jwt::parse(token);
     let (jwks, issuer) = match jwks_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -221,7 +223,10 @@ pub(super) fn verify_token(
             let mut config = config;
             config.resolve();
             let issuer = configured.then(|| config.tokens.issuer.clone());
-            let jti = jwt::parse(token).map(|p| p.claims.jti).unwrap_or_default();
+            let jti = parsed
+                .as_ref()
+                .map(|p| p.claims.jti.clone())
+                .unwrap_or_default();
             let (jwks, revoked) = super::with_service(config, |s| {
                 let op = Caller::operator();
                 let jwks = s.execute(&op, crate::service::ReadJwks).wait()?.0;
@@ -237,7 +242,7 @@ pub(super) fn verify_token(
         }
     };
     let keys = jwk::keys_from_jwks(&jwks)?;
-    let parsed = jwt::parse(token).map_err(|e| anyhow::anyhow!("invalid token: {e}"))?;
+    let parsed = parsed.map_err(|e| anyhow::anyhow!("invalid token: {e}"))?;
     let issuer = issuer.unwrap_or_else(|| parsed.claims.iss.clone());
     match jwt::check(&parsed, &keys, &issuer, audience, now()) {
         Ok((kid, claims)) => {
