@@ -90,7 +90,19 @@ fn every_action_is_recorded_with_principal_and_outcome() {
     let anonymous = common::Client::new(&server.data.join("ca/root.pem"), None, &server);
     assert!(anonymous.try_get("/healthz").is_err());
 
-    let log = records(&admin.get("/v1/audit?limit=10000").body);
+    // A refused handshake is recorded without holding the connection (the record is queued),
+    // so it may land a moment after the client has seen the refusal: wait for it, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = records(&admin.get("/v1/audit?limit=10000").body);
+        let seen = log
+            .iter()
+            .any(|r| r["action"] == "tls.handshake" && r["outcome"] == "denied");
+        if seen || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let find = |action: &str, principal: &str, outcome: &str| {
         log.iter()
             .find(|r| {
