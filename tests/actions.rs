@@ -58,6 +58,7 @@ fn example(route: &Route, server: &Server, admin: &Client, n: usize) -> Option<E
     };
     Some(match route.id {
         "keyList" => ex("/v1/keys", json!(null), "*"),
+        "keyListUsable" => ex("/v1/me/keys", json!(null), "*"),
         "keyRead" => ex("/v1/keys/m-1", json!(null), "m-1"),
         "keyVersions" => ex("/v1/keys/m-1/versions?state=enabled", json!(null), "m-1"),
         "keyCreate" => ex(

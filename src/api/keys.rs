@@ -9,14 +9,14 @@ use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
 use super::model::{
     BatchItemView, BatchView, KeyList, KeySummary, KeyVersionList, KeyView, SignatureView,
-    VerifyView,
+    UsableKeyList, UsableKeyView, VerifyView,
 };
 use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
 use crate::service::{
-    AttestKey, CreateKey, ListKeyVersions, ListKeys, ManageKey, ReadKey, Sign, SignBatch, SignItem,
-    Verify, VerifyItem,
+    AttestKey, CreateKey, ListKeyVersions, ListKeys, ListUsableKeys, ManageKey, ReadKey, Sign,
+    SignBatch, SignItem, Verify, VerifyItem,
 };
 use crate::store::VersionState;
 
@@ -24,6 +24,19 @@ pub async fn list(ctx: Ctx) -> ApiResult<Json<KeyList>> {
     let records = ctx.execute(ListKeys).await?;
     Ok(Json(KeyList {
         keys: records.iter().map(KeySummary::from).collect(),
+    }))
+}
+
+pub async fn usable(ctx: Ctx) -> ApiResult<Json<UsableKeyList>> {
+    let keys = ctx.execute(ListUsableKeys).await?;
+    Ok(Json(UsableKeyList {
+        keys: keys
+            .iter()
+            .map(|k| UsableKeyView {
+                key: KeyView::from(&k.detail),
+                may_sign: k.may_sign,
+            })
+            .collect(),
     }))
 }
 

@@ -84,6 +84,25 @@ pub struct KeyList {
     pub keys: Vec<KeySummary>,
 }
 
+/// A key the caller may use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsableKeyView {
+    /// The key, its versions and their public keys.
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// The caller may sign with it (`keys:sign:<pattern>` matches); otherwise it may only read
+    /// and verify.
+    pub may_sign: bool,
+}
+
+/// The keys the caller may use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsableKeyList {
+    /// Every key the caller may read, verify or sign with, with its versions' key ids and
+    /// public keys.
+    pub keys: Vec<UsableKeyView>,
+}
+
 /// A key's versions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyVersionList {

@@ -248,6 +248,19 @@ pub const ROUTES: &[Route] = &[
         || Doc::new("List keys", KEYS).json::<KeyList>(),
     ),
     get(
+        Action::KeyListUsable,
+        "/v1/me/keys",
+        "keyListUsable",
+        |f| on(f, keys::usable),
+        || {
+            Doc::new(
+                "The keys the caller may read, verify or sign with, each with its versions' key ids and public keys (what the PKCS#11 module shows as objects)",
+                KEYS,
+            )
+            .json::<UsableKeyList>()
+        },
+    ),
+    get(
         Action::KeyRead,
         "/v1/keys/{name}",
         "keyRead",

@@ -57,6 +57,9 @@ impl Requirement {
 pub enum Action {
     /// List keys.
     KeyList,
+    /// The keys the caller may use, with their versions' public keys (what a PKCS#11 module
+    /// shows as objects).
+    KeyListUsable,
     /// Show one key.
     KeyRead,
     /// Print a public key (CLI).
@@ -167,6 +170,7 @@ use Requirement::*;
 /// The table.
 pub const ACTIONS: &[ActionSpec] = &[
     row(Action::KeyList, "key.list", Scope("keys:read")),
+    row(Action::KeyListUsable, "key.list-usable", Enrolled),
     row(Action::KeyRead, "key.read", ReadKey),
     row(Action::KeyPublic, "key.public", ReadKey),
     row(Action::KeyAttest, "key.attest", ReadKey),
@@ -249,8 +253,9 @@ const UNLISTED: ActionSpec = row(Action::KeyDestroy, "unlisted", Operator);
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 43] = [
+    pub const ALL: [Action; 44] = [
         Action::KeyList,
+        Action::KeyListUsable,
         Action::KeyRead,
         Action::KeyPublic,
         Action::KeyAttest,

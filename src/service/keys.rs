@@ -120,6 +120,46 @@ impl Operation for ListKeys {
     }
 }
 
+/// A key the caller may use, with its public keys, and whether it may sign with it.
+#[derive(Debug, Clone)]
+pub struct UsableKey {
+    /// The key and the public keys of its versions.
+    pub detail: KeyDetail,
+    /// The caller may sign with it (else only verify and read).
+    pub may_sign: bool,
+}
+
+/// The keys the caller may read or use (`keys:read`, or signing or verifying rights on the
+/// key), each with its versions' public keys: everything a client that shows keys as objects
+/// (the PKCS#11 module) needs, in one call.
+#[derive(Debug, Clone)]
+pub struct ListUsableKeys;
+
+impl Operation for ListUsableKeys {
+    type Output = Vec<UsableKey>;
+    fn action(&self) -> Action {
+        Action::KeyListUsable
+    }
+    fn target(&self) -> String {
+        "*".into()
+    }
+    fn run(&mut self, s: &Service, caller: &Caller) -> Result<Self::Output> {
+        use super::Requirement;
+        let mut usable = Vec::new();
+        for record in s.keys().list()? {
+            if caller.refusal(Requirement::ReadKey, &record.name).is_some() {
+                continue;
+            }
+            let may_sign = caller.refusal(Requirement::SignKey, &record.name).is_none();
+            usable.push(UsableKey {
+                detail: s.detail(record)?,
+                may_sign,
+            });
+        }
+        Ok(usable)
+    }
+}
+
 /// One key with its public keys.
 #[derive(Debug, Clone)]
 pub struct ReadKey {

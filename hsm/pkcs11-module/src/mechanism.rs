@@ -1,0 +1,515 @@
+//! From a PKCS#11 signing mechanism to one Signet signature: which algorithm, what input, and
+//! what is hashed here. Mechanisms that hash (`CKM_ECDSA_SHA256`, `CKM_SHA256_RSA_PKCS`, …)
+//! hash in the module and send the digest, so a multi-part signature never buffers its data.
+
+use cryptoki_sys::*;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use signet_client::InputType;
+
+use crate::objects::KeyKind;
+
+/// A hash the module computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Hash {
+    fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    fn of_mechanism(m: CK_MECHANISM_TYPE) -> Option<Hash> {
+        match m {
+            CKM_SHA256 => Some(Hash::Sha256),
+            CKM_SHA384 => Some(Hash::Sha384),
+            CKM_SHA512 => Some(Hash::Sha512),
+            _ => None,
+        }
+    }
+
+    fn mgf(self) -> CK_RSA_PKCS_MGF_TYPE {
+        match self {
+            Hash::Sha256 => CKG_MGF1_SHA256,
+            Hash::Sha384 => CKG_MGF1_SHA384,
+            Hash::Sha512 => CKG_MGF1_SHA512,
+        }
+    }
+}
+
+/// A mechanism's parameters, read from the caller's `CK_MECHANISM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Params {
+    /// None given.
+    None,
+    /// `CK_RSA_PKCS_PSS_PARAMS`.
+    Pss {
+        /// `hashAlg`.
+        hash: CK_MECHANISM_TYPE,
+        /// `mgf`.
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        /// `sLen`.
+        salt: CK_ULONG,
+    },
+    /// `CK_EDDSA_PARAMS`.
+    EdDsa {
+        /// Pre-hash (Ed25519ph).
+        prehash: bool,
+        /// Context length.
+        context: usize,
+    },
+    /// Parameters of another shape (refused).
+    Other,
+}
+
+/// How a mechanism becomes a Signet signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// `CKM_ECDSA`: the input is a hash, fitted to the curve's size.
+    Ecdsa,
+    /// `CKM_ECDSA_SHA*`: hash here, then as `Ecdsa`.
+    EcdsaHash(Hash),
+    /// `CKM_EDDSA`: the message.
+    EdDsa,
+    /// `CKM_RSA_PKCS`: the input is a DigestInfo.
+    RsaPkcs,
+    /// `CKM_SHA*_RSA_PKCS`.
+    RsaPkcsHash(Hash),
+    /// `CKM_RSA_PKCS_PSS`: the input is the digest of this hash.
+    Pss(Hash),
+    /// `CKM_SHA*_RSA_PKCS_PSS`.
+    PssHash(Hash),
+}
+
+/// The signing mechanisms the module offers, for each key type.
+pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
+    (CKM_ECDSA, CKK_EC),
+    (CKM_ECDSA_SHA256, CKK_EC),
+    (CKM_ECDSA_SHA384, CKK_EC),
+    (CKM_ECDSA_SHA512, CKK_EC),
+    (CKM_EDDSA, CKK_EC_EDWARDS),
+    (CKM_RSA_PKCS, CKK_RSA),
+    (CKM_SHA256_RSA_PKCS, CKK_RSA),
+    (CKM_SHA384_RSA_PKCS, CKK_RSA),
+    (CKM_SHA512_RSA_PKCS, CKK_RSA),
+    (CKM_RSA_PKCS_PSS, CKK_RSA),
+    (CKM_SHA256_RSA_PKCS_PSS, CKK_RSA),
+    (CKM_SHA384_RSA_PKCS_PSS, CKK_RSA),
+    (CKM_SHA512_RSA_PKCS_PSS, CKK_RSA),
+];
+
+/// Key sizes (bits) each key type comes in on Signet.
+pub fn key_sizes(key_type: CK_KEY_TYPE) -> (CK_ULONG, CK_ULONG) {
+    match key_type {
+        CKK_EC => (256, 384),
+        CKK_EC_EDWARDS => (256, 256),
+        _ => (2048, 4096),
+    }
+}
+
+/// The plan for `mechanism` on a key of `kind`, or the `CKR_*` refusing it.
+pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Result<Plan, CK_RV> {
+    let Some(&(_, key_type)) = MECHANISMS.iter().find(|(m, _)| *m == mechanism) else {
+        return Err(CKR_MECHANISM_INVALID);
+    };
+    if key_type != kind.key_type() {
+        return Err(CKR_KEY_TYPE_INCONSISTENT);
+    }
+    let no_params = |plan: Plan| match params {
+        Params::None => Ok(plan),
+        _ => Err(CKR_MECHANISM_PARAM_INVALID),
+    };
+    match mechanism {
+        CKM_ECDSA => no_params(Plan::Ecdsa),
+        CKM_ECDSA_SHA256 => no_params(Plan::EcdsaHash(Hash::Sha256)),
+        CKM_ECDSA_SHA384 => no_params(Plan::EcdsaHash(Hash::Sha384)),
+        CKM_ECDSA_SHA512 => no_params(Plan::EcdsaHash(Hash::Sha512)),
+        CKM_EDDSA => match params {
+            Params::None
+            | Params::EdDsa {
+                prehash: false,
+                context: 0,
+            } => Ok(Plan::EdDsa),
+            _ => Err(CKR_MECHANISM_PARAM_INVALID),
+        },
+        CKM_RSA_PKCS => no_params(Plan::RsaPkcs),
+        CKM_SHA256_RSA_PKCS => no_params(Plan::RsaPkcsHash(Hash::Sha256)),
+        CKM_SHA384_RSA_PKCS => no_params(Plan::RsaPkcsHash(Hash::Sha384)),
+        CKM_SHA512_RSA_PKCS => no_params(Plan::RsaPkcsHash(Hash::Sha512)),
+        CKM_RSA_PKCS_PSS => pss(params, None).map(Plan::Pss),
+        CKM_SHA256_RSA_PKCS_PSS => pss(params, Some(Hash::Sha256)).map(Plan::PssHash),
+        CKM_SHA384_RSA_PKCS_PSS => pss(params, Some(Hash::Sha384)).map(Plan::PssHash),
+        CKM_SHA512_RSA_PKCS_PSS => pss(params, Some(Hash::Sha512)).map(Plan::PssHash),
+        _ => Err(CKR_MECHANISM_INVALID),
+    }
+}
+
+/// Signet's PSS is MGF1 with the message hash and a salt as long as the hash (RFC 8017's
+/// recommendation, what TLS 1.3 and JOSE use); other parameters are refused, not ignored.
+fn pss(params: &Params, fixed: Option<Hash>) -> Result<Hash, CK_RV> {
+    let Params::Pss { hash, mgf, salt } = *params else {
+        return Err(CKR_MECHANISM_PARAM_INVALID);
+    };
+    let hash = Hash::of_mechanism(hash).ok_or(CKR_MECHANISM_PARAM_INVALID)?;
+    if fixed.is_some_and(|f| f != hash) || mgf != hash.mgf() || salt as usize != hash.len() {
+        return Err(CKR_MECHANISM_PARAM_INVALID);
+    }
+    Ok(hash)
+}
+
+/// The data of a signature in progress.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// Kept as given (the mechanism takes a digest or a whole message).
+    Buffer(Vec<u8>),
+    /// Hashed as it comes.
+    Sha256(Sha256),
+    /// Hashed as it comes.
+    Sha384(Sha384),
+    /// Hashed as it comes.
+    Sha512(Sha512),
+}
+
+impl Data {
+    /// Empty data for `plan`.
+    pub fn new(plan: Plan) -> Data {
+        let hash = match plan {
+            Plan::EcdsaHash(h) | Plan::RsaPkcsHash(h) | Plan::PssHash(h) => h,
+            Plan::Ecdsa | Plan::EdDsa | Plan::RsaPkcs | Plan::Pss(_) => {
+                return Data::Buffer(Vec::new())
+            }
+        };
+        match hash {
+            Hash::Sha256 => Data::Sha256(Sha256::new()),
+            Hash::Sha384 => Data::Sha384(Sha384::new()),
+            Hash::Sha512 => Data::Sha512(Sha512::new()),
+        }
+    }
+
+    /// Adds a part.
+    pub fn update(&mut self, part: &[u8]) {
+        match self {
+            Data::Buffer(b) => b.extend_from_slice(part),
+            Data::Sha256(h) => h.update(part),
+            Data::Sha384(h) => h.update(part),
+            Data::Sha512(h) => h.update(part),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Data::Buffer(b) => b,
+            Data::Sha256(h) => h.finalize().to_vec(),
+            Data::Sha384(h) => h.finalize().to_vec(),
+            Data::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// What to ask Signet for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The input.
+    pub input: Vec<u8>,
+    /// Message or digest.
+    pub input_type: InputType,
+    /// The JOSE algorithm name.
+    pub algorithm: &'static str,
+}
+
+/// DigestInfo prefixes (RFC 8017 §9.2 note 1), with and without the NULL parameters.
+const DIGEST_INFOS: &[(Hash, &[u8])] = &[
+    (
+        Hash::Sha256,
+        &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+    ),
+    (
+        Hash::Sha384,
+        &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+    ),
+    (
+        Hash::Sha512,
+        &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    ),
+    (
+        Hash::Sha256,
+        &[
+            0x30, 0x2f, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x04, 0x20,
+        ],
+    ),
+    (
+        Hash::Sha384,
+        &[
+            0x30, 0x3f, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x04, 0x30,
+        ],
+    ),
+    (
+        Hash::Sha512,
+        &[
+            0x30, 0x4f, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x04, 0x40,
+        ],
+    ),
+];
+
+/// The request for a finished signature's data.
+pub fn request(plan: Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV> {
+    let input = data.finish();
+    let digest = |input: Vec<u8>, algorithm| Request {
+        input,
+        input_type: InputType::Digest,
+        algorithm,
+    };
+    match plan {
+        Plan::Ecdsa | Plan::EcdsaHash(_) => {
+            let KeyKind::Ec { size, .. } = kind else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if input.is_empty() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            // ECDSA signs the leftmost bits of the hash as long as the order (FIPS 186-5
+            // 6.4.1): a longer hash is cut, a shorter one is the same integer padded with
+            // zeros. Either way the server gets the curve's own digest length.
+            let mut fitted = vec![0u8; size.saturating_sub(input.len())];
+            fitted.extend_from_slice(&input[..input.len().min(*size)]);
+            Ok(digest(fitted, if *size == 32 { "ES256" } else { "ES384" }))
+        }
+        Plan::EdDsa => Ok(Request {
+            input,
+            input_type: InputType::Message,
+            algorithm: "EdDSA",
+        }),
+        Plan::RsaPkcs => {
+            let (hash, prefix) = DIGEST_INFOS
+                .iter()
+                .find(|(h, p)| input.len() == p.len() + h.len() && input.starts_with(p))
+                .ok_or(CKR_DATA_INVALID)?;
+            Ok(digest(input[prefix.len()..].to_vec(), rs(*hash)))
+        }
+        Plan::RsaPkcsHash(h) => Ok(digest(input, rs(h))),
+        Plan::Pss(h) => {
+            if input.len() != h.len() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            Ok(digest(input, ps(h)))
+        }
+        Plan::PssHash(h) => Ok(digest(input, ps(h))),
+    }
+}
+
+fn rs(h: Hash) -> &'static str {
+    match h {
+        Hash::Sha256 => "RS256",
+        Hash::Sha384 => "RS384",
+        Hash::Sha512 => "RS512",
+    }
+}
+
+fn ps(h: Hash) -> &'static str {
+    match h {
+        Hash::Sha256 => "PS256",
+        Hash::Sha384 => "PS384",
+        Hash::Sha512 => "PS512",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ec(size: usize) -> KeyKind {
+        KeyKind::Ec {
+            size,
+            params: vec![],
+            point: vec![],
+        }
+    }
+
+    fn rsa() -> KeyKind {
+        KeyKind::Rsa {
+            modulus: vec![0xc5; 256],
+            exponent: vec![1, 0, 1],
+        }
+    }
+
+    fn sign(
+        mechanism: CK_MECHANISM_TYPE,
+        params: Params,
+        kind: &KeyKind,
+        parts: &[&[u8]],
+    ) -> Result<Request, CK_RV> {
+        let plan = plan(mechanism, &params, kind)?;
+        let mut data = Data::new(plan);
+        for p in parts {
+            data.update(p);
+        }
+        request(plan, kind, data)
+    }
+
+    #[test]
+    fn ecdsa_digests_are_fitted_to_the_curve() {
+        let d32 = [7u8; 32];
+        let r = sign(CKM_ECDSA, Params::None, &ec(32), &[&d32]).unwrap();
+        assert_eq!((r.input.as_slice(), r.algorithm), (&d32[..], "ES256"));
+        // A SHA-384 digest on P-256 is cut to its leftmost 32 bytes.
+        let d48: Vec<u8> = (0..48).collect();
+        let r = sign(CKM_ECDSA, Params::None, &ec(32), &[&d48]).unwrap();
+        assert_eq!(r.input, &d48[..32]);
+        // A SHA-256 digest on P-384 is the same integer in 48 bytes.
+        let r = sign(CKM_ECDSA, Params::None, &ec(48), &[&d32]).unwrap();
+        assert_eq!(r.input.len(), 48);
+        assert_eq!(&r.input[..16], &[0; 16]);
+        assert_eq!(r.algorithm, "ES384");
+        assert_eq!(
+            sign(CKM_ECDSA, Params::None, &ec(32), &[]),
+            Err(CKR_DATA_LEN_RANGE)
+        );
+    }
+
+    #[test]
+    fn hashing_mechanisms_hash_here_in_parts() {
+        let whole = sign(CKM_ECDSA_SHA256, Params::None, &ec(32), &[b"hello world"]).unwrap();
+        let parts = sign(
+            CKM_ECDSA_SHA256,
+            Params::None,
+            &ec(32),
+            &[b"hello", b" ", b"world"],
+        )
+        .unwrap();
+        assert_eq!(whole, parts);
+        assert_eq!(whole.input, Sha256::digest(b"hello world").to_vec());
+        assert_eq!(whole.input_type, InputType::Digest);
+        let r = sign(CKM_SHA384_RSA_PKCS, Params::None, &rsa(), &[b"m"]).unwrap();
+        assert_eq!((r.input.len(), r.algorithm), (48, "RS384"));
+    }
+
+    #[test]
+    fn rsa_pkcs_takes_a_digest_info() {
+        let mut info = DIGEST_INFOS[0].1.to_vec();
+        info.extend([9u8; 32]);
+        let r = sign(CKM_RSA_PKCS, Params::None, &rsa(), &[&info]).unwrap();
+        assert_eq!((r.input, r.algorithm), (vec![9u8; 32], "RS256"));
+        // A bare digest, or SHA-1's DigestInfo, is not something Signet signs.
+        assert_eq!(
+            sign(CKM_RSA_PKCS, Params::None, &rsa(), &[&[9u8; 32]]),
+            Err(CKR_DATA_INVALID)
+        );
+        let sha1 = [
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ];
+        let mut info = sha1.to_vec();
+        info.extend([1u8; 20]);
+        assert_eq!(
+            sign(CKM_RSA_PKCS, Params::None, &rsa(), &[&info]),
+            Err(CKR_DATA_INVALID)
+        );
+    }
+
+    #[test]
+    fn pss_parameters_are_checked() {
+        let good = Params::Pss {
+            hash: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            salt: 32,
+        };
+        let r = sign(CKM_RSA_PKCS_PSS, good.clone(), &rsa(), &[&[1u8; 32]]).unwrap();
+        assert_eq!(r.algorithm, "PS256");
+        let r = sign(CKM_SHA256_RSA_PKCS_PSS, good, &rsa(), &[b"m"]).unwrap();
+        assert_eq!(r.algorithm, "PS256");
+        for bad in [
+            Params::None,
+            Params::Pss {
+                hash: CKM_SHA256,
+                mgf: CKG_MGF1_SHA256,
+                salt: 20,
+            },
+            Params::Pss {
+                hash: CKM_SHA256,
+                mgf: CKG_MGF1_SHA384,
+                salt: 32,
+            },
+            Params::Pss {
+                hash: CKM_SHA_1,
+                mgf: CKG_MGF1_SHA1,
+                salt: 20,
+            },
+        ] {
+            assert_eq!(
+                plan(CKM_RSA_PKCS_PSS, &bad, &rsa()),
+                Err(CKR_MECHANISM_PARAM_INVALID),
+                "{bad:?}"
+            );
+        }
+        let sha384 = Params::Pss {
+            hash: CKM_SHA384,
+            mgf: CKG_MGF1_SHA384,
+            salt: 48,
+        };
+        assert_eq!(
+            plan(CKM_SHA256_RSA_PKCS_PSS, &sha384, &rsa()),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+        // The digest must be the hash's length.
+        let ok = Params::Pss {
+            hash: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            salt: 32,
+        };
+        assert_eq!(
+            sign(CKM_RSA_PKCS_PSS, ok, &rsa(), &[&[1u8; 31]]),
+            Err(CKR_DATA_LEN_RANGE)
+        );
+    }
+
+    #[test]
+    fn mechanisms_must_fit_the_key() {
+        assert_eq!(
+            plan(CKM_ECDSA, &Params::None, &rsa()),
+            Err(CKR_KEY_TYPE_INCONSISTENT)
+        );
+        assert_eq!(
+            plan(CKM_RSA_X_509, &Params::None, &rsa()),
+            Err(CKR_MECHANISM_INVALID)
+        );
+        let ed = KeyKind::Ed25519 { point: vec![] };
+        assert_eq!(plan(CKM_EDDSA, &Params::None, &ed), Ok(Plan::EdDsa));
+        assert_eq!(
+            plan(
+                CKM_EDDSA,
+                &Params::EdDsa {
+                    prehash: true,
+                    context: 0
+                },
+                &ed
+            ),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+        assert_eq!(
+            plan(CKM_ECDSA, &Params::Other, &ec(32)),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The token's state and every operation on it, in safe Rust: the FFI layer only moves
+//! pointers in and out. One global state behind a mutex; calls to the server are made with
+//! the mutex released, so threads sign in parallel.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::*;
+use signet_client::{Client, Error as ClientError, Identity, SignRequest, UsableKey};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, Credentials};
+use crate::mechanism::{self, Data, Params, Plan};
+use crate::objects::{KeyKind, Object};
+
+/// How long the object list is reused before it is asked for again.
+const FRESH: Duration = Duration::from_secs(2);
+
+/// Result of an operation: a `CKR_*` on failure.
+pub type Rv<T> = Result<T, CK_RV>;
+
+/// A signature in progress.
+#[derive(Debug)]
+struct SignOp {
+    object: Object,
+    plan: Plan,
+    data: Data,
+}
+
+#[derive(Debug)]
+struct Session {
+    flags: CK_FLAGS,
+    found: Option<Vec<CK_OBJECT_HANDLE>>,
+    sign: Option<SignOp>,
+}
+
+/// The module's state between `C_Initialize` and `C_Finalize`.
+#[derive(Debug)]
+pub struct Token {
+    config: Config,
+    /// The process that initialised it: a child after `fork` must initialise again.
+    pid: u32,
+    client: Option<Client>,
+    logged_in: bool,
+    sessions: HashMap<CK_SESSION_HANDLE, Session>,
+    next_session: CK_SESSION_HANDLE,
+    objects: Vec<Object>,
+    handles: HashMap<(Vec<u8>, CK_OBJECT_CLASS), CK_OBJECT_HANDLE>,
+    next_handle: CK_OBJECT_HANDLE,
+    loaded: Option<Instant>,
+}
+
+static TOKEN: Mutex<Option<Token>> = Mutex::new(None);
+
+fn lock() -> MutexGuard<'static, Option<Token>> {
+    TOKEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes a line to stderr when `SIGNET_PKCS11_DEBUG` is set. Never given a PIN or a key.
+pub fn debug(message: impl std::fmt::Display) {
+    if std::env::var_os("SIGNET_PKCS11_DEBUG").is_some() {
+        eprintln!("signet-pkcs11: {message}");
+    }
+}
+
+/// Runs `f` on the initialised token.
+fn with<T>(f: impl FnOnce(&mut Token) -> Rv<T>) -> Rv<T> {
+    let mut guard = lock();
+    match guard.as_mut() {
+        Some(t) if t.pid == std::process::id() => f(t),
+        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+/// `C_Initialize`: reads the settings. A child of `fork` starts afresh.
+pub fn initialize() -> Rv<()> {
+    let mut guard = lock();
+    if guard.as_ref().is_some_and(|t| t.pid == std::process::id()) {
+        return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    }
+    let config = Config::from_env().map_err(|e| {
+        // Settings errors name files and fields, never secrets; without them nobody could
+        // tell why the module refuses to start.
+        eprintln!("signet-pkcs11: {e}");
+        CKR_GENERAL_ERROR
+    })?;
+    *guard = Some(Token {
+        config,
+        pid: std::process::id(),
+        client: None,
+        logged_in: false,
+        sessions: HashMap::new(),
+        next_session: 1,
+        objects: Vec::new(),
+        handles: HashMap::new(),
+        next_handle: 1,
+        loaded: None,
+    });
+    Ok(())
+}
+
+/// `C_Finalize`.
+pub fn finalize() -> Rv<()> {
+    let mut guard = lock();
+    match guard.as_ref() {
+        Some(t) if t.pid == std::process::id() => {
+            *guard = None;
+            Ok(())
+        }
+        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+/// What `C_GetTokenInfo` and `C_GetSlotInfo` say.
+#[derive(Debug)]
+pub struct Info {
+    /// The token label.
+    pub label: String,
+    /// The server.
+    pub url: String,
+    /// Whether `C_Login` is needed.
+    pub login_required: bool,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Open read-write sessions.
+    pub rw_sessions: usize,
+}
+
+/// The token's description.
+pub fn info() -> Rv<Info> {
+    with(|t| {
+        Ok(Info {
+            label: t.config.label.clone(),
+            url: t.config.url.clone(),
+            login_required: t.config.login_required(),
+            sessions: t.sessions.len(),
+            rw_sessions: t
+                .sessions
+                .values()
+                .filter(|s| s.flags & CKF_RW_SESSION != 0)
+                .count(),
+        })
+    })
+}
+
+/// Checks the library is initialised.
+pub fn initialized() -> Rv<()> {
+    with(|_| Ok(()))
+}
+
+/// `C_OpenSession`.
+pub fn open_session(flags: CK_FLAGS) -> Rv<CK_SESSION_HANDLE> {
+    with(|t| {
+        if flags & CKF_SERIAL_SESSION == 0 {
+            return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+        }
+        let handle = t.next_session;
+        t.next_session += 1;
+        t.sessions.insert(
+            handle,
+            Session {
+                flags,
+                found: None,
+                sign: None,
+            },
+        );
+        Ok(handle)
+    })
+}
+
+/// `C_CloseSession`.
+pub fn close_session(session: CK_SESSION_HANDLE) -> Rv<()> {
+    with(|t| {
+        t.sessions
+            .remove(&session)
+            .map(drop)
+            .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+        if t.sessions.is_empty() {
+            // The login state belongs to the application's sessions; the last one ends it.
+            t.logout();
+        }
+        Ok(())
+    })
+}
+
+/// `C_CloseAllSessions`.
+pub fn close_all_sessions() -> Rv<()> {
+    with(|t| {
+        t.sessions.clear();
+        t.logout();
+        Ok(())
+    })
+}
+
+/// `C_GetSessionInfo`: (state, flags).
+pub fn session_info(session: CK_SESSION_HANDLE) -> Rv<(CK_STATE, CK_FLAGS)> {
+    with(|t| {
+        let s = t.sessions.get(&session).ok_or(CKR_SESSION_HANDLE_INVALID)?;
+        let rw = s.flags & CKF_RW_SESSION != 0;
+        let state = match (t.logged_in, rw) {
+            (true, true) => CKS_RW_USER_FUNCTIONS,
+            (true, false) => CKS_RO_USER_FUNCTIONS,
+            (false, true) => CKS_RW_PUBLIC_SESSION,
+            (false, false) => CKS_RO_PUBLIC_SESSION,
+        };
+        Ok((state, s.flags))
+    })
+}
+
+impl Token {
+    fn logout(&mut self) {
+        self.logged_in = false;
+        if self.config.login_required() {
+            // The bundle was opened with the PIN: without a login there is no identity.
+            self.client = None;
+            self.objects.clear();
+            self.loaded = None;
+        }
+    }
+
+    fn session(&mut self, handle: CK_SESSION_HANDLE) -> Rv<&mut Session> {
+        self.sessions
+            .get_mut(&handle)
+            .ok_or(CKR_SESSION_HANDLE_INVALID)
+    }
+
+    fn object(&self, handle: CK_OBJECT_HANDLE) -> Rv<&Object> {
+        self.objects
+            .iter()
+            .find(|o| o.handle == handle)
+            .ok_or(CKR_OBJECT_HANDLE_INVALID)
+    }
+
+    /// The client, built from PEM files on first use; `None` until `C_Login` for a bundle.
+    fn client(&mut self) -> Rv<Option<Client>> {
+        if self.client.is_none() {
+            if let Credentials::Pem { cert, key } = &self.config.credentials {
+                let read = |p: &std::path::Path| {
+                    std::fs::read(p).map_err(|e| {
+                        eprintln!("signet-pkcs11: cannot read {}: {e}", p.display());
+                        CKR_GENERAL_ERROR
+                    })
+                };
+                let identity = Identity::from_pem(&read(cert)?, &Zeroizing::new(read(key)?))
+                    .map_err(|e| {
+                        eprintln!("signet-pkcs11: {e}");
+                        CKR_GENERAL_ERROR
+                    })?;
+                self.client = Some(build(&self.config, identity)?);
+            }
+        }
+        Ok(self.client.clone())
+    }
+
+    /// Replaces the objects with those the server lists, keeping each one's handle.
+    fn install(&mut self, keys: Vec<UsableKey>) {
+        let mut objects = Vec::new();
+        for usable in keys {
+            if usable.key.deletion.is_some() {
+                continue;
+            }
+            for v in &usable.key.versions {
+                let (Some(pem), Ok(id)) = (&v.public_key_pem, hex::decode(&v.key_id)) else {
+                    continue;
+                };
+                if v.state != "enabled" {
+                    continue;
+                }
+                let (kind, spki) = match KeyKind::from_spki_pem(pem) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        debug(format!(
+                            "key {} version {}: {e}",
+                            usable.key.name, v.version
+                        ));
+                        continue;
+                    }
+                };
+                for class in [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY] {
+                    let next = &mut self.next_handle;
+                    let handle = *self.handles.entry((id.clone(), class)).or_insert_with(|| {
+                        *next += 1;
+                        *next - 1
+                    });
+                    objects.push(Object {
+                        handle,
+                        class,
+                        name: usable.key.name.clone(),
+                        version: v.version,
+                        id: id.clone(),
+                        may_sign: usable.may_sign,
+                        kind: kind.clone(),
+                        spki: spki.clone(),
+                    });
+                }
+            }
+        }
+        self.objects = objects;
+        self.loaded = Some(Instant::now());
+    }
+}
+
+fn build(config: &Config, identity: Identity) -> Rv<Client> {
+    let ca = std::fs::read(&config.ca).map_err(|e| {
+        eprintln!("signet-pkcs11: cannot read {}: {e}", config.ca.display());
+        CKR_GENERAL_ERROR
+    })?;
+    let process = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    Client::builder(config.url.clone())
+        .root_pem(&ca)
+        .and_then(|b| {
+            b.identity(identity)
+                .timeout(config.timeout)
+                .connect_timeout(config.connect_timeout)
+                .user_agent(format!(
+                    "signet-pkcs11/{} ({})",
+                    env!("CARGO_PKG_VERSION"),
+                    process.trim()
+                ))
+                .build()
+        })
+        .map_err(|e| {
+            eprintln!("signet-pkcs11: {e}");
+            CKR_GENERAL_ERROR
+        })
+}
+
+/// The `CKR_*` for a failed call to the server.
+pub fn from_client(e: &ClientError) -> CK_RV {
+    debug(e);
+    match e {
+        ClientError::Problem(p) => match p.status {
+            403 | 409 => CKR_KEY_FUNCTION_NOT_PERMITTED,
+            404 => CKR_KEY_HANDLE_INVALID,
+            400 | 422 => CKR_DATA_INVALID,
+            413 => CKR_DATA_LEN_RANGE,
+            401 => CKR_USER_NOT_LOGGED_IN,
+            _ => CKR_DEVICE_ERROR,
+        },
+        ClientError::CertificateRefused { .. } | ClientError::Unreachable { .. } => {
+            CKR_DEVICE_ERROR
+        }
+        ClientError::Decode { .. } => CKR_DEVICE_ERROR,
+        _ => CKR_GENERAL_ERROR,
+    }
+}
+
+/// Asks the server for the objects when they are older than [`FRESH`] (or `force`).
+fn refresh(force: bool) -> Rv<()> {
+    let client = with(|t| {
+        let fresh = t.loaded.is_some_and(|l| l.elapsed() < FRESH);
+        if fresh && !force {
+            return Ok(None);
+        }
+        t.client()
+    })?;
+    let Some(client) = client else {
+        return Ok(());
+    };
+    let keys = client.usable_keys().map_err(|e| from_client(&e))?;
+    with(|t| {
+        t.install(keys);
+        Ok(())
+    })
+}
+
+/// `C_Login` as the user. With PEM credentials any PIN is accepted (the key file is the
+/// secret); with a bundle, the PIN is its password. Either way the server must accept the
+/// certificate: a revoked one fails here.
+pub fn login(session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Zeroizing<Vec<u8>>) -> Rv<()> {
+    let (config, client) = with(|t| {
+        t.session(session)?;
+        if user != CKU_USER {
+            return Err(if user == CKU_SO || user == CKU_CONTEXT_SPECIFIC {
+                CKR_USER_TYPE_INVALID
+            } else {
+                CKR_ARGUMENTS_BAD
+            });
+        }
+        if t.logged_in {
+            return Err(CKR_USER_ALREADY_LOGGED_IN);
+        }
+        Ok((t.config.clone(), t.client()?))
+    })?;
+    let client = match (client, &config.credentials) {
+        (Some(c), _) => c,
+        (None, Credentials::Pkcs12(path)) => {
+            let der = std::fs::read(path).map_err(|e| {
+                eprintln!("signet-pkcs11: cannot read {}: {e}", path.display());
+                CKR_GENERAL_ERROR
+            })?;
+            let password =
+                Zeroizing::new(String::from_utf8(pin.to_vec()).map_err(|_| CKR_PIN_INCORRECT)?);
+            let identity = Identity::from_pkcs12(&der, &password).map_err(|e| {
+                debug(&e);
+                CKR_PIN_INCORRECT
+            })?;
+            build(&config, identity)?
+        }
+        (None, Credentials::Pem { .. }) => return Err(CKR_GENERAL_ERROR),
+    };
+    match client.health() {
+        Ok(()) => {}
+        Err(ClientError::CertificateRefused { alert }) => {
+            debug(format!("the server refused the certificate ({alert})"));
+            return Err(CKR_PIN_LOCKED);
+        }
+        Err(e) => return Err(from_client(&e)),
+    }
+    with(|t| {
+        t.client = Some(client);
+        t.logged_in = true;
+        Ok(())
+    })?;
+    refresh(true)
+}
+
+/// `C_Logout`.
+pub fn logout(session: CK_SESSION_HANDLE) -> Rv<()> {
+    with(|t| {
+        t.session(session)?;
+        if !t.logged_in {
+            return Err(CKR_USER_NOT_LOGGED_IN);
+        }
+        t.logout();
+        Ok(())
+    })
+}
+
+/// `C_FindObjectsInit`.
+pub fn find_init(
+    session: CK_SESSION_HANDLE,
+    template: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
+) -> Rv<()> {
+    with(|t| {
+        let s = t.session(session)?;
+        if s.found.is_some() {
+            return Err(CKR_OPERATION_ACTIVE);
+        }
+        Ok(())
+    })?;
+    refresh(false)?;
+    with(|t| {
+        let found = t
+            .objects
+            .iter()
+            .filter(|o| o.matches(&template))
+            .map(|o| o.handle)
+            .collect();
+        t.session(session)?.found = Some(found);
+        Ok(())
+    })
+}
+
+/// `C_FindObjects`: up to `max` more handles.
+pub fn find(session: CK_SESSION_HANDLE, max: usize) -> Rv<Vec<CK_OBJECT_HANDLE>> {
+    with(|t| {
+        let found = t
+            .session(session)?
+            .found
+            .as_mut()
+            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let n = max.min(found.len());
+        Ok(found.drain(..n).collect())
+    })
+}
+
+/// `C_FindObjectsFinal`.
+pub fn find_final(session: CK_SESSION_HANDLE) -> Rv<()> {
+    with(|t| {
+        t.session(session)?
+            .found
+            .take()
+            .map(drop)
+            .ok_or(CKR_OPERATION_NOT_INITIALIZED)
+    })
+}
+
+/// `C_GetAttributeValue`, one value per asked type.
+pub fn attributes(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    types: &[CK_ATTRIBUTE_TYPE],
+) -> Rv<Vec<crate::objects::Value>> {
+    with(|t| {
+        t.session(session)?;
+        let o = t.object(object)?;
+        Ok(types.iter().map(|&ty| o.attribute(ty)).collect())
+    })
+}
+
+/// `C_SignInit`.
+pub fn sign_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_TYPE,
+    params: Params,
+    key: CK_OBJECT_HANDLE,
+) -> Rv<()> {
+    with(|t| {
+        if t.session(session)?.sign.is_some() {
+            return Err(CKR_OPERATION_ACTIVE);
+        }
+        let object = t
+            .objects
+            .iter()
+            .find(|o| o.handle == key)
+            .ok_or(CKR_KEY_HANDLE_INVALID)?
+            .clone();
+        if object.class != CKO_PRIVATE_KEY || !object.may_sign {
+            return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+        }
+        let plan = mechanism::plan(mechanism, &params, &object.kind)?;
+        t.session(session)?.sign = Some(SignOp {
+            object,
+            plan,
+            data: Data::new(plan),
+        });
+        Ok(())
+    })
+}
+
+/// `C_SignUpdate`.
+pub fn sign_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
+    with(|t| {
+        let s = t.session(session)?;
+        let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        op.data.update(part);
+        Ok(())
+    })
+}
+
+/// What finishing a signature gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Signed {
+    /// Only the length was asked for (the operation goes on).
+    Length(usize),
+    /// The caller's buffer is too small (the operation goes on).
+    TooSmall(usize),
+    /// The signature (the operation is over).
+    Signature(Vec<u8>),
+}
+
+/// `C_Sign` (with `data`) or `C_SignFinal` (without); `capacity` is the caller's buffer, `None`
+/// when it asks for the length.
+pub fn sign_finish(
+    session: CK_SESSION_HANDLE,
+    data: Option<&[u8]>,
+    capacity: Option<usize>,
+) -> Rv<Signed> {
+    let op = with(|t| {
+        let s = t.session(session)?;
+        let op = s.sign.as_ref().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let len = op.object.kind.signature_len();
+        match capacity {
+            None => return Ok(Err(Signed::Length(len))),
+            Some(c) if c < len => return Ok(Err(Signed::TooSmall(len))),
+            Some(_) => {}
+        }
+        Ok(Ok((
+            s.sign.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?,
+            t.client()?,
+        )))
+    })?;
+    let (mut op, client) = match op {
+        Ok(x) => x,
+        Err(answer) => return Ok(answer),
+    };
+    let client = client.ok_or(CKR_USER_NOT_LOGGED_IN)?;
+    if let Some(data) = data {
+        op.data.update(data);
+    }
+    let request = mechanism::request(op.plan, &op.object.kind, op.data)?;
+    let signature = client
+        .sign(
+            &op.object.name,
+            &SignRequest {
+                input: &request.input,
+                input_type: request.input_type,
+                algorithm: Some(request.algorithm),
+                version: Some(op.object.version),
+            },
+        )
+        .map_err(|e| from_client(&e))?;
+    if signature.bytes.len() != op.object.kind.signature_len() {
+        debug(format!(
+            "the server's signature is {} bytes, not {}",
+            signature.bytes.len(),
+            op.object.kind.signature_len()
+        ));
+        return Err(CKR_DEVICE_ERROR);
+    }
+    Ok(Signed::Signature(signature.bytes))
+}
+
+/// `C_GetMechanismInfo`: (min bits, max bits) of the key type a signing mechanism takes.
+pub fn mechanism_info(mechanism: CK_MECHANISM_TYPE) -> Rv<(CK_ULONG, CK_ULONG)> {
+    initialized()?;
+    mechanism::MECHANISMS
+        .iter()
+        .find(|(m, _)| *m == mechanism)
+        .map(|(_, key_type)| mechanism::key_sizes(*key_type))
+        .ok_or(CKR_MECHANISM_INVALID)
+}

@@ -1,0 +1,614 @@
+//! A typed client for Signet's API: mutual TLS 1.3 with the caller's client certificate
+//! (PEM files or a PKCS#12 bundle), connections kept and reused, answers decoded into types and
+//! problem documents (RFC 9457) into [`Error::Problem`].
+//!
+//! Requests that read are retried once when the connection failed (a pooled connection the
+//! server closed, a server that restarted); requests that sign or change something are sent
+//! once and never retried here, so one call is at most one audited operation.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), signet_client::Error> {
+//! use signet_client::{Client, Identity, InputType, SignRequest};
+//! let identity = Identity::from_pem(
+//!     &std::fs::read("app.crt.pem").unwrap(),
+//!     &std::fs::read("app.key.pem").unwrap(),
+//! )?;
+//! let client = Client::builder("https://signet.example:8443")
+//!     .root_pem(&std::fs::read("root.pem").unwrap())?
+//!     .identity(identity)
+//!     .build()?;
+//! let signature = client.sign("app", &SignRequest::new(b"hello", InputType::Message))?;
+//! println!("{} by version {}", signature.algorithm, signature.version);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with a problem document.
+    #[error("{0}")]
+    Problem(Problem),
+    /// The server refused this client's certificate during the handshake (revoked, expired,
+    /// not issued by its CA).
+    #[error("the server refused the client certificate ({alert})")]
+    CertificateRefused {
+        /// The TLS alert it sent.
+        alert: String,
+    },
+    /// The server could not be reached, or the connection failed (the call may be retried).
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// The server's URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The client's own settings are wrong (a file that is not PEM, a bad password, a bad
+    /// URL).
+    #[error("{0}")]
+    Config(String),
+    /// The server answered something this client does not understand.
+    #[error("unexpected answer from {path}: {message}")]
+    Decode {
+        /// The request path.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The HTTP status of a problem answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Problem(p) => Some(p.status),
+            _ => None,
+        }
+    }
+}
+
+/// Result of a call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An RFC 9457 problem document, as Signet answers errors.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The problem type (a URI reference; `/problems/<name>` by default).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The status's reason phrase.
+    #[serde(default)]
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened and what to do.
+    #[serde(default)]
+    pub detail: String,
+    /// The request id, which the audit record carries too.
+    #[serde(default)]
+    pub request_id: String,
+}
+
+impl Problem {
+    /// The last path segment of the type (`forbidden`, `not-found`, …).
+    pub fn name(&self) -> &str {
+        self.kind.rsplit('/').next().unwrap_or(&self.kind)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+/// The client's certificate chain and private key.
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// From PEM: the certificate (and its chain) and an unencrypted private key.
+    pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self> {
+        let chain = CertificateDer::pem_slice_iter(certificates)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("the certificate file is not PEM: {e}")))?;
+        if chain.is_empty() {
+            return Err(Error::Config(
+                "the certificate file holds no CERTIFICATE block".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+            Error::Config(
+                "the key file holds no unencrypted private key (PKCS#8, PKCS#1 or SEC1 PEM)".into(),
+            )
+        })?;
+        Ok(Identity { chain, key })
+    }
+
+    /// From a PKCS#12 bundle (as `signet cert issue --p12` or `openssl pkcs12 -export`
+    /// write it) and its password.
+    pub fn from_pkcs12(der: &[u8], password: &str) -> Result<Self> {
+        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(der, password).map_err(|e| {
+            Error::Config(match e {
+                p12_keystore::error::Error::MacError(_) => {
+                    "the PKCS#12 password is wrong (its MAC does not verify)".into()
+                }
+                other => format!("the PKCS#12 bundle cannot be read: {other}"),
+            })
+        })?;
+        let mut keys = archive.keys;
+        if keys.len() != 1 {
+            return Err(Error::Config(format!(
+                "the PKCS#12 bundle holds {} private keys; a client bundle holds one",
+                keys.len()
+            )));
+        }
+        let bag = keys.remove(0);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(bag.key.as_der().to_vec()));
+        // The key's own certificate first (the bag's local key id names it), then the rest.
+        let key_id = bag.local_key_id.as_ref().map(|id| id.0.as_slice());
+        let (mut own, others): (Vec<_>, Vec<_>) = archive
+            .certs
+            .into_iter()
+            .partition(|c| key_id.is_some() && c.local_key_id.as_deref() == key_id);
+        own.extend(others);
+        let chain: Vec<_> = own
+            .into_iter()
+            .map(|c| CertificateDer::from(c.cert.as_der().to_vec()))
+            .collect();
+        if chain.is_empty() {
+            return Err(Error::Config(
+                "the PKCS#12 bundle holds no certificate".into(),
+            ));
+        }
+        Ok(Identity { chain, key })
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct Builder {
+    url: String,
+    roots: Vec<CertificateDer<'static>>,
+    identity: Option<Identity>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
+}
+
+impl Builder {
+    /// Trusts the CA certificates in `pem` (Signet's root, `DATA/ca/root.pem`).
+    pub fn root_pem(mut self, pem: &[u8]) -> Result<Self> {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            self.roots
+                .push(cert.map_err(|e| Error::Config(format!("the CA file is not PEM: {e}")))?);
+        }
+        Ok(self)
+    }
+
+    /// The client certificate and key.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// The longest a whole call may take (30 s by default).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest connecting may take (5 s by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` the server's log shows (`signet-client/<version>` by default).
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<Client> {
+        if !self.url.starts_with("https://") {
+            return Err(Error::Config(format!(
+                "the server URL must start with https:// (Signet answers only mutual TLS): {}",
+                self.url
+            )));
+        }
+        if self.roots.is_empty() {
+            return Err(Error::Config(
+                "no CA certificate to trust: give Signet's root (DATA/ca/root.pem)".into(),
+            ));
+        }
+        let Some(identity) = self.identity else {
+            return Err(Error::Config(
+                "no client certificate: Signet answers only clients with one".into(),
+            ));
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in self.roots {
+            roots
+                .add(cert)
+                .map_err(|e| Error::Config(format!("the CA certificate is not usable: {e}")))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain, identity.key)
+        .map_err(|e| Error::Config(format!("the client certificate or key is not usable: {e}")))?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(config))
+            .timeout(self.timeout)
+            .timeout_connect(self.connect_timeout)
+            .user_agent(&self.user_agent)
+            .build();
+        Ok(Client {
+            agent,
+            base: self.url.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// A connection to one Signet server. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("url", &self.base).finish()
+    }
+}
+
+/// How the input of a signature is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    /// The message; the server hashes it.
+    Message,
+    /// The digest of the algorithm's hash.
+    Digest,
+}
+
+/// One signature to make.
+#[derive(Debug, Clone)]
+pub struct SignRequest<'a> {
+    /// The message or digest.
+    pub input: &'a [u8],
+    /// Which of the two it is.
+    pub input_type: InputType,
+    /// The JOSE name of the algorithm (`ES256`, `PS384`, …); the key's default when `None`.
+    pub algorithm: Option<&'a str>,
+    /// The key version; the primary when `None`.
+    pub version: Option<u32>,
+}
+
+impl<'a> SignRequest<'a> {
+    /// A request for the key's default algorithm and primary version.
+    pub fn new(input: &'a [u8], input_type: InputType) -> Self {
+        SignRequest {
+            input,
+            input_type,
+            algorithm: None,
+            version: None,
+        }
+    }
+}
+
+/// A signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The signature (ECDSA as r‖s).
+    pub bytes: Vec<u8>,
+    /// The version that made it.
+    pub version: u32,
+    /// The algorithm's JOSE name.
+    pub algorithm: String,
+    /// The version's key id (hex).
+    pub key_id: String,
+}
+
+/// A key in a list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySummary {
+    /// Its name.
+    pub name: String,
+    /// Its spec (`ec-p256`, `rsa-3072`, …).
+    pub spec: String,
+    /// The version that signs.
+    pub primary_version: u32,
+    /// `active` or `pending_deletion`.
+    pub state: String,
+}
+
+/// One version of a key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyVersion {
+    /// 1, 2, …
+    pub version: u32,
+    /// `enabled`, `disabled` or `destroyed`.
+    pub state: String,
+    /// The key pair's id in the token (hex).
+    pub key_id: String,
+    /// The public key (SubjectPublicKeyInfo PEM), for versions not destroyed.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+}
+
+/// A key and its versions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Key {
+    /// Its name.
+    pub name: String,
+    /// Its spec.
+    pub spec: String,
+    /// The version that signs.
+    pub primary_version: u32,
+    /// Set when its deletion is scheduled.
+    #[serde(default)]
+    pub deletion: Option<Value>,
+    /// Its versions, oldest first.
+    pub versions: Vec<KeyVersion>,
+}
+
+/// A key the caller may use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsableKey {
+    /// The key.
+    #[serde(flatten)]
+    pub key: Key,
+    /// The caller may sign with it (else read and verify only).
+    pub may_sign: bool,
+}
+
+#[derive(Deserialize)]
+struct Keys<T> {
+    keys: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct SignatureAnswer {
+    signature: String,
+    version: u32,
+    algorithm: String,
+    key_id: String,
+}
+
+impl Client {
+    /// A builder for the server at `url` (`https://host:port`).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder {
+            url: url.into(),
+            roots: Vec::new(),
+            identity: None,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            user_agent: format!("signet-client/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path`, decoded; retried once if the connection failed.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let first = self.agent.get(&url).call();
+        let answer = match first {
+            Err(ureq::Error::Transport(_)) => self.agent.get(&url).call(),
+            other => other,
+        };
+        self.finish(path, answer)
+    }
+
+    /// `POST path` with a JSON body, decoded; sent once.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let answer = self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string());
+        self.finish(path, answer)
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        answer: std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<T> {
+        let decode = |message: String| Error::Decode {
+            path: path.to_string(),
+            message,
+        };
+        match answer {
+            Ok(response) => response.into_json::<T>().map_err(|e| decode(e.to_string())),
+            Err(ureq::Error::Status(status, response)) => {
+                let text = response.into_string().unwrap_or_default();
+                let problem = serde_json::from_str::<Problem>(&text).unwrap_or(Problem {
+                    kind: String::new(),
+                    title: String::new(),
+                    status,
+                    detail: text.chars().take(200).collect(),
+                    request_id: String::new(),
+                });
+                Err(Error::Problem(problem))
+            }
+            Err(ureq::Error::Transport(t)) => Err(self.transport(&t)),
+        }
+    }
+
+    fn transport(&self, t: &ureq::Transport) -> Error {
+        // A refused certificate is a TLS alert from the server, somewhere in the chain.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+        while let Some(e) = source {
+            if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
+                use rustls::AlertDescription as A;
+                if matches!(
+                    alert,
+                    A::CertificateRevoked
+                        | A::CertificateExpired
+                        | A::BadCertificate
+                        | A::UnknownCA
+                        | A::CertificateUnknown
+                        | A::CertificateRequired
+                        | A::AccessDenied
+                ) {
+                    return Error::CertificateRefused {
+                        alert: format!("{alert:?}"),
+                    };
+                }
+            }
+            source = e.source();
+        }
+        Error::Unreachable {
+            url: self.base.clone(),
+            message: t.to_string(),
+        }
+    }
+
+    /// Liveness (`GET /healthz`): the server is up and accepts this client.
+    pub fn health(&self) -> Result<()> {
+        self.get::<Value>("/healthz").map(drop)
+    }
+
+    /// Every key (`keys:read`).
+    pub fn keys(&self) -> Result<Vec<KeySummary>> {
+        Ok(self.get::<Keys<KeySummary>>("/v1/keys")?.keys)
+    }
+
+    /// The keys this client may read, verify or sign with, with their versions' public keys.
+    pub fn usable_keys(&self) -> Result<Vec<UsableKey>> {
+        Ok(self.get::<Keys<UsableKey>>("/v1/me/keys")?.keys)
+    }
+
+    /// One key and its versions.
+    pub fn key(&self, name: &str) -> Result<Key> {
+        self.get(&format!("/v1/keys/{}", path_segment(name)?))
+    }
+
+    /// Creates a key (`keys:create`).
+    pub fn create_key(&self, name: &str, spec: &str) -> Result<Key> {
+        self.post("/v1/keys", &serde_json::json!({"name": name, "spec": spec}))
+    }
+
+    /// Signs with the key `name`.
+    pub fn sign(&self, name: &str, request: &SignRequest<'_>) -> Result<Signature> {
+        let mut body = serde_json::json!({
+            "input": STANDARD.encode(request.input),
+            "input_type": request.input_type,
+            "encoding": "raw",
+        });
+        if let Some(algorithm) = request.algorithm {
+            body["algorithm"] = algorithm.into();
+        }
+        if let Some(version) = request.version {
+            body["version"] = version.into();
+        }
+        let path = format!("/v1/keys/{}/sign", path_segment(name)?);
+        let answer: SignatureAnswer = self.post(&path, &body)?;
+        let bytes = STANDARD
+            .decode(answer.signature)
+            .map_err(|e| Error::Decode {
+                path,
+                message: format!("the signature is not base64: {e}"),
+            })?;
+        Ok(Signature {
+            bytes,
+            version: answer.version,
+            algorithm: answer.algorithm,
+            key_id: answer.key_id,
+        })
+    }
+}
+
+/// A key name as one path segment: Signet's names (A-Z a-z 0-9 - _ .) need no escaping, and
+/// anything else is refused here rather than sent.
+fn path_segment(name: &str) -> Result<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Config(format!(
+            "{name:?} is not a key name (1-64 of A-Z a-z 0-9 - _ . not starting with a dot)"
+        )))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_name_their_type() {
+        let p: Problem = serde_json::from_str(
+            r#"{"type":"/problems/forbidden","title":"Forbidden","status":403,"detail":"needs keys:sign:k","request_id":"r"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.name(), "forbidden");
+        assert_eq!(p.to_string(), "403 Forbidden: needs keys:sign:k");
+    }
+
+    #[test]
+    fn names_that_are_not_key_names_are_not_sent() {
+        assert!(path_segment("app-1.v2").is_ok());
+        for bad in ["", ".hidden", "a/b", "a?b", "a b", "..%2f"] {
+            assert!(matches!(path_segment(bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_client_needs_https_a_root_and_an_identity() {
+        let err = Client::builder("http://localhost:8443")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
+        let err = Client::builder("https://localhost:8443")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("CA certificate"), "{err}");
+        assert!(matches!(
+            Identity::from_pem(b"not pem", b"not pem"),
+            Err(Error::Config(_))
+        ));
+    }
+}
