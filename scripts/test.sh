@@ -21,6 +21,9 @@ eval "$(bash scripts/postgres.sh start)"
 eval "$(bash scripts/virtual-piv.sh start)"
 trap 'bash scripts/postgres.sh stop; bash scripts/virtual-piv.sh stop' EXIT
 status=0
+# The PKCS#11 module is a cdylib that tests/pkcs11_module.rs loads; nextest builds test
+# binaries only, so build it first.
+cargo build -p signet-pkcs11
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 
 # The same backend suite, and the service smoke test, on the other tokens CI can have.

@@ -113,6 +113,22 @@ impl Server {
         extra_args: &[&str],
         stderr: Option<&Path>,
     ) -> Self {
+        Self::spawn(data, extra_env, prefix, extra_args, stderr, 0)
+    }
+
+    /// Starts on a given port (a restart where clients expect the same address).
+    pub fn start_on(data: Data, port: u16) -> Self {
+        Self::spawn(data, &[], &[], &[], None, port)
+    }
+
+    fn spawn(
+        data: Data,
+        extra_env: &[(&str, &str)],
+        prefix: &[&str],
+        extra_args: &[&str],
+        stderr: Option<&Path>,
+        port: u16,
+    ) -> Self {
         let mut cmd = match prefix.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -124,7 +140,7 @@ impl Server {
         cmd.arg("--data-dir")
             .arg(data.path())
             .args(extra_args)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_remove("SIGNET_CONFIG")
             .stdout(Stdio::piped());
         match stderr {

@@ -402,8 +402,14 @@ pub fn login(session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Zeroizing<Vec<
     };
     match client.health() {
         Ok(()) => {}
+        // The server no longer takes this certificate (revoked or expired: a refused
+        // handshake, or 401 on a connection made before): this identity cannot log in.
         Err(ClientError::CertificateRefused { alert }) => {
             debug(format!("the server refused the certificate ({alert})"));
+            return Err(CKR_PIN_LOCKED);
+        }
+        Err(ClientError::Problem(p)) if p.status == 401 => {
+            debug(format!("the server refused the certificate ({p})"));
             return Err(CKR_PIN_LOCKED);
         }
         Err(e) => return Err(from_client(&e)),

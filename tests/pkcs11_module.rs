@@ -1,0 +1,427 @@
+//! libsignet_pkcs11.so against a real server on loopback, driven by unmodified PKCS#11
+//! applications (OpenSC's pkcs11-tool, GnuTLS's p11tool, OpenSSH's ssh-keygen) and by the
+//! cryptoki crate through the C ABI; every signature is checked by OpenSSL or ring against the
+//! public key the server's API gives (not the module's).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{enrol_principal, Client, Server};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as P11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use serde_json::{json, Value};
+
+/// The module, built beside this test (scripts/test.sh builds it first).
+fn module() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("libsignet_pkcs11.so");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p signet-pkcs11` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Writes the module's settings for principal `name` and returns their path.
+fn settings(server: &Server, name: &str) -> PathBuf {
+    let clients = server.data.join("clients");
+    let path = server.data.join(&format!("{name}-pkcs11.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/{name}.crt.pem\"\nkey = \"clients/{name}.key.pem\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    assert!(clients.join(format!("{name}.key.pem")).exists());
+    path
+}
+
+fn run(program: &str, conf: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .env("SIGNET_PKCS11_CONF", conf)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    (out.status.success(), common::text(&out))
+}
+
+fn public_pem(admin: &Client, key: &str, dir: &Path) -> PathBuf {
+    let view = admin.get(&format!("/v1/keys/{key}")).json();
+    let path = dir.join(format!("{key}.pub.pem"));
+    std::fs::write(
+        &path,
+        view["versions"][0]["public_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+fn key_id(admin: &Client, key: &str) -> String {
+    admin.get(&format!("/v1/keys/{key}")).json()["versions"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn openssl_ok(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        common::text(&out)
+    );
+}
+
+/// Keys of every type, a principal that may sign with some and only verify with one, and a key
+/// it may not see.
+fn setup() -> (Server, Client) {
+    let server = Server::start();
+    let admin = server.admin();
+    for (name, spec) in [
+        ("ec", "ec-p256"),
+        ("ec384", "ec-p384"),
+        ("rsa", "rsa-2048"),
+        ("ed", "ed25519"),
+        ("other", "ec-p256"),
+        ("hidden", "ec-p256"),
+    ] {
+        let r = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    enrol_principal(
+        &server,
+        &admin,
+        "app",
+        &[
+            "keys:sign:ec*",
+            "keys:sign:rsa",
+            "keys:sign:ed",
+            "keys:verify:other",
+        ],
+    );
+    (server, admin)
+}
+
+#[test]
+fn unmodified_tools_list_the_keys_and_their_signatures_verify() {
+    let (server, admin) = setup();
+    let conf = settings(&server, "app");
+    let m = module();
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+
+    // The slot and token.
+    let (ok, out) = run("pkcs11-tool", &conf, &["--module", m, "-L"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("token label        : signet"), "{out}");
+    assert!(out.contains("token model        : network HSM"), "{out}");
+
+    // The objects: a private and a public key per key the principal may use, never `hidden`.
+    let (ok, out) = run("pkcs11-tool", &conf, &["--module", m, "-O"]);
+    assert!(ok, "{out}");
+    for name in ["ec", "ec384", "rsa", "ed", "other"] {
+        assert_eq!(
+            out.matches(&format!("label:      {name}\n")).count(),
+            2,
+            "{name}: {out}"
+        );
+    }
+    assert!(!out.contains("hidden"), "{out}");
+    assert!(
+        out.contains("Access:     sensitive, always sensitive, never extractable, local"),
+        "{out}"
+    );
+
+    // What /v1/me/keys told the module: the principal may sign with all but `other`.
+    let me = server.client("app").get("/v1/me/keys").json();
+    let may: Vec<(String, bool)> = me["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap().to_string(),
+                k["may_sign"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(may.contains(&("other".into(), false)), "{may:?}");
+    assert!(may.contains(&("rsa".into(), true)), "{may:?}");
+    assert_eq!(may.len(), 5, "{may:?}");
+
+    let msg = d("msg");
+    std::fs::write(&msg, b"signed through the PKCS#11 module").unwrap();
+    let sign = |mechanism: &str, key: &str, input: &str, extra: &[&str]| {
+        let out_file = d(&format!("{key}-{mechanism}.sig"));
+        let id = key_id(&admin, key);
+        let mut args = vec![
+            "--module", m, "--sign", "-m", mechanism, "--id", &id, "-i", input, "-o", &out_file,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out) = run("pkcs11-tool", &conf, &args);
+        assert!(ok, "{mechanism} with {key}: {out}");
+        out_file
+    };
+    let ec = public_pem(&admin, "ec", dir.path());
+    let ec384 = public_pem(&admin, "ec384", dir.path());
+    let rsa = public_pem(&admin, "rsa", dir.path());
+    let ed = public_pem(&admin, "ed", dir.path());
+    let (ec, ec384, rsa, ed) = (
+        ec.to_str().unwrap(),
+        ec384.to_str().unwrap(),
+        rsa.to_str().unwrap(),
+        ed.to_str().unwrap(),
+    );
+
+    // ECDSA over the message, hashed in the module.
+    let sig = sign(
+        "ECDSA-SHA256",
+        "ec",
+        &msg,
+        &["--signature-format", "openssl"],
+    );
+    openssl_ok(&["dgst", "-sha256", "-verify", ec, "-signature", &sig, &msg]);
+    // ECDSA over a digest the application made (what OpenSSL and ssh send).
+    let digest = d("msg.sha384");
+    std::fs::write(&digest, {
+        use sha2::Digest;
+        sha2::Sha384::digest(std::fs::read(&msg).unwrap())
+    })
+    .unwrap();
+    let sig = sign(
+        "ECDSA",
+        "ec384",
+        &digest,
+        &["--signature-format", "openssl"],
+    );
+    openssl_ok(&[
+        "dgst",
+        "-sha384",
+        "-verify",
+        ec384,
+        "-signature",
+        &sig,
+        &msg,
+    ]);
+    // RSA PKCS#1 v1.5 and PSS.
+    let sig = sign("SHA256-RSA-PKCS", "rsa", &msg, &[]);
+    openssl_ok(&["dgst", "-sha256", "-verify", rsa, "-signature", &sig, &msg]);
+    let sig = sign("SHA256-RSA-PKCS-PSS", "rsa", &msg, &[]);
+    openssl_ok(&[
+        "dgst",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-verify",
+        rsa,
+        "-signature",
+        &sig,
+        &msg,
+    ]);
+    // Ed25519 over the message.
+    let sig = sign("EDDSA", "ed", &msg, &[]);
+    openssl_ok(&[
+        "pkeyutl", "-verify", "-pubin", "-inkey", ed, "-rawin", "-in", &msg, "-sigfile", &sig,
+    ]);
+
+    // A key the principal may only verify with: the module refuses to start a signature.
+    let id = key_id(&admin, "other");
+    let (ok, out) = run(
+        "pkcs11-tool",
+        &conf,
+        &[
+            "--module",
+            m,
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+            "--id",
+            &id,
+            "-i",
+            &msg,
+            "-o",
+            &d("no.sig"),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("CKR_KEY_FUNCTION_NOT_PERMITTED"), "{out}");
+
+    // GnuTLS lists the objects by PKCS#11 URI and signs and verifies with them.
+    let (ok, out) = run(
+        "p11tool",
+        &conf,
+        &["--provider", m, "--list-all", "pkcs11:token=signet"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("object=ec;type=private"), "{out}");
+    for key in ["ec", "rsa"] {
+        let uri = format!("pkcs11:token=signet;object={key};type=private");
+        let (ok, out) = run("p11tool", &conf, &["--provider", m, "--test-sign", &uri]);
+        assert!(ok, "{key}: {out}");
+        assert!(
+            out.contains("Verifying against public key in the token... ok"),
+            "{out}"
+        );
+    }
+
+    // OpenSSH reads the public keys through the module; they are the server's keys.
+    let (ok, out) = run("ssh-keygen", &conf, &["-D", m]);
+    assert!(out.contains("ecdsa-sha2-nistp256 "), "{ok} {out}");
+    assert!(out.contains("ssh-rsa "), "{out}");
+    let converted = Command::new("ssh-keygen")
+        .args(["-i", "-m", "PKCS8", "-f", ec])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(converted.stdout).unwrap();
+    let blob = line.split_whitespace().nth(1).unwrap();
+    assert!(out.contains(blob), "{blob} not in {out}");
+
+    // Every signature is in the audit log under the principal; the refused one was never sent.
+    let log: Vec<Value> = admin
+        .get("/v1/audit?limit=10000")
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let signed: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["action"] == "key.sign" && r["principal"] == "app" && r["outcome"] == "ok")
+        .collect();
+    // 5 from pkcs11-tool, and p11tool's two test signatures.
+    assert_eq!(signed.len(), 7, "{signed:#?}");
+    assert!(signed.iter().any(|r| r["target"] == "ed"));
+}
+
+fn open(module: &Path) -> Pkcs11 {
+    let ctx = Pkcs11::new(module).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    ctx
+}
+
+fn verify_p256(public_pem: &str, message: &[u8], signature: &[u8]) -> bool {
+    let der = pem::parse(public_pem).unwrap().into_contents();
+    // The SubjectPublicKeyInfo's last 65 bytes are the uncompressed point.
+    let point = &der[der.len() - 65..];
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(message, signature)
+        .is_ok()
+}
+
+#[test]
+fn applications_sign_in_parts_from_threads_and_survive_a_server_restart() {
+    let (server, admin) = setup();
+    let conf = settings(&server, "app");
+    std::env::set_var("SIGNET_PKCS11_CONF", &conf);
+    let ctx = open(&module());
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let info = ctx.get_token_info(slot).unwrap();
+    assert_eq!(info.label(), "signet");
+    assert!(!info.login_required());
+    let session = ctx.open_ro_session(slot).unwrap();
+    let find = |session: &cryptoki::session::Session, label: &str| {
+        session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .unwrap()
+    };
+    let keys = find(&session, "ec");
+    assert_eq!(keys.len(), 1);
+    let key = keys[0];
+    let public = admin.get("/v1/keys/ec").json()["versions"][0]["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Multi-part: hashed in the module as the parts come.
+    session.sign_init(&Mechanism::EcdsaSha256, key).unwrap();
+    session.sign_update(b"in ").unwrap();
+    session.sign_update(b"three ").unwrap();
+    session.sign_update(b"parts").unwrap();
+    let signature = session.sign_final().unwrap();
+    assert!(verify_p256(&public, b"in three parts", &signature));
+    // Sensitive attributes are refused, not read.
+    let err = session
+        .get_attributes(key, &[cryptoki::object::AttributeType::Value])
+        .map(|a| a.len());
+    assert!(
+        matches!(
+            err,
+            Ok(0) | Err(P11Error::Pkcs11(RvError::AttributeSensitive, _))
+        ),
+        "{err:?}"
+    );
+
+    // Eight threads, each in its own session, at once.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let ctx = &ctx;
+            let public = &public;
+            s.spawn(move || {
+                let session = ctx.open_ro_session(slot).unwrap();
+                for i in 0..5 {
+                    let message = format!("thread {t} message {i}");
+                    let sig = session
+                        .sign(&Mechanism::EcdsaSha256, key, message.as_bytes())
+                        .unwrap();
+                    assert!(verify_p256(public, message.as_bytes(), &sig), "{message}");
+                }
+            });
+        }
+    });
+
+    // The server goes away: the next call is a device error, and once it is back the one
+    // after that works, with the same handles.
+    let port = server.port;
+    let data = server.stop();
+    let err = session.sign(&Mechanism::EcdsaSha256, key, b"while down");
+    assert!(
+        matches!(err, Err(P11Error::Pkcs11(RvError::DeviceError, _))),
+        "{err:?}"
+    );
+    let server = Server::start_on(data, port);
+    let sig = session
+        .sign(&Mechanism::EcdsaSha256, key, b"back again")
+        .unwrap();
+    assert!(verify_p256(&public, b"back again", &sig));
+
+    // Logging in checks the certificate; once it is revoked, the login fails.
+    session
+        .login(UserType::User, Some(&AuthPin::new("any".into())))
+        .unwrap();
+    session.logout().unwrap();
+    let admin = server.admin();
+    let pem_text = std::fs::read_to_string(server.data.join("clients/app.crt.pem")).unwrap();
+    let der = pem::parse(&pem_text).unwrap().into_contents();
+    let serial = {
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        hex::encode(cert.raw_serial())
+    };
+    let r = admin.post(&format!("/v1/certificates/{serial}/revoke"), &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let err = session.login(UserType::User, Some(&AuthPin::new("any".into())));
+    assert!(
+        matches!(err, Err(P11Error::Pkcs11(RvError::PinLocked, _))),
+        "{err:?}"
+    );
+    drop(session);
+    drop(server);
+}
