@@ -61,6 +61,11 @@ ls /usr/lib/*/libykcs11.so* >/dev/null 2>&1 || need+=(ykcs11)
 command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # the OpenAPI validator
 command -v promtool >/dev/null || need+=(prometheus)  # promtool checks the /metrics page
+# Unmodified PKCS#11 applications that load libsignet_pkcs11.so in tests/pkcs11_module.rs:
+# OpenSSL's pkcs11 engine (libp11), and OpenSSH's client and server.
+[ -e /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so ] || ls /usr/lib/*/engines-3/pkcs11.so >/dev/null 2>&1 || need+=(libengine-pkcs11-openssl)
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 
 install_missing "${need[@]}"
 

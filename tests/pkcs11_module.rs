@@ -425,3 +425,197 @@ fn applications_sign_in_parts_from_threads_and_survive_a_server_restart() {
     drop(session);
     drop(server);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on `port`.
+fn wait_for(port: u16, child: &mut std::process::Child) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited before listening on {port}: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn openssl_and_openssh_use_keys_held_by_signet() {
+    let (server, admin) = setup();
+    // Debian 12's libp11 (0.4.12) stops enumerating a token at its first Ed25519 key (fixed
+    // in 0.4.13), so this principal reaches the ECDSA and RSA keys only.
+    enrol_principal(&server, &admin, "tls", &["keys:sign:ec", "keys:sign:rsa"]);
+    let conf = settings(&server, "tls");
+    let m = module();
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let engine = d("engine.cnf");
+    std::fs::write(
+        &engine,
+        format!(
+            "openssl_conf = conf\n[conf]\nengines = engines\n[engines]\npkcs11 = pkcs11\n\
+             [pkcs11]\nengine_id = pkcs11\nMODULE_PATH = {m}\ninit = 0\n\
+             [req]\ndistinguished_name = dn\n[dn]\n"
+        ),
+    )
+    .unwrap();
+    let root = server.data.join("ca/root.pem");
+    let root = root.to_str().unwrap();
+
+    for (key, peer_signature) in [("ec", "ECDSA"), ("rsa", "RSA-PSS")] {
+        let uri = format!("pkcs11:token=signet;object={key};type=private");
+        let name = format!("{key}.svc.example");
+        // A CSR signed through the engine, issued by Signet.
+        let csr = d(&format!("{key}.csr"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", &uri,
+            ])
+            .args(["-subj", &format!("/CN={name}"), "-out", &csr])
+            .env("OPENSSL_CONF", &engine)
+            .env("SIGNET_PKCS11_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{key}: {}", common::text(&out));
+        openssl_ok(&["req", "-in", &csr, "-noout", "-verify"]);
+        let issued = admin.post(
+            "/v1/certificates",
+            &json!({
+                "csr": std::fs::read_to_string(&csr).unwrap(),
+                "profile": "server",
+                "name": name,
+                "dns": [name],
+            }),
+        );
+        assert_eq!(issued.status, 201, "{issued:?}");
+        let issued = issued.json();
+        let cert = d(&format!("{key}.crt.pem"));
+        let chain = d(&format!("{key}.chain.pem"));
+        std::fs::write(&cert, issued["certificate"].as_str().unwrap()).unwrap();
+        std::fs::write(&chain, issued["chain"].as_str().unwrap()).unwrap();
+
+        // A TLS 1.3 server whose key stays in Signet; a client verifies it.
+        let port = free_port();
+        let mut s_server = Killed(
+            Command::new("openssl")
+                .args([
+                    "s_server", "-engine", "pkcs11", "-keyform", "engine", "-key", &uri,
+                ])
+                .args(["-cert", &cert, "-cert_chain", &chain, "-tls1_3", "-www"])
+                .args(["-accept", &format!("127.0.0.1:{port}")])
+                .env("OPENSSL_CONF", &engine)
+                .env("SIGNET_PKCS11_CONF", &conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(port, &mut s_server.0);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect 127.0.0.1:{port} -verify_hostname {name} \
+                 -CAfile {root} -verify_return_error -tls1_3"
+            ))
+            .output()
+            .unwrap();
+        let text = common::text(&out);
+        assert!(out.status.success(), "{key}: {text}");
+        assert!(text.contains("Verification: OK"), "{text}");
+        assert!(text.contains("TLSv1.3"), "{text}");
+        assert!(
+            text.contains(&format!("Peer signature type: {peer_signature}")),
+            "{text}"
+        );
+    }
+
+    // OpenSSH: sshd on a loopback port takes each key, offered by `ssh -I`.
+    let (_, listed) = run("ssh-keygen", &conf, &["-D", m]);
+    let host_key = d("host_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", &host_key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let authorized = d("authorized_keys");
+    let port = free_port();
+    let sshd_config = d("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n\
+             AuthorizedKeysFile {authorized}\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\nPidFile {}\n",
+            d("sshd.pid")
+        ),
+    )
+    .unwrap();
+    let mut sshd = Killed(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", &sshd_config])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port, &mut sshd.0);
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    for kind in ["ecdsa-sha2-nistp256 ", "ssh-rsa "] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {listed}"));
+        std::fs::write(&authorized, format!("{line}\n")).unwrap();
+        let (ok, out) = run(
+            "ssh",
+            &conf,
+            &[
+                "-I",
+                m,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-p",
+                &port.to_string(),
+                &format!("{}@127.0.0.1", user.trim()),
+                "echo logged-in",
+            ],
+        );
+        assert!(ok && out.contains("logged-in"), "{kind}: {out}");
+    }
+    drop(sshd);
+
+    // Each handshake and login above was signed by Signet, under the principal.
+    let signed = admin
+        .get("/v1/audit?limit=10000")
+        .body
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == "key.sign" && r["principal"] == "tls" && r["outcome"] == "ok")
+        .count();
+    // Two CSRs, two TLS handshakes, two SSH logins.
+    assert!(signed >= 6, "{signed}");
+}

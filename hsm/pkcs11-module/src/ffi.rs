@@ -23,12 +23,15 @@ use crate::token::{self, Rv, Signed};
 pub const SLOT: CK_SLOT_ID = 0;
 
 /// Runs `f`, mapping its error and any panic to a `CKR_*`.
-fn guard(f: impl FnOnce() -> Rv<()>) -> CK_RV {
+fn guard(name: &str, f: impl FnOnce() -> Rv<()>) -> CK_RV {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => CKR_OK,
-        Ok(Err(rv)) => rv,
+        Ok(Err(rv)) => {
+            token::debug(format_args!("{name}: {rv:#x}"));
+            rv
+        }
         Err(_) => {
-            token::debug("a call panicked; answered CKR_GENERAL_ERROR");
+            token::debug(format_args!("{name} panicked; answered CKR_GENERAL_ERROR"));
             CKR_GENERAL_ERROR
         }
     }
@@ -95,7 +98,7 @@ unsafe fn attributes<'a>(
 }
 
 extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
-    guard(|| {
+    guard("C_Initialize", || {
         if !args.is_null() {
             // SAFETY: a non-null argument is a CK_C_INITIALIZE_ARGS by the specification.
             let args = unsafe { ptr::read_unaligned(args as *const CK_C_INITIALIZE_ARGS) };
@@ -121,7 +124,7 @@ extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
 }
 
 extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
-    guard(|| {
+    guard("C_Finalize", || {
         if !reserved.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
@@ -130,7 +133,7 @@ extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 }
 
 extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
-    guard(|| {
+    guard("C_GetInfo", || {
         token::initialized()?;
         if info.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
@@ -150,7 +153,7 @@ extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
 
 #[no_mangle]
 pub extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
-    guard(|| {
+    guard("C_GetFunctionList", || {
         if list.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
@@ -165,7 +168,7 @@ extern "C" fn C_GetSlotList(
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_GetSlotList", || {
         token::initialized()?;
         // SAFETY: the two-call convention's pointers, checked in write_list.
         unsafe { write_list(&[SLOT], list, count) }
@@ -173,7 +176,7 @@ extern "C" fn C_GetSlotList(
 }
 
 extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
-    guard(|| {
+    guard("C_GetSlotInfo", || {
         let t = token::info()?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -195,7 +198,7 @@ extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV 
 }
 
 extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
-    guard(|| {
+    guard("C_GetTokenInfo", || {
         let t = token::info()?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -240,7 +243,7 @@ extern "C" fn C_GetMechanismList(
     list: *mut CK_MECHANISM_TYPE,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_GetMechanismList", || {
         token::initialized()?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -256,7 +259,7 @@ extern "C" fn C_GetMechanismInfo(
     mechanism: CK_MECHANISM_TYPE,
     info: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_GetMechanismInfo", || {
         let (min, max) = token::mechanism_info(mechanism)?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -282,7 +285,7 @@ extern "C" fn C_OpenSession(
     _notify: CK_NOTIFY,
     session: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_OpenSession", || {
         token::initialized()?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -298,11 +301,11 @@ extern "C" fn C_OpenSession(
 }
 
 extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| token::close_session(session))
+    guard("C_CloseSession", || token::close_session(session))
 }
 
 extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
-    guard(|| {
+    guard("C_CloseAllSessions", || {
         token::initialized()?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
@@ -312,7 +315,7 @@ extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
 }
 
 extern "C" fn C_GetSessionInfo(session: CK_SESSION_HANDLE, info: *mut CK_SESSION_INFO) -> CK_RV {
-    guard(|| {
+    guard("C_GetSessionInfo", || {
         let (state, flags) = token::session_info(session)?;
         if info.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
@@ -335,7 +338,7 @@ extern "C" fn C_Login(
     pin: *mut CK_UTF8CHAR,
     len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_Login", || {
         // SAFETY: the PIN is `len` bytes (or none, for a protected authentication path).
         let pin = Zeroizing::new(unsafe { bytes(pin, len) }?.to_vec());
         token::login(session, user, pin)
@@ -343,7 +346,7 @@ extern "C" fn C_Login(
 }
 
 extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| token::logout(session))
+    guard("C_Logout", || token::logout(session))
 }
 
 extern "C" fn C_GetAttributeValue(
@@ -352,7 +355,7 @@ extern "C" fn C_GetAttributeValue(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_GetAttributeValue", || {
         // SAFETY: `count` attributes by the specification.
         let template = unsafe { attributes(template, count) }?;
         let types: Vec<_> = template.iter().map(|a| a.type_).collect();
@@ -397,7 +400,7 @@ extern "C" fn C_FindObjectsInit(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_FindObjectsInit", || {
         // SAFETY: `count` attributes, each with `ulValueLen` bytes at `pValue`.
         let template = unsafe { attributes(template, count) }?;
         let mut wanted = Vec::with_capacity(template.len());
@@ -416,7 +419,7 @@ extern "C" fn C_FindObjects(
     max: CK_ULONG,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_FindObjects", || {
         if count.is_null() || (objects.is_null() && max > 0) {
             return Err(CKR_ARGUMENTS_BAD);
         }
@@ -431,7 +434,7 @@ extern "C" fn C_FindObjects(
 }
 
 extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| token::find_final(session))
+    guard("C_FindObjectsFinal", || token::find_final(session))
 }
 
 /// # Safety
@@ -471,7 +474,7 @@ extern "C" fn C_SignInit(
     mechanism: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_SignInit", || {
         if mechanism.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
@@ -520,7 +523,7 @@ extern "C" fn C_Sign(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_Sign", || {
         // SAFETY: `data_len` bytes of data; the output follows the two-call convention.
         unsafe {
             let data = bytes(data, data_len)?;
@@ -530,7 +533,7 @@ extern "C" fn C_Sign(
 }
 
 extern "C" fn C_SignUpdate(session: CK_SESSION_HANDLE, part: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
-    guard(|| {
+    guard("C_SignUpdate", || {
         // SAFETY: `len` bytes.
         let part = unsafe { bytes(part, len) }?;
         token::sign_update(session, part)
@@ -543,7 +546,9 @@ extern "C" fn C_SignFinal(
     len: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the two-call convention's pointers, checked in `finish`.
-    guard(|| unsafe { finish(session, None, signature, len) })
+    guard("C_SignFinal", || unsafe {
+        finish(session, None, signature, len)
+    })
 }
 
 extern "C" fn C_GetFunctionStatus(_session: CK_SESSION_HANDLE) -> CK_RV {
@@ -559,6 +564,7 @@ macro_rules! unsupported {
     ($($name:ident($($t:ty),*);)*) => {
         $(
             extern "C" fn $name($(_: $t),*) -> CK_RV {
+                token::debug(concat!(stringify!($name), ": not supported"));
                 CKR_FUNCTION_NOT_SUPPORTED
             }
         )*
@@ -829,7 +835,9 @@ static INTERFACES: Shared<[CK_INTERFACE; 2]> = Shared([
 #[no_mangle]
 pub extern "C" fn C_GetInterfaceList(list: *mut CK_INTERFACE, count: *mut CK_ULONG) -> CK_RV {
     // SAFETY: the two-call convention's pointers, checked in write_list.
-    guard(|| unsafe { write_list(&INTERFACES.0, list, count) })
+    guard("C_GetInterfaceList", || unsafe {
+        write_list(&INTERFACES.0, list, count)
+    })
 }
 
 #[no_mangle]
@@ -839,7 +847,7 @@ pub extern "C" fn C_GetInterface(
     interface: *mut *mut CK_INTERFACE,
     flags: CK_FLAGS,
 ) -> CK_RV {
-    guard(|| {
+    guard("C_GetInterface", || {
         if interface.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
         }
