@@ -239,6 +239,36 @@ fn unmodified_tools_list_the_keys_and_their_signatures_verify() {
         "pkeyutl", "-verify", "-pubin", "-inkey", ed, "-rawin", "-in", &msg, "-sigfile", &sig,
     ]);
 
+    // The module verifies in software: RSA PKCS#1, PSS and Ed25519 signatures check out, and a
+    // PSS signature is not a PKCS#1 v1.5 one.
+    let verify = |mechanism: &str, key: &str, sig: &str| {
+        let id = key_id(&admin, key);
+        let (ok, out) = run(
+            "pkcs11-tool",
+            &conf,
+            &[
+                "--module",
+                m,
+                "--verify",
+                "-m",
+                mechanism,
+                "--id",
+                &id,
+                "-i",
+                &msg,
+                "--signature-file",
+                sig,
+            ],
+        );
+        ok && out.contains("Signature is valid")
+    };
+    let rsa_sig = d("rsa-SHA256-RSA-PKCS.sig");
+    let pss_sig = d("rsa-SHA256-RSA-PKCS-PSS.sig");
+    assert!(verify("SHA256-RSA-PKCS", "rsa", &rsa_sig));
+    assert!(verify("SHA256-RSA-PKCS-PSS", "rsa", &pss_sig));
+    assert!(verify("EDDSA", "ed", &d("ed-EDDSA.sig")));
+    assert!(!verify("SHA256-RSA-PKCS", "rsa", &pss_sig));
+
     // A key the principal may only verify with: the module refuses to start a signature.
     let id = key_id(&admin, "other");
     let (ok, out) = run(
@@ -357,6 +387,38 @@ fn applications_sign_in_parts_from_threads_and_survive_a_server_restart() {
     session.sign_update(b"parts").unwrap();
     let signature = session.sign_final().unwrap();
     assert!(verify_p256(&public, b"in three parts", &signature));
+    // The module verifies in software, with the public key object.
+    let public_key = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(b"ec".to_vec()),
+        ])
+        .unwrap()[0];
+    session
+        .verify(
+            &Mechanism::EcdsaSha256,
+            public_key,
+            b"in three parts",
+            &signature,
+        )
+        .unwrap();
+    let err = session.verify(
+        &Mechanism::EcdsaSha256,
+        public_key,
+        b"in two parts",
+        &signature,
+    );
+    assert!(
+        matches!(err, Err(P11Error::Pkcs11(RvError::SignatureInvalid, _))),
+        "{err:?}"
+    );
+    // Single-part mechanisms take no parts.
+    session.sign_init(&Mechanism::Ecdsa, key).unwrap();
+    let err = session.sign_update(b"part");
+    assert!(
+        matches!(err, Err(P11Error::Pkcs11(RvError::FunctionNotSupported, _))),
+        "{err:?}"
+    );
     // Sensitive attributes are refused, not read.
     let err = session
         .get_attributes(key, &[cryptoki::object::AttributeType::Value])
@@ -618,4 +680,55 @@ fn openssl_and_openssh_use_keys_held_by_signet() {
         .count();
     // Two CSRs, two TLS handshakes, two SSH logins.
     assert!(signed >= 6, "{signed}");
+}
+
+#[test]
+fn a_pkcs12_bundle_is_opened_with_the_pin() {
+    let (server, _admin) = setup();
+    let conf = server.data.join("p12-pkcs11.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\npkcs12 = \"clients/admin.p12\"\nlabel = \"signet-p12\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let password = std::fs::read_to_string(server.data.join("clients/admin.p12.pass")).unwrap();
+    std::env::set_var("SIGNET_PKCS11_CONF", &conf);
+    let ctx = open(&module());
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let info = ctx.get_token_info(slot).unwrap();
+    assert_eq!(info.label(), "signet-p12");
+    assert!(info.login_required());
+    let session = ctx.open_ro_session(slot).unwrap();
+    // Nothing is visible before the login: without the PIN there is no identity.
+    assert!(session.find_objects(&[]).unwrap().is_empty());
+    let err = session.login(UserType::User, Some(&AuthPin::new("wrong".into())));
+    assert!(
+        matches!(err, Err(P11Error::Pkcs11(RvError::PinIncorrect, _))),
+        "{err:?}"
+    );
+    session
+        .login(UserType::User, Some(&AuthPin::new(password.trim().into())))
+        .unwrap();
+    let keys = session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap();
+    // The admin sees every key, the service's own token signer too.
+    assert!(keys.len() >= 6, "{keys:?}");
+    let key = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(b"ec".to_vec()),
+        ])
+        .unwrap()[0];
+    let sig = session
+        .sign(&Mechanism::EcdsaSha256, key, b"by the admin")
+        .unwrap();
+    assert_eq!(sig.len(), 64);
+    session.logout().unwrap();
+    assert!(session.find_objects(&[]).unwrap().is_empty());
+    let err = session.sign(&Mechanism::EcdsaSha256, key, b"after logout");
+    assert!(err.is_err(), "{err:?}");
 }

@@ -270,7 +270,9 @@ extern "C" fn C_GetMechanismInfo(
         let value = CK_MECHANISM_INFO {
             ulMinKeySize: min,
             ulMaxKeySize: max,
-            flags: CKF_SIGN,
+            // Signatures are made by the server's token (hardware); verification is done
+            // here in software.
+            flags: CKF_SIGN | CKF_VERIFY | CKF_HW,
         };
         // SAFETY: checked non-null.
         unsafe { ptr::write_unaligned(info, value) };
@@ -551,6 +553,88 @@ extern "C" fn C_SignFinal(
     })
 }
 
+extern "C" fn C_VerifyInit(
+    session: CK_SESSION_HANDLE,
+    mechanism: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard("C_VerifyInit", || {
+        if mechanism.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        // SAFETY: checked non-null; its parameter pointer is read by `params`.
+        let (m, p) = unsafe {
+            let m = ptr::read_unaligned(mechanism);
+            (m.mechanism, params(&m))
+        };
+        token::verify_init(session, m, p, key)
+    })
+}
+
+extern "C" fn C_Verify(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    signature: *mut CK_BYTE,
+    signature_len: CK_ULONG,
+) -> CK_RV {
+    guard("C_Verify", || {
+        // SAFETY: both buffers are as long as the caller says.
+        let (data, signature) =
+            unsafe { (bytes(data, data_len)?, bytes(signature, signature_len)?) };
+        token::verify_finish(session, Some(data), signature)
+    })
+}
+
+extern "C" fn C_VerifyUpdate(
+    session: CK_SESSION_HANDLE,
+    part: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    guard("C_VerifyUpdate", || {
+        // SAFETY: `len` bytes.
+        let part = unsafe { bytes(part, len) }?;
+        token::verify_update(session, part)
+    })
+}
+
+extern "C" fn C_VerifyFinal(
+    session: CK_SESSION_HANDLE,
+    signature: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    guard("C_VerifyFinal", || {
+        // SAFETY: `len` bytes.
+        let signature = unsafe { bytes(signature, len) }?;
+        token::verify_finish(session, None, signature)
+    })
+}
+
+extern "C" fn C_GenerateRandom(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    guard("C_GenerateRandom", || {
+        if out.is_null() && len > 0 {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let mut buffer = vec![0u8; len as usize];
+        token::random(session, &mut buffer)?;
+        // SAFETY: the caller gave `len` writable bytes (checked non-null when len > 0).
+        unsafe { ptr::copy_nonoverlapping(buffer.as_ptr(), out, buffer.len()) };
+        Ok(())
+    })
+}
+
+extern "C" fn C_SeedRandom(
+    _session: CK_SESSION_HANDLE,
+    _seed: *mut CK_BYTE,
+    _len: CK_ULONG,
+) -> CK_RV {
+    CKR_RANDOM_SEED_NOT_SUPPORTED
+}
+
 extern "C" fn C_GetFunctionStatus(_session: CK_SESSION_HANDLE) -> CK_RV {
     CKR_FUNCTION_NOT_PARALLEL
 }
@@ -597,10 +681,6 @@ unsupported! {
     C_DigestFinal(CK_SESSION_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
     C_SignRecoverInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
     C_SignRecover(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
-    C_VerifyInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
-    C_Verify(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, CK_ULONG);
-    C_VerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG);
-    C_VerifyFinal(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG);
     C_VerifyRecoverInit(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE);
     C_VerifyRecover(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_DigestEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
@@ -612,8 +692,6 @@ unsupported! {
     C_WrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
     C_UnwrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
     C_DeriveKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
-    C_SeedRandom(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG);
-    C_GenerateRandom(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG);
     C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
     C_LoginUser(CK_SESSION_HANDLE, CK_USER_TYPE, *mut CK_UTF8CHAR, CK_ULONG, *mut CK_UTF8CHAR, CK_ULONG);
     C_SessionCancel(CK_SESSION_HANDLE, CK_FLAGS);

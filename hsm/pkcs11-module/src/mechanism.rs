@@ -97,10 +97,10 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_ECDSA_SHA384, CKK_EC),
     (CKM_ECDSA_SHA512, CKK_EC),
     (CKM_EDDSA, CKK_EC_EDWARDS),
-    (CKM_RSA_PKCS, CKK_RSA),
     (CKM_SHA256_RSA_PKCS, CKK_RSA),
     (CKM_SHA384_RSA_PKCS, CKK_RSA),
     (CKM_SHA512_RSA_PKCS, CKK_RSA),
+    (CKM_RSA_PKCS, CKK_RSA),
     (CKM_RSA_PKCS_PSS, CKK_RSA),
     (CKM_SHA256_RSA_PKCS_PSS, CKK_RSA),
     (CKM_SHA384_RSA_PKCS_PSS, CKK_RSA),
@@ -177,6 +177,17 @@ pub enum Data {
     Sha384(Sha384),
     /// Hashed as it comes.
     Sha512(Sha512),
+}
+
+impl Plan {
+    /// Whether the mechanism takes its data in parts (those that hash here); the others take
+    /// one digest or one message (PKCS#11 lists them as single-part).
+    pub fn multi_part(self) -> bool {
+        matches!(
+            self,
+            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_)
+        )
+    }
 }
 
 impl Data {
@@ -315,6 +326,58 @@ pub fn request(plan: Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV>
             Ok(digest(input, ps(h)))
         }
         Plan::PssHash(h) => Ok(digest(input, ps(h))),
+    }
+}
+
+/// Checks `signature` over the finished data with the public key, in software: what `C_Verify`
+/// answers. `CKR_SIGNATURE_LEN_RANGE` for a signature of the wrong length,
+/// `CKR_SIGNATURE_INVALID` for one that does not verify.
+pub fn verify(plan: Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Result<(), CK_RV> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    if signature.len() != kind.signature_len() {
+        return Err(CKR_SIGNATURE_LEN_RANGE);
+    }
+    let request = request(plan, kind, data)?;
+    let valid = match (kind, request.algorithm) {
+        (KeyKind::Ec { point, .. }, "ES256") => {
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_prehash(&request.input, &s).is_ok())
+        }
+        (KeyKind::Ec { point, .. }, _) => {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_prehash(&request.input, &s).is_ok())
+        }
+        (KeyKind::Ed25519 { point }, _) => {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, point)
+                .verify(&request.input, signature)
+                .is_ok()
+        }
+        (KeyKind::Rsa { modulus, exponent }, algorithm) => {
+            let key = rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(modulus),
+                rsa::BigUint::from_bytes_be(exponent),
+            )
+            .map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            let input = &request.input;
+            let result = match algorithm {
+                "RS256" => key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), input, signature),
+                "RS384" => key.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), input, signature),
+                "RS512" => key.verify(rsa::Pkcs1v15Sign::new::<Sha512>(), input, signature),
+                "PS256" => key.verify(rsa::Pss::new_with_salt::<Sha256>(32), input, signature),
+                "PS384" => key.verify(rsa::Pss::new_with_salt::<Sha384>(48), input, signature),
+                _ => key.verify(rsa::Pss::new_with_salt::<Sha512>(64), input, signature),
+            };
+            result.is_ok()
+        }
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(CKR_SIGNATURE_INVALID)
     }
 }
 

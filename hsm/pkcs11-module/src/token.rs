@@ -33,6 +33,8 @@ struct Session {
     flags: CK_FLAGS,
     found: Option<Vec<CK_OBJECT_HANDLE>>,
     sign: Option<SignOp>,
+    /// A verification in progress (the same shape: the key, the plan, the data so far).
+    verify: Option<SignOp>,
 }
 
 /// The module's state between `C_Initialize` and `C_Finalize`.
@@ -163,6 +165,7 @@ pub fn open_session(flags: CK_FLAGS) -> Rv<CK_SESSION_HANDLE> {
                 flags,
                 found: None,
                 sign: None,
+                verify: None,
             },
         );
         Ok(handle)
@@ -531,6 +534,11 @@ pub fn sign_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
     with(|t| {
         let s = t.session(session)?;
         let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        if !op.plan.multi_part() {
+            // An error ends the operation (PKCS#11 5.13).
+            s.sign = None;
+            return Err(CKR_FUNCTION_NOT_SUPPORTED);
+        }
         op.data.update(part);
         Ok(())
     })
@@ -597,6 +605,67 @@ pub fn sign_finish(
         return Err(CKR_DEVICE_ERROR);
     }
     Ok(Signed::Signature(signature.bytes))
+}
+
+/// `C_VerifyInit`: with a public or private key object; checked here, from the public key.
+pub fn verify_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_TYPE,
+    params: Params,
+    key: CK_OBJECT_HANDLE,
+) -> Rv<()> {
+    with(|t| {
+        if t.session(session)?.verify.is_some() {
+            return Err(CKR_OPERATION_ACTIVE);
+        }
+        let object = t
+            .objects
+            .iter()
+            .find(|o| o.handle == key)
+            .ok_or(CKR_KEY_HANDLE_INVALID)?
+            .clone();
+        let plan = mechanism::plan(mechanism, &params, &object.kind)?;
+        t.session(session)?.verify = Some(SignOp {
+            object,
+            plan,
+            data: Data::new(plan),
+        });
+        Ok(())
+    })
+}
+
+/// `C_VerifyUpdate`.
+pub fn verify_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
+    with(|t| {
+        let s = t.session(session)?;
+        let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        if !op.plan.multi_part() {
+            s.verify = None;
+            return Err(CKR_FUNCTION_NOT_SUPPORTED);
+        }
+        op.data.update(part);
+        Ok(())
+    })
+}
+
+/// `C_Verify` (with `data`) or `C_VerifyFinal`: the operation ends either way.
+pub fn verify_finish(session: CK_SESSION_HANDLE, data: Option<&[u8]>, signature: &[u8]) -> Rv<()> {
+    let mut op = with(|t| {
+        t.session(session)?
+            .verify
+            .take()
+            .ok_or(CKR_OPERATION_NOT_INITIALIZED)
+    })?;
+    if let Some(data) = data {
+        op.data.update(data);
+    }
+    mechanism::verify(op.plan, &op.object.kind, op.data, signature)
+}
+
+/// `C_GenerateRandom`: from the operating system's generator (Signet's token is not asked).
+pub fn random(session: CK_SESSION_HANDLE, out: &mut [u8]) -> Rv<()> {
+    with(|t| t.session(session).map(drop))?;
+    getrandom::getrandom(out).map_err(|_| CKR_DEVICE_ERROR)
 }
 
 /// `C_GetMechanismInfo`: (min bits, max bits) of the key type a signing mechanism takes.
