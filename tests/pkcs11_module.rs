@@ -335,6 +335,22 @@ fn unmodified_tools_list_the_keys_and_their_signatures_verify() {
     // 5 from pkcs11-tool, and p11tool's two test signatures.
     assert_eq!(signed.len(), 7, "{signed:#?}");
     assert!(signed.iter().any(|r| r["target"] == "ed"));
+    // Each names the module and the application that called it.
+    let client = |r: &Value| r["details"]["client"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        signed
+            .iter()
+            .filter(
+                |r| client(r).starts_with("signet-pkcs11/") && client(r).ends_with("(pkcs11-tool)")
+            )
+            .count(),
+        5,
+        "{signed:#?}"
+    );
+    assert!(
+        signed.iter().any(|r| client(r).ends_with("(p11tool)")),
+        "{signed:#?}"
+    );
 }
 
 fn open(module: &Path) -> Pkcs11 {

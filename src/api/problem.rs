@@ -155,9 +155,13 @@ impl FromRequestParts<AppState> for Ctx {
         })
         .settle()
         .await;
+        let agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
         match caller {
             Ok(caller) => Ok(Ctx {
-                caller,
+                caller: caller.with_agent(agent),
                 request_id,
                 deadline,
                 service: state.service.clone(),

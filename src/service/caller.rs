@@ -78,6 +78,10 @@ pub struct Caller {
     pub identity: Identity,
     /// The request id (`-` outside requests).
     pub request_id: String,
+    /// The program the request came from, as its `User-Agent` names it (the PKCS#11 module
+    /// sends `signet-pkcs11/<version> (<process>)`); printable ASCII, at most 128 characters.
+    /// Audit records of the request carry it as `client`.
+    pub agent: Option<String>,
 }
 
 impl Caller {
@@ -90,6 +94,7 @@ impl Caller {
         Caller {
             identity: Identity::Client(identity, principal),
             request_id: request_id.to_string(),
+            agent: None,
         }
     }
 
@@ -99,6 +104,7 @@ impl Caller {
         Caller {
             identity: Identity::Operator(user),
             request_id: "-".into(),
+            agent: None,
         }
     }
 
@@ -107,6 +113,7 @@ impl Caller {
         Caller {
             identity: Identity::System,
             request_id: "-".into(),
+            agent: None,
         }
     }
 
@@ -207,12 +214,25 @@ impl Caller {
 
     /// An audit event for this caller and request.
     pub fn event(&self, action: &str, target: &str, outcome: Outcome) -> Event {
-        Event::new(
+        let event = Event::new(
             &self.audit_name(),
             &self.request_id,
             action,
             target,
             outcome,
-        )
+        );
+        match &self.agent {
+            Some(agent) => event.with("client", agent.as_str()),
+            None => event,
+        }
+    }
+
+    /// The same caller, naming the program it calls from (see [`Caller::agent`]): kept only
+    /// when printable ASCII, cut to 128 characters.
+    pub fn with_agent(mut self, agent: Option<&str>) -> Self {
+        self.agent = agent
+            .map(|a| a.chars().take(128).collect::<String>())
+            .filter(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+        self
     }
 }
