@@ -18,6 +18,10 @@
 //!   CPU per signature of the nodes and of the token server, audit transactions/s and records
 //!   per transaction; then how long a certificate revoked on one node takes to be refused on
 //!   another (p50/p99);
+//! - `pkcs11`: ES256 signatures/s on 1 and 8 threads three ways in one run: the raw token
+//!   (through the backend), the JSON API (one keep-alive connection per thread), and
+//!   `libsignet_pkcs11.so` loaded through cryptoki (one session per thread), with the server's
+//!   CPU µs per signature for the last two;
 //! - `compare BASELINE CURRENT`: every figure's ratio to the baseline, flagging those that moved
 //!   by more than the noise margin.
 //!
@@ -62,6 +66,7 @@ fn main() {
         }
         Some("drive") => return drive_only(duration, env_or("BENCH_CONNECTIONS", 16usize)),
         Some("cluster") => cluster::run(&mut report, duration),
+        Some("pkcs11") => pkcs11(&mut report, duration),
         Some("compare") => {
             return compare(
                 Path::new(args.get(1).expect("BASELINE")),
@@ -835,4 +840,145 @@ fn compare(baseline: &Path, current: &Path) {
     if flagged > 0 {
         std::process::exit(1);
     }
+}
+
+/// ES256 on 1 and 8 threads: the raw token, the JSON API and the PKCS#11 module, in one run.
+fn pkcs11(report: &mut Report, duration: Duration) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, ObjectClass};
+
+    const THREADS: [usize; 2] = [1, 8];
+    println!("## ES256 through the raw token, the JSON API and the PKCS#11 module\n");
+    println!("| path | threads | signatures/s | p50 ms | p99 ms | server CPU µs per signature |");
+    println!("|---|---|---|---|---|---|");
+
+    let token = signet_softhsm::TestToken::new().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(Pkcs11Backend::open(token.config(8)).unwrap());
+    let key = backend
+        .generate(&KeyRequest::named(
+            format!("bench-p11-{}", rand_suffix()),
+            KeySpec::EcP256,
+        ))
+        .unwrap();
+    for threads in THREADS {
+        let b = backend.clone();
+        let id = key.id.clone();
+        let (rate, lat) = drive(
+            threads,
+            duration,
+            |_| (),
+            move |_| {
+                signet_hsm::sign(
+                    b.as_ref(),
+                    &id,
+                    SignatureAlgorithm::Es256,
+                    SignInput::Message(MESSAGE),
+                    EcdsaFormat::Raw,
+                )
+                .unwrap();
+                1
+            },
+        );
+        println!(
+            "| raw token | {threads} | {rate:.0} | {:.2} | {:.2} | – |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+        report.set(format!("pkcs11.raw.t{threads}.rate"), rate);
+    }
+
+    let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
+    let server = Server::start(&bin);
+    let admin = server.agent();
+    post(
+        &admin,
+        &server.url("/v1/keys"),
+        &json!({"name": "bench-p11", "spec": "ec-p256"}).to_string(),
+    );
+    let body = Arc::new(
+        json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}).to_string(),
+    );
+    let url = Arc::new(server.url("/v1/keys/bench-p11/sign"));
+    for threads in THREADS {
+        let agents: Vec<ureq::Agent> = (0..threads).map(|_| server.agent()).collect();
+        for a in &agents {
+            post(a, &url, &body);
+        }
+        let agents = std::sync::Mutex::new(agents);
+        let cpu0 = cpu_seconds(server.pid());
+        let (url, body) = (url.clone(), body.clone());
+        let (rate, lat) = drive(
+            threads,
+            duration,
+            |_| agents.lock().unwrap().pop().unwrap(),
+            move |agent| {
+                post(agent, &url, &body);
+                1
+            },
+        );
+        let cpu_us = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+        println!(
+            "| JSON API | {threads} | {rate:.0} | {:.2} | {:.2} | {cpu_us:.0} |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+        report.set(format!("pkcs11.api.t{threads}.rate"), rate);
+        report.set(format!("pkcs11.api.t{threads}.cpu_us"), cpu_us);
+    }
+
+    let module = std::env::var("SIGNET_PKCS11_MODULE")
+        .unwrap_or_else(|_| "target/release/libsignet_pkcs11.so".into());
+    let conf = server.dir.join("bench-pkcs11.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/admin.crt.pem\"\nkey = \"clients/admin.key.pem\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    // Read by the module's C_Initialize, on this thread, before any other thread exists.
+    std::env::set_var("SIGNET_PKCS11_CONF", &conf);
+    let ctx = Arc::new(Pkcs11::new(&module).unwrap_or_else(|e| panic!("{module}: {e}")));
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    for threads in THREADS {
+        let sessions: Vec<_> = (0..threads)
+            .map(|_| {
+                let session = ctx.open_ro_session(slot).unwrap();
+                let key = session
+                    .find_objects(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::Label(b"bench-p11".to_vec()),
+                    ])
+                    .unwrap()[0];
+                session.sign(&Mechanism::EcdsaSha256, key, MESSAGE).unwrap();
+                (session, key)
+            })
+            .collect();
+        let sessions = std::sync::Mutex::new(sessions);
+        let cpu0 = cpu_seconds(server.pid());
+        let (rate, lat) = drive(
+            threads,
+            duration,
+            |_| sessions.lock().unwrap().pop().unwrap(),
+            |(session, key)| {
+                session
+                    .sign(&Mechanism::EcdsaSha256, *key, MESSAGE)
+                    .unwrap();
+                1
+            },
+        );
+        let cpu_us = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+        println!(
+            "| PKCS#11 module | {threads} | {rate:.0} | {:.2} | {:.2} | {cpu_us:.0} |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+        report.set(format!("pkcs11.module.t{threads}.rate"), rate);
+        report.set(format!("pkcs11.module.t{threads}.cpu_us"), cpu_us);
+    }
+    println!();
 }

@@ -3,6 +3,8 @@
 #   scripts/bench.sh [api]              raw token cost, then the API (audited and unaudited builds)
 #   scripts/bench.sh raw                the token's own cost only
 #   scripts/bench.sh ca                 `signet ca init` per CA key spec
+#   scripts/bench.sh pkcs11             ES256 through the raw token, the JSON API and the PKCS#11
+#                                       module, 1 and 8 threads
 #   scripts/bench.sh cluster            1, 2 and 3 nodes on one PostgreSQL and one remote token,
 #                                       and revocation propagation between nodes
 #   scripts/bench.sh compare BASE.json  a fresh `api` run compared with a stored one: every figure's
@@ -34,6 +36,11 @@ load() {
 
 case "$what" in
   api|raw) build; load "$what" ;;
+  pkcs11)
+    cargo build --release --quiet --bin signet
+    cargo build --release --quiet -p signet-pkcs11
+    cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load
+    load pkcs11 ;;
   cluster)
     cargo build --release --quiet --bin signet
     cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load
@@ -55,5 +62,5 @@ case "$what" in
     build; load api
     echo; echo "## Compared with $base"; echo
     load compare "$base" "$BENCH_JSON" ;;
-  *) echo "usage: $0 [api|raw|ca|cluster|compare BASELINE.json]" >&2; exit 2 ;;
+  *) echo "usage: $0 [api|raw|ca|cluster|pkcs11|compare BASELINE.json]" >&2; exit 2 ;;
 esac

@@ -268,6 +268,9 @@ impl Builder {
         .map_err(|e| Error::Config(format!("the client certificate or key is not usable: {e}")))?;
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(config))
+            // One kept connection per concurrent caller (the PKCS#11 module signs from many
+            // threads through one client): without it each extra thread would handshake anew.
+            .max_idle_connections_per_host(64)
             .timeout(self.timeout)
             .timeout_connect(self.connect_timeout)
             .user_agent(&self.user_agent)
