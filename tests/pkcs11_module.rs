@@ -291,6 +291,45 @@ fn unmodified_tools_list_the_keys_and_their_signatures_verify() {
     assert!(!ok, "{out}");
     assert!(out.contains("CKR_KEY_FUNCTION_NOT_PERMITTED"), "{out}");
 
+    // Key generation creates a Signet key in the server's token, for a principal holding
+    // keys:create only; a template asking for what Signet keys cannot be is refused.
+    let keygen = |conf: &Path, label: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--module",
+            m,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            label,
+        ];
+        args.extend_from_slice(extra);
+        run("pkcs11-tool", conf, &args)
+    };
+    let (ok, out) = keygen(&conf, "by-app", &["--usage-sign"]);
+    assert!(
+        !ok && out.contains("CKR_KEY_FUNCTION_NOT_PERMITTED"),
+        "{out}"
+    );
+    let admin_conf = settings(&server, "admin");
+    // pkcs11-tool asks for decrypt and derive rights by default.
+    let (ok, out) = keygen(&admin_conf, "by-module", &[]);
+    assert!(!ok && out.contains("CKR_ATTRIBUTE_VALUE_INVALID"), "{out}");
+    let (ok, out) = keygen(&admin_conf, "by-module", &["--usage-sign"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("label:      by-module"), "{out}");
+    let made = admin.get("/v1/keys/by-module").json();
+    assert_eq!(made["spec"], "ec-p256", "{made}");
+    assert!(
+        out.contains(made["versions"][0]["key_id"].as_str().unwrap()),
+        "{out}"
+    );
+    let (ok, out) = keygen(&admin_conf, "by-module", &["--usage-sign"]);
+    assert!(
+        !ok && out.contains("CKR_ATTRIBUTE_VALUE_INVALID"),
+        "a second key of one name: {out}"
+    );
+
     // GnuTLS lists the objects by PKCS#11 URI and signs and verifies with them.
     let (ok, out) = run(
         "p11tool",

@@ -15,7 +15,7 @@ use std::ptr;
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
-use crate::mechanism::{Params, MECHANISMS};
+use crate::mechanism::Params;
 use crate::objects::Value;
 use crate::token::{self, Rv, Signed};
 
@@ -208,7 +208,7 @@ extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_R
         }
         use sha2::Digest;
         let serial = hex::encode(&sha2::Sha256::digest(t.url.as_bytes())[..8]);
-        let mut flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_WRITE_PROTECTED;
+        let mut flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED;
         if t.login_required {
             flags |= CKF_LOGIN_REQUIRED;
         }
@@ -248,7 +248,7 @@ extern "C" fn C_GetMechanismList(
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
         }
-        let types: Vec<CK_MECHANISM_TYPE> = MECHANISMS.iter().map(|(m, _)| *m).collect();
+        let types = token::mechanisms();
         // SAFETY: checked in write_list.
         unsafe { write_list(&types, list, count) }
     })
@@ -260,7 +260,7 @@ extern "C" fn C_GetMechanismInfo(
     info: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
     guard("C_GetMechanismInfo", || {
-        let (min, max) = token::mechanism_info(mechanism)?;
+        let (min, max, flags) = token::mechanism_info(mechanism)?;
         if slot != SLOT {
             return Err(CKR_SLOT_ID_INVALID);
         }
@@ -270,9 +270,7 @@ extern "C" fn C_GetMechanismInfo(
         let value = CK_MECHANISM_INFO {
             ulMinKeySize: min,
             ulMaxKeySize: max,
-            // Signatures are made by the server's token (hardware); verification is done
-            // here in software.
-            flags: CKF_SIGN | CKF_VERIFY | CKF_HW,
+            flags,
         };
         // SAFETY: checked non-null.
         unsafe { ptr::write_unaligned(info, value) };
@@ -397,6 +395,55 @@ extern "C" fn C_GetAttributeValue(
     })
 }
 
+/// # Safety
+/// `template` holds `count` attributes, each with `ulValueLen` bytes at `pValue`.
+unsafe fn read_template(
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> Rv<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
+    let template = attributes(template, count)?;
+    let mut out = Vec::with_capacity(template.len());
+    for a in template.iter() {
+        out.push((
+            a.type_,
+            bytes(a.pValue as *const u8, a.ulValueLen)?.to_vec(),
+        ));
+    }
+    Ok(out)
+}
+
+extern "C" fn C_GenerateKeyPair(
+    session: CK_SESSION_HANDLE,
+    mechanism: *mut CK_MECHANISM,
+    public: *mut CK_ATTRIBUTE,
+    public_count: CK_ULONG,
+    private: *mut CK_ATTRIBUTE,
+    private_count: CK_ULONG,
+    public_key: *mut CK_OBJECT_HANDLE,
+    private_key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard("C_GenerateKeyPair", || {
+        if mechanism.is_null() || public_key.is_null() || private_key.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        // SAFETY: checked non-null; the templates hold the counts the caller gives.
+        let (m, public, private) = unsafe {
+            (
+                ptr::read_unaligned(mechanism).mechanism,
+                read_template(public, public_count)?,
+                read_template(private, private_count)?,
+            )
+        };
+        let (p, q) = token::generate_key_pair(session, m, public, private)?;
+        // SAFETY: checked non-null.
+        unsafe {
+            *public_key = p;
+            *private_key = q;
+        }
+        Ok(())
+    })
+}
+
 extern "C" fn C_FindObjectsInit(
     session: CK_SESSION_HANDLE,
     template: *mut CK_ATTRIBUTE,
@@ -404,13 +451,7 @@ extern "C" fn C_FindObjectsInit(
 ) -> CK_RV {
     guard("C_FindObjectsInit", || {
         // SAFETY: `count` attributes, each with `ulValueLen` bytes at `pValue`.
-        let template = unsafe { attributes(template, count) }?;
-        let mut wanted = Vec::with_capacity(template.len());
-        for a in template.iter() {
-            // SAFETY: as above.
-            let value = unsafe { bytes(a.pValue as *const u8, a.ulValueLen) }?;
-            wanted.push((a.type_, value.to_vec()));
-        }
+        let wanted = unsafe { read_template(template, count) }?;
         token::find_init(session, wanted)
     })
 }
@@ -688,7 +729,6 @@ unsupported! {
     C_SignEncryptUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_DecryptVerifyUpdate(CK_SESSION_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_BYTE, *mut CK_ULONG);
     C_GenerateKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
-    C_GenerateKeyPair(CK_SESSION_HANDLE, *mut CK_MECHANISM, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE, *mut CK_OBJECT_HANDLE);
     C_WrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE, *mut CK_BYTE, *mut CK_ULONG);
     C_UnwrapKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_BYTE, CK_ULONG, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);
     C_DeriveKey(CK_SESSION_HANDLE, *mut CK_MECHANISM, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG, *mut CK_OBJECT_HANDLE);

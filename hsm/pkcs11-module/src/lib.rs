@@ -12,6 +12,7 @@
 pub mod config;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod generate;
 pub mod mechanism;
 pub mod objects;
 pub mod token;

@@ -260,9 +260,16 @@ impl Token {
     fn install(&mut self, keys: Vec<UsableKey>) {
         let mut objects = Vec::new();
         for usable in keys {
-            if usable.key.deletion.is_some() {
-                continue;
-            }
+            objects.extend(self.objects_of(&usable));
+        }
+        self.objects = objects;
+        self.loaded = Some(Instant::now());
+    }
+
+    /// The objects of one key: a private and a public key per enabled version.
+    fn objects_of(&mut self, usable: &UsableKey) -> Vec<Object> {
+        let mut objects = Vec::new();
+        if usable.key.deletion.is_none() {
             for v in &usable.key.versions {
                 let (Some(pem), Ok(id)) = (&v.public_key_pem, hex::decode(&v.key_id)) else {
                     continue;
@@ -299,8 +306,7 @@ impl Token {
                 }
             }
         }
-        self.objects = objects;
-        self.loaded = Some(Instant::now());
+        objects
     }
 }
 
@@ -668,12 +674,89 @@ pub fn random(session: CK_SESSION_HANDLE, out: &mut [u8]) -> Rv<()> {
     getrandom::getrandom(out).map_err(|_| CKR_DEVICE_ERROR)
 }
 
+/// `C_GenerateKeyPair`: creates a Signet key (the principal needs `keys:create`) named by the
+/// template's `CKA_LABEL`; answers the (public, private) handles of its first version.
+pub fn generate_key_pair(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_TYPE,
+    public: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
+    private: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>,
+) -> Rv<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+    let client = with(|t| {
+        if t.session(session)?.flags & CKF_RW_SESSION == 0 {
+            return Err(CKR_SESSION_READ_ONLY);
+        }
+        t.client()
+    })?
+    .ok_or(CKR_USER_NOT_LOGGED_IN)?;
+    let new = crate::generate::new_key(mechanism, &public, &private)?;
+    let key = client
+        .create_key(&new.name, new.spec)
+        .map_err(|e| match &e {
+            // The name is taken, or the server refuses it.
+            ClientError::Problem(p) if p.status == 409 || p.status == 400 => {
+                debug(&e);
+                CKR_ATTRIBUTE_VALUE_INVALID
+            }
+            _ => from_client(&e),
+        })?;
+    refresh(true)?;
+    let id = key
+        .versions
+        .first()
+        .and_then(|v| hex::decode(&v.key_id).ok())
+        .ok_or(CKR_DEVICE_ERROR)?;
+    with(|t| {
+        let handle = |t: &Token, class| {
+            t.objects
+                .iter()
+                .find(|o| o.id == id && o.class == class)
+                .map(|o| o.handle)
+        };
+        if handle(t, CKO_PUBLIC_KEY).is_none() {
+            // Created, but not among the keys this principal may use (it may create without
+            // reading or signing): shown for this session's life, and it cannot sign.
+            let objects = t.objects_of(&UsableKey {
+                key: key.clone(),
+                may_sign: false,
+            });
+            t.objects.extend(objects);
+        }
+        match (handle(t, CKO_PUBLIC_KEY), handle(t, CKO_PRIVATE_KEY)) {
+            (Some(p), Some(q)) => Ok((p, q)),
+            _ => Err(CKR_DEVICE_ERROR),
+        }
+    })
+}
+
 /// `C_GetMechanismInfo`: (min bits, max bits) of the key type a signing mechanism takes.
-pub fn mechanism_info(mechanism: CK_MECHANISM_TYPE) -> Rv<(CK_ULONG, CK_ULONG)> {
+pub fn mechanism_info(mechanism: CK_MECHANISM_TYPE) -> Rv<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
     initialized()?;
-    mechanism::MECHANISMS
+    // Signatures are made by the server's token (hardware); verification is done here in
+    // software; keys are generated in the server's token.
+    if let Some((_, key_type)) = mechanism::MECHANISMS.iter().find(|(m, _)| *m == mechanism) {
+        let (min, max) = mechanism::key_sizes(*key_type);
+        return Ok((min, max, CKF_SIGN | CKF_VERIFY | CKF_HW));
+    }
+    if let Some((_, key_type)) = crate::generate::MECHANISMS
         .iter()
         .find(|(m, _)| *m == mechanism)
-        .map(|(_, key_type)| mechanism::key_sizes(*key_type))
-        .ok_or(CKR_MECHANISM_INVALID)
+    {
+        let (min, max) = mechanism::key_sizes(*key_type);
+        let mut flags = CKF_GENERATE_KEY_PAIR | CKF_HW;
+        if *key_type == CKK_EC {
+            flags |= CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+        }
+        return Ok((min, max, flags));
+    }
+    Err(CKR_MECHANISM_INVALID)
+}
+
+/// Every mechanism, for `C_GetMechanismList`.
+pub fn mechanisms() -> Vec<CK_MECHANISM_TYPE> {
+    mechanism::MECHANISMS
+        .iter()
+        .chain(crate::generate::MECHANISMS)
+        .map(|(m, _)| *m)
+        .collect()
 }
