@@ -72,7 +72,7 @@ pub fn new_key(
         CKM_RSA_PKCS_KEY_PAIR_GEN => {
             if let Some(e) = find(public, CKA_PUBLIC_EXPONENT) {
                 let first = e.iter().position(|&b| b != 0).unwrap_or(e.len());
-                if &e[first..] != [0x01, 0x00, 0x01] {
+                if e[first..] != [0x01, 0x00, 0x01] {
                     return Err(CKR_ATTRIBUTE_VALUE_INVALID);
                 }
             }
