@@ -1391,3 +1391,94 @@ fn the_printed_example_configuration_checks() {
         text(&out)
     );
 }
+
+#[test]
+fn remote_mode_uses_a_running_server_with_a_bundle() {
+    let server = common::Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("");
+    let ca = server.data.join("ca/root.pem");
+    let bundle = server.data.join("clients/admin.p12");
+    // No data directory in sight: the commands go to the server.
+    let remote = |args: &[&str]| {
+        Command::new(common::BIN)
+            .args(["--server", &url, "--ca"])
+            .arg(&ca)
+            .arg("--bundle")
+            .arg(&bundle)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SIGNET_DATA_DIR")
+            .env_remove("SIGNET_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = remote(&["key", "create", "remote-k", "--spec", "ec-p384"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("created remote-k (ec-p384)"),
+        "{}",
+        text(&out)
+    );
+    let out = remote(&["key", "list"]);
+    assert!(text(&out).contains("remote-k"), "{}", text(&out));
+    let msg = dir.path().join("msg");
+    std::fs::write(&msg, b"signed from the remote CLI").unwrap();
+    let sig = dir.path().join("msg.sig");
+    let out = remote(&[
+        "key",
+        "sign",
+        "remote-k",
+        "--in",
+        msg.to_str().unwrap(),
+        "--out",
+        sig.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let public = remote(&["key", "public", "remote-k"]);
+    let pem = dir.path().join("remote-k.pem");
+    std::fs::write(&pem, &public.stdout).unwrap();
+    let verified = openssl(
+        dir.path(),
+        &[
+            "dgst",
+            "-sha384",
+            "-verify",
+            pem.to_str().unwrap(),
+            "-signature",
+            sig.to_str().unwrap(),
+            msg.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.status.success(), "{}", text(&verified));
+    // The server recorded them under the bundle's principal, from the CLI.
+    let log = server.admin().get("/v1/audit?limit=10000").body;
+    let signed: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "key.sign" && r["target"] == "remote-k")
+        .collect();
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert_eq!(signed[0]["principal"], "admin");
+    assert!(signed[0]["details"]["client"]
+        .as_str()
+        .unwrap()
+        .starts_with("signet-cli/"));
+    // What cannot be done remotely, and a wrong password, are clear errors.
+    let out = remote(&["key", "delete", "remote-k"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("only `key list|create|public|sign`"),
+        "{}",
+        text(&out)
+    );
+    let out = remote(&[
+        "--bundle-password-file",
+        ca.to_str().unwrap(),
+        "key",
+        "list",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("password is wrong"), "{}", text(&out));
+    assert!(!dir.path().join("signet-data").exists());
+}

@@ -7,6 +7,7 @@ mod ca;
 mod keys;
 mod principals;
 mod progress;
+mod remote;
 mod status;
 
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +49,25 @@ pub struct Cli {
     /// Overrides hsm.uri.
     #[arg(long, global = true, value_name = "URI", env = "SIGNET_HSM_URI")]
     pub hsm_uri: Option<String>,
+    /// A running Signet to call instead of opening the data directory (remote mode: `key
+    /// list|create|public|sign` and `status`), e.g. https://signet.example:8443.
+    #[arg(long, global = true, value_name = "URL", env = "SIGNET_SERVER")]
+    pub server: Option<String>,
+    /// Remote mode: the client bundle (PKCS#12, as `signet cert issue --p12` writes it).
+    #[arg(long, global = true, value_name = "FILE", env = "SIGNET_BUNDLE")]
+    pub bundle: Option<PathBuf>,
+    /// Remote mode: the file holding the bundle's password [default: the bundle's name with
+    /// `.pass` added, as `signet cert issue --p12` writes it].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SIGNET_BUNDLE_PASSWORD_FILE"
+    )]
+    pub bundle_password_file: Option<PathBuf>,
+    /// Remote mode: the server's CA (Signet's root, DATA/ca/root.pem).
+    #[arg(long, global = true, value_name = "FILE", env = "SIGNET_CA")]
+    pub ca: Option<PathBuf>,
     /// Log format on stderr: text or json.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -445,6 +465,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Config(ConfigCommand::Example)) {
         print!("{}", crate::config::EXAMPLE);
         return Ok(());
+    }
+    if cli.server.is_some() {
+        return remote::run(cli);
     }
     let config = load_config(&cli)?;
     // While this is the process's only thread: what the PKCS#11 module reads from the

@@ -599,6 +599,7 @@ pub fn sign_finish(
                 input_type: request.input_type,
                 algorithm: Some(request.algorithm),
                 version: Some(op.object.version),
+                der: false,
             },
         )
         .map_err(|e| from_client(&e))?;

@@ -316,6 +316,8 @@ pub struct SignRequest<'a> {
     pub algorithm: Option<&'a str>,
     /// The key version; the primary when `None`.
     pub version: Option<u32>,
+    /// ECDSA signatures as DER instead of r‖s.
+    pub der: bool,
 }
 
 impl<'a> SignRequest<'a> {
@@ -326,6 +328,7 @@ impl<'a> SignRequest<'a> {
             input_type,
             algorithm: None,
             version: None,
+            der: false,
         }
     }
 }
@@ -333,7 +336,7 @@ impl<'a> SignRequest<'a> {
 /// A signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
-    /// The signature (ECDSA as r‖s).
+    /// The signature (ECDSA as r‖s, or DER when asked).
     pub bytes: Vec<u8>,
     /// The version that made it.
     pub version: u32,
@@ -350,6 +353,8 @@ pub struct KeySummary {
     pub name: String,
     /// Its spec (`ec-p256`, `rsa-3072`, …).
     pub spec: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
     /// The version that signs.
     pub primary_version: u32,
     /// `active` or `pending_deletion`.
@@ -368,6 +373,9 @@ pub struct KeyVersion {
     /// The public key (SubjectPublicKeyInfo PEM), for versions not destroyed.
     #[serde(default)]
     pub public_key_pem: Option<String>,
+    /// The public key as a JWK (with its RFC 7638 thumbprint as `kid`).
+    #[serde(default)]
+    pub jwk: Option<Value>,
 }
 
 /// A key and its versions.
@@ -534,7 +542,7 @@ impl Client {
         let mut body = serde_json::json!({
             "input": STANDARD.encode(request.input),
             "input_type": request.input_type,
-            "encoding": "raw",
+            "encoding": if request.der { "der" } else { "raw" },
         });
         if let Some(algorithm) = request.algorithm {
             body["algorithm"] = algorithm.into();

@@ -1,0 +1,142 @@
+//! Remote mode (`--server URL`): the key commands and `status` against a running Signet, over
+//! its mutual-TLS API with a client bundle, so an operator needs no data directory. Every call
+//! is the API's: authorized by the bundle's principal and audited there.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use signet_client::{Client, Identity, InputType, SignRequest};
+
+use super::{read_input, Cli, Command, KeyCommand};
+
+fn client(cli: &Cli, url: &str) -> anyhow::Result<Client> {
+    let Some(ca) = &cli.ca else {
+        bail!("--server needs --ca: the server's CA certificate (Signet's DATA/ca/root.pem)");
+    };
+    let Some(bundle) = &cli.bundle else {
+        bail!("--server needs --bundle: a client bundle (PKCS#12), e.g. the admin's clients/admin.p12");
+    };
+    let password_file = cli.bundle_password_file.clone().unwrap_or_else(|| {
+        let mut name = bundle.clone().into_os_string();
+        name.push(".pass");
+        PathBuf::from(name)
+    });
+    let password = super::keys::read_password(&password_file).with_context(|| {
+        format!(
+            "the bundle's password (--bundle-password-file, default {})",
+            password_file.display()
+        )
+    })?;
+    let der = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let identity = Identity::from_pkcs12(&der, &password)
+        .with_context(|| format!("opening {}", bundle.display()))?;
+    let root = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+    Ok(Client::builder(url)
+        .root_pem(&root)?
+        .identity(identity)
+        .user_agent(format!("signet-cli/{}", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Runs a command line in remote mode.
+pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = cli.server.clone().unwrap_or_default();
+    let client = client(&cli, &url)?;
+    match cli.command {
+        Command::Key(cmd) => key(&client, cmd),
+        // The server's GET /v1/status document (`status:read`), as JSON with or without
+        // --json: the line format is the offline command's.
+        Command::Status { .. } => {
+            let status: Value = client.get("/v1/status")?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }
+        _ => bail!(
+            "with --server, only `key list|create|public|sign` and `status` are available; the other commands work on the data directory (omit --server)"
+        ),
+    }
+}
+
+fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::List => {
+            let keys = client.keys()?;
+            let name_w = keys.iter().map(|k| k.name.len()).max().unwrap_or(0).max(4);
+            let spec_w = keys.iter().map(|k| k.spec.len()).max().unwrap_or(0).max(4);
+            println!(
+                "{:<name_w$} {:<spec_w$} {:<3} {:<20} STATE",
+                "NAME", "SPEC", "VER", "CREATED"
+            );
+            for k in keys {
+                println!(
+                    "{:<name_w$} {:<spec_w$} {:<3} {:<20} {}",
+                    k.name, k.spec, k.primary_version, k.created, k.state
+                );
+            }
+        }
+        KeyCommand::Create { name, spec } => {
+            let key = client.create_key(&name, &spec.to_string())?;
+            let id = key.versions.first().map(|v| v.key_id.as_str()).unwrap_or("-");
+            println!("created {name} ({spec}) id {id} in the server's token");
+        }
+        KeyCommand::Public {
+            name,
+            format,
+            version,
+        } => {
+            let key = client.key(&name)?;
+            let wanted = version.unwrap_or(key.primary_version);
+            let Some(v) = key.versions.iter().find(|v| v.version == wanted) else {
+                bail!("{name} has no version {wanted}");
+            };
+            if format == "jwk" {
+                let Some(jwk) = &v.jwk else {
+                    bail!("{name} version {wanted} has no public key (destroyed)");
+                };
+                println!("{}", serde_json::to_string_pretty(jwk)?);
+            } else {
+                let Some(pem) = &v.public_key_pem else {
+                    bail!("{name} version {wanted} has no public key (destroyed)");
+                };
+                print!("{pem}");
+            }
+        }
+        KeyCommand::Sign {
+            name,
+            alg,
+            input,
+            out,
+            digest,
+            raw,
+            version,
+        } => {
+            let data = read_input(&input)?;
+            let signature = client.sign(
+                &name,
+                &SignRequest {
+                    input: &data,
+                    input_type: if digest {
+                        InputType::Digest
+                    } else {
+                        InputType::Message
+                    },
+                    algorithm: alg.map(|a| a.name()),
+                    version,
+                    der: !raw,
+                },
+            )?;
+            match out {
+                Some(path) => std::fs::write(&path, &signature.bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{}", STANDARD.encode(&signature.bytes)),
+            }
+        }
+        KeyCommand::Import { .. } | KeyCommand::Attest { .. } | KeyCommand::Delete { .. } => bail!(
+            "with --server, only `key list|create|public|sign` are available: `key import` and `key delete` (destroy now) are the operator's, on the data directory; over the API a deletion is scheduled (DELETE /v1/keys/NAME)"
+        ),
+    }
+    Ok(())
+}
