@@ -629,6 +629,23 @@ fn openssl_and_openssh_use_keys_held_by_signet() {
         let chain = d(&format!("{key}.chain.pem"));
         std::fs::write(&cert, issued["certificate"].as_str().unwrap()).unwrap();
         std::fs::write(&chain, issued["chain"].as_str().unwrap()).unwrap();
+        // The token now holds the certificate beside the key, with the key's id.
+        let (ok, exported) = run(
+            "p11tool",
+            &conf,
+            &[
+                "--provider",
+                m,
+                "--export",
+                &format!("pkcs11:token=signet;object={key};type=cert"),
+            ],
+        );
+        assert!(ok, "{exported}");
+        let issued_der = pem::parse(issued["certificate"].as_str().unwrap())
+            .unwrap()
+            .into_contents();
+        let exported_der = pem::parse(exported.trim()).unwrap().into_contents();
+        assert_eq!(exported_der, issued_der, "{key}");
 
         // A TLS 1.3 server whose key stays in Signet; a client verifies it.
         let port = free_port();

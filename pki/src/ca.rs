@@ -590,7 +590,8 @@ pub fn serial_of(der: &[u8]) -> Result<String> {
     Ok(hex::encode(parse_cert(der, "certificate")?.raw_serial()))
 }
 
-fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
+/// A certificate's SubjectPublicKeyInfo, DER.
+pub fn spki_of(der: &[u8]) -> Result<Vec<u8>> {
     Ok(parse_cert(der, "certificate")?.public_key().raw.to_vec())
 }
 

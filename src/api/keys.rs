@@ -9,7 +9,7 @@ use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
 use super::model::{
     BatchItemView, BatchView, KeyList, KeySummary, KeyVersionList, KeyView, SignatureView,
-    UsableKeyList, UsableKeyView, VerifyView,
+    UsableKeyList, UsableKeyView, VerifyView, VersionCertificateView,
 };
 use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
@@ -35,6 +35,15 @@ pub async fn usable(ctx: Ctx) -> ApiResult<Json<UsableKeyList>> {
             .map(|k| UsableKeyView {
                 key: KeyView::from(&k.detail),
                 may_sign: k.may_sign,
+                certificates: k
+                    .certificates
+                    .iter()
+                    .map(|(version, cert)| VersionCertificateView {
+                        version: *version,
+                        serial: cert.serial.clone(),
+                        certificate_pem: signet_pki::pem_cert(&cert.der),
+                    })
+                    .collect(),
             })
             .collect(),
     }))

@@ -93,6 +93,20 @@ pub struct UsableKeyView {
     /// The caller may sign with it (`keys:sign:<pattern>` matches); otherwise it may only read
     /// and verify.
     pub may_sign: bool,
+    /// Per version, the newest unrevoked, unexpired certificate Signet issued for its public
+    /// key.
+    pub certificates: Vec<VersionCertificateView>,
+}
+
+/// A certificate of a key version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionCertificateView {
+    /// The version.
+    pub version: u32,
+    /// The certificate's serial (hex).
+    pub serial: String,
+    /// The certificate (PEM).
+    pub certificate_pem: String,
 }
 
 /// The keys the caller may use.

@@ -127,6 +127,9 @@ pub struct UsableKey {
     pub detail: KeyDetail,
     /// The caller may sign with it (else only verify and read).
     pub may_sign: bool,
+    /// Per version, the newest unrevoked, unexpired certificate Signet issued for its public
+    /// key (a CSR made with the key), if any.
+    pub certificates: Vec<(u32, crate::store::CertRecord)>,
 }
 
 /// The keys the caller may read or use (`keys:read`, or signing or verifying rights on the
@@ -154,7 +157,36 @@ impl Operation for ListUsableKeys {
             usable.push(UsableKey {
                 detail: s.detail(record)?,
                 may_sign,
+                certificates: Vec::new(),
             });
+        }
+        if usable.is_empty() {
+            return Ok(usable);
+        }
+        // The certificates of these public keys: one pass over the issued certificates.
+        let now = crate::support::time::now();
+        let mut by_key: std::collections::HashMap<Vec<u8>, crate::store::CertRecord> =
+            std::collections::HashMap::new();
+        for cert in s.store().certs()? {
+            if cert.status == crate::store::CertStatus::Revoked || cert.not_after <= now {
+                continue;
+            }
+            let Ok(spki) = signet_pki::spki_of(&cert.der) else {
+                continue;
+            };
+            match by_key.get(&spki) {
+                Some(kept) if kept.not_before >= cert.not_before => {}
+                _ => {
+                    by_key.insert(spki, cert);
+                }
+            }
+        }
+        for key in &mut usable {
+            for (version, public) in &key.detail.public_keys {
+                if let Some(cert) = by_key.get(&public.spki_der()) {
+                    key.certificates.push((*version, cert.clone()));
+                }
+            }
         }
         Ok(usable)
     }

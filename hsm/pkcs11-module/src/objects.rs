@@ -139,7 +139,38 @@ fn strip(bytes: &[u8]) -> Vec<u8> {
     bytes[first..].to_vec()
 }
 
-/// A private or public key object.
+/// An X.509 certificate object's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// The certificate, DER (`CKA_VALUE`).
+    pub der: Vec<u8>,
+    /// Its subject name, DER (`CKA_SUBJECT`).
+    pub subject: Vec<u8>,
+    /// Its issuer name, DER (`CKA_ISSUER`).
+    pub issuer: Vec<u8>,
+    /// Its serial as a DER INTEGER (`CKA_SERIAL_NUMBER`).
+    pub serial: Vec<u8>,
+}
+
+impl Certificate {
+    /// From PEM; `None` if it is not a certificate.
+    pub fn from_pem(text: &str) -> Option<Certificate> {
+        let der = pem::parse(text).ok()?.into_contents();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+        let tbs = &cert.tbs_certificate;
+        let raw_serial = tbs.raw_serial();
+        let mut serial = vec![0x02, raw_serial.len() as u8];
+        serial.extend_from_slice(raw_serial);
+        Some(Certificate {
+            subject: tbs.subject.as_raw().to_vec(),
+            issuer: tbs.issuer.as_raw().to_vec(),
+            serial,
+            der: der.clone(),
+        })
+    }
+}
+
+/// A private key, public key or certificate object.
 #[derive(Debug, Clone)]
 pub struct Object {
     /// Its handle (stable for the life of the module).
@@ -158,6 +189,8 @@ pub struct Object {
     pub kind: KeyKind,
     /// The SubjectPublicKeyInfo DER (`CKA_PUBLIC_KEY_INFO`).
     pub spki: Vec<u8>,
+    /// For a `CKO_CERTIFICATE`: the certificate Signet issued for the version's public key.
+    pub certificate: Option<Certificate>,
 }
 
 /// What reading one attribute gives.
@@ -182,6 +215,9 @@ fn bool(v: bool) -> Value {
 impl Object {
     /// The value of attribute `t`.
     pub fn attribute(&self, t: CK_ATTRIBUTE_TYPE) -> Value {
+        if let Some(cert) = &self.certificate {
+            return self.certificate_attribute(cert, t);
+        }
         let private = self.class == CKO_PRIVATE_KEY;
         let optional = |v: Option<Vec<u8>>| v.map(Value::Bytes).unwrap_or(Value::Invalid);
         match t {
@@ -231,6 +267,27 @@ impl Object {
         }
     }
 
+    fn certificate_attribute(&self, cert: &Certificate, t: CK_ATTRIBUTE_TYPE) -> Value {
+        match t {
+            CKA_CLASS => ulong(CKO_CERTIFICATE),
+            CKA_TOKEN => bool(true),
+            CKA_PRIVATE | CKA_MODIFIABLE | CKA_COPYABLE | CKA_DESTROYABLE | CKA_TRUSTED => {
+                bool(false)
+            }
+            CKA_LABEL => Value::Bytes(self.name.as_bytes().to_vec()),
+            CKA_ID => Value::Bytes(self.id.clone()),
+            CKA_CERTIFICATE_TYPE => ulong(CKC_X_509),
+            // 1: a token user's own certificate.
+            CKA_CERTIFICATE_CATEGORY => ulong(1),
+            CKA_VALUE => Value::Bytes(cert.der.clone()),
+            CKA_SUBJECT => Value::Bytes(cert.subject.clone()),
+            CKA_ISSUER => Value::Bytes(cert.issuer.clone()),
+            CKA_SERIAL_NUMBER => Value::Bytes(cert.serial.clone()),
+            CKA_PUBLIC_KEY_INFO => Value::Bytes(self.spki.clone()),
+            _ => Value::Invalid,
+        }
+    }
+
     /// Whether every attribute of a search template matches.
     pub fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
         template
@@ -264,6 +321,7 @@ MCowBQYDK2VwAyEAr1Z2IEgkm/hq0k1EGgMPgy7Gacg5xc5o9m1fEQyfxAM=
             may_sign,
             kind,
             spki,
+            certificate: None,
         }
     }
 

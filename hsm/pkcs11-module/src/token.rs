@@ -287,7 +287,17 @@ impl Token {
                         continue;
                     }
                 };
-                for class in [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY] {
+                let certificate = usable
+                    .certificates
+                    .iter()
+                    .find(|c| c.version == v.version)
+                    .and_then(|c| crate::objects::Certificate::from_pem(&c.certificate_pem));
+                let classes: &[CK_OBJECT_CLASS] = if certificate.is_some() {
+                    &[CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_CERTIFICATE]
+                } else {
+                    &[CKO_PRIVATE_KEY, CKO_PUBLIC_KEY]
+                };
+                for &class in classes {
                     let next = &mut self.next_handle;
                     let handle = *self.handles.entry((id.clone(), class)).or_insert_with(|| {
                         *next += 1;
@@ -302,6 +312,9 @@ impl Token {
                         may_sign: usable.may_sign,
                         kind: kind.clone(),
                         spki: spki.clone(),
+                        certificate: (class == CKO_CERTIFICATE)
+                            .then(|| certificate.clone())
+                            .flatten(),
                     });
                 }
             }
@@ -720,6 +733,7 @@ pub fn generate_key_pair(
             let objects = t.objects_of(&UsableKey {
                 key: key.clone(),
                 may_sign: false,
+                certificates: Vec::new(),
             });
             t.objects.extend(objects);
         }

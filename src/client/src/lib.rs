@@ -402,6 +402,20 @@ pub struct UsableKey {
     pub key: Key,
     /// The caller may sign with it (else read and verify only).
     pub may_sign: bool,
+    /// Per version, the certificate Signet issued for its public key, if any.
+    #[serde(default)]
+    pub certificates: Vec<VersionCertificate>,
+}
+
+/// A certificate of a key version.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionCertificate {
+    /// The version.
+    pub version: u32,
+    /// Its serial (hex).
+    pub serial: String,
+    /// The certificate (PEM).
+    pub certificate_pem: String,
 }
 
 #[derive(Deserialize)]
