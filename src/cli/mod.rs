@@ -50,7 +50,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URI", env = "SIGNET_HSM_URI")]
     pub hsm_uri: Option<String>,
     /// A running Signet to call instead of opening the data directory (remote mode: `key
-    /// list|create|public|sign` and `status`), e.g. https://signet.example:8443.
+    /// list|create|public|sign` and `status`), e.g. `https://signet.example:8443`.
     #[arg(long, global = true, value_name = "URL", env = "SIGNET_SERVER")]
     pub server: Option<String>,
     /// Remote mode: the client bundle (PKCS#12, as `signet cert issue --p12` writes it).
