@@ -804,3 +804,32 @@ fn a_pkcs12_bundle_is_opened_with_the_pin() {
     let err = session.sign(&Mechanism::EcdsaSha256, key, b"after logout");
     assert!(err.is_err(), "{err:?}");
 }
+
+#[test]
+fn a_forked_child_initializes_again_and_signs() {
+    let (server, _admin) = setup();
+    let conf = settings(&server, "app");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/pkcs11_fork.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(module())
+        .arg("ec")
+        .env("SIGNET_PKCS11_CONF", &conf)
+        .output()
+        .unwrap();
+    let text = common::text(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "child: C_GetSlotList before C_Initialize 0x190",
+        "child: C_Initialize 0x0",
+        "child: signed (64 bytes)",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    // The parent signed before and after the fork, on its own connection.
+    assert_eq!(
+        text.matches("parent: signed (64 bytes)").count(),
+        2,
+        "{text}"
+    );
+}

@@ -81,6 +81,12 @@ pub fn initialize() -> Rv<()> {
     if guard.as_ref().is_some_and(|t| t.pid == std::process::id()) {
         return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
     }
+    if let Some(inherited) = guard.take() {
+        // A child of `fork`: the parent's connections are shared sockets. Dropping them here
+        // could close or shut down what the parent still uses, so the child's copy is left
+        // alone (a little memory, once per fork) and the child starts afresh.
+        std::mem::forget(inherited);
+    }
     let config = Config::from_env().map_err(|e| {
         // Settings errors name files and fields, never secrets; without them nobody could
         // tell why the module refuses to start.
