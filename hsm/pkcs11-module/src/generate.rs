@@ -4,11 +4,9 @@
 
 use cryptoki_sys::*;
 
-/// DER of the named curves' OIDs, as `CKA_EC_PARAMS` holds them.
-const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-/// id-Ed25519, and the printable string "edwards25519" PKCS#11 3.0 also allows.
-const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+use crate::objects::{ED25519 as ED25519_OID, P256, P384};
+
+/// The printable string "edwards25519", which PKCS#11 3.0 also allows for Ed25519.
 const ED25519_NAME: &[u8] = b"\x13\x0cedwards25519";
 
 /// What to create.
@@ -90,13 +88,7 @@ pub fn new_key(
         .or_else(|| find(public, CKA_LABEL))
         .ok_or(CKR_TEMPLATE_INCOMPLETE)?;
     let name = std::str::from_utf8(label).map_err(|_| CKR_ATTRIBUTE_VALUE_INVALID)?;
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !valid {
+    if !signet_client::is_key_name(name) {
         return Err(CKR_ATTRIBUTE_VALUE_INVALID);
     }
     Ok(NewKey {

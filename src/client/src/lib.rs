@@ -581,15 +581,20 @@ impl Client {
     }
 }
 
-/// A key name as one path segment: Signet's names (A-Z a-z 0-9 - _ .) need no escaping, and
-/// anything else is refused here rather than sent.
-fn path_segment(name: &str) -> Result<&str> {
-    let ok = !name.is_empty()
+/// Whether `name` is a Signet key name: 1-64 of A-Z a-z 0-9 - _ . not starting with a dot.
+pub fn is_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A key name as one path segment: Signet's names need no escaping, and anything else is
+/// refused here rather than sent.
+fn path_segment(name: &str) -> Result<&str> {
+    if is_key_name(name) {
         Ok(name)
     } else {
         Err(Error::Config(format!(
