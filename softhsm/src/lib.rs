@@ -240,11 +240,26 @@ fn io_error(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Error
 
 /// This process's private directory for test tokens.
 fn process_dir(kind: TokenKind) -> Result<PathBuf> {
+    static CLAIMED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let root = std::env::temp_dir().join(format!(
         "signet-test-{}-{}",
         std::process::id(),
         kind.name()
     ));
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+    if !claimed.contains(&kind.name()) {
+        // Found before this process made it: left by an earlier process that had the same id
+        // (a run stopped before its cleanup). Its tokens are not ours; reusing them made a
+        // test's first key collide with one already there (KeyExists).
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(|e| Error::Io {
+                what: "removing a stale test token directory",
+                path: root.clone(),
+                source: e,
+            })?;
+        }
+        claimed.push(kind.name());
+    }
     mkdir_private(&root)?;
     Ok(root)
 }
