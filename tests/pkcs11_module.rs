@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{enrol_principal, Client, Server};
+use common::{enrol_principal, free_port, Client, Server};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -541,14 +541,6 @@ fn applications_sign_in_parts_from_threads_and_survive_a_server_restart() {
     );
     drop(session);
     drop(server);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits until something listens on `port`.

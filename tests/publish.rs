@@ -10,16 +10,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{openssl, openssl_csr, text, Data, Server};
+use common::{free_port, openssl, openssl_csr, text, Data, Server};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `curl` without any client certificate: (status, content type, cache-control, body).
 fn fetch(url: &str, method: &str) -> (String, String, String, Vec<u8>) {

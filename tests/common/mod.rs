@@ -69,6 +69,15 @@ impl Data {
     }
 }
 
+/// A loopback port free now (for a server the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",

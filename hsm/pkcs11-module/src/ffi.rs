@@ -512,20 +512,27 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
     }
 }
 
+/// The mechanism a caller gives, with its parameters read.
+///
+/// # Safety
+/// `mechanism` is null or points to a `CK_MECHANISM` whose parameter pointer holds
+/// `ulParameterLen` bytes.
+unsafe fn read_mechanism(mechanism: *const CK_MECHANISM) -> Rv<(CK_MECHANISM_TYPE, Params)> {
+    if mechanism.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    let m = ptr::read_unaligned(mechanism);
+    Ok((m.mechanism, params(&m)))
+}
+
 extern "C" fn C_SignInit(
     session: CK_SESSION_HANDLE,
     mechanism: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard("C_SignInit", || {
-        if mechanism.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
-        }
-        // SAFETY: checked non-null; its parameter pointer is read by `params`.
-        let (m, p) = unsafe {
-            let m = ptr::read_unaligned(mechanism);
-            (m.mechanism, params(&m))
-        };
+        // SAFETY: a CK_MECHANISM (or null) by the specification.
+        let (m, p) = unsafe { read_mechanism(mechanism) }?;
         token::sign_init(session, m, p, key)
     })
 }
@@ -600,14 +607,8 @@ extern "C" fn C_VerifyInit(
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard("C_VerifyInit", || {
-        if mechanism.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
-        }
-        // SAFETY: checked non-null; its parameter pointer is read by `params`.
-        let (m, p) = unsafe {
-            let m = ptr::read_unaligned(mechanism);
-            (m.mechanism, params(&m))
-        };
+        // SAFETY: a CK_MECHANISM (or null) by the specification.
+        let (m, p) = unsafe { read_mechanism(mechanism) }?;
         token::verify_init(session, m, p, key)
     })
 }

@@ -524,15 +524,32 @@ pub fn attributes(
     })
 }
 
-/// `C_SignInit`.
-pub fn sign_init(
+/// Which operation of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sign,
+    Verify,
+}
+
+impl Session {
+    fn op(&mut self, kind: Kind) -> &mut Option<SignOp> {
+        match kind {
+            Kind::Sign => &mut self.sign,
+            Kind::Verify => &mut self.verify,
+        }
+    }
+}
+
+/// `C_SignInit` and `C_VerifyInit`: the key, the plan for its mechanism, empty data.
+fn start(
+    kind: Kind,
     session: CK_SESSION_HANDLE,
     mechanism: CK_MECHANISM_TYPE,
     params: Params,
     key: CK_OBJECT_HANDLE,
 ) -> Rv<()> {
     with(|t| {
-        if t.session(session)?.sign.is_some() {
+        if t.session(session)?.op(kind).is_some() {
             return Err(CKR_OPERATION_ACTIVE);
         }
         let object = t
@@ -541,11 +558,12 @@ pub fn sign_init(
             .find(|o| o.handle == key)
             .ok_or(CKR_KEY_HANDLE_INVALID)?
             .clone();
-        if object.class != CKO_PRIVATE_KEY || !object.may_sign {
+        // Only a private key the principal may sign with signs; any key object verifies.
+        if kind == Kind::Sign && (object.class != CKO_PRIVATE_KEY || !object.may_sign) {
             return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
         }
         let plan = mechanism::plan(mechanism, &params, &object.kind)?;
-        t.session(session)?.sign = Some(SignOp {
+        *t.session(session)?.op(kind) = Some(SignOp {
             object,
             plan,
             data: Data::new(plan),
@@ -554,19 +572,34 @@ pub fn sign_init(
     })
 }
 
-/// `C_SignUpdate`.
-pub fn sign_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
+/// `C_SignUpdate` and `C_VerifyUpdate`.
+fn update(kind: Kind, session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
     with(|t| {
-        let s = t.session(session)?;
-        let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let slot = t.session(session)?.op(kind);
+        let op = slot.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         if !op.plan.multi_part() {
             // An error ends the operation (PKCS#11 5.13).
-            s.sign = None;
+            *slot = None;
             return Err(CKR_FUNCTION_NOT_SUPPORTED);
         }
         op.data.update(part);
         Ok(())
     })
+}
+
+/// `C_SignInit`.
+pub fn sign_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_TYPE,
+    params: Params,
+    key: CK_OBJECT_HANDLE,
+) -> Rv<()> {
+    start(Kind::Sign, session, mechanism, params, key)
+}
+
+/// `C_SignUpdate`.
+pub fn sign_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
+    update(Kind::Sign, session, part)
 }
 
 /// What finishing a signature gave.
@@ -640,38 +673,12 @@ pub fn verify_init(
     params: Params,
     key: CK_OBJECT_HANDLE,
 ) -> Rv<()> {
-    with(|t| {
-        if t.session(session)?.verify.is_some() {
-            return Err(CKR_OPERATION_ACTIVE);
-        }
-        let object = t
-            .objects
-            .iter()
-            .find(|o| o.handle == key)
-            .ok_or(CKR_KEY_HANDLE_INVALID)?
-            .clone();
-        let plan = mechanism::plan(mechanism, &params, &object.kind)?;
-        t.session(session)?.verify = Some(SignOp {
-            object,
-            plan,
-            data: Data::new(plan),
-        });
-        Ok(())
-    })
+    start(Kind::Verify, session, mechanism, params, key)
 }
 
 /// `C_VerifyUpdate`.
 pub fn verify_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Rv<()> {
-    with(|t| {
-        let s = t.session(session)?;
-        let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
-        if !op.plan.multi_part() {
-            s.verify = None;
-            return Err(CKR_FUNCTION_NOT_SUPPORTED);
-        }
-        op.data.update(part);
-        Ok(())
-    })
+    update(Kind::Verify, session, part)
 }
 
 /// `C_Verify` (with `data`) or `C_VerifyFinal`: the operation ends either way.
