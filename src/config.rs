@@ -679,6 +679,21 @@ impl CaConfig {
         ) {
             return invalid("ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519");
         }
+        // The certificate builder (rcgen with ring) cannot write an ML-DSA signature, and rustls
+        // has no ML-DSA server authentication: ML-DSA keys sign messages and tokens, not
+        // certificates or handshakes.
+        for (field, spec) in [
+            ("ca.root_key_spec", self.root_key_spec),
+            ("ca.intermediate_key_spec", self.intermediate_key_spec),
+            ("ca.server_key_spec", self.server_key_spec),
+        ] {
+            if spec.is_ml_dsa() {
+                return Err(ConfigError::Invalid(format!(
+                    "{field} = {spec:?}: CA and TLS keys cannot be ML-DSA yet (the certificate builder and the TLS stack have no ML-DSA); use ec-p256, ec-p384, ed25519 or rsa-*",
+                    spec = spec.name()
+                )));
+            }
+        }
         if self.trust_domain.is_empty() || !signet_pki::valid_dns_name(&self.trust_domain) {
             return invalid("ca.trust_domain must be a DNS-like name");
         }

@@ -47,11 +47,17 @@ impl HsmTlsKey {
                 SignatureScheme::ED25519,
                 rustls::SignatureAlgorithm::ED25519,
             ),
-            _ => (
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => (
                 SignatureAlgorithm::Ps256,
                 SignatureScheme::RSA_PSS_SHA256,
                 rustls::SignatureAlgorithm::RSA,
             ),
+            // rustls (0.23, ring provider) has no ML-DSA server authentication.
+            other => {
+                return Err(signet_hsm::Error::Unsupported(format!(
+                    "a {other} key as the TLS server key (the listener's certificate stays ECDSA, Ed25519 or RSA)"
+                )))
+            }
         };
         Ok(HsmTlsKey {
             signer: Arc::new(HsmSigner::new(backend, id, alg)?),

@@ -1,4 +1,4 @@
-//! The little DER that the boundary needs: SubjectPublicKeyInfo for the three key families and
+//! The little DER that the boundary needs: SubjectPublicKeyInfo for the key families and
 //! ECDSA signature conversion. Everything else (certificates, CSRs) is left to the PKI crate's
 //! libraries.
 
@@ -24,6 +24,18 @@ pub(crate) mod oid {
     /// rsaEncryption 1.2.840.113549.1.1.1
     pub const RSA_ENCRYPTION: &[u8] = &[
         0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    /// id-ml-dsa-44 2.16.840.1.101.3.4.3.17 (FIPS 204; RFC 9881 for X.509)
+    pub const ML_DSA_44: &[u8] = &[
+        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11,
+    ];
+    /// id-ml-dsa-65 2.16.840.1.101.3.4.3.18
+    pub const ML_DSA_65: &[u8] = &[
+        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x12,
+    ];
+    /// id-ml-dsa-87 2.16.840.1.101.3.4.3.19
+    pub const ML_DSA_87: &[u8] = &[
+        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x13,
     ];
 }
 

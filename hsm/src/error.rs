@@ -84,7 +84,8 @@ pub enum Error {
     EmptyInput,
     /// The device cannot make keys of this spec.
     #[error(
-        "this token does not support {spec} keys (it supports: {})",
+        "this token does not support {spec} keys{} (it supports: {})",
+        spec.needs().map(|n| format!(": {spec} {n}")).unwrap_or_default(),
         names(supported)
     )]
     SpecUnsupported {

@@ -1,4 +1,5 @@
-//! Public keys read from the token, as SubjectPublicKeyInfo (DER/PEM) and JWK (RFC 7517, RFC 8037).
+//! Public keys read from the token, as SubjectPublicKeyInfo (DER/PEM; RFC 9881 for ML-DSA) and
+//! JWK (RFC 7517, RFC 8037, and the JOSE `AKP` key type for ML-DSA).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,6 +24,18 @@ enum Material {
     Ed25519(Vec<u8>),
     /// Big-endian modulus and public exponent.
     Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    /// The FIPS 204 encoded ML-DSA public key (pkEncode: rho || t1).
+    MlDsa(Vec<u8>),
+}
+
+/// The length of an encoded ML-DSA public key (FIPS 204, table 2).
+pub(crate) fn ml_dsa_public_len(spec: KeySpec) -> Option<usize> {
+    match spec {
+        KeySpec::MlDsa44 => Some(1312),
+        KeySpec::MlDsa65 => Some(1952),
+        KeySpec::MlDsa87 => Some(2592),
+        _ => None,
+    }
 }
 
 impl PublicKey {
@@ -78,16 +91,33 @@ impl PublicKey {
         })
     }
 
+    /// An ML-DSA key from its FIPS 204 encoding (the token's `CKA_VALUE`).
+    pub fn from_ml_dsa(spec: KeySpec, encoded: &[u8]) -> Result<Self> {
+        let expected = ml_dsa_public_len(spec)
+            .ok_or_else(|| Error::Malformed(format!("{spec} is not ML-DSA")))?;
+        if encoded.len() != expected {
+            return Err(Error::Malformed(format!(
+                "an ML-DSA public key of {} bytes for a {spec} key ({expected} expected)",
+                encoded.len()
+            )));
+        }
+        Ok(PublicKey {
+            spec,
+            material: Material::MlDsa(encoded.to_vec()),
+        })
+    }
+
     /// The key's spec.
     pub fn spec(&self) -> KeySpec {
         self.spec
     }
 
-    /// The subjectPublicKey bytes: the SEC1 point, the Ed25519 key, or PKCS#1 RSAPublicKey DER.
+    /// The subjectPublicKey bytes: the SEC1 point, the Ed25519 key, PKCS#1 RSAPublicKey DER, or
+    /// the encoded ML-DSA key.
     pub fn raw(&self) -> Vec<u8> {
         match &self.material {
             Material::Ec(point) => point.clone(),
-            Material::Ed25519(key) => key.clone(),
+            Material::Ed25519(key) | Material::MlDsa(key) => key.clone(),
             Material::Rsa { modulus, exponent } => der::sequence(&[
                 &der::unsigned_integer(modulus),
                 &der::unsigned_integer(exponent),
@@ -109,7 +139,13 @@ impl PublicKey {
             KeySpec::EcP256 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P256]),
             KeySpec::EcP384 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P384]),
             KeySpec::Ed25519 => der::sequence(&[oid::ED25519]),
-            _ => der::sequence(&[oid::RSA_ENCRYPTION, &[der::TAG_NULL, 0]]),
+            // RFC 9881: the parameters are absent.
+            KeySpec::MlDsa44 => der::sequence(&[oid::ML_DSA_44]),
+            KeySpec::MlDsa65 => der::sequence(&[oid::ML_DSA_65]),
+            KeySpec::MlDsa87 => der::sequence(&[oid::ML_DSA_87]),
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                der::sequence(&[oid::RSA_ENCRYPTION, &[der::TAG_NULL, 0]])
+            }
         };
         der::sequence(&[&algorithm, &der::bit_string(&self.raw())])
     }
@@ -133,7 +169,8 @@ impl PublicKey {
         (crv, &point[1..1 + coord], &point[1 + coord..])
     }
 
-    /// The public JWK (RFC 7517 / RFC 8037), without `kid`, `alg` or `use`.
+    /// The public JWK (RFC 7517 / RFC 8037), without `kid` or `use`; without `alg` but for
+    /// ML-DSA, whose `AKP` key type (draft-ietf-cose-dilithium) carries it as a required member.
     pub fn jwk(&self) -> Value {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         match &self.material {
@@ -145,6 +182,11 @@ impl PublicKey {
             Material::Rsa { modulus, exponent } => {
                 json!({"kty": "RSA", "n": b64(modulus), "e": b64(exponent)})
             }
+            Material::MlDsa(key) => json!({
+                "kty": "AKP",
+                "alg": self.spec.default_algorithm().name(),
+                "pub": b64(key),
+            }),
         }
     }
 
@@ -172,6 +214,12 @@ impl PublicKey {
                     b64(modulus)
                 )
             }
+            // The AKP thumbprint members: alg, kty, pub.
+            Material::MlDsa(key) => format!(
+                r#"{{"alg":"{}","kty":"AKP","pub":"{}"}}"#,
+                self.spec.default_algorithm().name(),
+                b64(key)
+            ),
         };
         b64(&crate::spec::Hash::Sha256.digest(canonical.as_bytes()))
     }

@@ -19,17 +19,26 @@ pub enum KeySpec {
     Rsa3072,
     /// RSA, 4096-bit modulus.
     Rsa4096,
+    /// ML-DSA-44 (FIPS 204, security category 2).
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204, security category 3).
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204, security category 5).
+    MlDsa87,
 }
 
 impl KeySpec {
     /// Every spec, in a stable order.
-    pub const ALL: [KeySpec; 6] = [
+    pub const ALL: [KeySpec; 9] = [
         KeySpec::EcP256,
         KeySpec::EcP384,
         KeySpec::Ed25519,
         KeySpec::Rsa2048,
         KeySpec::Rsa3072,
         KeySpec::Rsa4096,
+        KeySpec::MlDsa44,
+        KeySpec::MlDsa65,
+        KeySpec::MlDsa87,
     ];
 
     /// The name used in config, CLI and API (`ec-p256`, …).
@@ -41,7 +50,22 @@ impl KeySpec {
             KeySpec::Rsa2048 => "rsa-2048",
             KeySpec::Rsa3072 => "rsa-3072",
             KeySpec::Rsa4096 => "rsa-4096",
+            KeySpec::MlDsa44 => "ml-dsa-44",
+            KeySpec::MlDsa65 => "ml-dsa-65",
+            KeySpec::MlDsa87 => "ml-dsa-87",
         }
+    }
+
+    /// True for the ML-DSA specs.
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(self, KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87)
+    }
+
+    /// What a token needs to offer this spec, when that is more than the usual mechanisms: the
+    /// clause a "not supported" answer names.
+    pub fn needs(self) -> Option<&'static str> {
+        self.is_ml_dsa()
+            .then_some("needs a PKCS#11 3.2 token with CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA")
     }
 
     /// RSA modulus size in bits, for RSA specs.
@@ -64,6 +88,9 @@ impl KeySpec {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 matches!(alg, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512)
             }
+            KeySpec::MlDsa44 => alg == MlDsa44,
+            KeySpec::MlDsa65 => alg == MlDsa65,
+            KeySpec::MlDsa87 => alg == MlDsa87,
         }
     }
 
@@ -74,7 +101,12 @@ impl KeySpec {
             KeySpec::EcP256 => &[Es256],
             KeySpec::EcP384 => &[Es384],
             KeySpec::Ed25519 => &[EdDsa],
-            _ => &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512],
+            KeySpec::MlDsa44 => &[MlDsa44],
+            KeySpec::MlDsa65 => &[MlDsa65],
+            KeySpec::MlDsa87 => &[MlDsa87],
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512]
+            }
         }
     }
 
@@ -92,7 +124,7 @@ impl fmt::Display for KeySpec {
 
 /// A key spec name that is not one of [`KeySpec::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key spec {0:?} (expected one of ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096)")]
+#[error("unknown key spec {0:?} (expected one of ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096, ml-dsa-44, ml-dsa-65, ml-dsa-87)")]
 pub struct UnknownSpec(pub String);
 
 impl FromStr for KeySpec {
@@ -127,6 +159,12 @@ pub enum SignatureAlgorithm {
     Ps384,
     /// RSASSA-PSS with SHA-512, MGF1-SHA-512, 64-byte salt.
     Ps512,
+    /// ML-DSA-44 (FIPS 204), pure: the token signs the message itself.
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204), pure.
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204), pure.
+    MlDsa87,
 }
 
 /// The hash an algorithm signs over.
@@ -168,7 +206,7 @@ impl Hash {
 
 impl SignatureAlgorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 9] = [
+    pub const ALL: [SignatureAlgorithm; 12] = [
         SignatureAlgorithm::Es256,
         SignatureAlgorithm::Es384,
         SignatureAlgorithm::EdDsa,
@@ -178,6 +216,9 @@ impl SignatureAlgorithm {
         SignatureAlgorithm::Ps256,
         SignatureAlgorithm::Ps384,
         SignatureAlgorithm::Ps512,
+        SignatureAlgorithm::MlDsa44,
+        SignatureAlgorithm::MlDsa65,
+        SignatureAlgorithm::MlDsa87,
     ];
 
     /// JOSE name (`ES256`, `EdDSA`, …).
@@ -192,23 +233,32 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::Ps256 => "PS256",
             SignatureAlgorithm::Ps384 => "PS384",
             SignatureAlgorithm::Ps512 => "PS512",
+            SignatureAlgorithm::MlDsa44 => "ML-DSA-44",
+            SignatureAlgorithm::MlDsa65 => "ML-DSA-65",
+            SignatureAlgorithm::MlDsa87 => "ML-DSA-87",
         }
     }
 
-    /// The hash signed over; `None` for EdDSA, which signs the message itself.
+    /// The hash signed over; `None` for EdDSA and ML-DSA, which sign the message itself.
     pub fn hash(self) -> Option<Hash> {
         use SignatureAlgorithm::*;
         match self {
             Es256 | Rs256 | Ps256 => Some(Hash::Sha256),
             Es384 | Rs384 | Ps384 => Some(Hash::Sha384),
             Rs512 | Ps512 => Some(Hash::Sha512),
-            EdDsa => None,
+            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => None,
         }
     }
 
     /// True for the ECDSA algorithms (whose signatures have a DER and a raw form).
     pub fn is_ecdsa(self) -> bool {
         matches!(self, SignatureAlgorithm::Es256 | SignatureAlgorithm::Es384)
+    }
+
+    /// True for the ML-DSA algorithms (which take an optional context string).
+    pub fn is_ml_dsa(self) -> bool {
+        use SignatureAlgorithm::*;
+        matches!(self, MlDsa44 | MlDsa65 | MlDsa87)
     }
 }
 
@@ -220,7 +270,7 @@ impl fmt::Display for SignatureAlgorithm {
 
 /// An algorithm name that is not one of [`SignatureAlgorithm::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)")]
+#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512, ML-DSA-44, ML-DSA-65, ML-DSA-87)")]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for SignatureAlgorithm {
@@ -286,5 +336,9 @@ mod tests {
         assert!(!KeySpec::EcP256.allows(SignatureAlgorithm::Es384));
         assert!(!KeySpec::Ed25519.allows(SignatureAlgorithm::Es256));
         assert!(!KeySpec::Rsa2048.allows(SignatureAlgorithm::EdDsa));
+        assert!(!KeySpec::MlDsa44.allows(SignatureAlgorithm::MlDsa65));
+        assert!(!KeySpec::MlDsa87.allows(SignatureAlgorithm::EdDsa));
+        assert_eq!("ML-DSA-65".parse(), Ok(SignatureAlgorithm::MlDsa65));
+        assert_eq!("ml-dsa-87".parse(), Ok(KeySpec::MlDsa87));
     }
 }

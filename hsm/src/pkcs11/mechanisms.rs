@@ -2,6 +2,7 @@
 //! asked (C_GetMechanismList) rather than assumed: SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256, so
 //! ECDSA is hashed on the host there; kryoptic has it, so it hashes in the token.
 
+use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -42,6 +43,10 @@ impl Mechanisms {
                 MechanismType::RSA_PKCS_KEY_PAIR_GEN,
                 Mechanism::RsaPkcsKeyPairGen,
             ),
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => (
+                MechanismType::ML_DSA_KEY_PAIR_GEN,
+                Mechanism::MlDsaKeyPairGen,
+            ),
         };
         self.has(kind).then_some(mechanism)
     }
@@ -54,6 +59,7 @@ impl Mechanisms {
             EdDsa => self.has(MechanismType::EDDSA),
             Rs256 | Rs384 | Rs512 => self.has(MechanismType::RSA_PKCS),
             Ps256 | Ps384 | Ps512 => self.has(MechanismType::RSA_PKCS_PSS),
+            MlDsa44 | MlDsa65 | MlDsa87 => self.has(MechanismType::ML_DSA),
         }
     }
 
@@ -63,7 +69,7 @@ impl Mechanisms {
         match algorithm {
             Es256 => self.has(MechanismType::ECDSA_SHA256),
             Es384 => self.has(MechanismType::ECDSA_SHA384),
-            EdDsa => true,
+            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => true,
             Rs256 => self.has(MechanismType::SHA256_RSA_PKCS),
             Rs384 => self.has(MechanismType::SHA384_RSA_PKCS),
             Rs512 => self.has(MechanismType::SHA512_RSA_PKCS),
@@ -81,14 +87,17 @@ pub(crate) fn for_signature(
 ) -> Result<(Mechanism<'static>, Vec<u8>)> {
     use SignatureAlgorithm::*;
     let Some(hash) = algorithm.hash() else {
+        let mechanism = if algorithm.is_ml_dsa() {
+            // Pure ML-DSA, hedged (the token's randomness mixed in), no context string.
+            Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None))
+        } else {
+            Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
+        };
         return match payload {
-            Payload::Message(m) => Ok((
-                Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
-                m.to_vec(),
-            )),
-            Payload::Digest(_) => Err(Error::Unsupported(
-                "EdDSA signs the whole message; a precomputed digest cannot be signed".into(),
-            )),
+            Payload::Message(m) => Ok((mechanism, m.to_vec())),
+            Payload::Digest(_) => Err(Error::Unsupported(format!(
+                "{algorithm} signs the whole message; a precomputed digest cannot be signed"
+            ))),
         };
     };
     let (hash_mech, mgf) = match hash {
@@ -116,6 +125,8 @@ pub(crate) fn for_signature(
         (Ps256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcsPss(pss), m.to_vec()),
         (Ps384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcsPss(pss), m.to_vec()),
         (Ps512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcsPss(pss), m.to_vec()),
-        (EdDsa, _) => return Err(Error::Unsupported("EdDSA has no hash".into())),
+        (EdDsa | MlDsa44 | MlDsa65 | MlDsa87, _) => {
+            return Err(Error::Unsupported(format!("{algorithm} has no hash")))
+        }
     })
 }

@@ -1,7 +1,9 @@
 //! Key objects in the token: generation templates, lookups by id and label, attribute reading,
 //! public keys, protection facts, and destruction.
 
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::Session;
 
 use super::error::from_cryptoki;
@@ -52,8 +54,23 @@ pub(crate) fn templates(
             public.push(Attribute::ModulusBits(u64::from(bits).into()));
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
         }
+        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+            if let Some(set) = ml_dsa_parameter_set(spec) {
+                public.push(Attribute::ParameterSet(set.into()));
+            }
+        }
     }
     (public, private)
+}
+
+/// The PKCS#11 3.2 parameter set (`CKA_PARAMETER_SET`) of an ML-DSA spec.
+fn ml_dsa_parameter_set(spec: KeySpec) -> Option<MlDsaParameterSetType> {
+    match spec {
+        KeySpec::MlDsa44 => Some(MlDsaParameterSetType::ML_DSA_44),
+        KeySpec::MlDsa65 => Some(MlDsaParameterSetType::ML_DSA_65),
+        KeySpec::MlDsa87 => Some(MlDsaParameterSetType::ML_DSA_87),
+        _ => None,
+    }
 }
 
 /// The public half's template as a token gets it when it refuses the strict one (some tokens
@@ -253,7 +270,12 @@ pub(crate) fn key_info(session: &Session, handle: ObjectHandle) -> Result<KeyInf
     }
     let id = id.ok_or_else(|| Error::Malformed("key without CKA_ID".into()))?;
     let spec = match key_type {
-        Some(t) if t == KeyType::EC || t == KeyType::EC_EDWARDS || t == KeyType::RSA => {
+        Some(t)
+            if t == KeyType::EC
+                || t == KeyType::EC_EDWARDS
+                || t == KeyType::RSA
+                || t == KeyType::ML_DSA =>
+        {
             public_key_of_type(session, &id, t)?.spec()
         }
         _ => {
@@ -296,6 +318,26 @@ fn public_key_of_type(session: &Session, id: &KeyId, key_type: KeyType) -> Resul
             other => return Err(Error::Unsupported(format!("RSA key of {other} bits"))),
         };
         return PublicKey::from_rsa(spec, n, e);
+    }
+    if key_type == KeyType::ML_DSA {
+        let attrs = session
+            .get_attributes(handle, &[AttributeType::ParameterSet, AttributeType::Value])
+            .map_err(from_cryptoki)?;
+        let (mut set, mut value) = (None, Vec::new());
+        for attr in attrs {
+            match attr {
+                Attribute::ParameterSet(p) => set = Some(MlDsaParameterSetType::from(p)),
+                Attribute::Value(v) => value = v,
+                _ => {}
+            }
+        }
+        let spec = [KeySpec::MlDsa44, KeySpec::MlDsa65, KeySpec::MlDsa87]
+            .into_iter()
+            .find(|spec| set.is_some() && ml_dsa_parameter_set(*spec) == set)
+            .ok_or_else(|| {
+                Error::Unsupported("an ML-DSA key of an unknown parameter set".into())
+            })?;
+        return PublicKey::from_ml_dsa(spec, &value);
     }
     let attrs = session
         .get_attributes(handle, &[AttributeType::EcParams, AttributeType::EcPoint])

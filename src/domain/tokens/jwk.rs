@@ -1,4 +1,4 @@
-//! Public keys from JWKs (EC P-256/P-384, OKP Ed25519, RSA), for offline verification against
+//! Public keys from JWKs (EC P-256/P-384, OKP Ed25519, RSA, AKP ML-DSA), for offline verification against
 //! a published JWKS.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -45,6 +45,17 @@ pub fn public_from_jwk(jwk: &Value) -> Result<PublicKey, BadJwk> {
                 b => return Err(BadJwk(format!("unsupported RSA size {b}"))),
             };
             PublicKey::from_rsa(spec, n, field("e")?)
+        }
+        (Some("AKP"), _) => {
+            // draft-ietf-cose-dilithium: the algorithm names the parameter set.
+            let spec = match jwk["alg"].as_str() {
+                Some("ML-DSA-44") => KeySpec::MlDsa44,
+                Some("ML-DSA-65") => KeySpec::MlDsa65,
+                Some("ML-DSA-87") => KeySpec::MlDsa87,
+                Some(other) => return Err(BadJwk(format!("unsupported AKP algorithm {other}"))),
+                None => return Err(BadJwk("AKP JWK without alg".into())),
+            };
+            PublicKey::from_ml_dsa(spec, &field("pub")?)
         }
         _ => return Err(BadJwk("unsupported JWK".into())),
     };

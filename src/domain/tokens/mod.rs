@@ -8,7 +8,7 @@ pub mod jwt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use signet_hsm::PublicKey;
+use signet_hsm::{PublicKey, SignatureAlgorithm};
 
 use self::jwt::{Claims, Confirmation, Inactive, VerificationKeys};
 use super::keys::{KeyName, Keys, TOKEN_KEY};
@@ -210,7 +210,8 @@ impl Tokens<'_> {
         Ok(keys)
     }
 
-    /// The JWKS: every version still valid for verification.
+    /// The JWKS: every version still valid for verification, each with the algorithm its key
+    /// signs with (the configured one where it fits the key).
     pub fn jwks(&self) -> Result<Value> {
         let alg = self.config.algorithm;
         let keys: Vec<Value> = self
@@ -219,7 +220,7 @@ impl Tokens<'_> {
             .map(|(kid, public)| {
                 let mut jwk = public.jwk();
                 jwk["kid"] = kid.into();
-                jwk["alg"] = alg.name().into();
+                jwk["alg"] = alg_for(alg, &public).name().into();
                 jwk["use"] = "sig".into();
                 jwk
             })
@@ -233,7 +234,7 @@ impl Tokens<'_> {
         Ok(self
             .published()?
             .into_iter()
-            .map(|(kid, public)| (kid, (alg, public)))
+            .map(|(kid, public)| (kid, (alg_for(alg, &public), public)))
             .collect())
     }
 
@@ -308,4 +309,14 @@ pub fn check_jti(jti: &str) -> Result<()> {
         return Err(Error::BadRequest("jti must be 1-128 characters".into()));
     }
     Ok(())
+}
+
+/// The algorithm a published key's tokens carry: the configured one when it fits the key, else
+/// the key's own (an ML-DSA key has exactly one).
+fn alg_for(configured: SignatureAlgorithm, public: &PublicKey) -> SignatureAlgorithm {
+    if public.spec().allows(configured) {
+        configured
+    } else {
+        public.spec().default_algorithm()
+    }
 }
