@@ -90,9 +90,10 @@ if ! "$root/target/py/bin/python" -c 'import prometheus_client' 2>/dev/null; the
   echo "setup: installing prometheus_client into target/py"
   "$root/target/py/bin/pip" install -q prometheus_client
 fi
-# PyJWT, an RFC 9068 resource server's view of Signet's tokens (tests/tokens.rs).
-if ! "$root/target/py/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
-  echo "setup: installing PyJWT into target/py"
-  "$root/target/py/bin/pip" install -q 'pyjwt[crypto]'
+# PyJWT, an RFC 9068 resource server's view of Signet's tokens (tests/tokens.rs), and
+# pyca/cryptography >= 50, whose wheels carry an OpenSSL with ML-DSA (tests/pqc.rs).
+if ! "$root/target/py/bin/python" -c 'import jwt; from cryptography.hazmat.primitives.asymmetric import mldsa' 2>/dev/null; then
+  echo "setup: installing PyJWT and pyca/cryptography into target/py"
+  "$root/target/py/bin/pip" install -q 'pyjwt[crypto]' 'cryptography>=50'
 fi
 echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

@@ -8,50 +8,14 @@ mod common;
 
 use std::process::Command;
 
-use common::{b64, text, unb64, Data, Server};
+use common::configured::Configured;
+use common::{b64, text, unb64};
 use serde_json::json;
-use signet_softhsm::TestToken;
 
 #[test]
 fn ca_init_serve_and_sign_over_mtls_on_the_configured_token() {
-    let token = TestToken::new().unwrap();
-    let data = Data::new();
-    let pin = data.join("hsm.pin");
-    common::write_secret(&pin, token.pin.expose());
-    let config = data.join("signet.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n",
-            data.path().display(),
-            token.module.display(),
-            token.label,
-            pin.display()
-        ),
-    )
-    .unwrap();
-    let env: Vec<(&str, &str)> = token
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let run = |args: &[&str]| {
-        let mut cmd = Command::new(common::BIN);
-        cmd.arg("--config").arg(&config).args(args);
-        cmd.env("SIGNET_LOG", "warn,cryptoki=off");
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    };
-    let init = run(&["ca", "init", "--trust-domain", "smoke.example"]);
-    assert!(
-        init.status.success(),
-        "{}: {}",
-        token.kind.name(),
-        text(&init)
-    );
-    let ca = data.join("ca");
+    let mut configured = Configured::init("");
+    let ca = configured.data().join("ca");
     let verify = common::openssl(
         &ca,
         &[
@@ -65,11 +29,8 @@ fn ca_init_serve_and_sign_over_mtls_on_the_configured_token() {
     );
     assert!(verify.status.success(), "{}", text(&verify));
 
-    let mut server_env = env.clone();
-    let conf = config.to_str().unwrap().to_string();
-    server_env.push(("SIGNET_CONFIG", &conf));
-    let log = data.join("server.log");
-    let server = Server::start_with(data, &server_env, &[], &[], Some(&log));
+    configured.serve();
+    let (server, token) = (configured.server(), &configured.token);
     let admin = server.admin();
     let tmp = tempfile::tempdir().unwrap();
     let msg = b"signed on the configured token";
@@ -136,13 +97,7 @@ fn ca_init_serve_and_sign_over_mtls_on_the_configured_token() {
         }
         _ => panic!("{}: {ed:?}", token.kind.name()),
     }
-    let data = server.stop();
-    let mut cmd = Command::new(common::BIN);
-    cmd.arg("--config").arg(&config).args(["audit", "verify"]);
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+    configured.stop();
+    let out = configured.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    drop(data);
 }

@@ -199,6 +199,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
         payload: Payload<'_>,
     ) -> Result<Vec<u8>>;
 
+    /// Signs `message` with pure ML-DSA and a non-empty context string (FIPS 204 `ctx`, checked
+    /// by [`crate::sign_with_context`]). Devices without ML-DSA answer unsupported.
+    fn sign_ml_dsa_with_context(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        let _ = (id, message, context);
+        Err(Error::Unsupported(format!(
+            "{algorithm} with a context string on this backend"
+        )))
+    }
+
     /// Destroys a key pair so it can never be used again.
     fn destroy(&self, id: &KeyId) -> Result<()>;
 

@@ -7,8 +7,11 @@
 pub enum SignInput<'a> {
     /// The message; hashed by the device where it can, else on the host.
     Message(&'a [u8]),
-    /// A digest the caller computed with the algorithm's hash (not for EdDSA).
+    /// A digest the caller computed with the algorithm's hash (not for EdDSA or ML-DSA).
     Digest(&'a [u8]),
+    /// The message and an ML-DSA context string (FIPS 204 `ctx`, at most 255 bytes), which the
+    /// signature is bound to. Only for ML-DSA.
+    MessageWithContext(&'a [u8], &'a [u8]),
 }
 
 /// What a backend is given to sign, after the checks in [`crate::sign`].

@@ -23,6 +23,9 @@ pub fn sign(
     let digest;
     let payload = match (algorithm.hash(), input) {
         (_, SignInput::Message([])) => return Err(Error::EmptyInput),
+        (_, SignInput::MessageWithContext(message, context)) => {
+            return sign_with_context(backend, id, algorithm, message, context)
+        }
         (None, SignInput::Message(m)) => Payload::Message(m),
         (None, SignInput::Digest(_)) => {
             return Err(Error::Unsupported(
@@ -58,6 +61,44 @@ pub fn sign(
         EcdsaFormat::Raw => Ok(raw),
         EcdsaFormat::Der => der::ecdsa_raw_to_der(&raw),
     }
+}
+
+/// The longest ML-DSA context string (FIPS 204: one length byte).
+pub const MAX_CONTEXT: usize = 255;
+
+/// Signs a whole message with an algorithm that takes a context string (ML-DSA), binding the
+/// signature to `context` (FIPS 204 `ctx`; empty is the same as none).
+pub fn sign_with_context(
+    backend: &dyn Backend,
+    id: &KeyId,
+    algorithm: SignatureAlgorithm,
+    message: &[u8],
+    context: &[u8],
+) -> Result<Vec<u8>> {
+    if !algorithm.is_ml_dsa() {
+        return Err(Error::Unsupported(format!(
+            "a context string with {algorithm} (only ML-DSA signatures take one)"
+        )));
+    }
+    if context.len() > MAX_CONTEXT {
+        return Err(Error::Unsupported(format!(
+            "a context string of {} bytes (at most {MAX_CONTEXT})",
+            context.len()
+        )));
+    }
+    if message.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    if context.is_empty() {
+        return sign(
+            backend,
+            id,
+            algorithm,
+            SignInput::Message(message),
+            EcdsaFormat::Der,
+        );
+    }
+    backend.sign_ml_dsa_with_context(id, algorithm, message, context)
 }
 
 /// Something that signs messages with one fixed key and algorithm: the shape the TLS stack and

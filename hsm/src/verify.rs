@@ -74,6 +74,14 @@ pub fn verify(
     }
     let message = match input {
         SignInput::Message(m) => m,
+        SignInput::MessageWithContext(m, context) if algorithm.is_ml_dsa() => {
+            return Ok(verify_ml_dsa(public, m, context, signature));
+        }
+        SignInput::MessageWithContext(..) => {
+            return Err(Error::Unsupported(format!(
+                "a context string with {algorithm} (only ML-DSA signatures take one)"
+            )))
+        }
         SignInput::Digest(_) => {
             return Err(Error::Unsupported(
                 "verifying a precomputed digest is not offered by this token".into(),

@@ -274,6 +274,30 @@ fn ml_dsa_signs(
     let again = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_ne!(sig, again, "{alg}: hedged signatures should differ");
     assert!(signet_hsm::verify::verify_ml_dsa(public, msg, &[], &again));
+    // A context string (FIPS 204 ctx) binds the signature to it.
+    let ctx = b"signet test context";
+    let with_ctx = signet_hsm::sign_with_context(hsm, id, alg, msg, ctx).unwrap();
+    assert!(signet_hsm::verify::verify_ml_dsa(
+        public, msg, ctx, &with_ctx
+    ));
+    assert!(!signet_hsm::verify::verify_ml_dsa(
+        public,
+        msg,
+        &[],
+        &with_ctx
+    ));
+    assert!(!signet_hsm::verify::verify_ml_dsa(
+        public,
+        msg,
+        b"another context",
+        &with_ctx
+    ));
+    let long = [7u8; 256];
+    let err = signet_hsm::sign_with_context(hsm, id, alg, msg, &long).unwrap_err();
+    assert!(err.to_string().contains("at most 255"), "{err}");
+    let max = [7u8; 255];
+    let sig = signet_hsm::sign_with_context(hsm, id, alg, msg, &max).unwrap();
+    assert!(signet_hsm::verify::verify_ml_dsa(public, msg, &max, &sig));
     let digest = signet_hsm::Hash::Sha256.digest(msg);
     let err = sign(hsm, id, alg, SignInput::Digest(&digest), EcdsaFormat::Der).unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{alg}: {err}");

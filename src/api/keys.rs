@@ -237,10 +237,32 @@ pub struct SignRequest {
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
+    /// ML-DSA only: a context string (FIPS 204 `ctx`, base64, at most 255 bytes) the signature
+    /// is bound to; a verifier must give the same one.
+    context: Option<String>,
 }
 
 impl SignRequest {
     fn item(&self) -> Result<SignItem> {
+        let context = match &self.context {
+            None => None,
+            Some(text) => {
+                let context = base64_field(text, "context")?;
+                if context.len() > signet_hsm::MAX_CONTEXT {
+                    return Err(Error::BadRequest(format!(
+                        "context is {} bytes; at most {} are allowed",
+                        context.len(),
+                        signet_hsm::MAX_CONTEXT
+                    )));
+                }
+                if self.input_type == InputType::Digest {
+                    return Err(Error::BadRequest(
+                        "context goes with a message, not a digest (only ML-DSA takes one, and it signs the message itself)".into(),
+                    ));
+                }
+                Some(context)
+            }
+        };
         Ok(SignItem {
             input: base64_field(&self.input, "input")?,
             digest: self.input_type == InputType::Digest,
@@ -250,6 +272,7 @@ impl SignRequest {
                 Encoding::Raw => EcdsaFormat::Raw,
                 Encoding::Der => EcdsaFormat::Der,
             },
+            context,
         })
     }
 }
@@ -314,6 +337,8 @@ pub struct VerifyRequest {
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
+    /// ML-DSA only: the context string the signature was made with (base64).
+    context: Option<String>,
 }
 
 pub async fn verify(
@@ -327,6 +352,7 @@ pub async fn verify(
         algorithm: req.algorithm,
         version: req.version,
         encoding: req.encoding,
+        context: req.context,
     }
     .item()
     .and_then(|item| Ok((item, base64_field(&req.signature, "signature")?)));

@@ -151,8 +151,10 @@ pub(super) fn run(service: &Service, cmd: KeyCommand) -> anyhow::Result<()> {
             digest,
             raw,
             version,
+            context,
         } => {
             let item = SignItem {
+                context: context.map(String::into_bytes),
                 input: read_input(&input)?,
                 digest,
                 algorithm: alg,

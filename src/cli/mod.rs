@@ -182,12 +182,16 @@ pub enum KeyCommand {
     Sign {
         /// Key name.
         name: String,
-        /// ES256, ES384, EdDSA, RS256/384/512, PS256/384/512 (default: the key's first).
+        /// ES256, ES384, EdDSA, RS256/384/512, PS256/384/512, ML-DSA-44/65/87 (default: the
+        /// key's first).
         #[arg(long)]
         alg: Option<SignatureAlgorithm>,
         /// Input file (- for stdin).
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
+        /// ML-DSA only: a context string (its UTF-8 bytes, at most 255) the signature is bound to.
+        #[arg(long)]
+        context: Option<String>,
         /// Write raw signature bytes here instead of base64 to stdout.
         #[arg(long)]
         out: Option<PathBuf>,

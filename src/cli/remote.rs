@@ -112,6 +112,7 @@ fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
             digest,
             raw,
             version,
+            context,
         } => {
             let data = read_input(&input)?;
             let signature = client.sign(
@@ -126,6 +127,7 @@ fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
                     algorithm: alg.map(|a| a.name()),
                     version,
                     der: !raw,
+                    context: context.as_deref().map(str::as_bytes),
                 },
             )?;
             match out {

@@ -504,13 +504,15 @@ impl Keys<'_> {
             )));
         }
         let valid = match input {
-            SignInput::Message(_) => signet_hsm::verify::verify(
-                &self.public_key(v)?,
-                algorithm,
-                input,
-                signature,
-                format,
-            )?,
+            SignInput::Message(_) | SignInput::MessageWithContext(..) => {
+                signet_hsm::verify::verify(
+                    &self.public_key(v)?,
+                    algorithm,
+                    input,
+                    signature,
+                    format,
+                )?
+            }
             SignInput::Digest(_) => self
                 .backend
                 .verify(&v.key_id, algorithm, input, signature, format)?,

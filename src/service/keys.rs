@@ -22,14 +22,16 @@ pub struct SignItem {
     pub version: Option<u32>,
     /// ECDSA encoding.
     pub format: EcdsaFormat,
+    /// An ML-DSA context string (FIPS 204 `ctx`) the signature is bound to.
+    pub context: Option<Vec<u8>>,
 }
 
 impl SignItem {
     fn sign_input(&self) -> SignInput<'_> {
-        if self.digest {
-            SignInput::Digest(&self.input)
-        } else {
-            SignInput::Message(&self.input)
+        match (&self.context, self.digest) {
+            (Some(context), _) => SignInput::MessageWithContext(&self.input, context),
+            (None, true) => SignInput::Digest(&self.input),
+            (None, false) => SignInput::Message(&self.input),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod configured;
 pub mod pg;
 pub mod remote;
 

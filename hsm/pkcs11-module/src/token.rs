@@ -652,6 +652,7 @@ pub fn sign_finish(
                 algorithm: Some(request.algorithm),
                 version: Some(op.object.version),
                 der: false,
+                context: None,
             },
         )
         .map_err(|e| from_client(&e))?;

@@ -80,16 +80,20 @@ impl Mechanisms {
     }
 }
 
-/// The mechanism and the bytes to give `C_Sign` for a checked payload.
-pub(crate) fn for_signature(
+/// The mechanism and the bytes to give `C_Sign` for a checked payload. `context` is ML-DSA's
+/// context string (empty for none; the caller checked it is for ML-DSA and at most 255 bytes).
+pub(crate) fn for_signature<'a>(
     algorithm: SignatureAlgorithm,
     payload: Payload<'_>,
-) -> Result<(Mechanism<'static>, Vec<u8>)> {
+    context: &'a [u8],
+) -> Result<(Mechanism<'a>, Vec<u8>)> {
     use SignatureAlgorithm::*;
     let Some(hash) = algorithm.hash() else {
         let mechanism = if algorithm.is_ml_dsa() {
-            // Pure ML-DSA, hedged (the token's randomness mixed in), no context string.
-            Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None))
+            // Pure ML-DSA, hedged (the token's randomness mixed in); no parameter at all when
+            // there is no context string, which every PKCS#11 3.2 token must take.
+            let context = (!context.is_empty()).then_some(context);
+            Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, context))
         } else {
             Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
         };

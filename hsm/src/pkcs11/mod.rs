@@ -601,36 +601,17 @@ impl Backend for Pkcs11Backend {
         algorithm: SignatureAlgorithm,
         payload: Payload<'_>,
     ) -> Result<Vec<u8>> {
-        if !self.mechanisms.signs(algorithm) {
-            return Err(Error::AlgorithmUnsupported {
-                algorithm,
-                supported: self.supported_algorithms(),
-            });
-        }
-        let (mechanism, data) = mechanisms::for_signature(algorithm, payload)?;
-        // Signing changes nothing in the token, so a lost session is retried once.
-        self.with_session(Retry::Safe, |s| {
-            let (handle, spec) = self.cached_private(s, id)?;
-            if !spec.allows(algorithm) {
-                return Err(Error::AlgorithmMismatch { algorithm, spec });
-            }
-            match s.sign(&mechanism, handle, &data) {
-                Err(CkError::Pkcs11(
-                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
-                    _,
-                )) => {
-                    // Destroyed or replaced underneath: forget the handle and look again.
-                    self.forget(id);
-                    let (handle, _) = self.cached_private(s, id)?;
-                    s.sign(&mechanism, handle, &data).map_err(from_cryptoki)
-                }
-                Err(e) if is_mechanism_refusal(&e) => Err(Error::AlgorithmUnsupported {
-                    algorithm,
-                    supported: self.supported_algorithms(),
-                }),
-                other => other.map_err(from_cryptoki),
-            }
-        })
+        self.sign_in_token(id, algorithm, payload, &[])
+    }
+
+    fn sign_ml_dsa_with_context(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.sign_in_token(id, algorithm, Payload::Message(message), context)
     }
 
     /// Messages are verified in software from the public key; a precomputed digest, which no
@@ -643,52 +624,7 @@ impl Backend for Pkcs11Backend {
         signature: &[u8],
         format: EcdsaFormat,
     ) -> Result<bool> {
-        let digest = match input {
-            SignInput::Message(_) => {
-                let public = self.public_key(id)?;
-                return crate::verify::verify(&public, algorithm, input, signature, format);
-            }
-            SignInput::Digest(d) => d,
-        };
-        let hash = algorithm.hash().ok_or_else(|| {
-            Error::Unsupported("EdDSA verifies the whole message, not a digest".into())
-        })?;
-        if digest.len() != hash.len() {
-            return Err(Error::DigestLength {
-                algorithm,
-                expected: hash.len(),
-                actual: digest.len(),
-            });
-        }
-        let (mechanism, data) = mechanisms::for_signature(algorithm, Payload::Digest(digest))?;
-        let signature = match (algorithm.is_ecdsa(), format) {
-            (true, EcdsaFormat::Der) => {
-                let field = if algorithm == SignatureAlgorithm::Es256 {
-                    32
-                } else {
-                    48
-                };
-                match crate::der::ecdsa_der_to_raw(signature, field) {
-                    Ok(raw) => raw,
-                    Err(_) => return Ok(false),
-                }
-            }
-            _ => signature.to_vec(),
-        };
-        self.with_session(Retry::Safe, |s| {
-            let (_, spec) = self.cached_private(s, id)?;
-            if !spec.allows(algorithm) {
-                return Err(Error::AlgorithmMismatch { algorithm, spec });
-            }
-            let handle = objects::public_handle(s, id)?;
-            match s.verify(&mechanism, handle, &data, &signature) {
-                Ok(()) => Ok(true),
-                Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
-                    Ok(false)
-                }
-                Err(e) => Err(from_cryptoki(e)),
-            }
-        })
+        self.verify_in_token(id, algorithm, input, signature, format)
     }
 
     fn protection(&self, id: &KeyId) -> Result<Protection> {
@@ -736,5 +672,104 @@ impl Backend for Pkcs11Backend {
 
     fn read_records(&self, name: &str) -> Result<Vec<Vec<u8>>> {
         self.with_session(Retry::Safe, |s| objects::read_data(s, name))
+    }
+}
+
+impl Pkcs11Backend {
+    /// `C_Sign` with the key `id`, after the mechanism checks; `context` as in
+    /// [`mechanisms::for_signature`].
+    fn sign_in_token(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        payload: Payload<'_>,
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        if !self.mechanisms.signs(algorithm) {
+            return Err(Error::AlgorithmUnsupported {
+                algorithm,
+                supported: self.supported_algorithms(),
+            });
+        }
+        let (mechanism, data) = mechanisms::for_signature(algorithm, payload, context)?;
+        // Signing changes nothing in the token, so a lost session is retried once.
+        self.with_session(Retry::Safe, |s| {
+            let (handle, spec) = self.cached_private(s, id)?;
+            if !spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch { algorithm, spec });
+            }
+            match s.sign(&mechanism, handle, &data) {
+                Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) => {
+                    // Destroyed or replaced underneath: forget the handle and look again.
+                    self.forget(id);
+                    let (handle, _) = self.cached_private(s, id)?;
+                    s.sign(&mechanism, handle, &data).map_err(from_cryptoki)
+                }
+                Err(e) if is_mechanism_refusal(&e) => Err(Error::AlgorithmUnsupported {
+                    algorithm,
+                    supported: self.supported_algorithms(),
+                }),
+                other => other.map_err(from_cryptoki),
+            }
+        })
+    }
+
+    fn verify_in_token(
+        &self,
+        id: &KeyId,
+        algorithm: SignatureAlgorithm,
+        input: SignInput<'_>,
+        signature: &[u8],
+        format: EcdsaFormat,
+    ) -> Result<bool> {
+        let digest = match input {
+            SignInput::Message(_) | SignInput::MessageWithContext(..) => {
+                let public = self.public_key(id)?;
+                return crate::verify::verify(&public, algorithm, input, signature, format);
+            }
+            SignInput::Digest(d) => d,
+        };
+        let hash = algorithm.hash().ok_or_else(|| {
+            Error::Unsupported("EdDSA verifies the whole message, not a digest".into())
+        })?;
+        if digest.len() != hash.len() {
+            return Err(Error::DigestLength {
+                algorithm,
+                expected: hash.len(),
+                actual: digest.len(),
+            });
+        }
+        let (mechanism, data) = mechanisms::for_signature(algorithm, Payload::Digest(digest), &[])?;
+        let signature = match (algorithm.is_ecdsa(), format) {
+            (true, EcdsaFormat::Der) => {
+                let field = if algorithm == SignatureAlgorithm::Es256 {
+                    32
+                } else {
+                    48
+                };
+                match crate::der::ecdsa_der_to_raw(signature, field) {
+                    Ok(raw) => raw,
+                    Err(_) => return Ok(false),
+                }
+            }
+            _ => signature.to_vec(),
+        };
+        self.with_session(Retry::Safe, |s| {
+            let (_, spec) = self.cached_private(s, id)?;
+            if !spec.allows(algorithm) {
+                return Err(Error::AlgorithmMismatch { algorithm, spec });
+            }
+            let handle = objects::public_handle(s, id)?;
+            match s.verify(&mechanism, handle, &data, &signature) {
+                Ok(()) => Ok(true),
+                Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
+                    Ok(false)
+                }
+                Err(e) => Err(from_cryptoki(e)),
+            }
+        })
     }
 }

@@ -318,6 +318,8 @@ pub struct SignRequest<'a> {
     pub version: Option<u32>,
     /// ECDSA signatures as DER instead of r‖s.
     pub der: bool,
+    /// ML-DSA only: the context string the signature is bound to (at most 255 bytes).
+    pub context: Option<&'a [u8]>,
 }
 
 impl<'a> SignRequest<'a> {
@@ -329,6 +331,7 @@ impl<'a> SignRequest<'a> {
             algorithm: None,
             version: None,
             der: false,
+            context: None,
         }
     }
 }
@@ -563,6 +566,9 @@ impl Client {
         }
         if let Some(version) = request.version {
             body["version"] = version.into();
+        }
+        if let Some(context) = request.context {
+            body["context"] = STANDARD.encode(context).into();
         }
         let path = format!("/v1/keys/{}/sign", path_segment(name)?);
         let answer: SignatureAnswer = self.post(&path, &body)?;

@@ -1,0 +1,243 @@
+//! ML-DSA through the service, on the token `SIGNET_TEST_TOKEN` names. On kryoptic (built with
+//! its `pqc` features by scripts/kryoptic.sh) every ML-DSA spec is created, signs over the API
+//! with and without a context string, verifies, batch-signs, and signs tokens; pyca/cryptography
+//! (tests/tools/mldsa_check.py, an implementation outside the project) checks the signatures,
+//! the SPKI PEM, the AKP JWK and the JWTs against the JWKS. On a token without ML-DSA
+//! (SoftHSM2, the p11-kit remote SoftHSM2) the same requests get a clear problem saying what the
+//! token would need.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::configured::Configured;
+use common::{b64, text, unb64};
+use serde_json::{json, Value};
+use signet_softhsm::TokenKind;
+
+const SPECS: [(&str, &str, usize); 3] = [
+    ("ml-dsa-44", "ML-DSA-44", 2420),
+    ("ml-dsa-65", "ML-DSA-65", 3309),
+    ("ml-dsa-87", "ML-DSA-87", 4627),
+];
+
+/// The Python of `scripts/setup.sh`'s venv (pyca/cryptography >= 50), or the system's.
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs the checks through pyca/cryptography; panics on any that fails.
+fn pyca_checks(checks: Vec<Value>) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/mldsa_check.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({ "checks": checks }).to_string();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), checks.len(), "{}", text(&out));
+    for (line, check) in lines.iter().zip(&checks) {
+        assert_eq!(line, "ok", "{}", check["what"]);
+    }
+}
+
+fn unb64url(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn supports_ml_dsa(configured: &Configured) -> bool {
+    configured.token.kind == TokenKind::Kryoptic
+}
+
+#[test]
+fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
+    let mut configured = Configured::init("");
+    configured.serve();
+    let supported = supports_ml_dsa(&configured);
+    let (server, token) = (configured.server(), &configured.token);
+    let admin = server.admin();
+    let msg = b"a message signed with a post-quantum key in the token";
+    let ctx = b"signet/pqc-test";
+    let mut checks = Vec::new();
+    for (spec, alg, size) in SPECS {
+        let name = token.unique(spec);
+        let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+        if !supported {
+            assert_eq!(created.status, 400, "{}: {created:?}", token.kind.name());
+            let detail = created.json()["detail"].as_str().unwrap().to_string();
+            assert!(
+                detail.contains(&format!("does not support {spec}"))
+                    && detail.contains("needs a PKCS#11 3.2 token with CKM_ML_DSA"),
+                "{detail}"
+            );
+            assert!(!detail.contains("CKR_"), "a raw return code: {detail}");
+            continue;
+        }
+        assert_eq!(created.status, 201, "{spec}: {created:?}");
+        let key = created.json();
+        assert_eq!(key["spec"], spec);
+        let version = &key["versions"][0];
+        let pem = version["public_key_pem"].as_str().unwrap().to_string();
+        assert_eq!(version["jwk"]["kty"], "AKP");
+        assert_eq!(version["jwk"]["alg"], alg);
+
+        let path = format!("/v1/keys/{name}/sign");
+        let signed = admin.post(&path, &json!({"input": b64(msg)}));
+        assert_eq!(signed.status, 200, "{signed:?}");
+        assert_eq!(signed.json()["algorithm"], alg);
+        let sig = unb64(signed.json()["signature"].as_str().unwrap());
+        assert_eq!(sig.len(), size);
+        let with_ctx = admin.post(&path, &json!({"input": b64(msg), "context": b64(ctx)}));
+        assert_eq!(with_ctx.status, 200, "{with_ctx:?}");
+        let sig_ctx = unb64(with_ctx.json()["signature"].as_str().unwrap());
+
+        // The service's own verifier, with and without the context.
+        let verify = |sig: &[u8], context: Option<&[u8]>| {
+            let mut body = json!({"input": b64(msg), "signature": b64(sig)});
+            if let Some(c) = context {
+                body["context"] = b64(c).into();
+            }
+            let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
+            assert_eq!(reply.status, 200, "{reply:?}");
+            reply.json()["valid"].as_bool().unwrap()
+        };
+        assert!(verify(&sig, None));
+        assert!(verify(&sig_ctx, Some(ctx)));
+        assert!(!verify(&sig_ctx, None));
+        assert!(!verify(&sig, Some(ctx)));
+
+        // Refusals: a context that is too long, a digest, a context on a digest.
+        let long = admin.post(
+            &path,
+            &json!({"input": b64(msg), "context": b64(&[1u8; 256])}),
+        );
+        assert_eq!(long.status, 400, "{long:?}");
+        assert!(long.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 255"));
+        let digest = admin.post(
+            &path,
+            &json!({"input": b64(&[0u8; 32]), "input_type": "digest"}),
+        );
+        assert_eq!(digest.status, 400, "{digest:?}");
+        assert!(
+            digest.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("signs the whole message"),
+            "{digest:?}"
+        );
+
+        // Batch signing: each item on its own.
+        let batch = admin.post(
+            &format!("/v1/keys/{name}/sign-batch"),
+            &json!({"items": [{"input": b64(msg)}, {"input": b64(b"second"), "context": b64(ctx)}]}),
+        );
+        assert_eq!(batch.status, 200, "{batch:?}");
+        let results = batch.json()["results"].as_array().unwrap().clone();
+        assert_eq!(results.len(), 2, "{batch:?}");
+        let batch_sig = unb64(results[1]["signature"].as_str().unwrap());
+
+        checks.extend([
+            json!({"what": format!("{spec} signature"), "kind": "sig", "alg": alg, "pem": pem,
+                   "msg": b64(msg), "sig": b64(&sig), "expect": true}),
+            json!({"what": format!("{spec} signature with context"), "kind": "sig", "alg": alg,
+                   "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx), "ctx": b64(ctx),
+                   "expect": true}),
+            json!({"what": format!("{spec} context signature without it"), "kind": "sig",
+                   "alg": alg, "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx),
+                   "expect": false}),
+            json!({"what": format!("{spec} another message"), "kind": "sig", "alg": alg,
+                   "pem": pem, "msg": b64(b"another"), "sig": b64(&sig), "expect": false}),
+            json!({"what": format!("{spec} batch item"), "kind": "sig", "alg": alg, "pem": pem,
+                   "msg": b64(b"second"), "sig": b64(&batch_sig), "ctx": b64(ctx),
+                   "expect": true}),
+            json!({"what": format!("{spec} JWK"), "kind": "jwk", "jwk": version["jwk"],
+                   "pem": pem}),
+        ]);
+
+        // The CLI's `key public` gives the same PEM.
+        let public = admin.get(&format!("/v1/keys/{name}"));
+        assert_eq!(
+            public.json()["versions"][0]["public_key_pem"].as_str(),
+            Some(pem.as_str())
+        );
+    }
+    if supported {
+        assert_eq!(checks.len(), 18);
+        pyca_checks(checks);
+    }
+}
+
+#[test]
+fn ml_dsa_signs_tokens_that_pyca_verifies_against_the_jwks() {
+    let tokens = "[tokens]\nkey_spec = \"ml-dsa-65\"\nalgorithm = \"ML-DSA-65\"\n";
+    let mut configured = Configured::init(tokens);
+    if !supports_ml_dsa(&configured) {
+        // Without ML-DSA in the token the service cannot make its token key, and will not
+        // start without it: it says why.
+        let out = configured.run(&["serve", "--listen", "127.0.0.1:0"]);
+        let all = text(&out);
+        assert!(!out.status.success(), "{all}");
+        assert!(all.contains("needs a PKCS#11 3.2 token"), "{all}");
+        assert!(!all.contains("CKR_"), "{all}");
+        return;
+    }
+    configured.serve();
+    let server = configured.server();
+    let admin = server.admin();
+    let issued = admin.post("/v1/tokens", &json!({"audience": "pqc-test"}));
+    assert_eq!(issued.status, 200, "{issued:?}");
+    let token = issued.json()["token"].as_str().unwrap().to_string();
+    let jwks = admin.get("/.well-known/jwks.json").json();
+    assert_eq!(jwks["keys"][0]["kty"], "AKP");
+    assert_eq!(jwks["keys"][0]["alg"], "ML-DSA-65");
+    let header: Value =
+        serde_json::from_slice(&unb64url(token.split('.').next().unwrap())).unwrap();
+    assert_eq!(header["alg"], "ML-DSA-65");
+    // The service's introspection agrees.
+    let inspected = admin.post("/v1/tokens/introspect", &json!({"token": token}));
+    assert_eq!(inspected.status, 200, "{inspected:?}");
+    assert_eq!(inspected.json()["active"], true, "{inspected:?}");
+    // A token with one signature byte changed is not active.
+    let mut forged = token.clone().into_bytes();
+    let at = token.rfind('.').unwrap() + 100;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let inspected = admin.post("/v1/tokens/introspect", &json!({"token": forged}));
+    assert_eq!(inspected.json()["active"], false, "{inspected:?}");
+    pyca_checks(vec![json!({
+        "what": "an ML-DSA-65 JWT against the JWKS",
+        "kind": "jwt",
+        "token": token,
+        "jwks": jwks,
+        "sub": "admin",
+    })]);
+}
