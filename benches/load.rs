@@ -22,6 +22,8 @@
 //!   (through the backend), the JSON API (one keep-alive connection per thread), and
 //!   `libsignet_pkcs11.so` loaded through cryptoki (one session per thread), with the server's
 //!   CPU µs per signature for the last two;
+//! - `pqc`: ML-DSA-44/65/87 and ES256 on a token with ML-DSA (kryoptic): key generations/s,
+//!   signatures/s through the backend and through the API, server CPU per signature;
 //! - `compare BASELINE CURRENT`: every figure's ratio to the baseline, flagging those that moved
 //!   by more than the noise margin.
 //!
@@ -46,6 +48,8 @@ use signet_hsm::{
 
 #[path = "load/cluster.rs"]
 mod cluster;
+#[path = "load/pqc.rs"]
+mod pqc;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -67,6 +71,7 @@ fn main() {
         Some("drive") => return drive_only(duration, env_or("BENCH_CONNECTIONS", 16usize)),
         Some("cluster") => cluster::run(&mut report, duration),
         Some("pkcs11") => pkcs11(&mut report, duration),
+        Some("pqc") => pqc::run(&mut report, duration),
         Some("compare") => {
             return compare(
                 Path::new(args.get(1).expect("BASELINE")),
@@ -74,7 +79,7 @@ fn main() {
             )
         }
         _ => {
-            eprintln!("usage: load raw|journal|api|drive|compare BASELINE CURRENT   (BENCH_SECONDS, BENCH_CONNECTIONS, SIGNET_BIN, SIGNET_BIN_UNAUDITED, BENCH_JSON, SIGNET_TEST_TOKEN)");
+            eprintln!("usage: load raw|journal|api|drive|cluster|pkcs11|pqc|compare BASELINE CURRENT   (BENCH_SECONDS, BENCH_CONNECTIONS, SIGNET_BIN, SIGNET_BIN_UNAUDITED, BENCH_JSON, SIGNET_TEST_TOKEN)");
             return;
         }
     }

@@ -5,6 +5,8 @@
 #   scripts/bench.sh ca                 `signet ca init` per CA key spec
 #   scripts/bench.sh pkcs11             ES256 through the raw token, the JSON API and the PKCS#11
 #                                       module, 1 and 8 threads
+#   scripts/bench.sh pqc                ML-DSA-44/65/87 next to ES256 on the PQC kryoptic build: key
+#                                       generations/s and signatures/s raw and through the API
 #   scripts/bench.sh cluster            1, 2 and 3 nodes on one PostgreSQL and one remote token,
 #                                       and revocation propagation between nodes
 #   scripts/bench.sh compare BASE.json  a fresh `api` run compared with a stored one: every figure's
@@ -41,6 +43,10 @@ case "$what" in
     cargo build --release --quiet -p signet-pkcs11
     cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load
     load pkcs11 ;;
+  pqc)
+    cargo build --release --quiet --bin signet
+    cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load
+    SIGNET_TEST_TOKEN=kryoptic SIGNET_KRYOPTIC_MODULE="$(bash scripts/kryoptic.sh)" load pqc ;;
   cluster)
     cargo build --release --quiet --bin signet
     cargo bench --no-run --quiet --bench load 2>/dev/null || cargo bench --no-run --bench load

@@ -3,8 +3,9 @@
 # target/kryoptic/libkryoptic_pkcs11.so.
 #
 #   scripts/kryoptic.sh            build (or reuse) the module and print its path
-#   scripts/kryoptic.sh pqc DIR    the same, then initialise a token under DIR and print the
-#                                  [hsm] lines a Signet configuration needs for it
+#   scripts/kryoptic.sh pqc DIR    the same, then initialise a token under DIR, write
+#                                  DIR/signet.toml for it (data_dir and [hsm]: module,
+#                                  token_label, pin_file) and print it, with the command to run
 #
 # ML-DSA and SLH-DSA (kryoptic-lib's `pqc`) need OpenSSL >= 3.5 and Debian 12 ships 3.0, so the
 # module is linked statically against OpenSSL 3.5.5, whose source comes from the crates.io
@@ -103,13 +104,21 @@ case "${1:-}" in
       KRYOPTIC_CONF="$conf" pkcs11-tool --module "$lib" --token-label signet-pqc --login \
         --login-type so --so-pin "$(cat "$dir/so-pin")" --init-pin --pin "$(cat "$dir/pin")" >&2
     fi
-    cat <<EOF
-# kryoptic reads its slots from KRYOPTIC_CONF: export KRYOPTIC_CONF=$conf
+    # A Signet configuration for the token (written once; printed every time).
+    if [ ! -f "$dir/signet.toml" ]; then
+      cat > "$dir/signet.toml" <<EOF
+data_dir = "$dir/data"
+
 [hsm]
+backend = "pkcs11"
 module = "$lib"
 token_label = "signet-pqc"
 pin_file = "$dir/pin"
 EOF
+    fi
+    cat "$dir/signet.toml"
+    echo "# kryoptic finds its token through KRYOPTIC_CONF. Run Signet on it with:"
+    echo "#   KRYOPTIC_CONF=$conf signet --config $dir/signet.toml serve"
     ;;
   *)
     echo "usage: scripts/kryoptic.sh [pqc DIR]" >&2; exit 2 ;;

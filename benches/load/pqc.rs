@@ -1,0 +1,168 @@
+//! `pqc`: ML-DSA-44/65/87 next to ES256 on one token with ML-DSA (kryoptic built by
+//! scripts/kryoptic.sh, `SIGNET_TEST_TOKEN=kryoptic`): key generations/s and signatures/s
+//! through the backend, then through the JSON API of a `signet serve` on the same token (one
+//! and two keep-alive connections), with the server's CPU µs per signature.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::json;
+use signet_hsm::{Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignInput};
+
+use super::{cpu_seconds, drive, pct, post, rand_suffix, Report, Server, MESSAGE};
+
+const SPECS: [KeySpec; 4] = [
+    KeySpec::EcP256,
+    KeySpec::MlDsa44,
+    KeySpec::MlDsa65,
+    KeySpec::MlDsa87,
+];
+
+pub fn run(report: &mut Report, duration: Duration) {
+    let token = signet_softhsm::TestToken::new().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(Pkcs11Backend::open(token.config(4)).unwrap());
+    let info = backend.info().unwrap();
+    assert!(
+        info.specs.contains(&KeySpec::MlDsa65),
+        "{} has no ML-DSA: run with SIGNET_TEST_TOKEN=kryoptic (scripts/bench.sh pqc)",
+        token.kind.name()
+    );
+    println!(
+        "## ML-DSA and ES256 on {} ({})\n",
+        token.kind.name(),
+        info.library
+    );
+    println!("| spec | raw keygen/s | raw sign/s, 1 thread | raw sign/s, 2 threads | API sign/s, 1 conn | API sign/s, 2 conns | server CPU µs per signature (2 conns) | API p50 ms (1 conn) | signature bytes |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+
+    // The server on the same token (its own data directory; the token's environment).
+    let dir = std::env::temp_dir().join(format!("signet-bench-pqc-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pin = dir.join("hsm.pin");
+    std::fs::write(&pin, token.pin.expose()).unwrap();
+    // Signet refuses a PIN file others can read.
+    std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = dir.join("signet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n",
+            token.module.display(),
+            token.label,
+            pin.display()
+        ),
+    )
+    .unwrap();
+    let mut env = token.env.clone();
+    env.push(("SIGNET_CONFIG".into(), config.display().to_string()));
+    let bin = std::env::var("SIGNET_BIN").unwrap_or_else(|_| "target/release/signet".into());
+    let server = Server::start_node(&bin, dir.join("data"), &env, None);
+    let body = Arc::new(
+        json!({"input": base64::engine::general_purpose::STANDARD.encode(MESSAGE)}).to_string(),
+    );
+
+    for spec in SPECS {
+        let alg = spec.default_algorithm();
+        // Key generation: as many pairs as fit in the step, each destroyed again.
+        let start = Instant::now();
+        let mut made = 0;
+        while start.elapsed() < duration || made == 0 {
+            let key = backend
+                .generate(&KeyRequest::named(
+                    format!("bench-pqc-gen-{}", rand_suffix()),
+                    spec,
+                ))
+                .unwrap();
+            made += 1;
+            backend.destroy(&key.id).unwrap();
+        }
+        let keygen = made as f64 / start.elapsed().as_secs_f64();
+        report.set(format!("pqc.raw.{spec}.keygen"), keygen);
+
+        let key = backend
+            .generate(&KeyRequest::named(
+                format!("bench-pqc-{}", rand_suffix()),
+                spec,
+            ))
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut sig_len = 0;
+        for threads in [1, 2] {
+            let (b, id) = (backend.clone(), key.id.clone());
+            let (rate, _) = drive(
+                threads,
+                duration,
+                |_| (),
+                move |_| {
+                    signet_hsm::sign(
+                        b.as_ref(),
+                        &id,
+                        alg,
+                        SignInput::Message(MESSAGE),
+                        EcdsaFormat::Raw,
+                    )
+                    .unwrap();
+                    1
+                },
+            );
+            report.set(format!("pqc.raw.{spec}.t{threads}.rate"), rate);
+            raw.push(rate);
+        }
+        sig_len = sig_len.max(
+            signet_hsm::sign(
+                backend.as_ref(),
+                &key.id,
+                alg,
+                SignInput::Message(MESSAGE),
+                EcdsaFormat::Raw,
+            )
+            .unwrap()
+            .len(),
+        );
+        backend.destroy(&key.id).unwrap();
+
+        let name = format!("bench-pqc-{spec}");
+        let admin = server.agent();
+        post(
+            &admin,
+            &server.url("/v1/keys"),
+            &json!({"name": name, "spec": spec.name()}).to_string(),
+        );
+        let url = Arc::new(server.url(&format!("/v1/keys/{name}/sign")));
+        let mut api = Vec::new();
+        let mut cpu_us = 0.0;
+        let mut p50 = 0.0;
+        for conns in [1, 2] {
+            let agents: Vec<ureq::Agent> = (0..conns).map(|_| server.agent()).collect();
+            for a in &agents {
+                post(a, &url, &body);
+            }
+            let agents = std::sync::Mutex::new(agents);
+            let cpu0 = cpu_seconds(server.pid());
+            let (url, body) = (url.clone(), body.clone());
+            let (rate, lat) = drive(
+                conns,
+                duration,
+                |_| agents.lock().unwrap().pop().unwrap(),
+                move |agent| {
+                    post(agent, &url, &body);
+                    1
+                },
+            );
+            let cpu = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+            report.set(format!("pqc.api.{spec}.c{conns}.rate"), rate);
+            report.set(format!("pqc.api.{spec}.c{conns}.cpu_us"), cpu);
+            if conns == 1 {
+                p50 = pct(&lat, 0.5);
+            }
+            cpu_us = cpu;
+            api.push(rate);
+        }
+        println!(
+            "| {spec} ({alg}) | {keygen:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu_us:.0} | {p50:.2} | {sig_len} |",
+            raw[0], raw[1], api[0], api[1]
+        );
+    }
+    println!();
+}
