@@ -241,3 +241,62 @@ fn ml_dsa_signs_tokens_that_pyca_verifies_against_the_jwks() {
         "sub": "admin",
     })]);
 }
+
+/// A CSR for a new ML-DSA key, made by pyca/cryptography (spoiled signature with `bad`).
+fn ml_dsa_csr(alg: &str, name: &str, bad: bool) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/mldsa_check.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).args(["csr", alg, name]);
+    if bad {
+        cmd.arg("bad");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Certificates for ML-DSA keys come from any CA key: the embedded CA (ECDSA) certifies an
+/// ML-DSA key from its CSR, and pyca/cryptography validates the path root → intermediate →
+/// leaf for the server name and finds the CSR's key in it. A CSR whose signature is spoiled is
+/// refused.
+#[test]
+fn ml_dsa_keys_get_certificates_from_their_csr() {
+    let server = common::Server::start();
+    let admin = server.admin();
+    let ca = server.data.join("ca");
+    let root = std::fs::read_to_string(ca.join("root.pem")).unwrap();
+    let intermediate = std::fs::read_to_string(ca.join("intermediate.pem")).unwrap();
+    let mut checks = Vec::new();
+    for (i, (_, alg, _)) in SPECS.into_iter().enumerate() {
+        let name = format!("pq{i}.example");
+        let csr = ml_dsa_csr(alg, &name, false);
+        let issued = admin.post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "server", "name": name, "dns": [name]}),
+        );
+        assert_eq!(issued.status, 201, "{alg}: {issued:?}");
+        let leaf = issued.json()["certificate"].as_str().unwrap().to_string();
+        checks.push(json!({
+            "what": format!("an {alg} leaf"), "kind": "chain", "alg": alg, "leaf": leaf,
+            "intermediate": intermediate, "root": root, "dns": name, "csr": csr,
+        }));
+        // The certificate is listed and can be revoked like any other.
+        let serial = issued.json()["serial"].as_str().unwrap().to_string();
+        let listed = admin.get(&format!("/v1/certificates/{serial}"));
+        assert_eq!(listed.status, 200, "{listed:?}");
+    }
+    pyca_checks(checks);
+    let bad = ml_dsa_csr("ML-DSA-65", "bad.example", true);
+    let refused = admin.post(
+        "/v1/certificates",
+        &json!({"csr": bad, "profile": "server", "name": "bad.example", "dns": ["bad.example"]}),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("self-signature does not verify"),
+        "{refused:?}"
+    );
+}

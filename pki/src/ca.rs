@@ -361,7 +361,7 @@ impl Ca {
     /// Issues a leaf for a public key (SubjectPublicKeyInfo DER).
     pub fn issue(&self, req: &LeafRequest, spki_der: &[u8]) -> Result<Issued> {
         let ttl = self.check_request(req)?;
-        let public = SubjectPublicKeyInfo::from_der(spki_der)?;
+        let public = SubjectKey::parse(spki_der)?;
         let now = OffsetDateTime::now_utc();
         let serial = random_serial()?;
         let mut params = CertificateParams::default();
@@ -423,9 +423,19 @@ impl Ca {
             )?;
         }
         let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
-        let cert = params
-            .signed_by(&public, &issuer)
-            .map_err(|e| self.key.explain(e))?;
+        let der = match &public {
+            SubjectKey::Known(public) => params
+                .signed_by(public, &issuer)
+                .map_err(|e| self.key.explain(e))?
+                .der()
+                .to_vec(),
+            SubjectKey::MlDsa(stand_in) => {
+                let cert = params
+                    .signed_by(stand_in, &issuer)
+                    .map_err(|e| self.key.explain(e))?;
+                stand_in.put_into(cert.der(), self.key.signer().as_ref())?
+            }
+        };
         let subject = if cn {
             format!("O={}, CN={}", self.settings.organization, req.name)
         } else {
@@ -438,7 +448,7 @@ impl Ca {
             profile: req.profile,
             not_before: params.not_before.unix_timestamp(),
             not_after: params.not_after.unix_timestamp(),
-            der: cert.der().to_vec(),
+            der,
         })
     }
 
@@ -612,4 +622,78 @@ pub fn pem_encode(tag: &str, der: &[u8]) -> String {
         &pem::Pem::new(tag, der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
+}
+
+/// The key a leaf certifies. rcgen (with ring) names only the key types it can sign with, so an
+/// ML-DSA key goes through it under a stand-in algorithm and is put in place afterwards.
+enum SubjectKey {
+    Known(SubjectPublicKeyInfo),
+    MlDsa(MlDsaStandIn),
+}
+
+impl SubjectKey {
+    fn parse(spki_der: &[u8]) -> Result<Self> {
+        use x509_parser::prelude::FromDer;
+        let (_, spki) =
+            x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| {
+                Error::Parse {
+                    what: "the public key",
+                    detail: e.to_string(),
+                }
+            })?;
+        match csr::ml_dsa_spec(&spki.algorithm.algorithm.to_id_string()) {
+            Some(spec) => {
+                signet_hsm::PublicKey::from_ml_dsa(spec, &spki.subject_public_key.data)?;
+                Ok(SubjectKey::MlDsa(MlDsaStandIn {
+                    spki: spki_der.to_vec(),
+                    key: spki.subject_public_key.data.to_vec(),
+                }))
+            }
+            None => Ok(SubjectKey::Known(SubjectPublicKeyInfo::from_der(spki_der)?)),
+        }
+    }
+}
+
+/// An ML-DSA subject key as rcgen sees it: its key bytes under Ed25519's algorithm identifier
+/// (so rcgen writes every extension as for any leaf, the subject key identifier over the real
+/// SubjectPublicKeyInfo), then [`MlDsaStandIn::put_into`] replaces the SubjectPublicKeyInfo
+/// with the real one (RFC 9881) and signs the certificate again with the same CA key. The first
+/// signature is discarded: one more signature in the token per ML-DSA leaf.
+struct MlDsaStandIn {
+    spki: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for MlDsaStandIn {
+    fn subject_public_key_info(&self) -> Vec<u8> {
+        self.spki.clone()
+    }
+
+    fn der_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+impl MlDsaStandIn {
+    /// The certificate rcgen made, with the real SubjectPublicKeyInfo and signed again by
+    /// `issuer` (the signature algorithm in the certificate stays the issuer's).
+    fn put_into(&self, der: &[u8], issuer: &dyn Signer) -> Result<Vec<u8>> {
+        use x509_cert::der::asn1::BitString;
+        use x509_cert::der::{Decode, Encode};
+        use x509_cert::spki::SubjectPublicKeyInfoOwned;
+        let bad = |detail: x509_cert::der::Error| Error::Parse {
+            what: "the certificate being issued",
+            detail: detail.to_string(),
+        };
+        let mut cert = x509_cert::Certificate::from_der(der).map_err(bad)?;
+        cert.tbs_certificate.subject_public_key_info =
+            SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(bad)?;
+        let tbs = cert.tbs_certificate.to_der().map_err(bad)?;
+        cert.signature = BitString::from_bytes(&issuer.sign(&tbs)?).map_err(bad)?;
+        cert.to_der().map_err(bad)
+    }
 }

@@ -9,6 +9,8 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey as ParsedKey;
 
+use signet_hsm::{KeySpec, PublicKey};
+
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 
@@ -47,6 +49,37 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// The ML-DSA parameter set of an SPKI algorithm OID (RFC 9881), `None` for anything else.
+pub(crate) fn ml_dsa_spec(oid: &str) -> Option<KeySpec> {
+    match oid {
+        "2.16.840.1.101.3.4.3.17" => Some(KeySpec::MlDsa44),
+        "2.16.840.1.101.3.4.3.18" => Some(KeySpec::MlDsa65),
+        "2.16.840.1.101.3.4.3.19" => Some(KeySpec::MlDsa87),
+        _ => None,
+    }
+}
+
+/// An ML-DSA CSR's self-signature: made with the same parameter set as its key (RFC 9881, the
+/// algorithm identifier without parameters), pure ML-DSA with an empty context over the DER of
+/// the CertificationRequestInfo.
+fn verify_ml_dsa_csr(csr: &X509CertificationRequest<'_>, spec: KeySpec) -> Result<()> {
+    let info = &csr.certification_request_info;
+    let algorithm = csr.signature_algorithm.algorithm.to_id_string();
+    if ml_dsa_spec(&algorithm) != Some(spec) || csr.signature_algorithm.parameters.is_some() {
+        return Err(Error::CsrRefused(format!(
+            "a {spec} key's request signed with algorithm {algorithm}"
+        )));
+    }
+    let public = PublicKey::from_ml_dsa(spec, &info.subject_pki.subject_public_key.data)
+        .map_err(|e| Error::CsrRefused(e.to_string()))?;
+    if !signet_hsm::verify::verify_ml_dsa(&public, info.raw, &[], &csr.signature_value.data) {
+        return Err(Error::CsrRefused(
+            "its self-signature does not verify".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses and checks a CSR for `profile`. `granted` are the SANs the profile will write (as
 /// `DNS:x`, `IP:x`, `URI:x`): a CSR may repeat them, never add to them.
 pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Result<CheckedCsr> {
@@ -57,8 +90,20 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
         return Err(Error::CsrRefused("trailing data after the request".into()));
     }
     let info = &csr.certification_request_info;
-    let key_description = match info.subject_pki.parsed() {
-        Ok(ParsedKey::EC(point)) => {
+    let key_oid = info.subject_pki.algorithm.algorithm.to_id_string();
+    let key_description = match (ml_dsa_spec(&key_oid), info.subject_pki.parsed()) {
+        (Some(spec), _) => {
+            // RFC 9881: the parameters are absent, and the key is FIPS 204's encoding.
+            if info.subject_pki.algorithm.parameters.is_some() {
+                return Err(Error::CsrRefused(format!(
+                    "{spec} key with algorithm parameters (RFC 9881: absent)"
+                )));
+            }
+            PublicKey::from_ml_dsa(spec, &info.subject_pki.subject_public_key.data)
+                .map_err(|e| Error::CsrRefused(e.to_string()))?;
+            spec.name().to_string()
+        }
+        (None, Ok(ParsedKey::EC(point))) => {
             let curve = info
                 .subject_pki
                 .algorithm
@@ -90,7 +135,7 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
                 }
             }
         }
-        Ok(ParsedKey::RSA(rsa)) => {
+        (None, Ok(ParsedKey::RSA(rsa))) => {
             let bits = rsa.key_size();
             if bits < 2048 {
                 return Err(Error::CsrRefused(format!(
@@ -99,20 +144,22 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
             }
             format!("rsa-{bits}")
         }
-        _ if info.subject_pki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
-            "ed25519".to_string()
-        }
+        (None, _) if key_oid == "1.3.101.112" => "ed25519".to_string(),
         _ => {
             return Err(Error::CsrRefused(format!(
-                "unsupported key algorithm {}",
-                info.subject_pki.algorithm.algorithm.to_id_string()
+                "unsupported key algorithm {key_oid}"
             )))
         }
     };
 
     // After the key check: the verifier refuses weak keys too, and the key's own error is clearer.
-    csr.verify_signature()
-        .map_err(|_| Error::CsrRefused("its self-signature does not verify".into()))?;
+    match ml_dsa_spec(&key_oid) {
+        // x509-parser verifies with ring, which has no ML-DSA: signet-hsm's verifier does.
+        Some(spec) => verify_ml_dsa_csr(&csr, spec)?,
+        None => csr
+            .verify_signature()
+            .map_err(|_| Error::CsrRefused("its self-signature does not verify".into()))?,
+    }
 
     if let Some(extensions) = csr.requested_extensions() {
         for ext in extensions {

@@ -1,15 +1,21 @@
 """An independent check of Signet's ML-DSA output with pyca/cryptography (>= 50; its wheels carry
-an OpenSSL with ML-DSA): signatures against SPKI PEM public keys, JWKs against those keys, and
-JWTs against a JWKS. Reads {"checks": [...]} as JSON on stdin; prints one line per check,
-"ok" or "FAIL <why>". Used by tests/pqc.rs."""
+an OpenSSL with ML-DSA): signatures against SPKI PEM public keys, JWKs against those keys, JWTs
+against a JWKS, and certificates for ML-DSA keys through pyca's X.509 path validation. Reads
+{"checks": [...]} as JSON on stdin; prints one line per check, "ok" or "FAIL <why>".
+`mldsa_check.py csr ML-DSA-65 NAME [bad]` prints a CSR for a new ML-DSA key instead (its
+signature spoiled with `bad`). Used by tests/pqc.rs."""
 
 import base64
+import datetime
 import json
 import sys
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import mldsa
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store
 
 CLASSES = {
     "ML-DSA-44": mldsa.MLDSA44PublicKey,
@@ -70,10 +76,52 @@ def check(c):
         if claims.get("sub") != c["sub"]:
             return f"sub {claims.get('sub')!r}"
         return None
+    if kind == "chain":
+        leaf = x509.load_pem_x509_certificate(c["leaf"].encode())
+        intermediate = x509.load_pem_x509_certificate(c["intermediate"].encode())
+        root = x509.load_pem_x509_certificate(c["root"].encode())
+        key = leaf.public_key()
+        if not isinstance(key, CLASSES[c["alg"]]):
+            return f"the certificate's key is a {type(key).__name__}, not {c['alg']}"
+        csr = x509.load_pem_x509_csr(c["csr"].encode())
+        if key.public_bytes_raw() != csr.public_key().public_bytes_raw():
+            return "the certificate certifies another key than the CSR's"
+        verifier = (
+            PolicyBuilder()
+            .store(Store([root]))
+            .time(datetime.datetime.now(datetime.timezone.utc))
+            .build_server_verifier(x509.DNSName(c["dns"]))
+        )
+        chain = verifier.verify(leaf, [intermediate])
+        if len(chain) != 3:
+            return f"a chain of {len(chain)}"
+        return None
     return f"unknown check {kind!r}"
 
 
+def csr(alg, name, bad):
+    key = {
+        "ML-DSA-44": mldsa.MLDSA44PrivateKey,
+        "ML-DSA-65": mldsa.MLDSA65PrivateKey,
+        "ML-DSA-87": mldsa.MLDSA87PrivateKey,
+    }[alg].generate()
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, None)
+    )
+    der = bytearray(request.public_bytes(serialization.Encoding.DER))
+    if bad:
+        der[-40] ^= 1  # inside the signature, which ends the request
+    print(base64.encodebytes(bytes(der)).decode().join(
+        ["-----BEGIN CERTIFICATE REQUEST-----\n", "-----END CERTIFICATE REQUEST-----\n"]), end="")
+
+
 def main():
+    if sys.argv[1:2] == ["csr"]:
+        csr(sys.argv[2], sys.argv[3], sys.argv[4:5] == ["bad"])
+        return
     for c in json.load(sys.stdin)["checks"]:
         try:
             why = check(c)
