@@ -52,6 +52,7 @@ fn record(name: &str) -> KeyRecord {
             state: VersionState::Enabled,
             origin: Default::default(),
             attestation: None,
+            spec: None,
         }],
         deletion: None,
     }

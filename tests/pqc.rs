@@ -300,3 +300,76 @@ fn ml_dsa_keys_get_certificates_from_their_csr() {
         "{refused:?}"
     );
 }
+
+/// `[tokens] key_spec` changed between two starts: the token key is rotated to the new spec (an
+/// audited rotation), new tokens carry the new algorithm and kid, and the JWKS keeps the old
+/// kid while its tokens live, so a token of each verifies — with pyca/cryptography for ML-DSA
+/// and PyJWT for ES256 — and introspects active. ES256 to ML-DSA-65 on a token with ML-DSA;
+/// elsewhere the same migration to Ed25519 (SoftHSM2) or ES384 (p11-kit, without EdDSA).
+#[test]
+fn the_token_key_moves_to_another_spec_and_both_kids_verify() {
+    // One issuer across both starts (by default it names the port, which changes).
+    let issuer = "[tokens]\nissuer = \"https://tokens.example\"\n";
+    let mut configured = Configured::init(issuer);
+    let (spec, alg) = match configured.token.kind {
+        TokenKind::Kryoptic => ("ml-dsa-65", "ML-DSA-65"),
+        TokenKind::SoftHsm => ("ed25519", "EdDSA"),
+        TokenKind::P11Kit => ("ec-p384", "ES384"),
+    };
+    configured.serve();
+    let before = configured
+        .server()
+        .admin()
+        .post("/v1/tokens", &json!({"audience": "migrate"}));
+    assert_eq!(before.status, 200, "{before:?}");
+    let old_token = before.json()["token"].as_str().unwrap().to_string();
+    configured.stop();
+
+    let text_config = std::fs::read_to_string(&configured.config)
+        .unwrap()
+        .replace(
+            issuer,
+            &format!("{issuer}key_spec = \"{spec}\"\nalgorithm = \"{alg}\"\n"),
+        );
+    std::fs::write(&configured.config, text_config).unwrap();
+    configured.serve();
+    let admin = configured.server().admin();
+    let after = admin.post("/v1/tokens", &json!({"audience": "migrate"}));
+    assert_eq!(after.status, 200, "{after:?}");
+    let new_token = after.json()["token"].as_str().unwrap().to_string();
+    let header = |t: &str| -> Value {
+        serde_json::from_slice(&unb64url(t.split('.').next().unwrap())).unwrap()
+    };
+    assert_eq!(header(&old_token)["alg"], "ES256");
+    assert_eq!(header(&new_token)["alg"], alg);
+    assert_ne!(header(&old_token)["kid"], header(&new_token)["kid"]);
+
+    let jwks = admin.get("/.well-known/jwks.json").json();
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert_eq!(algs.len(), 2, "{jwks}");
+    assert!(algs.contains(&"ES256") && algs.contains(&alg), "{jwks}");
+    for token in [&old_token, &new_token] {
+        let inspected = admin.post("/v1/tokens/introspect", &json!({"token": token}));
+        assert_eq!(inspected.json()["active"], true, "{inspected:?}");
+    }
+    let key = admin.get("/v1/keys/token-signer").json();
+    assert_eq!(key["spec"], spec, "{key}");
+    assert_eq!(key["primary_version"], 2, "{key}");
+    pyca_checks(
+        [&old_token, &new_token]
+            .into_iter()
+            .map(|t| {
+                json!({"what": format!("a {} token", header(t)["alg"]), "kind": "jwt",
+                       "token": t, "jwks": jwks, "sub": "admin"})
+            })
+            .collect(),
+    );
+    configured.stop();
+    let out = configured.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

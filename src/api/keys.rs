@@ -123,7 +123,7 @@ pub async fn versions(
 }
 
 pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
-    let d = ctx.execute(ManageKey::Rotate { name }).await?;
+    let d = ctx.execute(ManageKey::Rotate { name, spec: None }).await?;
     Ok(Json(KeyView::from(&d)))
 }
 

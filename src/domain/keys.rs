@@ -227,6 +227,7 @@ impl Keys<'_> {
                 state: VersionState::Enabled,
                 origin,
                 attestation,
+                spec: None,
             }],
             deletion: None,
         };
@@ -246,12 +247,14 @@ impl Keys<'_> {
         Ok((record, next))
     }
 
-    /// Adds a version and makes it primary.
-    pub fn rotate(&self, name: &str) -> Result<KeyRecord> {
+    /// Adds a version and makes it primary; of another spec when `spec` names one (the older
+    /// versions keep theirs, and verify and publish as before).
+    pub fn rotate(&self, name: &str, spec: Option<KeySpec>) -> Result<KeyRecord> {
         let (record, version) = self.check_rotate(name)?;
+        let spec = spec.unwrap_or(record.spec);
         let info = self
             .backend
-            .generate(&KeyRequest::named(label(name, version)?, record.spec))?;
+            .generate(&KeyRequest::named(label(name, version)?, spec))?;
         let attestation = self.attested_or_destroy(&info.id)?;
         let created = now();
         let updated = self.store.update_key(name, &mut |r| {
@@ -270,7 +273,18 @@ impl Keys<'_> {
                 state: VersionState::Enabled,
                 origin: KeyOrigin::Generated,
                 attestation: attestation.clone(),
+                spec: None,
             });
+            if r.spec != spec {
+                let old = r.spec;
+                for v in r.versions.iter_mut().filter(|v| v.spec.is_none()) {
+                    v.spec = Some(old);
+                }
+                if let Some(new) = r.versions.last_mut() {
+                    new.spec = None;
+                }
+                r.spec = spec;
+            }
             r.primary = version;
             Ok(())
         });
@@ -473,8 +487,8 @@ impl Keys<'_> {
         format: EcdsaFormat,
     ) -> Result<Signature> {
         refuse_if_deleting(record)?;
-        let algorithm = check_algorithm(record, algorithm)?;
         let v = Self::usable_version(record, version)?;
+        let algorithm = check_algorithm(record, v, algorithm)?;
         let bytes = signet_hsm::sign(backend, &v.key_id, algorithm, input, format)?;
         Ok(Signature {
             bytes,
@@ -495,8 +509,8 @@ impl Keys<'_> {
         format: EcdsaFormat,
     ) -> Result<(bool, u32)> {
         let record = self.get(name)?;
-        let algorithm = check_algorithm(&record, algorithm)?;
         let v = requested_version(&record, version)?;
+        let algorithm = check_algorithm(&record, v, algorithm)?;
         if v.state == VersionState::Destroyed {
             return Err(Error::Conflict(format!(
                 "version {} is destroyed",
@@ -537,9 +551,10 @@ pub fn requested_version(record: &KeyRecord, version: Option<u32>) -> Result<&Ke
 
 fn check_algorithm(
     record: &KeyRecord,
+    version: &KeyVersion,
     algorithm: Option<SignatureAlgorithm>,
 ) -> Result<SignatureAlgorithm> {
-    let spec = record.spec;
+    let spec = record.spec_of(version);
     let algorithm = algorithm.unwrap_or_else(|| spec.default_algorithm());
     if !spec.allows(algorithm) {
         return Err(Error::BadRequest(format!(

@@ -420,6 +420,8 @@ pub enum ManageKey {
     Rotate {
         /// The key.
         name: String,
+        /// A new spec for the new version (and the key); `None` keeps the key's.
+        spec: Option<KeySpec>,
     },
     /// Enables or disables a version.
     SetState {
@@ -457,7 +459,7 @@ impl Operation for ManageKey {
     }
     fn target(&self) -> String {
         match self {
-            ManageKey::Rotate { name }
+            ManageKey::Rotate { name, .. }
             | ManageKey::SetState { name, .. }
             | ManageKey::ScheduleDeletion { name, .. }
             | ManageKey::CancelDeletion { name } => name.clone(),
@@ -474,13 +476,16 @@ impl Operation for ManageKey {
                 Keys::check_pending_days(*days)?;
                 event.with("pending_days", days)
             }
+            ManageKey::Rotate {
+                spec: Some(spec), ..
+            } => event.with("spec", spec),
             ManageKey::Rotate { .. } | ManageKey::CancelDeletion { .. } => event,
         })
     }
     fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
         let keys = s.keys();
         let record = match self {
-            ManageKey::Rotate { name } => keys.rotate(name)?,
+            ManageKey::Rotate { name, spec } => keys.rotate(name, *spec)?,
             ManageKey::SetState {
                 name,
                 version,

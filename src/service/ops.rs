@@ -333,6 +333,7 @@ impl Service {
                     &system,
                     super::ManageKey::Rotate {
                         name: crate::domain::keys::TOKEN_KEY.into(),
+                        spec: None,
                     },
                 )
                 .wait()

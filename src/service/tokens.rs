@@ -29,12 +29,29 @@ pub enum TokenAnswer {
 }
 
 impl Service {
-    /// Creates the token-signing key on first start (audited like any key creation).
+    /// Creates the token-signing key on first start (audited like any key creation). When
+    /// `[tokens] key_spec` names another spec than the key has, rotates it to that spec: new
+    /// tokens are signed by the new version, and the older ones stay in the JWKS until the
+    /// tokens they signed expire (a migration, from ES256 to ML-DSA say, with both verifiable).
     pub fn ensure_token_key(&self, caller: &Caller) -> Result<KeyRecord> {
-        if let Some(record) = self.tokens().key_record()? {
-            return Ok(record);
+        let wanted = self.config.tokens.key_spec;
+        match self.tokens().key_record()? {
+            Some(record) if record.spec == wanted => Ok(record),
+            Some(record) => {
+                tracing::warn!(from = %record.spec, to = %wanted, "tokens.key_spec changed: rotating the token-signing key to the new spec");
+                let detail = self
+                    .execute(
+                        caller,
+                        super::ManageKey::Rotate {
+                            name: record.name.clone(),
+                            spec: Some(wanted),
+                        },
+                    )
+                    .wait()?;
+                Ok(detail.record)
+            }
+            None => self.execute(caller, CreateTokenKey).wait(),
         }
-        self.execute(caller, CreateTokenKey).wait()
     }
 
     /// The request's checks: what to sign, or why not.

@@ -58,6 +58,10 @@ pub struct KeyVersion {
     /// root it was checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<signet_pki::attestation::AttestedOrigin>,
+    /// This version's spec, kept when a rotation changed the key's spec after it was made;
+    /// `None`: the key's ([`KeyRecord::spec_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<KeySpec>,
 }
 
 /// A pending destruction.
@@ -74,7 +78,7 @@ pub struct Deletion {
 pub struct KeyRecord {
     /// Name.
     pub name: String,
-    /// Key spec.
+    /// Key spec: that of the primary version, and of the versions a rotation makes.
     pub spec: KeySpec,
     /// Unix seconds.
     pub created: i64,
@@ -91,6 +95,11 @@ impl KeyRecord {
     /// A version by number.
     pub fn version(&self, v: u32) -> Option<&KeyVersion> {
         self.versions.iter().find(|kv| kv.version == v)
+    }
+
+    /// The spec of version `v` (the key's, unless a rotation changed the key's spec after it).
+    pub fn spec_of(&self, v: &KeyVersion) -> KeySpec {
+        v.spec.unwrap_or(self.spec)
     }
 
     /// The number the next version gets.

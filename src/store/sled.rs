@@ -406,6 +406,7 @@ mod tests {
                 state: VersionState::Enabled,
                 origin: Default::default(),
                 attestation: None,
+                spec: None,
             }],
             deletion: None,
         }
