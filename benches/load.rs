@@ -354,6 +354,35 @@ fn rand_suffix() -> String {
 
 const MESSAGE: &[u8] = b"benchmark message of a typical size, 64 bytes long..............";
 
+/// `connections` keep-alive clients posting `body` to `url` for `duration` (after a warm-up
+/// request each): requests/s, latencies, and the server's CPU µs per request.
+fn sign_over_api(
+    server: &Server,
+    url: &Arc<String>,
+    body: &Arc<String>,
+    connections: usize,
+    duration: Duration,
+) -> (f64, Vec<f64>, f64) {
+    let agents: Vec<ureq::Agent> = (0..connections).map(|_| server.agent()).collect();
+    for a in &agents {
+        post(a, url, body);
+    }
+    let agents = std::sync::Mutex::new(agents);
+    let cpu0 = cpu_seconds(server.pid());
+    let (url, body) = (url.clone(), body.clone());
+    let (rate, lat) = drive(
+        connections,
+        duration,
+        |_| agents.lock().unwrap().pop().unwrap(),
+        move |agent| {
+            post(agent, &url, &body);
+            1
+        },
+    );
+    let cpu_us = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+    (rate, lat, cpu_us)
+}
+
 /// The token's own cost: signatures/s and this process's CPU per signature.
 fn raw(report: &mut Report, duration: Duration) {
     let token = signet_softhsm::TestToken::new().unwrap();
@@ -906,23 +935,7 @@ fn pkcs11(report: &mut Report, duration: Duration) {
     );
     let url = Arc::new(server.url("/v1/keys/bench-p11/sign"));
     for threads in THREADS {
-        let agents: Vec<ureq::Agent> = (0..threads).map(|_| server.agent()).collect();
-        for a in &agents {
-            post(a, &url, &body);
-        }
-        let agents = std::sync::Mutex::new(agents);
-        let cpu0 = cpu_seconds(server.pid());
-        let (url, body) = (url.clone(), body.clone());
-        let (rate, lat) = drive(
-            threads,
-            duration,
-            |_| agents.lock().unwrap().pop().unwrap(),
-            move |agent| {
-                post(agent, &url, &body);
-                1
-            },
-        );
-        let cpu_us = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+        let (rate, lat, cpu_us) = sign_over_api(&server, &url, &body, threads, duration);
         println!(
             "| JSON API | {threads} | {rate:.0} | {:.2} | {:.2} | {cpu_us:.0} |",
             pct(&lat, 0.5),

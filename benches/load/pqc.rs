@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::json;
 use signet_hsm::{Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignInput};
 
-use super::{cpu_seconds, drive, pct, post, rand_suffix, Report, Server, MESSAGE};
+use super::{drive, pct, post, rand_suffix, sign_over_api, Report, Server, MESSAGE};
 
 const SPECS: [KeySpec; 4] = [
     KeySpec::EcP256,
@@ -134,23 +134,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let mut cpu_us = 0.0;
         let mut p50 = 0.0;
         for conns in [1, 2] {
-            let agents: Vec<ureq::Agent> = (0..conns).map(|_| server.agent()).collect();
-            for a in &agents {
-                post(a, &url, &body);
-            }
-            let agents = std::sync::Mutex::new(agents);
-            let cpu0 = cpu_seconds(server.pid());
-            let (url, body) = (url.clone(), body.clone());
-            let (rate, lat) = drive(
-                conns,
-                duration,
-                |_| agents.lock().unwrap().pop().unwrap(),
-                move |agent| {
-                    post(agent, &url, &body);
-                    1
-                },
-            );
-            let cpu = (cpu_seconds(server.pid()) - cpu0) / (rate * duration.as_secs_f64()) * 1e6;
+            let (rate, lat, cpu) = sign_over_api(&server, &url, &body, conns, duration);
             report.set(format!("pqc.api.{spec}.c{conns}.rate"), rate);
             report.set(format!("pqc.api.{spec}.c{conns}.cpu_us"), cpu);
             if conns == 1 {
