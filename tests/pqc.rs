@@ -373,3 +373,135 @@ fn the_token_key_moves_to_another_spec_and_both_kids_verify() {
     let out = configured.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// An unmodified PKCS#11 3.2 application (cryptoki) signs with an ML-DSA key held by Signet
+/// through `libsignet_pkcs11.so`: the key shows as `CKK_ML_DSA` with its parameter set and
+/// public value, `CKM_ML_DSA` signs with and without a context string, the module verifies, and
+/// pyca/cryptography checks the signatures. On a token without ML-DSA the module still offers
+/// the mechanism and refuses it on another key type.
+#[test]
+fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::error::{Error as CkError, RvError};
+    use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
+    use cryptoki::mechanism::{Mechanism, MechanismType};
+    use cryptoki::object::{Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass};
+
+    let mut configured = Configured::init("");
+    configured.serve();
+    let supported = supports_ml_dsa(&configured);
+    let server = configured.server();
+    let admin = server.admin();
+    let (name, spec) = if supported {
+        ("pq", "ml-dsa-65")
+    } else {
+        ("classic", "ec-p256")
+    };
+    let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let version = created.json()["versions"][0].clone();
+    let conf = server.data.join("pkcs11.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/admin.crt.pem\"\nkey = \"clients/admin.key.pem\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    // Read by the module's C_Initialize, before any other thread of this test exists.
+    std::env::set_var("SIGNET_PKCS11_CONF", &conf);
+    let exe = std::env::current_exe().unwrap();
+    let module = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libsignet_pkcs11.so");
+    assert!(
+        module.exists(),
+        "build it with `cargo build -p signet-pkcs11` (scripts/test.sh does)"
+    );
+    let ctx = Pkcs11::new(&module).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    assert!(ctx
+        .get_mechanism_list(slot)
+        .unwrap()
+        .contains(&MechanismType::ML_DSA));
+    let session = ctx.open_ro_session(slot).unwrap();
+    let find = |class: ObjectClass| {
+        let found = session
+            .find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(name.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "{class:?} {name}");
+        found[0]
+    };
+    let private = find(ObjectClass::PRIVATE_KEY);
+    let plain = Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
+    if !supported {
+        let err = session.sign_init(&plain, private).unwrap_err();
+        assert!(
+            matches!(err, CkError::Pkcs11(RvError::KeyTypeInconsistent, _)),
+            "{err}"
+        );
+        return;
+    }
+    let attrs = session
+        .get_attributes(
+            private,
+            &[AttributeType::KeyType, AttributeType::ParameterSet],
+        )
+        .unwrap();
+    assert!(
+        attrs.contains(&Attribute::KeyType(KeyType::ML_DSA)),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs.contains(&Attribute::ParameterSet(
+            MlDsaParameterSetType::ML_DSA_65.into()
+        )),
+        "{attrs:?}"
+    );
+    let public = find(ObjectClass::PUBLIC_KEY);
+    let value = session
+        .get_attributes(public, &[AttributeType::Value])
+        .unwrap();
+    let jwk_pub = unb64url(version["jwk"]["pub"].as_str().unwrap());
+    assert_eq!(value, vec![Attribute::Value(jwk_pub)]);
+
+    let msg = b"signed by an application through the PKCS#11 module";
+    let sig = session.sign(&plain, private, msg).unwrap();
+    assert_eq!(sig.len(), 3309);
+    session.verify(&plain, public, msg, &sig).unwrap();
+    assert!(session.verify(&plain, public, b"other", &sig).is_err());
+    let ctx_bytes = b"app-context";
+    let with_ctx = Mechanism::MlDsa(SignAdditionalContext::new(
+        HedgeType::Required,
+        Some(ctx_bytes),
+    ));
+    let sig_ctx = session.sign(&with_ctx, private, msg).unwrap();
+    session.verify(&with_ctx, public, msg, &sig_ctx).unwrap();
+    assert!(session.verify(&plain, public, msg, &sig_ctx).is_err());
+    let deterministic = Mechanism::MlDsa(SignAdditionalContext::new(
+        HedgeType::DeterministicRequired,
+        None,
+    ));
+    let err = session.sign_init(&deterministic, private).unwrap_err();
+    assert!(
+        matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
+        "{err}"
+    );
+    let pem = version["public_key_pem"].as_str().unwrap();
+    pyca_checks(vec![
+        json!({"what": "a module signature", "kind": "sig", "alg": "ML-DSA-65", "pem": pem,
+               "msg": b64(msg), "sig": b64(&sig), "expect": true}),
+        json!({"what": "a module signature with context", "kind": "sig", "alg": "ML-DSA-65",
+               "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx), "ctx": b64(ctx_bytes),
+               "expect": true}),
+    ]);
+}

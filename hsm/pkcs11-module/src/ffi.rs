@@ -481,7 +481,8 @@ extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
 }
 
 /// # Safety
-/// `m.pParameter` is null or points to `m.ulParameterLen` bytes.
+/// `m.pParameter` is null or points to `m.ulParameterLen` bytes; for `CKM_ML_DSA`, to a
+/// `CK_SIGN_ADDITIONAL_CONTEXT` whose `pContext` is null or holds `ulContextLen` bytes.
 unsafe fn params(m: &CK_MECHANISM) -> Params {
     let len = m.ulParameterLen as usize;
     if m.pParameter.is_null() || len == 0 {
@@ -499,6 +500,19 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
                 hash: p.hashAlg,
                 mgf: p.mgf,
                 salt: p.sLen,
+            }
+        }
+        CKM_ML_DSA if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() => {
+            let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);
+            let context = match (p.pContext.is_null(), p.ulContextLen as usize) {
+                (_, 0) => Vec::new(),
+                // A context longer than ML-DSA allows is refused, never read.
+                (false, n) if n <= 255 => std::slice::from_raw_parts(p.pContext, n).to_vec(),
+                _ => return Params::Other,
+            };
+            Params::MlDsa {
+                hedge: p.hedgeVariant,
+                context,
             }
         }
         CKM_EDDSA if len == std::mem::size_of::<CK_EDDSA_PARAMS>() => {

@@ -67,12 +67,19 @@ pub enum Params {
         /// Context length.
         context: usize,
     },
+    /// `CK_SIGN_ADDITIONAL_CONTEXT` (ML-DSA).
+    MlDsa {
+        /// `hedgeVariant`.
+        hedge: CK_ULONG,
+        /// The context string.
+        context: Vec<u8>,
+    },
     /// Parameters of another shape (refused).
     Other,
 }
 
 /// How a mechanism becomes a Signet signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// `CKM_ECDSA`: the input is a hash, fitted to the curve's size.
     Ecdsa,
@@ -88,6 +95,8 @@ pub enum Plan {
     Pss(Hash),
     /// `CKM_SHA*_RSA_PKCS_PSS`.
     PssHash(Hash),
+    /// `CKM_ML_DSA`: the message, with this context string (FIPS 204 `ctx`, maybe empty).
+    MlDsa(Vec<u8>),
 }
 
 /// The signing mechanisms the module offers, for each key type.
@@ -105,6 +114,7 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_SHA256_RSA_PKCS_PSS, CKK_RSA),
     (CKM_SHA384_RSA_PKCS_PSS, CKK_RSA),
     (CKM_SHA512_RSA_PKCS_PSS, CKK_RSA),
+    (CKM_ML_DSA, CKK_ML_DSA),
 ];
 
 /// Key sizes (bits) each key type comes in on Signet.
@@ -112,6 +122,7 @@ pub fn key_sizes(key_type: CK_KEY_TYPE) -> (CK_ULONG, CK_ULONG) {
     match key_type {
         CKK_EC => (256, 384),
         CKK_EC_EDWARDS => (256, 256),
+        CKK_ML_DSA => (1312, 2592),
         _ => (2048, 4096),
     }
 }
@@ -149,6 +160,17 @@ pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Re
         CKM_SHA256_RSA_PKCS_PSS => pss(params, Some(Hash::Sha256)).map(Plan::PssHash),
         CKM_SHA384_RSA_PKCS_PSS => pss(params, Some(Hash::Sha384)).map(Plan::PssHash),
         CKM_SHA512_RSA_PKCS_PSS => pss(params, Some(Hash::Sha512)).map(Plan::PssHash),
+        // Signet's ML-DSA is hedged; a caller who requires deterministic signatures is refused.
+        CKM_ML_DSA => match params {
+            Params::None => Ok(Plan::MlDsa(Vec::new())),
+            Params::MlDsa { hedge, context }
+                if matches!(*hedge, CKH_HEDGE_PREFERRED | CKH_HEDGE_REQUIRED)
+                    && context.len() <= 255 =>
+            {
+                Ok(Plan::MlDsa(context.clone()))
+            }
+            _ => Err(CKR_MECHANISM_PARAM_INVALID),
+        },
         _ => Err(CKR_MECHANISM_INVALID),
     }
 }
@@ -182,7 +204,7 @@ pub enum Data {
 impl Plan {
     /// Whether the mechanism takes its data in parts (those that hash here); the others take
     /// one digest or one message (PKCS#11 lists them as single-part).
-    pub fn multi_part(self) -> bool {
+    pub fn multi_part(&self) -> bool {
         matches!(
             self,
             Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_)
@@ -192,10 +214,10 @@ impl Plan {
 
 impl Data {
     /// Empty data for `plan`.
-    pub fn new(plan: Plan) -> Data {
-        let hash = match plan {
+    pub fn new(plan: &Plan) -> Data {
+        let hash = match *plan {
             Plan::EcdsaHash(h) | Plan::RsaPkcsHash(h) | Plan::PssHash(h) => h,
-            Plan::Ecdsa | Plan::EdDsa | Plan::RsaPkcs | Plan::Pss(_) => {
+            Plan::Ecdsa | Plan::EdDsa | Plan::RsaPkcs | Plan::Pss(_) | Plan::MlDsa(_) => {
                 return Data::Buffer(Vec::new())
             }
         };
@@ -235,6 +257,8 @@ pub struct Request {
     pub input_type: InputType,
     /// The JOSE algorithm name.
     pub algorithm: &'static str,
+    /// ML-DSA's context string (empty: none).
+    pub context: Vec<u8>,
 }
 
 /// DigestInfo prefixes (RFC 8017 §9.2 note 1), with and without the NULL parameters.
@@ -284,12 +308,13 @@ const DIGEST_INFOS: &[(Hash, &[u8])] = &[
 ];
 
 /// The request for a finished signature's data.
-pub fn request(plan: Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV> {
+pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV> {
     let input = data.finish();
     let digest = |input: Vec<u8>, algorithm| Request {
         input,
         input_type: InputType::Digest,
         algorithm,
+        context: Vec::new(),
     };
     match plan {
         Plan::Ecdsa | Plan::EcdsaHash(_) => {
@@ -310,7 +335,22 @@ pub fn request(plan: Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV>
             input,
             input_type: InputType::Message,
             algorithm: "EdDSA",
+            context: Vec::new(),
         }),
+        Plan::MlDsa(context) => {
+            let KeyKind::MlDsa { set, .. } = kind else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if input.is_empty() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            Ok(Request {
+                input,
+                input_type: InputType::Message,
+                algorithm: crate::objects::ml_dsa(*set).4,
+                context: context.clone(),
+            })
+        }
         Plan::RsaPkcs => {
             let (hash, prefix) = DIGEST_INFOS
                 .iter()
@@ -318,21 +358,21 @@ pub fn request(plan: Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV>
                 .ok_or(CKR_DATA_INVALID)?;
             Ok(digest(input[prefix.len()..].to_vec(), rs(*hash)))
         }
-        Plan::RsaPkcsHash(h) => Ok(digest(input, rs(h))),
+        Plan::RsaPkcsHash(h) => Ok(digest(input, rs(*h))),
         Plan::Pss(h) => {
             if input.len() != h.len() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            Ok(digest(input, ps(h)))
+            Ok(digest(input, ps(*h)))
         }
-        Plan::PssHash(h) => Ok(digest(input, ps(h))),
+        Plan::PssHash(h) => Ok(digest(input, ps(*h))),
     }
 }
 
 /// Checks `signature` over the finished data with the public key, in software: what `C_Verify`
 /// answers. `CKR_SIGNATURE_LEN_RANGE` for a signature of the wrong length,
 /// `CKR_SIGNATURE_INVALID` for one that does not verify.
-pub fn verify(plan: Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Result<(), CK_RV> {
+pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Result<(), CK_RV> {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     if signature.len() != kind.signature_len() {
         return Err(CKR_SIGNATURE_LEN_RANGE);
@@ -373,11 +413,36 @@ pub fn verify(plan: Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resul
             };
             result.is_ok()
         }
+        (KeyKind::MlDsa { set, public }, _) => {
+            verify_ml_dsa(*set, public, &request.input, &request.context, signature)
+        }
     };
     if valid {
         Ok(())
     } else {
         Err(CKR_SIGNATURE_INVALID)
+    }
+}
+
+/// ML-DSA.Verify (FIPS 204) with RustCrypto's `ml-dsa`.
+fn verify_ml_dsa(set: CK_ULONG, key: &[u8], message: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
+    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
+    fn with<P: MlDsaParams>(key: &[u8], message: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
+        match (
+            EncodedVerifyingKey::<P>::try_from(key),
+            EncodedSignature::<P>::try_from(sig),
+        ) {
+            (Ok(key), Ok(sig)) => Signature::<P>::decode(&sig).is_some_and(|sig| {
+                VerifyingKey::<P>::decode(&key).verify_with_context(message, ctx, &sig)
+            }),
+            _ => false,
+        }
+    }
+    match set {
+        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, message, ctx, sig),
+        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, message, ctx, sig),
+        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, message, ctx, sig),
+        _ => false,
     }
 }
 
@@ -424,11 +489,60 @@ mod tests {
         parts: &[&[u8]],
     ) -> Result<Request, CK_RV> {
         let plan = plan(mechanism, &params, kind)?;
-        let mut data = Data::new(plan);
+        let mut data = Data::new(&plan);
         for p in parts {
             data.update(p);
         }
-        request(plan, kind, data)
+        request(&plan, kind, data)
+    }
+
+    #[test]
+    fn ml_dsa_takes_the_message_and_its_context_and_stays_hedged() {
+        let kind = KeyKind::MlDsa {
+            set: CKP_ML_DSA_65,
+            public: vec![0; 1952],
+        };
+        let r = sign(CKM_ML_DSA, Params::None, &kind, &[b"hello"]).unwrap();
+        assert_eq!(
+            (
+                r.input.as_slice(),
+                r.input_type,
+                r.algorithm,
+                r.context.len()
+            ),
+            (&b"hello"[..], InputType::Message, "ML-DSA-65", 0)
+        );
+        let ctx = Params::MlDsa {
+            hedge: CKH_HEDGE_REQUIRED,
+            context: b"ctx".to_vec(),
+        };
+        let r = sign(CKM_ML_DSA, ctx, &kind, &[b"hello"]).unwrap();
+        assert_eq!(r.context, b"ctx");
+        let deterministic = Params::MlDsa {
+            hedge: CKH_DETERMINISTIC_REQUIRED,
+            context: Vec::new(),
+        };
+        assert_eq!(
+            sign(CKM_ML_DSA, deterministic, &kind, &[b"x"]),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+        let long = Params::MlDsa {
+            hedge: CKH_HEDGE_PREFERRED,
+            context: vec![0; 256],
+        };
+        assert_eq!(
+            sign(CKM_ML_DSA, long, &kind, &[b"x"]),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+        assert_eq!(
+            sign(CKM_ML_DSA, Params::None, &ec(32), &[b"x"]),
+            Err(CKR_KEY_TYPE_INCONSISTENT)
+        );
+        assert_eq!(
+            sign(CKM_ML_DSA, Params::None, &kind, &[]),
+            Err(CKR_DATA_LEN_RANGE)
+        );
+        assert!(!Plan::MlDsa(Vec::new()).multi_part());
     }
 
     #[test]

@@ -37,6 +37,47 @@ pub enum KeyKind {
         /// Big-endian.
         exponent: Vec<u8>,
     },
+    /// ML-DSA (PKCS#11 3.2 `CKK_ML_DSA`).
+    MlDsa {
+        /// `CKA_PARAMETER_SET`: `CKP_ML_DSA_44`, `_65` or `_87`.
+        set: CK_ULONG,
+        /// The FIPS 204 encoded public key (`CKA_VALUE` of the public key).
+        public: Vec<u8>,
+    },
+}
+
+/// The ML-DSA parameter sets: SPKI OID (RFC 9881), `CKA_PARAMETER_SET`, public key and
+/// signature lengths (FIPS 204), Signet's algorithm name.
+pub(crate) const ML_DSA: [(&str, CK_ULONG, usize, usize, &str); 3] = [
+    (
+        "2.16.840.1.101.3.4.3.17",
+        CKP_ML_DSA_44,
+        1312,
+        2420,
+        "ML-DSA-44",
+    ),
+    (
+        "2.16.840.1.101.3.4.3.18",
+        CKP_ML_DSA_65,
+        1952,
+        3309,
+        "ML-DSA-65",
+    ),
+    (
+        "2.16.840.1.101.3.4.3.19",
+        CKP_ML_DSA_87,
+        2592,
+        4627,
+        "ML-DSA-87",
+    ),
+];
+
+/// The row of [`ML_DSA`] for a parameter set.
+pub(crate) fn ml_dsa(set: CK_ULONG) -> (&'static str, CK_ULONG, usize, usize, &'static str) {
+    ML_DSA
+        .into_iter()
+        .find(|row| row.1 == set)
+        .unwrap_or(ML_DSA[1])
 }
 
 impl KeyKind {
@@ -47,7 +88,13 @@ impl KeyKind {
         let (_, spki) = SubjectPublicKeyInfo::from_der(&der)
             .map_err(|e| format!("public key is not a SubjectPublicKeyInfo: {e}"))?;
         let oid = spki.algorithm.algorithm.to_id_string();
-        let kind = if oid == "1.3.101.112" {
+        let kind = if let Some(&(_, set, len, _, _)) = ML_DSA.iter().find(|row| row.0 == oid) {
+            let public = spki.subject_public_key.data.to_vec();
+            if public.len() != len {
+                return Err(format!("an ML-DSA public key of {} bytes", public.len()));
+            }
+            KeyKind::MlDsa { set, public }
+        } else if oid == "1.3.101.112" {
             KeyKind::Ed25519 {
                 point: spki.subject_public_key.data.to_vec(),
             }
@@ -88,6 +135,7 @@ impl KeyKind {
             KeyKind::Ec { .. } => CKK_EC,
             KeyKind::Ed25519 { .. } => CKK_EC_EDWARDS,
             KeyKind::Rsa { .. } => CKK_RSA,
+            KeyKind::MlDsa { .. } => CKK_ML_DSA,
         }
     }
 
@@ -97,15 +145,18 @@ impl KeyKind {
             KeyKind::Ec { size, .. } => 2 * size,
             KeyKind::Ed25519 { .. } => 64,
             KeyKind::Rsa { modulus, .. } => modulus.len(),
+            KeyKind::MlDsa { set, .. } => ml_dsa(*set).3,
         }
     }
 
-    /// The key size in bits, as `CK_MECHANISM_INFO` counts it.
+    /// The key size in bits, as `CK_MECHANISM_INFO` counts it (ML-DSA: the public key's
+    /// bytes, as kryoptic reports it).
     pub fn bits(&self) -> usize {
         match self {
             KeyKind::Ec { size, .. } => size * 8,
             KeyKind::Ed25519 { .. } => 256,
             KeyKind::Rsa { modulus, .. } => modulus.len() * 8,
+            KeyKind::MlDsa { public, .. } => public.len(),
         }
     }
 
@@ -113,7 +164,7 @@ impl KeyKind {
         match self {
             KeyKind::Ec { params, .. } => Some(params.clone()),
             KeyKind::Ed25519 { .. } => Some(ED25519.to_vec()),
-            KeyKind::Rsa { .. } => None,
+            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } => None,
         }
     }
 
@@ -121,7 +172,7 @@ impl KeyKind {
     fn ec_point(&self) -> Option<Vec<u8>> {
         let point = match self {
             KeyKind::Ec { point, .. } | KeyKind::Ed25519 { point } => point,
-            KeyKind::Rsa { .. } => return None,
+            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } => return None,
         };
         let mut der = vec![0x04];
         if point.len() < 0x80 {
@@ -241,6 +292,14 @@ impl Object {
             },
             CKA_PUBLIC_EXPONENT => match &self.kind {
                 KeyKind::Rsa { exponent, .. } => Value::Bytes(exponent.clone()),
+                _ => Value::Invalid,
+            },
+            CKA_PARAMETER_SET => match &self.kind {
+                KeyKind::MlDsa { set, .. } => ulong(*set),
+                _ => Value::Invalid,
+            },
+            CKA_VALUE if !private => match &self.kind {
+                KeyKind::MlDsa { public, .. } => Value::Bytes(public.clone()),
                 _ => Value::Invalid,
             },
             CKA_MODULUS_BITS if !private => match &self.kind {

@@ -565,8 +565,8 @@ fn start(
         let plan = mechanism::plan(mechanism, &params, &object.kind)?;
         *t.session(session)?.op(kind) = Some(SignOp {
             object,
+            data: Data::new(&plan),
             plan,
-            data: Data::new(plan),
         });
         Ok(())
     })
@@ -642,7 +642,7 @@ pub fn sign_finish(
     if let Some(data) = data {
         op.data.update(data);
     }
-    let request = mechanism::request(op.plan, &op.object.kind, op.data)?;
+    let request = mechanism::request(&op.plan, &op.object.kind, op.data)?;
     let signature = client
         .sign(
             &op.object.name,
@@ -652,7 +652,7 @@ pub fn sign_finish(
                 algorithm: Some(request.algorithm),
                 version: Some(op.object.version),
                 der: false,
-                context: None,
+                context: (!request.context.is_empty()).then_some(request.context.as_slice()),
             },
         )
         .map_err(|e| from_client(&e))?;
@@ -693,7 +693,7 @@ pub fn verify_finish(session: CK_SESSION_HANDLE, data: Option<&[u8]>, signature:
     if let Some(data) = data {
         op.data.update(data);
     }
-    mechanism::verify(op.plan, &op.object.kind, op.data, signature)
+    mechanism::verify(&op.plan, &op.object.kind, op.data, signature)
 }
 
 /// `C_GenerateRandom`: from the operating system's generator (Signet's token is not asked).
