@@ -190,10 +190,34 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
             Some(pem.as_str())
         );
     }
-    if supported {
-        assert_eq!(checks.len(), 18);
-        pyca_checks(checks);
+    if !supported {
+        return;
     }
+    assert_eq!(checks.len(), 18);
+    pyca_checks(checks);
+    // Metrics count the signatures by algorithm, as for any key.
+    let metrics = admin.get("/metrics").body;
+    for (_, alg, _) in SPECS {
+        let counted = format!("signet_sign_operations_total{{algorithm=\"{alg}\",outcome=\"ok\"}}");
+        assert!(metrics.contains(&counted), "{counted}\n{metrics}");
+    }
+    // The CLI shows the same public key, as PEM and as an AKP JWK.
+    let name = token.unique("ml-dsa-65");
+    let pem = admin.get(&format!("/v1/keys/{name}")).json()["versions"][0]["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    configured.stop();
+    let out = configured.run(&["key", "public", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), pem);
+    let out = configured.run(&["key", "public", &name, "--format", "jwk"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let jwk: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["alg"].as_str()),
+        (Some("AKP"), Some("ML-DSA-65"))
+    );
 }
 
 #[test]

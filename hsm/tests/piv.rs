@@ -177,6 +177,15 @@ fn a_full_card_is_a_clear_error_and_unsupported_specs_are_refused() {
         hsm.generate(&KeyRequest::named("ed", KeySpec::Ed25519)),
         Err(Error::SpecUnsupported { .. })
     ));
+    // ML-DSA: the typed refusal, saying what a token would need.
+    for spec in [KeySpec::MlDsa44, KeySpec::MlDsa65, KeySpec::MlDsa87] {
+        let err = hsm.generate(&KeyRequest::named("pq", spec)).unwrap_err();
+        assert!(matches!(err, Error::SpecUnsupported { .. }), "{err}");
+        assert!(
+            err.to_string().contains("needs a PKCS#11 3.2 token"),
+            "{err}"
+        );
+    }
     // Other tests (and the service test) may have left keys on the card.
     let retired = |hsm: &PivBackend| {
         hsm.list()
