@@ -529,3 +529,72 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
                "expect": true}),
     ]);
 }
+
+/// `POST /v1/keys/NAME/rotate {"spec": …}` moves a key to another spec (ES256 to ML-DSA-65 on a
+/// token with ML-DSA; to Ed25519 on SoftHSM2, ES384 over p11-kit): the new version signs with
+/// the new algorithm, the old one still verifies with its own, and the token key refuses a spec
+/// other than `[tokens] key_spec`.
+#[test]
+fn a_key_rotates_to_another_spec_and_its_old_version_still_verifies() {
+    let mut configured = Configured::init("");
+    let (spec, alg) = match configured.token.kind {
+        TokenKind::Kryoptic => ("ml-dsa-65", "ML-DSA-65"),
+        TokenKind::SoftHsm => ("ed25519", "EdDSA"),
+        TokenKind::P11Kit => ("ec-p384", "ES384"),
+    };
+    configured.serve();
+    let admin = configured.server().admin();
+    let name = configured.token.unique("moving");
+    let created = admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let msg = b"signed before and after the move";
+    let sign = |version: u32| {
+        let reply = admin.post(
+            &format!("/v1/keys/{name}/sign"),
+            &json!({"input": b64(msg), "version": version}),
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let body = reply.json();
+        (
+            body["algorithm"].as_str().unwrap().to_string(),
+            body["signature"].as_str().unwrap().to_string(),
+        )
+    };
+    let (alg1, sig1) = sign(1);
+    assert_eq!(alg1, "ES256");
+    let rotated = admin.post(&format!("/v1/keys/{name}/rotate"), &json!({"spec": spec}));
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    assert_eq!(rotated.json()["spec"], spec);
+    assert_eq!(rotated.json()["primary_version"], 2);
+    let (alg2, sig2) = sign(2);
+    assert_eq!(alg2, alg);
+    // Each version verifies with its own algorithm, and only its own signatures.
+    let verify = |version: u32, signature: &str| {
+        admin
+            .post(
+                &format!("/v1/keys/{name}/verify"),
+                &json!({"input": b64(msg), "signature": signature, "version": version}),
+            )
+            .json()["valid"]
+            .as_bool()
+    };
+    assert_eq!(verify(1, &sig1), Some(true));
+    assert_eq!(verify(2, &sig2), Some(true));
+    assert_eq!(verify(2, &sig1), Some(false));
+    // A plain rotation keeps the (new) spec.
+    let again = admin.post(&format!("/v1/keys/{name}/rotate"), &json!({}));
+    assert_eq!(again.json()["spec"], spec, "{again:?}");
+    let (alg3, _) = sign(3);
+    assert_eq!(alg3, alg);
+    // The token key follows [tokens] key_spec only.
+    admin.post("/v1/tokens", &json!({"audience": "a"}));
+    let refused = admin.post("/v1/keys/token-signer/rotate", &json!({"spec": spec}));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("follows [tokens] key_spec"),
+        "{refused:?}"
+    );
+}

@@ -11,7 +11,7 @@ use super::model::{
     BatchItemView, BatchView, KeyList, KeySummary, KeyVersionList, KeyView, SignatureView,
     UsableKeyList, UsableKeyView, VerifyView, VersionCertificateView,
 };
-use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx};
+use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx, MaybeJson};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
 use crate::service::{
@@ -122,8 +122,22 @@ pub async fn versions(
     }))
 }
 
-pub async fn rotate(ctx: Ctx, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyView>> {
-    let d = ctx.execute(ManageKey::Rotate { name, spec: None }).await?;
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// A new spec for the new version and the key (an ES256 key moving to ML-DSA, say); the
+    /// older versions keep theirs and still verify. Without it, the key's spec.
+    #[schema(schema_with = super::model::key_spec_schema)]
+    spec: Option<KeySpec>,
+}
+
+pub async fn rotate(
+    ctx: Ctx,
+    ApiPath(name): ApiPath<String>,
+    MaybeJson(req): MaybeJson<RotateRequest>,
+) -> ApiResult<Json<KeyView>> {
+    let spec = req.unwrap_or_default().spec;
+    let d = ctx.execute(ManageKey::Rotate { name, spec }).await?;
     Ok(Json(KeyView::from(&d)))
 }
 

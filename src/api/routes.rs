@@ -309,6 +309,7 @@ pub const ROUTES: &[Route] = &[
         |f| on(f, keys::rotate),
         || {
             Doc::new("Add a version and make it primary", KEYS)
+                .optional_request::<keys::RotateRequest>()
                 .json::<KeyView>()
                 .changes()
         },

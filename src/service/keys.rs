@@ -477,8 +477,18 @@ impl Operation for ManageKey {
                 event.with("pending_days", days)
             }
             ManageKey::Rotate {
-                spec: Some(spec), ..
-            } => event.with("spec", spec),
+                name,
+                spec: Some(spec),
+            } => {
+                // The token key's spec follows [tokens] key_spec (its algorithm must fit it).
+                let wanted = s.config.tokens.key_spec;
+                if name == crate::domain::keys::TOKEN_KEY && *spec != wanted {
+                    return Err(Error::BadRequest(format!(
+                        "the token-signing key follows [tokens] key_spec ({wanted}): change that setting to move it to {spec}"
+                    )));
+                }
+                event.with("spec", spec)
+            }
             ManageKey::Rotate { .. } | ManageKey::CancelDeletion { .. } => event,
         })
     }
