@@ -1125,6 +1125,19 @@ mod tests {
         assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\nserver_tls_slot = \"9c\"\n").contains("four different slots"));
         assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\naudit_slot = \"82\"\n").contains("82 to 95"));
         assert!(refusal("[server]\nio_threads = 100000\n").contains("io_threads"));
+        // ML-DSA signs messages and tokens, not certificates or handshakes.
+        for field in ["root_key_spec", "intermediate_key_spec", "server_key_spec"] {
+            let text = format!("[ca]\n{field} = \"ml-dsa-65\"\n");
+            assert!(refusal(&text).contains("cannot be ML-DSA"), "{field}");
+        }
+        Config::parse("[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"ML-DSA-87\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(
+            refusal("[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"ML-DSA-65\"\n")
+                .contains("does not fit")
+        );
     }
 
     #[test]
