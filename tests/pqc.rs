@@ -151,7 +151,7 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
             digest.json()["detail"]
                 .as_str()
                 .unwrap()
-                .contains("signs the whole message"),
+                .contains(&format!("{alg} signs the whole message")),
             "{digest:?}"
         );
 

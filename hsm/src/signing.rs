@@ -28,9 +28,9 @@ pub fn sign(
         }
         (None, SignInput::Message(m)) => Payload::Message(m),
         (None, SignInput::Digest(_)) => {
-            return Err(Error::Unsupported(
-                "EdDSA signs the whole message; a precomputed digest cannot be signed".into(),
-            ))
+            return Err(Error::Unsupported(format!(
+                "{algorithm} signs the whole message; a precomputed digest cannot be signed"
+            )))
         }
         (Some(hash), SignInput::Digest(d)) => {
             if d.len() != hash.len() {

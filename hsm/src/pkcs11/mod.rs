@@ -733,7 +733,9 @@ impl Pkcs11Backend {
             SignInput::Digest(d) => d,
         };
         let hash = algorithm.hash().ok_or_else(|| {
-            Error::Unsupported("EdDSA verifies the whole message, not a digest".into())
+            Error::Unsupported(format!(
+                "{algorithm} verifies the whole message, not a digest"
+            ))
         })?;
         if digest.len() != hash.len() {
             return Err(Error::DigestLength {
