@@ -61,12 +61,16 @@ TOML
     # libcrypto.a exists and only generates bindings. The options are the script's, plus
     # no-shared/no-module/no-legacy (one static library, as openssl-src builds it) and PIC code,
     # since the library ends up inside a shared object.
-    echo "kryoptic: building OpenSSL 3.5.5 (libcrypto only)" >&2
-    (cd "$out/openssl" && ./Configure linux-x86_64 no-shared no-module no-legacy no-deprecated \
-        no-aria no-argon2 no-atexit no-des no-dsa no-cast no-mdc2 no-ec2m no-rc2 no-rc4 no-rc5 \
-        no-rmd160 no-seed no-sm2 no-sm3 no-sm4 no-docs no-tests no-apps \
-        enable-ec_nistp_64_gcc_128 -fPIC >&2 \
-      && make -s -j"$(nproc)" build_libs >&2)
+    echo "kryoptic: building OpenSSL 3.5.5 (libcrypto only; log in $out/openssl-build.log)" >&2
+    if ! (cd "$out/openssl" && ./Configure linux-x86_64 no-shared no-module no-legacy \
+        no-deprecated no-aria no-argon2 no-atexit no-des no-dsa no-cast no-mdc2 no-ec2m no-rc2 \
+        no-rc4 no-rc5 no-rmd160 no-seed no-sm2 no-sm3 no-sm4 no-docs no-tests no-apps \
+        enable-ec_nistp_64_gcc_128 -fPIC && make -s -j"$(nproc)" build_libs) \
+        > "$out/openssl-build.log" 2>&1; then
+      tail -40 "$out/openssl-build.log" >&2
+      echo "kryoptic: the OpenSSL build failed (the whole log: $out/openssl-build.log)" >&2
+      exit 1
+    fi
   fi
   rm -rf "$out/src" && cp -r "$src" "$out/src"
   # Its own workspace, not the one of the repository it is built under. kryoptic-lib turns on

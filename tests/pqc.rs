@@ -257,6 +257,29 @@ fn ml_dsa_signs_tokens_that_pyca_verifies_against_the_jwks() {
     let forged = String::from_utf8(forged).unwrap();
     let inspected = admin.post("/v1/tokens/introspect", &json!({"token": forged}));
     assert_eq!(inspected.json()["active"], false, "{inspected:?}");
+    // `signet token verify` checks it offline against the JWKS file.
+    let jwks_file = server.data.join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let offline = configured.run(&[
+        "token",
+        "verify",
+        &token,
+        "--jwks",
+        jwks_file.to_str().unwrap(),
+        "--audience",
+        "pqc-test",
+    ]);
+    assert!(offline.status.success(), "{}", text(&offline));
+    let spoiled = configured.run(&[
+        "token",
+        "verify",
+        &forged,
+        "--jwks",
+        jwks_file.to_str().unwrap(),
+        "--audience",
+        "pqc-test",
+    ]);
+    assert!(!spoiled.status.success(), "{}", text(&spoiled));
     pyca_checks(vec![json!({
         "what": "an ML-DSA-65 JWT against the JWKS",
         "kind": "jwt",
