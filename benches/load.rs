@@ -354,6 +354,37 @@ fn rand_suffix() -> String {
 
 const MESSAGE: &[u8] = b"benchmark message of a typical size, 64 bytes long..............";
 
+/// `threads` threads signing MESSAGE with `key` through the backend for `duration`:
+/// signatures/s and this process's CPU µs per signature.
+fn sign_in_backend(
+    backend: &Arc<dyn Backend>,
+    key: &signet_hsm::KeyId,
+    alg: SignatureAlgorithm,
+    threads: usize,
+    duration: Duration,
+) -> (f64, f64) {
+    let (b, id) = (backend.clone(), key.clone());
+    let cpu0 = cpu_seconds(std::process::id());
+    let (rate, _) = drive(
+        threads,
+        duration,
+        |_| (),
+        move |_| {
+            signet_hsm::sign(
+                b.as_ref(),
+                &id,
+                alg,
+                SignInput::Message(MESSAGE),
+                EcdsaFormat::Der,
+            )
+            .unwrap();
+            1
+        },
+    );
+    let cpu = cpu_seconds(std::process::id()) - cpu0;
+    (rate, cpu / (rate * duration.as_secs_f64()) * 1e6)
+}
+
 /// `connections` keep-alive clients posting `body` to `url` for `duration` (after a warm-up
 /// request each): requests/s, latencies, and the server's CPU µs per request.
 fn sign_over_api(
@@ -404,27 +435,7 @@ fn raw(report: &mut Report, duration: Duration) {
             ))
             .unwrap();
         for threads in [1, 2] {
-            let b = backend.clone();
-            let id = key.id.clone();
-            let cpu0 = cpu_seconds(std::process::id());
-            let (rate, _) = drive(
-                threads,
-                duration,
-                |_| (),
-                move |_| {
-                    signet_hsm::sign(
-                        b.as_ref(),
-                        &id,
-                        alg,
-                        SignInput::Message(MESSAGE),
-                        EcdsaFormat::Der,
-                    )
-                    .unwrap();
-                    1
-                },
-            );
-            let cpu = cpu_seconds(std::process::id()) - cpu0;
-            let cpu_us = cpu / (rate * duration.as_secs_f64()) * 1e6;
+            let (rate, cpu_us) = sign_in_backend(&backend, &key.id, alg, threads, duration);
             println!("| {alg} | {threads} | {rate:.0} | {cpu_us:.1} |");
             report.set(format!("raw.{alg}.t{threads}.rate"), rate);
             report.set(format!("raw.{alg}.t{threads}.cpu_us"), cpu_us);

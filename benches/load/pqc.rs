@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::json;
 use signet_hsm::{Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignInput};
 
-use super::{drive, pct, post, rand_suffix, sign_over_api, Report, Server, MESSAGE};
+use super::{pct, post, rand_suffix, sign_in_backend, sign_over_api, Report, Server, MESSAGE};
 
 const SPECS: [KeySpec; 4] = [
     KeySpec::EcP256,
@@ -89,23 +89,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         let mut raw = Vec::new();
         let mut sig_len = 0;
         for threads in [1, 2] {
-            let (b, id) = (backend.clone(), key.id.clone());
-            let (rate, _) = drive(
-                threads,
-                duration,
-                |_| (),
-                move |_| {
-                    signet_hsm::sign(
-                        b.as_ref(),
-                        &id,
-                        alg,
-                        SignInput::Message(MESSAGE),
-                        EcdsaFormat::Raw,
-                    )
-                    .unwrap();
-                    1
-                },
-            );
+            let (rate, _) = sign_in_backend(&backend, &key.id, alg, threads, duration);
             report.set(format!("pqc.raw.{spec}.t{threads}.rate"), rate);
             raw.push(rate);
         }
