@@ -10,7 +10,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{enrol_principal, free_port, Client, Server};
+use common::{
+    enrol_principal, free_port, pkcs11_module as module, pkcs11_settings as settings, Client,
+    Server,
+};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -18,35 +21,6 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use serde_json::{json, Value};
-
-/// The module, built beside this test (scripts/test.sh builds it first).
-fn module() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("libsignet_pkcs11.so");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p signet-pkcs11` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// Writes the module's settings for principal `name` and returns their path.
-fn settings(server: &Server, name: &str) -> PathBuf {
-    let clients = server.data.join("clients");
-    let path = server.data.join(&format!("{name}-pkcs11.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/{name}.crt.pem\"\nkey = \"clients/{name}.key.pem\"\n",
-            server.port
-        ),
-    )
-    .unwrap();
-    assert!(clients.join(format!("{name}.key.pem")).exists());
-    path
-}
 
 fn run(program: &str, conf: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)

@@ -447,29 +447,12 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
     let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
     assert_eq!(created.status, 201, "{created:?}");
     let version = created.json()["versions"][0].clone();
-    let conf = server.data.join("pkcs11.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/admin.crt.pem\"\nkey = \"clients/admin.key.pem\"\n",
-            server.port
-        ),
-    )
-    .unwrap();
     // Read by the module's C_Initialize, before any other thread of this test exists.
-    std::env::set_var("SIGNET_PKCS11_CONF", &conf);
-    let exe = std::env::current_exe().unwrap();
-    let module = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsignet_pkcs11.so");
-    assert!(
-        module.exists(),
-        "build it with `cargo build -p signet-pkcs11` (scripts/test.sh does)"
+    std::env::set_var(
+        "SIGNET_PKCS11_CONF",
+        common::pkcs11_settings(server, "admin"),
     );
-    let ctx = Pkcs11::new(&module).unwrap();
+    let ctx = Pkcs11::new(common::pkcs11_module()).unwrap();
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let slot = ctx.get_slots_with_token().unwrap()[0];

@@ -389,6 +389,36 @@ pub fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) 
 }
 
 /// Writes a secret file (a PIN, a password) as its owner's alone (0600), as Signet requires.
+/// `libsignet_pkcs11.so`, built beside the test binaries (scripts/test.sh builds it first).
+pub fn pkcs11_module() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("libsignet_pkcs11.so");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p signet-pkcs11` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Writes the PKCS#11 module's settings for principal `name` of `server` and returns their
+/// path.
+pub fn pkcs11_settings(server: &Server, name: &str) -> PathBuf {
+    let clients = server.data.join("clients");
+    let path = server.data.join(&format!("{name}-pkcs11.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/{name}.crt.pem\"\nkey = \"clients/{name}.key.pem\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    assert!(clients.join(format!("{name}.key.pem")).exists());
+    path
+}
+
 pub fn write_secret(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
