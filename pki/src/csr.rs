@@ -62,17 +62,16 @@ pub(crate) fn ml_dsa_spec(oid: &str) -> Option<KeySpec> {
 /// An ML-DSA CSR's self-signature: made with the same parameter set as its key (RFC 9881, the
 /// algorithm identifier without parameters), pure ML-DSA with an empty context over the DER of
 /// the CertificationRequestInfo.
-fn verify_ml_dsa_csr(csr: &X509CertificationRequest<'_>, spec: KeySpec) -> Result<()> {
+fn verify_ml_dsa_csr(csr: &X509CertificationRequest<'_>, public: &PublicKey) -> Result<()> {
     let info = &csr.certification_request_info;
+    let spec = public.spec();
     let algorithm = csr.signature_algorithm.algorithm.to_id_string();
     if ml_dsa_spec(&algorithm) != Some(spec) || csr.signature_algorithm.parameters.is_some() {
         return Err(Error::CsrRefused(format!(
             "a {spec} key's request signed with algorithm {algorithm}"
         )));
     }
-    let public = PublicKey::from_ml_dsa(spec, &info.subject_pki.subject_public_key.data)
-        .map_err(|e| Error::CsrRefused(e.to_string()))?;
-    if !signet_hsm::verify::verify_ml_dsa(&public, info.raw, &[], &csr.signature_value.data) {
+    if !signet_hsm::verify::verify_ml_dsa(public, info.raw, &[], &csr.signature_value.data) {
         return Err(Error::CsrRefused(
             "its self-signature does not verify".into(),
         ));
@@ -91,18 +90,23 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
     }
     let info = &csr.certification_request_info;
     let key_oid = info.subject_pki.algorithm.algorithm.to_id_string();
-    let key_description = match (ml_dsa_spec(&key_oid), info.subject_pki.parsed()) {
-        (Some(spec), _) => {
-            // RFC 9881: the parameters are absent, and the key is FIPS 204's encoding.
+    // An ML-DSA key, read once: RFC 9881 has no parameters, and the key is FIPS 204's encoding.
+    let ml_dsa_key = match ml_dsa_spec(&key_oid) {
+        Some(spec) => {
             if info.subject_pki.algorithm.parameters.is_some() {
                 return Err(Error::CsrRefused(format!(
                     "{spec} key with algorithm parameters (RFC 9881: absent)"
                 )));
             }
-            PublicKey::from_ml_dsa(spec, &info.subject_pki.subject_public_key.data)
-                .map_err(|e| Error::CsrRefused(e.to_string()))?;
-            spec.name().to_string()
+            Some(
+                PublicKey::from_ml_dsa(spec, &info.subject_pki.subject_public_key.data)
+                    .map_err(|e| Error::CsrRefused(e.to_string()))?,
+            )
         }
+        None => None,
+    };
+    let key_description = match (&ml_dsa_key, info.subject_pki.parsed()) {
+        (Some(public), _) => public.spec().name().to_string(),
         (None, Ok(ParsedKey::EC(point))) => {
             let curve = info
                 .subject_pki
@@ -153,9 +157,9 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
     };
 
     // After the key check: the verifier refuses weak keys too, and the key's own error is clearer.
-    match ml_dsa_spec(&key_oid) {
+    match &ml_dsa_key {
         // x509-parser verifies with ring, which has no ML-DSA: signet-hsm's verifier does.
-        Some(spec) => verify_ml_dsa_csr(&csr, spec)?,
+        Some(public) => verify_ml_dsa_csr(&csr, public)?,
         None => csr
             .verify_signature()
             .map_err(|_| Error::CsrRefused("its self-signature does not verify".into()))?,
