@@ -96,4 +96,13 @@ if ! "$root/target/py/bin/python" -c 'import jwt; from cryptography.hazmat.primi
   echo "setup: installing PyJWT and pyca/cryptography into target/py"
   "$root/target/py/bin/pip" install -q 'pyjwt[crypto]' 'cryptography>=50'
 fi
+# Schemathesis, the property-based API tester tests/openapi.rs runs against a live server, in
+# its own venv (its dependencies pin versions the validators above need otherwise). Pinned: the
+# seeded run is then the same run on every machine (with the Hypothesis it was run with).
+SCHEMATHESIS=4.32.5
+if [ "$("$root/target/st/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS" ]; then
+  echo "setup: installing Schemathesis $SCHEMATHESIS into target/st"
+  python3 -m venv "$root/target/st"
+  "$root/target/st/bin/pip" install -q "schemathesis==$SCHEMATHESIS" "hypothesis==6.170.27"
+fi
 echo "setup: ok ($(softhsm2-util --version 2>/dev/null | head -1 || echo softhsm2), $(openssl version))"

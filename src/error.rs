@@ -44,6 +44,11 @@ pub enum Error {
     /// The input is malformed or out of range.
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well-formed and matches the API description, but a rule the description
+    /// cannot express refuses it: one that depends on the key (its algorithm, its digest
+    /// length), on what the token can do, on another field, or on a name that must exist.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -109,6 +114,7 @@ impl From<std::io::Error> for Error {
 pub fn public_detail(err: &Error) -> String {
     match err {
         Error::BadRequest(d)
+        | Error::Unprocessable(d)
         | Error::NotFound(d)
         | Error::Conflict(d)
         | Error::Forbidden(d)

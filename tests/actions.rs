@@ -38,7 +38,7 @@ struct Example {
     /// The target the requirement is judged on (a key name for key scopes).
     target: String,
     /// What a caller holding the scope gets, when not a 2xx: the SoftHSM2 token this test
-    /// runs on cannot attest keys, so the attestation route answers 400 once authorised.
+    /// runs on cannot attest keys, so the attestation route answers 404 once authorised.
     allowed: Option<u16>,
 }
 
@@ -68,7 +68,7 @@ fn example(route: &Route, server: &Server, admin: &Client, n: usize) -> Option<E
         ),
         "keyRotate" => ex("/v1/keys/other/rotate", json!({}), "other"),
         "keyAttest" => Example {
-            allowed: Some(400),
+            allowed: Some(404),
             ..ex("/v1/keys/m-1/attestation", json!(null), "m-1")
         },
         "keyDisable" => ex("/v1/keys/m-1/versions/1/disable", json!({}), "m-1"),
@@ -77,15 +77,18 @@ fn example(route: &Route, server: &Server, admin: &Client, n: usize) -> Option<E
             let name = format!("doomed-{n}");
             admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
             ex(
-                &format!("/v1/keys/{name}?pending_days=2"),
-                json!(null),
+                &format!("/v1/keys/{name}/schedule-deletion"),
+                json!({"pending_days": 2}),
                 &name,
             )
         }
         "keyCancelDeletion" => {
             let name = format!("reprieved-{n}");
             admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
-            admin.delete(&format!("/v1/keys/{name}?pending_days=2"));
+            admin.post(
+                &format!("/v1/keys/{name}/schedule-deletion"),
+                &json!({"pending_days": 2}),
+            );
             ex(
                 &format!("/v1/keys/{name}/cancel-deletion"),
                 json!({}),

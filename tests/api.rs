@@ -192,15 +192,19 @@ fn key_lifecycle_over_mtls() {
     );
 
     // Scheduled deletion blocks use at once; cancelling restores it.
-    assert_eq!(
-        problem_type(&admin.delete("/v1/keys/payments?pending_days=0")),
-        "bad-request"
-    );
-    assert_eq!(
-        problem_type(&admin.delete("/v1/keys/payments?pending_days=31")),
-        "bad-request"
-    );
-    let scheduled = admin.delete("/v1/keys/payments?pending_days=3");
+    let schedule = "/v1/keys/payments/schedule-deletion";
+    for refused in [
+        json!({"pending_days": 0}),
+        json!({"pending_days": 31}),
+        json!({"pending_days": 2.5}),
+        json!({"pending_days": "3"}),
+        json!([3]),
+    ] {
+        let reply = admin.post(schedule, &refused);
+        assert_eq!(problem_type(&reply), "bad-request", "{refused}: {reply:?}");
+    }
+    // An integer as JSON Schema counts them: 3.0 is 3.
+    let scheduled = admin.post(schedule, &json!({"pending_days": 3.0}));
     assert_eq!(scheduled.status, 202, "{scheduled:?}");
     assert!(scheduled.json()["deletion"]["destroy_after"].is_string());
     assert_eq!(
@@ -230,21 +234,21 @@ fn sign_batch_answers_each_item() {
     let server = Server::start();
     let admin = server.admin();
     admin.post("/v1/keys", &json!({"name": "batch", "spec": "rsa-2048"}));
+    // What the key refuses is the item's own answer (422)...
     let items = json!({"items": [
         {"input": b64(b"one"), "algorithm": "PS256"},
-        {"input": "%%%"},
+        {"input": b64(b"two"), "input_type": "digest", "context": b64(b"c")},
         {"input": b64(b"three"), "algorithm": "ES256"},
         {"input": b64(b"four")},
         {"input": b64(&[0u8; 10]), "input_type": "digest", "algorithm": "RS256"},
-        {"bogus": true}
     ]});
     let reply = admin.post("/v1/keys/batch/sign-batch", &items);
     assert_eq!(reply.status, 200, "{reply:?}");
     let results = reply.json()["results"].as_array().unwrap().clone();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 5);
     assert_eq!(results[0]["algorithm"], "PS256");
-    assert_eq!(results[1]["error"]["status"], 400);
-    assert_eq!(results[2]["error"]["status"], 400);
+    assert_eq!(results[1]["error"]["status"], 422);
+    assert_eq!(results[2]["error"]["status"], 422);
     assert_eq!(results[3]["algorithm"], "RS256");
     assert!(
         results[4]["error"]["detail"]
@@ -254,7 +258,23 @@ fn sign_batch_answers_each_item() {
         "{}",
         results[4]
     );
-    assert_eq!(results[5]["error"]["status"], 400);
+    // ...what the API description refuses (bad base64, an unknown field, an item that is not
+    // an object) refuses the batch, naming the item.
+    for (item, needle) in [
+        (
+            json!({"input": "%%%"}),
+            "items[1]: input is not valid base64",
+        ),
+        (json!({"bogus": true}), "unknown field `bogus`"),
+        (json!([b64(b"x")]), "expected a map"),
+    ] {
+        let reply = admin.post(
+            "/v1/keys/batch/sign-batch",
+            &json!({"items": [{"input": b64(b"one")}, item]}),
+        );
+        assert_eq!(problem_type(&reply), "bad-request", "{reply:?}");
+        assert!(reply.body.contains(needle), "{needle}: {}", reply.body);
+    }
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["index"], i);
     }
@@ -322,19 +342,19 @@ fn bad_input_gets_problem_documents() {
         (
             "/v1/keys/k/sign",
             json!({"input": b64(b"m"), "algorithm": "ES384"}).to_string(),
-            "bad-request",
+            "unprocessable",
             "does not fit",
         ),
         (
             "/v1/keys/k/sign",
             json!({"input": b64(&[1; 20]), "input_type": "digest"}).to_string(),
-            "bad-request",
+            "unprocessable",
             "32-byte digest",
         ),
         (
             "/v1/keys/k/sign",
             json!({"input": ""}).to_string(),
-            "bad-request",
+            "unprocessable",
             "empty",
         ),
         (
@@ -358,7 +378,7 @@ fn bad_input_gets_problem_documents() {
         (
             "/v1/certificates",
             json!({"csr": "garbage", "profile": "client", "name": "admin"}).to_string(),
-            "bad-request",
+            "unprocessable",
             "PKCS#10",
         ),
         (

@@ -53,7 +53,7 @@ fn every_action_is_recorded_with_principal_and_outcome() {
     admin.post("/v1/keys/k/rotate", &json!({}));
     admin.post("/v1/keys/k/versions/1/disable", &json!({}));
     admin.post("/v1/keys/k/versions/1/enable", &json!({}));
-    admin.delete("/v1/keys/k?pending_days=2");
+    admin.post("/v1/keys/k/schedule-deletion", &json!({"pending_days": 2}));
     admin.post("/v1/keys/k/cancel-deletion", &json!({}));
     admin.post(
         "/v1/principals",

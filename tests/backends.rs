@@ -80,14 +80,14 @@ fn ca_init_serve_and_sign_over_mtls_on_the_configured_token() {
             text(&check)
         );
     }
-    // What the token cannot make is a clear 400 that lists what it can.
+    // What the token cannot make is a clear 422 that lists what it can.
     let ready = admin.get("/readyz").json();
     assert_eq!(ready["hsm"]["token"], token.label.as_str());
     let name = token.unique("smoke-ed");
     let ed = admin.post("/v1/keys", &json!({"name": name, "spec": "ed25519"}));
     match ed.status {
         201 => {}
-        400 => {
+        422 => {
             let detail = ed.json()["detail"].as_str().unwrap().to_string();
             assert!(
                 detail.contains("does not support ed25519") && detail.contains("ec-p256"),

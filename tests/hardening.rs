@@ -457,7 +457,10 @@ fn bodyless_state_changes_refuse_cross_site_form_types() {
     let admin = server.admin();
     admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
     admin.post("/v1/keys", &json!({"name": "doomed", "spec": "ec-p256"}));
-    admin.delete("/v1/keys/doomed?pending_days=2");
+    admin.post(
+        "/v1/keys/doomed/schedule-deletion",
+        &json!({"pending_days": 2}),
+    );
     let (_, csr) = common::openssl_csr(
         &server.data.join("clients"),
         "victim.test",
@@ -476,6 +479,7 @@ fn bodyless_state_changes_refuse_cross_site_form_types() {
         "/v1/keys/k/rotate".to_string(),
         "/v1/keys/k/versions/1/disable".to_string(),
         "/v1/keys/k/versions/1/enable".to_string(),
+        "/v1/keys/k/schedule-deletion".to_string(),
         "/v1/keys/doomed/cancel-deletion".to_string(),
         format!("/v1/certificates/{serial}/revoke"),
     ];
@@ -498,6 +502,7 @@ fn bodyless_state_changes_refuse_cross_site_form_types() {
     // Nothing changed.
     let key = admin.get("/v1/keys/k").json();
     assert_eq!(key["versions"].as_array().unwrap().len(), 1, "{key}");
+    assert!(key["deletion"].is_null(), "{key}");
     assert_eq!(
         admin.get(&format!("/v1/certificates/{serial}")).json()["status"],
         "active"

@@ -131,9 +131,9 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
         .to_string();
     verify_chain(tmp.path(), &root, chain.as_bytes());
 
-    // What the card cannot make is a clear 400.
+    // What the card cannot make is a clear 422.
     let ed = admin.post("/v1/keys", &json!({"name": "ed", "spec": "ed25519"}));
-    assert_eq!(ed.status, 400, "{ed:?}");
+    assert_eq!(ed.status, 422, "{ed:?}");
     let detail = ed.json()["detail"].as_str().unwrap().to_string();
     assert!(
         detail.contains("ed25519") && detail.contains("ec-p256"),

@@ -89,7 +89,7 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
         let name = token.unique(spec);
         let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
         if !supported {
-            assert_eq!(created.status, 400, "{}: {created:?}", token.kind.name());
+            assert_eq!(created.status, 422, "{}: {created:?}", token.kind.name());
             let detail = created.json()["detail"].as_str().unwrap().to_string();
             assert!(
                 detail.contains(&format!("does not support {spec}"))
@@ -146,7 +146,7 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
             &path,
             &json!({"input": b64(&[0u8; 32]), "input_type": "digest"}),
         );
-        assert_eq!(digest.status, 400, "{digest:?}");
+        assert_eq!(digest.status, 422, "{digest:?}");
         assert!(
             digest.json()["detail"]
                 .as_str()
@@ -338,7 +338,7 @@ fn ml_dsa_keys_get_certificates_from_their_csr() {
         "/v1/certificates",
         &json!({"csr": bad, "profile": "server", "name": "bad.example", "dns": ["bad.example"]}),
     );
-    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.status, 422, "{refused:?}");
     assert!(
         refused.json()["detail"]
             .as_str()
@@ -595,7 +595,7 @@ fn a_key_rotates_to_another_spec_and_its_old_version_still_verifies() {
     // The token key follows [tokens] key_spec only.
     admin.post("/v1/tokens", &json!({"audience": "a"}));
     let refused = admin.post("/v1/keys/token-signer/rotate", &json!({"spec": spec}));
-    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.status, 409, "{refused:?}");
     assert!(
         refused.json()["detail"]
             .as_str()

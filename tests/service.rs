@@ -436,7 +436,15 @@ fn keys_are_destroyed_once_their_deletion_window_has_passed() {
         .json();
     let key_id = key["versions"][0]["key_id"].as_str().unwrap().to_string();
     admin.post("/v1/keys", &json!({"name": "kept", "spec": "ec-p256"}));
-    assert_eq!(admin.delete("/v1/keys/doomed?pending_days=1").status, 202);
+    assert_eq!(
+        admin
+            .post(
+                "/v1/keys/doomed/schedule-deletion",
+                &json!({"pending_days": 1})
+            )
+            .status,
+        202
+    );
     let data = server.stop();
     // Two days later, the check at start destroys it in the token.
     let later = Server::start_with(data, &[], &["faketime", "+2 days"], &[], None);

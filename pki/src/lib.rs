@@ -19,5 +19,5 @@ pub use ca::{
     RevokedEntry, REVOCATION_REASONS,
 };
 pub use error::{Error, Result};
-pub use profile::{valid_client_name, valid_dns_name, Profile};
+pub use profile::{valid_client_name, valid_dns_name, Profile, CLIENT_NAME_PATTERN};
 pub use signing::{rcgen_algorithm, HsmSigningKey};

@@ -53,6 +53,9 @@ impl Profile {
     pub const ALL: [Profile; 2] = [Profile::Server, Profile::Client];
 }
 
+/// [`valid_client_name`] as a regular expression (for API descriptions).
+pub const CLIENT_NAME_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$";
+
 /// Whether `name` is acceptable as a client identity: the last path segment of a SPIFFE ID.
 pub fn valid_client_name(name: &str) -> bool {
     !name.is_empty()

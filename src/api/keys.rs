@@ -4,14 +4,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::Value;
 use signet_hsm::{EcdsaFormat, KeySpec, SignatureAlgorithm};
 
 use super::model::{
     BatchItemView, BatchView, KeyList, KeySummary, KeyVersionList, KeyView, SignatureView,
     UsableKeyList, UsableKeyView, VerifyView, VersionCertificateView,
 };
-use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx, MaybeJson};
+use super::problem::{base64_field, ApiJson, ApiPath, ApiQuery, ApiResult, Ctx, MaybeJson, Object};
 use crate::domain::keys::{KeyName, DEFAULT_PENDING_DAYS};
 use crate::error::{Error, Result};
 use crate::service::{
@@ -127,7 +126,7 @@ pub async fn versions(
 pub struct RotateRequest {
     /// A new spec for the new version and the key (an ES256 key moving to ML-DSA, say); the
     /// older versions keep theirs and still verify. Without it, the key's spec.
-    #[schema(schema_with = super::model::key_spec_schema)]
+    #[schema(schema_with = super::model::optional_key_spec_schema)]
     spec: Option<KeySpec>,
 }
 
@@ -190,28 +189,24 @@ pub async fn attestation(
     Ok(Json(super::model::AttestationView::from(&a)))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
-    /// Days until the key is destroyed (1..=30, default 7); parsed here for a clear error.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 30)]
-    pending_days: Option<String>,
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDeletionRequest {
+    /// Days until the key is destroyed (default 7).
+    #[schema(minimum = 1, maximum = 30)]
+    #[serde(default, deserialize_with = "super::number::option")]
+    pending_days: Option<u32>,
 }
 
 pub async fn schedule_deletion(
     ctx: Ctx,
     ApiPath(name): ApiPath<String>,
-    ApiQuery(q): ApiQuery<DeleteQuery>,
+    MaybeJson(req): MaybeJson<ScheduleDeletionRequest>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    let days = match q.pending_days.as_deref() {
-        None => DEFAULT_PENDING_DAYS,
-        Some(d) => d.parse().map_err(|_| {
-            ctx.bad(format!(
-                "pending_days must be an integer, got {:?}",
-                crate::support::text::echo(d)
-            ))
-        })?,
-    };
+    let days = req
+        .unwrap_or_default()
+        .pending_days
+        .unwrap_or(DEFAULT_PENDING_DAYS);
     let d = ctx
         .execute(ManageKey::ScheduleDeletion { name, days })
         .await?;
@@ -246,8 +241,9 @@ pub struct SignRequest {
     input: String,
     #[serde(default)]
     input_type: InputType,
-    #[schema(schema_with = super::model::algorithm_schema)]
+    #[schema(schema_with = super::model::optional_algorithm_schema)]
     algorithm: Option<SignatureAlgorithm>,
+    #[serde(default, deserialize_with = "super::number::version")]
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
@@ -257,7 +253,9 @@ pub struct SignRequest {
 }
 
 impl SignRequest {
+    /// The item, its syntax checked before the rules between its fields.
     fn item(&self) -> Result<SignItem> {
+        let input = base64_field(&self.input, "input")?;
         let context = match &self.context {
             None => None,
             Some(text) => {
@@ -270,7 +268,7 @@ impl SignRequest {
                     )));
                 }
                 if self.input_type == InputType::Digest {
-                    return Err(Error::BadRequest(
+                    return Err(Error::Unprocessable(
                         "context goes with a message, not a digest (only ML-DSA takes one, and it signs the message itself)".into(),
                     ));
                 }
@@ -278,7 +276,7 @@ impl SignRequest {
             }
         };
         Ok(SignItem {
-            input: base64_field(&self.input, "input")?,
+            input,
             digest: self.input_type == InputType::Digest,
             algorithm: self.algorithm,
             version: self.version,
@@ -304,9 +302,11 @@ pub async fn sign(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// Up to `server.sign_batch_max` sign requests; each is answered on its own.
+    /// Up to `server.sign_batch_max` sign requests; each is answered on its own. An item the
+    /// description refuses (a wrong type, an unknown field) refuses the whole batch; one the
+    /// key refuses (a digest of the wrong length, bad base64) gets its own error.
     #[schema(value_type = Vec<SignRequest>)]
-    items: Vec<Value>,
+    items: Vec<Object<SignRequest>>,
 }
 
 pub async fn sign_batch(
@@ -314,16 +314,16 @@ pub async fn sign_batch(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> ApiResult<Json<BatchView>> {
-    // Each item stands alone: a malformed item gets its own error.
-    let items: Vec<Result<SignItem>> = req
-        .items
-        .into_iter()
-        .map(|v| {
-            serde_json::from_value::<SignRequest>(v)
-                .map_err(|e| Error::BadRequest(format!("invalid item: {e}")))
-                .and_then(|r| r.item())
-        })
-        .collect();
+    let items: Vec<Result<SignItem>> = req.items.iter().map(|i| i.0.item()).collect();
+    // What the description refuses (bad base64, a context too long) refuses the batch, as a
+    // wrong type does; what depends on the key is each item's own answer.
+    if let Some((index, Err(Error::BadRequest(why)))) = items
+        .iter()
+        .enumerate()
+        .find(|(_, r)| matches!(r, Err(Error::BadRequest(_))))
+    {
+        return Err(ctx.fail(Error::BadRequest(format!("items[{index}]: {why}"))));
+    }
     let results = ctx.execute(SignBatch::new(name, items)).await?;
     let results = results
         .iter()
@@ -346,8 +346,9 @@ pub struct VerifyRequest {
     #[serde(default)]
     input_type: InputType,
     signature: String,
-    #[schema(schema_with = super::model::algorithm_schema)]
+    #[schema(schema_with = super::model::optional_algorithm_schema)]
     algorithm: Option<SignatureAlgorithm>,
+    #[serde(default, deserialize_with = "super::number::version")]
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,

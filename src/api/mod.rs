@@ -5,6 +5,7 @@ pub mod conn;
 pub mod executor;
 mod keys;
 pub mod model;
+mod number;
 pub mod openapi;
 mod ops;
 mod pki;

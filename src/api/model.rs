@@ -22,14 +22,32 @@ fn names(names: impl IntoIterator<Item = &'static str>) -> Object {
         .build()
 }
 
+/// [`names`] or null (an optional field, which serde takes as null too).
+fn names_or_null(names: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(
+            names.into_iter().map(Value::from).chain([Value::Null]),
+        ))
+        .build()
+}
+
 /// A key spec, by name.
 pub fn key_spec_schema() -> Object {
     names(signet_hsm::KeySpec::ALL.map(signet_hsm::KeySpec::name))
 }
 
-/// A signature algorithm, by JOSE name.
-pub fn algorithm_schema() -> Object {
-    names(signet_hsm::SignatureAlgorithm::ALL.map(signet_hsm::SignatureAlgorithm::name))
+/// A key spec, or null.
+pub fn optional_key_spec_schema() -> Object {
+    names_or_null(signet_hsm::KeySpec::ALL.map(signet_hsm::KeySpec::name))
+}
+
+/// A signature algorithm by JOSE name, or null.
+pub fn optional_algorithm_schema() -> Object {
+    names_or_null(signet_hsm::SignatureAlgorithm::ALL.map(signet_hsm::SignatureAlgorithm::name))
 }
 
 /// A certificate profile.
@@ -37,9 +55,9 @@ pub fn profile_schema() -> Object {
     names(signet_pki::Profile::ALL.map(signet_pki::Profile::name))
 }
 
-/// An RFC 5280 revocation reason.
+/// An RFC 5280 revocation reason, or null.
 pub fn reason_schema() -> Object {
-    names(signet_pki::REVOCATION_REASONS.iter().copied())
+    names_or_null(signet_pki::REVOCATION_REASONS.iter().copied())
 }
 
 /// A key in a list.

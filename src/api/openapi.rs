@@ -24,9 +24,12 @@ use super::routes::{Answer, Doc};
 /// The problem types an operation can answer with, by status.
 fn problems(io: &Doc, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> {
     use ProblemType::*;
+    // Every request: its identity, the limits on its target and header fields, the server.
     let mut kinds = vec![
         Unauthenticated,
         Forbidden,
+        UriTooLong,
+        HeadersTooLarge,
         Internal,
         HsmUnavailable,
         NotReady,
@@ -38,11 +41,17 @@ fn problems(io: &Doc, has_path_params: bool) -> BTreeMap<u16, Vec<ProblemType>> 
         kinds.push(NotFound);
     }
     if io.request.is_some() {
-        kinds.extend([RequestTimeout, PayloadTooLarge, UnsupportedMediaType]);
+        kinds.extend([
+            RequestTimeout,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unprocessable,
+        ]);
     }
     // A named resource can be in a state that refuses the request (a key scheduled for
-    // deletion asked to sign, a disabled or destroyed version): 409, changing or not.
-    if io.changes || has_path_params {
+    // deletion asked to sign, a disabled or destroyed version): 409, changing or not; so can
+    // the key an operation uses without naming it (the token key).
+    if io.changes || has_path_params || io.uses_key {
         kinds.push(Conflict);
     }
     if io.changes || matches!(io.answer, Answer::Json(_)) && io.request.is_some() {
@@ -80,7 +89,86 @@ pub fn document_for(config: &crate::config::Config) -> String {
         ttl.insert("minimum".into(), 1.into());
         ttl.insert("maximum".into(), config.tokens.max_ttl_secs.into());
     }
+    for (pointer, rule) in rules() {
+        if let (Some(field), serde_json::Value::Object(rule)) = (
+            schemas
+                .pointer_mut(&pointer)
+                .and_then(|v| v.as_object_mut()),
+            rule,
+        ) {
+            field.extend(rule);
+        }
+    }
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The syntax rules the handlers check that the types do not carry: JSON Schema keywords to
+/// add, by the JSON pointer (under `components/schemas`) of the field they apply to.
+fn rules() -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    // Standard base64 as the handlers decode it: padded, with no bits left over.
+    let base64 =
+        r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+    // RFC 6749 scope tokens separated by spaces: at most 32, of at most 128 characters each.
+    let token_scopes = r#"^ *(?:[!#-\[\]-~]{1,128}(?: +[!#-\[\]-~]{1,128}){0,31})? *$"#;
+    let mut rules = vec![
+        (
+            "/PrincipalRequest/properties/scopes/items".to_string(),
+            json!({"pattern": crate::domain::principals::scope_pattern()}),
+        ),
+        (
+            "/IssueBody/properties/subject".into(),
+            json!({"pattern": signet_pki::CLIENT_NAME_PATTERN}),
+        ),
+        (
+            "/IssueBody/properties/scope".into(),
+            json!({"pattern": token_scopes}),
+        ),
+        (
+            "/RevokeBody/properties/token".into(),
+            json!({"pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"}),
+        ),
+        // Exactly one of token and jti.
+        (
+            "/RevokeBody".into(),
+            json!({
+                "anyOf": [
+                    {"required": ["token"], "properties": {"token": {"type": "string"}}},
+                    {"required": ["jti"], "properties": {"jti": {"type": "string"}}},
+                ],
+                "not": {
+                    "required": ["token", "jti"],
+                    "properties": {"token": {"type": "string"}, "jti": {"type": "string"}},
+                },
+            }),
+        ),
+        (
+            "/RevokeBody/properties/jti".into(),
+            json!({"minLength": 1, "maxLength": 128}),
+        ),
+        (
+            "/VerifyRequest/properties/signature".into(),
+            json!({"pattern": base64}),
+        ),
+        (
+            "/IssueRequest/properties/ips/items".into(),
+            json!({"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+        ),
+    ];
+    for request in ["SignRequest", "VerifyRequest"] {
+        let field = |name: &str| format!("/{request}/properties/{name}");
+        rules.push((field("input"), json!({"pattern": base64})));
+        rules.push((
+            field("context"),
+            json!({"pattern": base64, "maxLength": signet_hsm::MAX_CONTEXT.div_ceil(3) * 4}),
+        ));
+        // A key version is a u32 from 1.
+        rules.push((
+            field("version"),
+            json!({"format": "int64", "minimum": 1, "maximum": u32::MAX}),
+        ));
+    }
+    rules
 }
 
 /// The document for this server.
@@ -240,4 +328,23 @@ pub fn document() -> OpenApi {
             Vec::<String>::new(),
         )]))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Every syntax rule lands on a field of the document (a renamed type or field would
+    /// otherwise drop its rule without a word).
+    #[test]
+    fn every_rule_names_a_field_of_the_document() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (pointer, _) in super::rules() {
+            assert!(
+                schemas.pointer(&pointer).is_some_and(|v| v.is_object()),
+                "{pointer} is not in the document"
+            );
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub struct IssueRequest {
     #[schema(value_type = Vec<String>)]
     ips: Vec<IpAddr>,
     /// Seconds.
+    #[serde(default, deserialize_with = "super::number::option")]
     ttl: Option<u64>,
 }
 

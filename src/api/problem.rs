@@ -443,6 +443,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], request_id: &str) -> ApiResu
             request_id,
         ));
     }
+    // Every body is a JSON object; serde would also build a struct from an array of its fields.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::new(
+            ProblemType::BadRequest,
+            "the JSON body must be an object",
+            request_id,
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             ProblemType::BadRequest,
@@ -455,10 +463,24 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], request_id: &str) -> ApiResu
     })
 }
 
+/// A `T` written as a JSON object, and only so (serde also builds a struct from an array of
+/// its fields, which no API description allows): for structs nested in a body.
+#[derive(Debug, Clone)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        T::deserialize(serde_json::Value::Object(map))
+            .map(Object)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Decodes standard base64, naming the field on error.
 pub fn base64_field(value: &str, field: &str) -> crate::error::Result<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
+        .decode(value)
         .map_err(|e| Error::BadRequest(format!("{field} is not valid base64: {e}")))
 }

@@ -25,6 +25,8 @@ pub enum ProblemType {
     RequestTimeout,
     /// 409: the state does not allow it.
     Conflict,
+    /// 422: well-formed, but a rule the API description cannot express refuses it.
+    Unprocessable,
     /// 413: the body is too large.
     PayloadTooLarge,
     /// 414: the request target is too long.
@@ -45,7 +47,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every type, for documentation and tests.
-    pub const ALL: [ProblemType; 15] = [
+    pub const ALL: [ProblemType; 16] = [
         ProblemType::BadRequest,
         ProblemType::Unauthenticated,
         ProblemType::Forbidden,
@@ -53,6 +55,7 @@ impl ProblemType {
         ProblemType::MethodNotAllowed,
         ProblemType::RequestTimeout,
         ProblemType::Conflict,
+        ProblemType::Unprocessable,
         ProblemType::PayloadTooLarge,
         ProblemType::UriTooLong,
         ProblemType::UnsupportedMediaType,
@@ -73,6 +76,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => "method-not-allowed",
             ProblemType::RequestTimeout => "request-timeout",
             ProblemType::Conflict => "conflict",
+            ProblemType::Unprocessable => "unprocessable",
             ProblemType::PayloadTooLarge => "payload-too-large",
             ProblemType::UriTooLong => "uri-too-long",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
@@ -94,6 +98,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => 405,
             ProblemType::RequestTimeout => 408,
             ProblemType::Conflict => 409,
+            ProblemType::Unprocessable => 422,
             ProblemType::PayloadTooLarge => 413,
             ProblemType::UriTooLong => 414,
             ProblemType::UnsupportedMediaType => 415,
@@ -115,6 +120,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => "the route exists but not with this method",
             ProblemType::RequestTimeout => "the request body did not arrive within server.body_read_timeout_secs",
             ProblemType::Conflict => "the current state does not allow it (exists already, disabled, scheduled for deletion…)",
+            ProblemType::Unprocessable => "the request is well-formed and matches the API description, but a rule the description cannot express refuses it: the key's algorithm or digest length, what the token supports, a field that does not go with another, a CSR or token that does not parse, a name that is not a principal; the detail says which",
             ProblemType::PayloadTooLarge => "the body exceeds server.max_body_bytes",
             ProblemType::UriTooLong => "the request target (path and query) is longer than 8 KiB",
             ProblemType::UnsupportedMediaType => "the body is not sent as application/json (or, on a route without a body, is sent as a type a cross-site form can send)",
@@ -136,6 +142,7 @@ pub fn classify(err: &Error) -> (ProblemType, String) {
 fn kind(err: &Error) -> ProblemType {
     match err {
         Error::BadRequest(_) => ProblemType::BadRequest,
+        Error::Unprocessable(_) => ProblemType::Unprocessable,
         Error::NotFound(_) => ProblemType::NotFound,
         Error::Conflict(_) => ProblemType::Conflict,
         Error::Forbidden(_) => ProblemType::Forbidden,
@@ -148,7 +155,7 @@ fn kind(err: &Error) -> ProblemType {
             PkiError::CsrRefused(_)
             | PkiError::Policy(_)
             | PkiError::Parse { .. }
-            | PkiError::Pkcs12Import(_) => ProblemType::BadRequest,
+            | PkiError::Pkcs12Import(_) => ProblemType::Unprocessable,
             PkiError::Hsm(inner) => hsm_kind(inner),
             _ => ProblemType::Internal,
         },
@@ -161,7 +168,7 @@ fn kind(err: &Error) -> ProblemType {
 
 fn hsm_kind(e: &HsmError) -> ProblemType {
     if e.is_input_error() {
-        return ProblemType::BadRequest;
+        return ProblemType::Unprocessable;
     }
     match e {
         HsmError::KeyNotFound(_) => ProblemType::NotFound,

@@ -80,6 +80,8 @@ pub struct Doc {
     pub answer: Answer,
     /// It changes state (so 409 and the audit-before-effect 503 apply).
     pub changes: bool,
+    /// It uses a key its path does not name, whose state may refuse it (409).
+    pub uses_key: bool,
     /// The schemas it names, with the ones they use.
     pub schemas: Vec<(String, RefOr<Schema>)>,
 }
@@ -107,6 +109,7 @@ impl Doc {
             status: 200,
             answer: Answer::Empty,
             changes: false,
+            uses_key: false,
             schemas: Vec::new(),
         }
     }
@@ -167,6 +170,12 @@ impl Doc {
     /// Changes state.
     fn changes(mut self) -> Self {
         self.changes = true;
+        self
+    }
+
+    /// Uses a key its path does not name.
+    fn uses_key(mut self) -> Self {
+        self.uses_key = true;
         self
     }
 }
@@ -336,17 +345,17 @@ pub const ROUTES: &[Route] = &[
                 .changes()
         },
     ),
-    delete(
+    post(
         Action::KeyScheduleDeletion,
-        "/v1/keys/{name}",
+        "/v1/keys/{name}/schedule-deletion",
         "keyScheduleDeletion",
         |f| on(f, keys::schedule_deletion),
         || {
             Doc::new(
-                "Schedule the key's destruction (202: it stays, unusable, until then)",
+                "Schedule the key's destruction (202: it stays, readable and unusable, until then; cancel-deletion undoes it)",
                 KEYS,
             )
-            .query::<keys::DeleteQuery>()
+            .optional_request::<keys::ScheduleDeletionRequest>()
             .status(202)
             .json::<KeyView>()
             .changes()
@@ -509,6 +518,7 @@ pub const ROUTES: &[Route] = &[
         || {
             Doc::new("Issue an access token (JWT, RFC 9068)", TOKENS)
                 .request::<tokens::IssueBody>()
+                .uses_key()
                 .json::<TokenView>()
         },
     ),

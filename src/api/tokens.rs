@@ -23,7 +23,7 @@ pub struct IssueBody {
     #[serde(default)]
     scope: Option<String>,
     /// Seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::number::option")]
     ttl: Option<i64>,
     #[serde(default)]
     subject: Option<String>,

@@ -137,7 +137,7 @@ fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Import { .. } | KeyCommand::Attest { .. } | KeyCommand::Delete { .. } => bail!(
-            "with --server, only `key list|create|public|sign` are available: `key import` and `key delete` (destroy now) are the operator's, on the data directory; over the API a deletion is scheduled (DELETE /v1/keys/NAME)"
+            "with --server, only `key list|create|public|sign` are available: `key import` and `key delete` (destroy now) are the operator's, on the data directory; over the API a deletion is scheduled (POST /v1/keys/NAME/schedule-deletion)"
         ),
     }
     Ok(())

@@ -774,7 +774,7 @@ impl Authority<'_> {
             Error::NotFound(format!("no certificate with serial {}", echo(serial)))
         })?;
         if rec.profile.is_ca() {
-            return Err(Error::BadRequest(
+            return Err(Error::Unprocessable(
                 "CA certificates are not revoked through this call".into(),
             ));
         }

@@ -557,7 +557,7 @@ fn check_algorithm(
     let spec = record.spec_of(version);
     let algorithm = algorithm.unwrap_or_else(|| spec.default_algorithm());
     if !spec.allows(algorithm) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Unprocessable(format!(
             "algorithm {algorithm} does not fit key {:?} ({spec}); use one of {}",
             record.name,
             spec.algorithms()

@@ -54,6 +54,14 @@ pub fn valid_scope(scope: &str) -> bool {
     false
 }
 
+/// [`valid_scope`] as a regular expression (ECMA-262, for the API description).
+pub fn scope_pattern() -> String {
+    format!(
+        "^(?:{}|keys:(?:sign|verify):[A-Za-z0-9._*-]{{1,64}}|tokens:scope:[A-Za-z0-9._*:/-]{{1,64}})$",
+        FIXED_SCOPES.join("|")
+    )
+}
+
 /// Glob match with `*` only.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {

@@ -74,7 +74,7 @@ impl Service {
         let refused = match req.profile {
             Profile::Client => {
                 let Some(principal) = self.store.principal(&req.name)? else {
-                    return Err(Error::BadRequest(format!(
+                    return Err(Error::Unprocessable(format!(
                         "no principal named {:?}: create it first (signet principal create, or the principals API) before issuing its client certificate",
                         echo(&req.name)
                     )));

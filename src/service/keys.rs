@@ -300,8 +300,8 @@ impl Operation for AttestKey {
                 attestation,
                 origin,
             }),
-            None => Err(Error::BadRequest(
-                "this key store cannot attest keys (PKCS#11 tokens have no standard key attestation; PIV cards do)".into(),
+            None => Err(Error::NotFound(
+                "no attestation: this key store cannot attest keys (PKCS#11 tokens have no standard key attestation; PIV cards do)".into(),
             )),
         }
     }
@@ -483,7 +483,7 @@ impl Operation for ManageKey {
                 // The token key's spec follows [tokens] key_spec (its algorithm must fit it).
                 let wanted = s.config.tokens.key_spec;
                 if name == crate::domain::keys::TOKEN_KEY && *spec != wanted {
-                    return Err(Error::BadRequest(format!(
+                    return Err(Error::Conflict(format!(
                         "the token-signing key follows [tokens] key_spec ({wanted}): change that setting to move it to {spec}"
                     )));
                 }

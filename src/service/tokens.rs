@@ -253,7 +253,11 @@ impl RevokeTokenOp {
             RevokeToken::Token(token) => match s.tokens().introspect(token, None)? {
                 Ok(v) => Some((v.claims.jti, Some(v.claims.exp), Some(v.claims.sub))),
                 Err(Inactive::Revoked) => None,
-                Err(e) => return Err(Error::BadRequest(format!("not a valid Signet token: {e}"))),
+                Err(e) => {
+                    return Err(Error::Unprocessable(format!(
+                        "not a valid Signet token: {e}"
+                    )))
+                }
             },
             RevokeToken::Jti(jti) => {
                 check_jti(jti)?;

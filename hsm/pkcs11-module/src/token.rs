@@ -722,7 +722,7 @@ pub fn generate_key_pair(
         .create_key(&new.name, new.spec)
         .map_err(|e| match &e {
             // The name is taken, or the server refuses it.
-            ClientError::Problem(p) if p.status == 409 || p.status == 400 => {
+            ClientError::Problem(p) if matches!(p.status, 400 | 409 | 422) => {
                 debug(&e);
                 CKR_ATTRIBUTE_VALUE_INVALID
             }

@@ -38,7 +38,8 @@ impl TokenRequest {
     pub fn split_scope(scope: Option<&str>) -> Vec<String> {
         scope
             .unwrap_or("")
-            .split_whitespace()
+            .split(' ')
+            .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
     }
@@ -305,7 +306,7 @@ impl Tokens<'_> {
 
 /// A plausible token id.
 pub fn check_jti(jti: &str) -> Result<()> {
-    if jti.is_empty() || jti.len() > 128 {
+    if jti.is_empty() || jti.chars().count() > 128 {
         return Err(Error::BadRequest("jti must be 1-128 characters".into()));
     }
     Ok(())
