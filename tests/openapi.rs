@@ -216,7 +216,11 @@ fn a_property_based_tester_finds_no_disagreement() {
     );
     let server = Server::start();
     let clients = server.data.join("clients");
+    // Its working directory gets its cache (earlier failures it would replay first): a fresh
+    // one each run, outside the source tree.
+    let work = tempfile::tempdir().unwrap();
     let out = Command::new(&tester)
+        .current_dir(work.path())
         .arg("--config-file")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
