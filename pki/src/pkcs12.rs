@@ -19,8 +19,11 @@ use crate::error::{Error, Result};
 pub const ITERATIONS: u32 = 10_000;
 
 /// Writes a bundle: the PKCS#8 key, the leaf, then the chain (intermediate, root).
+///
+/// The key and its certificate carry one friendly name, the certificate's subject: p12-keystore
+/// names every certificate bag by its subject, and tools show one bag's name or the other's
+/// (Java's keytool the key's, NSS's pk12util the certificate's).
 pub fn write(
-    alias: &str,
     pkcs8: &[u8],
     leaf_der: &[u8],
     chain_der: &[&[u8]],
@@ -28,7 +31,9 @@ pub fn write(
 ) -> Result<Vec<u8>> {
     let p12 = |e: p12_keystore::error::Error| Error::Pkcs12(e.to_string());
     let key = PrivateKey::from_der(pkcs8).map_err(p12)?;
-    let mut certs = vec![Certificate::from_der(leaf_der).map_err(p12)?];
+    let leaf = Certificate::from_der(leaf_der).map_err(p12)?;
+    let alias = leaf.subject().to_string();
+    let mut certs = vec![leaf];
     for der in chain_der {
         certs.push(Certificate::from_der(der).map_err(p12)?);
     }
@@ -36,7 +41,7 @@ pub fn write(
     getrandom::getrandom(&mut local_key_id).map_err(|e| Error::Pkcs12(e.to_string()))?;
     let chain = PrivateKeyChain::new(local_key_id.to_vec(), key, certs);
     let mut store = KeyStore::new();
-    store.add_entry(alias, KeyStoreEntry::PrivateKeyChain(chain));
+    store.add_entry(&alias, KeyStoreEntry::PrivateKeyChain(chain));
     store
         .writer(password)
         .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)

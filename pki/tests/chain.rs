@@ -504,7 +504,6 @@ fn pkcs12_opens_in_openssl3_without_legacy() {
         f.ca.issue_with_new_key(&client_request("admin"), KeySpec::EcP256)
             .unwrap();
     let bundle = signet_pki::pkcs12::write(
-        "admin",
         &key,
         &issued.der,
         &[f.ca.intermediate_der(), f.ca.root_der()],
@@ -530,6 +529,18 @@ fn pkcs12_opens_in_openssl3_without_legacy() {
     assert!(t.contains("MAC: sha256"), "{t}");
     assert_eq!(t.matches("BEGIN CERTIFICATE").count(), 3, "{t}");
     assert!(t.contains("BEGIN PRIVATE KEY"), "{t}");
+    // The key and its certificate (the bags with a localKeyId) have one friendly name.
+    let names: Vec<&str> = t
+        .split("Bag Attributes")
+        .filter(|bag| bag.contains("localKeyID"))
+        .filter_map(|bag| {
+            bag.lines()
+                .find_map(|l| l.trim().strip_prefix("friendlyName: "))
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{t}");
+    assert_eq!(names[0], names[1], "{t}");
+    assert!(names[0].contains("CN=admin"), "{t}");
     let out = openssl(
         f.dir.path(),
         &[

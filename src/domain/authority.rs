@@ -534,7 +534,6 @@ impl Authority<'_> {
         mkdir_private(&dir)?;
         let password = Pin::random(32)?;
         let p12 = signet_pki::pkcs12::write(
-            &req.name,
             &pkcs8,
             &issued.der,
             &[ca.intermediate_der(), ca.root_der()],
