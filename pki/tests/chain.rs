@@ -541,6 +541,27 @@ fn pkcs12_opens_in_openssl3_without_legacy() {
     assert_eq!(names.len(), 2, "{t}");
     assert_eq!(names[0], names[1], "{t}");
     assert!(names[0].contains("CN=admin"), "{t}");
+    // NSS reads it too, and names the key as it names the certificate.
+    std::fs::write(f.dir.path().join("pw"), "correct horse").unwrap();
+    let out = Command::new("pk12util")
+        .args(["-l", "admin.p12", "-w", "pw"])
+        .current_dir(f.dir.path())
+        .output()
+        .expect("pk12util (libnss3-tools; scripts/setup.sh installs it) runs");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let name_after = |heading: &str| {
+        t.split(heading)
+            .nth(1)
+            .and_then(|rest| {
+                rest.lines()
+                    .find_map(|l| l.trim().strip_prefix("Friendly Name: "))
+            })
+            .unwrap_or_else(|| panic!("no {heading} in {t}"))
+            .to_string()
+    };
+    assert_eq!(name_after("Key(shrouded):"), names[0], "{t}");
+    assert_eq!(name_after("Certificate(has private key):"), names[0], "{t}");
     let out = openssl(
         f.dir.path(),
         &[
