@@ -236,6 +236,25 @@ impl Builder {
 
     /// The client.
     pub fn build(self) -> Result<Client> {
+        let (config, settings) = self.tls()?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(config))
+            // One kept connection per concurrent caller (the PKCS#11 module signs from many
+            // threads through one client): without it each extra thread would handshake anew.
+            .max_idle_connections_per_host(64)
+            .timeout(settings.timeout)
+            .timeout_connect(settings.connect_timeout)
+            .user_agent(&settings.user_agent)
+            .build();
+        Ok(Client {
+            agent,
+            base: settings.url,
+        })
+    }
+
+    /// The TLS configuration (TLS 1.3 only, the root, the identity) and the other settings,
+    /// checked.
+    fn tls(self) -> Result<(rustls::ClientConfig, Settings)> {
         if !self.url.starts_with("https://") {
             return Err(Error::Config(format!(
                 "the server URL must start with https:// (Signet answers only mutual TLS): {}",
@@ -266,20 +285,25 @@ impl Builder {
         .with_root_certificates(roots)
         .with_client_auth_cert(identity.chain, identity.key)
         .map_err(|e| Error::Config(format!("the client certificate or key is not usable: {e}")))?;
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(config))
-            // One kept connection per concurrent caller (the PKCS#11 module signs from many
-            // threads through one client): without it each extra thread would handshake anew.
-            .max_idle_connections_per_host(64)
-            .timeout(self.timeout)
-            .timeout_connect(self.connect_timeout)
-            .user_agent(&self.user_agent)
-            .build();
-        Ok(Client {
-            agent,
-            base: self.url.trim_end_matches('/').to_string(),
-        })
+        Ok((
+            config,
+            Settings {
+                url: self.url.trim_end_matches('/').to_string(),
+                timeout: self.timeout,
+                connect_timeout: self.connect_timeout,
+                user_agent: self.user_agent,
+            },
+        ))
     }
+}
+
+/// A built client's settings besides TLS.
+#[derive(Debug, Clone)]
+struct Settings {
+    url: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
 }
 
 /// A connection to one Signet server. Cheap to clone; clones share the connection pool.
@@ -486,46 +510,9 @@ impl Client {
         match answer {
             Ok(response) => response.into_json::<T>().map_err(|e| decode(e.to_string())),
             Err(ureq::Error::Status(status, response)) => {
-                let text = response.into_string().unwrap_or_default();
-                let problem = serde_json::from_str::<Problem>(&text).unwrap_or(Problem {
-                    kind: String::new(),
-                    title: String::new(),
-                    status,
-                    detail: text.chars().take(200).collect(),
-                    request_id: String::new(),
-                });
-                Err(Error::Problem(problem))
+                Err(problem(status, &response.into_string().unwrap_or_default()))
             }
-            Err(ureq::Error::Transport(t)) => Err(self.transport(&t)),
-        }
-    }
-
-    fn transport(&self, t: &ureq::Transport) -> Error {
-        // A refused certificate is a TLS alert from the server, somewhere in the chain.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
-        while let Some(e) = source {
-            if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
-                use rustls::AlertDescription as A;
-                if matches!(
-                    alert,
-                    A::CertificateRevoked
-                        | A::CertificateExpired
-                        | A::BadCertificate
-                        | A::UnknownCA
-                        | A::CertificateUnknown
-                        | A::CertificateRequired
-                        | A::AccessDenied
-                ) {
-                    return Error::CertificateRefused {
-                        alert: format!("{alert:?}"),
-                    };
-                }
-            }
-            source = e.source();
-        }
-        Error::Unreachable {
-            url: self.base.clone(),
-            message: t.to_string(),
+            Err(ureq::Error::Transport(t)) => Err(transport(&self.base, &t)),
         }
     }
 
@@ -556,6 +543,15 @@ impl Client {
 
     /// Signs with the key `name`.
     pub fn sign(&self, name: &str, request: &SignRequest<'_>) -> Result<Signature> {
+        let path = format!("/v1/keys/{}/sign", path_segment(name)?);
+        signature(path.clone(), self.post(&path, &request.body())?)
+    }
+}
+
+impl SignRequest<'_> {
+    /// The JSON body of `POST /v1/keys/{name}/sign`.
+    fn body(&self) -> Value {
+        let request = self;
         let mut body = serde_json::json!({
             "input": STANDARD.encode(request.input),
             "input_type": request.input_type,
@@ -570,20 +566,72 @@ impl Client {
         if let Some(context) = request.context {
             body["context"] = STANDARD.encode(context).into();
         }
-        let path = format!("/v1/keys/{}/sign", path_segment(name)?);
-        let answer: SignatureAnswer = self.post(&path, &body)?;
-        let bytes = STANDARD
-            .decode(answer.signature)
-            .map_err(|e| Error::Decode {
-                path,
-                message: format!("the signature is not base64: {e}"),
-            })?;
-        Ok(Signature {
-            bytes,
-            version: answer.version,
-            algorithm: answer.algorithm,
-            key_id: answer.key_id,
-        })
+        body
+    }
+}
+
+/// The signature in a sign answer.
+fn signature(path: String, answer: SignatureAnswer) -> Result<Signature> {
+    let bytes = STANDARD
+        .decode(answer.signature)
+        .map_err(|e| Error::Decode {
+            path,
+            message: format!("the signature is not base64: {e}"),
+        })?;
+    Ok(Signature {
+        bytes,
+        version: answer.version,
+        algorithm: answer.algorithm,
+        key_id: answer.key_id,
+    })
+}
+
+/// The error of an answer with a 4xx or 5xx `status` and body `text` (a problem document, or
+/// anything else a proxy may have said).
+fn problem(status: u16, text: &str) -> Error {
+    Error::Problem(serde_json::from_str::<Problem>(text).unwrap_or(Problem {
+        kind: String::new(),
+        title: String::new(),
+        status,
+        detail: text.chars().take(200).collect(),
+        request_id: String::new(),
+    }))
+}
+
+/// The error of a failed connection to `url`: a refused certificate when the server's TLS
+/// alert says so (anywhere in the error's chain), else unreachable.
+fn transport(url: &str, failure: &(dyn std::error::Error + 'static)) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    while let Some(e) = source {
+        if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
+            use rustls::AlertDescription as A;
+            if matches!(
+                alert,
+                A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::BadCertificate
+                    | A::UnknownCA
+                    | A::CertificateUnknown
+                    | A::CertificateRequired
+                    | A::AccessDenied
+            ) {
+                return Error::CertificateRefused {
+                    alert: format!("{alert:?}"),
+                };
+            }
+        }
+        // An I/O error's source() skips the error it wraps (tokio-rustls wraps rustls's).
+        source = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    Error::Unreachable {
+        url: url.to_string(),
+        message: failure.to_string(),
     }
 }
 
@@ -608,6 +656,11 @@ fn path_segment(name: &str) -> Result<&str> {
         )))
     }
 }
+
+#[cfg(feature = "async")]
+mod nonblocking;
+#[cfg(feature = "async")]
+pub use nonblocking::AsyncClient;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
