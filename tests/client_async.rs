@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{openssl, text, Server};
+use common::Server;
 use serde_json::json;
 use signet_client::{AsyncClient, Client, Error, Identity, InputType, SignRequest};
 
@@ -103,32 +103,8 @@ fn the_async_client_signs_concurrently_and_types_its_errors() {
 
     // A certificate from a CA the server does not trust: refused in the handshake.
     let dir = tempfile::tempdir().unwrap();
-    let out = openssl(
-        dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=stranger",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let stranger = client_for(
-        &server,
-        &dir.path().join("c.pem"),
-        &dir.path().join("k.pem"),
-    );
+    let (key, cert) = common::openssl_self_signed(dir.path(), "stranger");
+    let stranger = client_for(&server, &cert, &key);
     let refused = runtime.block_on(stranger.health());
     assert!(
         matches!(refused, Err(Error::CertificateRefused { .. })),

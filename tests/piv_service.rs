@@ -178,25 +178,7 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
 
     // Against another root the card's attestations do not chain: a key made there is refused
     // and not kept.
-    let made = common::openssl(
-        tmp.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=foreign",
-            "-keyout",
-            "f.key",
-            "-out",
-            "foreign.pem",
-        ],
-    );
-    assert!(made.status.success(), "{}", text(&made));
+    common::openssl_self_signed(tmp.path(), "foreign");
     write_config(
         &config,
         &data,

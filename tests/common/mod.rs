@@ -388,6 +388,38 @@ pub fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) 
     (key, std::fs::read_to_string(csr).unwrap())
 }
 
+/// Makes a self-signed EC P-256 certificate with openssl (an identity Signet did not issue):
+/// `NAME.key` and `NAME.pem` in `dir`, subject `/CN=NAME`; returns (key, certificate) paths.
+pub fn openssl_self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let subject = format!("/CN={name}");
+    let out = openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &subject,
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    (key, cert)
+}
+
 /// Writes a secret file (a PIN, a password) as its owner's alone (0600), as Signet requires.
 /// `libsignet_pkcs11.so`, built beside the test binaries (scripts/test.sh builds it first).
 pub fn pkcs11_module() -> PathBuf {
