@@ -215,17 +215,43 @@ fn a_property_based_tester_finds_no_disagreement() {
         tester.display()
     );
     let server = Server::start();
+    let admin = server.admin();
     let clients = server.data.join("clients");
     // Its working directory gets its cache (earlier failures it would replay first): a fresh
     // one each run, outside the source tree.
     let work = tempfile::tempdir().unwrap();
+    // Things that exist, so that half the requests naming a key or a certificate reach it
+    // rather than a 404 (the other half use generated names).
+    let key = admin.post("/v1/keys", &json!({"name": "seed-key", "spec": "ec-p256"}));
+    assert_eq!(key.status, 201, "{key:?}");
+    let (_, csr) = common::openssl_csr(work.path(), "seed.example", &[]);
+    let cert = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "server", "name": "seed.example", "dns": ["seed.example"]}),
+    );
+    assert_eq!(cert.status, 201, "{cert:?}");
+    let serial = cert.json()["serial"].as_str().unwrap().to_string();
+    let settings = work.path().join("schemathesis.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "{}\n[dictionaries.serials]\nvalues = [\"{serial}\"]\n\n\
+             [dictionaries.keys]\nvalues = [\"seed-key\"]\n\n\
+             [parameters]\n\
+             \"path.serial\" = {{ dictionary = \"serials\", probability = 0.5 }}\n\
+             \"path.name\" = {{ dictionary = \"keys\", probability = 0.5 }}\n",
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/tools/schemathesis.toml"
+            ))
+            .unwrap()
+        ),
+    )
+    .unwrap();
     let out = Command::new(&tester)
         .current_dir(work.path())
         .arg("--config-file")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/tools/schemathesis.toml"
-        ))
+        .arg(&settings)
         .arg("run")
         .arg(server.url("/v1/openapi.json"))
         .arg("--request-cert")
@@ -244,6 +270,11 @@ fn a_property_based_tester_finds_no_disagreement() {
     assert!(
         out.status.success() && report.contains(" passed"),
         "Schemathesis found disagreements between the description and the server:\n{report}"
+    );
+    // The seeded names were used: the certificate reads reached a certificate.
+    assert!(
+        !report.contains("- GET /v1/certificates/{serial}"),
+        "the tester never found the seeded certificate:\n{report}"
     );
     server.stop();
 }
