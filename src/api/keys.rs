@@ -303,8 +303,9 @@ pub async fn sign(
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Up to `server.sign_batch_max` sign requests; each is answered on its own. An item the
-    /// description refuses (a wrong type, an unknown field) refuses the whole batch; one the
-    /// key refuses (a digest of the wrong length, bad base64) gets its own error.
+    /// description refuses (a wrong type, an unknown field, bad base64) refuses the whole batch
+    /// (400); one the key refuses (an algorithm it does not have, a digest of the wrong length)
+    /// gets its own error (422) in its result.
     #[schema(value_type = Vec<SignRequest>)]
     items: Vec<Object<SignRequest>>,
 }
