@@ -80,8 +80,11 @@ TOML
   grep -q '^\[dependencies.ossl\]$' "$out/src/Cargo.toml"
   sed -i 's/^\[dependencies.ossl\]$/[dependencies.ossl]\nfeatures = ["ossl-sys"]/' "$out/src/Cargo.toml"
   echo "kryoptic: building $src ($features, static OpenSSL 3.5.5; OpenSSL takes minutes)" >&2
+  # Online: the fetch above brought the default features' crates only, and `pqc` needs more
+  # (vsprintf, for one); an --offline build found them only where an earlier build had left
+  # them in the cargo cache.
   (cd "$out/src" && KRYOPTIC_OPENSSL_SOURCES="$out/openssl" \
-      cargo build --release --offline --quiet --lib --no-default-features \
+      cargo build --release --quiet --lib --no-default-features \
       --features "$features" >&2)
   cp "$out/src/target/release/libkryoptic_pkcs11.so" "$lib"
   rm -rf "$out/src/target"
