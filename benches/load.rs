@@ -354,35 +354,29 @@ fn rand_suffix() -> String {
 
 const MESSAGE: &[u8] = b"benchmark message of a typical size, 64 bytes long..............";
 
-/// `threads` threads signing MESSAGE with `key` through the backend for `duration`:
-/// signatures/s and this process's CPU µs per signature.
+/// `threads` threads signing MESSAGE with `key` through the backend for `duration`, ECDSA
+/// signatures in `format`: signatures/s, latencies and this process's CPU µs per signature.
 fn sign_in_backend(
     backend: &Arc<dyn Backend>,
     key: &signet_hsm::KeyId,
     alg: SignatureAlgorithm,
+    format: EcdsaFormat,
     threads: usize,
     duration: Duration,
-) -> (f64, f64) {
+) -> (f64, Vec<f64>, f64) {
     let (b, id) = (backend.clone(), key.clone());
     let cpu0 = cpu_seconds(std::process::id());
-    let (rate, _) = drive(
+    let (rate, lat) = drive(
         threads,
         duration,
         |_| (),
         move |_| {
-            signet_hsm::sign(
-                b.as_ref(),
-                &id,
-                alg,
-                SignInput::Message(MESSAGE),
-                EcdsaFormat::Der,
-            )
-            .unwrap();
+            signet_hsm::sign(b.as_ref(), &id, alg, SignInput::Message(MESSAGE), format).unwrap();
             1
         },
     );
     let cpu = cpu_seconds(std::process::id()) - cpu0;
-    (rate, cpu / (rate * duration.as_secs_f64()) * 1e6)
+    (rate, lat, cpu / (rate * duration.as_secs_f64()) * 1e6)
 }
 
 /// `connections` keep-alive clients posting `body` to `url` for `duration` (after a warm-up
@@ -435,7 +429,8 @@ fn raw(report: &mut Report, duration: Duration) {
             ))
             .unwrap();
         for threads in [1, 2] {
-            let (rate, cpu_us) = sign_in_backend(&backend, &key.id, alg, threads, duration);
+            let (rate, _, cpu_us) =
+                sign_in_backend(&backend, &key.id, alg, EcdsaFormat::Der, threads, duration);
             println!("| {alg} | {threads} | {rate:.0} | {cpu_us:.1} |");
             report.set(format!("raw.{alg}.t{threads}.rate"), rate);
             report.set(format!("raw.{alg}.t{threads}.cpu_us"), cpu_us);
@@ -907,23 +902,13 @@ fn pkcs11(report: &mut Report, duration: Duration) {
         ))
         .unwrap();
     for threads in THREADS {
-        let b = backend.clone();
-        let id = key.id.clone();
-        let (rate, lat) = drive(
+        let (rate, lat, _) = sign_in_backend(
+            &backend,
+            &key.id,
+            SignatureAlgorithm::Es256,
+            EcdsaFormat::Raw,
             threads,
             duration,
-            |_| (),
-            move |_| {
-                signet_hsm::sign(
-                    b.as_ref(),
-                    &id,
-                    SignatureAlgorithm::Es256,
-                    SignInput::Message(MESSAGE),
-                    EcdsaFormat::Raw,
-                )
-                .unwrap();
-                1
-            },
         );
         println!(
             "| raw token | {threads} | {rate:.0} | {:.2} | {:.2} | – |",

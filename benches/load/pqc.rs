@@ -89,7 +89,8 @@ pub fn run(report: &mut Report, duration: Duration) {
         let mut raw = Vec::new();
         let mut sig_len = 0;
         for threads in [1, 2] {
-            let (rate, _) = sign_in_backend(&backend, &key.id, alg, threads, duration);
+            let (rate, _, _) =
+                sign_in_backend(&backend, &key.id, alg, EcdsaFormat::Der, threads, duration);
             report.set(format!("pqc.raw.{spec}.t{threads}.rate"), rate);
             raw.push(rate);
         }
