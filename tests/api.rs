@@ -652,42 +652,23 @@ fn tls_refuses_everything_but_verified_tls13_clients() {
     // A certificate from an unrelated CA (made with openssl).
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for args in [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "evil-ca.key",
-            "-out",
-            "evil-ca.pem",
-            "-subj",
-            "/CN=Evil CA",
-            "-days",
-            "2",
-        ],
-        vec![
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "evil.key",
-            "-out",
-            "evil.csr",
-            "-subj",
-            "/CN=admin",
-        ],
-    ] {
-        assert!(openssl(d, &args).status.success());
-    }
+    common::openssl_self_signed(d, "evil-ca", "/CN=Evil CA", &[]);
+    let csr = [
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "evil.key",
+        "-out",
+        "evil.csr",
+        "-subj",
+        "/CN=admin",
+    ];
+    assert!(openssl(d, &csr).status.success());
     std::fs::write(
         d.join("ext.cnf"),
         "subjectAltName=URI:spiffe://signet.local/admin\nextendedKeyUsage=clientAuth\n",

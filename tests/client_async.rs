@@ -103,7 +103,7 @@ fn the_async_client_signs_concurrently_and_types_its_errors() {
 
     // A certificate from a CA the server does not trust: refused in the handshake.
     let dir = tempfile::tempdir().unwrap();
-    let (key, cert) = common::openssl_self_signed(dir.path(), "stranger");
+    let (key, cert) = common::openssl_self_signed(dir.path(), "stranger", "/CN=stranger", &[]);
     let stranger = client_for(&server, &cert, &key);
     let refused = runtime.block_on(stranger.health());
     assert!(

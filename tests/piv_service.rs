@@ -178,7 +178,7 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
 
     // Against another root the card's attestations do not chain: a key made there is refused
     // and not kept.
-    common::openssl_self_signed(tmp.path(), "foreign");
+    common::openssl_self_signed(tmp.path(), "foreign", "/CN=foreign", &[]);
     write_config(
         &config,
         &data,

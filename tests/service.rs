@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{b64, enrol_principal, openssl, openssl_csr, text, Client, Data, Server};
+use common::{b64, enrol_principal, openssl_csr, text, Client, Data, Server};
 use serde_json::{json, Value};
 
 fn audit_export(data: &Data) -> Vec<Value> {
@@ -57,32 +57,13 @@ fn expired_and_self_signed_client_certificates_are_refused() {
     // A self-signed certificate claiming to be the admin.
     let d = server.data.join("clients");
     std::fs::write(d.join("self.cnf"), "[req]\ndistinguished_name=dn\n[dn]\n[ext]\nsubjectAltName=URI:spiffe://signet.local/admin\nextendedKeyUsage=clientAuth\n").unwrap();
-    let out = openssl(
+    let (key, cert) = common::openssl_self_signed(
         &d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "self.key",
-            "-out",
-            "self.pem",
-            "-subj",
-            "/CN=admin",
-            "-days",
-            "2",
-            "-config",
-            "self.cnf",
-            "-extensions",
-            "ext",
-        ],
+        "self",
+        "/CN=admin",
+        &["-config", "self.cnf", "-extensions", "ext"],
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = curl_with(&server, &d.join("self.pem"), &d.join("self.key"));
+    let out = curl_with(&server, &cert, &key);
     assert!(
         !out.status.success(),
         "self-signed accepted: {}",

@@ -389,38 +389,41 @@ pub fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String) 
 }
 
 /// Makes a self-signed EC P-256 certificate with openssl (an identity Signet did not issue):
-/// `NAME.key` and `NAME.pem` in `dir`, subject `/CN=NAME`; returns (key, certificate) paths.
-pub fn openssl_self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+/// `NAME.key` and `NAME.pem` in `dir`, with `subject` and `extra` arguments (`-config`,
+/// `-extensions`); returns (key, certificate) paths.
+pub fn openssl_self_signed(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
     let (key, cert) = (
         dir.join(format!("{name}.key")),
         dir.join(format!("{name}.pem")),
     );
-    let subject = format!("/CN={name}");
-    let out = openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &subject,
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = openssl(dir, &args);
     assert!(out.status.success(), "{}", text(&out));
     (key, cert)
 }
 
-/// Writes a secret file (a PIN, a password) as its owner's alone (0600), as Signet requires.
 /// `libsignet_pkcs11.so`, built beside the test binaries (scripts/test.sh builds it first).
 pub fn pkcs11_module() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -451,6 +454,7 @@ pub fn pkcs11_settings(server: &Server, name: &str) -> PathBuf {
     path
 }
 
+/// Writes a secret file (a PIN, a password) as its owner's alone (0600), as Signet requires.
 pub fn write_secret(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
