@@ -75,21 +75,7 @@ pub fn document_for(config: &crate::config::Config) -> String {
         return "{}".into();
     };
     let schemas = &mut doc["components"]["schemas"];
-    if let Some(items) = schemas
-        .pointer_mut("/BatchRequest/properties/items")
-        .and_then(|v| v.as_object_mut())
-    {
-        items.insert("minItems".into(), 1.into());
-        items.insert("maxItems".into(), config.server.sign_batch_max.into());
-    }
-    if let Some(ttl) = schemas
-        .pointer_mut("/IssueBody/properties/ttl")
-        .and_then(|v| v.as_object_mut())
-    {
-        ttl.insert("minimum".into(), 1.into());
-        ttl.insert("maximum".into(), config.tokens.max_ttl_secs.into());
-    }
-    for (pointer, rule) in rules() {
+    for (pointer, rule) in rules(config) {
         if let (Some(field), serde_json::Value::Object(rule)) = (
             schemas
                 .pointer_mut(&pointer)
@@ -102,9 +88,10 @@ pub fn document_for(config: &crate::config::Config) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// The syntax rules the handlers check that the types do not carry: JSON Schema keywords to
-/// add, by the JSON pointer (under `components/schemas`) of the field they apply to.
-fn rules() -> Vec<(String, serde_json::Value)> {
+/// The syntax rules the handlers check that the types do not carry, some set by `config`:
+/// JSON Schema keywords to add, by the JSON pointer (under `components/schemas`) of the field
+/// they apply to.
+fn rules(config: &crate::config::Config) -> Vec<(String, serde_json::Value)> {
     use serde_json::json;
     // Standard base64 as the handlers decode it: padded, with no bits left over.
     let base64 =
@@ -113,7 +100,15 @@ fn rules() -> Vec<(String, serde_json::Value)> {
     let token_scopes = r#"^ *(?:[!#-\[\]-~]{1,128}(?: +[!#-\[\]-~]{1,128}){0,31})? *$"#;
     let mut rules = vec![
         (
-            "/PrincipalRequest/properties/scopes/items".to_string(),
+            "/BatchRequest/properties/items".to_string(),
+            json!({"minItems": 1, "maxItems": config.server.sign_batch_max}),
+        ),
+        (
+            "/IssueBody/properties/ttl".into(),
+            json!({"minimum": 1, "maximum": config.tokens.max_ttl_secs}),
+        ),
+        (
+            "/PrincipalRequest/properties/scopes/items".into(),
             json!({"pattern": crate::domain::principals::scope_pattern()}),
         ),
         (
@@ -340,7 +335,7 @@ mod tests {
     fn every_rule_names_a_field_of_the_document() {
         let doc = serde_json::to_value(super::document()).unwrap();
         let schemas = &doc["components"]["schemas"];
-        for (pointer, _) in super::rules() {
+        for (pointer, _) in super::rules(&crate::config::Config::default()) {
             assert!(
                 schemas.pointer(&pointer).is_some_and(|v| v.is_object()),
                 "{pointer} is not in the document"
