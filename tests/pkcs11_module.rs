@@ -771,6 +771,88 @@ fn a_pkcs12_bundle_is_opened_with_the_pin() {
     assert!(err.is_err(), "{err:?}");
 }
 
+/// A PEM key encrypted as OpenSSL 3 writes it (PKCS#8, PBES2 with PBKDF2 and AES-256-CBC) is
+/// opened with the PIN: pkcs11-tool sees no private key before the login, is refused a wrong PIN,
+/// and signs with the right one; OpenSSL verifies the signature.
+#[test]
+fn an_encrypted_pem_key_is_opened_with_the_pin() {
+    let (server, admin) = setup();
+    let clients = server.data.join("clients");
+    let (plain, encrypted) = (clients.join("app.key.pem"), clients.join("app.enc.pem"));
+    let passphrase = "open sesame";
+    openssl_ok(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        plain.to_str().unwrap(),
+        "-out",
+        encrypted.to_str().unwrap(),
+        "-passout",
+        &format!("pass:{passphrase}"),
+    ]);
+    let conf = server.data.join("enc-pkcs11.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "url = \"https://localhost:{}\"\nca = \"ca/root.pem\"\ncert = \"clients/app.crt.pem\"\nkey = \"clients/app.enc.pem\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let m = module();
+    let m = m.to_str().unwrap();
+    let (ok, out) = run("pkcs11-tool", &conf, &["--module", m, "-T"]);
+    assert!(ok && out.contains("login required"), "{out}");
+    let (ok, out) = run("pkcs11-tool", &conf, &["--module", m, "-O"]);
+    assert!(ok && !out.contains("Private Key Object"), "{out}");
+    let (ok, out) = run(
+        "pkcs11-tool",
+        &conf,
+        &["--module", m, "--login", "--pin", "open sesam", "-O"],
+    );
+    assert!(!ok && out.contains("CKR_PIN_INCORRECT"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (msg, sig) = (dir.path().join("msg"), dir.path().join("sig"));
+    std::fs::write(&msg, b"signed with a key opened by the PIN").unwrap();
+    let id = key_id(&admin, "ec");
+    let (ok, out) = run(
+        "pkcs11-tool",
+        &conf,
+        &[
+            "--module",
+            m,
+            "--login",
+            "--pin",
+            passphrase,
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+            "--id",
+            &id,
+            "-i",
+            msg.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+            "--signature-format",
+            "openssl",
+        ],
+    );
+    assert!(ok, "{out}");
+    let ec = public_pem(&admin, "ec", dir.path());
+    openssl_ok(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        ec.to_str().unwrap(),
+        "-signature",
+        sig.to_str().unwrap(),
+        msg.to_str().unwrap(),
+    ]);
+}
+
 #[test]
 fn a_forked_child_initializes_again_and_signs() {
     let (server, _admin) = setup();

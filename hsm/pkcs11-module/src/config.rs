@@ -4,7 +4,9 @@
 //! url = "https://signet.example:8443"
 //! ca = "root.pem"              # Signet's root (DATA/ca/root.pem)
 //! cert = "app.crt.pem"         # the client certificate (and chain) …
-//! key = "app.key.pem"          # … and its unencrypted key; any PIN is accepted
+//! key = "app.key.pem"          # … and its key: if encrypted (PKCS#8 ENCRYPTED PRIVATE KEY),
+//!                              # the PIN given to C_Login is its passphrase; if not, any PIN is
+//!                              # accepted
 //! # pkcs12 = "app.p12"         # or a bundle whose password is the PIN given to C_Login
 //! label = "signet"             # the token's label (32 bytes at most)
 //! timeout_seconds = 30
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use signet_client::Identity;
 
 /// The variable naming the settings file.
 pub const ENV: &str = "SIGNET_PKCS11_CONF";
@@ -37,12 +40,15 @@ struct File {
 /// Where the client's identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
-    /// PEM files; the token needs no login (any PIN is accepted).
+    /// PEM files. An unencrypted key needs no login (any PIN is accepted); an encrypted one
+    /// is opened with the PIN.
     Pem {
         /// The certificate chain.
         cert: PathBuf,
         /// The private key.
         key: PathBuf,
+        /// Whether the key file is encrypted (read when the settings are loaded).
+        encrypted: bool,
     },
     /// A PKCS#12 bundle; the PIN given to `C_Login` is its password.
     Pkcs12(PathBuf),
@@ -78,7 +84,15 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+        let mut config =
+            Config::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Credentials::Pem { key, encrypted, .. } = &mut config.credentials {
+            // An unreadable key file is reported when the key is first needed.
+            *encrypted = std::fs::read(key)
+                .map(|pem| Identity::key_is_encrypted(&zeroize::Zeroizing::new(pem)))
+                .unwrap_or(false);
+        }
+        Ok(config)
     }
 
     /// Parses settings whose relative paths are under `base`.
@@ -89,6 +103,7 @@ impl Config {
             (Some(cert), Some(key), None) => Credentials::Pem {
                 cert: at(cert),
                 key: at(key),
+                encrypted: false,
             },
             (None, None, Some(p12)) => Credentials::Pkcs12(at(p12)),
             _ => {
@@ -117,10 +132,17 @@ impl Config {
         })
     }
 
-    /// Whether `C_Login` is needed before the token shows anything (a PKCS#12 bundle is opened
-    /// with the PIN).
+    /// Whether `C_Login` is needed before the token shows anything (a PKCS#12 bundle or an
+    /// encrypted key is opened with the PIN).
     pub fn login_required(&self) -> bool {
-        matches!(self.credentials, Credentials::Pkcs12(_))
+        matches!(
+            self.credentials,
+            Credentials::Pkcs12(_)
+                | Credentials::Pem {
+                    encrypted: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -141,7 +163,8 @@ mod tests {
             c.credentials,
             Credentials::Pem {
                 cert: "/abs/c.pem".into(),
-                key: "/etc/signet/k.pem".into()
+                key: "/etc/signet/k.pem".into(),
+                encrypted: false,
             }
         );
         assert!(!c.login_required());

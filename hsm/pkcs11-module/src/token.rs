@@ -241,16 +241,16 @@ impl Token {
             .ok_or(CKR_OBJECT_HANDLE_INVALID)
     }
 
-    /// The client, built from PEM files on first use; `None` until `C_Login` for a bundle.
+    /// The client, built from PEM files on first use; `None` until `C_Login` for a bundle or
+    /// an encrypted key.
     fn client(&mut self) -> Rv<Option<Client>> {
         if self.client.is_none() {
-            if let Credentials::Pem { cert, key } = &self.config.credentials {
-                let read = |p: &std::path::Path| {
-                    std::fs::read(p).map_err(|e| {
-                        eprintln!("signet-pkcs11: cannot read {}: {e}", p.display());
-                        CKR_GENERAL_ERROR
-                    })
-                };
+            if let Credentials::Pem {
+                cert,
+                key,
+                encrypted: false,
+            } = &self.config.credentials
+            {
                 let identity = Identity::from_pem(&read(cert)?, &Zeroizing::new(read(key)?))
                     .map_err(|e| {
                         eprintln!("signet-pkcs11: {e}");
@@ -393,9 +393,17 @@ fn refresh(force: bool) -> Rv<()> {
     })
 }
 
-/// `C_Login` as the user. With PEM credentials any PIN is accepted (the key file is the
-/// secret); with a bundle, the PIN is its password. Either way the server must accept the
-/// certificate: a revoked one fails here.
+/// A credentials file's bytes; a failure is logged (the path, never the content).
+fn read(path: &std::path::Path) -> Rv<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        eprintln!("signet-pkcs11: cannot read {}: {e}", path.display());
+        CKR_GENERAL_ERROR
+    })
+}
+
+/// `C_Login` as the user. With an unencrypted PEM key any PIN is accepted (the key file is the
+/// secret); with a bundle the PIN is its password, with an encrypted key its passphrase. Either
+/// way the server must accept the certificate: a revoked one fails here.
 pub fn login(session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Zeroizing<Vec<u8>>) -> Rv<()> {
     let (config, client) = with(|t| {
         t.session(session)?;
@@ -413,20 +421,30 @@ pub fn login(session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Zeroizing<Vec<
     })?;
     let client = match (client, &config.credentials) {
         (Some(c), _) => c,
-        (None, Credentials::Pkcs12(path)) => {
-            let der = std::fs::read(path).map_err(|e| {
-                eprintln!("signet-pkcs11: cannot read {}: {e}", path.display());
-                CKR_GENERAL_ERROR
-            })?;
+        (None, credentials) => {
             let password =
                 Zeroizing::new(String::from_utf8(pin.to_vec()).map_err(|_| CKR_PIN_INCORRECT)?);
-            let identity = Identity::from_pkcs12(&der, &password).map_err(|e| {
-                debug(&e);
-                CKR_PIN_INCORRECT
+            let identity = match credentials {
+                Credentials::Pkcs12(path) => Identity::from_pkcs12(&read(path)?, &password),
+                Credentials::Pem { cert, key, .. } => Identity::from_encrypted_pem(
+                    &read(cert)?,
+                    &Zeroizing::new(read(key)?),
+                    &password,
+                ),
+            }
+            .map_err(|e| match e {
+                ClientError::WrongPassword(_) => {
+                    debug(&e);
+                    CKR_PIN_INCORRECT
+                }
+                // A file that cannot be read at all is the settings' fault, not the PIN's.
+                other => {
+                    eprintln!("signet-pkcs11: {other}");
+                    CKR_GENERAL_ERROR
+                }
             })?;
             build(&config, identity)?
         }
-        (None, Credentials::Pem { .. }) => return Err(CKR_GENERAL_ERROR),
     };
     match client.health() {
         Ok(()) => {}

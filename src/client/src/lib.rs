@@ -57,10 +57,12 @@ pub enum Error {
         /// What failed.
         message: String,
     },
-    /// The client's own settings are wrong (a file that is not PEM, a bad password, a bad
-    /// URL).
+    /// The client's own settings are wrong (a file that is not PEM, a bad URL).
     #[error("{0}")]
     Config(String),
+    /// The password of a PKCS#12 bundle or the passphrase of an encrypted key is wrong.
+    #[error("the {0} is wrong (it does not open the file)")]
+    WrongPassword(&'static str),
     /// The server answered something this client does not understand.
     #[error("unexpected answer from {path}: {message}")]
     Decode {
@@ -133,12 +135,11 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// From PEM: the certificate (and its chain) and an unencrypted private key.
     pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self> {
-        let chain = CertificateDer::pem_slice_iter(certificates)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Config(format!("the certificate file is not PEM: {e}")))?;
-        if chain.is_empty() {
+        let chain = pem_chain(certificates)?;
+        if Identity::key_is_encrypted(key) {
             return Err(Error::Config(
-                "the certificate file holds no CERTIFICATE block".into(),
+                "the key file is encrypted: give its passphrase (Identity::from_encrypted_pem)"
+                    .into(),
             ));
         }
         let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
@@ -149,17 +150,73 @@ impl Identity {
         Ok(Identity { chain, key })
     }
 
+    /// Whether a PEM key file is encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`, or OpenSSL's
+    /// legacy `Proc-Type: 4,ENCRYPTED` headers, which [`Identity::from_encrypted_pem`] names
+    /// and refuses).
+    pub fn key_is_encrypted(key: &[u8]) -> bool {
+        std::str::from_utf8(key).is_ok_and(|text| {
+            text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+                || text.contains("Proc-Type: 4,ENCRYPTED")
+        })
+    }
+
+    /// From PEM: the certificate (and its chain) and a PKCS#8 private key encrypted with
+    /// `passphrase` (`ENCRYPTED PRIVATE KEY`: PBES2 with PBKDF2-HMAC-SHA2 or scrypt and AES, as
+    /// `openssl genpkey -aes-256-cbc` and `openssl pkcs8 -topk8` write it). A wrong passphrase
+    /// is [`Error::WrongPassword`]; the decrypted key lives in memory that is zeroed when freed.
+    pub fn from_encrypted_pem(certificates: &[u8], key: &[u8], passphrase: &str) -> Result<Self> {
+        if String::from_utf8_lossy(key).contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(Error::Config(
+                "the key file uses OpenSSL's legacy PEM encryption (Proc-Type: 4,ENCRYPTED); \
+                 convert it to PKCS#8: openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW"
+                    .into(),
+            ));
+        }
+        let text = std::str::from_utf8(key)
+            .ok()
+            .and_then(|t| {
+                t.find("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+                    .map(|at| &t[at..])
+            })
+            .ok_or_else(|| {
+                Error::Config("the key file holds no ENCRYPTED PRIVATE KEY block".into())
+            })?;
+        // PEM to DER first: der's PEM reader cannot read the PBES2 parameters in place.
+        let unreadable = |e: &dyn fmt::Display| {
+            Error::Config(format!(
+                "the key file's ENCRYPTED PRIVATE KEY block cannot be read: {e}"
+            ))
+        };
+        let (_, der) = pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| unreadable(&e))?;
+        let der = zeroize::Zeroizing::new(der);
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+            .map_err(|e| unreadable(&e))?;
+        let wrong = || Error::WrongPassword("key's passphrase");
+        let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
+            pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed)
+            | pkcs8::Error::Asn1(_) => wrong(),
+            other => Error::Config(format!(
+                "the key's encryption is not supported ({other}); PBES2 with PBKDF2-HMAC-SHA2 \
+                 or scrypt and AES is: openssl pkcs8 -topk8 -v2 aes-256-cbc"
+            )),
+        })?;
+        // A wrong passphrase can unpad by chance; what it yields is then no key.
+        pkcs8::PrivateKeyInfoRef::try_from(plain.as_bytes()).map_err(|_| wrong())?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_bytes().to_vec()));
+        Ok(Identity {
+            chain: pem_chain(certificates)?,
+            key,
+        })
+    }
+
     /// From a PKCS#12 bundle (as `signet cert issue --p12` or `openssl pkcs12 -export`
     /// write it) and its password.
     pub fn from_pkcs12(der: &[u8], password: &str) -> Result<Self> {
-        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(der, password).map_err(|e| {
-            Error::Config(match e {
-                p12_keystore::error::Error::MacError(_) => {
-                    "the PKCS#12 password is wrong (its MAC does not verify)".into()
-                }
-                other => format!("the PKCS#12 bundle cannot be read: {other}"),
-            })
-        })?;
+        let archive =
+            p12_keystore::Pkcs12Archive::from_pkcs12(der, password).map_err(|e| match e {
+                p12_keystore::error::Error::MacError(_) => Error::WrongPassword("PKCS#12 password"),
+                other => Error::Config(format!("the PKCS#12 bundle cannot be read: {other}")),
+            })?;
         let mut keys = archive.keys;
         if keys.len() != 1 {
             return Err(Error::Config(format!(
@@ -187,6 +244,19 @@ impl Identity {
         }
         Ok(Identity { chain, key })
     }
+}
+
+/// The CERTIFICATE blocks of a PEM file, at least one.
+fn pem_chain(certificates: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let chain = CertificateDer::pem_slice_iter(certificates)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("the certificate file is not PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(Error::Config(
+            "the certificate file holds no CERTIFICATE block".into(),
+        ));
+    }
+    Ok(chain)
 }
 
 /// Builds a [`Client`].
@@ -699,5 +769,96 @@ mod tests {
             Identity::from_pem(b"not pem", b"not pem"),
             Err(Error::Config(_))
         ));
+    }
+
+    fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        out.stdout
+    }
+
+    /// Keys as OpenSSL 3 encrypts them (PBES2: PBKDF2-HMAC-SHA256 or scrypt, AES-256-CBC)
+    /// decrypt to the very key OpenSSL decrypts; a wrong passphrase and the legacy format are
+    /// refused with errors that say which.
+    #[test]
+    fn encrypted_pem_keys_open_with_their_passphrase_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "plain.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "plain.pem",
+                "-subj",
+                "/CN=app",
+                "-days",
+                "1",
+                "-out",
+                "app.crt",
+            ],
+        );
+        let cert = std::fs::read(d.join("app.crt")).unwrap();
+        let expected = openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-nocrypt",
+                "-in",
+                "plain.pem",
+                "-outform",
+                "DER",
+            ],
+        );
+        for scheme in [&["-v2", "aes-256-cbc"][..], &["-scrypt"][..]] {
+            let mut args = vec![
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "plain.pem",
+                "-passout",
+                "pass:s3cret pass",
+            ];
+            args.extend_from_slice(scheme);
+            let encrypted = openssl(d, &args);
+            assert!(Identity::key_is_encrypted(&encrypted));
+            let identity = Identity::from_encrypted_pem(&cert, &encrypted, "s3cret pass").unwrap();
+            assert_eq!(identity.key.secret_der(), expected.as_slice(), "{scheme:?}");
+            assert_eq!(identity.chain.len(), 1);
+            let err = Identity::from_encrypted_pem(&cert, &encrypted, "s3cret pas").unwrap_err();
+            assert!(matches!(err, Error::WrongPassword(_)), "{err}");
+            assert!(err.to_string().contains("passphrase is wrong"), "{err}");
+            let err = Identity::from_pem(&cert, &encrypted).unwrap_err();
+            assert!(err.to_string().contains("encrypted"), "{err}");
+        }
+        let legacy = openssl(
+            d,
+            &["ec", "-in", "plain.pem", "-aes256", "-passout", "pass:x"],
+        );
+        assert!(Identity::key_is_encrypted(&legacy));
+        let err = Identity::from_encrypted_pem(&cert, &legacy, "x").unwrap_err();
+        assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");
+        let plain = std::fs::read(d.join("plain.pem")).unwrap();
+        assert!(!Identity::key_is_encrypted(&plain));
+        assert!(Identity::from_pem(&cert, &plain).is_ok());
     }
 }
