@@ -53,6 +53,7 @@ fn record(name: &str) -> KeyRecord {
             origin: Default::default(),
             attestation: None,
             spec: None,
+            token_algorithm: None,
         }],
         deletion: None,
     }

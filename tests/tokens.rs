@@ -119,6 +119,65 @@ fn ps256_tokens_verify_independently() {
     );
 }
 
+/// Each token-key version keeps the algorithm it signed with. `[tokens]` moves from RS256 to
+/// PS256 (the same RSA key spec: a rotation, so no kid signs with two algorithms) and then to
+/// ES256 (another spec); after each start the JWKS lists every older version with the algorithm
+/// its tokens carry, and every token issued so far verifies in jsonwebtoken, fed only the JWKS,
+/// and introspects active.
+#[test]
+fn token_key_versions_keep_the_algorithm_they_signed_with() {
+    let issuer = "https://tokens.example";
+    let mut data = Data::new();
+    let mut issued: Vec<(String, Algorithm)> = Vec::new();
+    let steps = [
+        ("rsa-2048", Algorithm::RS256),
+        ("rsa-2048", Algorithm::PS256),
+        ("ec-p256", Algorithm::ES256),
+    ];
+    for (step, (spec, alg)) in steps.into_iter().enumerate() {
+        let conf = data.join("signet.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[tokens]\nissuer = \"{issuer}\"\nkey_spec = \"{spec}\"\nalgorithm = \"{alg:?}\"\n"
+            ),
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap().to_string();
+        let server = Server::start_in(data, &[("SIGNET_CONFIG", &conf)]);
+        let admin = server.admin();
+        let reply = admin.post("/v1/tokens", &json!({"audience": "orders"}));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let token = reply.json()["token"].as_str().unwrap().to_string();
+        assert_eq!(segments(&token).0["alg"], format!("{alg:?}"));
+        issued.push((token, alg));
+        let key = admin.get("/v1/keys/token-signer").json();
+        assert_eq!(key["primary_version"], step + 1, "{key}");
+
+        let jwks = admin.get("/.well-known/jwks.json").body;
+        let set: Value = serde_json::from_str(&jwks).unwrap();
+        for (token, alg) in &issued {
+            let kid = segments(token).0["kid"].clone();
+            let entry = set["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid)
+                .unwrap_or_else(|| panic!("{kid} not in {set}"));
+            assert_eq!(entry["alg"], format!("{alg:?}"), "step {step}: {set}");
+            independent_verify(issuer, &jwks, token, *alg, "orders")
+                .unwrap_or_else(|e| panic!("step {step}, a {alg:?} token: {e}"));
+            let inspected = admin.post("/v1/tokens/introspect", &json!({"token": token}));
+            assert_eq!(
+                inspected.json()["active"],
+                true,
+                "step {step}, a {alg:?} token: {inspected:?}"
+            );
+        }
+        data = server.stop();
+    }
+}
+
 #[test]
 fn tokens_are_bound_to_the_client_certificate() {
     let server = Server::start();

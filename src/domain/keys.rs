@@ -129,6 +129,9 @@ pub struct Keys<'a> {
     /// Roots a device attestation must chain to (DER; none: the device's word is recorded
     /// unchecked).
     pub attestation_roots: &'a [Vec<u8>],
+    /// `[tokens] algorithm`: what each new version of the token-signing key is recorded to
+    /// sign tokens with.
+    pub token_algorithm: SignatureAlgorithm,
 }
 
 impl Keys<'_> {
@@ -163,6 +166,18 @@ impl Keys<'_> {
             .generate(&KeyRequest::named(label(name.as_str(), 1)?, spec))?;
         let attestation = self.attested_or_destroy(&info.id)?;
         self.record_first_version(name, spec, info, KeyOrigin::Generated, attestation)
+    }
+
+    /// The token algorithm a new version of key `name` records: `[tokens] algorithm` for the
+    /// token-signing key (the spec's default where it does not fit), none for other keys.
+    fn token_algorithm_for(&self, name: &str, spec: KeySpec) -> Option<SignatureAlgorithm> {
+        (name == TOKEN_KEY).then(|| {
+            if spec.allows(self.token_algorithm) {
+                self.token_algorithm
+            } else {
+                spec.default_algorithm()
+            }
+        })
     }
 
     /// The device's attestation of a key it just made, checked against the configured roots;
@@ -228,6 +243,7 @@ impl Keys<'_> {
                 origin,
                 attestation,
                 spec: None,
+                token_algorithm: self.token_algorithm_for(name.as_str(), spec),
             }],
             deletion: None,
         };
@@ -274,6 +290,7 @@ impl Keys<'_> {
                 origin: KeyOrigin::Generated,
                 attestation: attestation.clone(),
                 spec: None,
+                token_algorithm: self.token_algorithm_for(name, spec),
             });
             if r.spec != spec {
                 let old = r.spec;

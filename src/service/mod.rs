@@ -109,6 +109,7 @@ impl Service {
             store: self.store.as_ref(),
             public_keys: &self.public_keys,
             attestation_roots: &self.attestation_roots,
+            token_algorithm: self.config.tokens.algorithm,
         }
     }
 

@@ -30,15 +30,19 @@ pub enum TokenAnswer {
 
 impl Service {
     /// Creates the token-signing key on first start (audited like any key creation). When
-    /// `[tokens] key_spec` names another spec than the key has, rotates it to that spec: new
-    /// tokens are signed by the new version, and the older ones stay in the JWKS until the
-    /// tokens they signed expire (a migration, from ES256 to ML-DSA say, with both verifiable).
+    /// `[tokens] key_spec` names another spec than the key has, or `[tokens] algorithm` another
+    /// algorithm than its primary version signs with, rotates it: new tokens are signed by the
+    /// new version, and the older ones stay in the JWKS, with the algorithm their tokens carry,
+    /// until those tokens expire (a migration, from ES256 to ML-DSA or RS256 to PS256 say, with
+    /// both verifiable).
     pub fn ensure_token_key(&self, caller: &Caller) -> Result<KeyRecord> {
         let wanted = self.config.tokens.key_spec;
         match self.tokens().key_record()? {
-            Some(record) if record.spec == wanted => Ok(record),
+            Some(record) if record.spec == wanted && !self.tokens().algorithm_changed(&record) => {
+                Ok(record)
+            }
             Some(record) => {
-                tracing::warn!(from = %record.spec, to = %wanted, "tokens.key_spec changed: rotating the token-signing key to the new spec");
+                tracing::warn!(from = %record.spec, to = %wanted, algorithm = %self.config.tokens.algorithm, "[tokens] key_spec or algorithm changed: rotating the token-signing key");
                 let detail = self
                     .execute(
                         caller,

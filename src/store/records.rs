@@ -2,7 +2,7 @@
 //! on-disk form, so field names and enum spellings are stable.
 
 use serde::{Deserialize, Serialize};
-use signet_hsm::{KeyId, KeySpec};
+use signet_hsm::{KeyId, KeySpec, SignatureAlgorithm};
 
 /// The state of one version of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,13 @@ pub struct KeyVersion {
     /// `None`: the key's ([`KeyRecord::spec_of`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<KeySpec>,
+    /// The JWS algorithm this version signs tokens with: set on the token-signing key's
+    /// versions when they are made (`[tokens] algorithm`), so a later change of that setting
+    /// neither relabels the tokens an older version signed nor signs with another algorithm
+    /// under the same kid. `None` on other keys, and on token-key versions made before it was
+    /// recorded (those carry `[tokens] algorithm` where it fits the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_algorithm: Option<SignatureAlgorithm>,
 }
 
 /// A pending destruction.

@@ -407,6 +407,7 @@ mod tests {
                 origin: Default::default(),
                 attestation: None,
                 spec: None,
+                token_algorithm: None,
             }],
             deletion: None,
         }

@@ -141,12 +141,31 @@ impl Tokens<'_> {
             .create(&KeyName::token_signer(), self.config.key_spec)
     }
 
-    fn kid_of(&self, record: &KeyRecord, version: u32) -> Result<(String, PublicKey)> {
+    /// A version's kid, public key and the algorithm its tokens carry (the one recorded when
+    /// the version was made; `[tokens] algorithm` where it fits for a version made before).
+    fn kid_of(
+        &self,
+        record: &KeyRecord,
+        version: u32,
+    ) -> Result<(String, PublicKey, SignatureAlgorithm)> {
         let v = record
             .version(version)
             .ok_or_else(|| Error::NotFound(format!("no version {version}")))?;
         let public = self.keys.public_key(v)?;
-        Ok((public.jwk_thumbprint(), public))
+        let alg = v
+            .token_algorithm
+            .unwrap_or_else(|| alg_for(self.config.algorithm, &public));
+        Ok((public.jwk_thumbprint(), public, alg))
+    }
+
+    /// Whether the primary version was made for another algorithm than `[tokens] algorithm`
+    /// (the setting changed since): a rotation is then due, so that no kid ever signs with two
+    /// algorithms.
+    pub fn algorithm_changed(&self, record: &KeyRecord) -> bool {
+        record
+            .version(record.primary)
+            .and_then(|v| v.token_algorithm)
+            .is_some_and(|alg| alg != self.config.algorithm)
     }
 
     /// Issues a token signed by the primary version of the token key.
@@ -154,9 +173,10 @@ impl Tokens<'_> {
         let record = self
             .key_record()?
             .ok_or_else(|| Error::Internal("no token-signing key".into()))?;
-        let alg = self.config.algorithm;
         let version = record.primary;
-        let (kid, _) = self.kid_of(&record, version)?;
+        let (kid, alg) = self
+            .kid_of(&record, version)
+            .map(|(kid, _, alg)| (kid, alg))?;
         let iat = now();
         let claims = Claims {
             iss: self.config.issuer.clone(),
@@ -186,10 +206,10 @@ impl Tokens<'_> {
         })
     }
 
-    /// Every version still valid for verification, as (kid, public key): the primary, older
-    /// enabled versions, and disabled ones until their last token has expired; never a
-    /// destroyed one.
-    pub fn published(&self) -> Result<Vec<(String, PublicKey)>> {
+    /// Every version still valid for verification, as (kid, public key, algorithm): the
+    /// primary, older enabled versions, and disabled ones until their last token has expired;
+    /// never a destroyed one.
+    pub fn published(&self) -> Result<Vec<(String, PublicKey, SignatureAlgorithm)>> {
         let Some(record) = self.key_record()? else {
             return Ok(Vec::new());
         };
@@ -211,17 +231,16 @@ impl Tokens<'_> {
         Ok(keys)
     }
 
-    /// The JWKS: every version still valid for verification, each with the algorithm its key
-    /// signs with (the configured one where it fits the key).
+    /// The JWKS: every version still valid for verification, each with the algorithm its
+    /// tokens carry.
     pub fn jwks(&self) -> Result<Value> {
-        let alg = self.config.algorithm;
         let keys: Vec<Value> = self
             .published()?
             .into_iter()
-            .map(|(kid, public)| {
+            .map(|(kid, public, alg)| {
                 let mut jwk = public.jwk();
                 jwk["kid"] = kid.into();
-                jwk["alg"] = alg_for(alg, &public).name().into();
+                jwk["alg"] = alg.name().into();
                 jwk["use"] = "sig".into();
                 jwk
             })
@@ -231,11 +250,10 @@ impl Tokens<'_> {
 
     /// The keys currently in the JWKS, by kid.
     pub fn verification_keys(&self) -> Result<VerificationKeys> {
-        let alg = self.config.algorithm;
         Ok(self
             .published()?
             .into_iter()
-            .map(|(kid, public)| (kid, (alg_for(alg, &public), public)))
+            .map(|(kid, public, alg)| (kid, (alg, public)))
             .collect())
     }
 
