@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::der::{self, oid};
+use crate::der;
 use crate::error::{Error, Result};
 use crate::spec::KeySpec;
 
@@ -14,6 +14,11 @@ use crate::spec::KeySpec;
 pub struct PublicKey {
     spec: KeySpec,
     material: Material,
+    /// Its SubjectPublicKeyInfo, DER (encoded once, when the key is read).
+    spki: Vec<u8>,
+    /// The length of the subjectPublicKey bytes, which end the SubjectPublicKeyInfo (the BIT
+    /// STRING is its last field).
+    key_len: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +56,8 @@ impl PublicKey {
         let point = if ec_point.len() == expected {
             ec_point.to_vec()
         } else {
-            match der::read_tlv(ec_point)? {
-                (der::TAG_OCTET_STRING, body, []) if body.len() == expected => body.to_vec(),
+            match der::read_octet_string(ec_point) {
+                Some(body) if body.len() == expected => body.to_vec(),
                 _ => {
                     return Err(Error::Malformed(format!(
                         "CKA_EC_POINT of {} bytes for a {spec} key",
@@ -69,7 +74,21 @@ impl PublicKey {
         } else {
             Material::Ec(point)
         };
-        Ok(PublicKey { spec, material })
+        PublicKey::new(spec, material)
+    }
+
+    fn new(spec: KeySpec, material: Material) -> Result<Self> {
+        let key = match &material {
+            Material::Ec(point) => point.clone(),
+            Material::Ed25519(key) | Material::MlDsa(key) => key.clone(),
+            Material::Rsa { modulus, exponent } => der::rsa_public_key(modulus, exponent)?,
+        };
+        Ok(PublicKey {
+            spec,
+            material,
+            spki: der::spki(spec, &key)?,
+            key_len: key.len(),
+        })
     }
 
     /// An RSA key from its modulus and public exponent (big-endian).
@@ -85,10 +104,7 @@ impl PublicKey {
                 modulus.len() * 8
             )));
         }
-        Ok(PublicKey {
-            spec,
-            material: Material::Rsa { modulus, exponent },
-        })
+        PublicKey::new(spec, Material::Rsa { modulus, exponent })
     }
 
     /// An ML-DSA key from its FIPS 204 encoding (the token's `CKA_VALUE`).
@@ -101,10 +117,7 @@ impl PublicKey {
                 encoded.len()
             )));
         }
-        Ok(PublicKey {
-            spec,
-            material: Material::MlDsa(encoded.to_vec()),
-        })
+        PublicKey::new(spec, Material::MlDsa(encoded.to_vec()))
     }
 
     /// The key's spec.
@@ -115,14 +128,7 @@ impl PublicKey {
     /// The subjectPublicKey bytes: the SEC1 point, the Ed25519 key, PKCS#1 RSAPublicKey DER, or
     /// the encoded ML-DSA key.
     pub fn raw(&self) -> Vec<u8> {
-        match &self.material {
-            Material::Ec(point) => point.clone(),
-            Material::Ed25519(key) | Material::MlDsa(key) => key.clone(),
-            Material::Rsa { modulus, exponent } => der::sequence(&[
-                &der::unsigned_integer(modulus),
-                &der::unsigned_integer(exponent),
-            ]),
-        }
+        self.spki[self.spki.len() - self.key_len..].to_vec()
     }
 
     /// The modulus and public exponent of an RSA key (big-endian), `None` for other keys.
@@ -135,19 +141,7 @@ impl PublicKey {
 
     /// SubjectPublicKeyInfo, DER.
     pub fn spki_der(&self) -> Vec<u8> {
-        let algorithm = match self.spec {
-            KeySpec::EcP256 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P256]),
-            KeySpec::EcP384 => der::sequence(&[oid::EC_PUBLIC_KEY, oid::P384]),
-            KeySpec::Ed25519 => der::sequence(&[oid::ED25519]),
-            // RFC 9881: the parameters are absent.
-            KeySpec::MlDsa44 => der::sequence(&[oid::ML_DSA_44]),
-            KeySpec::MlDsa65 => der::sequence(&[oid::ML_DSA_65]),
-            KeySpec::MlDsa87 => der::sequence(&[oid::ML_DSA_87]),
-            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
-                der::sequence(&[oid::RSA_ENCRYPTION, &[der::TAG_NULL, 0]])
-            }
-        };
-        der::sequence(&[&algorithm, &der::bit_string(&self.raw())])
+        self.spki.clone()
     }
 
     /// SubjectPublicKeyInfo, PEM (`PUBLIC KEY`).
@@ -236,8 +230,7 @@ mod tests {
         point.extend([7u8; 64]);
         let bare = PublicKey::from_ec_point(KeySpec::EcP256, &point).unwrap();
         let wrapped =
-            PublicKey::from_ec_point(KeySpec::EcP256, &der::tlv(der::TAG_OCTET_STRING, &point))
-                .unwrap();
+            PublicKey::from_ec_point(KeySpec::EcP256, &der::octet_string(&point).unwrap()).unwrap();
         assert_eq!(bare, wrapped);
         assert!(PublicKey::from_ec_point(KeySpec::EcP384, &point).is_err());
     }
@@ -246,13 +239,7 @@ mod tests {
     fn rfc7638_thumbprint_example() {
         // The RSA key of RFC 7638 §3.1, whose thumbprint the RFC gives.
         let n = URL_SAFE_NO_PAD.decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
-        let key = PublicKey {
-            spec: KeySpec::Rsa2048,
-            material: Material::Rsa {
-                modulus: n,
-                exponent: vec![1, 0, 1],
-            },
-        };
+        let key = PublicKey::from_rsa(KeySpec::Rsa2048, n, vec![1, 0, 1]).unwrap();
         assert_eq!(
             key.jwk_thumbprint(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"

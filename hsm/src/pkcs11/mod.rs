@@ -538,7 +538,7 @@ impl Backend for Pkcs11Backend {
         let mut raw_id = vec![0u8; 16];
         getrandom::getrandom(&mut raw_id).map_err(|e| Error::Random(e.to_string()))?;
         let id = KeyId(raw_id);
-        let (public, private) = objects::import_templates(label, &id, key);
+        let (public, private) = objects::import_templates(label, &id, key)?;
         // Not retried on a lost session: a creation that reached the token may have happened.
         self.with_session(Retry::LoginOnly, |s| {
             let public_handle = s.create_object(&public).map_err(from_cryptoki)?;

@@ -8,7 +8,7 @@ use cryptoki::session::Session;
 
 use super::error::from_cryptoki;
 use crate::backend::{KeyId, KeyInfo, Protection};
-use crate::der::{self, oid};
+use crate::der;
 use crate::error::{Error, Result};
 use crate::public::PublicKey;
 use crate::spec::KeySpec;
@@ -46,9 +46,9 @@ pub(crate) fn templates(
         Attribute::Derive(false),
     ]);
     match spec {
-        KeySpec::EcP256 => public.push(Attribute::EcParams(oid::P256.to_vec())),
-        KeySpec::EcP384 => public.push(Attribute::EcParams(oid::P384.to_vec())),
-        KeySpec::Ed25519 => public.push(Attribute::EcParams(oid::ED25519.to_vec())),
+        KeySpec::EcP256 | KeySpec::EcP384 | KeySpec::Ed25519 => {
+            public.extend(der::ec_params(spec).map(Attribute::EcParams));
+        }
         KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
             let bits = spec.rsa_bits().unwrap_or(2048);
             public.push(Attribute::ModulusBits(u64::from(bits).into()));
@@ -130,7 +130,7 @@ pub(crate) fn import_templates(
     label: &str,
     id: &KeyId,
     key: &crate::KeyMaterial,
-) -> (Vec<Attribute>, SecretTemplate) {
+) -> Result<(Vec<Attribute>, SecretTemplate)> {
     use crate::import::Secret;
     let (mut public, private) = templates(label, id, key.spec());
     // Generation-only attributes are not valid in C_CreateObject.
@@ -138,12 +138,7 @@ pub(crate) fn import_templates(
     let mut private = SecretTemplate(private);
     public.push(Attribute::Class(ObjectClass::PUBLIC_KEY));
     private.0.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
-    let ec_params = match key.spec() {
-        KeySpec::EcP256 => Some(oid::P256),
-        KeySpec::EcP384 => Some(oid::P384),
-        KeySpec::Ed25519 => Some(oid::ED25519),
-        _ => None,
-    };
+    let ec_params = der::ec_params(key.spec());
     match (key.secret(), key.public_key().rsa_parts()) {
         (Secret::Rsa(rsa), Some((n, e))) => {
             for t in [&mut public, &mut private.0] {
@@ -166,20 +161,19 @@ pub(crate) fn import_templates(
             } else {
                 KeyType::EC
             };
-            let params = ec_params.unwrap_or_default().to_vec();
+            let params = ec_params.unwrap_or_default();
             // public already carries CKA_EC_PARAMS from the generation template.
             public.push(Attribute::KeyType(key_type));
-            public.push(Attribute::EcPoint(der::tlv(
-                der::TAG_OCTET_STRING,
+            public.push(Attribute::EcPoint(der::octet_string(
                 &key.public_key().raw(),
-            )));
+            )?));
             private.0.push(Attribute::KeyType(key_type));
             private.0.push(Attribute::EcParams(params));
             private.0.push(Attribute::Value(scalar.to_vec()));
         }
         (Secret::Rsa(_), None) => {}
     }
-    (public, private)
+    Ok((public, private))
 }
 
 fn find_one(session: &Session, template: &[Attribute]) -> Result<Option<ObjectHandle>> {
@@ -350,15 +344,8 @@ fn public_key_of_type(session: &Session, id: &KeyId, key_type: KeyType) -> Resul
             _ => {}
         }
     }
-    let spec = if params == oid::P256 {
-        KeySpec::EcP256
-    } else if params == oid::P384 {
-        KeySpec::EcP384
-    } else if params == oid::ED25519 || params == der::tlv(0x13, b"edwards25519") {
-        KeySpec::Ed25519
-    } else {
-        return Err(Error::Unsupported("EC key on an unsupported curve".into()));
-    };
+    let spec = der::spec_of_ec_params(&params)
+        .ok_or_else(|| Error::Unsupported("EC key on an unsupported curve".into()))?;
     PublicKey::from_ec_point(spec, &point)
 }
 
