@@ -10,11 +10,12 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
 use signet::config::PostgresSettings;
 use signet::store::postgres::{Db, PgJournal, PgStore};
 use signet::store::{
-    CertStore, Event, Journal, KeyRecord, KeyStore, KeyVersion, Outcome, PrincipalStore,
-    RevokedToken, Store, TokenStore, VersionState,
+    CertKind, CertRecord, CertStatus, CertStore, Event, Journal, KeyRecord, KeyStore, KeyVersion,
+    Outcome, PrincipalStore, RevokedToken, Store, TokenStore, VersionState,
 };
 use signet_hsm::{KeyId, KeySpec};
 
@@ -153,6 +154,57 @@ fn the_store_contract_holds_across_two_nodes() {
         .unwrap();
     assert_eq!((outer, inner_ran), (true, Some(false)));
     assert!(b.exclusive("housekeeping", &mut || ()).unwrap());
+}
+
+/// Both nodes issue certificates for one public key at once: the index lists every serial
+/// (none lost to a race between the nodes' read-modify-writes), once built.
+#[test]
+fn two_nodes_index_certificates_of_one_key() {
+    let settings = database("certindex");
+    let a = Arc::new(PgStore::open(&settings).unwrap());
+    let b = Arc::new(PgStore::open(&settings).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pem) = common::openssl_self_signed(dir.path(), "k", "/CN=k", &[]);
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&pem)
+        .unwrap()
+        .to_vec();
+    let spki = signet_pki::spki_of(&der).unwrap();
+    assert!(a
+        .certs_of_keys(std::slice::from_ref(&spki))
+        .unwrap()
+        .is_none());
+    assert_eq!(a.build_cert_index().unwrap(), 0);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let der = der.clone();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    store
+                        .put_cert(&CertRecord {
+                            serial: format!("{i:02x}{j:02x}"),
+                            subject: "CN=k".into(),
+                            sans: Vec::new(),
+                            profile: CertKind::Client,
+                            not_before: 1,
+                            not_after: i64::MAX,
+                            status: CertStatus::Active,
+                            revoked_at: None,
+                            reason: None,
+                            issued_to: None,
+                            der: der.clone(),
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let found = b.certs_of_keys(&[spki]).unwrap().unwrap();
+    let serials: HashSet<String> = found[0].iter().map(|c| c.serial.clone()).collect();
+    assert_eq!(serials.len(), 40, "{serials:?}");
 }
 
 #[test]

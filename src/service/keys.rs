@@ -165,28 +165,43 @@ impl Operation for ListUsableKeys {
         if usable.is_empty() {
             return Ok(usable);
         }
-        // The certificates of these public keys: one pass over the issued certificates.
+        // The newest unrevoked, unexpired certificate of each public key: through the index
+        // (a few reads per key), or one pass over every certificate while it is not built.
         let now = crate::support::time::now();
-        let mut by_key: std::collections::HashMap<Vec<u8>, crate::store::CertRecord> =
-            std::collections::HashMap::new();
-        for cert in s.store().certs()? {
-            if cert.status == crate::store::CertStatus::Revoked || cert.not_after <= now {
-                continue;
-            }
-            let Ok(spki) = signet_pki::spki_of(&cert.der) else {
-                continue;
-            };
-            match by_key.get(&spki) {
-                Some(kept) if kept.not_before >= cert.not_before => {}
-                _ => {
-                    by_key.insert(spki, cert);
+        let current = |cert: &crate::store::CertRecord| {
+            cert.status != crate::store::CertStatus::Revoked && cert.not_after > now
+        };
+        let newest = |certs: Vec<crate::store::CertRecord>| {
+            certs
+                .into_iter()
+                .filter(|c| current(c))
+                .max_by_key(|c| c.not_before)
+        };
+        let spkis: Vec<Vec<u8>> = usable
+            .iter()
+            .flat_map(|k| k.detail.public_keys.iter().map(|(_, p)| p.spki_der()))
+            .collect();
+        let found = match s.store().certs_of_keys(&spkis)? {
+            Some(found) => found,
+            None => {
+                let mut by_key: std::collections::HashMap<Vec<u8>, Vec<_>> =
+                    std::collections::HashMap::new();
+                for cert in s.store().certs()? {
+                    if let Ok(spki) = signet_pki::spki_of(&cert.der) {
+                        by_key.entry(spki).or_default().push(cert);
+                    }
                 }
+                spkis
+                    .iter()
+                    .map(|spki| by_key.remove(spki).unwrap_or_default())
+                    .collect()
             }
-        }
+        };
+        let mut found = found.into_iter();
         for key in &mut usable {
-            for (version, public) in &key.detail.public_keys {
-                if let Some(cert) = by_key.get(&public.spki_der()) {
-                    key.certificates.push((*version, cert.clone()));
+            for (version, _) in &key.detail.public_keys {
+                if let Some(cert) = found.next().and_then(newest) {
+                    key.certificates.push((*version, cert));
                 }
             }
         }

@@ -195,6 +195,13 @@ impl Service {
                     None
                 };
                 self.ensure_token_key(&system)?;
+                let indexed = self.store.build_cert_index()?;
+                if indexed > 0 {
+                    tracing::info!(
+                        certificates = indexed,
+                        "indexed the stored certificates by public key"
+                    );
+                }
                 Ok(report)
             },
         )??;

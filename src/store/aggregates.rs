@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::engine::{Kind, RecordEngine, CERTS, KEYS, META, PRINCIPALS, REVOKED};
+use super::engine::{Kind, RecordEngine, CERTS, CERTS_BY_KEY, KEYS, META, PRINCIPALS, REVOKED};
 use super::{
     AuditKeyRecord, CaRecord, CertRecord, CertStore, ChainHead, Change, CrlRecord, KeyRecord,
     KeyStore, MetaStore, Principal, PrincipalStore, RevokedToken, Store, TokenStore,
@@ -156,7 +156,50 @@ impl<E: RecordEngine> CertStore for Records<E> {
     }
 
     fn put_cert(&self, record: &CertRecord) -> Result<()> {
+        // The index first: a crash between the two leaves a serial listed with no record
+        // (skipped when read), never a record the index misses.
+        self.index_cert(record)?;
         self.put(CERTS, &record.serial, record)
+    }
+
+    fn certs_of_keys(&self, spkis: &[Vec<u8>]) -> Result<Option<Vec<Vec<CertRecord>>>> {
+        if self.engine.get(META, CERT_INDEX)?.is_none() {
+            return Ok(None);
+        }
+        let mut all = Vec::with_capacity(spkis.len());
+        for spki in spkis {
+            let serials: Vec<String> = self
+                .get(CERTS_BY_KEY, &key_digest(spki))?
+                .unwrap_or_default();
+            let mut certs = Vec::with_capacity(serials.len());
+            for serial in serials {
+                certs.extend(self.cert(&serial)?);
+            }
+            all.push(certs);
+        }
+        Ok(Some(all))
+    }
+
+    fn build_cert_index(&self) -> Result<usize> {
+        if self.engine.get(META, CERT_INDEX)?.is_some() {
+            return Ok(0);
+        }
+        // Grouped first, so each key's list is written once (a key may have many).
+        let certs = self.certs()?;
+        let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for cert in &certs {
+            if let Ok(spki) = signet_pki::spki_of(&cert.der) {
+                by_key
+                    .entry(key_digest(&spki))
+                    .or_default()
+                    .push(cert.serial.to_ascii_lowercase());
+            }
+        }
+        for (key, serials) in &by_key {
+            self.list_serials(key, serials)?;
+        }
+        self.put(META, CERT_INDEX, &serde_json::json!({"version": 1}))?;
+        Ok(certs.len())
     }
 
     fn update_cert(&self, serial: &str, change: Change<'_, CertRecord>) -> Result<CertRecord> {
@@ -193,6 +236,68 @@ impl<E: RecordEngine> CertStore for Records<E> {
     fn raise_crl_number(&self, at_least: u64) -> Result<()> {
         let at_least = i64::try_from(at_least).unwrap_or(i64::MAX);
         self.engine.counter(CRL_NUMBER, at_least, true).map(|_| ())
+    }
+}
+
+/// The META record saying the certificate index is complete.
+const CERT_INDEX: &str = "cert_index";
+
+/// The index key of a public key: the hex SHA-256 of its SubjectPublicKeyInfo.
+fn key_digest(spki: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(spki))
+}
+
+impl<E: RecordEngine> Records<E> {
+    /// Lists `record`'s serial under its public key (once; a certificate whose DER does not
+    /// parse has no key to list it under).
+    fn index_cert(&self, record: &CertRecord) -> Result<()> {
+        let Ok(spki) = signet_pki::spki_of(&record.der) else {
+            return Ok(());
+        };
+        self.list_serials(&key_digest(&spki), &[record.serial.to_ascii_lowercase()])
+    }
+
+    /// Adds `serials` to the list at index key `key` (each once).
+    fn list_serials(&self, key: &str, serials: &[String]) -> Result<()> {
+        // Update the list, or make it; a list another writer made meanwhile is updated on the
+        // next turn (lists are never removed).
+        for _ in 0..3 {
+            let mut missing = false;
+            let listed = self.update(
+                CERTS_BY_KEY,
+                key,
+                || {
+                    missing = true;
+                    Error::NotFound(key.to_string())
+                },
+                &mut |listed: &mut Vec<String>| {
+                    for serial in serials {
+                        if !listed.contains(serial) {
+                            listed.push(serial.clone());
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            match listed {
+                Ok(_) => return Ok(()),
+                Err(_) if missing => {
+                    let mut unique = serials.to_vec();
+                    unique.dedup();
+                    if self
+                        .engine
+                        .insert_new(CERTS_BY_KEY, key, encode(&unique)?)?
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Store(StoreError::Engine(format!(
+            "the certificate index entry {key} kept changing"
+        ))))
     }
 }
 

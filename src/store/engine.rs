@@ -19,9 +19,12 @@ pub const META: Kind = "meta";
 pub const PRINCIPALS: Kind = "principals";
 /// Revoked token ids.
 pub const REVOKED: Kind = "revoked_tokens";
+/// The serials of the certificates issued for each public key (by the SHA-256 of its
+/// SubjectPublicKeyInfo).
+pub const CERTS_BY_KEY: Kind = "certs_by_key";
 
 /// The kinds, for engines that make one place per kind.
-pub const KINDS: [Kind; 5] = [KEYS, CERTS, META, PRINCIPALS, REVOKED];
+pub const KINDS: [Kind; 6] = [KEYS, CERTS, META, PRINCIPALS, REVOKED, CERTS_BY_KEY];
 
 /// A stored value: JSON.
 pub type Bytes = Vec<u8>;

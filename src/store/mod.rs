@@ -54,8 +54,16 @@ pub trait CertStore {
     fn cert(&self, serial: &str) -> Result<Option<CertRecord>>;
     /// All certificate records.
     fn certs(&self) -> Result<Vec<CertRecord>>;
-    /// Writes a certificate record (new, or replacing one with the same serial).
+    /// Writes a certificate record (new, or replacing one with the same serial), indexed by
+    /// its public key first.
     fn put_cert(&self, record: &CertRecord) -> Result<()>;
+    /// The certificates issued for each public key of `spkis` (SubjectPublicKeyInfo DER), in
+    /// that order, through the index; `None` while the index has not been built
+    /// ([`CertStore::build_cert_index`]), when only a scan of [`CertStore::certs`] answers.
+    fn certs_of_keys(&self, spkis: &[Vec<u8>]) -> Result<Option<Vec<Vec<CertRecord>>>>;
+    /// Indexes the certificates stored before the index existed, once (later calls find it
+    /// built and do nothing); how many were indexed.
+    fn build_cert_index(&self) -> Result<usize>;
     /// Applies `change` to a certificate record atomically; not found when absent.
     fn update_cert(&self, serial: &str, change: Change<'_, CertRecord>) -> Result<CertRecord>;
     /// The stored CRL.

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use super::aggregates::Records;
-use super::engine::{ByteChange, Kind, RecordEngine, CERTS, KEYS, META, PRINCIPALS, REVOKED};
+use super::engine::{
+    ByteChange, Kind, RecordEngine, CERTS, CERTS_BY_KEY, KEYS, META, PRINCIPALS, REVOKED,
+};
 use crate::error::{Error, Result, StoreError};
 
 /// The open database and its trees.
@@ -23,6 +25,7 @@ struct Trees {
     meta: sled::Tree,
     principals: sled::Tree,
     revoked_tokens: sled::Tree,
+    certs_by_key: sled::Tree,
 }
 
 /// The sled engine.
@@ -69,6 +72,7 @@ impl Trees {
             META => Ok(&self.meta),
             PRINCIPALS => Ok(&self.principals),
             REVOKED => Ok(&self.revoked_tokens),
+            CERTS_BY_KEY => Ok(&self.certs_by_key),
             other => Err(Error::Internal(format!("no sled tree for {other:?}"))),
         }
     }
@@ -100,6 +104,7 @@ fn open_trees(path: &Path) -> Result<Trees> {
         meta: tree("meta")?,
         principals: tree("principals")?,
         revoked_tokens: tree("revoked_tokens")?,
+        certs_by_key: tree("certs_by_key")?,
         db,
     })
 }
@@ -451,5 +456,87 @@ mod tests {
         store.note_token_expiry(1, 50).unwrap();
         store.note_token_expiry(1, 40).unwrap();
         assert_eq!(store.token_expiry(1).unwrap(), 50);
+    }
+
+    /// A self-signed certificate made by OpenSSL, DER, and its SubjectPublicKeyInfo.
+    fn openssl_cert(dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+        let cert = dir.join(format!("{name}.der"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-keyout",
+                "/dev/null",
+                "-subj",
+                &format!("/CN={name}"),
+            ])
+            .args(["-outform", "DER", "-out", cert.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let der = std::fs::read(cert).unwrap();
+        let spki = signet_pki::spki_of(&der).unwrap();
+        (der, spki)
+    }
+
+    fn cert_record(serial: &str, der: &[u8], not_before: i64) -> crate::store::CertRecord {
+        crate::store::CertRecord {
+            serial: serial.into(),
+            subject: "CN=x".into(),
+            sans: Vec::new(),
+            profile: crate::store::CertKind::Client,
+            not_before,
+            not_after: i64::MAX,
+            status: crate::store::CertStatus::Active,
+            revoked_at: None,
+            reason: None,
+            issued_to: None,
+            der: der.to_vec(),
+        }
+    }
+
+    /// Certificates stored before the index existed (written straight to the engine, as an
+    /// older Signet did) are found only after `build_cert_index`; certificates stored since are
+    /// indexed as they are written; each key finds its own and no other.
+    #[test]
+    fn certificates_are_found_by_public_key_once_indexed() {
+        use super::super::engine::CERTS;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let (a, a_spki) = openssl_cert(dir.path(), "a");
+        let (b, b_spki) = openssl_cert(dir.path(), "b");
+        let old = cert_record("0a", &a, 1);
+        store
+            .inner()
+            .put(CERTS, "0a", serde_json::to_vec(&old).unwrap(), None)
+            .unwrap();
+        let keys = [a_spki.clone(), b_spki.clone(), b"not a key".to_vec()];
+        // Not built: the caller must scan.
+        assert!(store.certs_of_keys(&keys).unwrap().is_none());
+        store.put_cert(&cert_record("0b", &b, 2)).unwrap();
+        assert_eq!(store.build_cert_index().unwrap(), 2);
+        assert_eq!(store.build_cert_index().unwrap(), 0, "built once");
+        store.put_cert(&cert_record("1a", &a, 3)).unwrap();
+        // Written again (a revocation rewrites the record): listed once.
+        store.put_cert(&cert_record("1a", &a, 3)).unwrap();
+        let found = store.certs_of_keys(&keys).unwrap().unwrap();
+        let serials = |certs: &Vec<crate::store::CertRecord>| -> Vec<String> {
+            certs.iter().map(|c| c.serial.clone()).collect()
+        };
+        assert_eq!(serials(&found[0]), ["0a", "1a"]);
+        assert_eq!(serials(&found[1]), ["0b"]);
+        assert!(found[2].is_empty());
+        // A serial listed whose record never landed (a crash between the two writes) is
+        // skipped.
+        store.inner().remove(CERTS, "0b").unwrap();
+        let found = store.certs_of_keys(&keys).unwrap().unwrap();
+        assert!(found[1].is_empty());
     }
 }
