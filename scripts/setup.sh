@@ -53,6 +53,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)   # checks scripts/sign
 command -v setpriv >/dev/null || need+=(util-linux)   # runs the server unprivileged in a test
 command -v p11tool >/dev/null || need+=(gnutls-bin)   # prints PKCS#11 URIs, independently of Signet
 command -v pk12util >/dev/null || need+=(libnss3-tools)   # NSS's view of the PKCS#12 bundles
+command -v keytool >/dev/null || need+=(default-jre-headless)   # Java's view of them
 # The YubiKey PIV backend links libpcsclite; its tests run a virtual card in pcscd's vpcd reader
 # and check it with OpenSC, ykcs11 and yubico-piv-tool.
 dpkg -s libpcsclite-dev >/dev/null 2>&1 || need+=(libpcsclite-dev)

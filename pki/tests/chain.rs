@@ -562,6 +562,30 @@ fn pkcs12_opens_in_openssl3_without_legacy() {
     };
     assert_eq!(name_after("Key(shrouded):"), names[0], "{t}");
     assert_eq!(name_after("Certificate(has private key):"), names[0], "{t}");
+    // Java's keytool sees one private-key entry under that name (Java lowercases aliases), with
+    // the whole chain.
+    let out = Command::new("keytool")
+        .args([
+            "-list",
+            "-v",
+            "-storetype",
+            "PKCS12",
+            "-keystore",
+            "admin.p12",
+        ])
+        .args(["-storepass", "correct horse"])
+        .current_dir(f.dir.path())
+        .output()
+        .expect("keytool (a JRE; scripts/setup.sh installs one) runs");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("Your keystore contains 1 entry"), "{t}");
+    assert!(
+        t.contains(&format!("Alias name: {}\n", names[0].to_lowercase())),
+        "{t}"
+    );
+    assert!(t.contains("Entry type: PrivateKeyEntry"), "{t}");
+    assert!(t.contains("Certificate chain length: 3"), "{t}");
     let out = openssl(
         f.dir.path(),
         &[
