@@ -95,19 +95,19 @@ pub enum Error {
     /// The random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
-    /// Anything else (I/O on the data directory, …).
+    /// I/O on the data directory failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record could not be encoded or decoded as JSON.
+    #[error("a record as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Anything else.
     #[error("{0}")]
     Internal(String),
 }
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Internal(format!("I/O: {e}"))
-    }
-}
 
 /// What a client may be told of an error: the error's own text for the caller's mistakes and
 /// for states it can act on, a fixed sentence for the rest (internal causes stay in the log).
@@ -138,7 +138,11 @@ pub fn public_detail(err: &Error) -> String {
         Error::Store(StoreError::Unavailable(_)) => {
             "the metadata store cannot be reached now; the request was not performed".into()
         }
-        Error::Store(_) | Error::Random(_) | Error::Internal(_) => "internal error".into(),
+        Error::Store(_)
+        | Error::Random(_)
+        | Error::Io(_)
+        | Error::Json(_)
+        | Error::Internal(_) => "internal error".into(),
     }
 }
 
@@ -167,6 +171,11 @@ mod tests {
             public_detail(&Error::Internal("disk path /secret".into())),
             "internal error"
         );
+        // I/O keeps its cause for the log (a source chain), and the client sees none of it.
+        let io = Error::from(std::io::Error::other("/secret/path: disk full"));
+        assert_eq!(public_detail(&io), "internal error");
+        let source = std::error::Error::source(&io).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("/secret/path: disk full"));
         let detail = public_detail(&Error::Hsm(HsmError::Device {
             interface: "PKCS#11",
             function: "C_Sign".into(),

@@ -162,7 +162,9 @@ fn kind(err: &Error) -> ProblemType {
         Error::Store(StoreError::NotWritable(_) | StoreError::Unavailable(_)) => {
             ProblemType::NotReady
         }
-        Error::Store(_) | Error::Random(_) | Error::Internal(_) => ProblemType::Internal,
+        Error::Store(_) | Error::Random(_) | Error::Io(_) | Error::Json(_) | Error::Internal(_) => {
+            ProblemType::Internal
+        }
     }
 }
 

@@ -90,7 +90,7 @@ fn decode<T: DeserializeOwned>(kind: Kind, key: &str, bytes: &[u8]) -> Result<T>
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
+    Ok(serde_json::to_vec(value)?)
 }
 
 /// The counter of CRL numbers.

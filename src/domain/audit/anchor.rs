@@ -356,8 +356,7 @@ impl Anchor {
                 "no audit key: nothing can be anchored".into(),
             ));
         };
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(value).map_err(crate::error::Error::Json)?;
         match self.backend.write_record(name, &bytes, superseded) {
             Ok(()) => Ok(()),
             Err(signet_hsm::Error::Unsupported(_)) => {
