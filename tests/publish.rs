@@ -257,3 +257,124 @@ fn a_listener_without_a_base_url_is_refused() {
         text(&out)
     );
 }
+
+/// After `signet ca rotate --intermediate`, a leaf of the previous intermediate is revoked: the
+/// CRL URL it names answers a CRL signed by that intermediate which lists it, so `openssl
+/// verify -crl_check_all` over what the relying party fetched fails with "certificate
+/// revoked"; the new intermediate's CRL does not list it, and a leaf of the new intermediate
+/// still verifies against its own.
+#[test]
+fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
+    let data = Data::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!("[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\n"),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let env = [("SIGNET_CONFIG", conf.as_str())];
+    let rp = tempfile::tempdir().unwrap();
+    let dir = rp.path();
+    let issue = |server: &Server, name: &str| -> (String, String) {
+        let (_key, csr) = openssl_csr(dir, name, &[]);
+        let issued = server.admin().post(
+            "/v1/certificates",
+            &json!({"csr": csr, "profile": "server", "name": name, "dns": [format!("{name}.internal")]}),
+        );
+        assert_eq!(issued.status, 201, "{issued:?}");
+        let doc = issued.json();
+        std::fs::write(
+            dir.join(format!("{name}.pem")),
+            doc["certificate"].as_str().unwrap(),
+        )
+        .unwrap();
+        let text = x509_text(dir, &format!("{name}.pem"), "PEM");
+        (
+            doc["serial"].as_str().unwrap().to_string(),
+            uri_after(&text, "CRL Distribution Points"),
+        )
+    };
+
+    let server = Server::start_in(data, &env);
+    let (old_serial, old_crl_url) = issue(&server, "old");
+    let old_issuer = x509_text(dir, "old.pem", "PEM");
+    der_to_pem(
+        dir,
+        &fetch(&uri_after(&old_issuer, "CA Issuers"), "GET").3,
+        "x509",
+        "old-int",
+    );
+    let data = server.stop();
+    let out = data.signet(&["--config", &conf, "ca", "rotate", "--intermediate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let server = Server::start_in(data, &env);
+    let (_, new_crl_url) = issue(&server, "new");
+    assert_ne!(old_crl_url, new_crl_url);
+    let new_issuer = x509_text(dir, "new.pem", "PEM");
+    der_to_pem(
+        dir,
+        &fetch(&uri_after(&new_issuer, "CA Issuers"), "GET").3,
+        "x509",
+        "new-int",
+    );
+    std::fs::copy(server.data.join("ca/root.pem"), dir.join("root.pem")).unwrap();
+    let int_text = x509_text(dir, "new-int.pem", "PEM");
+    der_to_pem(
+        dir,
+        &fetch(&uri_after(&int_text, "CRL Distribution Points"), "GET").3,
+        "crl",
+        "arl",
+    );
+
+    let revoked = server.admin().post(
+        &format!("/v1/certificates/{old_serial}/revoke"),
+        &json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let verify = |leaf: &str, int: &str, crl: &str| {
+        openssl(
+            dir,
+            &[
+                "verify",
+                "-crl_check_all",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                int,
+                "-CRLfile",
+                crl,
+                "-CRLfile",
+                "arl.pem",
+                leaf,
+            ],
+        )
+    };
+    let (status, ctype, _, old_crl) = fetch(&old_crl_url, "GET");
+    assert_eq!(
+        (status.as_str(), ctype.as_str()),
+        ("200", "application/pkix-crl")
+    );
+    der_to_pem(dir, &old_crl, "crl", "old-crl");
+    let out = verify("old.pem", "old-int.pem", "old-crl.pem");
+    assert!(
+        !out.status.success() && text(&out).contains("certificate revoked"),
+        "{}",
+        text(&out)
+    );
+    // The current intermediate's CRL lists its own leaves only; its leaf verifies with it.
+    der_to_pem(dir, &fetch(&new_crl_url, "GET").3, "crl", "new-crl");
+    let lists_old = |crl: &str| {
+        let listed = openssl(dir, &["crl", "-in", crl, "-noout", "-text"]);
+        assert!(listed.status.success(), "{}", text(&listed));
+        text(&listed)
+            .to_lowercase()
+            .contains(&format!("serial number: {}", old_serial.to_lowercase()))
+    };
+    assert!(lists_old("old-crl.pem"));
+    assert!(!lists_old("new-crl.pem"));
+    let out = verify("new.pem", "new-int.pem", "new-crl.pem");
+    assert!(out.status.success(), "{}", text(&out));
+}

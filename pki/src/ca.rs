@@ -508,13 +508,39 @@ pub fn build_arl(
     revoked: &[RevokedEntry],
     crl_number: u64,
 ) -> Result<Vec<u8>> {
-    let key = HsmSigningKey::new(root_key)?;
-    if key.signer().public_key().spki_der() != spki_of(root_der)? {
-        return Err(Error::Policy(
-            "the root certificate does not belong to the root key".into(),
-        ));
+    build_crl(settings, "root", root_der, root_key, revoked, crl_number)
+}
+
+/// A CRL issued by the CA certificate `issuer_der` (named `what` in errors) with its HSM key:
+/// the root's (see [`build_arl`]) or an intermediate's that is no longer the issuing one, for
+/// the leaves it issued while it was. Returns DER.
+pub fn build_crl(
+    settings: &CaSettings,
+    what: &str,
+    issuer_der: &[u8],
+    issuer_key: Arc<dyn Signer>,
+    revoked: &[RevokedEntry],
+    crl_number: u64,
+) -> Result<Vec<u8>> {
+    let key = HsmSigningKey::new(issuer_key)?;
+    if key.signer().public_key().spki_der() != spki_of(issuer_der)? {
+        return Err(Error::Policy(format!(
+            "the {what} certificate does not belong to the {what} key"
+        )));
     }
-    signed_crl(root_der, &key, revoked, crl_number, settings.crl_validity)
+    signed_crl(issuer_der, &key, revoked, crl_number, settings.crl_validity)
+}
+
+/// Whether the certificate `der` was signed by the key of the certificate `issuer_der` (false
+/// when either does not parse).
+pub fn issued_by(der: &[u8], issuer_der: &[u8]) -> bool {
+    match (
+        parse_cert(der, "certificate"),
+        parse_cert(issuer_der, "issuer"),
+    ) {
+        (Ok(cert), Ok(issuer)) => cert.verify_signature(Some(issuer.public_key())).is_ok(),
+        _ => false,
+    }
 }
 
 /// A v2 CRL with CRL number and AKI, issued by the CA certificate `issuer_der` whose key is

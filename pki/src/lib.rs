@@ -14,9 +14,9 @@ pub mod publication;
 mod signing;
 
 pub use ca::{
-    build_arl, build_intermediate, build_root, parse_reason, pem_cert, pem_crl, pem_encode,
-    random_serial, serial_of, spki_of, Ca, CaSettings, HandedOutKey, Issued, LeafRequest,
-    RevokedEntry, REVOCATION_REASONS,
+    build_arl, build_crl, build_intermediate, build_root, issued_by, parse_reason, pem_cert,
+    pem_crl, pem_encode, random_serial, serial_of, spki_of, Ca, CaSettings, HandedOutKey, Issued,
+    LeafRequest, RevokedEntry, REVOCATION_REASONS,
 };
 pub use error::{Error, Result};
 pub use profile::{valid_client_name, valid_dns_name, Profile, CLIENT_NAME_PATTERN};

@@ -869,10 +869,64 @@ impl Authority<'_> {
     }
 
     fn build_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
-        let revoked = self.revoked(false)?;
+        let mut revoked = self.revoked(false)?;
+        let record = self.record()?;
+        if !record.previous_intermediates.is_empty() {
+            // The leaves a previous intermediate issued go on its own CRL, signed with its key
+            // (still in the token until its leaves expire), at the URL they name; the rest
+            // (the current intermediate's, and any whose issuer is not found) on this one.
+            let previous: Vec<(&CaKey, Vec<u8>)> = record
+                .previous_intermediates
+                .iter()
+                .map(|k| Ok((k, self.cert_der(&k.serial)?)))
+                .collect::<Result<_>>()?;
+            let mut theirs: Vec<Vec<RevokedEntry>> = vec![Vec::new(); previous.len()];
+            let mut ours = Vec::new();
+            for entry in revoked {
+                let der = self.store.cert(&entry.serial)?.map(|c| c.der);
+                let issuer = der.and_then(|der| {
+                    previous
+                        .iter()
+                        .position(|(_, int)| signet_pki::issued_by(&der, int))
+                });
+                match issuer {
+                    Some(i) => theirs[i].push(entry),
+                    None => ours.push(entry),
+                }
+            }
+            for ((key, der), entries) in previous.iter().zip(&theirs) {
+                // A previous intermediate whose CRL cannot be signed must not keep the current
+                // one from being made.
+                if let Err(e) = self.build_previous_crl(key, der, entries) {
+                    tracing::warn!(intermediate = %key.serial, error = %e, "the CRL of a previous intermediate could not be made");
+                }
+            }
+            revoked = ours;
+        }
         let number = self.store.next_crl_number()?;
         let der = ca.crl(&revoked, number)?;
         self.keep_crl(false, number, der)
+    }
+
+    /// Signs and stores the CRL of the previous intermediate `key` (certificate `der`).
+    fn build_previous_crl(&self, key: &CaKey, der: &[u8], revoked: &[RevokedEntry]) -> Result<()> {
+        let number = self.store.next_crl_number()?;
+        let crl = signet_pki::build_crl(
+            &self.config.ca_settings(),
+            "previous intermediate",
+            der,
+            self.signer(&key.key_id, key.spec)?,
+            revoked,
+            number,
+        )?;
+        self.store.put_previous_crl(
+            &key.serial,
+            &CrlRecord {
+                number,
+                generated: now(),
+                der: crl,
+            },
+        )
     }
 
     /// The stored CRL's DER while it is younger than half its validity (`None`: make another).
@@ -935,7 +989,7 @@ impl Authority<'_> {
 
     /// Every file published now (see [`signet_pki::publication`]), by name: the root and
     /// intermediate certificates (the current one and previous ones still kept) and the
-    /// stored CRLs (the root's, and the current intermediate's).
+    /// stored CRLs (the root's, the current intermediate's and the previous intermediates').
     fn publications(record: &CaRecord) -> Vec<(String, Published<'_>)> {
         use signet_pki::publication as p;
         let mut out = vec![
@@ -957,6 +1011,12 @@ impl Authority<'_> {
                 Published::Cert(&int.serial),
             )
         }));
+        out.extend(record.previous_intermediates.iter().map(|int| {
+            (
+                p::intermediate_crl(&int.serial),
+                Published::PreviousCrl(&int.serial),
+            )
+        }));
         out
     }
 
@@ -964,6 +1024,7 @@ impl Authority<'_> {
         match what {
             Published::Cert(serial) => self.cert_der(serial).map(Some),
             Published::Crl => Ok(self.store.crl()?.map(|r| r.der)),
+            Published::PreviousCrl(serial) => Ok(self.store.previous_crl(serial)?.map(|r| r.der)),
             Published::Arl => Ok(self.store.arl()?.map(|r| r.der)),
         }
     }
@@ -1025,6 +1086,8 @@ enum Published<'a> {
     Cert(&'a str),
     /// The intermediate's stored CRL.
     Crl,
+    /// A previous intermediate's stored CRL, by its serial.
+    PreviousCrl(&'a str),
     /// The root's stored CRL (ARL).
     Arl,
 }

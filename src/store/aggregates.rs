@@ -228,6 +228,15 @@ impl<E: RecordEngine> CertStore for Records<E> {
         self.put(META, "arl", record)
     }
 
+    fn previous_crl(&self, intermediate: &str) -> Result<Option<CrlRecord>> {
+        self.get(META, &format!("crl:{}", intermediate.to_ascii_lowercase()))
+    }
+
+    fn put_previous_crl(&self, intermediate: &str, record: &CrlRecord) -> Result<()> {
+        let key = format!("crl:{}", intermediate.to_ascii_lowercase());
+        self.put(META, &key, record)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let n = self.engine.counter(CRL_NUMBER, 1, false)?;
         Ok(u64::try_from(n).unwrap_or(0))

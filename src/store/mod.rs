@@ -74,6 +74,11 @@ pub trait CertStore {
     fn arl(&self) -> Result<Option<CrlRecord>>;
     /// Stores a root CRL (ARL).
     fn put_arl(&self, record: &CrlRecord) -> Result<()>;
+    /// The stored CRL of a previous intermediate (by its certificate's serial): the leaves it
+    /// issued that were revoked.
+    fn previous_crl(&self, intermediate: &str) -> Result<Option<CrlRecord>>;
+    /// Stores a previous intermediate's CRL.
+    fn put_previous_crl(&self, intermediate: &str, record: &CrlRecord) -> Result<()>;
     /// Atomically increments the CRL number and returns the new value.
     fn next_crl_number(&self) -> Result<u64>;
     /// Raises the CRL number to at least `at_least` (never lowers it): after a restore, so that
