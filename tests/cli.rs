@@ -1482,3 +1482,82 @@ fn remote_mode_uses_a_running_server_with_a_bundle() {
     assert!(text(&out).contains("password is wrong"), "{}", text(&out));
     assert!(!dir.path().join("signet-data").exists());
 }
+
+/// `--remote FILE`: the PKCS#11 module's settings file drives the CLI too, with PEM files (the
+/// admin's) or an encrypted key whose passphrase is read from the key's `.pass` file; a wrong
+/// passphrase is a clear error.
+#[test]
+fn remote_mode_reads_a_client_settings_file() {
+    let server = common::Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clients = server.data.join("clients");
+    let settings = |key: &str| {
+        let path = dir.path().join(format!("{key}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "url = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                server.url(""),
+                server.data.join("ca/root.pem").display(),
+                clients.join("admin.crt.pem").display(),
+                dir.path().join(key).display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let remote = |file: &std::path::Path, args: &[&str]| {
+        Command::new(common::BIN)
+            .arg("--remote")
+            .arg(file)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SIGNET_DATA_DIR")
+            .env_remove("SIGNET_CONFIG")
+            .output()
+            .unwrap()
+    };
+    std::fs::copy(clients.join("admin.key.pem"), dir.path().join("plain.pem")).unwrap();
+    let out = remote(
+        &settings("plain.pem"),
+        &["key", "create", "by-file", "--spec", "ec-p256"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = openssl(
+        dir.path(),
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "plain.pem",
+            "-out",
+            "enc.pem",
+            "-passout",
+            "pass:open sesame",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    common::write_secret(&dir.path().join("enc.pem.pass"), "open sesame\n");
+    let encrypted = settings("enc.pem");
+    let out = remote(&encrypted, &["key", "list"]);
+    assert!(
+        out.status.success() && text(&out).contains("by-file"),
+        "{}",
+        text(&out)
+    );
+    common::write_secret(&dir.path().join("enc.pem.pass"), "open sesam\n");
+    let out = remote(&encrypted, &["key", "list"]);
+    assert!(
+        !out.status.success() && text(&out).contains("passphrase is wrong"),
+        "{}",
+        text(&out)
+    );
+    // One way to name the server: --remote and --server together are refused.
+    let out = remote(
+        &encrypted,
+        &["--server", "https://localhost:1", "key", "list"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+}

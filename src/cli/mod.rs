@@ -53,6 +53,18 @@ pub struct Cli {
     /// list|create|public|sign` and `status`), e.g. `https://signet.example:8443`.
     #[arg(long, global = true, value_name = "URL", env = "SIGNET_SERVER")]
     pub server: Option<String>,
+    /// Remote mode from a client settings file instead of --server/--ca/--bundle: the PKCS#11
+    /// module's format (url, ca, cert + key or pkcs12, timeouts); the password of a bundle or
+    /// an encrypted key is read from --bundle-password-file [default: that file's name with
+    /// `.pass` added].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SIGNET_REMOTE",
+        conflicts_with = "server"
+    )]
+    pub remote: Option<PathBuf>,
     /// Remote mode: the client bundle (PKCS#12, as `signet cert issue --p12` writes it).
     #[arg(long, global = true, value_name = "FILE", env = "SIGNET_BUNDLE")]
     pub bundle: Option<PathBuf>,
@@ -470,7 +482,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::config::EXAMPLE);
         return Ok(());
     }
-    if cli.server.is_some() {
+    if cli.server.is_some() || cli.remote.is_some() {
         return remote::run(cli);
     }
     let config = load_config(&cli)?;

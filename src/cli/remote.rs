@@ -1,6 +1,7 @@
-//! Remote mode (`--server URL`): the key commands and `status` against a running Signet, over
-//! its mutual-TLS API with a client bundle, so an operator needs no data directory. Every call
-//! is the API's: authorized by the bundle's principal and audited there.
+//! Remote mode (`--server URL`, or `--remote FILE`): the key commands and `status` against a
+//! running Signet, over its mutual-TLS API with a client identity, so an operator needs no data
+//! directory. Every call is the API's: authorized by the identity's principal and audited
+//! there.
 
 use std::path::PathBuf;
 
@@ -8,9 +9,52 @@ use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
+use signet_client::settings::Settings;
 use signet_client::{Client, Identity, InputType, SignRequest};
 
 use super::{read_input, Cli, Command, KeyCommand};
+
+/// The password file for `secret_file` (a bundle or an encrypted key): --bundle-password-file,
+/// else the file's name with `.pass` added (what `signet cert issue --p12` writes).
+fn password_for(
+    cli: &Cli,
+    secret_file: &std::path::Path,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let password_file = cli.bundle_password_file.clone().unwrap_or_else(|| {
+        let mut name = secret_file.as_os_str().to_owned();
+        name.push(".pass");
+        PathBuf::from(name)
+    });
+    super::keys::read_password(&password_file).with_context(|| {
+        format!(
+            "the password of {} (--bundle-password-file, default {})",
+            secret_file.display(),
+            password_file.display()
+        )
+    })
+}
+
+fn user_agent() -> String {
+    format!("signet-cli/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The client a settings file describes (`--remote`).
+fn client_from_settings(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Client> {
+    let settings = Settings::load(path)?;
+    let password = if settings.needs_secret() {
+        Some(password_for(cli, settings.secret_file())?)
+    } else {
+        None
+    };
+    let identity = settings
+        .identity(password.as_deref().map(String::as_str))
+        .with_context(|| format!("opening the identity {} names", path.display()))?;
+    Ok(settings
+        .builder()?
+        .identity(identity)
+        .user_agent(user_agent())
+        .build()?)
+}
 
 fn client(cli: &Cli, url: &str) -> anyhow::Result<Client> {
     let Some(ca) = &cli.ca else {
@@ -19,17 +63,7 @@ fn client(cli: &Cli, url: &str) -> anyhow::Result<Client> {
     let Some(bundle) = &cli.bundle else {
         bail!("--server needs --bundle: a client bundle (PKCS#12), e.g. the admin's clients/admin.p12");
     };
-    let password_file = cli.bundle_password_file.clone().unwrap_or_else(|| {
-        let mut name = bundle.clone().into_os_string();
-        name.push(".pass");
-        PathBuf::from(name)
-    });
-    let password = super::keys::read_password(&password_file).with_context(|| {
-        format!(
-            "the bundle's password (--bundle-password-file, default {})",
-            password_file.display()
-        )
-    })?;
+    let password = password_for(cli, bundle)?;
     let der = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let identity = Identity::from_pkcs12(&der, &password)
         .with_context(|| format!("opening {}", bundle.display()))?;
@@ -37,14 +71,16 @@ fn client(cli: &Cli, url: &str) -> anyhow::Result<Client> {
     Ok(Client::builder(url)
         .root_pem(&root)?
         .identity(identity)
-        .user_agent(format!("signet-cli/{}", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent())
         .build()?)
 }
 
 /// Runs a command line in remote mode.
 pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
-    let url = cli.server.clone().unwrap_or_default();
-    let client = client(&cli, &url)?;
+    let client = match &cli.remote {
+        Some(path) => client_from_settings(&cli, path)?,
+        None => client(&cli, cli.server.as_deref().unwrap_or_default())?,
+    };
     match cli.command {
         Command::Key(cmd) => key(&client, cmd),
         // The server's GET /v1/status document (`status:read`), as JSON with or without
@@ -55,7 +91,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "with --server, only `key list|create|public|sign` and `status` are available; the other commands work on the data directory (omit --server)"
+            "with --server or --remote, only `key list|create|public|sign` and `status` are available; the other commands work on the data directory (omit --server/--remote)"
         ),
     }
 }

@@ -10,7 +10,7 @@ use cryptoki_sys::*;
 use signet_client::{Client, Error as ClientError, Identity, SignRequest, UsableKey};
 use zeroize::Zeroizing;
 
-use crate::config::{Config, Credentials};
+use crate::config::Config;
 use crate::mechanism::{self, Data, Params, Plan};
 use crate::objects::{KeyKind, Object};
 
@@ -140,7 +140,7 @@ pub fn info() -> Rv<Info> {
     with(|t| {
         Ok(Info {
             label: t.config.label.clone(),
-            url: t.config.url.clone(),
+            url: t.config.settings.url.clone(),
             login_required: t.config.login_required(),
             sessions: t.sessions.len(),
             rw_sessions: t
@@ -244,20 +244,12 @@ impl Token {
     /// The client, built from PEM files on first use; `None` until `C_Login` for a bundle or
     /// an encrypted key.
     fn client(&mut self) -> Rv<Option<Client>> {
-        if self.client.is_none() {
-            if let Credentials::Pem {
-                cert,
-                key,
-                encrypted: false,
-            } = &self.config.credentials
-            {
-                let identity = Identity::from_pem(&read(cert)?, &Zeroizing::new(read(key)?))
-                    .map_err(|e| {
-                        eprintln!("signet-pkcs11: {e}");
-                        CKR_GENERAL_ERROR
-                    })?;
-                self.client = Some(build(&self.config, identity)?);
-            }
+        if self.client.is_none() && !self.config.login_required() {
+            let identity = self.config.settings.identity(None).map_err(|e| {
+                eprintln!("signet-pkcs11: {e}");
+                CKR_GENERAL_ERROR
+            })?;
+            self.client = Some(build(&self.config, identity)?);
         }
         Ok(self.client.clone())
     }
@@ -330,17 +322,12 @@ impl Token {
 }
 
 fn build(config: &Config, identity: Identity) -> Rv<Client> {
-    let ca = std::fs::read(&config.ca).map_err(|e| {
-        eprintln!("signet-pkcs11: cannot read {}: {e}", config.ca.display());
-        CKR_GENERAL_ERROR
-    })?;
     let process = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
-    Client::builder(config.url.clone())
-        .root_pem(&ca)
+    config
+        .settings
+        .builder()
         .and_then(|b| {
             b.identity(identity)
-                .timeout(config.timeout)
-                .connect_timeout(config.connect_timeout)
                 .user_agent(format!(
                     "signet-pkcs11/{} ({})",
                     env!("CARGO_PKG_VERSION"),
@@ -393,14 +380,6 @@ fn refresh(force: bool) -> Rv<()> {
     })
 }
 
-/// A credentials file's bytes; a failure is logged (the path, never the content).
-fn read(path: &std::path::Path) -> Rv<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        eprintln!("signet-pkcs11: cannot read {}: {e}", path.display());
-        CKR_GENERAL_ERROR
-    })
-}
-
 /// `C_Login` as the user. With an unencrypted PEM key any PIN is accepted (the key file is the
 /// secret); with a bundle the PIN is its password, with an encrypted key its passphrase. Either
 /// way the server must accept the certificate: a revoked one fails here.
@@ -419,30 +398,25 @@ pub fn login(session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Zeroizing<Vec<
         }
         Ok((t.config.clone(), t.client()?))
     })?;
-    let client = match (client, &config.credentials) {
-        (Some(c), _) => c,
-        (None, credentials) => {
+    let client = match client {
+        Some(c) => c,
+        None => {
             let password =
                 Zeroizing::new(String::from_utf8(pin.to_vec()).map_err(|_| CKR_PIN_INCORRECT)?);
-            let identity = match credentials {
-                Credentials::Pkcs12(path) => Identity::from_pkcs12(&read(path)?, &password),
-                Credentials::Pem { cert, key, .. } => Identity::from_encrypted_pem(
-                    &read(cert)?,
-                    &Zeroizing::new(read(key)?),
-                    &password,
-                ),
-            }
-            .map_err(|e| match e {
-                ClientError::WrongPassword(_) => {
-                    debug(&e);
-                    CKR_PIN_INCORRECT
-                }
-                // A file that cannot be read at all is the settings' fault, not the PIN's.
-                other => {
-                    eprintln!("signet-pkcs11: {other}");
-                    CKR_GENERAL_ERROR
-                }
-            })?;
+            let identity = config
+                .settings
+                .identity(Some(&password))
+                .map_err(|e| match e {
+                    ClientError::WrongPassword(_) => {
+                        debug(&e);
+                        CKR_PIN_INCORRECT
+                    }
+                    // A file that cannot be read at all is the settings' fault, not the PIN's.
+                    other => {
+                        eprintln!("signet-pkcs11: {other}");
+                        CKR_GENERAL_ERROR
+                    }
+                })?;
             build(&config, identity)?
         }
     };

@@ -727,6 +727,8 @@ fn path_segment(name: &str) -> Result<&str> {
     }
 }
 
+pub mod settings;
+
 #[cfg(feature = "async")]
 mod nonblocking;
 #[cfg(feature = "async")]
