@@ -91,6 +91,27 @@ fn der_to_pem(dir: &Path, der: &[u8], kind: &str, name: &str) {
     assert!(out.status.success(), "{name}: {}", text(&out));
 }
 
+/// `openssl verify -crl_check_all` of `leaf` under `root.pem` and `int`, with the CRLs `crl`
+/// (the intermediate's) and `arl.pem` (the root's), files in `dir`.
+fn verify_chain(dir: &Path, leaf: &str, int: &str, crl: &str) -> std::process::Output {
+    openssl(
+        dir,
+        &[
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            int,
+            "-CRLfile",
+            crl,
+            "-CRLfile",
+            "arl.pem",
+            leaf,
+        ],
+    )
+}
+
 #[test]
 fn a_relying_party_follows_the_certificate_urls_and_checks_every_crl() {
     let data = Data::new();
@@ -161,24 +182,7 @@ fn a_relying_party_follows_the_certificate_urls_and_checks_every_crl() {
     der_to_pem(dir, &crl, "crl", "crl");
     let (_, _, _, arl) = fetch(&arl_url, "GET");
     der_to_pem(dir, &arl, "crl", "arl");
-    let verify = || {
-        openssl(
-            dir,
-            &[
-                "verify",
-                "-crl_check_all",
-                "-CAfile",
-                "root.pem",
-                "-untrusted",
-                "intermediate.pem",
-                "-CRLfile",
-                "crl.pem",
-                "-CRLfile",
-                "arl.pem",
-                "leaf.pem",
-            ],
-        )
-    };
+    let verify = || verify_chain(dir, "leaf.pem", "intermediate.pem", "crl.pem");
     let out = verify();
     assert!(out.status.success(), "{}", text(&out));
 
@@ -334,31 +338,13 @@ fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
         &json!({"reason": "keyCompromise"}),
     );
     assert_eq!(revoked.status, 200, "{revoked:?}");
-    let verify = |leaf: &str, int: &str, crl: &str| {
-        openssl(
-            dir,
-            &[
-                "verify",
-                "-crl_check_all",
-                "-CAfile",
-                "root.pem",
-                "-untrusted",
-                int,
-                "-CRLfile",
-                crl,
-                "-CRLfile",
-                "arl.pem",
-                leaf,
-            ],
-        )
-    };
     let (status, ctype, _, old_crl) = fetch(&old_crl_url, "GET");
     assert_eq!(
         (status.as_str(), ctype.as_str()),
         ("200", "application/pkix-crl")
     );
     der_to_pem(dir, &old_crl, "crl", "old-crl");
-    let out = verify("old.pem", "old-int.pem", "old-crl.pem");
+    let out = verify_chain(dir, "old.pem", "old-int.pem", "old-crl.pem");
     assert!(
         !out.status.success() && text(&out).contains("certificate revoked"),
         "{}",
@@ -375,6 +361,6 @@ fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
     };
     assert!(lists_old("old-crl.pem"));
     assert!(!lists_old("new-crl.pem"));
-    let out = verify("new.pem", "new-int.pem", "new-crl.pem");
+    let out = verify_chain(dir, "new.pem", "new-int.pem", "new-crl.pem");
     assert!(out.status.success(), "{}", text(&out));
 }
