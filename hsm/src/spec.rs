@@ -114,6 +114,15 @@ impl KeySpec {
     pub fn default_algorithm(self) -> SignatureAlgorithm {
         self.algorithms()[0]
     }
+
+    /// `wanted` where this spec allows it, else the default (an ML-DSA key has exactly one).
+    pub fn algorithm_or_default(self, wanted: SignatureAlgorithm) -> SignatureAlgorithm {
+        if self.allows(wanted) {
+            wanted
+        } else {
+            self.default_algorithm()
+        }
+    }
 }
 
 impl fmt::Display for KeySpec {

@@ -171,13 +171,7 @@ impl Keys<'_> {
     /// The token algorithm a new version of key `name` records: `[tokens] algorithm` for the
     /// token-signing key (the spec's default where it does not fit), none for other keys.
     fn token_algorithm_for(&self, name: &str, spec: KeySpec) -> Option<SignatureAlgorithm> {
-        (name == TOKEN_KEY).then(|| {
-            if spec.allows(self.token_algorithm) {
-                self.token_algorithm
-            } else {
-                spec.default_algorithm()
-            }
-        })
+        (name == TOKEN_KEY).then(|| spec.algorithm_or_default(self.token_algorithm))
     }
 
     /// The device's attestation of a key it just made, checked against the configured roots;

@@ -154,7 +154,7 @@ impl Tokens<'_> {
         let public = self.keys.public_key(v)?;
         let alg = v
             .token_algorithm
-            .unwrap_or_else(|| alg_for(self.config.algorithm, &public));
+            .unwrap_or_else(|| public.spec().algorithm_or_default(self.config.algorithm));
         Ok((public.jwk_thumbprint(), public, alg))
     }
 
@@ -328,14 +328,4 @@ pub fn check_jti(jti: &str) -> Result<()> {
         return Err(Error::BadRequest("jti must be 1-128 characters".into()));
     }
     Ok(())
-}
-
-/// The algorithm a published key's tokens carry: the configured one when it fits the key, else
-/// the key's own (an ML-DSA key has exactly one).
-fn alg_for(configured: SignatureAlgorithm, public: &PublicKey) -> SignatureAlgorithm {
-    if public.spec().allows(configured) {
-        configured
-    } else {
-        public.spec().default_algorithm()
-    }
 }
