@@ -852,59 +852,55 @@ impl Authority<'_> {
         )?
     }
 
-    /// The revoked certificates the root (`ca == true`: CA certificates) or the intermediate
-    /// (leaves) lists.
-    fn revoked(&self, ca: bool) -> Result<Vec<RevokedEntry>> {
+    /// The revoked certificates the root (`ca == true`: CA certificates) or the intermediates
+    /// (leaves) list, with their DER (which intermediate issued a leaf is read from it).
+    fn revoked(&self, ca: bool) -> Result<Vec<(RevokedEntry, Vec<u8>)>> {
         Ok(self
             .store
             .certs()?
             .into_iter()
             .filter(|c| c.status == CertStatus::Revoked && c.profile.is_ca() == ca)
-            .map(|c| RevokedEntry {
-                serial: c.serial,
-                revoked_at: c.revoked_at.unwrap_or(0),
-                reason: c.reason,
+            .map(|c| {
+                let entry = RevokedEntry {
+                    serial: c.serial,
+                    revoked_at: c.revoked_at.unwrap_or(0),
+                    reason: c.reason,
+                };
+                (entry, c.der)
             })
             .collect())
     }
 
     fn build_crl(&self, ca: &Ca) -> Result<Vec<u8>> {
-        let mut revoked = self.revoked(false)?;
         let record = self.record()?;
-        if !record.previous_intermediates.is_empty() {
-            // The leaves a previous intermediate issued go on its own CRL, signed with its key
-            // (still in the token until its leaves expire), at the URL they name; the rest
-            // (the current intermediate's, and any whose issuer is not found) on this one.
-            let previous: Vec<(&CaKey, Vec<u8>)> = record
-                .previous_intermediates
+        // The leaves a previous intermediate issued go on its own CRL, signed with its key
+        // (still in the token until its leaves expire), at the URL they name; the rest (the
+        // current intermediate's, and any whose issuer is not found) on this one.
+        let previous: Vec<(&CaKey, Vec<u8>)> = record
+            .previous_intermediates
+            .iter()
+            .map(|k| Ok((k, self.cert_der(&k.serial)?)))
+            .collect::<Result<_>>()?;
+        let mut theirs: Vec<Vec<RevokedEntry>> = vec![Vec::new(); previous.len()];
+        let mut ours = Vec::new();
+        for (entry, der) in self.revoked(false)? {
+            let issuer = previous
                 .iter()
-                .map(|k| Ok((k, self.cert_der(&k.serial)?)))
-                .collect::<Result<_>>()?;
-            let mut theirs: Vec<Vec<RevokedEntry>> = vec![Vec::new(); previous.len()];
-            let mut ours = Vec::new();
-            for entry in revoked {
-                let der = self.store.cert(&entry.serial)?.map(|c| c.der);
-                let issuer = der.and_then(|der| {
-                    previous
-                        .iter()
-                        .position(|(_, int)| signet_pki::issued_by(&der, int))
-                });
-                match issuer {
-                    Some(i) => theirs[i].push(entry),
-                    None => ours.push(entry),
-                }
+                .position(|(_, int)| signet_pki::issued_by(&der, int));
+            match issuer {
+                Some(i) => theirs[i].push(entry),
+                None => ours.push(entry),
             }
-            for ((key, der), entries) in previous.iter().zip(&theirs) {
-                // A previous intermediate whose CRL cannot be signed must not keep the current
-                // one from being made.
-                if let Err(e) = self.build_previous_crl(key, der, entries) {
-                    tracing::warn!(intermediate = %key.serial, error = %e, "the CRL of a previous intermediate could not be made");
-                }
+        }
+        for ((key, der), entries) in previous.iter().zip(&theirs) {
+            // A previous intermediate whose CRL cannot be signed must not keep the current one
+            // from being made.
+            if let Err(e) = self.build_previous_crl(key, der, entries) {
+                tracing::warn!(intermediate = %key.serial, error = %e, "the CRL of a previous intermediate could not be made");
             }
-            revoked = ours;
         }
         let number = self.store.next_crl_number()?;
-        let der = ca.crl(&revoked, number)?;
+        let der = ca.crl(&ours, number)?;
         self.keep_crl(false, number, der)
     }
 
@@ -960,7 +956,11 @@ impl Authority<'_> {
             &self.config.ca_settings(),
             &root_der,
             root_key,
-            &self.revoked(true)?,
+            &self
+                .revoked(true)?
+                .into_iter()
+                .map(|(entry, _)| entry)
+                .collect::<Vec<_>>(),
             number,
         )?;
         self.keep_crl(true, number, der)
