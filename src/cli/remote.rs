@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
-use signet_client::settings::Settings;
-use signet_client::{Client, Identity, InputType, SignRequest};
+use signet_client::settings::{Credentials, Settings};
+use signet_client::{Client, InputType, SignRequest};
 
 use super::{read_input, Cli, Command, KeyCommand};
 
@@ -38,9 +38,27 @@ fn user_agent() -> String {
     format!("signet-cli/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The client a settings file describes (`--remote`).
-fn client_from_settings(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Client> {
-    let settings = Settings::load(path)?;
+/// The settings `--remote FILE` names, or those `--server`, `--ca` and `--bundle` give.
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    if let Some(path) = &cli.remote {
+        return Ok(Settings::load(path)?);
+    }
+    let Some(ca) = &cli.ca else {
+        bail!("--server needs --ca: the server's CA certificate (Signet's DATA/ca/root.pem)");
+    };
+    let Some(bundle) = &cli.bundle else {
+        bail!("--server needs --bundle: a client bundle (PKCS#12), e.g. the admin's clients/admin.p12");
+    };
+    Ok(Settings::new(
+        cli.server.clone().unwrap_or_default(),
+        ca.clone(),
+        Credentials::Pkcs12(bundle.clone()),
+    ))
+}
+
+/// The client the settings describe, its identity opened with the password file's secret
+/// where it needs one.
+fn client(cli: &Cli, settings: &Settings) -> anyhow::Result<Client> {
     let password = if settings.needs_secret() {
         Some(password_for(cli, settings.secret_file())?)
     } else {
@@ -48,7 +66,7 @@ fn client_from_settings(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Cli
     };
     let identity = settings
         .identity(password.as_deref().map(String::as_str))
-        .with_context(|| format!("opening the identity {} names", path.display()))?;
+        .with_context(|| format!("opening {}", settings.secret_file().display()))?;
     Ok(settings
         .builder()?
         .identity(identity)
@@ -56,31 +74,9 @@ fn client_from_settings(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Cli
         .build()?)
 }
 
-fn client(cli: &Cli, url: &str) -> anyhow::Result<Client> {
-    let Some(ca) = &cli.ca else {
-        bail!("--server needs --ca: the server's CA certificate (Signet's DATA/ca/root.pem)");
-    };
-    let Some(bundle) = &cli.bundle else {
-        bail!("--server needs --bundle: a client bundle (PKCS#12), e.g. the admin's clients/admin.p12");
-    };
-    let password = password_for(cli, bundle)?;
-    let der = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    let identity = Identity::from_pkcs12(&der, &password)
-        .with_context(|| format!("opening {}", bundle.display()))?;
-    let root = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-    Ok(Client::builder(url)
-        .root_pem(&root)?
-        .identity(identity)
-        .user_agent(user_agent())
-        .build()?)
-}
-
 /// Runs a command line in remote mode.
 pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = match &cli.remote {
-        Some(path) => client_from_settings(&cli, path)?,
-        None => client(&cli, cli.server.as_deref().unwrap_or_default())?,
-    };
+    let client = client(&cli, &settings(&cli)?)?;
     match cli.command {
         Command::Key(cmd) => key(&client, cmd),
         // The server's GET /v1/status document (`status:read`), as JSON with or without

@@ -259,6 +259,11 @@ fn pem_chain(certificates: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     Ok(chain)
 }
 
+/// Longest call unless set otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest connect unless set otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Builds a [`Client`].
 #[derive(Debug)]
 pub struct Builder {
@@ -535,8 +540,8 @@ impl Client {
             url: url.into(),
             roots: Vec::new(),
             identity: None,
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: format!("signet-client/{}", env!("CARGO_PKG_VERSION")),
         }
     }

@@ -22,7 +22,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::{Builder, Client, Error, Identity, Result};
+use crate::{Builder, Client, Error, Identity, Result, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+
+/// A file's bytes, or an error naming it.
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,10 +76,23 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Settings for `url` trusting `ca`, with the default timeouts and no label (what the
+    /// CLI's `--server`, `--ca` and `--bundle` give).
+    pub fn new(url: impl Into<String>, ca: PathBuf, credentials: Credentials) -> Settings {
+        Settings {
+            url: url.into(),
+            ca,
+            credentials,
+            label: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
     /// Reads `path`; an encrypted key file is noticed here.
     pub fn load(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8(read(path)?)
+            .map_err(|_| Error::Config(format!("{} is not UTF-8 text", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut settings = Settings::parse(&text, base)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -117,8 +135,12 @@ impl Settings {
             ca: at(f.ca),
             credentials,
             label: f.label,
-            timeout: Duration::from_secs(f.timeout_seconds.unwrap_or(30).max(1)),
-            connect_timeout: Duration::from_secs(f.connect_timeout_seconds.unwrap_or(5).max(1)),
+            timeout: f
+                .timeout_seconds
+                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(s.max(1))),
+            connect_timeout: f
+                .connect_timeout_seconds
+                .map_or(DEFAULT_CONNECT_TIMEOUT, |s| Duration::from_secs(s.max(1))),
         })
     }
 
@@ -146,9 +168,6 @@ impl Settings {
     /// Reads the identity's files and opens them, with `secret` where one is needed (a wrong
     /// one is [`Error::WrongPassword`]).
     pub fn identity(&self, secret: Option<&str>) -> Result<Identity> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
-        };
         let secret = || {
             secret.ok_or_else(|| {
                 Error::Config(format!(
@@ -173,10 +192,8 @@ impl Settings {
     /// A client builder for the server, trusting the CA file, with the timeouts (the identity
     /// and user agent are the caller's to add).
     pub fn builder(&self) -> Result<Builder> {
-        let ca = std::fs::read(&self.ca)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", self.ca.display())))?;
         Ok(Client::builder(self.url.clone())
-            .root_pem(&ca)?
+            .root_pem(&read(&self.ca)?)?
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout))
     }
