@@ -786,6 +786,7 @@ fn drive_only(duration: Duration, connections: usize) {
     let agents = Arc::new(std::sync::Mutex::new(agents));
     let audit0 = audit_counts(&admin, &server);
     let cpu0 = cpu_seconds(server.pid());
+    let switches0 = voluntary_switches(server.pid());
     let (rate, lat) = drive(
         connections,
         duration,
@@ -801,14 +802,17 @@ fn drive_only(duration: Duration, connections: usize) {
         },
     );
     let cpu = cpu_seconds(server.pid()) - cpu0;
+    let switches = voluntary_switches(server.pid()).saturating_sub(switches0);
     let audit1 = audit_counts(&admin, &server);
     let peak = status_mb(server.pid(), "VmHWM");
     let (records, batches) = (audit1.0 - audit0.0, (audit1.1 - audit0.1).max(1.0));
     println!(
         "{connections} connections: {rate:.0}/s, p50 {:.2} ms, server CPU {:.1} µs per signature, \
-         {:.1} audit records per sync, peak RSS {peak:.0} MB",
+         {:.2} voluntary context switches per signature, {:.1} audit records per sync, \
+         peak RSS {peak:.0} MB",
         pct(&lat, 0.5),
         cpu / (rate * duration.as_secs_f64()) * 1e6,
+        switches as f64 / (rate * duration.as_secs_f64()),
         records / batches
     );
 }

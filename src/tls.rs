@@ -82,6 +82,17 @@ impl SigningKey for HsmTlsKey {
     }
 }
 
+/// Runs `f`, which blocks (the token, the store), from inside the async handshake: tells tokio
+/// this worker is about to block, so the other tasks move elsewhere meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 #[derive(Debug)]
 struct HsmTlsSigner {
     signer: Arc<HsmSigner>,
@@ -90,16 +101,9 @@ struct HsmTlsSigner {
 
 impl rustls::sign::Signer for HsmTlsSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        // rustls signs inside the async handshake: tell tokio this worker is about to block on
-        // PKCS#11 so other tasks move elsewhere.
-        let sign = || self.signer.sign(message);
-        let result = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(sign)
-            }
-            _ => sign(),
-        };
-        result.map_err(|e| rustls::Error::General(format!("HSM signing failed: {e}")))
+        // rustls signs inside the async handshake, on an async worker.
+        blocking(|| self.signer.sign(message))
+            .map_err(|e| rustls::Error::General(format!("HSM signing failed: {e}")))
     }
 
     fn scheme(&self) -> SignatureScheme {
@@ -230,10 +234,13 @@ impl ClientCertVerifier for ClientVerifier {
         let serial = signet_pki::serial_of(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
-        // A short look at the store: a handshake must not hold an async worker for a whole
-        // database timeout.
+        // A short look at the store: a handshake must not wait a whole database timeout, and
+        // the async worker it runs on is handed its other tasks meanwhile.
         let deadline = std::time::Instant::now() + HANDSHAKE_STORE_BUDGET;
-        match crate::store::deadline::within(Some(deadline), || self.service.is_revoked(&serial)) {
+        let revoked = blocking(|| {
+            crate::store::deadline::within(Some(deadline), || self.service.is_revoked(&serial))
+        });
+        match revoked {
             Ok(true) => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,
             )),

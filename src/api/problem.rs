@@ -107,12 +107,16 @@ impl IntoResponse for Problem {
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, Problem>;
 
-/// Everything a handler needs about its request: the caller (its principal read now), the
-/// request id and the service.
+/// Everything a handler needs about its request: who sent it (the verified client
+/// certificate), the request id and the service. The caller is authenticated (certificate
+/// expiry and revocation, its principal read) on the worker that runs the request's operation,
+/// in the same hop: the store is never read on an async worker.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// The caller.
-    pub caller: Caller,
+    /// The connection's verified client certificate.
+    identity: ClientIdentity,
+    /// The `User-Agent`, recorded with the caller.
+    agent: Option<String>,
     /// The request id.
     pub request_id: String,
     /// When the request's database work must be done (see `store::deadline`).
@@ -147,28 +151,20 @@ impl FromRequestParts<AppState> for Ctx {
                 &request_id,
             ));
         };
-        // Reads only: done here, on the request's task. A refusal waits for its record. The
-        // request's database work, here and on its worker, shares one deadline.
-        let deadline = state.service.request_deadline();
-        let caller = crate::store::deadline::within(deadline, || {
-            state.service.authenticate(&identity, &request_id)
-        })
-        .settle()
-        .await;
         let agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        match caller {
-            Ok(caller) => Ok(Ctx {
-                caller: caller.with_agent(agent),
-                request_id,
-                deadline,
-                service: state.service.clone(),
-                executor: state.executor.clone(),
-            }),
-            Err(e) => Err(Problem::from_error(&e, &request_id)),
-        }
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Ctx {
+            identity,
+            agent,
+            request_id,
+            // The request's database work, authentication included, shares one deadline.
+            deadline: state.service.request_deadline(),
+            service: state.service.clone(),
+            executor: state.executor.clone(),
+        })
     }
 }
 
@@ -183,23 +179,6 @@ impl Ctx {
         Problem::new(ProblemType::BadRequest, detail, &self.request_id)
     }
 
-    /// Runs a service operation (the token, the store, state changes and their records) on a
-    /// worker.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Service, &Caller) -> crate::error::Result<T> + Send + 'static,
-    ) -> ApiResult<T> {
-        let service = self.service.clone();
-        let caller = self.caller.clone();
-        let deadline = self.deadline;
-        let job = move || crate::store::deadline::within(deadline, || op(&service, &caller));
-        match self.executor.run(job).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.fail(e)),
-            Err(e) => Err(self.fail(job_failed(e))),
-        }
-    }
-
     /// Runs an operation through the service's pipeline on a worker (authorization, audit,
     /// metrics: see `service::pipeline`); the answer waits, on this request's task, for its
     /// records.
@@ -211,16 +190,25 @@ impl Ctx {
         self.run_deferred(move |s, c| s.execute(c, op)).await
     }
 
-    /// Runs an operation whose result waits for its audit records: the worker is free as soon
-    /// as the work is done, and this request's task waits for the records.
+    /// Authenticates the caller and runs `op` for it, in one job on a worker; the answer (or
+    /// the refusal) waits, on this request's task, for its audit records: the worker is free
+    /// as soon as the work is done.
     pub async fn run_deferred<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
     ) -> ApiResult<T> {
         let service = self.service.clone();
-        let caller = self.caller.clone();
+        let identity = self.identity.clone();
+        let agent = self.agent.clone();
+        let request_id = self.request_id.clone();
         let deadline = self.deadline;
-        let job = move || crate::store::deadline::within(deadline, || op(&service, &caller));
+        let job = move || {
+            crate::store::deadline::within(deadline, || {
+                service
+                    .authenticate(&identity, &request_id)
+                    .and_then(|caller| op(&service, &caller.with_agent(agent.as_deref())))
+            })
+        };
         match self.executor.run(job).await {
             Ok(deferred) => deferred.settle().await.map_err(|e| self.fail(e)),
             Err(e) => Err(self.fail(job_failed(e))),

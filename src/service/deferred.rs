@@ -29,6 +29,24 @@ impl<T> Deferred<T> {
         }
     }
 
+    /// Runs `next` with the value when there is one and nothing to wait for (a result that
+    /// waits for records, such as a refusal, is handed on as it is).
+    pub fn and_then<U>(self, next: impl FnOnce(T) -> Deferred<U>) -> Deferred<U> {
+        match (self.value, self.pending) {
+            (Ok(value), None) => next(value),
+            (Ok(_), Some(pending)) => Deferred::new(
+                Err(crate::error::Error::Internal(
+                    "a step with records to wait for has no successor".into(),
+                )),
+                pending,
+            ),
+            (Err(e), pending) => Deferred {
+                value: Err(e),
+                pending,
+            },
+        }
+    }
+
     /// Blocks until the records are durable (never on an async worker), then hands the result
     /// out; if the records could not be written, their error instead.
     pub fn wait(self) -> Result<T> {
