@@ -1091,7 +1091,9 @@ fn a_restarted_hsm_service_is_followed_without_a_node_restart() {
 /// PostgreSQL frozen (SIGSTOP to the server and its backends): a new connection's handshake
 /// completes and its request is answered 503 with a problem document, and requests on open
 /// connections too, each within the one store deadline of the request (timeout_ms = 2000),
-/// not one per database call; once thawed, the node serves again.
+/// not one per database call — also six at once on the node's one async worker (no request
+/// waits on the database there, so none waits behind another's deadline); once thawed, the
+/// node serves again.
 #[test]
 fn a_frozen_database_is_answered_with_problem_documents_within_one_deadline() {
     let pg = Postgres::own();
@@ -1108,6 +1110,10 @@ fn a_frozen_database_is_answered_with_problem_documents_within_one_deadline() {
         201
     );
     assert_eq!(sign(&admin, "k", b"before").status, 200);
+    let open: Vec<Client> = (0..6).map(|_| client_of(&a, "admin", &a)).collect();
+    for c in &open {
+        assert_eq!(sign(c, "k", b"before").status, 200);
+    }
     let pid = std::fs::read_to_string(Path::new(pg.dir()).join("data/postmaster.pid"))
         .unwrap()
         .lines()
@@ -1144,6 +1150,24 @@ fn a_frozen_database_is_answered_with_problem_documents_within_one_deadline() {
                 started.elapsed()
             );
         }
+        // Six open connections at once.
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = open
+                .iter()
+                .map(|c| {
+                    scope.spawn(move || (sign(c, "k", b"frozen, six at once"), started.elapsed()))
+                })
+                .collect();
+            for handle in asked {
+                let (reply, after) = handle.join().unwrap();
+                assert_eq!(reply.status, 503, "{reply:?}");
+                assert!(
+                    after < Duration::from_millis(3500),
+                    "one of six refused after {after:?}"
+                );
+            }
+        });
     }));
     signal("-CONT");
     result.unwrap();
