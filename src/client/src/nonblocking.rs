@@ -62,9 +62,21 @@ struct Inner {
     port: u16,
     server_name: ServerName<'static>,
     tls: TlsConnector,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Connection>>,
     connecting: tokio::sync::Semaphore,
 }
+
+/// An open connection: where requests go, and how it ended once it has. A request on a
+/// connection that fails may only learn "canceled" (hyper hands the cause to the connection);
+/// the cause — in TLS 1.3 the server's refusal of the client certificate arrives as an alert
+/// after the client's side of the handshake is done, so on the first request — is read here.
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    ended: tokio::sync::oneshot::Receiver<hyper::Error>,
+}
+
+/// How long a failed request waits for its connection's own error.
+const CAUSE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl fmt::Debug for AsyncClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,7 +219,8 @@ impl AsyncClient {
         body: Option<String>,
     ) -> std::result::Result<(u16, Bytes), Failure> {
         let inner = &self.inner;
-        let mut sender = self.connection().await.map_err(Failure::Connection)?;
+        let (Connection { mut sender, ended }, handshake) =
+            self.connection().await.map_err(Failure::Connection)?;
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -219,36 +232,39 @@ impl AsyncClient {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| Failure::Final(Error::Config(format!("bad request {path:?}: {e}"))))?;
-        let failed = |e: hyper::Error| transport(&inner.settings.url, &e);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Failure::Connection(failed(e)))?;
+        let url = &inner.settings.url;
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(e) => return Err(Failure::Connection(cause(url, e, ended).await)),
+        };
+        // An answer: the server has finished its side of the handshake.
+        drop(handshake);
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Failure::Final(failed(e)))?
-            .to_bytes();
-        self.keep(sender);
+        let bytes = match response.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => return Err(Failure::Final(cause(url, e, ended).await)),
+        };
+        self.keep(Connection { sender, ended });
         Ok((status, bytes))
     }
 
-    /// An idle connection that is still open, or a new one.
-    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>> {
-        if let Some(sender) = self.reuse().await {
-            return Ok(sender);
+    /// An idle connection that is still open, or a new one with its handshake slot. In TLS 1.3
+    /// the client's side of the handshake ends before the server's (which still checks the
+    /// client's certificate): the slot is held until the first answer, so that the server
+    /// never sees more than [`MAX_CONNECTING`] of this client's handshakes at once.
+    async fn connection(&self) -> Result<(Connection, Option<tokio::sync::SemaphorePermit<'_>>)> {
+        if let Some(connection) = self.reuse().await {
+            return Ok((connection, None));
         }
         let inner = &self.inner;
-        let _slot = inner
+        let slot = inner
             .connecting
             .acquire()
             .await
             .map_err(|_| Error::Config("the client's connection slots are closed".into()))?;
         // Waiting for the slot, another call may have put its connection back.
-        if let Some(sender) = self.reuse().await {
-            return Ok(sender);
+        if let Some(connection) = self.reuse().await {
+            return Ok((connection, None));
         }
         let url = &inner.settings.url;
         let connect = async {
@@ -272,38 +288,55 @@ impl AsyncClient {
                 url: url.clone(),
                 message: format!("not connected within {:?}", inner.settings.connect_timeout),
             })??;
-        // The connection runs until the server or the last sender closes it.
+        // The connection runs until the server or the last sender closes it; its error, if it
+        // ends with one, is kept for the request that failed with it.
+        let (failed, ended) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let _ = connection.await;
+            if let Err(e) = connection.await {
+                let _ = failed.send(e);
+            }
         });
-        Ok(sender)
+        Ok((Connection { sender, ended }, Some(slot)))
     }
 
     /// An idle connection that is still open.
-    async fn reuse(&self) -> Option<SendRequest<Full<Bytes>>> {
+    async fn reuse(&self) -> Option<Connection> {
         loop {
             let idle = self.idle().pop();
-            let mut sender = idle?;
-            if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Some(sender);
+            let mut connection = idle?;
+            if !connection.sender.is_closed() && connection.sender.ready().await.is_ok() {
+                return Some(connection);
             }
         }
     }
 
     /// Keeps a connection for the next call, unless enough are kept.
-    fn keep(&self, sender: SendRequest<Full<Bytes>>) {
+    fn keep(&self, connection: Connection) {
         let mut idle = self.idle();
-        if !sender.is_closed() && idle.len() < MAX_IDLE {
-            idle.push(sender);
+        if !connection.sender.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(connection);
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
         // A panic elsewhere cannot leave the list half-changed: take it as it is.
         self.inner
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The error of a request that failed with `error` on a connection: the connection's own
+/// error when it ended with one (a TLS alert, a reset), else the request's.
+async fn cause(
+    url: &str,
+    error: hyper::Error,
+    ended: tokio::sync::oneshot::Receiver<hyper::Error>,
+) -> Error {
+    match tokio::time::timeout(CAUSE_WAIT, ended).await {
+        Ok(Ok(connection)) => transport(url, &connection),
+        _ => transport(url, &error),
     }
 }
 
