@@ -207,29 +207,66 @@ pub fn ecdsa_low_s(algorithm: SignatureAlgorithm, raw: &[u8]) -> Result<Vec<u8>>
     Ok(sig.normalize_s().unwrap_or(sig).raw())
 }
 
-/// DigestInfo prefixes for RSASSA-PKCS1-v1_5 over a precomputed digest (RFC 8017 §9.2 note 1).
-pub(crate) fn rsa_digest_info_prefix(hash: crate::spec::Hash) -> &'static [u8] {
+/// RSASSA-PKCS1-v1_5's DigestInfo (RFC 8017 §9.2 step 2), encoded by `der`.
+#[derive(der::Sequence)]
+struct DigestInfo<'a> {
+    algorithm: spki::AlgorithmIdentifierRef<'a>,
+    digest: der::asn1::OctetStringRef<'a>,
+}
+
+/// The DER DigestInfo of a precomputed `digest` made with `hash` (what RSASSA-PKCS1-v1_5 pads
+/// and signs: `T` in RFC 8017 §9.2); the hash's OID is the `sha2` crate's.
+pub(crate) fn rsa_digest_info(hash: crate::spec::Hash, digest: &[u8]) -> Result<Vec<u8>> {
     use crate::spec::Hash;
-    match hash {
-        Hash::Sha256 => &[
-            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x01, 0x05, 0x00, 0x04, 0x20,
-        ],
-        Hash::Sha384 => &[
-            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x02, 0x05, 0x00, 0x04, 0x30,
-        ],
-        Hash::Sha512 => &[
-            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x03, 0x05, 0x00, 0x04, 0x40,
-        ],
-    }
+    use der::oid::AssociatedOid;
+    use der::Encode;
+    let oid = match hash {
+        Hash::Sha256 => sha2::Sha256::OID,
+        Hash::Sha384 => sha2::Sha384::OID,
+        Hash::Sha512 => sha2::Sha512::OID,
+    };
+    let info = DigestInfo {
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid,
+            parameters: Some(der::AnyRef::NULL),
+        },
+        digest: der::asn1::OctetStringRef::new(digest)
+            .map_err(|_| Error::Malformed("a digest too long to encode".into()))?,
+    };
+    info.to_der()
+        .map_err(|e| Error::Malformed(format!("encoding a DigestInfo: {e}")))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The DigestInfo encodings are RFC 8017's (the headers of §9.2 note 1, then the digest),
+    /// byte for byte.
+    #[test]
+    fn digest_infos_are_rfc_8017s() {
+        use crate::spec::Hash;
+        let expected = |oid_last: u8, len: u8, digest: &[u8]| {
+            let mut h = vec![0x30, len + 0x11, 0x30, 0x0d, 0x06, 0x09];
+            h.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, oid_last]);
+            h.extend_from_slice(&[0x05, 0x00, 0x04, len]);
+            h.extend_from_slice(digest);
+            h
+        };
+        for (hash, last, len) in [
+            (Hash::Sha256, 1, 0x20u8),
+            (Hash::Sha384, 2, 0x30),
+            (Hash::Sha512, 3, 0x40),
+        ] {
+            let digest: Vec<u8> = (0..len).collect();
+            assert_eq!(
+                rsa_digest_info(hash, &digest).unwrap(),
+                expected(last, len, &digest),
+                "{hash:?}"
+            );
+        }
+    }
 
     /// n - 1 for P-256, the highest valid s.
     const P256_ORDER_MINUS_ONE: [u8; 32] = [

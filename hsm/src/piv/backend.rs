@@ -280,7 +280,7 @@ impl PivBackend {
                 .hash()
                 .ok_or_else(|| Error::Unsupported(format!("{algorithm} on a PIV card")))?;
             let digest = hash.digest(tbs);
-            self.raw_sign(yk, slot, request.spec, &card_input(algorithm, &digest))
+            self.raw_sign(yk, slot, request.spec, &card_input(algorithm, &digest)?)
         })?;
         let certificate = yubikey::certificate::Certificate::from_bytes(certificate)
             .map_err(|e| device("certificate", e))?;
@@ -412,7 +412,7 @@ impl Backend for PivBackend {
             if !spec.allows(algorithm) {
                 return Err(Error::AlgorithmMismatch { algorithm, spec });
             }
-            let signature = self.raw_sign(yk, slot, spec, &card_input(algorithm, digest))?;
+            let signature = self.raw_sign(yk, slot, spec, &card_input(algorithm, digest)?)?;
             match algorithm {
                 SignatureAlgorithm::Rs256 => Ok(signature),
                 _ => {

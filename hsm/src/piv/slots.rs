@@ -75,25 +75,30 @@ pub(super) fn public_key(
     }
 }
 
-/// PKCS#1 v1.5 signature padding (EMSA-PKCS1-v1_5) of a SHA-256 digest, `len` bytes long.
-fn pkcs1_v15_sha256(digest: &[u8], len: usize) -> Vec<u8> {
-    let prefix = crate::der::rsa_digest_info_prefix(crate::spec::Hash::Sha256);
-    let t_len = prefix.len() + digest.len();
+/// EMSA-PKCS1-v1_5 (RFC 8017 §9.2 steps 3-5) of a SHA-256 digest, `len` bytes long: the
+/// DigestInfo (`der`), preceded by `00 01`, `ff` padding and `00`.
+fn pkcs1_v15_sha256(digest: &[u8], len: usize) -> Result<Vec<u8>> {
+    let t = crate::der::rsa_digest_info(crate::spec::Hash::Sha256, digest)?;
+    if len < t.len() + 11 {
+        return Err(Error::Malformed(format!(
+            "a {len}-byte RSA block cannot hold a {}-byte DigestInfo",
+            t.len()
+        )));
+    }
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&[0x00, 0x01]);
-    out.resize(len - t_len - 1, 0xff);
+    out.resize(len - t.len() - 1, 0xff);
     out.push(0x00);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(digest);
-    out
+    out.extend_from_slice(&t);
+    Ok(out)
 }
 
 /// What the card signs for `algorithm` over `digest`: the digest itself for ECDSA, the padded
 /// block for RS256 (PIV's RSA is raw).
-pub(super) fn card_input(algorithm: SignatureAlgorithm, digest: &[u8]) -> Vec<u8> {
+pub(super) fn card_input(algorithm: SignatureAlgorithm, digest: &[u8]) -> Result<Vec<u8>> {
     match algorithm {
         SignatureAlgorithm::Rs256 => pkcs1_v15_sha256(digest, 256),
-        _ => digest.to_vec(),
+        _ => Ok(digest.to_vec()),
     }
 }
 
@@ -124,7 +129,7 @@ mod tests {
 
     #[test]
     fn pkcs1_padding_has_the_emsa_layout() {
-        let padded = pkcs1_v15_sha256(&[0xab; 32], 256);
+        let padded = pkcs1_v15_sha256(&[0xab; 32], 256).unwrap();
         assert_eq!(padded.len(), 256);
         assert_eq!(&padded[..2], &[0x00, 0x01]);
         assert!(padded[2..204].iter().all(|b| *b == 0xff));

@@ -118,10 +118,9 @@ pub(crate) fn for_signature<'a>(
         (Es256 | Es384, Payload::Digest(d)) => (Mechanism::Ecdsa, d.to_vec()),
         (Es256, Payload::Message(m)) => (Mechanism::EcdsaSha256, m.to_vec()),
         (Es384, Payload::Message(m)) => (Mechanism::EcdsaSha384, m.to_vec()),
-        (Rs256 | Rs384 | Rs512, Payload::Digest(d)) => (
-            Mechanism::RsaPkcs,
-            [der::rsa_digest_info_prefix(hash), d].concat(),
-        ),
+        (Rs256 | Rs384 | Rs512, Payload::Digest(d)) => {
+            (Mechanism::RsaPkcs, der::rsa_digest_info(hash, d)?)
+        }
         (Rs256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcs, m.to_vec()),
         (Rs384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcs, m.to_vec()),
         (Rs512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcs, m.to_vec()),
