@@ -118,10 +118,17 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The client's certificate chain and private key.
+/// The client's certificate chain and private key. The key's bytes are wiped when the identity
+/// is dropped (a built client keeps only rustls's signing key made from them).
 pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        self.wipe();
+    }
 }
 
 impl fmt::Debug for Identity {
@@ -133,6 +140,11 @@ impl fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// Overwrites the key's bytes with zeros (and empties it).
+    fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+
     /// From PEM: the certificate (and its chain) and an unencrypted private key.
     pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem_chain(certificates)?;
@@ -341,7 +353,7 @@ impl Builder {
                 "no CA certificate to trust: give Signet's root (DATA/ca/root.pem)".into(),
             ));
         }
-        let Some(identity) = self.identity else {
+        let Some(mut identity) = self.identity else {
             return Err(Error::Config(
                 "no client certificate: Signet answers only clients with one".into(),
             ));
@@ -352,14 +364,28 @@ impl Builder {
                 .add(cert)
                 .map_err(|e| Error::Config(format!("the CA certificate is not usable: {e}")))?;
         }
+        // The signing key is made from a reference to the key's bytes, so that no copy of them
+        // outlives the identity, which wipes its own.
+        let unusable = |e: rustls::Error| {
+            Error::Config(format!("the client certificate or key is not usable: {e}"))
+        };
+        let signing_key =
+            rustls::crypto::ring::sign::any_supported_type(&identity.key).map_err(unusable)?;
+        let certified =
+            rustls::sign::CertifiedKey::new(std::mem::take(&mut identity.chain), signing_key);
+        // As rustls's own `with_client_auth_cert`: a key that cannot tell its public half is
+        // taken as it is; one that can must be the certificate's.
+        match certified.keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(e) => return Err(unusable(e)),
+        }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Config(e.to_string()))?
         .with_root_certificates(roots)
-        .with_client_auth_cert(identity.chain, identity.key)
-        .map_err(|e| Error::Config(format!("the client certificate or key is not usable: {e}")))?;
+        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         Ok((
             config,
             Settings {
@@ -786,6 +812,52 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "openssl {args:?}: {out:?}");
         out.stdout
+    }
+
+    /// A client is built from a certificate and its key, not from a key that is another's;
+    /// an identity's key bytes are gone once it is wiped (as on drop).
+    #[test]
+    fn a_client_needs_the_certificates_own_key_and_an_identity_wipes_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["a", "b"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-subj",
+                    "/CN=app",
+                    "-days",
+                    "1",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.crt"),
+                ],
+            );
+        }
+        let read = |f: &str| std::fs::read(d.join(f)).unwrap();
+        let root = read("a.crt");
+        let build = |cert: &str, key: &str| {
+            Client::builder("https://localhost:8443")
+                .root_pem(&root)
+                .unwrap()
+                .identity(Identity::from_pem(&read(cert), &read(key)).unwrap())
+                .build()
+        };
+        assert!(build("a.crt", "a.key").is_ok());
+        let err = build("a.crt", "b.key").unwrap_err();
+        assert!(err.to_string().contains("not usable"), "{err}");
+        let mut identity = Identity::from_pem(&read("a.crt"), &read("a.key")).unwrap();
+        assert!(!identity.key.secret_der().is_empty());
+        identity.wipe();
+        assert!(identity.key.secret_der().is_empty());
     }
 
     /// Keys as OpenSSL 3 encrypts them (PBES2: PBKDF2-HMAC-SHA256 or scrypt, AES-256-CBC)
