@@ -363,4 +363,22 @@ fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
     assert!(!lists_old("new-crl.pem"));
     let out = verify_chain(dir, "new.pem", "new-int.pem", "new-crl.pem");
     assert!(out.status.success(), "{}", text(&out));
+    // The revocation's CRL record names the CRL's issuer: the previous intermediate.
+    let serial = openssl(dir, &["x509", "-in", "old-int.pem", "-noout", "-serial"]);
+    let old_int_serial = text(&serial)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_lowercase();
+    let log = server.admin().get("/v1/audit?limit=10000").body;
+    let crl = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "crl.generate")
+        .last()
+        .unwrap_or_else(|| panic!("no crl.generate record in {log}"));
+    assert_eq!(
+        crl["details"]["issuer"].as_str().map(str::to_lowercase),
+        Some(old_int_serial),
+        "{crl}"
+    );
 }

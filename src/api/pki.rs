@@ -129,10 +129,7 @@ pub async fn revoke(
     // No body is a revocation without a reason.
     let req = req.unwrap_or_default();
     let rec = ctx
-        .execute(RevokeCertificate {
-            serial,
-            reason: req.reason,
-        })
+        .execute(RevokeCertificate::new(serial, req.reason))
         .await?;
     Ok(Json(CertView::from(&rec)))
 }

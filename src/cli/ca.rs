@@ -192,7 +192,7 @@ pub(super) fn run_cert(service: &Service, cmd: CertCommand) -> anyhow::Result<()
         }
         CertCommand::Revoke { serial, reason } => {
             let rec = service
-                .execute(&op, RevokeCertificate { serial, reason })
+                .execute(&op, RevokeCertificate::new(serial, reason))
                 .wait()?;
             println!(
                 "revoked {} ({}); CRL regenerated at {}",

@@ -726,6 +726,22 @@ impl Authority<'_> {
         })
     }
 
+    /// The serial of the CA certificate whose CRL lists `cert` once revoked: the root's for a
+    /// CA certificate; for a leaf, the previous intermediate that issued it, else the current
+    /// intermediate's (as `build_crl` sorts them).
+    pub fn crl_issuer(&self, cert: &CertRecord) -> Result<String> {
+        let record = self.record()?;
+        if cert.profile.is_ca() {
+            return Ok(record.root.serial);
+        }
+        for previous in &record.previous_intermediates {
+            if signet_pki::issued_by(&cert.der, &self.cert_der(&previous.serial)?) {
+                return Ok(previous.serial.clone());
+            }
+        }
+        Ok(record.intermediate.serial)
+    }
+
     /// A certificate's DER from its record.
     pub fn cert_der(&self, serial: &str) -> Result<Vec<u8>> {
         Ok(self

@@ -482,10 +482,21 @@ impl Operation for ListCertificates {
 /// the server's own TLS certificate, and what would leave no usable admin.
 #[derive(Debug, Clone)]
 pub struct RevokeCertificate {
-    /// Its serial.
-    pub serial: String,
-    /// The RFC 5280 reason.
-    pub reason: Option<String>,
+    serial: String,
+    reason: Option<String>,
+    /// The serial of the CA whose CRL now lists it (for the `crl.generate` record).
+    crl_issuer: Option<String>,
+}
+
+impl RevokeCertificate {
+    /// Revokes `serial` for the RFC 5280 `reason`.
+    pub fn new(serial: String, reason: Option<String>) -> Self {
+        RevokeCertificate {
+            serial,
+            reason,
+            crl_issuer: None,
+        }
+    }
 }
 
 impl Operation for RevokeCertificate {
@@ -527,13 +538,20 @@ impl Operation for RevokeCertificate {
     }
     fn run(&mut self, s: &Service, _: &Caller) -> Result<Self::Output> {
         let ca = s.ca()?;
-        s.authority()
-            .revoke(&ca, &self.target(), self.reason.as_deref())
+        let revoked = s
+            .authority()
+            .revoke(&ca, &self.target(), self.reason.as_deref())?;
+        self.crl_issuer = s.authority().crl_issuer(&revoked).ok();
+        Ok(revoked)
     }
     fn followups(&self, caller: &Caller, _: &CertRecord) -> Vec<Event> {
-        vec![caller
+        let event = caller
             .event("crl.generate", "crl", Outcome::Ok)
-            .with("trigger", "revocation")]
+            .with("trigger", "revocation");
+        vec![match &self.crl_issuer {
+            Some(issuer) => event.with("issuer", issuer.as_str()),
+            None => event,
+        }]
     }
 }
 
