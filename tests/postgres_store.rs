@@ -91,6 +91,21 @@ fn the_store_contract_holds_across_two_nodes() {
         t.join().unwrap();
     }
     assert_eq!(a.key("k").unwrap().unwrap().primary, 201);
+    // A key read ahead with the caller's records serves the request's first read of that key
+    // only: a change another node makes afterwards is what the next read sees.
+    signet::store::prefetch::scope(|| {
+        let (cert, _) = b.caller_records("00ff", "svc", Some("k")).unwrap();
+        assert!(cert.is_none());
+        a.update_key("k", &mut |r| {
+            r.primary = 7;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(b.key("k").unwrap().unwrap().primary, 201, "not the one read ahead");
+        assert_eq!(b.key("k").unwrap().unwrap().primary, 7, "served twice");
+        b.caller_records("00ff", "svc", Some("nothing")).unwrap();
+        assert!(b.key("nothing").unwrap().is_none());
+    });
     let missing = a.update_key("missing", &mut |_| Ok(())).unwrap_err();
     assert!(missing.to_string().contains("no key named"), "{missing}");
     assert!(b.remove_key("k").unwrap());
@@ -134,11 +149,11 @@ fn the_store_contract_holds_across_two_nodes() {
     a.put_principal(&p).unwrap();
     assert_eq!(b.principal("svc").unwrap().unwrap().scopes, p.scopes);
     // A request's two reads in one: the principal found, no certificate of that serial.
-    let (cert, principal) = b.caller_records("00ff", "svc").unwrap();
+    let (cert, principal) = b.caller_records("00ff", "svc", None).unwrap();
     assert!(cert.is_none());
     assert_eq!(principal.unwrap().name, "svc");
     assert!(matches!(
-        b.caller_records("00ff", "nobody").unwrap(),
+        b.caller_records("00ff", "nobody", None).unwrap(),
         (None, None)
     ));
     assert!(b.remove_principal("svc").unwrap());

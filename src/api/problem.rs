@@ -187,7 +187,9 @@ impl Ctx {
         O: crate::service::Operation + Send + 'static,
         O::Output: Send + 'static,
     {
-        self.run_deferred(move |s, c| s.execute(c, op)).await
+        let read_ahead = op.reads_key().map(str::to_owned);
+        self.authenticated(read_ahead, move |s, c| s.execute(c, op))
+            .await
     }
 
     /// Authenticates the caller and runs `op` for it, in one job on a worker; the answer (or
@@ -197,6 +199,15 @@ impl Ctx {
         &self,
         op: impl FnOnce(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
     ) -> ApiResult<T> {
+        self.authenticated(None, op).await
+    }
+
+    /// [`Ctx::run_deferred`], reading `read_ahead`'s key record with the caller's.
+    async fn authenticated<T: Send + 'static>(
+        &self,
+        read_ahead: Option<String>,
+        op: impl FnOnce(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
+    ) -> ApiResult<T> {
         let service = self.service.clone();
         let identity = self.identity.clone();
         let agent = self.agent.clone();
@@ -204,9 +215,11 @@ impl Ctx {
         let deadline = self.deadline;
         let job = move || {
             crate::store::deadline::within(deadline, || {
-                service
-                    .authenticate(&identity, &request_id)
-                    .and_then(|caller| op(&service, &caller.with_agent(agent.as_deref())))
+                crate::store::prefetch::scope(|| {
+                    service
+                        .authenticate(&identity, &request_id, read_ahead.as_deref())
+                        .and_then(|caller| op(&service, &caller.with_agent(agent.as_deref())))
+                })
             })
         };
         match self.executor.run(job).await {

@@ -604,6 +604,9 @@ impl Operation for Sign {
     fn target(&self) -> String {
         self.name.clone()
     }
+    fn reads_key(&self) -> Option<&str> {
+        Some(&self.name)
+    }
     fn recording(&self) -> Recording {
         Recording::Use
     }
@@ -646,6 +649,9 @@ impl Operation for SignBatch {
     }
     fn target(&self) -> String {
         self.name.clone()
+    }
+    fn reads_key(&self) -> Option<&str> {
+        Some(&self.name)
     }
     fn recording(&self) -> Recording {
         Recording::Use
@@ -703,6 +709,9 @@ impl Operation for Verify {
     }
     fn target(&self) -> String {
         self.name.clone()
+    }
+    fn reads_key(&self) -> Option<&str> {
+        Some(&self.name)
     }
     fn recording(&self) -> Recording {
         Recording::Use

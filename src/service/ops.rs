@@ -105,9 +105,15 @@ pub struct Verification {
 impl Service {
     /// The caller of a request on a connection with this verified certificate: refused when
     /// the certificate has been revoked since the handshake; its principal read now, so a
-    /// change of scopes, or a deletion, applies to the very next request. Only reads, so it
-    /// runs where the request is; a refusal waits for its record.
-    pub fn authenticate(&self, identity: &ClientIdentity, request_id: &str) -> Deferred<Caller> {
+    /// change of scopes, or a deletion, applies to the very next request. With `read_ahead`,
+    /// the record of the key the request's operation only reads is fetched in the same round
+    /// trip (see `store::prefetch`). Only reads; a refusal waits for its record.
+    pub fn authenticate(
+        &self,
+        identity: &ClientIdentity,
+        request_id: &str,
+        read_ahead: Option<&str>,
+    ) -> Deferred<Caller> {
         let refused = |reason: &'static str, metric: &'static str, detail: String| {
             self.metrics.refusal(metric);
             let pending = self.audit.enqueue(vec![Event::new(
@@ -133,10 +139,14 @@ impl Service {
                 ),
             );
         }
-        let (cert, principal) = match self.store.caller_records(&identity.serial, &identity.name) {
-            Ok(records) => records,
-            Err(e) => return Deferred::ready(Err(e)),
-        };
+        let (cert, principal) =
+            match self
+                .store
+                .caller_records(&identity.serial, &identity.name, read_ahead)
+            {
+                Ok(records) => records,
+                Err(e) => return Deferred::ready(Err(e)),
+            };
         if matches!(&cert, Some(cert) if cert.status == CertStatus::Revoked) {
             return refused(
                 "certificate revoked",

@@ -103,7 +103,10 @@ fn token_expiry_counter(version: u32) -> String {
 
 impl<E: RecordEngine> KeyStore for Records<E> {
     fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
-        self.get(KEYS, name)
+        match super::prefetch::take(KEYS, name) {
+            Some(ahead) => ahead.map(|b| decode(KEYS, name, &b)).transpose(),
+            None => self.get(KEYS, name),
+        }
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>> {
@@ -391,11 +394,16 @@ impl<E: RecordEngine> Store for Records<E> {
         &self,
         serial: &str,
         principal: &str,
+        key: Option<&str>,
     ) -> Result<(Option<CertRecord>, Option<Principal>)> {
         let serial = serial.to_ascii_lowercase();
-        let (cert, who) = self
-            .engine
-            .get_two((CERTS, &serial), (PRINCIPALS, principal))?;
+        let mut wanted = vec![(CERTS, serial.as_str()), (PRINCIPALS, principal)];
+        wanted.extend(key.map(|k| (KEYS, k)));
+        let mut found = self.engine.get_many(&wanted)?.into_iter();
+        let (cert, who) = (found.next().flatten(), found.next().flatten());
+        if let Some(key) = key {
+            super::prefetch::keep(KEYS, key, found.next().flatten());
+        }
         Ok((
             cert.map(|b| decode(CERTS, &serial, &b)).transpose()?,
             who.map(|b| decode(PRINCIPALS, principal, &b)).transpose()?,

@@ -41,14 +41,13 @@ pub trait RecordEngine: Send + Sync + std::fmt::Debug {
     /// The value at `key`.
     fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Two values at once (one round trip where the engine is remote): what every request
-    /// reads about its caller.
-    fn get_two(
-        &self,
-        first: (Kind, &str),
-        second: (Kind, &str),
-    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
-        Ok((self.get(first.0, first.1)?, self.get(second.0, second.1)?))
+    /// Several values at once, in the order asked (one round trip where the engine is
+    /// remote): what every request reads about its caller.
+    fn get_many(&self, wanted: &[(Kind, &str)]) -> Result<Vec<Option<Bytes>>> {
+        wanted
+            .iter()
+            .map(|(kind, key)| self.get(kind, key))
+            .collect()
     }
 
     /// Every (key, value) of a kind, by key.

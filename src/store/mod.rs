@@ -14,6 +14,7 @@ pub mod audit_file;
 pub mod deadline;
 pub mod engine;
 pub mod postgres;
+pub mod prefetch;
 pub mod records;
 mod sled;
 
@@ -135,14 +136,15 @@ pub trait Store:
     /// Checks that a durable write works now (readiness).
     fn check_writable(&self) -> Result<()>;
     /// What every request reads about its caller: the certificate's record (for its
-    /// revocation) and the principal's. One round trip where the engine is remote.
+    /// revocation) and the principal's; with `key`, that key's record too, kept for the
+    /// request's first read of it (see [`prefetch`]). One round trip where the engine is
+    /// remote.
     fn caller_records(
         &self,
         serial: &str,
         principal: &str,
-    ) -> Result<(Option<CertRecord>, Option<Principal>)> {
-        Ok((self.cert(serial)?, self.principal(principal)?))
-    }
+        key: Option<&str>,
+    ) -> Result<(Option<CertRecord>, Option<Principal>)>;
     /// Runs `f` only if no other process sharing this store runs work named `name` now;
     /// whether it ran. With one node (sled) it always runs.
     fn exclusive(&self, name: &str, f: &mut dyn FnMut()) -> Result<bool> {

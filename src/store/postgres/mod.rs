@@ -373,38 +373,30 @@ impl RecordEngine for PgEngine {
         Ok(row.map(|row| row.get::<_, String>(0).into_bytes()))
     }
 
-    fn get_two(
-        &self,
-        first: (Kind, &str),
-        second: (Kind, &str),
-    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
-        let (kind1, key1) = (first.0, first.1.to_string());
-        let (kind2, key2) = (second.0, second.1.to_string());
-        let (k1, k2) = (key1.clone(), key2.clone());
+    fn get_many(&self, wanted: &[(Kind, &str)]) -> Result<Vec<Option<Bytes>>> {
+        let kinds: Vec<String> = wanted.iter().map(|(k, _)| k.to_string()).collect();
+        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.to_string()).collect();
         let rows = self.db.run(move |c| async move {
             c.query(
                 &stmt(
                     &c,
                     "SELECT kind, key, value FROM signet_records
-                     WHERE (kind = $1 AND key = $2) OR (kind = $3 AND key = $4)",
+                     WHERE (kind, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 )
                 .await?,
-                &[&kind1, &k1, &kind2, &k2],
+                &[&kinds, &keys],
             )
             .await
             .map_err(db_error)
         })?;
-        let (mut one, mut two) = (None, None);
+        let mut found = vec![None; wanted.len()];
         for row in rows {
             let (kind, key): (String, String) = (row.get(0), row.get(1));
-            let value = row.get::<_, String>(2).into_bytes();
-            if kind == first.0 && key == key1 {
-                one = Some(value);
-            } else if kind == second.0 && key == key2 {
-                two = Some(value);
+            if let Some(i) = wanted.iter().position(|(k, n)| *k == kind && *n == key) {
+                found[i] = Some(row.get::<_, String>(2).into_bytes());
             }
         }
-        Ok((one, two))
+        Ok(found)
     }
 
     fn all(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
