@@ -101,7 +101,11 @@ fn the_store_contract_holds_across_two_nodes() {
             Ok(())
         })
         .unwrap();
-        assert_eq!(b.key("k").unwrap().unwrap().primary, 201, "not the one read ahead");
+        assert_eq!(
+            b.key("k").unwrap().unwrap().primary,
+            201,
+            "not the one read ahead"
+        );
         assert_eq!(b.key("k").unwrap().unwrap().primary, 7, "served twice");
         b.caller_records("00ff", "svc", Some("nothing")).unwrap();
         assert!(b.key("nothing").unwrap().is_none());
