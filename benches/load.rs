@@ -493,7 +493,15 @@ struct Server {
 impl Server {
     fn start(bin: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("signet-bench-{}", rand_suffix()));
-        Self::start_node(bin, dir, &[], None)
+        // BENCH_GROUP_WAIT_US: the node's `[audit] group_wait_us` (else the default).
+        let mut env = Vec::new();
+        if let Ok(wait) = std::env::var("BENCH_GROUP_WAIT_US") {
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("bench.toml");
+            std::fs::write(&config, format!("[audit]\ngroup_wait_us = {wait}\n")).unwrap();
+            env.push(("SIGNET_CONFIG".to_string(), config.display().to_string()));
+        }
+        Self::start_node(bin, dir, &env, None)
     }
 
     /// A node with extra environment (`SIGNET_CONFIG`, the token's), whose bundle is in

@@ -596,6 +596,10 @@ pub struct AuditConfig {
     pub checkpoint_interval_secs: u64,
     /// Microseconds the writer waits before syncing so that more records share the sync.
     pub commit_delay_us: u64,
+    /// The most microseconds a batch's writer waits for the records of key uses already under
+    /// way on this node, so that they share its sync or transaction (a lone request never
+    /// waits; 0: no waiting).
+    pub group_wait_us: u64,
 }
 
 fn invalid(message: impl Into<String>) -> Result<(), ConfigError> {
@@ -827,8 +831,8 @@ impl TokensConfig {
 
 impl AuditConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.commit_delay_us > 10_000 {
-            return invalid("audit.commit_delay_us must be at most 10000");
+        if self.commit_delay_us > 10_000 || self.group_wait_us > 10_000 {
+            return invalid("audit.commit_delay_us and audit.group_wait_us must be at most 10000");
         }
         if self.checkpoint_every == 0 || self.checkpoint_interval_secs == 0 {
             return invalid(
@@ -925,6 +929,7 @@ impl Default for AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 1,
             commit_delay_us: 0,
+            group_wait_us: 1000,
         }
     }
 }

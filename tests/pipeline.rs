@@ -16,11 +16,17 @@ use signet::store::{Outcome, Principal};
 use signet_hsm::KeySpec;
 
 fn service() -> (tempfile::TempDir, Service) {
+    service_with(|_| ())
+}
+
+/// [`service`] with a changed configuration.
+fn service_with(change: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
+    change(&mut config);
     prepare_process(&config);
     let service = Service::open(config).unwrap();
     (dir, service)
@@ -62,6 +68,44 @@ fn last_record(service: &Service, action: &str) -> signet::store::AuditRecord {
         .rev()
         .find(|r| r.action == action)
         .unwrap_or_else(|| panic!("no {action} record"))
+}
+
+/// Two key uses under way at once (each announced when it starts): whichever submits first
+/// leads and waits for the other's record, so both go in one batch (one sync, or one
+/// database transaction). Without the wait the first would write alone.
+#[test]
+fn records_of_key_uses_under_way_share_one_batch() {
+    let (_dir, service) = service_with(|c| c.audit.group_wait_us = 10_000);
+    let audit = service.audit();
+    let batches = || {
+        audit
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let use_of = |n: &str| {
+        vec![signet::store::Event::new(
+            "app",
+            n,
+            "key.sign",
+            "k",
+            Outcome::Ok,
+        )]
+    };
+    let before = batches();
+    let (first, second) = (audit.announce(), audit.announce());
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| first.submit(use_of("first")).wait());
+        let follower = second.submit(use_of("second")).wait();
+        leader.join().unwrap().unwrap();
+        follower.unwrap();
+    });
+    assert_eq!(batches() - before, 1, "two announced records, two batches");
+    // A use that ends without a record (its guard dropped) is no longer waited for.
+    let gone = audit.announce();
+    drop(gone);
+    audit.announce().submit(use_of("alone")).wait().unwrap();
+    assert_eq!(batches() - before, 2);
 }
 
 #[test]

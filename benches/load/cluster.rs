@@ -93,6 +93,11 @@ pub fn run(report: &mut Report, duration: Duration) {
     );
     let url = pg::with_database(&pg_url, &db);
 
+    // `[audit] group_wait_us` of every node (BENCH_GROUP_WAIT_US; the default's when unset).
+    let group_wait: u64 = std::env::var("BENCH_GROUP_WAIT_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(signet::config::AuditConfig::default().group_wait_us);
     let mut nodes: Vec<Server> = Vec::new();
     for name in ["a", "b", "c"] {
         let dir = root.join(name);
@@ -104,7 +109,8 @@ pub fn run(report: &mut Report, duration: Duration) {
             &config,
             format!(
                 "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\npool_size = 1\n\
-                 [store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{pg_password}\"\nnode = \"{name}\"\n",
+                 [store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{pg_password}\"\nnode = \"{name}\"\n\
+                 [audit]\ngroup_wait_us = {group_wait}\n",
                 var(&token, "SIGNET_P11KIT_MODULE"),
                 var(&token, "SIGNET_P11KIT_TOKEN"),
                 pin.display(),

@@ -162,13 +162,14 @@ impl Service {
                 Deferred::ready(result)
             }
             Recording::Use => {
+                let announced = self.audit.announce();
                 let result = op.run(self, caller);
                 self.metrics.operation(action.name(), outcome_name(&result));
                 let events = op.records(caller, &result);
                 if events.is_empty() {
                     return Deferred::ready(result);
                 }
-                Deferred::new(result, self.audit.submit(events))
+                Deferred::new(result, announced.submit(events))
             }
         }
     }

@@ -3,6 +3,10 @@
 //! `fdatasync` for the file journal, one transaction for a database) and completes every waiter
 //! at once. Threads arriving meanwhile only queue and return: their records go in the next
 //! batch. So a lone request pays one sync and no hand-off, and concurrent ones share syncs.
+//! A request that will append (a key use) says so when it starts ([`AuditLog::announce`]); a
+//! leader waits, up to `audit.group_wait_us`, for the records of requests already under way,
+//! so that concurrent requests share one transaction even when the sync is quick; a lone
+//! request does not wait.
 //!
 //! A background thread leads for those who must not block (the async workers submit with
 //! [`AuditLog::enqueue`]), writes the checkpoints — every N records, or T seconds after the
@@ -76,6 +80,8 @@ struct State {
     queue: Vec<(Vec<Event>, Reply)>,
     /// A leader is appending (only one at a time: the chain has one head).
     writing: bool,
+    /// Requests under way that said they will append records (see [`AuditLog::announce`]).
+    coming: usize,
     /// Records since the last checkpoint.
     since_checkpoint: u64,
     /// When the last checkpoint was written (or the log opened).
@@ -105,6 +111,8 @@ struct Inner {
     state: Mutex<State>,
     /// Wakes the background thread (work for it, or a leader finished).
     wake: Condvar,
+    /// Wakes a leader waiting for announced records (one joined, or will not come).
+    joined: Condvar,
     stats: AuditStats,
     /// Opened by an inspecting command: nothing is appended, no checkpoint is signed, the
     /// anchor is never touched.
@@ -125,6 +133,38 @@ impl std::fmt::Debug for AuditLog {
             .field("key_id", &self.inner.key_id)
             .field("journal", &self.inner.journal)
             .finish_non_exhaustive()
+    }
+}
+
+/// A request that will append records (see [`AuditLog::announce`]).
+#[must_use = "an announced request's records go in with `submit`"]
+#[derive(Debug)]
+pub struct Announced<'a> {
+    log: &'a AuditLog,
+    /// Whether it was counted (grouping is on): only then is there anything to undo.
+    counted: bool,
+}
+
+impl Announced<'_> {
+    /// [`AuditLog::submit`] for the announced records.
+    pub fn submit(mut self, events: Vec<Event>) -> Pending {
+        let counted = std::mem::replace(&mut self.counted, false);
+        let (pending, lead) = self.log.queue_announced(events, true, counted);
+        if lead {
+            self.log.inner.lead();
+        }
+        pending
+    }
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut state = self.log.inner.lock();
+            state.coming = state.coming.saturating_sub(1);
+            drop(state);
+            self.log.inner.joined.notify_all();
+        }
     }
 }
 
@@ -228,6 +268,17 @@ impl AuditLog {
         pending
     }
 
+    /// Says that this thread's request will append records soon (a key use, whose token call
+    /// is under way): a leader meanwhile may wait for them (`audit.group_wait_us`). The
+    /// records go in with [`Announced::submit`]; dropping the guard says they will not come.
+    pub fn announce(&self) -> Announced<'_> {
+        let counted = self.inner.config.group_wait_us > 0 && !self.inner.read_only;
+        if counted {
+            self.inner.lock().coming += 1;
+        }
+        Announced { log: self, counted }
+    }
+
     /// Queues records without ever writing on this thread (for async workers): the background
     /// thread writes them.
     pub fn enqueue(&self, events: Vec<Event>) -> Pending {
@@ -241,6 +292,20 @@ impl AuditLog {
     /// Queues; returns whether no write is under way (with `lead`, the caller is now the
     /// leader and must write).
     fn queue(&self, events: Vec<Event>, lead: bool) -> (Pending, bool) {
+        self.queue_announced(events, lead, false)
+    }
+
+    /// As [`AuditLog::queue`]; `announced`: these are the records of an [`Announced`] request,
+    /// no longer coming once queued.
+    fn queue_announced(&self, events: Vec<Event>, lead: bool, announced: bool) -> (Pending, bool) {
+        if announced {
+            let mut state = self.inner.lock();
+            state.coming = state.coming.saturating_sub(1);
+            if events.is_empty() || cfg!(feature = "bench-unaudited") {
+                drop(state);
+                self.inner.joined.notify_all();
+            }
+        }
         if cfg!(feature = "bench-unaudited") || events.is_empty() {
             return (Pending(None), false);
         }
@@ -258,6 +323,10 @@ impl AuditLog {
         let idle = !state.writing;
         if idle && lead {
             state.writing = true;
+        }
+        drop(state);
+        if announced {
+            self.inner.joined.notify_all();
         }
         (Pending(Some(rx)), idle)
     }
@@ -398,6 +467,7 @@ impl Inner {
             state: Mutex::new(State {
                 queue: Vec::new(),
                 writing: false,
+                coming: 0,
                 since_checkpoint,
                 last_checkpoint: Instant::now(),
                 outage: None,
@@ -409,6 +479,7 @@ impl Inner {
                 closing: false,
             }),
             wake: Condvar::new(),
+            joined: Condvar::new(),
             stats: AuditStats::default(),
             read_only,
             epoch: AtomicU64::new(0),
@@ -428,6 +499,20 @@ impl Inner {
         }
         let (batch, outage) = {
             let mut state = self.lock();
+            // Requests under way will append in a moment: wait for them (bounded), so that
+            // they share this transaction instead of each paying its own.
+            let until = Instant::now() + Duration::from_micros(self.config.group_wait_us);
+            while state.coming > 0 && !state.closing {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = self
+                    .joined
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
             (std::mem::take(&mut state.queue), state.outage.is_some())
         };
         let mut appended = 0;

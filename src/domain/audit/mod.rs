@@ -13,7 +13,7 @@ use std::sync::Arc;
 use signet_hsm::{Backend, KeyId, KeyRequest, KeyRole, KeySpec};
 
 pub use self::anchor::{first_checkpoint, Anchor, Anchoring, Gap, GapKind, ANCHOR_NAME};
-pub use self::log::{AuditLog, AuditStats, Pending, SERVICE};
+pub use self::log::{Announced, AuditLog, AuditStats, Pending, SERVICE};
 pub use self::verify::{verify_chain, Break, VerifyReport};
 use crate::error::{Error, Result};
 pub use crate::store::audit::{AuditRecord, ChainHead, Event, Outcome, CHECKPOINT, GENESIS};
