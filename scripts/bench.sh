@@ -9,9 +9,13 @@
 #                                       generations/s and signatures/s raw and through the API
 #   scripts/bench.sh cluster            1, 2 and 3 nodes on one PostgreSQL and one remote token,
 #                                       and revocation propagation between nodes
-#   scripts/bench.sh compare BASE.json  a fresh `api` run compared with a stored one: every figure's
-#                                       ratio, flagging any that moved by more than BENCH_NOISE
-#                                       (default 0.25) the wrong way; exits 1 when one did
+#   scripts/bench.sh compare BASE.json [api|cluster]
+#                                       a fresh `api` (or `cluster`) run compared with a stored
+#                                       one: every figure's ratio (rates, CPU, latency, context
+#                                       switches, PostgreSQL transactions per signature, records
+#                                       per audit transaction), flagging any that moved by more
+#                                       than BENCH_NOISE (default 0.25) the wrong way; exits 1
+#                                       when one did
 # BENCH_SECONDS (default 4) per step; the JSON goes to bench-out/bench-<time>.json (BENCH_JSON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,8 +68,12 @@ case "$what" in
       rm -rf "$dir"
     done ;;
   compare)
-    base="${2:?usage: $0 compare BASELINE.json}"
-    build; load api
+    base="${2:?usage: $0 compare BASELINE.json [api|cluster]}"
+    case "${3:-api}" in
+      api) build; load api ;;
+      cluster) build; eval "$(bash scripts/postgres.sh start)"; load cluster ;;
+      *) echo "compare runs api or cluster" >&2; exit 2 ;;
+    esac
     echo; echo "## Compared with $base"; echo
     load compare "$base" "$BENCH_JSON" ;;
   *) echo "usage: $0 [api|raw|ca|cluster|pkcs11|compare BASELINE.json]" >&2; exit 2 ;;
