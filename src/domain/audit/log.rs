@@ -160,10 +160,7 @@ impl Announced<'_> {
 impl Drop for Announced<'_> {
     fn drop(&mut self) {
         if self.counted {
-            let mut state = self.log.inner.lock();
-            state.coming = state.coming.saturating_sub(1);
-            drop(state);
-            self.log.inner.joined.notify_all();
+            self.log.inner.no_longer_coming();
         }
     }
 }
@@ -298,15 +295,10 @@ impl AuditLog {
     /// As [`AuditLog::queue`]; `announced`: these are the records of an [`Announced`] request,
     /// no longer coming once queued.
     fn queue_announced(&self, events: Vec<Event>, lead: bool, announced: bool) -> (Pending, bool) {
-        if announced {
-            let mut state = self.inner.lock();
-            state.coming = state.coming.saturating_sub(1);
-            if events.is_empty() || cfg!(feature = "bench-unaudited") {
-                drop(state);
-                self.inner.joined.notify_all();
-            }
-        }
         if cfg!(feature = "bench-unaudited") || events.is_empty() {
+            if announced {
+                self.inner.no_longer_coming();
+            }
             return (Pending(None), false);
         }
         let (tx, rx) = oneshot::channel();
@@ -315,7 +307,16 @@ impl AuditLog {
             return (Pending(Some(rx)), false);
         }
         let mut state = self.inner.lock();
+        if announced {
+            // In the same step as the queueing: a leader never finds these records neither
+            // coming nor queued.
+            state.coming = state.coming.saturating_sub(1);
+        }
         if state.closing {
+            drop(state);
+            if announced {
+                self.inner.joined.notify_all();
+            }
             let _ = tx.send(Err(writer_gone()));
             return (Pending(Some(rx)), false);
         }
@@ -488,6 +489,14 @@ impl Inner {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An announced request's records will not come (or came with nothing to record).
+    fn no_longer_coming(&self) {
+        let mut state = self.lock();
+        state.coming = state.coming.saturating_sub(1);
+        drop(state);
+        self.joined.notify_all();
     }
 
     /// As the leader (`writing` is set for us): appends everything queued once, then hands the
