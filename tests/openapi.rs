@@ -112,7 +112,7 @@ fn the_description_is_valid_complete_and_true() {
         answers.push(format!("{name}={}", path.display()));
     };
     let created = admin.post("/v1/keys", &json!({"name": "doc-key", "spec": "ec-p256"}));
-    assert_eq!(created.status, 201);
+    assert_eq!(created.status, 201, "{created:?}");
     keep("KeyView", &created.body);
     keep("KeyList", &admin.get("/v1/keys").body);
     keep(
