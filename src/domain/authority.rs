@@ -734,12 +734,23 @@ impl Authority<'_> {
         if cert.profile.is_ca() {
             return Ok(record.root.serial);
         }
-        for previous in &record.previous_intermediates {
-            if signet_pki::issued_by(&cert.der, &self.cert_der(&previous.serial)?) {
-                return Ok(previous.serial.clone());
-            }
-        }
-        Ok(record.intermediate.serial)
+        let previous = self.previous_intermediates(&record)?;
+        Ok(match issuing_previous(&previous, &cert.der) {
+            Some(i) => previous[i].0.serial.clone(),
+            None => record.intermediate.serial,
+        })
+    }
+
+    /// The intermediates replaced by rotations, with their certificates' DER.
+    fn previous_intermediates<'r>(
+        &self,
+        record: &'r CaRecord,
+    ) -> Result<Vec<(&'r CaKey, Vec<u8>)>> {
+        record
+            .previous_intermediates
+            .iter()
+            .map(|k| Ok((k, self.cert_der(&k.serial)?)))
+            .collect()
     }
 
     /// A certificate's DER from its record.
@@ -892,18 +903,11 @@ impl Authority<'_> {
         // The leaves a previous intermediate issued go on its own CRL, signed with its key
         // (still in the token until its leaves expire), at the URL they name; the rest (the
         // current intermediate's, and any whose issuer is not found) on this one.
-        let previous: Vec<(&CaKey, Vec<u8>)> = record
-            .previous_intermediates
-            .iter()
-            .map(|k| Ok((k, self.cert_der(&k.serial)?)))
-            .collect::<Result<_>>()?;
+        let previous = self.previous_intermediates(&record)?;
         let mut theirs: Vec<Vec<RevokedEntry>> = vec![Vec::new(); previous.len()];
         let mut ours = Vec::new();
         for (entry, der) in self.revoked(false)? {
-            let issuer = previous
-                .iter()
-                .position(|(_, int)| signet_pki::issued_by(&der, int));
-            match issuer {
+            match issuing_previous(&previous, &der) {
                 Some(i) => theirs[i].push(entry),
                 None => ours.push(entry),
             }
@@ -1106,4 +1110,12 @@ enum Published<'a> {
     PreviousCrl(&'a str),
     /// The root's stored CRL (ARL).
     Arl,
+}
+
+/// Which of the previous intermediates (as `Authority::previous_intermediates` gives them)
+/// issued the leaf `der`, if one did: that one's CRL lists it.
+fn issuing_previous(previous: &[(&CaKey, Vec<u8>)], der: &[u8]) -> Option<usize> {
+    previous
+        .iter()
+        .position(|(_, int)| signet_pki::issued_by(der, int))
 }

@@ -149,11 +149,7 @@ impl Announced<'_> {
     /// [`AuditLog::submit`] for the announced records.
     pub fn submit(mut self, events: Vec<Event>) -> Pending {
         let counted = std::mem::replace(&mut self.counted, false);
-        let (pending, lead) = self.log.queue_announced(events, true, counted);
-        if lead {
-            self.log.inner.lead();
-        }
-        pending
+        self.log.submit_queued(events, counted)
     }
 }
 
@@ -258,7 +254,12 @@ impl AuditLog {
     /// Queues records and, when no write is under way, writes them (and everything queued)
     /// itself, on this thread, before returning. A `bench-unaudited` build writes nothing.
     pub fn submit(&self, events: Vec<Event>) -> Pending {
-        let (pending, lead) = self.queue(events, true);
+        self.submit_queued(events, false)
+    }
+
+    /// [`AuditLog::submit`]; `announced`: the records of an [`Announced`] request.
+    fn submit_queued(&self, events: Vec<Event>, announced: bool) -> Pending {
+        let (pending, lead) = self.queue_announced(events, true, announced);
         if lead {
             self.inner.lead();
         }
