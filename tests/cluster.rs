@@ -1259,7 +1259,7 @@ fn a_restored_backup_is_refused_until_reanchored_and_revocations_replayed() {
     let victim = common::enrol_principal(&a, &admin, "victim", &["keys:read"]);
     assert_eq!(victim.get("/v1/keys").status, 200);
     let victim_serial = serial_of(&a.data.join("clients/victim.crt.pem"));
-    std::thread::sleep(Duration::from_millis(1500));
+    admin.wait_anchored();
     // The backup.
     let dump = a.data.join("backup.dump");
     let password = std::fs::read_to_string(&pg.password_file).unwrap();

@@ -168,7 +168,7 @@ fn a_full_disk_then_a_crash_keeps_the_anchor_and_a_cut_tail_is_refused() {
         assert_eq!(reply.status, 200);
     }
     // The default checkpoint interval (1 s) anchors them.
-    std::thread::sleep(Duration::from_millis(2500));
+    admin.wait_anchored();
     let before_full = log_records(&server.data).len();
     let filler = fs.fill();
     // Records still fit the log's preallocated space; their checkpoints are anchored in a
@@ -317,7 +317,7 @@ fn a_cut_tail_after_kill_9_is_detected_even_with_the_database_rolled_back() {
     let server = Server::start();
     let admin = server.admin();
     admin.post("/v1/keys", &json!({"name": "k", "spec": "ec-p256"}));
-    std::thread::sleep(Duration::from_millis(1500));
+    admin.wait_anchored();
     // What someone holding the disk keeps: the database as it was a moment ago.
     let snapshot = tempfile::tempdir().unwrap();
     copy_dir(&server.data.join("db"), &snapshot.path().join("db"));
@@ -334,7 +334,7 @@ fn a_cut_tail_after_kill_9_is_detected_even_with_the_database_rolled_back() {
         assert_eq!(reply.status, 200);
     }
     // The default checkpoint interval (1 s) anchors them in the token.
-    std::thread::sleep(Duration::from_millis(2500));
+    admin.wait_anchored();
     std::process::Command::new("kill")
         .args(["-9", &server.child.id().to_string()])
         .status()

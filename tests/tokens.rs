@@ -234,12 +234,11 @@ fn rotation_overlap_and_retirement() {
     let server = server_with("[server]\nhousekeeping_interval_secs = 1\n");
     let admin = server.admin();
     let short = admin
-        .post("/v1/tokens", &json!({"audience": "a", "ttl": 3}))
+        .post("/v1/tokens", &json!({"audience": "a", "ttl": 600}))
         .json()["token"]
         .as_str()
         .unwrap()
         .to_string();
-    let jwks_v1 = admin.get("/.well-known/jwks.json").body;
     assert!(admin.get("/.well-known/jwks.json").body.contains("\"kid\""));
     let rotated = admin.post("/v1/keys/token-signer/rotate", &json!({}));
     assert_eq!(rotated.json()["primary_version"], 2, "{rotated:?}");
@@ -282,21 +281,9 @@ fn rotation_overlap_and_retirement() {
             .len(),
         2
     );
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    // …then it leaves the JWKS, and its tokens fail for want of a key.
-    let after = admin.get("/.well-known/jwks.json").body;
-    let keys = serde_json::from_str::<Value>(&after).unwrap()["keys"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert_eq!(keys.len(), 1, "{after}");
-    assert_eq!(keys[0]["kid"], segments(&fresh).0["kid"]);
-    let intro = admin
-        .post("/v1/tokens/introspect", &json!({"token": short}))
-        .json();
-    assert_eq!(intro["active"], false);
-    std::fs::write(server.data.join("jwks.json"), &after).unwrap();
-    std::fs::write(server.data.join("jwks-v1.json"), &jwks_v1).unwrap();
+    // …until its last token has expired, then it leaves the JWKS (tests/clock.rs moves the
+    // clock for that). The JWKS verifies the new token offline.
+    std::fs::write(server.data.join("jwks.json"), &still).unwrap();
     let offline = std::process::Command::new(common::BIN)
         .args([
             "token",
@@ -314,21 +301,6 @@ fn rotation_overlap_and_retirement() {
         "{}",
         text(&offline)
     );
-    let offline = std::process::Command::new(common::BIN)
-        .args([
-            "token",
-            "verify",
-            &short,
-            "--jwks",
-            server.data.join("jwks.json").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        !offline.status.success() && text(&offline).contains("unknown kid"),
-        "{}",
-        text(&offline)
-    );
     let keys = admin.get("/v1/keys/token-signer").json();
     assert_eq!(keys["versions"][0]["state"], "disabled");
     // The token key signs only tokens.
@@ -340,7 +312,7 @@ fn rotation_overlap_and_retirement() {
 }
 
 #[test]
-fn revocation_and_pruning() {
+fn revocation_is_seen_online_and_offline() {
     let server = server_with("[server]\nhousekeeping_interval_secs = 1\n");
     let admin = server.admin();
     let issue = |ttl: i64| {
@@ -396,32 +368,11 @@ fn revocation_and_pruning() {
             .status,
         400
     );
-    // A short-lived token revoked by presenting it: pruned once it has expired.
-    let t2 = issue(2);
-    assert_eq!(
-        admin
-            .post("/v1/tokens/revoke", &json!({"token": t2}))
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .post("/v1/tokens/introspect", &json!({"token": t2}))
-            .json()["active"],
-        false
-    );
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // A revocation is forgotten once its token has expired: tests/clock.rs.
     let data = server.stop();
     use signet::store::TokenStore;
     let store = signet::store::SledStore::open(&data.join("db")).unwrap();
-    assert_eq!(
-        store.revoked_tokens().unwrap().len(),
-        2,
-        "t2's revocation should have been pruned"
-    );
-    assert!(!store
-        .token_revoked(segments(&t2).1["jti"].as_str().unwrap())
-        .unwrap());
+    assert_eq!(store.revoked_tokens().unwrap().len(), 2);
     assert!(store.token_revoked(jti3.as_str()).unwrap());
     assert!(store
         .token_revoked(segments(&t1).1["jti"].as_str().unwrap())
@@ -532,17 +483,7 @@ fn attacks_and_malformed_tokens_are_inactive() {
         doc["active"] == false && doc["reason"].as_str().unwrap().contains("audience"),
         "{doc}"
     );
-    let expired = admin
-        .post("/v1/tokens", &json!({"audience": "a", "ttl": 1}))
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let doc = admin
-        .post("/v1/tokens/introspect", &json!({"token": expired}))
-        .json();
-    assert_eq!(doc["reason"], "expired", "{doc}");
+    // An expired token: tests/clock.rs.
     assert_eq!(
         admin
             .post("/v1/tokens/introspect", &json!({"token": good}))

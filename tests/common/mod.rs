@@ -334,6 +334,26 @@ impl Client {
         self.try_get(path).unwrap()
     }
 
+    /// Waits until a checkpoint anchored in the token covers every record written so far
+    /// (`GET /v1/status`: no record after it), instead of sleeping through the checkpoint
+    /// interval. Panics after 20 s.
+    #[allow(dead_code)]
+    pub fn wait_anchored(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.get("/v1/status").json();
+            if status["audit"]["after_checkpoint"] == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint covers the log: {}",
+                status["audit"]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn try_post(&self, path: &str, body: &Value) -> Result<Reply, String> {
         Self::finish(
             self.agent
