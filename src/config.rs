@@ -822,6 +822,13 @@ impl TokensConfig {
                 self.algorithm, self.key_spec
             ));
         }
+        if !self.algorithm.is_jose() {
+            return invalid(format!(
+                "tokens.algorithm {} is not a JWS algorithm (JOSE defines pure ML-DSA only: use {})",
+                self.algorithm,
+                self.key_spec.default_algorithm()
+            ));
+        }
         if self.default_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
             return invalid("tokens.default_ttl_secs must be 1..=tokens.max_ttl_secs");
         }
@@ -1139,6 +1146,10 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap();
+        assert!(refusal(
+            "[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"HashML-DSA-87-SHA512\"\n"
+        )
+        .contains("not a JWS algorithm"));
         assert!(
             refusal("[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"ML-DSA-65\"\n")
                 .contains("does not fit")

@@ -604,3 +604,93 @@ fn a_key_rotates_to_another_spec_and_its_old_version_still_verifies() {
         "{refused:?}"
     );
 }
+
+/// HashML-DSA (FIPS 204 §5.4) with SHA-512 over the API: the same ML-DSA key signs a message
+/// (Signet hashes it) or a SHA-512 digest made elsewhere, with or without a context string; the
+/// token (kryoptic, OpenSSL inside) builds FIPS 204's M' and signs, and Signet's verifier, which
+/// builds M' on its own, accepts exactly those signatures. A HashML-DSA signature is not a pure
+/// ML-DSA one. On a token without ML-DSA, the algorithm on another key's spec is refused.
+#[test]
+fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
+    use sha2::Digest;
+    let mut configured = Configured::init("");
+    configured.serve();
+    let supported = supports_ml_dsa(&configured);
+    let (server, token) = (configured.server(), &configured.token);
+    let admin = server.admin();
+    if !supported {
+        let name = token.unique("ec");
+        let created = admin.post("/v1/keys", &json!({"name": name, "spec": "ec-p256"}));
+        assert_eq!(created.status, 201, "{created:?}");
+        let refused = admin.post(
+            &format!("/v1/keys/{name}/sign"),
+            &json!({"input": b64(b"x"), "algorithm": "HashML-DSA-65-SHA512"}),
+        );
+        assert_eq!(refused.status, 422, "{refused:?}");
+        return;
+    }
+    let msg = b"a large document, signed as its SHA-512 digest";
+    let digest = sha2::Sha512::digest(msg).to_vec();
+    let ctx = b"signet/hash-ml-dsa";
+    for (spec, pure, size) in SPECS {
+        let alg = format!("Hash{pure}-SHA512");
+        let name = token.unique(&format!("hash-{spec}"));
+        let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+        assert_eq!(created.status, 201, "{spec}: {created:?}");
+        let path = format!("/v1/keys/{name}/sign");
+        let sign = |body: Value| {
+            let reply = admin.post(&path, &body);
+            assert_eq!(reply.status, 200, "{alg}: {reply:?}");
+            assert_eq!(reply.json()["algorithm"], alg.as_str());
+            let sig = unb64(reply.json()["signature"].as_str().unwrap());
+            assert_eq!(sig.len(), size);
+            sig
+        };
+        let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
+        let of_digest =
+            sign(json!({"input": b64(&digest), "input_type": "digest", "algorithm": alg}));
+        let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
+        let verify =
+            |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
+                let mut body =
+                    json!({"input": b64(input), "signature": b64(sig), "algorithm": algorithm});
+                if digest {
+                    body["input_type"] = "digest".into();
+                }
+                if let Some(c) = context {
+                    body["context"] = b64(c).into();
+                }
+                let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
+                assert_eq!(reply.status, 200, "{reply:?}");
+                reply.json()["valid"].as_bool().unwrap()
+            };
+        for sig in [&of_message, &of_digest] {
+            assert!(verify(msg, false, &alg, sig, None), "{alg} message");
+            assert!(verify(&digest, true, &alg, sig, None), "{alg} digest");
+            assert!(!verify(b"another message", false, &alg, sig, None));
+            assert!(!verify(msg, false, &alg, sig, Some(ctx)));
+            // Not a pure ML-DSA signature of the message, nor of the digest.
+            assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
+            assert!(!verify(&digest, false, pure, sig, None), "{alg} as {pure}");
+        }
+        assert!(verify(msg, false, &alg, &with_ctx, Some(ctx)));
+        assert!(!verify(msg, false, &alg, &with_ctx, None));
+        // A digest of the wrong length is refused, saying what it should be.
+        let short = admin.post(
+            &path,
+            &json!({"input": b64(&[0u8; 32]), "input_type": "digest", "algorithm": alg}),
+        );
+        assert_eq!(short.status, 422, "{short:?}");
+        assert!(
+            short.json()["detail"].as_str().unwrap().contains("64"),
+            "{short:?}"
+        );
+    }
+    // The key's own algorithm stays pure ML-DSA unless asked.
+    let name = token.unique("hash-ml-dsa-65");
+    let signed = admin.post(
+        &format!("/v1/keys/{name}/sign"),
+        &json!({"input": b64(msg)}),
+    );
+    assert_eq!(signed.json()["algorithm"], "ML-DSA-65", "{signed:?}");
+}

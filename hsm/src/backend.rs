@@ -199,8 +199,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
         payload: Payload<'_>,
     ) -> Result<Vec<u8>>;
 
-    /// Signs `message` with pure ML-DSA and a non-empty context string (FIPS 204 `ctx`, checked
-    /// by [`crate::sign_with_context`]). Devices without ML-DSA answer unsupported.
+    /// Signs with ML-DSA and a non-empty context string (FIPS 204 `ctx`, checked by
+    /// [`crate::sign_with_context`]): `message` is the message for pure ML-DSA, its SHA-512
+    /// digest for HashML-DSA. Devices without ML-DSA answer unsupported.
     fn sign_ml_dsa_with_context(
         &self,
         id: &KeyId,

@@ -88,9 +88,9 @@ impl KeySpec {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 matches!(alg, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512)
             }
-            KeySpec::MlDsa44 => alg == MlDsa44,
-            KeySpec::MlDsa65 => alg == MlDsa65,
-            KeySpec::MlDsa87 => alg == MlDsa87,
+            KeySpec::MlDsa44 => matches!(alg, MlDsa44 | HashMlDsa44Sha512),
+            KeySpec::MlDsa65 => matches!(alg, MlDsa65 | HashMlDsa65Sha512),
+            KeySpec::MlDsa87 => matches!(alg, MlDsa87 | HashMlDsa87Sha512),
         }
     }
 
@@ -101,9 +101,9 @@ impl KeySpec {
             KeySpec::EcP256 => &[Es256],
             KeySpec::EcP384 => &[Es384],
             KeySpec::Ed25519 => &[EdDsa],
-            KeySpec::MlDsa44 => &[MlDsa44],
-            KeySpec::MlDsa65 => &[MlDsa65],
-            KeySpec::MlDsa87 => &[MlDsa87],
+            KeySpec::MlDsa44 => &[MlDsa44, HashMlDsa44Sha512],
+            KeySpec::MlDsa65 => &[MlDsa65, HashMlDsa65Sha512],
+            KeySpec::MlDsa87 => &[MlDsa87, HashMlDsa87Sha512],
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512]
             }
@@ -174,6 +174,13 @@ pub enum SignatureAlgorithm {
     MlDsa65,
     /// ML-DSA-87 (FIPS 204), pure.
     MlDsa87,
+    /// HashML-DSA-44 with SHA-512 (FIPS 204 §5.4): the token signs a SHA-512 digest of the
+    /// message, so a precomputed digest can be signed.
+    HashMlDsa44Sha512,
+    /// HashML-DSA-65 with SHA-512.
+    HashMlDsa65Sha512,
+    /// HashML-DSA-87 with SHA-512.
+    HashMlDsa87Sha512,
 }
 
 /// The hash an algorithm signs over.
@@ -215,7 +222,7 @@ impl Hash {
 
 impl SignatureAlgorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 12] = [
+    pub const ALL: [SignatureAlgorithm; 15] = [
         SignatureAlgorithm::Es256,
         SignatureAlgorithm::Es384,
         SignatureAlgorithm::EdDsa,
@@ -228,6 +235,9 @@ impl SignatureAlgorithm {
         SignatureAlgorithm::MlDsa44,
         SignatureAlgorithm::MlDsa65,
         SignatureAlgorithm::MlDsa87,
+        SignatureAlgorithm::HashMlDsa44Sha512,
+        SignatureAlgorithm::HashMlDsa65Sha512,
+        SignatureAlgorithm::HashMlDsa87Sha512,
     ];
 
     /// JOSE name (`ES256`, `EdDSA`, …).
@@ -245,16 +255,20 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::MlDsa44 => "ML-DSA-44",
             SignatureAlgorithm::MlDsa65 => "ML-DSA-65",
             SignatureAlgorithm::MlDsa87 => "ML-DSA-87",
+            SignatureAlgorithm::HashMlDsa44Sha512 => "HashML-DSA-44-SHA512",
+            SignatureAlgorithm::HashMlDsa65Sha512 => "HashML-DSA-65-SHA512",
+            SignatureAlgorithm::HashMlDsa87Sha512 => "HashML-DSA-87-SHA512",
         }
     }
 
-    /// The hash signed over; `None` for EdDSA and ML-DSA, which sign the message itself.
+    /// The hash signed over; `None` for EdDSA and pure ML-DSA, which sign the message itself.
     pub fn hash(self) -> Option<Hash> {
         use SignatureAlgorithm::*;
         match self {
             Es256 | Rs256 | Ps256 => Some(Hash::Sha256),
             Es384 | Rs384 | Ps384 => Some(Hash::Sha384),
             Rs512 | Ps512 => Some(Hash::Sha512),
+            HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => Some(Hash::Sha512),
             EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => None,
         }
     }
@@ -264,10 +278,26 @@ impl SignatureAlgorithm {
         matches!(self, SignatureAlgorithm::Es256 | SignatureAlgorithm::Es384)
     }
 
-    /// True for the ML-DSA algorithms (which take an optional context string).
+    /// True for the ML-DSA algorithms, pure and pre-hash (which take an optional context
+    /// string).
     pub fn is_ml_dsa(self) -> bool {
         use SignatureAlgorithm::*;
-        matches!(self, MlDsa44 | MlDsa65 | MlDsa87)
+        self.is_hash_ml_dsa() || matches!(self, MlDsa44 | MlDsa65 | MlDsa87)
+    }
+
+    /// True for HashML-DSA (FIPS 204 §5.4: ML-DSA over a digest, with the hash's OID bound in).
+    pub fn is_hash_ml_dsa(self) -> bool {
+        use SignatureAlgorithm::*;
+        matches!(
+            self,
+            HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512
+        )
+    }
+
+    /// Whether JOSE names this algorithm (a JWS `alg`): all but HashML-DSA, which has no JOSE
+    /// or X.509 use (RFC 9881 and the JOSE draft define pure ML-DSA only).
+    pub fn is_jose(self) -> bool {
+        !self.is_hash_ml_dsa()
     }
 }
 
@@ -279,7 +309,7 @@ impl fmt::Display for SignatureAlgorithm {
 
 /// An algorithm name that is not one of [`SignatureAlgorithm::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512, ML-DSA-44, ML-DSA-65, ML-DSA-87)")]
+#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512, ML-DSA-44, ML-DSA-65, ML-DSA-87, HashML-DSA-44-SHA512, HashML-DSA-65-SHA512, HashML-DSA-87-SHA512)")]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for SignatureAlgorithm {

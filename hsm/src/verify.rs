@@ -28,7 +28,62 @@ fn verifier(
         (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
         (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
         (MlDsa44 | MlDsa65 | MlDsa87, _) => return None,
+        (HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512, _) => return None,
     })
+}
+
+/// FIPS 204's M' for HashML-DSA with SHA-512 (algorithm 4, line 23): 0x01, the context's
+/// length and bytes, the DER of SHA-512's OID, the digest. What ML-DSA signs in the pre-hash
+/// variant.
+pub fn hash_ml_dsa_message(context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
+    use ::der::oid::AssociatedOid;
+    use ::der::Encode;
+    let context_len = u8::try_from(context.len()).ok()?;
+    let oid = sha2::Sha512::OID.to_der().ok()?;
+    let mut m = Vec::with_capacity(2 + context.len() + oid.len() + digest.len());
+    m.push(1);
+    m.push(context_len);
+    m.extend_from_slice(context);
+    m.extend_from_slice(&oid);
+    m.extend_from_slice(digest);
+    Some(m)
+}
+
+/// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512 over a precomputed `digest`: ML-DSA's
+/// internal verification of [`hash_ml_dsa_message`]. False for a digest, key, signature or
+/// context of the wrong size.
+pub fn verify_hash_ml_dsa(
+    public: &PublicKey,
+    digest: &[u8],
+    context: &[u8],
+    signature: &[u8],
+) -> bool {
+    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
+    fn check<P: MlDsaParams>(key: &[u8], m: &[u8], sig: &[u8]) -> bool {
+        let (Ok(key), Ok(sig)) = (
+            EncodedVerifyingKey::<P>::try_from(key),
+            EncodedSignature::<P>::try_from(sig),
+        ) else {
+            return false;
+        };
+        let Some(sig) = Signature::<P>::decode(&sig) else {
+            return false;
+        };
+        VerifyingKey::<P>::decode(&key).verify_internal(m, &sig)
+    }
+    if digest.len() != crate::spec::Hash::Sha512.len() {
+        return false;
+    }
+    let Some(m) = hash_ml_dsa_message(context, digest) else {
+        return false;
+    };
+    let key = public.raw();
+    match public.spec() {
+        KeySpec::MlDsa44 => check::<ml_dsa::MlDsa44>(&key, &m, signature),
+        KeySpec::MlDsa65 => check::<ml_dsa::MlDsa65>(&key, &m, signature),
+        KeySpec::MlDsa87 => check::<ml_dsa::MlDsa87>(&key, &m, signature),
+        _ => false,
+    }
 }
 
 /// ML-DSA.Verify (FIPS 204, algorithm 3) of a pure signature with context string `context`
@@ -71,6 +126,22 @@ pub fn verify(
             algorithm,
             spec: public.spec(),
         });
+    }
+    if algorithm.is_hash_ml_dsa() {
+        // The digest is SHA-512's, made here from a message, or given.
+        let digested;
+        let (digest, context) = match input {
+            SignInput::Message(m) => {
+                digested = crate::spec::Hash::Sha512.digest(m);
+                (digested.as_slice(), &[][..])
+            }
+            SignInput::MessageWithContext(m, context) => {
+                digested = crate::spec::Hash::Sha512.digest(m);
+                (digested.as_slice(), context)
+            }
+            SignInput::Digest(d) => (d, &[][..]),
+        };
+        return Ok(verify_hash_ml_dsa(public, digest, context, signature));
     }
     let message = match input {
         SignInput::Message(m) => m,
@@ -117,4 +188,27 @@ pub fn verify_strict(
         ),
         Ok(true)
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// M' is FIPS 204's (algorithm 4, line 23; algorithm 5, line 18): the byte 1, the context's
+    /// length and bytes, then SHA-512's OID 2.16.840.1.101.3.4.2.3 in DER, then the digest.
+    #[test]
+    fn hash_ml_dsa_message_is_fips_204s() {
+        let digest: Vec<u8> = (0..64).collect();
+        let mut expected = vec![1, 2, b'a', b'b'];
+        expected.extend([
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
+        ]);
+        expected.extend(&digest);
+        assert_eq!(hash_ml_dsa_message(b"ab", &digest).unwrap(), expected);
+        let empty = hash_ml_dsa_message(&[], &digest).unwrap();
+        assert_eq!(&empty[..3], &[1, 0, 0x06]);
+        assert!(hash_ml_dsa_message(&[0; 256], &digest).is_none());
+        assert_eq!(hash_ml_dsa_message(&[0; 255], &digest).unwrap()[1], 255);
+    }
 }

@@ -172,6 +172,11 @@ fn every_algorithm_of(spec: KeySpec) {
             );
             continue;
         }
+        if alg.is_hash_ml_dsa() {
+            hash_ml_dsa_signs(&hsm, &key.id, &public, alg, msg);
+            signed += 1;
+            continue;
+        }
         if alg.is_ml_dsa() {
             ml_dsa_signs(&hsm, &key.id, &public, alg, msg);
             signed += 1;
@@ -238,6 +243,74 @@ fn every_algorithm_of(spec: KeySpec) {
 /// ml-dsa; checked itself against NIST's vectors in the crate's unit tests), hedged (two
 /// signatures of one message differ), bound to the message and the key; a digest is refused.
 /// pyca/cryptography checks them again in tests/pqc.rs.
+/// HashML-DSA with SHA-512 (FIPS 204 §5.4): the token builds M' from the digest Signet
+/// makes (or is given) and signs it; Signet's verifier builds M' on its own and checks it with
+/// RustCrypto's ML-DSA, so the two constructions must agree byte for byte.
+fn hash_ml_dsa_signs(
+    hsm: &Pkcs11Backend,
+    id: &KeyId,
+    public: &PublicKey,
+    alg: SignatureAlgorithm,
+    msg: &[u8],
+) {
+    use signet_hsm::verify::{verify_hash_ml_dsa, verify_ml_dsa};
+    let size = match alg {
+        SignatureAlgorithm::HashMlDsa44Sha512 => 2420,
+        SignatureAlgorithm::HashMlDsa65Sha512 => 3309,
+        _ => 4627,
+    };
+    let digest = signet_hsm::Hash::Sha512.digest(msg);
+    let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
+    assert_eq!(sig.len(), size, "{alg}");
+    assert!(verify_hash_ml_dsa(public, &digest, &[], &sig), "{alg}");
+    for input in [SignInput::Message(msg), SignInput::Digest(&digest)] {
+        assert!(hsm.verify(id, alg, input, &sig, EcdsaFormat::Der).unwrap());
+    }
+    // Not a pure ML-DSA signature, and a pure one is not a HashML-DSA one (M' starts 0x01
+    // here, 0x00 there).
+    assert!(!verify_ml_dsa(public, msg, &[], &sig));
+    let pure_alg = public.spec().default_algorithm();
+    let pure = sign(hsm, id, pure_alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
+    assert!(!verify_hash_ml_dsa(public, &digest, &[], &pure));
+    // A digest made elsewhere signs the same way; another digest does not verify.
+    let from_digest = sign(hsm, id, alg, SignInput::Digest(&digest), EcdsaFormat::Der).unwrap();
+    assert!(verify_hash_ml_dsa(public, &digest, &[], &from_digest));
+    let other = signet_hsm::Hash::Sha512.digest(b"another message");
+    assert!(!verify_hash_ml_dsa(public, &other, &[], &from_digest));
+    assert!(!hsm
+        .verify(
+            id,
+            alg,
+            SignInput::Digest(&other),
+            &from_digest,
+            EcdsaFormat::Der
+        )
+        .unwrap());
+    let mut bad = from_digest.clone();
+    bad[100] ^= 1;
+    assert!(!verify_hash_ml_dsa(public, &digest, &[], &bad));
+    let short = signet_hsm::Hash::Sha256.digest(msg);
+    let err = sign(hsm, id, alg, SignInput::Digest(&short), EcdsaFormat::Der).unwrap_err();
+    assert!(
+        matches!(err, Error::DigestLength { expected: 64, .. }),
+        "{alg}: {err}"
+    );
+    // A context string is bound in too.
+    let ctx = b"signet test context";
+    let with_ctx = signet_hsm::sign_with_context(hsm, id, alg, msg, ctx).unwrap();
+    assert!(verify_hash_ml_dsa(public, &digest, ctx, &with_ctx));
+    assert!(!verify_hash_ml_dsa(public, &digest, &[], &with_ctx));
+    assert!(hsm
+        .verify(
+            id,
+            alg,
+            SignInput::MessageWithContext(msg, ctx),
+            &with_ctx,
+            EcdsaFormat::Der
+        )
+        .unwrap());
+}
+
 fn ml_dsa_signs(
     hsm: &Pkcs11Backend,
     id: &KeyId,

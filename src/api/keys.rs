@@ -269,7 +269,7 @@ impl SignRequest {
                 }
                 if self.input_type == InputType::Digest {
                     return Err(Error::Unprocessable(
-                        "context goes with a message, not a digest (only ML-DSA takes one, and it signs the message itself)".into(),
+                        "context goes with a message, not a digest (only ML-DSA takes one; with HashML-DSA Signet makes the digest of the message itself)".into(),
                     ));
                 }
                 Some(context)
