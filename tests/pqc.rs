@@ -526,6 +526,69 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
         matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
         "{err}"
     );
+    // HashML-DSA with SHA-512: a digest the application made (CKM_HASH_ML_DSA), the module
+    // hashing the parts (CKM_HASH_ML_DSA_SHA512), and with a context string; the module's
+    // C_Verify, Signet's verify and the other mechanism all agree.
+    {
+        use cryptoki::mechanism::dsa::HashSignAdditionalContext;
+        use sha2::Digest;
+        let mechanisms = ctx.get_mechanism_list(slot).unwrap();
+        assert!(
+            mechanisms.contains(&MechanismType::HASH_ML_DSA),
+            "{mechanisms:?}"
+        );
+        assert!(mechanisms.contains(&MechanismType::HASH_ML_DSA_SHA512));
+        let digest = sha2::Sha512::digest(msg).to_vec();
+        let of_digest = Mechanism::HashMlDsa(HashSignAdditionalContext::new(
+            HedgeType::Preferred,
+            None,
+            MechanismType::SHA512,
+        ));
+        let hashing =
+            Mechanism::HashMlDsaSha512(SignAdditionalContext::new(HedgeType::Preferred, None));
+        let sig = session.sign(&of_digest, private, &digest).unwrap();
+        assert_eq!(sig.len(), 3309);
+        session.verify(&of_digest, public, &digest, &sig).unwrap();
+        session.verify(&hashing, public, msg, &sig).unwrap();
+        assert!(session.verify(&plain, public, msg, &sig).is_err());
+        session.sign_init(&hashing, private).unwrap();
+        session.sign_update(&msg[..10]).unwrap();
+        session.sign_update(&msg[10..]).unwrap();
+        let in_parts = session.sign_final().unwrap();
+        session
+            .verify(&of_digest, public, &digest, &in_parts)
+            .unwrap();
+        let api_verify = |sig: &[u8], context: Option<&[u8]>| {
+            let mut body = json!({"input": b64(msg), "signature": b64(sig),
+                                  "algorithm": "HashML-DSA-65-SHA512"});
+            if let Some(c) = context {
+                body["context"] = b64(c).into();
+            }
+            admin.post(&format!("/v1/keys/{name}/verify"), &body).json()["valid"] == true
+        };
+        assert!(api_verify(&sig, None) && api_verify(&in_parts, None));
+        let with_context = Mechanism::HashMlDsaSha512(SignAdditionalContext::new(
+            HedgeType::Preferred,
+            Some(ctx_bytes),
+        ));
+        let sig_ctx = session.sign(&with_context, private, msg).unwrap();
+        session
+            .verify(&with_context, public, msg, &sig_ctx)
+            .unwrap();
+        assert!(session.verify(&hashing, public, msg, &sig_ctx).is_err());
+        assert!(api_verify(&sig_ctx, Some(ctx_bytes)) && !api_verify(&sig_ctx, None));
+        // SHA-256 named in the parameters is not Signet's HashML-DSA.
+        let sha256 = Mechanism::HashMlDsa(HashSignAdditionalContext::new(
+            HedgeType::Preferred,
+            None,
+            MechanismType::SHA256,
+        ));
+        let err = session.sign_init(&sha256, private).unwrap_err();
+        assert!(
+            matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
+            "{err}"
+        );
+    }
     let pem = version["public_key_pem"].as_str().unwrap();
     pyca_checks(vec![
         json!({"what": "a module signature", "kind": "sig", "alg": "ML-DSA-65", "pem": pem,

@@ -502,7 +502,22 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
                 salt: p.sLen,
             }
         }
-        CKM_ML_DSA if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() => {
+        CKM_HASH_ML_DSA if len == std::mem::size_of::<CK_HASH_SIGN_ADDITIONAL_CONTEXT>() => {
+            let p = ptr::read_unaligned(m.pParameter as *const CK_HASH_SIGN_ADDITIONAL_CONTEXT);
+            let context = match (p.pContext.is_null(), p.ulContextLen as usize) {
+                (_, 0) => Vec::new(),
+                (false, n) if n <= 255 => std::slice::from_raw_parts(p.pContext, n).to_vec(),
+                _ => return Params::Other,
+            };
+            Params::HashMlDsa {
+                hedge: p.hedgeVariant,
+                context,
+                hash: p.hash,
+            }
+        }
+        CKM_ML_DSA | CKM_HASH_ML_DSA_SHA512
+            if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() =>
+        {
             let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);
             let context = match (p.pContext.is_null(), p.ulContextLen as usize) {
                 (_, 0) => Vec::new(),

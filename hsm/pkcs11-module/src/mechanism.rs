@@ -67,6 +67,15 @@ pub enum Params {
         /// Context length.
         context: usize,
     },
+    /// `CK_HASH_SIGN_ADDITIONAL_CONTEXT` (`CKM_HASH_ML_DSA`).
+    HashMlDsa {
+        /// `hedgeVariant`.
+        hedge: CK_ULONG,
+        /// The context string.
+        context: Vec<u8>,
+        /// `hash`: the mechanism of the hash the digest was made with.
+        hash: CK_MECHANISM_TYPE,
+    },
     /// `CK_SIGN_ADDITIONAL_CONTEXT` (ML-DSA).
     MlDsa {
         /// `hedgeVariant`.
@@ -97,6 +106,13 @@ pub enum Plan {
     PssHash(Hash),
     /// `CKM_ML_DSA`: the message, with this context string (FIPS 204 `ctx`, maybe empty).
     MlDsa(Vec<u8>),
+    /// `CKM_HASH_ML_DSA` with SHA-512: the input is the digest (no context string: Signet
+    /// takes one with a message only).
+    HashMlDsa,
+    /// `CKM_HASH_ML_DSA_SHA512` without a context: hash here, send the digest.
+    HashMlDsaSha512,
+    /// `CKM_HASH_ML_DSA_SHA512` with a context string: the message goes to Signet, which hashes.
+    HashMlDsaSha512Context(Vec<u8>),
 }
 
 /// The signing mechanisms the module offers, for each key type.
@@ -115,6 +131,8 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_SHA384_RSA_PKCS_PSS, CKK_RSA),
     (CKM_SHA512_RSA_PKCS_PSS, CKK_RSA),
     (CKM_ML_DSA, CKK_ML_DSA),
+    (CKM_HASH_ML_DSA, CKK_ML_DSA),
+    (CKM_HASH_ML_DSA_SHA512, CKK_ML_DSA),
 ];
 
 /// Key sizes (bits) each key type comes in on Signet.
@@ -163,16 +181,37 @@ pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Re
         // Signet's ML-DSA is hedged; a caller who requires deterministic signatures is refused.
         CKM_ML_DSA => match params {
             Params::None => Ok(Plan::MlDsa(Vec::new())),
-            Params::MlDsa { hedge, context }
-                if matches!(*hedge, CKH_HEDGE_PREFERRED | CKH_HEDGE_REQUIRED)
-                    && context.len() <= 255 =>
-            {
+            Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
                 Ok(Plan::MlDsa(context.clone()))
+            }
+            _ => Err(CKR_MECHANISM_PARAM_INVALID),
+        },
+        // HashML-DSA: Signet's is SHA-512 (FIPS 204 §5.4), hedged.
+        CKM_HASH_ML_DSA => match params {
+            Params::HashMlDsa {
+                hedge,
+                context,
+                hash: CKM_SHA512,
+            } if hedged(*hedge) && context.is_empty() => Ok(Plan::HashMlDsa),
+            _ => Err(CKR_MECHANISM_PARAM_INVALID),
+        },
+        CKM_HASH_ML_DSA_SHA512 => match params {
+            Params::None => Ok(Plan::HashMlDsaSha512),
+            Params::MlDsa { hedge, context } if hedged(*hedge) && context.is_empty() => {
+                Ok(Plan::HashMlDsaSha512)
+            }
+            Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
+                Ok(Plan::HashMlDsaSha512Context(context.clone()))
             }
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
         _ => Err(CKR_MECHANISM_INVALID),
     }
+}
+
+/// Whether a hedge variant is one Signet's (hedged) ML-DSA signatures satisfy.
+fn hedged(hedge: CK_ULONG) -> bool {
+    matches!(hedge, CKH_HEDGE_PREFERRED | CKH_HEDGE_REQUIRED)
 }
 
 /// Signet's PSS is MGF1 with the message hash and a salt as long as the hash (RFC 8017's
@@ -207,7 +246,7 @@ impl Plan {
     pub fn multi_part(&self) -> bool {
         matches!(
             self,
-            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_)
+            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_) | Plan::HashMlDsaSha512
         )
     }
 }
@@ -217,9 +256,14 @@ impl Data {
     pub fn new(plan: &Plan) -> Data {
         let hash = match *plan {
             Plan::EcdsaHash(h) | Plan::RsaPkcsHash(h) | Plan::PssHash(h) => h,
-            Plan::Ecdsa | Plan::EdDsa | Plan::RsaPkcs | Plan::Pss(_) | Plan::MlDsa(_) => {
-                return Data::Buffer(Vec::new())
-            }
+            Plan::HashMlDsaSha512 => Hash::Sha512,
+            Plan::Ecdsa
+            | Plan::EdDsa
+            | Plan::RsaPkcs
+            | Plan::Pss(_)
+            | Plan::MlDsa(_)
+            | Plan::HashMlDsa
+            | Plan::HashMlDsaSha512Context(_) => return Data::Buffer(Vec::new()),
         };
         match hash {
             Hash::Sha256 => Data::Sha256(Sha256::new()),
@@ -351,6 +395,29 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
                 context: context.clone(),
             })
         }
+        Plan::HashMlDsa | Plan::HashMlDsaSha512 => {
+            let KeyKind::MlDsa { set, .. } = kind else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if input.len() != Hash::Sha512.len() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            Ok(digest(input, hash_ml_dsa(*set)))
+        }
+        Plan::HashMlDsaSha512Context(context) => {
+            let KeyKind::MlDsa { set, .. } = kind else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if input.is_empty() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            Ok(Request {
+                input,
+                input_type: InputType::Message,
+                algorithm: hash_ml_dsa(*set),
+                context: context.clone(),
+            })
+        }
         Plan::RsaPkcs => {
             let (hash, prefix) = DIGEST_INFOS
                 .iter()
@@ -413,6 +480,13 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
             };
             result.is_ok()
         }
+        (KeyKind::MlDsa { set, public }, algorithm) if algorithm.starts_with("HashML-DSA") => {
+            let digest = match request.input_type {
+                InputType::Digest => request.input.clone(),
+                _ => Sha512::digest(&request.input).to_vec(),
+            };
+            verify_hash_ml_dsa(*set, public, &digest, &request.context, signature)
+        }
         (KeyKind::MlDsa { set, public }, _) => {
             verify_ml_dsa(*set, public, &request.input, &request.context, signature)
         }
@@ -443,6 +517,51 @@ fn verify_ml_dsa(set: CK_ULONG, key: &[u8], message: &[u8], ctx: &[u8], sig: &[u
         CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, message, ctx, sig),
         CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, message, ctx, sig),
         _ => false,
+    }
+}
+
+/// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512: ML-DSA's internal verification of
+/// M' = 1 ‖ |ctx| ‖ ctx ‖ DER(OID of SHA-512) ‖ digest.
+fn verify_hash_ml_dsa(set: CK_ULONG, key: &[u8], digest: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
+    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
+    /// DER of 2.16.840.1.101.3.4.2.3 (SHA-512).
+    const SHA512_OID: [u8; 11] = [
+        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
+    ];
+    fn with<P: MlDsaParams>(key: &[u8], m: &[u8], sig: &[u8]) -> bool {
+        match (
+            EncodedVerifyingKey::<P>::try_from(key),
+            EncodedSignature::<P>::try_from(sig),
+        ) {
+            (Ok(key), Ok(sig)) => Signature::<P>::decode(&sig)
+                .is_some_and(|sig| VerifyingKey::<P>::decode(&key).verify_internal(m, &sig)),
+            _ => false,
+        }
+    }
+    let Ok(ctx_len) = u8::try_from(ctx.len()) else {
+        return false;
+    };
+    if digest.len() != Hash::Sha512.len() {
+        return false;
+    }
+    let mut m = vec![1, ctx_len];
+    m.extend_from_slice(ctx);
+    m.extend_from_slice(&SHA512_OID);
+    m.extend_from_slice(digest);
+    match set {
+        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, &m, sig),
+        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, &m, sig),
+        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, &m, sig),
+        _ => false,
+    }
+}
+
+/// Signet's name for HashML-DSA with SHA-512 on a parameter set.
+fn hash_ml_dsa(set: CK_ULONG) -> &'static str {
+    match set {
+        CKP_ML_DSA_44 => "HashML-DSA-44-SHA512",
+        CKP_ML_DSA_87 => "HashML-DSA-87-SHA512",
+        _ => "HashML-DSA-65-SHA512",
     }
 }
 
@@ -543,6 +662,80 @@ mod tests {
             Err(CKR_DATA_LEN_RANGE)
         );
         assert!(!Plan::MlDsa(Vec::new()).multi_part());
+    }
+
+    /// HashML-DSA: `CKM_HASH_ML_DSA` takes a SHA-512 digest (its parameters must say SHA-512,
+    /// no context), `CKM_HASH_ML_DSA_SHA512` hashes here in parts, or with a context string
+    /// sends the message for Signet to hash.
+    #[test]
+    fn hash_ml_dsa_takes_a_sha512_digest_or_hashes_here() {
+        let kind = KeyKind::MlDsa {
+            set: CKP_ML_DSA_87,
+            public: vec![0; 2592],
+        };
+        let hash_params = |hash, context: &[u8]| Params::HashMlDsa {
+            hedge: CKH_HEDGE_PREFERRED,
+            context: context.to_vec(),
+            hash,
+        };
+        let digest = Sha512::digest(b"hello").to_vec();
+        let r = sign(
+            CKM_HASH_ML_DSA,
+            hash_params(CKM_SHA512, b""),
+            &kind,
+            &[&digest],
+        )
+        .unwrap();
+        assert_eq!(
+            (r.input.as_slice(), r.input_type, r.algorithm),
+            (digest.as_slice(), InputType::Digest, "HashML-DSA-87-SHA512")
+        );
+        for refused in [
+            hash_params(CKM_SHA256, b""),
+            hash_params(CKM_SHA512, b"ctx"),
+            Params::None,
+        ] {
+            assert_eq!(
+                sign(CKM_HASH_ML_DSA, refused, &kind, &[&digest]),
+                Err(CKR_MECHANISM_PARAM_INVALID)
+            );
+        }
+        assert_eq!(
+            sign(
+                CKM_HASH_ML_DSA,
+                hash_params(CKM_SHA512, b""),
+                &kind,
+                &[&digest[..32]]
+            ),
+            Err(CKR_DATA_LEN_RANGE)
+        );
+        let r = sign(
+            CKM_HASH_ML_DSA_SHA512,
+            Params::None,
+            &kind,
+            &[b"hel", b"lo"],
+        )
+        .unwrap();
+        assert_eq!((r.input, r.input_type), (digest.clone(), InputType::Digest));
+        assert!(Plan::HashMlDsaSha512.multi_part());
+        let ctx = Params::MlDsa {
+            hedge: CKH_HEDGE_REQUIRED,
+            context: b"ctx".to_vec(),
+        };
+        let r = sign(CKM_HASH_ML_DSA_SHA512, ctx, &kind, &[b"hello"]).unwrap();
+        assert_eq!(
+            (r.input.as_slice(), r.input_type, r.context.as_slice()),
+            (&b"hello"[..], InputType::Message, &b"ctx"[..])
+        );
+        assert_eq!(
+            sign(
+                CKM_HASH_ML_DSA,
+                hash_params(CKM_SHA512, b""),
+                &ec(32),
+                &[&digest]
+            ),
+            Err(CKR_KEY_TYPE_INCONSISTENT)
+        );
     }
 
     #[test]
