@@ -49,6 +49,50 @@ pub fn hash_ml_dsa_message(context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     Some(m)
 }
 
+/// What an ML-DSA verification checks: a pure signature over a message and context
+/// (FIPS 204 algorithm 3), or ML-DSA's internal verification of a prepared M' (algorithm 8, as
+/// HashML-DSA uses it).
+enum MlDsaCheck<'a> {
+    Pure {
+        message: &'a [u8],
+        context: &'a [u8],
+    },
+    Internal {
+        m: &'a [u8],
+    },
+}
+
+/// Runs `what` with `public` over `signature`; false for a key or signature of the wrong size
+/// or a key that is not ML-DSA.
+fn check_ml_dsa(public: &PublicKey, signature: &[u8], what: MlDsaCheck<'_>) -> bool {
+    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
+    fn check<P: MlDsaParams>(key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
+        let (Ok(key), Ok(sig)) = (
+            EncodedVerifyingKey::<P>::try_from(key),
+            EncodedSignature::<P>::try_from(sig),
+        ) else {
+            return false;
+        };
+        let Some(sig) = Signature::<P>::decode(&sig) else {
+            return false;
+        };
+        let key = VerifyingKey::<P>::decode(&key);
+        match what {
+            MlDsaCheck::Pure { message, context } => {
+                key.verify_with_context(message, context, &sig)
+            }
+            MlDsaCheck::Internal { m } => key.verify_internal(m, &sig),
+        }
+    }
+    let key = public.raw();
+    match public.spec() {
+        KeySpec::MlDsa44 => check::<ml_dsa::MlDsa44>(&key, signature, what),
+        KeySpec::MlDsa65 => check::<ml_dsa::MlDsa65>(&key, signature, what),
+        KeySpec::MlDsa87 => check::<ml_dsa::MlDsa87>(&key, signature, what),
+        _ => false,
+    }
+}
+
 /// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512 over a precomputed `digest`: ML-DSA's
 /// internal verification of [`hash_ml_dsa_message`]. False for a digest, key, signature or
 /// context of the wrong size.
@@ -58,57 +102,19 @@ pub fn verify_hash_ml_dsa(
     context: &[u8],
     signature: &[u8],
 ) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
-    fn check<P: MlDsaParams>(key: &[u8], m: &[u8], sig: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) else {
-            return false;
-        };
-        let Some(sig) = Signature::<P>::decode(&sig) else {
-            return false;
-        };
-        VerifyingKey::<P>::decode(&key).verify_internal(m, &sig)
-    }
     if digest.len() != crate::spec::Hash::Sha512.len() {
         return false;
     }
     let Some(m) = hash_ml_dsa_message(context, digest) else {
         return false;
     };
-    let key = public.raw();
-    match public.spec() {
-        KeySpec::MlDsa44 => check::<ml_dsa::MlDsa44>(&key, &m, signature),
-        KeySpec::MlDsa65 => check::<ml_dsa::MlDsa65>(&key, &m, signature),
-        KeySpec::MlDsa87 => check::<ml_dsa::MlDsa87>(&key, &m, signature),
-        _ => false,
-    }
+    check_ml_dsa(public, signature, MlDsaCheck::Internal { m: &m })
 }
 
 /// ML-DSA.Verify (FIPS 204, algorithm 3) of a pure signature with context string `context`
 /// (empty when none was given). False for a key, signature or context of the wrong size.
 pub fn verify_ml_dsa(public: &PublicKey, message: &[u8], context: &[u8], signature: &[u8]) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
-    fn check<P: MlDsaParams>(key: &[u8], message: &[u8], context: &[u8], sig: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) else {
-            return false;
-        };
-        let Some(sig) = Signature::<P>::decode(&sig) else {
-            return false;
-        };
-        VerifyingKey::<P>::decode(&key).verify_with_context(message, context, &sig)
-    }
-    let key = public.raw();
-    match public.spec() {
-        KeySpec::MlDsa44 => check::<ml_dsa::MlDsa44>(&key, message, context, signature),
-        KeySpec::MlDsa65 => check::<ml_dsa::MlDsa65>(&key, message, context, signature),
-        KeySpec::MlDsa87 => check::<ml_dsa::MlDsa87>(&key, message, context, signature),
-        _ => false,
-    }
+    check_ml_dsa(public, signature, MlDsaCheck::Pure { message, context })
 }
 
 /// Verifies `signature` over a message with `public`. `Ok(false)` for a signature that does not

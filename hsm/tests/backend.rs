@@ -239,10 +239,15 @@ fn every_algorithm_of(spec: KeySpec) {
     hsm.destroy(&key.id).unwrap();
 }
 
-/// ML-DSA: signatures of the FIPS 204 size, checked by the software verifier (RustCrypto's
-/// ml-dsa; checked itself against NIST's vectors in the crate's unit tests), hedged (two
-/// signatures of one message differ), bound to the message and the key; a digest is refused.
-/// pyca/cryptography checks them again in tests/pqc.rs.
+/// FIPS 204's signature sizes.
+fn ml_dsa_signature_len(spec: KeySpec) -> usize {
+    match spec {
+        KeySpec::MlDsa44 => 2420,
+        KeySpec::MlDsa65 => 3309,
+        _ => 4627,
+    }
+}
+
 /// HashML-DSA with SHA-512 (FIPS 204 §5.4): the token builds M' from the digest Signet
 /// makes (or is given) and signs it; Signet's verifier builds M' on its own and checks it with
 /// RustCrypto's ML-DSA, so the two constructions must agree byte for byte.
@@ -254,11 +259,7 @@ fn hash_ml_dsa_signs(
     msg: &[u8],
 ) {
     use signet_hsm::verify::{verify_hash_ml_dsa, verify_ml_dsa};
-    let size = match alg {
-        SignatureAlgorithm::HashMlDsa44Sha512 => 2420,
-        SignatureAlgorithm::HashMlDsa65Sha512 => 3309,
-        _ => 4627,
-    };
+    let size = ml_dsa_signature_len(public.spec());
     let digest = signet_hsm::Hash::Sha512.digest(msg);
     let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_eq!(sig.len(), size, "{alg}");
@@ -311,6 +312,10 @@ fn hash_ml_dsa_signs(
         .unwrap());
 }
 
+/// ML-DSA: signatures of the FIPS 204 size, checked by the software verifier (RustCrypto's
+/// ml-dsa; checked itself against NIST's vectors in the crate's unit tests), hedged (two
+/// signatures of one message differ), bound to the message and the key; a digest is refused.
+/// pyca/cryptography checks them again in tests/pqc.rs.
 fn ml_dsa_signs(
     hsm: &Pkcs11Backend,
     id: &KeyId,
@@ -318,11 +323,7 @@ fn ml_dsa_signs(
     alg: SignatureAlgorithm,
     msg: &[u8],
 ) {
-    let size = match alg {
-        SignatureAlgorithm::MlDsa44 => 2420,
-        SignatureAlgorithm::MlDsa65 => 3309,
-        _ => 4627,
-    };
+    let size = ml_dsa_signature_len(public.spec());
     let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_eq!(sig.len(), size, "{alg}");
     assert!(signet_hsm::verify::verify_ml_dsa(public, msg, &[], &sig));

@@ -504,10 +504,8 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
         }
         CKM_HASH_ML_DSA if len == std::mem::size_of::<CK_HASH_SIGN_ADDITIONAL_CONTEXT>() => {
             let p = ptr::read_unaligned(m.pParameter as *const CK_HASH_SIGN_ADDITIONAL_CONTEXT);
-            let context = match (p.pContext.is_null(), p.ulContextLen as usize) {
-                (_, 0) => Vec::new(),
-                (false, n) if n <= 255 => std::slice::from_raw_parts(p.pContext, n).to_vec(),
-                _ => return Params::Other,
+            let Some(context) = ml_dsa_context(p.pContext, p.ulContextLen) else {
+                return Params::Other;
             };
             Params::HashMlDsa {
                 hedge: p.hedgeVariant,
@@ -519,11 +517,8 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
             if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() =>
         {
             let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);
-            let context = match (p.pContext.is_null(), p.ulContextLen as usize) {
-                (_, 0) => Vec::new(),
-                // A context longer than ML-DSA allows is refused, never read.
-                (false, n) if n <= 255 => std::slice::from_raw_parts(p.pContext, n).to_vec(),
-                _ => return Params::Other,
+            let Some(context) = ml_dsa_context(p.pContext, p.ulContextLen) else {
+                return Params::Other;
             };
             Params::MlDsa {
                 hedge: p.hedgeVariant,
@@ -538,6 +533,19 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
             }
         }
         _ => Params::Other,
+    }
+}
+
+/// An ML-DSA context string from a mechanism's parameters: empty for none, `None` for a null
+/// pointer with a length or one longer than ML-DSA allows (refused, never read).
+///
+/// # Safety
+/// `context` is null or points to `len` readable bytes.
+unsafe fn ml_dsa_context(context: *const CK_BYTE, len: CK_ULONG) -> Option<Vec<u8>> {
+    match (context.is_null(), len as usize) {
+        (_, 0) => Some(Vec::new()),
+        (false, n) if n <= 255 => Some(std::slice::from_raw_parts(context, n).to_vec()),
+        _ => None,
     }
 }
 

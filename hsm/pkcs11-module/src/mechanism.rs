@@ -381,17 +381,21 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
             algorithm: "EdDSA",
             context: Vec::new(),
         }),
-        Plan::MlDsa(context) => {
+        Plan::MlDsa(context) | Plan::HashMlDsaSha512Context(context) => {
             let KeyKind::MlDsa { set, .. } = kind else {
                 return Err(CKR_KEY_TYPE_INCONSISTENT);
             };
             if input.is_empty() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
+            let algorithm = match plan {
+                Plan::MlDsa(_) => crate::objects::ml_dsa(*set).4,
+                _ => hash_ml_dsa(*set),
+            };
             Ok(Request {
                 input,
                 input_type: InputType::Message,
-                algorithm: crate::objects::ml_dsa(*set).4,
+                algorithm,
                 context: context.clone(),
             })
         }
@@ -403,20 +407,6 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
                 return Err(CKR_DATA_LEN_RANGE);
             }
             Ok(digest(input, hash_ml_dsa(*set)))
-        }
-        Plan::HashMlDsaSha512Context(context) => {
-            let KeyKind::MlDsa { set, .. } = kind else {
-                return Err(CKR_KEY_TYPE_INCONSISTENT);
-            };
-            if input.is_empty() {
-                return Err(CKR_DATA_LEN_RANGE);
-            }
-            Ok(Request {
-                input,
-                input_type: InputType::Message,
-                algorithm: hash_ml_dsa(*set),
-                context: context.clone(),
-            })
         }
         Plan::RsaPkcs => {
             let (hash, prefix) = DIGEST_INFOS
