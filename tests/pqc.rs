@@ -757,3 +757,132 @@ fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
     );
     assert_eq!(signed.json()["algorithm"], "ML-DSA-65", "{signed:?}");
 }
+
+/// A client whose certificate is for an ML-DSA-65 key logs in over mutual TLS: it signs the
+/// TLS 1.3 handshake with ML-DSA (`mldsa65`, 0x0905; the key made and kept in software by the
+/// test, with pyca/cryptography making its CSR), Signet checks that signature with its ML-DSA
+/// verifier added to rustls, and the request runs under the certificate's principal and
+/// scopes. The CA stays ECDSA: any token will do.
+#[test]
+fn an_ml_dsa_client_certificate_logs_in_over_mutual_tls() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use rustls::SignatureScheme;
+    use std::sync::Arc;
+
+    type Key = ml_dsa::SigningKey<ml_dsa::MlDsa65>;
+
+    struct MlDsaKey(Arc<Key>);
+    impl std::fmt::Debug for MlDsaKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("MlDsaKey")
+        }
+    }
+    impl rustls::sign::SigningKey for MlDsaKey {
+        fn choose_scheme(
+            &self,
+            offered: &[SignatureScheme],
+        ) -> Option<Box<dyn rustls::sign::Signer>> {
+            offered
+                .contains(&SignatureScheme::ML_DSA_65)
+                .then(|| Box::new(MlDsaKey(self.0.clone())) as Box<dyn rustls::sign::Signer>)
+        }
+        fn algorithm(&self) -> rustls::SignatureAlgorithm {
+            rustls::SignatureAlgorithm::Unknown(0)
+        }
+    }
+    impl rustls::sign::Signer for MlDsaKey {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+            self.0
+                .expanded_key()
+                .sign_deterministic(message, &[])
+                .map(|s| s.encode().to_vec())
+                .map_err(|_| rustls::Error::General("ML-DSA signing failed".into()))
+        }
+        fn scheme(&self) -> SignatureScheme {
+            SignatureScheme::ML_DSA_65
+        }
+    }
+    #[derive(Debug)]
+    struct Resolver(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::client::ResolvesClientCert for Resolver {
+        fn resolve(
+            &self,
+            _: &[&[u8]],
+            _: &[SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let server = common::Server::start();
+    let admin = server.admin();
+    let created = admin.post(
+        "/v1/principals",
+        &json!({"name": "pq-client", "scopes": ["keys:read"]}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    // The key and its CSR, made by pyca/cryptography; the seed comes back to sign with here.
+    let seed_file = server.data.join("pq-client.seed");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/mldsa_check.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(["keycsr", "ML-DSA-65", "pq-client"])
+        .arg(&seed_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let csr = String::from_utf8(out.stdout).unwrap();
+    let seed_hex = std::fs::read_to_string(&seed_file).unwrap();
+    let seed: Vec<u8> = (0..seed_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&seed_hex[i..i + 2], 16).unwrap())
+        .collect();
+    let seed: [u8; 32] = seed.try_into().unwrap();
+    let key = Key::from_seed(&seed.into());
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "client", "name": "pq-client"}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let leaf = issued.json()["certificate"].as_str().unwrap().to_string();
+    let intermediate = std::fs::read_to_string(server.data.join("ca/intermediate.pem")).unwrap();
+    let chain: Vec<CertificateDer<'static>> = [leaf.as_str(), intermediate.as_str()]
+        .iter()
+        .map(|pem| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+        .collect();
+    let certified = rustls::sign::CertifiedKey::new(chain, Arc::new(MlDsaKey(Arc::new(key))));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(server.data.join("ca/root.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_cert_resolver(Arc::new(Resolver(Arc::new(certified))));
+    let client = common::Client::with_config(config, &server);
+    let keys = client.get("/v1/keys");
+    assert_eq!(keys.status, 200, "{keys:?}");
+    // Its scopes are the principal's: keys:read, not keys:create.
+    let create = client.post("/v1/keys", &json!({"name": "nope", "spec": "ec-p256"}));
+    assert_eq!(create.status, 403, "{create:?}");
+    // The audit log names the principal for both.
+    let audit: Vec<Value> = admin
+        .get("/v1/audit?limit=10000")
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        audit.iter().any(|r| r["principal"] == "pq-client"
+            && r["action"] == "key.create"
+            && r["outcome"] == "denied"),
+        "no denied key.create by pq-client"
+    );
+}

@@ -299,7 +299,11 @@ pub fn tls_config(root: &Path, identity: Option<(&Path, &Path)>) -> rustls::Clie
 
 impl Client {
     pub fn new(root: &Path, identity: Option<(&Path, &Path)>, server: &Server) -> Self {
-        let config = tls_config(root, identity);
+        Self::with_config(tls_config(root, identity), server)
+    }
+
+    /// A client with a TLS configuration of its own.
+    pub fn with_config(config: rustls::ClientConfig, server: &Server) -> Self {
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(config))
             .timeout(Duration::from_secs(30))

@@ -107,18 +107,25 @@ def check(c):
     return f"unknown check {kind!r}"
 
 
-def csr(alg, name, bad):
+def csr(alg, name, bad, seed_to=None):
     key = {
         "ML-DSA-44": mldsa.MLDSA44PrivateKey,
         "ML-DSA-65": mldsa.MLDSA65PrivateKey,
         "ML-DSA-87": mldsa.MLDSA87PrivateKey,
     }[alg].generate()
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, None)
+    if seed_to:
+        # The FIPS 204 seed (xi) of the key, for a client that signs with it elsewhere.
+        with open(seed_to, "w") as f:
+            f.write(key.private_bytes_raw().hex())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     )
+    if not seed_to:
+        # A server's name; a client's CSR (keycsr) asks for none.
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+        )
+    request = builder.sign(key, None)
     der = bytearray(request.public_bytes(serialization.Encoding.DER))
     if bad:
         der[-40] ^= 1  # inside the signature, which ends the request
@@ -129,6 +136,10 @@ def csr(alg, name, bad):
 def main():
     if sys.argv[1:2] == ["csr"]:
         csr(sys.argv[2], sys.argv[3], sys.argv[4:5] == ["bad"])
+        return
+    if sys.argv[1:2] == ["keycsr"]:
+        # keycsr ALG NAME SEED_FILE: a CSR, and the key's seed written to SEED_FILE.
+        csr(sys.argv[2], sys.argv[3], False, sys.argv[4])
         return
     for c in json.load(sys.stdin)["checks"]:
         try:
