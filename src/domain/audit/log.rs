@@ -917,8 +917,13 @@ impl Inner {
                     );
                 }
             }
-            Ok(Some(_)) => {}
-            Err(e) => tracing::debug!(error = %e, "checking the audit fence"),
+            // Once a second while fenced: say why the node still does not resume (the gap,
+            // or why the anchor or the chain could not be read), so a node that stays fenced
+            // after `audit reanchor` can be understood from its log.
+            Ok(Some(gap)) => {
+                tracing::warn!(%gap, "still fenced: the anchor does not hold the chain the database has")
+            }
+            Err(e) => tracing::warn!(error = %e, "still fenced: checking the audit fence failed"),
         }
     }
 }
