@@ -74,29 +74,31 @@ static ML_DSA_87: MlDsaVerification = MlDsaVerification {
     id: rustls::pki_types::alg_id::ML_DSA_87,
 };
 
+/// The handshake signature schemes for ML-DSA, each with its one algorithm.
+static ML_DSA: [(SignatureScheme, Verification); 3] = [
+    (SignatureScheme::ML_DSA_44, &ML_DSA_44),
+    (SignatureScheme::ML_DSA_65, &ML_DSA_65),
+    (SignatureScheme::ML_DSA_87, &ML_DSA_87),
+];
+
 /// ring's algorithms with ML-DSA's added, built once.
 static WITH_ML_DSA: std::sync::LazyLock<rustls::crypto::WebPkiSupportedAlgorithms> =
     std::sync::LazyLock::new(|| {
         let ring = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        let ml_dsa: [(SignatureScheme, Verification); 3] = [
-            (SignatureScheme::ML_DSA_44, &ML_DSA_44),
-            (SignatureScheme::ML_DSA_65, &ML_DSA_65),
-            (SignatureScheme::ML_DSA_87, &ML_DSA_87),
-        ];
         let all: Vec<Verification> = ring
             .all
             .iter()
             .copied()
-            .chain(ml_dsa.iter().map(|(_, v)| *v))
+            .chain(ML_DSA.iter().map(|(_, v)| *v))
             .collect();
         let mapping: Vec<(SignatureScheme, &'static [Verification])> = ring
             .mapping
             .iter()
             .copied()
             .chain(
-                ml_dsa
+                ML_DSA
                     .iter()
-                    .map(|(scheme, v)| (*scheme, &*Vec::leak(vec![*v]))),
+                    .map(|(scheme, v)| (*scheme, std::slice::from_ref(v))),
             )
             .collect();
         rustls::crypto::WebPkiSupportedAlgorithms {

@@ -134,20 +134,14 @@ pub fn verify(
         });
     }
     if algorithm.is_hash_ml_dsa() {
-        // The digest is SHA-512's, made here from a message, or given.
-        let digested;
-        let (digest, context) = match input {
-            SignInput::Message(m) => {
-                digested = crate::spec::Hash::Sha512.digest(m);
-                (digested.as_slice(), &[][..])
-            }
-            SignInput::MessageWithContext(m, context) => {
-                digested = crate::spec::Hash::Sha512.digest(m);
-                (digested.as_slice(), context)
-            }
-            SignInput::Digest(d) => (d, &[][..]),
+        // The digest is SHA-512's: given, or made here from the message.
+        let (message, context) = match input {
+            SignInput::Digest(d) => return Ok(verify_hash_ml_dsa(public, d, &[], signature)),
+            SignInput::Message(m) => (m, &[][..]),
+            SignInput::MessageWithContext(m, context) => (m, context),
         };
-        return Ok(verify_hash_ml_dsa(public, digest, context, signature));
+        let digest = crate::spec::Hash::Sha512.digest(message);
+        return Ok(verify_hash_ml_dsa(public, &digest, context, signature));
     }
     let message = match input {
         SignInput::Message(m) => m,

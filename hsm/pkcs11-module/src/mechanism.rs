@@ -241,6 +241,14 @@ pub enum Data {
 }
 
 impl Plan {
+    /// Whether the plan is HashML-DSA (with SHA-512), whatever input it takes.
+    pub fn is_hash_ml_dsa(&self) -> bool {
+        matches!(
+            self,
+            Plan::HashMlDsa | Plan::HashMlDsaSha512 | Plan::HashMlDsaSha512Context(_)
+        )
+    }
+
     /// Whether the mechanism takes its data in parts (those that hash here); the others take
     /// one digest or one message (PKCS#11 lists them as single-part).
     pub fn multi_part(&self) -> bool {
@@ -470,7 +478,7 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
             };
             result.is_ok()
         }
-        (KeyKind::MlDsa { set, public }, algorithm) if algorithm.starts_with("HashML-DSA") => {
+        (KeyKind::MlDsa { set, public }, _) if plan.is_hash_ml_dsa() => {
             let digest = match request.input_type {
                 InputType::Digest => request.input.clone(),
                 _ => Sha512::digest(&request.input).to_vec(),
@@ -488,46 +496,18 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
     }
 }
 
-/// ML-DSA.Verify (FIPS 204) with RustCrypto's `ml-dsa`.
+/// ML-DSA.Verify (FIPS 204, algorithm 3) with RustCrypto's `ml-dsa`.
 fn verify_ml_dsa(set: CK_ULONG, key: &[u8], message: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
-    fn with<P: MlDsaParams>(key: &[u8], message: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
-        match (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) {
-            (Ok(key), Ok(sig)) => Signature::<P>::decode(&sig).is_some_and(|sig| {
-                VerifyingKey::<P>::decode(&key).verify_with_context(message, ctx, &sig)
-            }),
-            _ => false,
-        }
-    }
-    match set {
-        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, message, ctx, sig),
-        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, message, ctx, sig),
-        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, message, ctx, sig),
-        _ => false,
-    }
+    check_ml_dsa(set, key, sig, MlDsaCheck::Pure { message, ctx })
 }
 
 /// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512: ML-DSA's internal verification of
 /// M' = 1 ‖ |ctx| ‖ ctx ‖ DER(OID of SHA-512) ‖ digest.
 fn verify_hash_ml_dsa(set: CK_ULONG, key: &[u8], digest: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
     /// DER of 2.16.840.1.101.3.4.2.3 (SHA-512).
     const SHA512_OID: [u8; 11] = [
         0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
     ];
-    fn with<P: MlDsaParams>(key: &[u8], m: &[u8], sig: &[u8]) -> bool {
-        match (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) {
-            (Ok(key), Ok(sig)) => Signature::<P>::decode(&sig)
-                .is_some_and(|sig| VerifyingKey::<P>::decode(&key).verify_internal(m, &sig)),
-            _ => false,
-        }
-    }
     let Ok(ctx_len) = u8::try_from(ctx.len()) else {
         return false;
     };
@@ -538,10 +518,40 @@ fn verify_hash_ml_dsa(set: CK_ULONG, key: &[u8], digest: &[u8], ctx: &[u8], sig:
     m.extend_from_slice(ctx);
     m.extend_from_slice(&SHA512_OID);
     m.extend_from_slice(digest);
+    check_ml_dsa(set, key, sig, MlDsaCheck::Internal(&m))
+}
+
+/// What an ML-DSA verification checks: a pure signature over a message and context, or
+/// ML-DSA's internal verification of a prepared M' (as HashML-DSA uses it).
+enum MlDsaCheck<'a> {
+    Pure { message: &'a [u8], ctx: &'a [u8] },
+    Internal(&'a [u8]),
+}
+
+/// Runs `what` with the parameter set's key over `sig`; false for a key or signature of the
+/// wrong size or an unknown parameter set.
+fn check_ml_dsa(set: CK_ULONG, key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
+    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
+    fn with<P: MlDsaParams>(key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
+        let (Ok(key), Ok(sig)) = (
+            EncodedVerifyingKey::<P>::try_from(key),
+            EncodedSignature::<P>::try_from(sig),
+        ) else {
+            return false;
+        };
+        let Some(sig) = Signature::<P>::decode(&sig) else {
+            return false;
+        };
+        let key = VerifyingKey::<P>::decode(&key);
+        match what {
+            MlDsaCheck::Pure { message, ctx } => key.verify_with_context(message, ctx, &sig),
+            MlDsaCheck::Internal(m) => key.verify_internal(m, &sig),
+        }
+    }
     match set {
-        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, &m, sig),
-        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, &m, sig),
-        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, &m, sig),
+        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, sig, what),
+        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, sig, what),
+        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, sig, what),
         _ => false,
     }
 }

@@ -731,16 +731,12 @@ impl Pkcs11Backend {
         format: EcdsaFormat,
     ) -> Result<bool> {
         let digest = match input {
-            // HashML-DSA digests too: the software verifier takes them.
-            _ if algorithm.is_hash_ml_dsa() => {
+            SignInput::Digest(d) if !algorithm.is_hash_ml_dsa() => d,
+            // Messages, and HashML-DSA digests too: the software verifier takes them.
+            _ => {
                 let public = self.public_key(id)?;
                 return crate::verify::verify(&public, algorithm, input, signature, format);
             }
-            SignInput::Message(_) | SignInput::MessageWithContext(..) => {
-                let public = self.public_key(id)?;
-                return crate::verify::verify(&public, algorithm, input, signature, format);
-            }
-            SignInput::Digest(d) => d,
         };
         let hash = algorithm.hash().ok_or_else(|| {
             Error::Unsupported(format!(
