@@ -367,12 +367,7 @@ fn no_operation_lets_a_caller_gain_rights_or_lock_out_the_last_admin() {
     assert_eq!(brief.delete("/v1/principals/second").status, 409);
     assert_eq!(put(&brief, "second", &["keys:read"]), 409);
 
-    let audit: Vec<Value> = second
-        .get("/v1/audit?limit=10000")
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let audit = second.audit_records();
     let denied: Vec<&Value> = audit.iter().filter(|r| r["outcome"] == "denied").collect();
     assert!(denied.len() >= 12, "{denied:?}");
     assert!(denied.iter().any(|r| r["action"] == "cert.issue"

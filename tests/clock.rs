@@ -9,15 +9,16 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use signet::config::Config;
+mod in_process;
+
 use signet::domain::keys::KeyName;
 use signet::domain::tokens::jwt::Inactive;
 use signet::domain::tokens::TokenRequest;
 use signet::service::{
-    prepare_process, Caller, ClientIdentity, CreateKey, Introspect, IssueToken, ManageKey,
-    ReadJwks, ReadKey, RevokeToken, RevokeTokenOp, Service,
+    Caller, CreateKey, Introspect, IssueToken, ManageKey, ReadJwks, ReadKey, RevokeToken,
+    RevokeTokenOp, Service,
 };
-use signet::store::{Principal, VersionState};
+use signet::store::VersionState;
 use signet::support::time::{self, TestClock};
 use signet_hsm::KeySpec;
 
@@ -39,33 +40,12 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     LazyLock::force(&CLOCK);
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    prepare_process(&config);
-    let service = Service::open(config).unwrap();
+    let (dir, service) = in_process::service();
     service.ensure_token_key(&Caller::system()).unwrap();
-    let admin = Caller::client(
-        ClientIdentity {
-            name: "admin".into(),
-            serial: "01".into(),
-            cert_sha256: vec![0; 32],
-            not_after: i64::MAX,
-        },
-        Some(Principal {
-            name: "admin".into(),
-            scopes: vec!["admin".into()],
-            created: 0,
-            created_by: "test".into(),
-        }),
-        "req-1",
-    );
     Fixture {
         _dir: dir,
         service,
-        admin,
+        admin: in_process::client("admin", &["admin"]),
     }
 }
 

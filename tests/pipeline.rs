@@ -6,50 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use signet::config::Config;
 use signet::domain::keys::KeyName;
 use signet::error::Error;
-use signet::service::{
-    prepare_process, Caller, ClientIdentity, CreateKey, DeletePrincipal, PutPrincipal, Service,
-};
-use signet::store::{Outcome, Principal};
+use signet::service::{Caller, CreateKey, DeletePrincipal, PutPrincipal, Service};
+use signet::store::Outcome;
 use signet_hsm::KeySpec;
 
-fn service() -> (tempfile::TempDir, Service) {
-    service_with(|_| ())
-}
+mod in_process;
 
-/// [`service`] with a changed configuration.
-fn service_with(change: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Service) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    change(&mut config);
-    prepare_process(&config);
-    let service = Service::open(config).unwrap();
-    (dir, service)
-}
-
-/// A client named `name` holding `scopes`, as the API's authentication makes it.
-fn client(name: &str, scopes: &[&str]) -> Caller {
-    Caller::client(
-        ClientIdentity {
-            name: name.into(),
-            serial: format!("{:02x}", name.len()),
-            cert_sha256: vec![0; 32],
-            not_after: i64::MAX,
-        },
-        Some(Principal {
-            name: name.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            created: 0,
-            created_by: "test".into(),
-        }),
-        "req-1",
-    )
-}
+use in_process::{client, service, service_with};
 
 fn create_key(name: &str) -> CreateKey {
     CreateKey {

@@ -335,12 +335,7 @@ fn unmodified_tools_list_the_keys_and_their_signatures_verify() {
     assert!(out.contains(blob), "{blob} not in {out}");
 
     // Every signature is in the audit log under the principal; the refused one was never sent.
-    let log: Vec<Value> = admin
-        .get("/v1/audit?limit=10000")
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = admin.audit_records();
     let signed: Vec<&Value> = log
         .iter()
         .filter(|r| r["action"] == "key.sign" && r["principal"] == "app" && r["outcome"] == "ok")

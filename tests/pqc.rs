@@ -873,12 +873,7 @@ fn an_ml_dsa_client_certificate_logs_in_over_mutual_tls() {
     let create = client.post("/v1/keys", &json!({"name": "nope", "spec": "ec-p256"}));
     assert_eq!(create.status, 403, "{create:?}");
     // The audit log names the principal for both.
-    let audit: Vec<Value> = admin
-        .get("/v1/audit?limit=10000")
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let audit = admin.audit_records();
     assert!(
         audit.iter().any(|r| r["principal"] == "pq-client"
             && r["action"] == "key.create"

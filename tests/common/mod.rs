@@ -338,6 +338,16 @@ impl Client {
         self.try_get(path).unwrap()
     }
 
+    /// The audit log as the API exports it (`GET /v1/audit`, one JSON record per line).
+    #[allow(dead_code)]
+    pub fn audit_records(&self) -> Vec<Value> {
+        self.get("/v1/audit?limit=10000")
+            .body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Waits until a checkpoint anchored in the token covers every record written so far
     /// (`GET /v1/status`: no record after it), instead of sleeping through the checkpoint
     /// interval. Panics after 20 s.
