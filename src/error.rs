@@ -92,6 +92,10 @@ pub enum Error {
         /// The database's head now.
         found_seq: u64,
     },
+    /// A request ran on records from the node's cache that another node changed meanwhile: its
+    /// records were written discarded and it is run again on fresh reads (never answered).
+    #[error("the records this request relied on changed while it was under way")]
+    StaleRead,
     /// The random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomUnavailable),
@@ -122,7 +126,8 @@ pub fn public_detail(err: &Error) -> String {
         Error::AuditUnavailable(_) | Error::ChainBroken { .. } => {
             "the audit log cannot be written; the operation was not performed".into()
         }
-        Error::AuditUncertain(_) => "the connection to the database broke while the audit record was being committed: the record may be in the log, but nothing was answered (a signature, if asked for, was not returned); retry".into(),
+        Error::StaleRead => "the caller's certificate or principal, or the key, changed while the request was under way; it was not performed; retry".into(),
+        Error::AuditUncertain(_) => "the audit record was not confirmed (the database connection broke while it was being committed, or no answer came within the request's deadline): the record may be in the log, but nothing was answered (a signature, if asked for, was not returned); retry".into(),
         Error::Hsm(e) => hsm_detail(e),
         Error::Pki(e) => match e {
             PkiError::CsrRefused(_)

@@ -320,6 +320,39 @@ fn three_nodes_share_keys_revocations_and_one_chain() {
             ),
         }
     }
+    // B and C had svc's records in their caches (its signatures there read them): each ran
+    // the refused request on them first, found in its audit transaction that the certificate
+    // had changed, wrote that run's record as discarded and answered from fresh reads.
+    let discarded_on = |principal: &str| {
+        pg.psql(
+            db_name(&url),
+            &format!(
+                "SELECT string_agg(DISTINCT node, ',' ORDER BY node) FROM signet_audit \
+                 WHERE line::json->'details'->>'discarded' IS NOT NULL \
+                 AND line::json->>'principal' = '{principal}' AND line::json->>'outcome' = 'error'"
+            ),
+        )
+    };
+    let svc_discards = discarded_on("svc");
+    assert!(
+        svc_discards.contains('b') && svc_discards.contains('c'),
+        "{svc_discards:?}"
+    );
+
+    // Scopes taken away on A bite on B's next request, cached or not.
+    common::enrol_principal(&a, &admins[0], "ops", &["keys:sign:*"]);
+    let ops = client_of(&a, "ops", &b);
+    for _ in 0..2 {
+        assert_eq!(sign(&ops, "shared", b"allowed").status, 200);
+    }
+    let demoted = admins[0].post(
+        "/v1/principals",
+        &json!({"name": "ops", "scopes": ["keys:read"]}),
+    );
+    assert!(demoted.status < 300, "{demoted:?}");
+    let refused = sign(&ops, "shared", b"not any more");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(discarded_on("ops"), "b");
 
     // Concurrent signing on all three: every answered signature is in one chain.
     let answered = std::sync::atomic::AtomicU64::new(0);
@@ -415,6 +448,15 @@ fn three_nodes_share_keys_revocations_and_one_chain() {
         let reply = sign(admin, "shared", b"after deletion");
         assert!(matches!(reply.status, 404 | 409), "node {i}: {reply:?}");
     }
+    // A and C had the key's record cached from the signing above; B changed it and forgot its
+    // own copy.
+    let admin_discards = discarded_on("admin");
+    assert!(
+        admin_discards.contains('a')
+            && admin_discards.contains('c')
+            && !admin_discards.contains('b'),
+        "{admin_discards:?}"
+    );
 
     let stopped: Vec<Data> = [a, b, c].into_iter().map(|s| s.stop()).collect();
     let verify = nodes[1].signet(&["audit", "verify"]);
@@ -593,7 +635,12 @@ fn a_node_cut_off_from_the_database_stops_serving_while_the_others_go_on() {
     let cut = Instant::now();
     let reply = sign(&admin_b, "k", b"while cut off");
     assert_eq!(reply.status, 503, "{reply:?}");
-    assert!(reply.body.contains("metadata store"), "{}", reply.body);
+    // Its records cannot be read or (served from its cache) its audit record written.
+    assert!(
+        reply.body.contains("metadata store") || reply.body.contains("audit"),
+        "{}",
+        reply.body
+    );
     assert_eq!(admin_b.get("/readyz").status, 503);
     // Refused within the store deadline (timeout_ms = 2000) and a second for the pool.
     assert!(

@@ -93,7 +93,7 @@ fn the_store_contract_holds_across_two_nodes() {
     assert_eq!(a.key("k").unwrap().unwrap().primary, 201);
     // A key read ahead with the caller's records serves the request's first read of that key
     // only: a change another node makes afterwards is what the next read sees.
-    signet::store::prefetch::scope(|| {
+    let ((), _) = signet::store::prefetch::scope(false, || {
         let (cert, _) = b.caller_records("00ff", "svc", Some("k")).unwrap();
         assert!(cert.is_none());
         a.update_key("k", &mut |r| {
@@ -173,6 +173,99 @@ fn the_store_contract_holds_across_two_nodes() {
         .unwrap();
     assert_eq!((outer, inner_ran), (true, Some(false)));
     assert!(b.exclusive("housekeeping", &mut || ()).unwrap());
+}
+
+/// Node B serves a request's records from its cache (a scope that allows it, all records
+/// cached), and its audit journal writes the request's records as its own only while those
+/// records are unchanged: after A changes the principal, the same reliance is discarded.
+#[test]
+fn cached_records_are_checked_in_the_audit_transaction() {
+    use signet::store::audit::{Group, DISCARDED};
+    use signet::store::prefetch;
+    let settings = database("cache");
+    let a = PgStore::open(&settings).unwrap();
+    let b = PgStore::open(&settings).unwrap();
+    let journal = PgJournal::new(Db::connect(&settings, 2).unwrap(), "node-b".into());
+    a.insert_key(&record("k")).unwrap();
+    a.put_cert(&CertRecord {
+        serial: "0aff".into(),
+        subject: "CN=svc".into(),
+        sans: Vec::new(),
+        profile: CertKind::Client,
+        not_before: 1,
+        not_after: i64::MAX,
+        status: CertStatus::Active,
+        revoked_at: None,
+        reason: None,
+        issued_to: Some("svc".into()),
+        der: Vec::new(),
+    })
+    .unwrap();
+    let mut principal = signet::store::Principal {
+        name: "svc".into(),
+        scopes: vec!["keys:sign:*".into()],
+        created: 1,
+        created_by: "test".into(),
+    };
+    a.put_principal(&principal).unwrap();
+    let request = || {
+        prefetch::scope(true, || {
+            let (cert, who) = b.caller_records("0AFF", "svc", Some("k")).unwrap();
+            assert!(cert.is_some() && b.key("k").unwrap().is_some());
+            (who.unwrap().scopes, prefetch::vouch())
+        })
+    };
+    // The first request reads (nothing to check); the second is served from the cache.
+    let ((scopes, first), unchecked) = request();
+    assert!(first.is_none() && !unchecked);
+    assert_eq!(scopes, principal.scopes);
+    let ((_, relied), unchecked) = request();
+    let relied = relied.expect("the second request is served from the cache");
+    assert!(!unchecked, "vouched for");
+    assert_eq!(relied.0.len(), 3, "{relied:?}");
+    let group = |relies_on| Group { len: 1, relies_on };
+    let event = |id: &str| Event::new("svc", id, "key.sign", "k", Outcome::Ok);
+    // Unchanged: written as they are, beside a group relying on nothing.
+    let (records, discarded) = journal
+        .append_groups(
+            vec![event("r1"), event("r2")],
+            &[group(Some(relied.clone())), group(None)],
+        )
+        .unwrap();
+    assert_eq!(discarded, vec![false, false]);
+    assert!(records.iter().all(|r| r.outcome == Outcome::Ok));
+    // A takes a scope away: B's cached principal no longer holds; only the relying group is
+    // written discarded, in the same chain.
+    principal.scopes = vec!["keys:read".into()];
+    a.put_principal(&principal).unwrap();
+    let (records, discarded) = journal
+        .append_groups(
+            vec![event("r3"), event("r4")],
+            &[group(Some(relied.clone())), group(None)],
+        )
+        .unwrap();
+    assert_eq!(discarded, vec![true, false]);
+    assert_eq!(records[0].outcome, Outcome::Error);
+    assert!(records[0].details.contains_key(DISCARDED));
+    assert_eq!(records[1].outcome, Outcome::Ok);
+    assert_eq!(records[1].prev_hash, records[0].hash);
+    // B's next request that reads fresh sees the change and caches it.
+    let ((scopes, _), _) = prefetch::scope(false, || {
+        let (_, who) = b.caller_records("0aff", "svc", Some("k")).unwrap();
+        (who.unwrap().scopes, ())
+    });
+    assert_eq!(scopes, principal.scopes);
+    // A journal with nothing to check against (the file journal) discards every relying
+    // group rather than trust it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = signet::store::audit_file::FileJournal::open(dir.path()).unwrap();
+    let (_, discarded) = file
+        .append_groups(
+            vec![event("r5"), event("r6")],
+            &[group(Some(relied)), group(None)],
+        )
+        .unwrap();
+    assert_eq!(discarded, vec![true, false]);
 }
 
 /// Both nodes issue certificates for one public key at once: the index lists every serial

@@ -295,7 +295,7 @@ pub async fn sign(
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<SignatureView>> {
     let item = req.item().map_err(|e| ctx.fail(e))?;
-    let sig = ctx.execute(Sign { name, item }).await?;
+    let sig = ctx.execute_use(Sign { name, item }).await?;
     Ok(Json(SignatureView::from(&sig)))
 }
 
@@ -325,7 +325,7 @@ pub async fn sign_batch(
     {
         return Err(ctx.fail(Error::BadRequest(format!("items[{index}]: {why}"))));
     }
-    let results = ctx.execute(SignBatch::new(name, items)).await?;
+    let results = ctx.execute_use(SignBatch::new(name, items)).await?;
     let results = results
         .iter()
         .enumerate()
@@ -374,7 +374,7 @@ pub async fn verify(
     .and_then(|item| Ok((item, base64_field(&req.signature, "signature")?)));
     let (item, signature) = item.map_err(|e| ctx.fail(e))?;
     let (valid, version) = ctx
-        .execute(Verify {
+        .execute_use(Verify {
             name,
             check: VerifyItem { item, signature },
         })

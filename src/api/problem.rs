@@ -192,6 +192,37 @@ impl Ctx {
             .await
     }
 
+    /// [`Ctx::execute`] for a key use (a signature, a verification: its records are written
+    /// before it is answered). On a store shared by several nodes the caller's and the key's
+    /// records may come from the node's cache; they are checked in the use's audit transaction
+    /// and, if another node changed them meanwhile, the use is run once more on fresh reads
+    /// (see `store::prefetch`).
+    pub async fn execute_use<O>(&self, op: O) -> ApiResult<O::Output>
+    where
+        O: crate::service::Operation + Clone + Send + 'static,
+        O::Output: Send + 'static,
+    {
+        let read_ahead = op.reads_key().map(str::to_owned);
+        let again = op.clone();
+        let first = self
+            .attempt(read_ahead.clone(), true, move |s, c| {
+                s.execute(c, op.clone())
+            })
+            .await;
+        match first {
+            Err(Error::StaleRead) => {
+                let mut again = Some(again);
+                self.attempt(read_ahead, false, move |s, c| match again.take() {
+                    Some(op) => s.execute(c, op),
+                    None => crate::service::Deferred::ready(Err(ran_twice())),
+                })
+                .await
+            }
+            other => other,
+        }
+        .map_err(|e| self.fail(e))
+    }
+
     /// Authenticates the caller and runs `op` for it, in one job on a worker; the answer (or
     /// the refusal) waits, on this request's task, for its audit records: the worker is free
     /// as soon as the work is done.
@@ -208,6 +239,25 @@ impl Ctx {
         read_ahead: Option<String>,
         op: impl FnOnce(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
     ) -> ApiResult<T> {
+        let mut op = Some(op);
+        self.attempt(read_ahead, false, move |s, c| match op.take() {
+            Some(op) => op(s, c),
+            None => crate::service::Deferred::ready(Err(ran_twice())),
+        })
+        .await
+        .map_err(|e| self.fail(e))
+    }
+
+    /// One job on a worker: authenticates the caller and runs `op` for it, with `cache` on
+    /// records from the node's cache where the store keeps one; a run that relied on cached
+    /// records that none of its submitted audit records vouches for is run again on fresh
+    /// reads before anything is answered.
+    async fn attempt<T: Send + 'static>(
+        &self,
+        read_ahead: Option<String>,
+        cache: bool,
+        mut op: impl FnMut(&Service, &Caller) -> crate::service::Deferred<T> + Send + 'static,
+    ) -> Result<T, Error> {
         let service = self.service.clone();
         let identity = self.identity.clone();
         let agent = self.agent.clone();
@@ -215,18 +265,44 @@ impl Ctx {
         let deadline = self.deadline;
         let job = move || {
             crate::store::deadline::within(deadline, || {
-                crate::store::prefetch::scope(|| {
-                    service
-                        .authenticate(&identity, &request_id, read_ahead.as_deref())
-                        .and_then(|caller| op(&service, &caller.with_agent(agent.as_deref())))
-                })
+                let mut run = |cache: bool| {
+                    crate::store::prefetch::scope(cache, || {
+                        service
+                            .authenticate(&identity, &request_id, read_ahead.as_deref())
+                            .and_then(|caller| op(&service, &caller.with_agent(agent.as_deref())))
+                    })
+                };
+                match run(cache) {
+                    (deferred, false) => deferred,
+                    // Nothing of it was recorded or answered: do it on what the store holds.
+                    (_, true) => run(false).0,
+                }
             })
         };
-        match self.executor.run(job).await {
-            Ok(deferred) => deferred.settle().await.map_err(|e| self.fail(e)),
-            Err(e) => Err(self.fail(job_failed(e))),
+        let deferred = match self.executor.run(job).await {
+            Ok(deferred) => deferred,
+            Err(e) => return Err(job_failed(e)),
+        };
+        // The records' wait is part of the request's database work: it ends at the same
+        // deadline (records queued behind a stuck checkpoint, say). They may still be
+        // written after it, so the answer says the outcome is unknown.
+        match self.deadline {
+            None => deferred.settle().await,
+            Some(at) => tokio::time::timeout_at(at.into(), deferred.settle())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::AuditUncertain(
+                        "no answer from the audit log within the request's deadline (store.timeout_ms)"
+                            .into(),
+                    ))
+                }),
         }
     }
+}
+
+/// An operation's closure called a second time (a bug: each is run once, or cloned).
+fn ran_twice() -> Error {
+    Error::Internal("an operation was run twice".into())
 }
 
 /// What a request that got no result from its worker is answered.

@@ -150,6 +150,7 @@ fn kind(err: &Error) -> ProblemType {
         Error::AuditUnavailable(_) | Error::ChainBroken { .. } | Error::AuditUncertain(_) => {
             ProblemType::AuditUnavailable
         }
+        Error::StaleRead => ProblemType::NotReady,
         Error::Hsm(e) => hsm_kind(e),
         Error::Pki(e) => match e {
             PkiError::CsrRefused(_)

@@ -631,6 +631,28 @@ pub struct SignBatch {
     records: Vec<Event>,
 }
 
+/// A batch not yet run, again (a key use may be run twice: see `store::prefetch`); an item
+/// that did not parse keeps its error.
+impl Clone for SignBatch {
+    fn clone(&self) -> Self {
+        let items = self
+            .items
+            .iter()
+            .map(|item| match item {
+                Ok(item) => Ok(item.clone()),
+                Err(Error::BadRequest(why)) => Err(Error::BadRequest(why.clone())),
+                Err(Error::Unprocessable(why)) => Err(Error::Unprocessable(why.clone())),
+                Err(e) => Err(Error::Internal(e.to_string())),
+            })
+            .collect();
+        SignBatch {
+            name: self.name.clone(),
+            items,
+            records: self.records.clone(),
+        }
+    }
+}
+
 impl SignBatch {
     /// A batch of `items` for the key `name`.
     pub fn new(name: String, items: Vec<Result<SignItem>>) -> Self {

@@ -136,6 +136,7 @@ pub struct Metrics {
     audit_records: Gauge,
     audit_batches: Gauge,
     audit_failures: Gauge,
+    audit_discarded: Gauge,
 }
 
 impl Default for Metrics {
@@ -163,6 +164,7 @@ impl Metrics {
         let audit_records = Gauge::default();
         let audit_batches = Gauge::default();
         let audit_failures = Gauge::default();
+        let audit_discarded = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -228,10 +230,16 @@ impl Metrics {
             "Audit batches that could not be made durable (their requests were refused)",
             audit_failures.clone(),
         );
+        registry.register(
+            "audit_discarded_requests",
+            "Key uses run on cached records another node had changed: their records were written discarded and they were run again on fresh reads",
+            audit_discarded.clone(),
+        );
         Metrics {
             audit_records,
             audit_batches,
             audit_failures,
+            audit_discarded,
             registry,
             requests,
             latency,
@@ -334,6 +342,8 @@ impl Metrics {
         self.audit_records.set(audit.records.load(Relaxed) as i64);
         self.audit_batches.set(audit.batches.load(Relaxed) as i64);
         self.audit_failures.set(audit.failures.load(Relaxed) as i64);
+        self.audit_discarded
+            .set(audit.discarded.load(Relaxed) as i64);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -399,7 +399,7 @@ impl<E: RecordEngine> Store for Records<E> {
         let serial = serial.to_ascii_lowercase();
         let mut wanted = vec![(CERTS, serial.as_str()), (PRINCIPALS, principal)];
         wanted.extend(key.map(|k| (KEYS, k)));
-        let mut found = self.engine.get_many(&wanted)?.into_iter();
+        let mut found = self.engine.get_many_cached(&wanted)?.into_iter();
         let (cert, who) = (found.next().flatten(), found.next().flatten());
         if let Some(key) = key {
             super::prefetch::keep(KEYS, key, found.next().flatten());

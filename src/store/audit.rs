@@ -293,6 +293,32 @@ impl Iterator for Records<'_> {
     }
 }
 
+/// One request's records in a batch: how many of the batch's events are its, in order, and
+/// what it took from the node's cache (see `store::prefetch`), if anything.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its events' count.
+    pub len: usize,
+    /// The cached records its events rely on.
+    pub relies_on: Option<std::sync::Arc<crate::store::prefetch::Reliance>>,
+}
+
+/// The detail a discarded record carries: the records it relied on changed (see
+/// [`Journal::append_groups`]).
+pub const DISCARDED: &str = "discarded";
+
+/// Marks `events` as discarded: what they describe was not answered (the request is run again
+/// on fresh reads, and that run has its own records).
+pub fn discard(events: &mut [Event]) {
+    for event in events {
+        event.outcome = Outcome::Error;
+        event.details.insert(
+            DISCARDED.into(),
+            "the caller's certificate or principal, or the key, changed while the request was under way; it was not answered and was run again".into(),
+        );
+    }
+}
+
 /// Where the chain is kept. Appends are all or nothing: a batch that cannot be made durable
 /// leaves the journal exactly as it was, and a later append may succeed again (space freed).
 pub trait Journal: Send + Sync + fmt::Debug {
@@ -301,6 +327,29 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// Chains `events` after the head and makes them durable before returning them.
     fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>>;
+
+    /// [`Journal::append`] for the groups of a batch (`groups` cover `events` in order). A
+    /// group that relies on cached records is written as its own only if every one of them is
+    /// unchanged in the store, checked in the same transaction; otherwise its records are
+    /// written discarded ([`discard`]). Returns the records and, per group, whether it was
+    /// discarded. A journal that cannot check (no shared store) discards every relying group.
+    fn append_groups(
+        &self,
+        mut events: Vec<Event>,
+        groups: &[Group],
+    ) -> Result<(Vec<AuditRecord>, Vec<bool>)> {
+        let mut at = 0;
+        let mut discarded = Vec::with_capacity(groups.len());
+        for group in groups {
+            let end = (at + group.len).min(events.len());
+            if group.relies_on.is_some() {
+                discard(&mut events[at..end]);
+            }
+            discarded.push(group.relies_on.is_some());
+            at = end;
+        }
+        Ok((self.append(events)?, discarded))
+    }
 
     /// The records at positions `after + 1` on (the first record is at 1), at most `limit`,
     /// oldest first, each parsed where it parses: verification reports a line that does not

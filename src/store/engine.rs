@@ -50,6 +50,13 @@ pub trait RecordEngine: Send + Sync + std::fmt::Debug {
             .collect()
     }
 
+    /// [`RecordEngine::get_many`] for a request that may be served from the node's cache (see
+    /// `store::prefetch`): an engine shared by several nodes answers from memory when it holds
+    /// every record asked for, and notes what the request relied on. Others read.
+    fn get_many_cached(&self, wanted: &[(Kind, &str)]) -> Result<Vec<Option<Bytes>>> {
+        self.get_many(wanted)
+    }
+
     /// Every (key, value) of a kind, by key.
     fn all(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>>;
 

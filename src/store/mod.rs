@@ -11,6 +11,7 @@
 pub mod aggregates;
 pub mod audit;
 pub mod audit_file;
+pub mod cache;
 pub mod deadline;
 pub mod engine;
 pub mod postgres;

@@ -26,7 +26,9 @@ use tokio::sync::oneshot;
 use super::{checkpoint_message, Anchor};
 use crate::config::AuditConfig;
 use crate::error::{Error, Result};
+use crate::store::audit::Group;
 use crate::store::audit::CHECKPOINT;
+use crate::store::prefetch::Reliance;
 use crate::store::{AuditRecord, ChainHead, Event, Journal, Outcome};
 
 /// The principal of the service's own records.
@@ -52,6 +54,9 @@ pub struct AuditStats {
     pub failures: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
+    /// Requests whose records were written discarded: they ran on cached records another node
+    /// had changed, and were run again.
+    pub discarded: AtomicU64,
 }
 
 /// An interval in which the log could not be written.
@@ -74,10 +79,14 @@ impl Outage {
     }
 }
 
+/// One request's records waiting for a batch: what they rely on from the node's cache (see
+/// `store::prefetch`), and where their result goes.
+type Queued = (Vec<Event>, Option<Arc<Reliance>>, Reply);
+
 /// What the lock guards.
 struct State {
     /// Records waiting for the next batch, with where each group's result goes.
-    queue: Vec<(Vec<Event>, Reply)>,
+    queue: Vec<Queued>,
     /// A leader is appending (only one at a time: the chain has one head).
     writing: bool,
     /// Requests under way that said they will append records (see [`AuditLog::announce`]).
@@ -321,7 +330,11 @@ impl AuditLog {
             let _ = tx.send(Err(writer_gone()));
             return (Pending(Some(rx)), false);
         }
-        state.queue.push((events, tx));
+        // The submitting thread's request, if it ran on cached records: these records vouch
+        // for them (only a thread doing a request's work has any).
+        state
+            .queue
+            .push((events, crate::store::prefetch::vouch(), tx));
         let idle = !state.writing;
         if idle && lead {
             state.writing = true;
@@ -698,15 +711,18 @@ impl Inner {
     }
 
     /// Appends queued groups as one batch and answers each; returns the records appended.
-    fn append_batch(&self, batch: Vec<(Vec<Event>, Reply)>) -> u64 {
+    fn append_batch(&self, batch: Vec<Queued>) -> u64 {
         if batch.is_empty() {
             return 0;
         }
-        let mut sizes = Vec::with_capacity(batch.len());
+        let mut groups = Vec::with_capacity(batch.len());
         let mut all = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
-        for (events, tx) in batch {
-            sizes.push(events.len());
+        for (events, relies_on, tx) in batch {
+            groups.push(Group {
+                len: events.len(),
+                relies_on,
+            });
             all.extend(events);
             replies.push(tx);
         }
@@ -723,12 +739,12 @@ impl Inner {
         let result = match (fence, outage) {
             (Some(fence), _) => Err(Error::AuditUnavailable(fence)),
             (None, Some(error)) => Err(Error::AuditUnavailable(error)),
-            (None, None) => match self.journal.append(all.clone()) {
+            (None, None) => match self.journal.append_groups(all.clone(), &groups) {
                 // The chain moved on without this node: if `audit reanchor` accepted a loss
                 // since this node last wrote, the chain the anchor names is the one to follow.
                 Err(Error::ChainBroken { .. }) if self.reanchored_since_known() => {
                     self.journal.accept_head();
-                    self.journal.append(all)
+                    self.journal.append_groups(all, &groups)
                 }
                 other => other,
             },
@@ -752,14 +768,20 @@ impl Inner {
             }
         }
         match result {
-            Ok(records) => {
+            Ok((records, discarded)) => {
                 records.iter().for_each(emit);
                 let n = records.len() as u64;
                 self.stats.records.fetch_add(n, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 let mut records = records.into_iter();
-                for (size, tx) in sizes.into_iter().zip(replies) {
-                    let _ = tx.send(Ok(records.by_ref().take(size).collect()));
+                for ((group, discarded), tx) in groups.iter().zip(discarded).zip(replies) {
+                    let theirs: Vec<AuditRecord> = records.by_ref().take(group.len).collect();
+                    let _ = tx.send(if discarded {
+                        self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                        Err(Error::StaleRead)
+                    } else {
+                        Ok(theirs)
+                    });
                 }
                 n
             }

@@ -6,7 +6,7 @@
 
 use super::{db_error, stmt, Db};
 use crate::error::Result;
-use crate::store::audit::{chain, AuditRecord, ChainHead, Event, Journal};
+use crate::store::audit::{chain, discard, AuditRecord, ChainHead, Event, Group, Journal};
 
 /// The audit chain in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -81,6 +81,16 @@ impl Drop for OpenTransaction {
     }
 }
 
+/// Cached records to find unchanged, as the check statement's arrays (kind, key, value, and the
+/// index of the group relying on it).
+#[derive(Default)]
+struct Check {
+    kinds: Vec<String>,
+    keys: Vec<String>,
+    values: Vec<String>,
+    groups: Vec<i32>,
+}
+
 /// The error that explains a failed pipeline: the first one that is not PostgreSQL's
 /// "current transaction is aborted" (SQLSTATE 25P02), which only echoes an earlier failure.
 fn first_cause(errors: [Option<tokio_postgres::Error>; 3]) -> crate::error::Error {
@@ -110,8 +120,37 @@ impl Journal for PgJournal {
     }
 
     fn append(&self, events: Vec<Event>) -> Result<Vec<AuditRecord>> {
+        let whole = [Group {
+            len: events.len(),
+            relies_on: None,
+        }];
+        self.append_groups(events, &whole)
+            .map(|(records, _)| records)
+    }
+
+    fn append_groups(
+        &self,
+        mut events: Vec<Event>,
+        groups: &[Group],
+    ) -> Result<(Vec<AuditRecord>, Vec<bool>)> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), vec![false; groups.len()]));
+        }
+        // The cached records each group relies on, to be found unchanged in this transaction.
+        let mut check = Check::default();
+        let mut spans = Vec::with_capacity(groups.len());
+        let mut at = 0;
+        for (i, group) in groups.iter().enumerate() {
+            spans.push(at..(at + group.len).min(events.len()));
+            at += group.len;
+            for (kind, key, value) in group.relies_on.iter().flat_map(|r| r.0.iter()) {
+                check.kinds.push((*kind).to_string());
+                check.keys.push(key.clone());
+                check
+                    .values
+                    .push(String::from_utf8_lossy(value).into_owned());
+                check.groups.push(i32::try_from(i).unwrap_or(i32::MAX));
+            }
         }
         let node = self.node.clone();
         let known = self.known().clone();
@@ -136,17 +175,42 @@ impl Journal for PgJournal {
             // The record this node last wrote, read in the same round trip as the head's lock
             // (it is immutable once committed, so it needs no lock of its own).
             let at = stmt(c, "SELECT hash FROM signet_audit WHERE seq = $1").await?;
+            let changed = stmt(
+                c,
+                "SELECT DISTINCT t.g FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS t(k, key, v, g)
+                 WHERE NOT EXISTS (SELECT 1 FROM signet_records r
+                                   WHERE r.kind = t.k AND r.key = t.key AND r.value = t.v)",
+            )
+            .await?;
+            let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&check.kinds, &check.keys, &check.values, &check.groups];
             let known_seq = known
                 .as_ref()
                 .map_or(-1, |k| i64::try_from(k.seq).unwrap_or(i64::MAX));
             let at_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&known_seq];
             let result = async {
-                let (_, row, found) = tokio::try_join!(
+                let checked = async {
+                    if check.groups.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        c.query(&changed, &check_params).await
+                    }
+                };
+                let (_, row, found, changed) = tokio::try_join!(
                     c.execute(&begin, &[]),
                     c.query_one(&lock, &[]),
                     c.query_opt(&at, &at_params),
+                    checked,
                 )
                 .map_err(db_error)?;
+                let mut discarded = vec![false; spans.len()];
+                for row in changed {
+                    let group = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
+                    if let (Some(flag), Some(span)) = (discarded.get_mut(group), spans.get(group)) {
+                        *flag = true;
+                        discard(&mut events[span.clone()]);
+                    }
+                }
                 let head = ChainHead {
                     seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
                     hash: row.get(1),
@@ -177,7 +241,7 @@ impl Journal for PgJournal {
                 }
                 let (last_seq, last_hash) = match records.last() {
                     Some(r) => (i64::try_from(r.seq).unwrap_or(i64::MAX), r.hash.clone()),
-                    None => return Ok(records),
+                    None => return Ok((records, discarded)),
                 };
                 // A failed INSERT or UPDATE is this batch's error (the COMMIT after it then
                 // rolls back); a failed COMMIT is one too: nothing of it is answered.
@@ -190,7 +254,7 @@ impl Journal for PgJournal {
                     c.execute(&commit, &[]),
                 );
                 match (inserted, advanced, committed) {
-                    (Ok(_), Ok(_), Ok(_)) => Ok(records),
+                    (Ok(_), Ok(_), Ok(_)) => Ok((records, discarded)),
                     // The rows and the head went in and the COMMIT was sent, but its answer
                     // never came: the batch may be in the chain. Say so, not "not performed".
                     (Ok(_), Ok(_), Err(e)) if e.as_db_error().is_none() => {
@@ -215,7 +279,7 @@ impl Journal for PgJournal {
             guard.finish(clean);
             result
         })?;
-        if let Some(last) = records.last() {
+        if let Some(last) = records.0.last() {
             *self.known() = Some(ChainHead {
                 seq: last.seq,
                 hash: last.hash.clone(),

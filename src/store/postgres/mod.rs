@@ -291,6 +291,8 @@ fn read_password(settings: &PostgresSettings) -> Result<Option<zeroize::Zeroizin
 #[derive(Debug, Clone)]
 pub struct PgEngine {
     db: Db,
+    /// The records signatures read, checked in their audit transaction (see `store::cache`).
+    cache: std::sync::Arc<crate::store::cache::NodeCache>,
 }
 
 /// The PostgreSQL store: the aggregates over [`PgEngine`].
@@ -302,7 +304,10 @@ impl Records<PgEngine> {
     pub fn open(settings: &PostgresSettings) -> Result<Self> {
         let db = Db::connect(settings, settings.pool_size)?;
         db.run(|mut client| async move { schema::migrate(&mut client).await })?;
-        Ok(Records::new(PgEngine { db }))
+        Ok(Records::new(PgEngine {
+            db,
+            cache: Default::default(),
+        }))
     }
 
     /// Connects read-only (see [`Db::connect_as`]) and checks, without migrating, that the
@@ -310,7 +315,10 @@ impl Records<PgEngine> {
     pub fn open_read_only(settings: &PostgresSettings) -> Result<Self> {
         let db = Db::connect_as(settings, settings.pool_size.min(2), true)?;
         db.run(|client| async move { schema::check(&client).await })?;
-        Ok(Records::new(PgEngine { db }))
+        Ok(Records::new(PgEngine {
+            db,
+            cache: Default::default(),
+        }))
     }
 
     /// The connection pool, shared with the journal.
@@ -348,6 +356,17 @@ impl PgEngine {
             tracing::warn!(error = %e, lock = name, "releasing a cluster lock failed (it ends with its connection)");
         }
         Ok(Some(result))
+    }
+}
+
+/// Drops a record from the node's cache when this node's write of it is over (whether it
+/// worked or not): the node's next request reads what the database now holds. Only an
+/// economy: the audit transaction's check is what keeps cached records honest.
+struct Forget<'a>(&'a crate::store::cache::NodeCache, Kind, &'a str);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1, self.2);
     }
 }
 
@@ -399,6 +418,26 @@ impl RecordEngine for PgEngine {
         Ok(found)
     }
 
+    fn get_many_cached(&self, wanted: &[(Kind, &str)]) -> Result<Vec<Option<Bytes>>> {
+        use crate::store::prefetch;
+        if !prefetch::may_use_cache() {
+            return self.get_many(wanted);
+        }
+        if let Some(values) = self.cache.get_all(wanted) {
+            prefetch::rely(prefetch::Reliance(
+                wanted
+                    .iter()
+                    .zip(&values)
+                    .map(|((kind, key), value)| (*kind, (*key).to_string(), value.clone()))
+                    .collect(),
+            ));
+            return Ok(values.into_iter().map(Some).collect());
+        }
+        let found = self.get_many(wanted)?;
+        self.cache.fill(wanted, &found);
+        Ok(found)
+    }
+
     fn all(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
         let rows = self.db.run(move |c| async move {
             c.query(
@@ -419,6 +458,7 @@ impl RecordEngine for PgEngine {
     }
 
     fn put(&self, kind: Kind, key: &str, value: Vec<u8>, exp: Option<i64>) -> Result<()> {
+        let _forget = Forget(&self.cache, kind, key);
         let value = text(value)?;
         let k = key.to_string();
         self.db.run(move |c| async move {
@@ -435,6 +475,7 @@ impl RecordEngine for PgEngine {
     }
 
     fn insert_new(&self, kind: Kind, key: &str, value: Vec<u8>) -> Result<bool> {
+        let _forget = Forget(&self.cache, kind, key);
         let value = text(value)?;
         let k = key.to_string();
         let n = self.db.run(move |c| async move {
@@ -456,6 +497,7 @@ impl RecordEngine for PgEngine {
     /// Optimistic: writes over the version read, else applies `change` again to the newer
     /// record.
     fn update(&self, kind: Kind, key: &str, change: ByteChange<'_>) -> Result<Option<Vec<u8>>> {
+        let _forget = Forget(&self.cache, kind, key);
         loop {
             let k = key.to_string();
             let row = self.db.run(move |c| async move {
@@ -499,6 +541,7 @@ impl RecordEngine for PgEngine {
     }
 
     fn remove(&self, kind: Kind, key: &str) -> Result<bool> {
+        let _forget = Forget(&self.cache, kind, key);
         let k = key.to_string();
         let n = self.db.run(move |c| async move {
             c.execute(
@@ -521,6 +564,7 @@ impl RecordEngine for PgEngine {
         at: i64,
         _expired: &dyn Fn(&[u8]) -> bool,
     ) -> Result<usize> {
+        self.cache.forget_kind(kind);
         let n = self.db.run(move |c| async move {
             c.execute(
                 &stmt(
