@@ -597,8 +597,9 @@ pub struct AuditConfig {
     /// Microseconds the writer waits before syncing so that more records share the sync.
     pub commit_delay_us: u64,
     /// The most microseconds a batch's writer waits for the records of key uses already under
-    /// way on this node, so that they share its sync or transaction (a lone request never
-    /// waits; 0: no waiting).
+    /// way on this node, and (under a steady load) for as many requests as recent batches
+    /// held, so that they share its sync or transaction (a lone caller never waits; 0: no
+    /// waiting).
     pub group_wait_us: u64,
 }
 
@@ -936,7 +937,7 @@ impl Default for AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 1,
             commit_delay_us: 0,
-            group_wait_us: 1000,
+            group_wait_us: 3000,
         }
     }
 }

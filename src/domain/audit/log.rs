@@ -37,6 +37,9 @@ pub const SERVICE: &str = "signet";
 /// While the log is unwritable, how often the background thread tries again on its own.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How many led batches' sizes a leader looks back on.
+const RECENT: usize = 8;
+
 /// The longest wait between two tries of a failing checkpoint.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -79,6 +82,14 @@ impl Outage {
     }
 }
 
+impl State {
+    /// Whether a gathering leader has what it waits for (see `Inner::gather`).
+    fn gathered(&self) -> bool {
+        self.gathering
+            .is_some_and(|expected| self.coming == 0 && self.queue.len() >= expected)
+    }
+}
+
 /// One request's records waiting for a batch: what they rely on from the node's cache (see
 /// `store::prefetch`), and where their result goes.
 type Queued = (Vec<Event>, Option<Arc<Reliance>>, Reply);
@@ -91,6 +102,12 @@ struct State {
     writing: bool,
     /// Requests under way that said they will append records (see [`AuditLog::announce`]).
     coming: usize,
+    /// How many requests the last few led batches held: a leader lingers (within
+    /// `audit.group_wait_us`) until as many have queued as the largest of them.
+    recent: std::collections::VecDeque<usize>,
+    /// While a leader gathers: how many queued requests it waits for (it is woken only once
+    /// they are there and nothing more is coming, not at every arrival).
+    gathering: Option<usize>,
     /// Records since the last checkpoint.
     since_checkpoint: u64,
     /// When the last checkpoint was written (or the log opened).
@@ -339,8 +356,9 @@ impl AuditLog {
         if idle && lead {
             state.writing = true;
         }
+        let gathered = state.gathered();
         drop(state);
-        if announced {
+        if gathered {
             self.inner.joined.notify_all();
         }
         (Pending(Some(rx)), idle)
@@ -483,6 +501,8 @@ impl Inner {
                 queue: Vec::new(),
                 writing: false,
                 coming: 0,
+                recent: std::collections::VecDeque::with_capacity(RECENT),
+                gathering: None,
                 since_checkpoint,
                 last_checkpoint: Instant::now(),
                 outage: None,
@@ -509,8 +529,43 @@ impl Inner {
     fn no_longer_coming(&self) {
         let mut state = self.lock();
         state.coming = state.coming.saturating_sub(1);
+        let gathered = state.gathered();
         drop(state);
-        self.joined.notify_all();
+        if gathered {
+            self.joined.notify_all();
+        }
+    }
+
+    /// Before a leader (a request's thread or the background thread, `writing` set) takes the
+    /// queue: requests under way will append in a moment, so it waits for them (within
+    /// `audit.group_wait_us`) and they share this transaction instead of each paying its own.
+    /// Under a steady load the requests just answered come back within moments too: it waits
+    /// (as long) until as many requests have queued as recent batches held. A lone caller's
+    /// batches hold one, so it never waits.
+    fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if self.config.group_wait_us == 0 {
+            return state;
+        }
+        let until = Instant::now() + Duration::from_micros(self.config.group_wait_us);
+        state.gathering = Some(state.recent.iter().copied().max().unwrap_or(1));
+        while !state.gathered() && !state.closing {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .joined
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.gathering = None;
+        if state.recent.len() == RECENT {
+            state.recent.pop_front();
+        }
+        let held = state.queue.len();
+        state.recent.push_back(held);
+        state
     }
 
     /// As the leader (`writing` is set for us): appends everything queued once, then hands the
@@ -522,20 +577,7 @@ impl Inner {
         }
         let (batch, outage) = {
             let mut state = self.lock();
-            // Requests under way will append in a moment: wait for them (bounded), so that
-            // they share this transaction instead of each paying its own.
-            let until = Instant::now() + Duration::from_micros(self.config.group_wait_us);
-            while state.coming > 0 && !state.closing {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                state = self
-                    .joined
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
+            state = self.gather(state);
             (std::mem::take(&mut state.queue), state.outage.is_some())
         };
         let mut appended = 0;
@@ -612,6 +654,9 @@ impl Inner {
                 continue;
             }
             state.writing = true;
+            if !state.queue.is_empty() && state.outage.is_none() && state.fence.is_none() {
+                state = self.gather(state);
+            }
             let outage = state.outage.is_some();
             let batch = std::mem::take(&mut state.queue);
             let requests = std::mem::take(&mut state.checkpoint_requests);
