@@ -636,15 +636,21 @@ impl Inner {
                 || state.closing;
             if state.writing || !work {
                 // Sleep until woken, the next checkpoint is due or the next retry.
+                // (No checkpoint is due while fenced or during an outage: those wake for their
+                // own retries, once a second, not every millisecond.)
                 let mut wait = Duration::from_secs(3600);
-                if state.outage.is_none() && state.since_checkpoint > 0 {
+                if state.outage.is_none() && state.fence.is_none() && state.since_checkpoint > 0 {
                     wait = interval.saturating_sub(state.last_checkpoint.elapsed());
+                    if let Some(at) = state.checkpoint_retry_at {
+                        wait = wait.max(at.saturating_duration_since(Instant::now()));
+                    }
                 }
-                if let Some(at) = state.checkpoint_retry_at {
-                    wait = wait.max(at.saturating_duration_since(Instant::now()));
-                }
-                if state.outage.is_some() || state.fence.is_some() {
+                if state.outage.is_some() {
                     wait = wait.min(RETRY.saturating_sub(last_retry.elapsed()));
+                }
+                if state.fence.is_some() {
+                    let checked = state.fence_checked.map_or(RETRY, |t| t.elapsed());
+                    wait = wait.min(RETRY.saturating_sub(checked));
                 }
                 let (s, _) = self
                     .wake
