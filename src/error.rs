@@ -3,6 +3,7 @@
 //! says only that an internal error happened.
 
 use signet_hsm::Error as HsmError;
+use signet_hsm::Fault;
 use signet_pki::Error as PkiError;
 
 use crate::support::random::RandomUnavailable;
@@ -157,12 +158,24 @@ fn hsm_detail(e: &HsmError) -> String {
     }
     match e {
         HsmError::KeyNotFound(_) | HsmError::KeyExists(_) | HsmError::Full(_) => e.to_string(),
-        _ => format!(
-            "the HSM could not complete the operation{}",
-            e.return_code()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default()
-        ),
+        // What the failure means, in words: the device's return code (CKR_…) is for the log and
+        // the `signet_hsm_errors` metric, not for the caller.
+        _ => match e.fault() {
+            Some(Fault::SessionLost) => {
+                "the HSM could not complete the operation: the connection to it was lost; retry"
+            }
+            Some(Fault::NotLoggedIn) => {
+                "the HSM could not complete the operation: its session was logged out; retry"
+            }
+            Some(Fault::StaleHandle) => {
+                "the HSM could not complete the operation: the key's handle was no longer valid; retry"
+            }
+            Some(Fault::Busy) => {
+                "the HSM could not complete the operation: it is busy or out of a resource; retry later"
+            }
+            _ => "the HSM could not complete the operation",
+        }
+        .into(),
     }
 }
 
@@ -189,7 +202,14 @@ mod tests {
         }));
         assert_eq!(
             detail,
-            "the HSM could not complete the operation (CKR_DEVICE_ERROR)"
+            "the HSM could not complete the operation: the connection to it was lost; retry"
         );
+        let other = public_detail(&Error::Hsm(HsmError::Device {
+            interface: "PKCS#11",
+            function: "C_GenerateKeyPair".into(),
+            code: "CKR_GENERAL_ERROR".into(),
+            fault: signet_hsm::Fault::Other,
+        }));
+        assert_eq!(other, "the HSM could not complete the operation");
     }
 }

@@ -207,9 +207,6 @@ mod tests {
             fault: signet_hsm::Fault::SessionLost,
         }));
         assert_eq!(kind, ProblemType::HsmUnavailable);
-        assert_eq!(
-            detail,
-            "the HSM could not complete the operation (CKR_DEVICE_ERROR)"
-        );
+        assert!(!detail.contains("CKR_"), "{detail}");
     }
 }
