@@ -48,6 +48,9 @@ use signet_hsm::{
 
 #[path = "load/cluster.rs"]
 mod cluster;
+#[path = "../tests/common/proc.rs"]
+mod proc_counts;
+use proc_counts::voluntary_switches;
 #[path = "load/pqc.rs"]
 mod pqc;
 
@@ -264,25 +267,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     // utime is field 14 and stime 15 of the whole line: 11 and 12 after the ')'.
     let hz = 100.0;
     (ticks(11) + ticks(12)) / hz
-}
-
-/// Voluntary context switches of a process so far: the sum over its threads
-/// (`/proc/<pid>/task/*/status`). A thread that ends between two readings takes its count
-/// with it; the server's threads live as long as it does.
-fn voluntary_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .filter_map(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .sum()
 }
 
 /// A field of /proc/<pid>/status in MB (VmRSS, VmHWM).

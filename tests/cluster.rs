@@ -942,18 +942,7 @@ fn a_failover_to_a_lagging_standby_is_refused_until_reanchored_and_an_old_primar
     // Fenced and idle, a node looks at the anchor once a second: it does not spin. (It woke
     // every millisecond: about 2,000 voluntary context switches over these two seconds; about
     // 100 now, from its other threads.)
-    let switches = |server: &Server| -> u64 {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap();
-        tasks
-            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("status")).ok())
-            .filter_map(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .sum()
-    };
+    let switches = |server: &Server| common::proc::voluntary_switches(server.child.id());
     let before = switches(&a);
     std::thread::sleep(Duration::from_secs(2));
     let fenced_switches = switches(&a) - before;

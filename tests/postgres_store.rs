@@ -39,6 +39,23 @@ fn database(name: &str) -> PostgresSettings {
     }
 }
 
+/// An active client certificate's record that never expires.
+fn active_client_cert(serial: &str, subject: &str, der: Vec<u8>) -> CertRecord {
+    CertRecord {
+        serial: serial.into(),
+        subject: subject.into(),
+        sans: Vec::new(),
+        profile: CertKind::Client,
+        not_before: 1,
+        not_after: i64::MAX,
+        status: CertStatus::Active,
+        revoked_at: None,
+        reason: None,
+        issued_to: None,
+        der,
+    }
+}
+
 fn record(name: &str) -> KeyRecord {
     KeyRecord {
         name: name.into(),
@@ -188,17 +205,8 @@ fn cached_records_are_checked_in_the_audit_transaction() {
     let journal = PgJournal::new(Db::connect(&settings, 2).unwrap(), "node-b".into());
     a.insert_key(&record("k")).unwrap();
     a.put_cert(&CertRecord {
-        serial: "0aff".into(),
-        subject: "CN=svc".into(),
-        sans: Vec::new(),
-        profile: CertKind::Client,
-        not_before: 1,
-        not_after: i64::MAX,
-        status: CertStatus::Active,
-        revoked_at: None,
-        reason: None,
         issued_to: Some("svc".into()),
-        der: Vec::new(),
+        ..active_client_cert("0aff", "CN=svc", Vec::new())
     })
     .unwrap();
     let mut principal = signet::store::Principal {
@@ -293,19 +301,11 @@ fn two_nodes_index_certificates_of_one_key() {
             std::thread::spawn(move || {
                 for j in 0..5 {
                     store
-                        .put_cert(&CertRecord {
-                            serial: format!("{i:02x}{j:02x}"),
-                            subject: "CN=k".into(),
-                            sans: Vec::new(),
-                            profile: CertKind::Client,
-                            not_before: 1,
-                            not_after: i64::MAX,
-                            status: CertStatus::Active,
-                            revoked_at: None,
-                            reason: None,
-                            issued_to: None,
-                            der: der.clone(),
-                        })
+                        .put_cert(&active_client_cert(
+                            &format!("{i:02x}{j:02x}"),
+                            "CN=k",
+                            der.clone(),
+                        ))
                         .unwrap();
                 }
             })

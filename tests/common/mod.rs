@@ -5,6 +5,7 @@
 
 pub mod configured;
 pub mod pg;
+pub mod proc;
 pub mod remote;
 
 use std::io::{BufRead, BufReader};
