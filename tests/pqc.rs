@@ -692,12 +692,20 @@ fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
         assert_eq!(refused.status, 422, "{refused:?}");
         return;
     }
-    let msg = b"a large document, signed as its SHA-512 digest";
-    let digest = sha2::Sha512::digest(msg).to_vec();
+    let msg = b"a large document, signed as its digest";
     let ctx = b"signet/hash-ml-dsa";
-    for (spec, pure, size) in SPECS {
-        let alg = format!("Hash{pure}-SHA512");
-        let name = token.unique(&format!("hash-{spec}"));
+    let hashes: [(&str, Vec<u8>); 3] = [
+        ("SHA256", sha2::Sha256::digest(msg).to_vec()),
+        ("SHA384", sha2::Sha384::digest(msg).to_vec()),
+        ("SHA512", sha2::Sha512::digest(msg).to_vec()),
+    ];
+    for ((spec, pure, size), (hash, digest)) in SPECS
+        .iter()
+        .flat_map(|s| hashes.iter().map(move |h| (s, h)))
+    {
+        let (spec, pure, size) = (*spec, *pure, *size);
+        let alg = format!("Hash{pure}-{hash}");
+        let name = token.unique(&format!("hash-{spec}-{hash}"));
         let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
         assert_eq!(created.status, 201, "{spec}: {created:?}");
         let path = format!("/v1/keys/{name}/sign");
@@ -711,7 +719,7 @@ fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
         };
         let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
         let of_digest =
-            sign(json!({"input": b64(&digest), "input_type": "digest", "algorithm": alg}));
+            sign(json!({"input": b64(digest), "input_type": "digest", "algorithm": alg}));
         let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
         let verify =
             |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
@@ -729,28 +737,41 @@ fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
             };
         for sig in [&of_message, &of_digest] {
             assert!(verify(msg, false, &alg, sig, None), "{alg} message");
-            assert!(verify(&digest, true, &alg, sig, None), "{alg} digest");
+            assert!(verify(digest, true, &alg, sig, None), "{alg} digest");
             assert!(!verify(b"another message", false, &alg, sig, None));
             assert!(!verify(msg, false, &alg, sig, Some(ctx)));
             // Not a pure ML-DSA signature of the message, nor of the digest.
             assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
-            assert!(!verify(&digest, false, pure, sig, None), "{alg} as {pure}");
+            assert!(!verify(digest, false, pure, sig, None), "{alg} as {pure}");
+            // Nor a signature with another hash.
+            for (other, _) in &hashes {
+                if other != hash {
+                    let as_other = format!("Hash{pure}-{other}");
+                    assert!(
+                        !verify(msg, false, &as_other, sig, None),
+                        "{alg} as {as_other}"
+                    );
+                }
+            }
         }
         assert!(verify(msg, false, &alg, &with_ctx, Some(ctx)));
         assert!(!verify(msg, false, &alg, &with_ctx, None));
         // A digest of the wrong length is refused, saying what it should be.
         let short = admin.post(
             &path,
-            &json!({"input": b64(&[0u8; 32]), "input_type": "digest", "algorithm": alg}),
+            &json!({"input": b64(&[0u8; 20]), "input_type": "digest", "algorithm": alg}),
         );
         assert_eq!(short.status, 422, "{short:?}");
         assert!(
-            short.json()["detail"].as_str().unwrap().contains("64"),
+            short.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&digest.len().to_string()),
             "{short:?}"
         );
     }
     // The key's own algorithm stays pure ML-DSA unless asked.
-    let name = token.unique("hash-ml-dsa-65");
+    let name = token.unique("hash-ml-dsa-65-SHA512");
     let signed = admin.post(
         &format!("/v1/keys/{name}/sign"),
         &json!({"input": b64(msg)}),

@@ -217,14 +217,8 @@ struct DigestInfo<'a> {
 /// The DER DigestInfo of a precomputed `digest` made with `hash` (what RSASSA-PKCS1-v1_5 pads
 /// and signs: `T` in RFC 8017 §9.2); the hash's OID is the `sha2` crate's.
 pub(crate) fn rsa_digest_info(hash: crate::spec::Hash, digest: &[u8]) -> Result<Vec<u8>> {
-    use crate::spec::Hash;
-    use der::oid::AssociatedOid;
     use der::Encode;
-    let oid = match hash {
-        Hash::Sha256 => sha2::Sha256::OID,
-        Hash::Sha384 => sha2::Sha384::OID,
-        Hash::Sha512 => sha2::Sha512::OID,
-    };
+    let oid = hash.oid();
     let info = DigestInfo {
         algorithm: spki::AlgorithmIdentifierRef {
             oid,

@@ -98,8 +98,8 @@ pub fn sign_with_context(
             EcdsaFormat::Der,
         );
     }
-    if algorithm.is_hash_ml_dsa() {
-        let digest = crate::spec::Hash::Sha512.digest(message);
+    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_hash_ml_dsa()) {
+        let digest = hash.digest(message);
         return backend.sign_ml_dsa_with_context(id, algorithm, &digest, context);
     }
     backend.sign_ml_dsa_with_context(id, algorithm, message, context)

@@ -88,9 +88,9 @@ impl KeySpec {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 matches!(alg, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512)
             }
-            KeySpec::MlDsa44 => matches!(alg, MlDsa44 | HashMlDsa44Sha512),
-            KeySpec::MlDsa65 => matches!(alg, MlDsa65 | HashMlDsa65Sha512),
-            KeySpec::MlDsa87 => matches!(alg, MlDsa87 | HashMlDsa87Sha512),
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+                self.algorithms().contains(&alg)
+            }
         }
     }
 
@@ -101,9 +101,24 @@ impl KeySpec {
             KeySpec::EcP256 => &[Es256],
             KeySpec::EcP384 => &[Es384],
             KeySpec::Ed25519 => &[EdDsa],
-            KeySpec::MlDsa44 => &[MlDsa44, HashMlDsa44Sha512],
-            KeySpec::MlDsa65 => &[MlDsa65, HashMlDsa65Sha512],
-            KeySpec::MlDsa87 => &[MlDsa87, HashMlDsa87Sha512],
+            KeySpec::MlDsa44 => &[
+                MlDsa44,
+                HashMlDsa44Sha512,
+                HashMlDsa44Sha256,
+                HashMlDsa44Sha384,
+            ],
+            KeySpec::MlDsa65 => &[
+                MlDsa65,
+                HashMlDsa65Sha512,
+                HashMlDsa65Sha256,
+                HashMlDsa65Sha384,
+            ],
+            KeySpec::MlDsa87 => &[
+                MlDsa87,
+                HashMlDsa87Sha512,
+                HashMlDsa87Sha256,
+                HashMlDsa87Sha384,
+            ],
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512]
             }
@@ -181,6 +196,18 @@ pub enum SignatureAlgorithm {
     HashMlDsa65Sha512,
     /// HashML-DSA-87 with SHA-512.
     HashMlDsa87Sha512,
+    /// HashML-DSA-44 with SHA-256.
+    HashMlDsa44Sha256,
+    /// HashML-DSA-65 with SHA-256.
+    HashMlDsa65Sha256,
+    /// HashML-DSA-87 with SHA-256.
+    HashMlDsa87Sha256,
+    /// HashML-DSA-44 with SHA-384.
+    HashMlDsa44Sha384,
+    /// HashML-DSA-65 with SHA-384.
+    HashMlDsa65Sha384,
+    /// HashML-DSA-87 with SHA-384.
+    HashMlDsa87Sha384,
 }
 
 /// The hash an algorithm signs over.
@@ -209,6 +236,17 @@ impl Hash {
         false
     }
 
+    /// The hash's object identifier (NIST's, as the `sha2` crate gives it): what HashML-DSA
+    /// binds into its signature and PKCS#1 v1.5 into its DigestInfo.
+    pub fn oid(self) -> der::oid::ObjectIdentifier {
+        use der::oid::AssociatedOid;
+        match self {
+            Hash::Sha256 => sha2::Sha256::OID,
+            Hash::Sha384 => sha2::Sha384::OID,
+            Hash::Sha512 => sha2::Sha512::OID,
+        }
+    }
+
     /// Hashes `data` on the host.
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         use sha2::Digest;
@@ -222,7 +260,7 @@ impl Hash {
 
 impl SignatureAlgorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 15] = [
+    pub const ALL: [SignatureAlgorithm; 21] = [
         SignatureAlgorithm::Es256,
         SignatureAlgorithm::Es384,
         SignatureAlgorithm::EdDsa,
@@ -238,6 +276,12 @@ impl SignatureAlgorithm {
         SignatureAlgorithm::HashMlDsa44Sha512,
         SignatureAlgorithm::HashMlDsa65Sha512,
         SignatureAlgorithm::HashMlDsa87Sha512,
+        SignatureAlgorithm::HashMlDsa44Sha256,
+        SignatureAlgorithm::HashMlDsa65Sha256,
+        SignatureAlgorithm::HashMlDsa87Sha256,
+        SignatureAlgorithm::HashMlDsa44Sha384,
+        SignatureAlgorithm::HashMlDsa65Sha384,
+        SignatureAlgorithm::HashMlDsa87Sha384,
     ];
 
     /// JOSE name (`ES256`, `EdDSA`, …).
@@ -258,6 +302,12 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::HashMlDsa44Sha512 => "HashML-DSA-44-SHA512",
             SignatureAlgorithm::HashMlDsa65Sha512 => "HashML-DSA-65-SHA512",
             SignatureAlgorithm::HashMlDsa87Sha512 => "HashML-DSA-87-SHA512",
+            SignatureAlgorithm::HashMlDsa44Sha256 => "HashML-DSA-44-SHA256",
+            SignatureAlgorithm::HashMlDsa65Sha256 => "HashML-DSA-65-SHA256",
+            SignatureAlgorithm::HashMlDsa87Sha256 => "HashML-DSA-87-SHA256",
+            SignatureAlgorithm::HashMlDsa44Sha384 => "HashML-DSA-44-SHA384",
+            SignatureAlgorithm::HashMlDsa65Sha384 => "HashML-DSA-65-SHA384",
+            SignatureAlgorithm::HashMlDsa87Sha384 => "HashML-DSA-87-SHA384",
         }
     }
 
@@ -268,6 +318,8 @@ impl SignatureAlgorithm {
             Es256 | Rs256 | Ps256 => Some(Hash::Sha256),
             Es384 | Rs384 | Ps384 => Some(Hash::Sha384),
             Rs512 | Ps512 => Some(Hash::Sha512),
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 => Some(Hash::Sha256),
+            HashMlDsa44Sha384 | HashMlDsa65Sha384 | HashMlDsa87Sha384 => Some(Hash::Sha384),
             HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => Some(Hash::Sha512),
             EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => None,
         }
@@ -290,7 +342,15 @@ impl SignatureAlgorithm {
         use SignatureAlgorithm::*;
         matches!(
             self,
-            HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512
+            HashMlDsa44Sha256
+                | HashMlDsa65Sha256
+                | HashMlDsa87Sha256
+                | HashMlDsa44Sha384
+                | HashMlDsa65Sha384
+                | HashMlDsa87Sha384
+                | HashMlDsa44Sha512
+                | HashMlDsa65Sha512
+                | HashMlDsa87Sha512
         )
     }
 

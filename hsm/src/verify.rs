@@ -7,7 +7,7 @@ use crate::der;
 use crate::error::{Error, Result};
 use crate::input::{EcdsaFormat, SignInput};
 use crate::public::PublicKey;
-use crate::spec::{KeySpec, SignatureAlgorithm};
+use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
 
 /// ring's verifier for an algorithm and ECDSA encoding; `None` for ML-DSA.
 fn verifier(
@@ -28,18 +28,21 @@ fn verifier(
         (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
         (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
         (MlDsa44 | MlDsa65 | MlDsa87, _) => return None,
-        (HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512, _) => return None,
+        (
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512,
+            _,
+        ) => return None,
     })
 }
 
-/// FIPS 204's M' for HashML-DSA with SHA-512 (algorithm 4, line 23): 0x01, the context's
-/// length and bytes, the DER of SHA-512's OID, the digest. What ML-DSA signs in the pre-hash
-/// variant.
-pub fn hash_ml_dsa_message(context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
-    use ::der::oid::AssociatedOid;
+/// FIPS 204's M' for HashML-DSA (algorithm 4, line 23): 0x01, the context's length and
+/// bytes, the DER of `hash`'s OID, the digest. What ML-DSA signs in the pre-hash variant.
+pub fn hash_ml_dsa_message(hash: Hash, context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     use ::der::Encode;
     let context_len = u8::try_from(context.len()).ok()?;
-    let oid = sha2::Sha512::OID.to_der().ok()?;
+    let oid = hash.oid().to_der().ok()?;
     let mut m = Vec::with_capacity(2 + context.len() + oid.len() + digest.len());
     m.push(1);
     m.push(context_len);
@@ -93,19 +96,20 @@ fn check_ml_dsa(public: &PublicKey, signature: &[u8], what: MlDsaCheck<'_>) -> b
     }
 }
 
-/// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512 over a precomputed `digest`: ML-DSA's
+/// HashML-DSA.Verify (FIPS 204, algorithm 5) with `hash` over a precomputed `digest`: ML-DSA's
 /// internal verification of [`hash_ml_dsa_message`]. False for a digest, key, signature or
 /// context of the wrong size.
 pub fn verify_hash_ml_dsa(
     public: &PublicKey,
+    hash: Hash,
     digest: &[u8],
     context: &[u8],
     signature: &[u8],
 ) -> bool {
-    if digest.len() != crate::spec::Hash::Sha512.len() {
+    if digest.len() != hash.len() {
         return false;
     }
-    let Some(m) = hash_ml_dsa_message(context, digest) else {
+    let Some(m) = hash_ml_dsa_message(hash, context, digest) else {
         return false;
     };
     check_ml_dsa(public, signature, MlDsaCheck::Internal { m: &m })
@@ -133,15 +137,17 @@ pub fn verify(
             spec: public.spec(),
         });
     }
-    if algorithm.is_hash_ml_dsa() {
-        // The digest is SHA-512's: given, or made here from the message.
+    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_hash_ml_dsa()) {
+        // The digest is the algorithm's hash's: given, or made here from the message.
         let (message, context) = match input {
-            SignInput::Digest(d) => return Ok(verify_hash_ml_dsa(public, d, &[], signature)),
+            SignInput::Digest(d) => return Ok(verify_hash_ml_dsa(public, hash, d, &[], signature)),
             SignInput::Message(m) => (m, &[][..]),
             SignInput::MessageWithContext(m, context) => (m, context),
         };
-        let digest = crate::spec::Hash::Sha512.digest(message);
-        return Ok(verify_hash_ml_dsa(public, &digest, context, signature));
+        let digest = hash.digest(message);
+        return Ok(verify_hash_ml_dsa(
+            public, hash, &digest, context, signature,
+        ));
     }
     let message = match input {
         SignInput::Message(m) => m,
@@ -205,10 +211,25 @@ mod tests {
             0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
         ]);
         expected.extend(&digest);
-        assert_eq!(hash_ml_dsa_message(b"ab", &digest).unwrap(), expected);
-        let empty = hash_ml_dsa_message(&[], &digest).unwrap();
+        assert_eq!(
+            hash_ml_dsa_message(Hash::Sha512, b"ab", &digest).unwrap(),
+            expected
+        );
+        let empty = hash_ml_dsa_message(Hash::Sha512, &[], &digest).unwrap();
         assert_eq!(&empty[..3], &[1, 0, 0x06]);
-        assert!(hash_ml_dsa_message(&[0; 256], &digest).is_none());
-        assert_eq!(hash_ml_dsa_message(&[0; 255], &digest).unwrap()[1], 255);
+        assert!(hash_ml_dsa_message(Hash::Sha512, &[0; 256], &digest).is_none());
+        assert_eq!(
+            hash_ml_dsa_message(Hash::Sha512, &[0; 255], &digest).unwrap()[1],
+            255
+        );
+        // SHA-256 and SHA-384 differ only in the OID's last byte (2.16.840.1.101.3.4.2.1, .2).
+        for (hash, last) in [(Hash::Sha256, 0x01), (Hash::Sha384, 0x02)] {
+            let m = hash_ml_dsa_message(hash, &[], &digest[..hash.len()]).unwrap();
+            let oid = [
+                0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last,
+            ];
+            assert_eq!(&m[2..13], &oid[..]);
+            assert_eq!(m.len(), 13 + hash.len());
+        }
     }
 }

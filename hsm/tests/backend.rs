@@ -248,7 +248,7 @@ fn ml_dsa_signature_len(spec: KeySpec) -> usize {
     }
 }
 
-/// HashML-DSA with SHA-512 (FIPS 204 §5.4): the token builds M' from the digest Signet
+/// HashML-DSA with SHA-256, SHA-384 or SHA-512 (FIPS 204 §5.4): the token builds M' from the digest Signet
 /// makes (or is given) and signs it; Signet's verifier builds M' on its own and checks it with
 /// RustCrypto's ML-DSA, so the two constructions must agree byte for byte.
 fn hash_ml_dsa_signs(
@@ -260,10 +260,14 @@ fn hash_ml_dsa_signs(
 ) {
     use signet_hsm::verify::{verify_hash_ml_dsa, verify_ml_dsa};
     let size = ml_dsa_signature_len(public.spec());
-    let digest = signet_hsm::Hash::Sha512.digest(msg);
+    let hash = alg.hash().unwrap();
+    let digest = hash.digest(msg);
     let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_eq!(sig.len(), size, "{alg}");
-    assert!(verify_hash_ml_dsa(public, &digest, &[], &sig), "{alg}");
+    assert!(
+        verify_hash_ml_dsa(public, hash, &digest, &[], &sig),
+        "{alg}"
+    );
     for input in [SignInput::Message(msg), SignInput::Digest(&digest)] {
         assert!(hsm.verify(id, alg, input, &sig, EcdsaFormat::Der).unwrap());
     }
@@ -272,12 +276,12 @@ fn hash_ml_dsa_signs(
     assert!(!verify_ml_dsa(public, msg, &[], &sig));
     let pure_alg = public.spec().default_algorithm();
     let pure = sign(hsm, id, pure_alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
-    assert!(!verify_hash_ml_dsa(public, &digest, &[], &pure));
+    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &pure));
     // A digest made elsewhere signs the same way; another digest does not verify.
     let from_digest = sign(hsm, id, alg, SignInput::Digest(&digest), EcdsaFormat::Der).unwrap();
-    assert!(verify_hash_ml_dsa(public, &digest, &[], &from_digest));
-    let other = signet_hsm::Hash::Sha512.digest(b"another message");
-    assert!(!verify_hash_ml_dsa(public, &other, &[], &from_digest));
+    assert!(verify_hash_ml_dsa(public, hash, &digest, &[], &from_digest));
+    let other = hash.digest(b"another message");
+    assert!(!verify_hash_ml_dsa(public, hash, &other, &[], &from_digest));
     assert!(!hsm
         .verify(
             id,
@@ -289,18 +293,37 @@ fn hash_ml_dsa_signs(
         .unwrap());
     let mut bad = from_digest.clone();
     bad[100] ^= 1;
-    assert!(!verify_hash_ml_dsa(public, &digest, &[], &bad));
-    let short = signet_hsm::Hash::Sha256.digest(msg);
-    let err = sign(hsm, id, alg, SignInput::Digest(&short), EcdsaFormat::Der).unwrap_err();
+    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &bad));
+    // Another hash's digest (of another length) is refused, saying the length expected.
+    let wrong = match hash {
+        signet_hsm::Hash::Sha512 => signet_hsm::Hash::Sha256,
+        _ => signet_hsm::Hash::Sha512,
+    }
+    .digest(msg);
+    let err = sign(hsm, id, alg, SignInput::Digest(&wrong), EcdsaFormat::Der).unwrap_err();
     assert!(
-        matches!(err, Error::DigestLength { expected: 64, .. }),
+        matches!(err, Error::DigestLength { expected, .. } if expected == hash.len()),
         "{alg}: {err}"
     );
+    // A signature made with one hash does not verify as another's.
+    for other_hash in [
+        signet_hsm::Hash::Sha256,
+        signet_hsm::Hash::Sha384,
+        signet_hsm::Hash::Sha512,
+    ] {
+        if other_hash != hash {
+            let d = other_hash.digest(msg);
+            assert!(
+                !verify_hash_ml_dsa(public, other_hash, &d, &[], &sig),
+                "{alg} as {other_hash:?}"
+            );
+        }
+    }
     // A context string is bound in too.
     let ctx = b"signet test context";
     let with_ctx = signet_hsm::sign_with_context(hsm, id, alg, msg, ctx).unwrap();
-    assert!(verify_hash_ml_dsa(public, &digest, ctx, &with_ctx));
-    assert!(!verify_hash_ml_dsa(public, &digest, &[], &with_ctx));
+    assert!(verify_hash_ml_dsa(public, hash, &digest, ctx, &with_ctx));
+    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &with_ctx));
     assert!(hsm
         .verify(
             id,

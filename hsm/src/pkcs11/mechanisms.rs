@@ -61,9 +61,9 @@ impl Mechanisms {
             Ps256 | Ps384 | Ps512 => self.has(MechanismType::RSA_PKCS_PSS),
             MlDsa44 | MlDsa65 | MlDsa87 => self.has(MechanismType::ML_DSA),
             // Hashed on the host, signed with the generic pre-hash mechanism.
-            HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => {
-                self.has(MechanismType::HASH_ML_DSA)
-            }
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512 => self.has(MechanismType::HASH_ML_DSA),
         }
     }
 
@@ -74,7 +74,9 @@ impl Mechanisms {
             Es256 => self.has(MechanismType::ECDSA_SHA256),
             Es384 => self.has(MechanismType::ECDSA_SHA384),
             EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => true,
-            HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => false,
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512 => false,
             Rs256 => self.has(MechanismType::SHA256_RSA_PKCS),
             Rs384 => self.has(MechanismType::SHA384_RSA_PKCS),
             Rs512 => self.has(MechanismType::SHA512_RSA_PKCS),
@@ -133,14 +135,24 @@ pub(crate) fn for_signature<'a>(
         (Ps256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcsPss(pss), m.to_vec()),
         (Ps384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcsPss(pss), m.to_vec()),
         (Ps512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcsPss(pss), m.to_vec()),
-        // CKM_HASH_ML_DSA: the token builds FIPS 204's M' (0x01, the context, SHA-512's OID,
+        // CKM_HASH_ML_DSA: the token builds FIPS 204's M' (0x01, the context, the hash's OID,
         // the digest) and signs it, hedged.
-        (HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512, Payload::Digest(d)) => {
+        (
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512,
+            Payload::Digest(d),
+        ) => {
             let context = (!context.is_empty()).then_some(context);
             let params = HashSignAdditionalContext::new(HedgeType::Preferred, context, hash_mech);
             (Mechanism::HashMlDsa(params), d.to_vec())
         }
-        (HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512, Payload::Message(_)) => {
+        (
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512,
+            Payload::Message(_),
+        ) => {
             return Err(Error::Unsupported(format!(
                 "{algorithm} signs a digest made on the host"
             )))
