@@ -37,62 +37,22 @@ fn verifier(
     })
 }
 
-/// FIPS 204's M' for HashML-DSA (algorithm 4, line 23): 0x01, the context's length and
-/// bytes, the DER of `hash`'s OID, the digest. What ML-DSA signs in the pre-hash variant.
+/// FIPS 204's M' for HashML-DSA (algorithm 4, line 23) with `hash`: 0x01, the context's
+/// length and bytes, the DER of the hash's OID, the digest. What ML-DSA signs in the pre-hash
+/// variant.
 pub fn hash_ml_dsa_message(hash: Hash, context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     use ::der::Encode;
-    let context_len = u8::try_from(context.len()).ok()?;
-    let oid = hash.oid().to_der().ok()?;
-    let mut m = Vec::with_capacity(2 + context.len() + oid.len() + digest.len());
-    m.push(1);
-    m.push(context_len);
-    m.extend_from_slice(context);
-    m.extend_from_slice(&oid);
-    m.extend_from_slice(digest);
-    Some(m)
+    signet_mldsa::hash_ml_dsa_message(&hash.oid().to_der().ok()?, context, digest)
 }
 
-/// What an ML-DSA verification checks: a pure signature over a message and context
-/// (FIPS 204 algorithm 3), or ML-DSA's internal verification of a prepared M' (algorithm 8, as
-/// HashML-DSA uses it).
-enum MlDsaCheck<'a> {
-    Pure {
-        message: &'a [u8],
-        context: &'a [u8],
-    },
-    Internal {
-        m: &'a [u8],
-    },
-}
-
-/// Runs `what` with `public` over `signature`; false for a key or signature of the wrong size
-/// or a key that is not ML-DSA.
-fn check_ml_dsa(public: &PublicKey, signature: &[u8], what: MlDsaCheck<'_>) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
-    fn check<P: MlDsaParams>(key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) else {
-            return false;
-        };
-        let Some(sig) = Signature::<P>::decode(&sig) else {
-            return false;
-        };
-        let key = VerifyingKey::<P>::decode(&key);
-        match what {
-            MlDsaCheck::Pure { message, context } => {
-                key.verify_with_context(message, context, &sig)
-            }
-            MlDsaCheck::Internal { m } => key.verify_internal(m, &sig),
-        }
-    }
-    let key = public.raw();
+/// The parameter set of an ML-DSA key (`None` for any other).
+fn parameter_set(public: &PublicKey) -> Option<signet_mldsa::ParameterSet> {
+    use signet_mldsa::ParameterSet;
     match public.spec() {
-        KeySpec::MlDsa44 => check::<ml_dsa::MlDsa44>(&key, signature, what),
-        KeySpec::MlDsa65 => check::<ml_dsa::MlDsa65>(&key, signature, what),
-        KeySpec::MlDsa87 => check::<ml_dsa::MlDsa87>(&key, signature, what),
-        _ => false,
+        KeySpec::MlDsa44 => Some(ParameterSet::MlDsa44),
+        KeySpec::MlDsa65 => Some(ParameterSet::MlDsa65),
+        KeySpec::MlDsa87 => Some(ParameterSet::MlDsa87),
+        _ => None,
     }
 }
 
@@ -106,19 +66,19 @@ pub fn verify_hash_ml_dsa(
     context: &[u8],
     signature: &[u8],
 ) -> bool {
-    if digest.len() != hash.len() {
-        return false;
-    }
-    let Some(m) = hash_ml_dsa_message(hash, context, digest) else {
+    use ::der::Encode;
+    let (Some(set), Ok(oid)) = (parameter_set(public), hash.oid().to_der()) else {
         return false;
     };
-    check_ml_dsa(public, signature, MlDsaCheck::Internal { m: &m })
+    digest.len() == hash.len()
+        && signet_mldsa::verify_prehashed(set, &public.raw(), &oid, digest, context, signature)
 }
 
 /// ML-DSA.Verify (FIPS 204, algorithm 3) of a pure signature with context string `context`
 /// (empty when none was given). False for a key, signature or context of the wrong size.
 pub fn verify_ml_dsa(public: &PublicKey, message: &[u8], context: &[u8], signature: &[u8]) -> bool {
-    check_ml_dsa(public, signature, MlDsaCheck::Pure { message, context })
+    parameter_set(public)
+        .is_some_and(|set| signet_mldsa::verify(set, &public.raw(), message, context, signature))
 }
 
 /// Verifies `signature` over a message with `public`. `Ok(false)` for a signature that does not

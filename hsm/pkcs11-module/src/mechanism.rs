@@ -496,9 +496,20 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
     }
 }
 
-/// ML-DSA.Verify (FIPS 204, algorithm 3) with RustCrypto's `ml-dsa`.
+/// The ML-DSA parameter set of a `CKA_PARAMETER_SET` value (`None` for an unknown one).
+fn parameter_set(set: CK_ULONG) -> Option<signet_mldsa::ParameterSet> {
+    use signet_mldsa::ParameterSet;
+    match set {
+        CKP_ML_DSA_44 => Some(ParameterSet::MlDsa44),
+        CKP_ML_DSA_65 => Some(ParameterSet::MlDsa65),
+        CKP_ML_DSA_87 => Some(ParameterSet::MlDsa87),
+        _ => None,
+    }
+}
+
+/// ML-DSA.Verify (FIPS 204, algorithm 3).
 fn verify_ml_dsa(set: CK_ULONG, key: &[u8], message: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
-    check_ml_dsa(set, key, sig, MlDsaCheck::Pure { message, ctx })
+    parameter_set(set).is_some_and(|set| signet_mldsa::verify(set, key, message, ctx, sig))
 }
 
 /// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512: ML-DSA's internal verification of
@@ -508,52 +519,10 @@ fn verify_hash_ml_dsa(set: CK_ULONG, key: &[u8], digest: &[u8], ctx: &[u8], sig:
     const SHA512_OID: [u8; 11] = [
         0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
     ];
-    let Ok(ctx_len) = u8::try_from(ctx.len()) else {
-        return false;
-    };
-    if digest.len() != Hash::Sha512.len() {
-        return false;
-    }
-    let mut m = vec![1, ctx_len];
-    m.extend_from_slice(ctx);
-    m.extend_from_slice(&SHA512_OID);
-    m.extend_from_slice(digest);
-    check_ml_dsa(set, key, sig, MlDsaCheck::Internal(&m))
-}
-
-/// What an ML-DSA verification checks: a pure signature over a message and context, or
-/// ML-DSA's internal verification of a prepared M' (as HashML-DSA uses it).
-enum MlDsaCheck<'a> {
-    Pure { message: &'a [u8], ctx: &'a [u8] },
-    Internal(&'a [u8]),
-}
-
-/// Runs `what` with the parameter set's key over `sig`; false for a key or signature of the
-/// wrong size or an unknown parameter set.
-fn check_ml_dsa(set: CK_ULONG, key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
-    use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsaParams, Signature, VerifyingKey};
-    fn with<P: MlDsaParams>(key: &[u8], sig: &[u8], what: MlDsaCheck<'_>) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            EncodedVerifyingKey::<P>::try_from(key),
-            EncodedSignature::<P>::try_from(sig),
-        ) else {
-            return false;
-        };
-        let Some(sig) = Signature::<P>::decode(&sig) else {
-            return false;
-        };
-        let key = VerifyingKey::<P>::decode(&key);
-        match what {
-            MlDsaCheck::Pure { message, ctx } => key.verify_with_context(message, ctx, &sig),
-            MlDsaCheck::Internal(m) => key.verify_internal(m, &sig),
-        }
-    }
-    match set {
-        CKP_ML_DSA_44 => with::<ml_dsa::MlDsa44>(key, sig, what),
-        CKP_ML_DSA_65 => with::<ml_dsa::MlDsa65>(key, sig, what),
-        CKP_ML_DSA_87 => with::<ml_dsa::MlDsa87>(key, sig, what),
-        _ => false,
-    }
+    digest.len() == Hash::Sha512.len()
+        && parameter_set(set).is_some_and(|set| {
+            signet_mldsa::verify_prehashed(set, key, &SHA512_OID, digest, ctx, sig)
+        })
 }
 
 /// Signet's name for HashML-DSA with SHA-512 on a parameter set.
