@@ -26,17 +26,19 @@ status=0
 cargo build -p signet-pkcs11
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 
+# The other tokens' runs select test binaries of the same workspace build (`-p` would build the
+# service again with other features, taking time and another few GB of disk).
+token_suites='kind(test) & (binary(=backend) | binary(=backends))'
 # The same backend suite and the service smoke test on the other tokens CI can have, and on
 # kryoptic, the one with ML-DSA (built once with its pqc features), the ML-DSA service tests.
 kryoptic="$(bash scripts/kryoptic.sh)"
 echo "test: backend suite, service smoke test and ML-DSA on kryoptic ($kryoptic)"
 SIGNET_TEST_TOKEN=kryoptic SIGNET_KRYOPTIC_MODULE="$kryoptic" \
-  cargo nextest run -p signet-hsm -p signet --test backend --test backends --test pqc \
-  --no-fail-fast || status=$?
+  cargo nextest run --workspace -E "($token_suites) | binary(=pqc)" --no-fail-fast || status=$?
 echo "test: backend suite and service smoke test on a remote token (p11-kit)"
 remote_env="$(bash scripts/remote-token.sh start)"
 (eval "$remote_env" && SIGNET_TEST_TOKEN=p11kit \
-  cargo nextest run -p signet-hsm -p signet --test backend --test backends --no-fail-fast) \
+  cargo nextest run --workspace -E "$token_suites" --no-fail-fast) \
   || status=$?
 bash scripts/remote-token.sh stop
 # A short run of every fuzz target (SIGNET_FUZZ_SECONDS each; 0 skips): a crash fails the run.
