@@ -423,7 +423,8 @@ fn the_token_key_moves_to_another_spec_and_both_kids_verify() {
 
 /// An unmodified PKCS#11 3.2 application (cryptoki) signs with an ML-DSA key held by Signet
 /// through `libsignet_pkcs11.so`: the key shows as `CKK_ML_DSA` with its parameter set and
-/// public value, `CKM_ML_DSA` signs with and without a context string, the module verifies, and
+/// public value, `CKM_ML_DSA` signs with and without a context string, HashML-DSA with SHA-256,
+/// SHA-384 and SHA-512 over a digest or a message, the module verifies, and
 /// pyca/cryptography checks the signatures. On a token without ML-DSA the module still offers
 /// the mechanism and refuses it on another key type.
 #[test]
@@ -577,13 +578,59 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
             .unwrap();
         assert!(session.verify(&hashing, public, msg, &sig_ctx).is_err());
         assert!(api_verify(&sig_ctx, Some(ctx_bytes)) && !api_verify(&sig_ctx, None));
-        // SHA-256 named in the parameters is not Signet's HashML-DSA.
-        let sha256 = Mechanism::HashMlDsa(HashSignAdditionalContext::new(
+        // SHA-256 and SHA-384 the same way: a digest signed, the module hashing, Signet
+        // verifying under the name with the hash; a signature over one hash is not one over
+        // another.
+        for (named, hashing, algorithm, digest) in [
+            (
+                MechanismType::SHA256,
+                Mechanism::HashMlDsaSha256(SignAdditionalContext::new(HedgeType::Preferred, None)),
+                "HashML-DSA-65-SHA256",
+                sha2::Sha256::digest(msg).to_vec(),
+            ),
+            (
+                MechanismType::SHA384,
+                Mechanism::HashMlDsaSha384(SignAdditionalContext::new(HedgeType::Preferred, None)),
+                "HashML-DSA-65-SHA384",
+                sha2::Sha384::digest(msg).to_vec(),
+            ),
+        ] {
+            assert!(mechanisms.contains(&hashing.mechanism_type()));
+            let of_digest = Mechanism::HashMlDsa(HashSignAdditionalContext::new(
+                HedgeType::Preferred,
+                None,
+                named,
+            ));
+            let sig = session.sign(&of_digest, private, &digest).unwrap();
+            session.verify(&hashing, public, msg, &sig).unwrap();
+            assert!(session.verify(&hashing, public, b"another", &sig).is_err());
+            assert!(session.verify(&plain, public, msg, &sig).is_err());
+            let in_parts = {
+                session.sign_init(&hashing, private).unwrap();
+                session.sign_update(&msg[..7]).unwrap();
+                session.sign_update(&msg[7..]).unwrap();
+                session.sign_final().unwrap()
+            };
+            session
+                .verify(&of_digest, public, &digest, &in_parts)
+                .unwrap();
+            let body = |sig: &[u8], algorithm: &str| json!({"input": b64(msg), "signature": b64(sig), "algorithm": algorithm});
+            for (sig, algorithm, valid) in [
+                (&sig, algorithm, true),
+                (&in_parts, algorithm, true),
+                (&sig, "HashML-DSA-65-SHA512", false),
+            ] {
+                let answer = admin.post(&format!("/v1/keys/{name}/verify"), &body(sig, algorithm));
+                assert_eq!(answer.json()["valid"], valid, "{algorithm}: {answer:?}");
+            }
+        }
+        // A hash HashML-DSA here does not take (SHA-1) is refused at C_SignInit.
+        let sha1 = Mechanism::HashMlDsa(HashSignAdditionalContext::new(
             HedgeType::Preferred,
             None,
-            MechanismType::SHA256,
+            MechanismType::SHA1,
         ));
-        let err = session.sign_init(&sha256, private).unwrap_err();
+        let err = session.sign_init(&sha1, private).unwrap_err();
         assert!(
             matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
             "{err}"

@@ -513,7 +513,7 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
                 hash: p.hash,
             }
         }
-        CKM_ML_DSA | CKM_HASH_ML_DSA_SHA512
+        CKM_ML_DSA | CKM_HASH_ML_DSA_SHA256 | CKM_HASH_ML_DSA_SHA384 | CKM_HASH_ML_DSA_SHA512
             if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() =>
         {
             let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);

@@ -37,6 +37,27 @@ impl Hash {
         }
     }
 
+    /// The DER of the hash's OID (NIST's 2.16.840.1.101.3.4.2.1, .2, .3), as HashML-DSA's M'
+    /// names it.
+    fn oid(self) -> [u8; 11] {
+        let last = match self {
+            Hash::Sha256 => 0x01,
+            Hash::Sha384 => 0x02,
+            Hash::Sha512 => 0x03,
+        };
+        [
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last,
+        ]
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha256 => Sha256::digest(data).to_vec(),
+            Hash::Sha384 => Sha384::digest(data).to_vec(),
+            Hash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
     fn mgf(self) -> CK_RSA_PKCS_MGF_TYPE {
         match self {
             Hash::Sha256 => CKG_MGF1_SHA256,
@@ -106,13 +127,14 @@ pub enum Plan {
     PssHash(Hash),
     /// `CKM_ML_DSA`: the message, with this context string (FIPS 204 `ctx`, maybe empty).
     MlDsa(Vec<u8>),
-    /// `CKM_HASH_ML_DSA` with SHA-512: the input is the digest (no context string: Signet
-    /// takes one with a message only).
-    HashMlDsa,
-    /// `CKM_HASH_ML_DSA_SHA512` without a context: hash here, send the digest.
-    HashMlDsaSha512,
-    /// `CKM_HASH_ML_DSA_SHA512` with a context string: the message goes to Signet, which hashes.
-    HashMlDsaSha512Context(Vec<u8>),
+    /// `CKM_HASH_ML_DSA` with this hash named in its parameters: the input is the digest (no
+    /// context string: Signet takes one with a message only).
+    HashMlDsa(Hash),
+    /// `CKM_HASH_ML_DSA_SHA256/384/512` without a context: hash here, send the digest.
+    HashMlDsaHash(Hash),
+    /// `CKM_HASH_ML_DSA_SHA256/384/512` with a context string: the message goes to Signet,
+    /// which hashes.
+    HashMlDsaHashContext(Hash, Vec<u8>),
 }
 
 /// The signing mechanisms the module offers, for each key type.
@@ -132,6 +154,8 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_SHA512_RSA_PKCS_PSS, CKK_RSA),
     (CKM_ML_DSA, CKK_ML_DSA),
     (CKM_HASH_ML_DSA, CKK_ML_DSA),
+    (CKM_HASH_ML_DSA_SHA256, CKK_ML_DSA),
+    (CKM_HASH_ML_DSA_SHA384, CKK_ML_DSA),
     (CKM_HASH_ML_DSA_SHA512, CKK_ML_DSA),
 ];
 
@@ -186,25 +210,34 @@ pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Re
             }
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
-        // HashML-DSA: Signet's is SHA-512 (FIPS 204 §5.4), hedged.
+        // HashML-DSA (FIPS 204 §5.4) with SHA-256, SHA-384 or SHA-512, hedged.
         CKM_HASH_ML_DSA => match params {
             Params::HashMlDsa {
                 hedge,
                 context,
-                hash: CKM_SHA512,
-            } if hedged(*hedge) && context.is_empty() => Ok(Plan::HashMlDsa),
+                hash,
+            } if hedged(*hedge) && context.is_empty() => Hash::of_mechanism(*hash)
+                .map(Plan::HashMlDsa)
+                .ok_or(CKR_MECHANISM_PARAM_INVALID),
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
-        CKM_HASH_ML_DSA_SHA512 => match params {
-            Params::None => Ok(Plan::HashMlDsaSha512),
-            Params::MlDsa { hedge, context } if hedged(*hedge) && context.is_empty() => {
-                Ok(Plan::HashMlDsaSha512)
+        CKM_HASH_ML_DSA_SHA256 | CKM_HASH_ML_DSA_SHA384 | CKM_HASH_ML_DSA_SHA512 => {
+            let hash = match mechanism {
+                CKM_HASH_ML_DSA_SHA256 => Hash::Sha256,
+                CKM_HASH_ML_DSA_SHA384 => Hash::Sha384,
+                _ => Hash::Sha512,
+            };
+            match params {
+                Params::None => Ok(Plan::HashMlDsaHash(hash)),
+                Params::MlDsa { hedge, context } if hedged(*hedge) && context.is_empty() => {
+                    Ok(Plan::HashMlDsaHash(hash))
+                }
+                Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
+                    Ok(Plan::HashMlDsaHashContext(hash, context.clone()))
+                }
+                _ => Err(CKR_MECHANISM_PARAM_INVALID),
             }
-            Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
-                Ok(Plan::HashMlDsaSha512Context(context.clone()))
-            }
-            _ => Err(CKR_MECHANISM_PARAM_INVALID),
-        },
+        }
         _ => Err(CKR_MECHANISM_INVALID),
     }
 }
@@ -241,12 +274,14 @@ pub enum Data {
 }
 
 impl Plan {
-    /// Whether the plan is HashML-DSA (with SHA-512), whatever input it takes.
-    pub fn is_hash_ml_dsa(&self) -> bool {
-        matches!(
-            self,
-            Plan::HashMlDsa | Plan::HashMlDsaSha512 | Plan::HashMlDsaSha512Context(_)
-        )
+    /// The hash of a HashML-DSA plan, whatever input it takes (`None`: not HashML-DSA).
+    pub fn hash_ml_dsa(&self) -> Option<Hash> {
+        match *self {
+            Plan::HashMlDsa(h) | Plan::HashMlDsaHash(h) | Plan::HashMlDsaHashContext(h, _) => {
+                Some(h)
+            }
+            _ => None,
+        }
     }
 
     /// Whether the mechanism takes its data in parts (those that hash here); the others take
@@ -254,7 +289,7 @@ impl Plan {
     pub fn multi_part(&self) -> bool {
         matches!(
             self,
-            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_) | Plan::HashMlDsaSha512
+            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_) | Plan::HashMlDsaHash(_)
         )
     }
 }
@@ -263,15 +298,17 @@ impl Data {
     /// Empty data for `plan`.
     pub fn new(plan: &Plan) -> Data {
         let hash = match *plan {
-            Plan::EcdsaHash(h) | Plan::RsaPkcsHash(h) | Plan::PssHash(h) => h,
-            Plan::HashMlDsaSha512 => Hash::Sha512,
+            Plan::EcdsaHash(h)
+            | Plan::RsaPkcsHash(h)
+            | Plan::PssHash(h)
+            | Plan::HashMlDsaHash(h) => h,
             Plan::Ecdsa
             | Plan::EdDsa
             | Plan::RsaPkcs
             | Plan::Pss(_)
             | Plan::MlDsa(_)
-            | Plan::HashMlDsa
-            | Plan::HashMlDsaSha512Context(_) => return Data::Buffer(Vec::new()),
+            | Plan::HashMlDsa(_)
+            | Plan::HashMlDsaHashContext(..) => return Data::Buffer(Vec::new()),
         };
         match hash {
             Hash::Sha256 => Data::Sha256(Sha256::new()),
@@ -389,16 +426,16 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
             algorithm: "EdDSA",
             context: Vec::new(),
         }),
-        Plan::MlDsa(context) | Plan::HashMlDsaSha512Context(context) => {
+        Plan::MlDsa(context) | Plan::HashMlDsaHashContext(_, context) => {
             let KeyKind::MlDsa { set, .. } = kind else {
                 return Err(CKR_KEY_TYPE_INCONSISTENT);
             };
             if input.is_empty() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            let algorithm = match plan {
-                Plan::MlDsa(_) => crate::objects::ml_dsa(*set).4,
-                _ => hash_ml_dsa(*set),
+            let algorithm = match plan.hash_ml_dsa() {
+                Some(hash) => hash_ml_dsa(*set, hash),
+                None => crate::objects::ml_dsa(*set).4,
             };
             Ok(Request {
                 input,
@@ -407,14 +444,14 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
                 context: context.clone(),
             })
         }
-        Plan::HashMlDsa | Plan::HashMlDsaSha512 => {
+        Plan::HashMlDsa(hash) | Plan::HashMlDsaHash(hash) => {
             let KeyKind::MlDsa { set, .. } = kind else {
                 return Err(CKR_KEY_TYPE_INCONSISTENT);
             };
-            if input.len() != Hash::Sha512.len() {
+            if input.len() != hash.len() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            Ok(digest(input, hash_ml_dsa(*set)))
+            Ok(digest(input, hash_ml_dsa(*set, *hash)))
         }
         Plan::RsaPkcs => {
             let (hash, prefix) = DIGEST_INFOS
@@ -478,16 +515,16 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
             };
             result.is_ok()
         }
-        (KeyKind::MlDsa { set, public }, _) if plan.is_hash_ml_dsa() => {
-            let digest = match request.input_type {
-                InputType::Digest => request.input.clone(),
-                _ => Sha512::digest(&request.input).to_vec(),
-            };
-            verify_hash_ml_dsa(*set, public, &digest, &request.context, signature)
-        }
-        (KeyKind::MlDsa { set, public }, _) => {
-            verify_ml_dsa(*set, public, &request.input, &request.context, signature)
-        }
+        (KeyKind::MlDsa { set, public }, _) => match plan.hash_ml_dsa() {
+            Some(hash) => {
+                let digest = match request.input_type {
+                    InputType::Digest => request.input.clone(),
+                    _ => hash.digest(&request.input),
+                };
+                verify_hash_ml_dsa(*set, public, hash, &digest, &request.context, signature)
+            }
+            None => verify_ml_dsa(*set, public, &request.input, &request.context, signature),
+        },
     };
     if valid {
         Ok(())
@@ -512,25 +549,34 @@ fn verify_ml_dsa(set: CK_ULONG, key: &[u8], message: &[u8], ctx: &[u8], sig: &[u
     parameter_set(set).is_some_and(|set| signet_mldsa::verify(set, key, message, ctx, sig))
 }
 
-/// HashML-DSA.Verify (FIPS 204, algorithm 5) with SHA-512: ML-DSA's internal verification of
-/// M' = 1 ‖ |ctx| ‖ ctx ‖ DER(OID of SHA-512) ‖ digest.
-fn verify_hash_ml_dsa(set: CK_ULONG, key: &[u8], digest: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
-    /// DER of 2.16.840.1.101.3.4.2.3 (SHA-512).
-    const SHA512_OID: [u8; 11] = [
-        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
-    ];
-    digest.len() == Hash::Sha512.len()
+/// HashML-DSA.Verify (FIPS 204, algorithm 5): ML-DSA's internal verification of
+/// M' = 1 ‖ |ctx| ‖ ctx ‖ DER(OID of the hash) ‖ digest.
+fn verify_hash_ml_dsa(
+    set: CK_ULONG,
+    key: &[u8],
+    hash: Hash,
+    digest: &[u8],
+    ctx: &[u8],
+    sig: &[u8],
+) -> bool {
+    digest.len() == hash.len()
         && parameter_set(set).is_some_and(|set| {
-            signet_mldsa::verify_prehashed(set, key, &SHA512_OID, digest, ctx, sig)
+            signet_mldsa::verify_prehashed(set, key, &hash.oid(), digest, ctx, sig)
         })
 }
 
-/// Signet's name for HashML-DSA with SHA-512 on a parameter set.
-fn hash_ml_dsa(set: CK_ULONG) -> &'static str {
-    match set {
-        CKP_ML_DSA_44 => "HashML-DSA-44-SHA512",
-        CKP_ML_DSA_87 => "HashML-DSA-87-SHA512",
-        _ => "HashML-DSA-65-SHA512",
+/// Signet's name for HashML-DSA with `hash` on a parameter set.
+fn hash_ml_dsa(set: CK_ULONG, hash: Hash) -> &'static str {
+    match (set, hash) {
+        (CKP_ML_DSA_44, Hash::Sha256) => "HashML-DSA-44-SHA256",
+        (CKP_ML_DSA_44, Hash::Sha384) => "HashML-DSA-44-SHA384",
+        (CKP_ML_DSA_44, Hash::Sha512) => "HashML-DSA-44-SHA512",
+        (CKP_ML_DSA_87, Hash::Sha256) => "HashML-DSA-87-SHA256",
+        (CKP_ML_DSA_87, Hash::Sha384) => "HashML-DSA-87-SHA384",
+        (CKP_ML_DSA_87, Hash::Sha512) => "HashML-DSA-87-SHA512",
+        (_, Hash::Sha256) => "HashML-DSA-65-SHA256",
+        (_, Hash::Sha384) => "HashML-DSA-65-SHA384",
+        (_, Hash::Sha512) => "HashML-DSA-65-SHA512",
     }
 }
 
@@ -633,11 +679,11 @@ mod tests {
         assert!(!Plan::MlDsa(Vec::new()).multi_part());
     }
 
-    /// HashML-DSA: `CKM_HASH_ML_DSA` takes a SHA-512 digest (its parameters must say SHA-512,
-    /// no context), `CKM_HASH_ML_DSA_SHA512` hashes here in parts, or with a context string
-    /// sends the message for Signet to hash.
+    /// HashML-DSA: `CKM_HASH_ML_DSA` takes a digest of the hash its parameters name (SHA-256,
+    /// SHA-384 or SHA-512; no context), `CKM_HASH_ML_DSA_SHA256/384/512` hash here in parts, or
+    /// with a context string send the message for Signet to hash.
     #[test]
-    fn hash_ml_dsa_takes_a_sha512_digest_or_hashes_here() {
+    fn hash_ml_dsa_takes_a_digest_or_hashes_here() {
         let kind = KeyKind::MlDsa {
             set: CKP_ML_DSA_87,
             public: vec![0; 2592],
@@ -647,20 +693,67 @@ mod tests {
             context: context.to_vec(),
             hash,
         };
-        let digest = Sha512::digest(b"hello").to_vec();
-        let r = sign(
-            CKM_HASH_ML_DSA,
-            hash_params(CKM_SHA512, b""),
-            &kind,
-            &[&digest],
-        )
-        .unwrap();
-        assert_eq!(
-            (r.input.as_slice(), r.input_type, r.algorithm),
-            (digest.as_slice(), InputType::Digest, "HashML-DSA-87-SHA512")
-        );
+        for (hash, named, hashing, algorithm) in [
+            (
+                Hash::Sha256,
+                CKM_SHA256,
+                CKM_HASH_ML_DSA_SHA256,
+                "HashML-DSA-87-SHA256",
+            ),
+            (
+                Hash::Sha384,
+                CKM_SHA384,
+                CKM_HASH_ML_DSA_SHA384,
+                "HashML-DSA-87-SHA384",
+            ),
+            (
+                Hash::Sha512,
+                CKM_SHA512,
+                CKM_HASH_ML_DSA_SHA512,
+                "HashML-DSA-87-SHA512",
+            ),
+        ] {
+            let digest = hash.digest(b"hello");
+            let r = sign(CKM_HASH_ML_DSA, hash_params(named, b""), &kind, &[&digest]).unwrap();
+            assert_eq!(
+                (r.input.as_slice(), r.input_type, r.algorithm),
+                (digest.as_slice(), InputType::Digest, algorithm)
+            );
+            // A digest of another length is not this hash's.
+            assert_eq!(
+                sign(
+                    CKM_HASH_ML_DSA,
+                    hash_params(named, b""),
+                    &kind,
+                    &[&digest[..digest.len() - 1]]
+                ),
+                Err(CKR_DATA_LEN_RANGE)
+            );
+            let r = sign(hashing, Params::None, &kind, &[b"hel", b"lo"]).unwrap();
+            assert_eq!(
+                (r.input.as_slice(), r.input_type, r.algorithm),
+                (digest.as_slice(), InputType::Digest, algorithm)
+            );
+            assert!(Plan::HashMlDsaHash(hash).multi_part());
+            let ctx = Params::MlDsa {
+                hedge: CKH_HEDGE_REQUIRED,
+                context: b"ctx".to_vec(),
+            };
+            let r = sign(hashing, ctx, &kind, &[b"hello"]).unwrap();
+            assert_eq!(
+                (
+                    r.input.as_slice(),
+                    r.input_type,
+                    r.context.as_slice(),
+                    r.algorithm
+                ),
+                (&b"hello"[..], InputType::Message, &b"ctx"[..], algorithm)
+            );
+        }
+        let digest = Hash::Sha512.digest(b"hello");
         for refused in [
-            hash_params(CKM_SHA256, b""),
+            hash_params(CKM_SHA_1, b""),
+            hash_params(CKM_SHA3_512, b""),
             hash_params(CKM_SHA512, b"ctx"),
             Params::None,
         ] {
@@ -669,32 +762,13 @@ mod tests {
                 Err(CKR_MECHANISM_PARAM_INVALID)
             );
         }
-        assert_eq!(
-            sign(
-                CKM_HASH_ML_DSA,
-                hash_params(CKM_SHA512, b""),
-                &kind,
-                &[&digest[..32]]
-            ),
-            Err(CKR_DATA_LEN_RANGE)
-        );
-        let r = sign(
-            CKM_HASH_ML_DSA_SHA512,
-            Params::None,
-            &kind,
-            &[b"hel", b"lo"],
-        )
-        .unwrap();
-        assert_eq!((r.input, r.input_type), (digest.clone(), InputType::Digest));
-        assert!(Plan::HashMlDsaSha512.multi_part());
-        let ctx = Params::MlDsa {
-            hedge: CKH_HEDGE_REQUIRED,
-            context: b"ctx".to_vec(),
+        let deterministic = Params::MlDsa {
+            hedge: CKH_DETERMINISTIC_REQUIRED,
+            context: Vec::new(),
         };
-        let r = sign(CKM_HASH_ML_DSA_SHA512, ctx, &kind, &[b"hello"]).unwrap();
         assert_eq!(
-            (r.input.as_slice(), r.input_type, r.context.as_slice()),
-            (&b"hello"[..], InputType::Message, &b"ctx"[..])
+            sign(CKM_HASH_ML_DSA_SHA256, deterministic, &kind, &[b"hello"]),
+            Err(CKR_MECHANISM_PARAM_INVALID)
         );
         assert_eq!(
             sign(
