@@ -168,3 +168,78 @@ fn the_last_usable_admin_cannot_be_deleted() {
         Outcome::Denied
     );
 }
+
+/// Voluntary context switches of this process's thread named `name` (`/proc/self/task`).
+fn thread_switches(name: &str) -> u64 {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    let task = tasks
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .unwrap_or_else(|| panic!("no thread named {name}"));
+    let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A checkpoint falls due while a leader is writing (here it lingers for a use under way):
+/// the background audit thread sleeps until the leader is done and tells it, instead of
+/// waking every millisecond to look — it did, about 300 times here (once a millisecond from
+/// the moment the checkpoint fell due), and under a steady load a leader is writing most of
+/// the time.
+#[test]
+fn the_background_writer_sleeps_while_a_leader_writes() {
+    let (_dir, service) = service_with(|c| {
+        c.audit.checkpoint_interval_secs = 1;
+        c.audit.group_wait_us = 2_000_000;
+    });
+    let audit = service.audit();
+    let use_of = |n: &str| {
+        vec![signet::store::Event::new(
+            "app",
+            n,
+            "key.sign",
+            "k",
+            Outcome::Ok,
+        )]
+    };
+    // One record no checkpoint covers yet: a checkpoint falls due within the second.
+    audit.announce().submit(use_of("first")).wait().unwrap();
+    let under_way = audit.announce();
+    std::thread::scope(|s| {
+        // The leader writes `second` and lingers (up to 2 s) for the use under way.
+        let leader = s.spawn(|| audit.announce().submit(use_of("second")).wait());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = thread_switches("signet-audit");
+        std::thread::sleep(std::time::Duration::from_millis(1300));
+        let wakes = thread_switches("signet-audit") - before;
+        drop(under_way);
+        leader.join().unwrap().unwrap();
+        assert!(
+            wakes < 30,
+            "the background thread woke {wakes} times while a leader wrote"
+        );
+    });
+    // The checkpoint that fell due is written once the leader is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while service
+        .audit()
+        .read(0, 100)
+        .unwrap()
+        .last()
+        .map(|r| r.action.as_str())
+        != Some("audit.checkpoint")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after the leader"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
