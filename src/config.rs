@@ -684,20 +684,14 @@ impl CaConfig {
         ) {
             return invalid("ca.client_key_spec: handed-out keys are ec-p256, ec-p384 or ed25519");
         }
-        // The certificate builder (rcgen with ring) cannot write an ML-DSA signature, and rustls
-        // has no ML-DSA server authentication: ML-DSA keys sign messages and tokens, not
-        // certificates or handshakes.
-        for (field, spec) in [
-            ("ca.root_key_spec", self.root_key_spec),
-            ("ca.intermediate_key_spec", self.intermediate_key_spec),
-            ("ca.server_key_spec", self.server_key_spec),
-        ] {
-            if spec.is_ml_dsa() {
-                return Err(ConfigError::Invalid(format!(
-                    "{field} = {spec:?}: CA and TLS keys cannot be ML-DSA yet (the certificate builder and the TLS stack have no ML-DSA); use ec-p256, ec-p384, ed25519 or rsa-*",
-                    spec = spec.name()
-                )));
-            }
+        // rustls has no ML-DSA server authentication: the server's own key signs handshakes,
+        // so it stays ECDSA, Ed25519 or RSA. The root and the intermediate may be ML-DSA (an
+        // all-ML-DSA chain above an ECDSA or RSA server key).
+        if self.server_key_spec.is_ml_dsa() {
+            return Err(ConfigError::Invalid(format!(
+                "ca.server_key_spec = {:?}: the TLS server key cannot be ML-DSA (rustls has no ML-DSA server authentication); use ec-p256, ec-p384, ed25519 or rsa-*",
+                self.server_key_spec.name()
+            )));
         }
         if self.trust_domain.is_empty() || !signet_pki::valid_dns_name(&self.trust_domain) {
             return invalid("ca.trust_domain must be a DNS-like name");
@@ -1138,11 +1132,14 @@ mod tests {
         assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\nserver_tls_slot = \"9c\"\n").contains("four different slots"));
         assert!(refusal("[hsm]\nbackend = \"yubikey\"\npin_env = \"P\"\nmanagement_key_env = \"M\"\naudit_slot = \"82\"\n").contains("82 to 95"));
         assert!(refusal("[server]\nio_threads = 100000\n").contains("io_threads"));
-        // ML-DSA signs messages and tokens, not certificates or handshakes.
-        for field in ["root_key_spec", "intermediate_key_spec", "server_key_spec"] {
-            let text = format!("[ca]\n{field} = \"ml-dsa-65\"\n");
-            assert!(refusal(&text).contains("cannot be ML-DSA"), "{field}");
-        }
+        // ML-DSA CA keys sign certificates and CRLs; the server key signs handshakes.
+        assert!(refusal("[ca]\nserver_key_spec = \"ml-dsa-65\"\n").contains("cannot be ML-DSA"));
+        Config::parse(
+            "[ca]\nroot_key_spec = \"ml-dsa-87\"\nintermediate_key_spec = \"ml-dsa-65\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
         Config::parse("[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"ML-DSA-87\"\n")
             .unwrap()
             .validate()

@@ -15,97 +15,13 @@ use signet_hsm::{Backend, HsmSigner, KeyId, KeySpec, SignatureAlgorithm, Signer}
 
 use crate::service::Service;
 
-/// The one crypto provider: ring, plus ML-DSA signature verification, which ring lacks
-/// (rustls-webpki has it only over aws-lc-rs): a client certificate for an ML-DSA key logs in
-/// with ML-DSA handshake signatures (`mldsa44/65/87`, 0x0904-0x0906), checked with RustCrypto's
-/// `ml-dsa` as every ML-DSA signature Signet verifies. Signet's own keys and chains stay ECDSA
-/// or RSA.
+/// The one crypto provider: ring, plus ML-DSA signature verification, which ring lacks (see
+/// [`signet_mldsa::tls`]): a client certificate for an ML-DSA key logs in with ML-DSA
+/// handshake signatures, and chains an ML-DSA root or intermediate signed are checked. The
+/// server's own key stays ECDSA, Ed25519 or RSA (rustls has no ML-DSA server authentication).
 pub fn provider() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.signature_verification_algorithms = *WITH_ML_DSA;
-    Arc::new(provider)
+    signet_mldsa::tls::provider()
 }
-
-/// ML-DSA (FIPS 204, pure, empty context: how TLS 1.3 uses it) as a signature verification
-/// algorithm for rustls-webpki.
-#[derive(Debug)]
-struct MlDsaVerification {
-    spec: KeySpec,
-    id: rustls::pki_types::AlgorithmIdentifier,
-}
-
-impl rustls::pki_types::SignatureVerificationAlgorithm for MlDsaVerification {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), rustls::pki_types::InvalidSignature> {
-        let key = signet_hsm::PublicKey::from_ml_dsa(self.spec, public_key)
-            .map_err(|_| rustls::pki_types::InvalidSignature)?;
-        if signet_hsm::verify::verify_ml_dsa(&key, message, &[], signature) {
-            Ok(())
-        } else {
-            Err(rustls::pki_types::InvalidSignature)
-        }
-    }
-
-    fn public_key_alg_id(&self) -> rustls::pki_types::AlgorithmIdentifier {
-        self.id
-    }
-
-    fn signature_alg_id(&self) -> rustls::pki_types::AlgorithmIdentifier {
-        self.id
-    }
-}
-
-type Verification = &'static dyn rustls::pki_types::SignatureVerificationAlgorithm;
-
-static ML_DSA_44: MlDsaVerification = MlDsaVerification {
-    spec: KeySpec::MlDsa44,
-    id: rustls::pki_types::alg_id::ML_DSA_44,
-};
-static ML_DSA_65: MlDsaVerification = MlDsaVerification {
-    spec: KeySpec::MlDsa65,
-    id: rustls::pki_types::alg_id::ML_DSA_65,
-};
-static ML_DSA_87: MlDsaVerification = MlDsaVerification {
-    spec: KeySpec::MlDsa87,
-    id: rustls::pki_types::alg_id::ML_DSA_87,
-};
-
-/// The handshake signature schemes for ML-DSA, each with its one algorithm.
-static ML_DSA: [(SignatureScheme, Verification); 3] = [
-    (SignatureScheme::ML_DSA_44, &ML_DSA_44),
-    (SignatureScheme::ML_DSA_65, &ML_DSA_65),
-    (SignatureScheme::ML_DSA_87, &ML_DSA_87),
-];
-
-/// ring's algorithms with ML-DSA's added, built once.
-static WITH_ML_DSA: std::sync::LazyLock<rustls::crypto::WebPkiSupportedAlgorithms> =
-    std::sync::LazyLock::new(|| {
-        let ring = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        let all: Vec<Verification> = ring
-            .all
-            .iter()
-            .copied()
-            .chain(ML_DSA.iter().map(|(_, v)| *v))
-            .collect();
-        let mapping: Vec<(SignatureScheme, &'static [Verification])> = ring
-            .mapping
-            .iter()
-            .copied()
-            .chain(
-                ML_DSA
-                    .iter()
-                    .map(|(scheme, v)| (*scheme, std::slice::from_ref(v))),
-            )
-            .collect();
-        rustls::crypto::WebPkiSupportedAlgorithms {
-            all: Vec::leak(all),
-            mapping: Vec::leak(mapping),
-        }
-    });
 
 /// The server key in the token, as rustls's signing key.
 #[derive(Debug)]

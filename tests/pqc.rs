@@ -348,6 +348,76 @@ fn ml_dsa_keys_get_certificates_from_their_csr() {
     );
 }
 
+/// An all-ML-DSA CA (`ca init --root-spec ml-dsa-87 --intermediate-spec ml-dsa-65`, replacing
+/// the ECDSA one the first `init` made): the root and the intermediate are ML-DSA keys in the
+/// token and sign certificates and the CRL with ML-DSA (RFC 9881), above an ECDSA server key.
+/// Mutual TLS works across that chain both ways (the test's rustls client checks the server's
+/// chain, the server the admin's), and pyca/cryptography checks every signature: the root's
+/// own, the intermediate's, a leaf's and the CRL's. On a token without ML-DSA the command is
+/// refused before anything changes.
+#[test]
+fn an_all_ml_dsa_ca_issues_and_serves_over_mutual_tls() {
+    let mut configured = Configured::init("");
+    let init = configured.run(&[
+        "ca",
+        "init",
+        "--force",
+        "--trust-domain",
+        "pq.example",
+        "--root-spec",
+        "ml-dsa-87",
+        "--intermediate-spec",
+        "ml-dsa-65",
+    ]);
+    if !supports_ml_dsa(&configured) {
+        assert!(!init.status.success(), "{}", text(&init));
+        assert!(
+            text(&init).contains("this token cannot make the root key (ml-dsa-87)"),
+            "{}",
+            text(&init)
+        );
+        let show = configured.run(&["ca", "show"]);
+        assert!(text(&show).contains("smoke.example"), "{}", text(&show));
+        return;
+    }
+    assert!(init.status.success(), "{}", text(&init));
+    let show = configured.run(&["ca", "show"]);
+    assert!(
+        text(&show).contains("ml-dsa-87") && text(&show).contains("ml-dsa-65"),
+        "{}",
+        text(&show)
+    );
+    configured.serve();
+    let server = configured.server();
+    let admin = server.admin();
+    let keys = admin.get("/v1/keys");
+    assert_eq!(keys.status, 200, "{keys:?}");
+    let ca = server.data.join("ca");
+    let root = std::fs::read_to_string(ca.join("root.pem")).unwrap();
+    let intermediate = std::fs::read_to_string(ca.join("intermediate.pem")).unwrap();
+    let name = "pq-leaf.example";
+    let csr = ml_dsa_csr("ML-DSA-44", name, false);
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "server", "name": name, "dns": [name]}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let leaf = issued.json()["certificate"].as_str().unwrap().to_string();
+    let serial = issued.json()["serial"].as_str().unwrap().to_string();
+    let revoked = admin.post(
+        &format!("/v1/certificates/{serial}/revoke"),
+        &json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let crl = admin.get_as("/v1/ca/crl", "application/x-pem-file");
+    assert_eq!(crl.status, 200, "{crl:?}");
+    pyca_checks(vec![json!({
+        "what": "the all-ML-DSA CA", "kind": "mlca", "root": root,
+        "intermediate": intermediate, "leaf": leaf, "crl": crl.body, "serial": serial,
+        "dns": name,
+    })]);
+}
+
 /// `[tokens] key_spec` changed between two starts: the token key is rotated to the new spec (an
 /// audited rotation), new tokens carry the new algorithm and kid, and the JWKS keeps the old
 /// kid while its tokens live, so a token of each verifies — with pyca/cryptography for ML-DSA

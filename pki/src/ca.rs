@@ -168,7 +168,8 @@ pub fn build_root(settings: &CaSettings, root_key: Arc<dyn Signer>) -> Result<Ve
         None,
     )?;
     let cert = params.self_signed(&key).map_err(|e| key.explain(e))?;
-    Ok(cert.der().to_vec())
+    let spki = key.is_ml_dsa().then(|| key.spki());
+    key.finish_certificate(cert.der().to_vec(), spki)
 }
 
 /// Builds the intermediate (pathlen 0) on an HSM key, signed by the root's HSM key. Returns DER.
@@ -200,7 +201,8 @@ pub fn build_intermediate(
     let cert = params
         .signed_by(&subject, &issuer)
         .map_err(|e| root_signing.explain(e))?;
-    Ok(cert.der().to_vec())
+    let spki = subject.is_ml_dsa().then(|| subject.spki());
+    root_signing.finish_certificate(cert.der().to_vec(), spki)
 }
 
 /// A certificate parsed, or a parse error naming `what` it was.
@@ -424,16 +426,18 @@ impl Ca {
         }
         let issuer = Issuer::from_ca_cert_der(&self.intermediate_der.clone().into(), &self.key)?;
         let der = match &public {
-            SubjectKey::Known(public) => params
-                .signed_by(public, &issuer)
-                .map_err(|e| self.key.explain(e))?
-                .der()
-                .to_vec(),
+            SubjectKey::Known(public) => {
+                let cert = params
+                    .signed_by(public, &issuer)
+                    .map_err(|e| self.key.explain(e))?;
+                self.key.finish_certificate(cert.der().to_vec(), None)?
+            }
             SubjectKey::MlDsa(stand_in) => {
                 let cert = params
                     .signed_by(stand_in, &issuer)
                     .map_err(|e| self.key.explain(e))?;
-                stand_in.put_into(cert.der(), self.key.signer().as_ref())?
+                self.key
+                    .finish_certificate(cert.der().to_vec(), Some(&stand_in.spki))?
             }
         };
         let subject = if cn {
@@ -538,8 +542,34 @@ pub fn issued_by(der: &[u8], issuer_der: &[u8]) -> bool {
         parse_cert(der, "certificate"),
         parse_cert(issuer_der, "issuer"),
     ) {
-        (Ok(cert), Ok(issuer)) => cert.verify_signature(Some(issuer.public_key())).is_ok(),
+        (Ok(cert), Ok(issuer)) => signed_with(&cert, issuer.public_key()),
         _ => false,
+    }
+}
+
+/// Whether `cert` carries a valid signature by `key`: ML-DSA with Signet's verifier (pure, empty
+/// context, RFC 9881; x509-parser's verification has no ML-DSA), the others with x509-parser's.
+pub fn signed_with(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    key: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> bool {
+    let key_oid = key.algorithm.algorithm.to_id_string();
+    match csr::ml_dsa_spec(&key_oid) {
+        Some(spec) => {
+            cert.signature_algorithm.algorithm.to_id_string() == key_oid
+                && cert.signature_algorithm.parameters.is_none()
+                && signet_hsm::PublicKey::from_ml_dsa(spec, &key.subject_public_key.data).is_ok_and(
+                    |public| {
+                        signet_hsm::verify::verify_ml_dsa(
+                            &public,
+                            cert.tbs_certificate.as_ref(),
+                            &[],
+                            &cert.signature_value.data,
+                        )
+                    },
+                )
+        }
+        None => cert.verify_signature(Some(key)).is_ok(),
     }
 }
 
@@ -576,7 +606,7 @@ fn signed_crl(
     };
     let issuer = Issuer::from_ca_cert_der(&issuer_der.to_vec().into(), key)?;
     let crl = params.signed_by(&issuer).map_err(|e| key.explain(e))?;
-    Ok(crl.der().to_vec())
+    key.finish_crl(crl.der().to_vec())
 }
 
 /// A lifetime as an operator reads it: days when it is whole days, else seconds.
@@ -682,9 +712,10 @@ impl SubjectKey {
 
 /// An ML-DSA subject key as rcgen sees it: its key bytes under Ed25519's algorithm identifier
 /// (so rcgen writes every extension as for any leaf, the subject key identifier over the real
-/// SubjectPublicKeyInfo), then [`MlDsaStandIn::put_into`] replaces the SubjectPublicKeyInfo
-/// with the real one (RFC 9881) and signs the certificate again with the same CA key. The first
-/// signature is discarded: one more signature in the token per ML-DSA leaf.
+/// SubjectPublicKeyInfo), then [`HsmSigningKey::finish_certificate`] replaces the
+/// SubjectPublicKeyInfo with the real one (RFC 9881) and signs the certificate again with the
+/// same CA key. Under a classic CA key the first signature is discarded: one more signature in
+/// the token per ML-DSA leaf.
 struct MlDsaStandIn {
     spki: Vec<u8>,
     key: Vec<u8>,
@@ -701,25 +732,5 @@ impl rcgen::PublicKeyData for MlDsaStandIn {
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
         &rcgen::PKCS_ED25519
-    }
-}
-
-impl MlDsaStandIn {
-    /// The certificate rcgen made, with the real SubjectPublicKeyInfo and signed again by
-    /// `issuer` (the signature algorithm in the certificate stays the issuer's).
-    fn put_into(&self, der: &[u8], issuer: &dyn Signer) -> Result<Vec<u8>> {
-        use x509_cert::der::asn1::BitString;
-        use x509_cert::der::{Decode, Encode};
-        use x509_cert::spki::SubjectPublicKeyInfoOwned;
-        let bad = |detail: x509_cert::der::Error| Error::Parse {
-            what: "the certificate being issued",
-            detail: detail.to_string(),
-        };
-        let mut cert = x509_cert::Certificate::from_der(der).map_err(bad)?;
-        cert.tbs_certificate.subject_public_key_info =
-            SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(bad)?;
-        let tbs = cert.tbs_certificate.to_der().map_err(bad)?;
-        cert.signature = BitString::from_bytes(&issuer.sign(&tbs)?).map_err(bad)?;
-        cert.to_der().map_err(bad)
     }
 }

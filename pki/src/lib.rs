@@ -15,8 +15,8 @@ mod signing;
 
 pub use ca::{
     build_arl, build_crl, build_intermediate, build_root, issued_by, parse_reason, pem_cert,
-    pem_crl, pem_encode, random_serial, serial_of, spki_of, Ca, CaSettings, HandedOutKey, Issued,
-    LeafRequest, RevokedEntry, REVOCATION_REASONS,
+    pem_crl, pem_encode, random_serial, serial_of, signed_with, spki_of, Ca, CaSettings,
+    HandedOutKey, Issued, LeafRequest, RevokedEntry, REVOCATION_REASONS,
 };
 pub use error::{Error, Result};
 pub use profile::{valid_client_name, valid_dns_name, Profile, CLIENT_NAME_PATTERN};

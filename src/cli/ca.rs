@@ -22,6 +22,8 @@ impl CaOptions {
             server_ips: self.server_ip,
             admin: self.admin,
             force: self.force,
+            root_spec: None,
+            intermediate_spec: None,
             import,
         }
     }
@@ -30,8 +32,16 @@ impl CaOptions {
 pub(super) fn run_ca(service: &Service, cmd: CaCommand) -> anyhow::Result<()> {
     let op = Caller::operator();
     match cmd {
-        CaCommand::Init { options } => {
-            let opts = options.init(None);
+        CaCommand::Init {
+            root_spec,
+            intermediate_spec,
+            options,
+        } => {
+            let opts = InitOptions {
+                root_spec,
+                intermediate_spec,
+                ..options.init(None)
+            };
             let spinner =
                 super::progress::Spinner::start("generating the CA, server and admin keys");
             let report = service.init_ca(&op, &opts);

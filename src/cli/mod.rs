@@ -250,6 +250,14 @@ pub enum CaCommand {
     /// Create root and intermediate CA keys and certificates, the server key and certificate,
     /// and the first admin client bundle.
     Init {
+        /// The root's key spec, instead of `[ca] root_key_spec` (ml-dsa-87 for an ML-DSA CA,
+        /// on a token with ML-DSA).
+        #[arg(long, value_name = "SPEC")]
+        root_spec: Option<KeySpec>,
+        /// The intermediate's key spec, instead of `[ca] intermediate_key_spec`; a later
+        /// `ca rotate --intermediate` follows the configuration.
+        #[arg(long, value_name = "SPEC")]
+        intermediate_spec: Option<KeySpec>,
         #[command(flatten)]
         options: CaOptions,
     },

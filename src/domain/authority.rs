@@ -31,6 +31,11 @@ pub struct InitOptions {
     pub admin: Option<String>,
     /// Replace an existing CA.
     pub force: bool,
+    /// Overrides `ca.root_key_spec` (new keys only).
+    pub root_spec: Option<KeySpec>,
+    /// Overrides `ca.intermediate_key_spec` (new keys only; a later `ca rotate --intermediate`
+    /// follows the configuration).
+    pub intermediate_spec: Option<KeySpec>,
     /// Take over an existing root and intermediate instead of making new ones (`ca import`).
     pub import: Option<Arc<CaImport>>,
 }
@@ -223,14 +228,13 @@ impl Authority<'_> {
                 )));
             }
         }
-        if root.subject() != root.issuer() || root.verify_signature(None).is_err() {
+        if root.subject() != root.issuer() || !signet_pki::signed_with(&root, root.public_key()) {
             return Err(refuse(format!(
                 "the root certificate ({}) is not self-signed",
                 root.subject()
             )));
         }
-        if int.issuer() != root.subject() || int.verify_signature(Some(root.public_key())).is_err()
-        {
+        if int.issuer() != root.subject() || !signet_pki::signed_with(&int, root.public_key()) {
             return Err(refuse(format!(
                 "the intermediate ({}) was not issued by this root ({})",
                 int.subject(),
@@ -283,6 +287,23 @@ impl Authority<'_> {
         if let Some(import) = &opts.import {
             self.check_import(import)?;
         }
+        let asked = [
+            ("root", opts.root_spec),
+            ("intermediate", opts.intermediate_spec),
+        ];
+        if asked.iter().any(|(_, spec)| spec.is_some()) {
+            let specs = self.backend.info()?.specs;
+            for (what, spec) in asked {
+                match spec {
+                    Some(spec) if !specs.contains(&spec) => {
+                        return Err(Error::BadRequest(format!(
+                            "this token cannot make the {what} key ({spec}); nothing was changed"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     }
 
@@ -315,14 +336,14 @@ impl Authority<'_> {
             match &opts.import {
                 None => {
                     let t = Instant::now();
-                    let root_spec = cfg.root_key_spec;
+                    let root_spec = opts.root_spec.unwrap_or(cfg.root_key_spec);
                     let root_id = self.generate(KeyRole::RootCa, "root", root_spec, created)?;
                     let root_signer = self.signer(&root_id, root_spec)?;
                     let root_der = signet_pki::build_root(&settings, root_signer.clone())?;
                     timings.push(("root key + certificate", t.elapsed()));
 
                     let t = Instant::now();
-                    let int_spec = cfg.intermediate_key_spec;
+                    let int_spec = opts.intermediate_spec.unwrap_or(cfg.intermediate_key_spec);
                     let int_id =
                         self.generate(KeyRole::IntermediateCa, "intermediate", int_spec, created)?;
                     let int_signer = self.signer(&int_id, int_spec)?;

@@ -279,12 +279,11 @@ pub fn tls_config(root: &Path, identity: Option<(&Path, &Path)>) -> rustls::Clie
     for cert in CertificateDer::pem_file_iter(root).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots);
+    // ring with ML-DSA verification, as the service's: a server under an ML-DSA CA too.
+    let builder = rustls::ClientConfig::builder_with_provider(signet::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
     match identity {
         Some((cert, key)) => {
             let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
@@ -337,6 +336,18 @@ impl Client {
 
     pub fn get(&self, path: &str) -> Reply {
         self.try_get(path).unwrap()
+    }
+
+    /// `GET` asking for the `accept` media type.
+    #[allow(dead_code)]
+    pub fn get_as(&self, path: &str, accept: &str) -> Reply {
+        Self::finish(
+            self.agent
+                .get(&format!("{}{path}", self.base))
+                .set("Accept", accept)
+                .call(),
+        )
+        .unwrap()
     }
 
     /// The audit log as the API exports it (`GET /v1/audit`, one JSON record per line).

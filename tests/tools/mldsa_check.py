@@ -104,7 +104,60 @@ def check(c):
         if len(chain) != 3:
             return f"a chain of {len(chain)}"
         return None
+    if kind == "mlca":
+        return ml_dsa_ca(c)
     return f"unknown check {kind!r}"
+
+
+ML_DSA_OIDS = {
+    "2.16.840.1.101.3.4.3.17": "ML-DSA-44",
+    "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
+    "2.16.840.1.101.3.4.3.19": "ML-DSA-87",
+}
+
+
+def ml_dsa_ca(c):
+    """An ML-DSA-87 root, an ML-DSA-65 intermediate, a leaf it issued and its CRL listing the
+    leaf: each signature named ML-DSA (RFC 9881) and checked with the issuer's key, then the
+    path validated."""
+    root = x509.load_pem_x509_certificate(c["root"].encode())
+    intermediate = x509.load_pem_x509_certificate(c["intermediate"].encode())
+    leaf = x509.load_pem_x509_certificate(c["leaf"].encode())
+    crl = x509.load_pem_x509_crl(c["crl"].encode())
+    signed = [
+        ("the root", root, root, "ML-DSA-87", root.tbs_certificate_bytes),
+        ("the intermediate", intermediate, root, "ML-DSA-87", intermediate.tbs_certificate_bytes),
+        ("the leaf", leaf, intermediate, "ML-DSA-65", leaf.tbs_certificate_bytes),
+        ("the CRL", crl, intermediate, "ML-DSA-65", crl.tbs_certlist_bytes),
+    ]
+    for what, item, issuer, alg, tbs in signed:
+        named = ML_DSA_OIDS.get(item.signature_algorithm_oid.dotted_string)
+        if named != alg:
+            return f"{what} is signed with {item.signature_algorithm_oid.dotted_string}, not {alg}"
+        key = issuer.public_key()
+        if not isinstance(key, CLASSES[alg]):
+            return f"{what}'s issuer key is a {type(key).__name__}, not {alg}"
+        if not verifies(key, item.signature, tbs):
+            return f"{what}'s signature does not verify"
+        if verifies(key, item.signature, tbs + b"x"):
+            return f"{what}'s signature verifies other data"
+    if intermediate.issuer != root.subject or leaf.issuer != intermediate.subject:
+        return "the names do not chain"
+    if crl.issuer != intermediate.subject:
+        return "the CRL is not the intermediate's"
+    if crl.get_revoked_certificate_by_serial_number(int(c["serial"], 16)) is None:
+        return "the CRL does not list the revoked leaf"
+    if not isinstance(leaf.public_key(), mldsa.MLDSA44PublicKey):
+        return f"the leaf's key is a {type(leaf.public_key()).__name__}"
+    # And pyca's own path validation, root to leaf, for the server name.
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(datetime.datetime.now(datetime.timezone.utc))
+        .build_server_verifier(x509.DNSName(c["dns"]))
+    )
+    chain = verifier.verify(leaf, [intermediate])
+    return None if len(chain) == 3 else f"a chain of {len(chain)}"
 
 
 def csr(alg, name, bad, seed_to=None):

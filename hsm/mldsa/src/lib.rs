@@ -1,7 +1,12 @@
 //! ML-DSA (FIPS 204) verification in software: pure signatures (algorithm 3) and HashML-DSA's
 //! (algorithm 5, as ML-DSA's internal verification of M'). One implementation for Signet's HSM
 //! boundary (`signet-hsm`, which checks what tokens sign) and the PKCS#11 module (its
-//! `C_Verify`), which does not depend on `signet-hsm`.
+//! `C_Verify`), which does not depend on `signet-hsm`. With the `rustls` feature, [`tls`]:
+//! ring's rustls provider with these verifications added, for the server's TLS and the client
+//! library.
+
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 /// An ML-DSA parameter set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -379,13 +379,12 @@ impl Builder {
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
             Err(e) => return Err(unusable(e)),
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        // ring, with ML-DSA verification for a server whose CA is ML-DSA.
+        let config = rustls::ClientConfig::builder_with_provider(signet_mldsa::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         Ok((
             config,
             Settings {
