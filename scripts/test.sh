@@ -34,11 +34,12 @@ token_suites='kind(test) & (binary(=backend) | binary(=backends))'
 kryoptic="$(bash scripts/kryoptic.sh)"
 echo "test: backend suite, service smoke test and ML-DSA on kryoptic ($kryoptic)"
 SIGNET_TEST_TOKEN=kryoptic SIGNET_KRYOPTIC_MODULE="$kryoptic" \
-  cargo nextest run --workspace -E "($token_suites) | binary(=pqc)" --no-fail-fast || status=$?
+  cargo nextest run --profile tokens --workspace -E "($token_suites) | binary(=pqc)" \
+  --no-fail-fast || status=$?
 echo "test: backend suite and service smoke test on a remote token (p11-kit)"
 remote_env="$(bash scripts/remote-token.sh start)"
 (eval "$remote_env" && SIGNET_TEST_TOKEN=p11kit \
-  cargo nextest run --workspace -E "$token_suites" --no-fail-fast) \
+  cargo nextest run --profile tokens --workspace -E "$token_suites" --no-fail-fast) \
   || status=$?
 bash scripts/remote-token.sh stop
 # A short run of every fuzz target (SIGNET_FUZZ_SECONDS each; 0 skips): a crash fails the run.
