@@ -35,6 +35,17 @@ fn last_record(service: &Service, action: &str) -> signet::store::AuditRecord {
         .unwrap_or_else(|| panic!("no {action} record"))
 }
 
+/// The record of a key use by `n`.
+fn use_of(n: &str) -> Vec<signet::store::Event> {
+    vec![signet::store::Event::new(
+        "app",
+        n,
+        "key.sign",
+        "k",
+        Outcome::Ok,
+    )]
+}
+
 /// Two key uses under way at once (each announced when it starts): whichever submits first
 /// leads and waits for the other's record, so both go in one batch (one sync, or one
 /// database transaction). Without the wait the first would write alone.
@@ -47,15 +58,6 @@ fn records_of_key_uses_under_way_share_one_batch() {
             .stats()
             .batches
             .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let use_of = |n: &str| {
-        vec![signet::store::Event::new(
-            "app",
-            n,
-            "key.sign",
-            "k",
-            Outcome::Ok,
-        )]
     };
     let before = batches();
     let (first, second) = (audit.announce(), audit.announce());
@@ -200,15 +202,6 @@ fn the_background_writer_sleeps_while_a_leader_writes() {
         c.audit.group_wait_us = 2_000_000;
     });
     let audit = service.audit();
-    let use_of = |n: &str| {
-        vec![signet::store::Event::new(
-            "app",
-            n,
-            "key.sign",
-            "k",
-            Outcome::Ok,
-        )]
-    };
     // One record no checkpoint covers yet: a checkpoint falls due within the second.
     audit.announce().submit(use_of("first")).wait().unwrap();
     let under_way = audit.announce();

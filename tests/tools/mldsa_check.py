@@ -94,19 +94,22 @@ def check(c):
         csr = x509.load_pem_x509_csr(c["csr"].encode())
         if key.public_bytes_raw() != csr.public_key().public_bytes_raw():
             return "the certificate certifies another key than the CSR's"
-        verifier = (
-            PolicyBuilder()
-            .store(Store([root]))
-            .time(datetime.datetime.now(datetime.timezone.utc))
-            .build_server_verifier(x509.DNSName(c["dns"]))
-        )
-        chain = verifier.verify(leaf, [intermediate])
-        if len(chain) != 3:
-            return f"a chain of {len(chain)}"
-        return None
+        return validate_path(root, intermediate, leaf, c["dns"])
     if kind == "mlca":
         return ml_dsa_ca(c)
     return f"unknown check {kind!r}"
+
+
+def validate_path(root, intermediate, leaf, dns):
+    """pyca's path validation of root -> intermediate -> leaf for the server name `dns`."""
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(datetime.datetime.now(datetime.timezone.utc))
+        .build_server_verifier(x509.DNSName(dns))
+    )
+    chain = verifier.verify(leaf, [intermediate])
+    return None if len(chain) == 3 else f"a chain of {len(chain)}"
 
 
 ML_DSA_OIDS = {
@@ -150,14 +153,7 @@ def ml_dsa_ca(c):
     if not isinstance(leaf.public_key(), mldsa.MLDSA44PublicKey):
         return f"the leaf's key is a {type(leaf.public_key()).__name__}"
     # And pyca's own path validation, root to leaf, for the server name.
-    verifier = (
-        PolicyBuilder()
-        .store(Store([root]))
-        .time(datetime.datetime.now(datetime.timezone.utc))
-        .build_server_verifier(x509.DNSName(c["dns"]))
-    )
-    chain = verifier.verify(leaf, [intermediate])
-    return None if len(chain) == 3 else f"a chain of {len(chain)}"
+    return validate_path(root, intermediate, leaf, c["dns"])
 
 
 def csr(alg, name, bad, seed_to=None):
