@@ -640,19 +640,18 @@ impl Inner {
             if state.writing || !work {
                 // Sleep until woken, the next checkpoint is due or the next retry.
                 // (No checkpoint is due while fenced or during an outage: those wake for their
-                // own retries, once a second, not every millisecond. While a leader writes,
-                // its end wakes this thread when anything is left to do, a checkpoint that
-                // fell due included — see `lead` —: no timed wake-ups meanwhile, which were
-                // one a millisecond once a checkpoint was due under a steady load.)
+                // own retries, once a second, not every millisecond.)
                 let mut wait = Duration::from_secs(3600);
-                if !state.writing
-                    && state.outage.is_none()
-                    && state.fence.is_none()
-                    && state.since_checkpoint > 0
-                {
+                if state.outage.is_none() && state.fence.is_none() && state.since_checkpoint > 0 {
                     wait = interval.saturating_sub(state.last_checkpoint.elapsed());
                     if let Some(at) = state.checkpoint_retry_at {
                         wait = wait.max(at.saturating_duration_since(Instant::now()));
+                    }
+                    if wait.is_zero() && state.writing {
+                        // Due, but a leader is writing: its end wakes this thread (`lead`
+                        // tells it of a checkpoint due by time), rather than a look every
+                        // millisecond until then.
+                        wait = Duration::from_secs(3600);
                     }
                 }
                 if state.outage.is_some() {
