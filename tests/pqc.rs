@@ -411,11 +411,26 @@ fn an_all_ml_dsa_ca_issues_and_serves_over_mutual_tls() {
     assert_eq!(revoked.status, 200, "{revoked:?}");
     let crl = admin.get_as("/v1/ca/crl", "application/x-pem-file");
     assert_eq!(crl.status, 200, "{crl:?}");
+    let arl = admin.get_as("/v1/ca/arl", "application/x-pem-file");
+    assert_eq!(arl.status, 200, "{arl:?}");
     pyca_checks(vec![json!({
         "what": "the all-ML-DSA CA", "kind": "mlca", "root": root,
-        "intermediate": intermediate, "leaf": leaf, "crl": crl.body, "serial": serial,
-        "dns": name,
+        "intermediate": intermediate, "leaf": leaf, "crl": crl.body, "arl": arl.body,
+        "serial": serial, "dns": name,
     })]);
+    // signet-client (here the CLI's remote mode) verifies the server's ML-DSA chain too.
+    let out = Command::new(common::BIN)
+        .args(["--server", &server.url(""), "--ca"])
+        .arg(ca.join("root.pem"))
+        .arg("--bundle")
+        .arg(server.data.join("clients/admin.p12"))
+        .args(["key", "list"])
+        .env_remove("SIGNET_DATA_DIR")
+        .env_remove("SIGNET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("token-signer"), "{}", text(&out));
 }
 
 /// `[tokens] key_spec` changed between two starts: the token key is rotated to the new spec (an

@@ -120,18 +120,20 @@ ML_DSA_OIDS = {
 
 
 def ml_dsa_ca(c):
-    """An ML-DSA-87 root, an ML-DSA-65 intermediate, a leaf it issued and its CRL listing the
-    leaf: each signature named ML-DSA (RFC 9881) and checked with the issuer's key, then the
-    path validated."""
+    """An ML-DSA-87 root, an ML-DSA-65 intermediate, a leaf it issued, its CRL listing the leaf
+    and the root's CRL: each signature named ML-DSA (RFC 9881) and checked with the issuer's
+    key, then the path validated."""
     root = x509.load_pem_x509_certificate(c["root"].encode())
     intermediate = x509.load_pem_x509_certificate(c["intermediate"].encode())
     leaf = x509.load_pem_x509_certificate(c["leaf"].encode())
     crl = x509.load_pem_x509_crl(c["crl"].encode())
+    arl = x509.load_pem_x509_crl(c["arl"].encode())
     signed = [
         ("the root", root, root, "ML-DSA-87", root.tbs_certificate_bytes),
         ("the intermediate", intermediate, root, "ML-DSA-87", intermediate.tbs_certificate_bytes),
         ("the leaf", leaf, intermediate, "ML-DSA-65", leaf.tbs_certificate_bytes),
         ("the CRL", crl, intermediate, "ML-DSA-65", crl.tbs_certlist_bytes),
+        ("the root's CRL", arl, root, "ML-DSA-87", arl.tbs_certlist_bytes),
     ]
     for what, item, issuer, alg, tbs in signed:
         named = ML_DSA_OIDS.get(item.signature_algorithm_oid.dotted_string)
@@ -146,8 +148,8 @@ def ml_dsa_ca(c):
             return f"{what}'s signature verifies other data"
     if intermediate.issuer != root.subject or leaf.issuer != intermediate.subject:
         return "the names do not chain"
-    if crl.issuer != intermediate.subject:
-        return "the CRL is not the intermediate's"
+    if crl.issuer != intermediate.subject or arl.issuer != root.subject:
+        return "a CRL names another issuer"
     if crl.get_revoked_certificate_by_serial_number(int(c["serial"], 16)) is None:
         return "the CRL does not list the revoked leaf"
     if not isinstance(leaf.public_key(), mldsa.MLDSA44PublicKey):
