@@ -720,6 +720,16 @@ fn transport(url: &str, failure: &(dyn std::error::Error + 'static)) -> Error {
                 };
             }
         }
+        if let Some(rustls::Error::InvalidCertificate(problem)) = e.downcast_ref::<rustls::Error>()
+        {
+            return Error::Unreachable {
+                url: url.to_string(),
+                message: format!(
+                    "the server's certificate is not trusted: {}",
+                    server_certificate_problem(problem)
+                ),
+            };
+        }
         // An I/O error's source() skips the error it wraps (tokio-rustls wraps rustls's).
         source = match e
             .downcast_ref::<std::io::Error>()
@@ -732,6 +742,32 @@ fn transport(url: &str, failure: &(dyn std::error::Error + 'static)) -> Error {
     Error::Unreachable {
         url: url.to_string(),
         message: failure.to_string(),
+    }
+}
+
+/// Why this client refused the server's certificate, in words (rustls's own text is its Debug
+/// output, algorithm identifiers in hex included).
+fn server_certificate_problem(problem: &rustls::CertificateError) -> &'static str {
+    use rustls::CertificateError as C;
+    match problem {
+        C::UnknownIssuer => {
+            "it was not issued under the CA this client trusts (--ca, or `ca` in the settings file)"
+        }
+        C::Expired | C::ExpiredContext { .. } => "it has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet (check the clocks)",
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it does not name this host (call it by a name or address its certificate lists)"
+        }
+        C::BadSignature => "a signature in its chain does not verify",
+        C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "its chain is signed with an algorithm this client cannot verify"
+        }
+        C::Revoked => "it is revoked",
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "it is not a server certificate",
+        C::BadEncoding => "it does not parse",
+        _ => "this client's certificate verifier refused it",
     }
 }
 
@@ -767,6 +803,23 @@ pub use nonblocking::AsyncClient;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// A server certificate this client refuses is explained in words, not in rustls's Debug
+    /// text.
+    #[test]
+    fn refused_server_certificates_are_explained() {
+        let refused = rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnsupportedSignatureAlgorithm,
+        );
+        let message = super::transport("https://signet.example", &refused).to_string();
+        assert_eq!(
+            message,
+            "cannot reach https://signet.example: the server's certificate is not trusted: its chain is signed with an algorithm this client cannot verify"
+        );
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let message = super::transport("https://signet.example", &unknown).to_string();
+        assert!(message.contains("not issued under the CA"), "{message}");
+    }
+
     use super::*;
 
     #[test]
