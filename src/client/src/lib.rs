@@ -759,8 +759,7 @@ fn server_certificate_problem(problem: &rustls::CertificateError) -> &'static st
             "it does not name this host (call it by a name or address its certificate lists)"
         }
         C::BadSignature => "a signature in its chain does not verify",
-        C::UnsupportedSignatureAlgorithm
-        | C::UnsupportedSignatureAlgorithmContext { .. }
+        C::UnsupportedSignatureAlgorithmContext { .. }
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
             "its chain is signed with an algorithm this client cannot verify"
         }
@@ -807,8 +806,12 @@ mod tests {
     /// text.
     #[test]
     fn refused_server_certificates_are_explained() {
+        // What rustls over plain ring says of an ML-DSA-87 root's signature.
         let refused = rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnsupportedSignatureAlgorithm,
+            rustls::CertificateError::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id: vec![6, 9, 96, 134, 72, 1, 101, 3, 4, 3, 19],
+                supported_algorithms: Vec::new(),
+            },
         );
         let message = super::transport("https://signet.example", &refused).to_string();
         assert_eq!(
