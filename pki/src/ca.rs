@@ -168,8 +168,7 @@ pub fn build_root(settings: &CaSettings, root_key: Arc<dyn Signer>) -> Result<Ve
         None,
     )?;
     let cert = params.self_signed(&key).map_err(|e| key.explain(e))?;
-    let spki = key.is_ml_dsa().then(|| key.spki());
-    key.finish_certificate(cert.der().to_vec(), spki)
+    key.finish_certificate(cert.der().to_vec(), key.unwritten_spki())
 }
 
 /// Builds the intermediate (pathlen 0) on an HSM key, signed by the root's HSM key. Returns DER.
@@ -201,8 +200,7 @@ pub fn build_intermediate(
     let cert = params
         .signed_by(&subject, &issuer)
         .map_err(|e| root_signing.explain(e))?;
-    let spki = subject.is_ml_dsa().then(|| subject.spki());
-    root_signing.finish_certificate(cert.der().to_vec(), spki)
+    root_signing.finish_certificate(cert.der().to_vec(), subject.unwritten_spki())
 }
 
 /// A certificate parsed, or a parse error naming `what` it was.
@@ -553,11 +551,9 @@ pub fn signed_with(
     cert: &x509_parser::certificate::X509Certificate<'_>,
     key: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> bool {
-    let key_oid = key.algorithm.algorithm.to_id_string();
-    match csr::ml_dsa_spec(&key_oid) {
+    match csr::ml_dsa_spec(&key.algorithm.algorithm.to_id_string()) {
         Some(spec) => {
-            cert.signature_algorithm.algorithm.to_id_string() == key_oid
-                && cert.signature_algorithm.parameters.is_none()
+            csr::names_ml_dsa(&cert.signature_algorithm, spec)
                 && signet_hsm::PublicKey::from_ml_dsa(spec, &key.subject_public_key.data).is_ok_and(
                     |public| {
                         signet_hsm::verify::verify_ml_dsa(

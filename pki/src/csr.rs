@@ -59,16 +59,25 @@ pub(crate) fn ml_dsa_spec(oid: &str) -> Option<KeySpec> {
     }
 }
 
+/// Whether a signature algorithm identifier is RFC 9881's for `spec`: the parameter set's OID,
+/// no parameters.
+pub(crate) fn names_ml_dsa(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+    spec: KeySpec,
+) -> bool {
+    ml_dsa_spec(&algorithm.algorithm.to_id_string()) == Some(spec) && algorithm.parameters.is_none()
+}
+
 /// An ML-DSA CSR's self-signature: made with the same parameter set as its key (RFC 9881, the
 /// algorithm identifier without parameters), pure ML-DSA with an empty context over the DER of
 /// the CertificationRequestInfo.
 fn verify_ml_dsa_csr(csr: &X509CertificationRequest<'_>, public: &PublicKey) -> Result<()> {
     let info = &csr.certification_request_info;
     let spec = public.spec();
-    let algorithm = csr.signature_algorithm.algorithm.to_id_string();
-    if ml_dsa_spec(&algorithm) != Some(spec) || csr.signature_algorithm.parameters.is_some() {
+    if !names_ml_dsa(&csr.signature_algorithm, spec) {
         return Err(Error::CsrRefused(format!(
-            "a {spec} key's request signed with algorithm {algorithm}"
+            "a {spec} key's request signed with algorithm {}",
+            csr.signature_algorithm.algorithm.to_id_string()
         )));
     }
     if !signet_hsm::verify::verify_ml_dsa(public, info.raw, &[], &csr.signature_value.data) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rcgen::{PublicKeyData, SigningKey};
 use signet_hsm::{SignatureAlgorithm, Signer};
-use x509_cert::der::asn1::{BitString, ObjectIdentifier};
+use x509_cert::der::asn1::BitString;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
@@ -24,25 +24,11 @@ pub struct HsmSigningKey {
     algorithm: &'static rcgen::SignatureAlgorithm,
     /// The key's SubjectPublicKeyInfo, as the HSM gives it.
     spki: Vec<u8>,
-    /// For an ML-DSA key, its algorithm identifier: rcgen writes a stand-in, `finish_*` puts
-    /// this in and signs.
+    /// For an ML-DSA key, its algorithm identifier (the SubjectPublicKeyInfo's: RFC 9881 names
+    /// the signature as the key): rcgen writes a stand-in, `finish_*` puts this in and signs.
     ml_dsa: Option<AlgorithmIdentifierOwned>,
     /// rcgen's error type cannot carry the HSM's: the cause waits here for the caller.
     failure: Mutex<Option<signet_hsm::Error>>,
-}
-
-/// RFC 9881's signature algorithm identifiers (the key's OID, no parameters).
-fn ml_dsa_algorithm(alg: SignatureAlgorithm) -> Option<AlgorithmIdentifierOwned> {
-    let oid = match alg {
-        SignatureAlgorithm::MlDsa44 => "2.16.840.1.101.3.4.3.17",
-        SignatureAlgorithm::MlDsa65 => "2.16.840.1.101.3.4.3.18",
-        SignatureAlgorithm::MlDsa87 => "2.16.840.1.101.3.4.3.19",
-        _ => return None,
-    };
-    Some(AlgorithmIdentifierOwned {
-        oid: ObjectIdentifier::new_unwrap(oid),
-        parameters: None,
-    })
 }
 
 /// rcgen's own view of a key (its algorithm and public key bytes), for the
@@ -62,7 +48,22 @@ impl PublicKeyData for AsRcgenSees<'_> {
 impl HsmSigningKey {
     /// Wraps a signer whose algorithm rcgen can name in a certificate.
     pub fn new(signer: Arc<dyn Signer>) -> Result<Self> {
-        let ml_dsa = ml_dsa_algorithm(signer.algorithm());
+        let public = signer.public_key();
+        let spki = public.spki_der();
+        // Pure ML-DSA only: a HashML-DSA signature is not an X.509 one.
+        let pure_ml_dsa = matches!(
+            signer.algorithm(),
+            SignatureAlgorithm::MlDsa44 | SignatureAlgorithm::MlDsa65 | SignatureAlgorithm::MlDsa87
+        );
+        let ml_dsa = if pure_ml_dsa {
+            Some(
+                SubjectPublicKeyInfoOwned::from_der(&spki)
+                    .map_err(bad_der)?
+                    .algorithm,
+            )
+        } else {
+            None
+        };
         // The stand-in: an algorithm whose identifier has no parameters either.
         let stand_in = ml_dsa.as_ref().map(|_| &rcgen::PKCS_ED25519);
         let algorithm = stand_in.or_else(|| rcgen_algorithm(signer.algorithm())).ok_or_else(|| {
@@ -72,8 +73,8 @@ impl HsmSigningKey {
             ))
         })?;
         Ok(HsmSigningKey {
-            public: signer.public_key().raw(),
-            spki: signer.public_key().spki_der(),
+            public: public.raw(),
+            spki,
             signer,
             algorithm,
             ml_dsa,
@@ -81,14 +82,10 @@ impl HsmSigningKey {
         })
     }
 
-    /// Whether the key is ML-DSA (rcgen's output needs [`HsmSigningKey::finish_certificate`]).
-    pub fn is_ml_dsa(&self) -> bool {
-        self.ml_dsa.is_some()
-    }
-
-    /// The key's SubjectPublicKeyInfo.
-    pub fn spki(&self) -> &[u8] {
-        &self.spki
+    /// The SubjectPublicKeyInfo rcgen cannot write for this key as a certificate's subject
+    /// (an ML-DSA key's), for [`HsmSigningKey::finish_certificate`]; `None` for the others.
+    pub fn unwritten_spki(&self) -> Option<&[u8]> {
+        self.ml_dsa.as_ref().map(|_| self.spki.as_slice())
     }
 
     /// A certificate rcgen made with this key as the issuer, finished: its SubjectPublicKeyInfo
