@@ -13,6 +13,8 @@ use signet::store::Outcome;
 use signet_hsm::KeySpec;
 
 mod in_process;
+#[path = "common/proc.rs"]
+mod proc_counts;
 
 use in_process::{client, service, service_with};
 
@@ -171,23 +173,10 @@ fn the_last_usable_admin_cannot_be_deleted() {
     );
 }
 
-/// Voluntary context switches of this process's thread named `name` (`/proc/self/task`).
+/// Voluntary context switches of this process's thread named `name`.
 fn thread_switches(name: &str) -> u64 {
-    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
-    let task = tasks
-        .flatten()
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
-        })
-        .unwrap_or_else(|| panic!("no thread named {name}"));
-    let status = std::fs::read_to_string(task.path().join("status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    proc_counts::thread_switches(std::process::id(), name)
+        .unwrap_or_else(|| panic!("no thread named {name}"))
 }
 
 /// A checkpoint falls due while a leader is writing (here it lingers for a use under way):

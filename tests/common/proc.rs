@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
+
 /// Voluntary context switches of every thread of `pid`, summed
 /// (`/proc/<pid>/task/*/status`). A thread that ends between two readings takes its count
 /// with it; the server's threads live as long as it does.
@@ -12,12 +14,27 @@ pub fn voluntary_switches(pid: u32) -> u64 {
     };
     tasks
         .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .filter_map(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
+        .filter_map(|task| task_switches(&task.path()))
         .sum()
+}
+
+/// Voluntary context switches of the thread of `pid` named `name` (its `comm`); `None` when
+/// there is no such thread.
+pub fn thread_switches(pid: u32, name: &str) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .and_then(|task| task_switches(&task.path()))
+}
+
+/// `voluntary_ctxt_switches` of one `/proc/<pid>/task/<tid>`.
+fn task_switches(task: &Path) -> Option<u64> {
+    std::fs::read_to_string(task.join("status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
