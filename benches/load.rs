@@ -477,12 +477,20 @@ struct Server {
 impl Server {
     fn start(bin: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("signet-bench-{}", rand_suffix()));
-        // BENCH_GROUP_WAIT_US: the node's `[audit] group_wait_us` (else the default).
+        // BENCH_GROUP_WAIT_US: the node's `[audit] group_wait_us` (else the default);
+        // BENCH_POOL_SIZE: its `[hsm] pool_size` (else the default, one per CPU).
         let mut env = Vec::new();
+        let mut toml = String::new();
         if let Ok(wait) = std::env::var("BENCH_GROUP_WAIT_US") {
+            toml += &format!("[audit]\ngroup_wait_us = {wait}\n");
+        }
+        if let Ok(pool) = std::env::var("BENCH_POOL_SIZE") {
+            toml += &format!("[hsm]\nbackend = \"pkcs11\"\npool_size = {pool}\n");
+        }
+        if !toml.is_empty() {
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("bench.toml");
-            std::fs::write(&config, format!("[audit]\ngroup_wait_us = {wait}\n")).unwrap();
+            std::fs::write(&config, toml).unwrap();
             env.push(("SIGNET_CONFIG".to_string(), config.display().to_string()));
         }
         Self::start_node(bin, dir, &env, None)
