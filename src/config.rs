@@ -258,7 +258,9 @@ pub struct Pkcs11Settings {
     pub pin_file: Option<PathBuf>,
     /// Environment variable holding the user PIN.
     pub pin_env: Option<String>,
-    /// Most PKCS#11 sessions open at once.
+    /// Most PKCS#11 sessions open at once; by default one per CPU (a token inside this
+    /// process, such as SoftHSM2 or kryoptic, signs on these CPUs: more sessions only queue on
+    /// its locks). A network HSM serves more at once: set its own concurrency.
     pub pool_size: usize,
 }
 
@@ -274,7 +276,7 @@ impl Default for Pkcs11Settings {
             slot: None,
             pin_file: None,
             pin_env: None,
-            pool_size: 4,
+            pool_size: std::thread::available_parallelism().map_or(4, |n| n.get().min(256)),
         }
     }
 }
@@ -1152,6 +1154,27 @@ mod tests {
             refusal("[tokens]\nkey_spec = \"ml-dsa-87\"\nalgorithm = \"ML-DSA-65\"\n")
                 .contains("does not fit")
         );
+    }
+
+    /// One token session per CPU by default, and as many workers (two at least); a database
+    /// adds one worker per connection.
+    #[test]
+    fn sessions_and_workers_default_to_the_cpus() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        let config = Config::default();
+        let HsmConfig::Pkcs11(p) = &config.hsm else {
+            panic!("the default key store is PKCS#11")
+        };
+        assert_eq!(p.pool_size, cpus.min(256));
+        assert_eq!(crate::api::worker_threads(&config), cpus.clamp(2, 256));
+        let one = Config::parse("[hsm]\nbackend = \"pkcs11\"\npool_size = 1\n").unwrap();
+        assert_eq!(crate::api::worker_threads(&one), 2);
+        let db = Config::parse(
+            "[hsm]\nbackend = \"pkcs11\"\npool_size = 3\n[store]\nkind = \"postgres\"\n\
+             url = \"postgresql://signet@db/signet\"\npool_size = 5\n",
+        )
+        .unwrap();
+        assert_eq!(crate::api::worker_threads(&db), 8);
     }
 
     #[test]

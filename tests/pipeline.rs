@@ -93,6 +93,54 @@ fn records_of_key_uses_under_way_share_one_batch() {
     assert_eq!(batches() - before, 1);
 }
 
+/// A lone caller writes its own record, on its own thread: no hand-off to the background
+/// thread. Once batches hold several requests, a caller hands its record to the background
+/// thread and goes on at once, without blocking: a worker that synced the log itself would
+/// leave its CPU idle while the next requests' key uses waited for a worker.
+#[test]
+fn a_lone_caller_writes_its_record_and_under_concurrency_the_background_thread_does() {
+    let (_dir, service) = service_with(|c| c.audit.group_wait_us = 10_000);
+    let audit = service.audit();
+    audit.announce().submit(use_of("first")).wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let background = thread_switches("signet-audit");
+    for i in 0..20 {
+        audit
+            .announce()
+            .submit(use_of(&format!("lone-{i}")))
+            .wait()
+            .unwrap();
+    }
+    let woken = thread_switches("signet-audit") - background;
+    assert!(
+        woken <= 2,
+        "the background thread woke {woken} times for 20 lone records"
+    );
+
+    // Four key uses at once: one batch of four.
+    let uses: Vec<_> = (0..4).map(|_| audit.announce()).collect();
+    std::thread::scope(|s| {
+        let writers: Vec<_> = uses
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| s.spawn(move || u.submit(use_of(&format!("busy-{i}"))).wait()))
+            .collect();
+        for w in writers {
+            w.join().unwrap().unwrap();
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let before = proc_counts::own_switches();
+    let pending = audit.announce().submit(use_of("next"));
+    let blocked = proc_counts::own_switches() - before;
+    pending.wait().unwrap();
+    assert_eq!(
+        blocked, 0,
+        "the caller blocked {blocked} times writing its record under concurrency"
+    );
+    assert_eq!(last_record(&service, "key.sign").request_id, "next");
+}
+
 #[test]
 fn a_scope_allows_its_operation_and_its_absence_is_refused_and_recorded() {
     let (_dir, service) = service();

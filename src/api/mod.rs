@@ -49,23 +49,31 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `service`, with a worker pool sized to its key store (the token's
-    /// sessions, and two more for the store's writes; with a database, one more per database
-    /// connection, as each request then spends most of its time waiting on the network).
+    /// The state for `service`, with a worker pool sized by [`worker_threads`].
     pub fn new(service: Arc<Service>) -> std::io::Result<Self> {
-        let mut threads = match &service.config().hsm {
-            crate::config::HsmConfig::Pkcs11(p) => p.pool_size + 2,
-            // One card, one handle: more threads would only queue on it.
-            crate::config::HsmConfig::Yubikey(_) => 3,
-        };
-        if let crate::config::StoreConfig::Postgres(pg) = &service.config().store {
-            threads += pg.pool_size;
-        }
         Ok(AppState {
-            executor: Arc::new(executor::Executor::new(threads)?),
+            executor: Arc::new(executor::Executor::new(worker_threads(service.config()))?),
             service,
         })
     }
+}
+
+/// How many worker threads run requests' blocking work: one per token session (at least two,
+/// so that a request that is not a key use does not queue behind a slow token call), and with
+/// a database one more per database connection, as each request then spends most of its time
+/// waiting on the network. No more than the token can serve: with SoftHSM2 on two CPUs, four
+/// extra idle threads doubled the context switches per signature at 16 connections (2.3 → 1.3
+/// with two threads; BENCHMARKS.md) and cost CPU in the token's locks.
+pub fn worker_threads(config: &crate::config::Config) -> usize {
+    let mut threads = match &config.hsm {
+        crate::config::HsmConfig::Pkcs11(p) => p.pool_size.max(2),
+        // One card, one handle: more threads would only queue on it.
+        crate::config::HsmConfig::Yubikey(_) => 3,
+    };
+    if let crate::config::StoreConfig::Postgres(pg) = &config.store {
+        threads += pg.pool_size;
+    }
+    threads
 }
 
 /// The routes, one per row of the route table.

@@ -30,6 +30,11 @@ pub fn thread_switches(pid: u32, name: &str) -> Option<u64> {
         .and_then(|task| task_switches(&task.path()))
 }
 
+/// Voluntary context switches of the calling thread so far.
+pub fn own_switches() -> u64 {
+    task_switches(Path::new("/proc/thread-self")).unwrap_or(0)
+}
+
 /// `voluntary_ctxt_switches` of one `/proc/<pid>/task/<tid>`.
 fn task_switches(task: &Path) -> Option<u64> {
     std::fs::read_to_string(task.join("status"))

@@ -94,6 +94,17 @@ impl State {
 /// `store::prefetch`), and where their result goes.
 type Queued = (Vec<Event>, Option<Arc<Reliance>>, Reply);
 
+/// Who writes records just queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The caller, now the leader.
+    Lead,
+    /// The background thread, idle until woken.
+    Wake,
+    /// Whoever is writing now: it takes them next.
+    Nothing,
+}
+
 /// What the lock guards.
 struct State {
     /// Records waiting for the next batch, with where each group's result goes.
@@ -277,17 +288,22 @@ impl AuditLog {
         self.inner.read_only
     }
 
-    /// Queues records and, when no write is under way, writes them (and everything queued)
-    /// itself, on this thread, before returning. A `bench-unaudited` build writes nothing.
+    /// Queues records. A lone caller (the last few batches held one request each), when no
+    /// write is under way, writes them itself, on this thread, before returning: no hand-off.
+    /// Under concurrency the background thread writes and answers them: a worker that synced
+    /// the log would leave its CPU idle meanwhile while the next requests' key uses wait for a
+    /// worker. A `bench-unaudited` build writes nothing.
     pub fn submit(&self, events: Vec<Event>) -> Pending {
         self.submit_queued(events, false)
     }
 
     /// [`AuditLog::submit`]; `announced`: the records of an [`Announced`] request.
     fn submit_queued(&self, events: Vec<Event>, announced: bool) -> Pending {
-        let (pending, lead) = self.queue_announced(events, true, announced);
-        if lead {
-            self.inner.lead();
+        let (pending, next) = self.queue_announced(events, true, announced);
+        match next {
+            Next::Lead => self.inner.lead(),
+            Next::Wake => self.inner.wake.notify_all(),
+            Next::Nothing => {}
         }
         pending
     }
@@ -306,32 +322,32 @@ impl AuditLog {
     /// Queues records without ever writing on this thread (for async workers): the background
     /// thread writes them.
     pub fn enqueue(&self, events: Vec<Event>) -> Pending {
-        let (pending, idle) = self.queue(events, false);
-        if idle {
+        let (pending, next) = self.queue_announced(events, false, false);
+        if next == Next::Wake {
             self.inner.wake.notify_all();
         }
         pending
     }
 
-    /// Queues; returns whether no write is under way (with `lead`, the caller is now the
-    /// leader and must write).
-    fn queue(&self, events: Vec<Event>, lead: bool) -> (Pending, bool) {
-        self.queue_announced(events, lead, false)
-    }
-
-    /// As [`AuditLog::queue`]; `announced`: these are the records of an [`Announced`] request,
-    /// no longer coming once queued.
-    fn queue_announced(&self, events: Vec<Event>, lead: bool, announced: bool) -> (Pending, bool) {
+    /// Queues records; says who writes them. `may_lead`: the caller may write them itself (it
+    /// is not an async worker); `announced`: these are the records of an [`Announced`]
+    /// request, no longer coming once queued.
+    fn queue_announced(
+        &self,
+        events: Vec<Event>,
+        may_lead: bool,
+        announced: bool,
+    ) -> (Pending, Next) {
         if cfg!(feature = "bench-unaudited") || events.is_empty() {
             if announced {
                 self.inner.no_longer_coming();
             }
-            return (Pending(None), false);
+            return (Pending(None), Next::Nothing);
         }
         let (tx, rx) = oneshot::channel();
         if self.inner.read_only {
             let _ = tx.send(Err(read_only()));
-            return (Pending(Some(rx)), false);
+            return (Pending(Some(rx)), Next::Nothing);
         }
         let mut state = self.inner.lock();
         if announced {
@@ -345,23 +361,27 @@ impl AuditLog {
                 self.inner.joined.notify_all();
             }
             let _ = tx.send(Err(writer_gone()));
-            return (Pending(Some(rx)), false);
+            return (Pending(Some(rx)), Next::Nothing);
         }
         // The submitting thread's request, if it ran on cached records: these records vouch
         // for them (only a thread doing a request's work has any).
         state
             .queue
             .push((events, crate::store::prefetch::vouch(), tx));
-        let idle = !state.writing;
-        if idle && lead {
+        let next = if state.writing {
+            Next::Nothing
+        } else if may_lead && state.recent.iter().all(|&held| held <= 1) {
             state.writing = true;
-        }
+            Next::Lead
+        } else {
+            Next::Wake
+        };
         let gathered = state.gathered();
         drop(state);
         if gathered {
             self.inner.joined.notify_all();
         }
-        (Pending(Some(rx)), idle)
+        (Pending(Some(rx)), next)
     }
 
     /// Appends records and returns once they are durable. A failure means the caller must not
@@ -544,7 +564,7 @@ impl Inner {
     /// batches hold one, so it never waits.
     fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         if self.config.group_wait_us == 0 {
-            return state;
+            return Self::held(state);
         }
         let until = Instant::now() + Duration::from_micros(self.config.group_wait_us);
         state.gathering = Some(state.recent.iter().copied().max().unwrap_or(1));
@@ -560,6 +580,11 @@ impl Inner {
                 .0;
         }
         state.gathering = None;
+        Self::held(state)
+    }
+
+    /// Notes how many requests the batch about to be written holds.
+    fn held(mut state: MutexGuard<'_, State>) -> MutexGuard<'_, State> {
         if state.recent.len() == RECENT {
             state.recent.pop_front();
         }
