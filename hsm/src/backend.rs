@@ -199,10 +199,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         payload: Payload<'_>,
     ) -> Result<Vec<u8>>;
 
-    /// Signs with ML-DSA and a non-empty context string (FIPS 204 `ctx`, checked by
-    /// [`crate::sign_with_context`]): `message` is the message for pure ML-DSA, its SHA-512
-    /// digest for HashML-DSA. Devices without ML-DSA answer unsupported.
-    fn sign_ml_dsa_with_context(
+    /// Signs with ML-DSA or SLH-DSA and a non-empty context string (FIPS 204/205 `ctx`,
+    /// checked by [`crate::sign_with_context`]): `message` is the message for pure ML-DSA and
+    /// SLH-DSA, its digest for HashML-DSA. Devices without them answer unsupported.
+    fn sign_with_context_string(
         &self,
         id: &KeyId,
         algorithm: SignatureAlgorithm,

@@ -29,6 +29,10 @@ pub(crate) mod oid {
     pub const ML_DSA_65: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.18");
     /// id-ml-dsa-87
     pub const ML_DSA_87: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.19");
+    /// id-slh-dsa-sha2-128s (FIPS 205; RFC 9909 for X.509)
+    pub const SLH_DSA_SHA2_128S: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.20");
+    /// id-slh-dsa-sha2-128f
+    pub const SLH_DSA_SHA2_128F: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.21");
 }
 
 fn encoding(e: ::der::Error) -> Error {
@@ -86,8 +90,8 @@ pub(crate) fn rsa_public_key(modulus: &[u8], exponent: &[u8]) -> Result<Vec<u8>>
 }
 
 /// SubjectPublicKeyInfo of a spec's `subjectPublicKey` bytes: id-ecPublicKey with the curve,
-/// the bare OID for Ed25519 and ML-DSA (RFC 8410, RFC 9881: no parameters), rsaEncryption
-/// with NULL.
+/// the bare OID for Ed25519, ML-DSA and SLH-DSA (RFC 8410, RFC 9881, RFC 9909: no
+/// parameters), rsaEncryption with NULL.
 pub(crate) fn spki(spec: KeySpec, subject_public_key: &[u8]) -> Result<Vec<u8>> {
     let curve_oid = curve(spec);
     let (algorithm, parameters) = match spec {
@@ -98,6 +102,8 @@ pub(crate) fn spki(spec: KeySpec, subject_public_key: &[u8]) -> Result<Vec<u8>> 
         KeySpec::MlDsa44 => (oid::ML_DSA_44, None),
         KeySpec::MlDsa65 => (oid::ML_DSA_65, None),
         KeySpec::MlDsa87 => (oid::ML_DSA_87, None),
+        KeySpec::SlhDsaSha2_128s => (oid::SLH_DSA_SHA2_128S, None),
+        KeySpec::SlhDsaSha2_128f => (oid::SLH_DSA_SHA2_128F, None),
         KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
             (oid::RSA_ENCRYPTION, Some(AnyRef::NULL))
         }

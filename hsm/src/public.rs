@@ -31,6 +31,18 @@ enum Material {
     Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
     /// The FIPS 204 encoded ML-DSA public key (pkEncode: rho || t1).
     MlDsa(Vec<u8>),
+    /// The FIPS 205 SLH-DSA public key (PK.seed || PK.root).
+    SlhDsa(Vec<u8>),
+}
+
+/// The SLH-DSA parameter set of a spec (`None` for any other).
+pub(crate) fn slh_dsa_parameter_set(spec: KeySpec) -> Option<signet_mldsa::slh::ParameterSet> {
+    use signet_mldsa::slh::ParameterSet;
+    match spec {
+        KeySpec::SlhDsaSha2_128s => Some(ParameterSet::Sha2_128s),
+        KeySpec::SlhDsaSha2_128f => Some(ParameterSet::Sha2_128f),
+        _ => None,
+    }
 }
 
 /// The length of an encoded ML-DSA public key (FIPS 204, table 2).
@@ -80,7 +92,7 @@ impl PublicKey {
     fn new(spec: KeySpec, material: Material) -> Result<Self> {
         let key = match &material {
             Material::Ec(point) => point.clone(),
-            Material::Ed25519(key) | Material::MlDsa(key) => key.clone(),
+            Material::Ed25519(key) | Material::MlDsa(key) | Material::SlhDsa(key) => key.clone(),
             Material::Rsa { modulus, exponent } => der::rsa_public_key(modulus, exponent)?,
         };
         Ok(PublicKey {
@@ -118,6 +130,20 @@ impl PublicKey {
             )));
         }
         PublicKey::new(spec, Material::MlDsa(encoded.to_vec()))
+    }
+
+    /// An SLH-DSA key from its FIPS 205 encoding (the token's `CKA_VALUE`: PK.seed || PK.root).
+    pub fn from_slh_dsa(spec: KeySpec, encoded: &[u8]) -> Result<Self> {
+        let expected = slh_dsa_parameter_set(spec)
+            .ok_or_else(|| Error::Malformed(format!("{spec} is not SLH-DSA")))?
+            .public_key_len();
+        if encoded.len() != expected {
+            return Err(Error::Malformed(format!(
+                "an SLH-DSA public key of {} bytes for a {spec} key ({expected} expected)",
+                encoded.len()
+            )));
+        }
+        PublicKey::new(spec, Material::SlhDsa(encoded.to_vec()))
     }
 
     /// The key's spec.
@@ -164,7 +190,8 @@ impl PublicKey {
     }
 
     /// The public JWK (RFC 7517 / RFC 8037), without `kid` or `use`; without `alg` but for
-    /// ML-DSA, whose `AKP` key type (draft-ietf-cose-dilithium) carries it as a required member.
+    /// ML-DSA and SLH-DSA, whose `AKP` key type (draft-ietf-cose-dilithium,
+    /// draft-ietf-cose-sphincs-plus) carries it as a required member.
     pub fn jwk(&self) -> Value {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         match &self.material {
@@ -176,7 +203,7 @@ impl PublicKey {
             Material::Rsa { modulus, exponent } => {
                 json!({"kty": "RSA", "n": b64(modulus), "e": b64(exponent)})
             }
-            Material::MlDsa(key) => json!({
+            Material::MlDsa(key) | Material::SlhDsa(key) => json!({
                 "kty": "AKP",
                 "alg": self.spec.default_algorithm().name(),
                 "pub": b64(key),
@@ -209,7 +236,7 @@ impl PublicKey {
                 )
             }
             // The AKP thumbprint members: alg, kty, pub.
-            Material::MlDsa(key) => format!(
+            Material::MlDsa(key) | Material::SlhDsa(key) => format!(
                 r#"{{"alg":"{}","kty":"AKP","pub":"{}"}}"#,
                 self.spec.default_algorithm().name(),
                 b64(key)

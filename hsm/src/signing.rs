@@ -63,11 +63,11 @@ pub fn sign(
     }
 }
 
-/// The longest ML-DSA context string (FIPS 204: one length byte).
+/// The longest ML-DSA or SLH-DSA context string (FIPS 204/205: one length byte).
 pub const MAX_CONTEXT: usize = 255;
 
-/// Signs a whole message with an algorithm that takes a context string (ML-DSA), binding the
-/// signature to `context` (FIPS 204 `ctx`; empty is the same as none).
+/// Signs a whole message with an algorithm that takes a context string (ML-DSA, SLH-DSA),
+/// binding the signature to `context` (FIPS 204/205 `ctx`; empty is the same as none).
 pub fn sign_with_context(
     backend: &dyn Backend,
     id: &KeyId,
@@ -75,9 +75,9 @@ pub fn sign_with_context(
     message: &[u8],
     context: &[u8],
 ) -> Result<Vec<u8>> {
-    if !algorithm.is_ml_dsa() {
+    if !algorithm.is_post_quantum() {
         return Err(Error::Unsupported(format!(
-            "a context string with {algorithm} (only ML-DSA signatures take one)"
+            "a context string with {algorithm} (only ML-DSA and SLH-DSA signatures take one)"
         )));
     }
     if context.len() > MAX_CONTEXT {
@@ -100,9 +100,9 @@ pub fn sign_with_context(
     }
     if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_hash_ml_dsa()) {
         let digest = hash.digest(message);
-        return backend.sign_ml_dsa_with_context(id, algorithm, &digest, context);
+        return backend.sign_with_context_string(id, algorithm, &digest, context);
     }
-    backend.sign_ml_dsa_with_context(id, algorithm, message, context)
+    backend.sign_with_context_string(id, algorithm, message, context)
 }
 
 /// Something that signs messages with one fixed key and algorithm: the shape the TLS stack and

@@ -25,11 +25,15 @@ pub enum KeySpec {
     MlDsa65,
     /// ML-DSA-87 (FIPS 204, security category 5).
     MlDsa87,
+    /// SLH-DSA-SHA2-128s (FIPS 205, security category 1, small signatures, slow to sign).
+    SlhDsaSha2_128s,
+    /// SLH-DSA-SHA2-128f (FIPS 205, security category 1, fast to sign, larger signatures).
+    SlhDsaSha2_128f,
 }
 
 impl KeySpec {
     /// Every spec, in a stable order.
-    pub const ALL: [KeySpec; 9] = [
+    pub const ALL: [KeySpec; 11] = [
         KeySpec::EcP256,
         KeySpec::EcP384,
         KeySpec::Ed25519,
@@ -39,6 +43,8 @@ impl KeySpec {
         KeySpec::MlDsa44,
         KeySpec::MlDsa65,
         KeySpec::MlDsa87,
+        KeySpec::SlhDsaSha2_128s,
+        KeySpec::SlhDsaSha2_128f,
     ];
 
     /// The name used in config, CLI and API (`ec-p256`, …).
@@ -53,6 +59,8 @@ impl KeySpec {
             KeySpec::MlDsa44 => "ml-dsa-44",
             KeySpec::MlDsa65 => "ml-dsa-65",
             KeySpec::MlDsa87 => "ml-dsa-87",
+            KeySpec::SlhDsaSha2_128s => "slh-dsa-sha2-128s",
+            KeySpec::SlhDsaSha2_128f => "slh-dsa-sha2-128f",
         }
     }
 
@@ -61,11 +69,27 @@ impl KeySpec {
         matches!(self, KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87)
     }
 
+    /// True for the SLH-DSA specs.
+    pub fn is_slh_dsa(self) -> bool {
+        matches!(self, KeySpec::SlhDsaSha2_128s | KeySpec::SlhDsaSha2_128f)
+    }
+
+    /// True for the post-quantum specs (ML-DSA, SLH-DSA): their keys sign the whole message,
+    /// with an optional context string.
+    pub fn is_post_quantum(self) -> bool {
+        self.is_ml_dsa() || self.is_slh_dsa()
+    }
+
     /// What a token needs to offer this spec, when that is more than the usual mechanisms: the
     /// clause a "not supported" answer names.
     pub fn needs(self) -> Option<&'static str> {
-        self.is_ml_dsa()
-            .then_some("needs a PKCS#11 3.2 token with CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA")
+        if self.is_ml_dsa() {
+            Some("needs a PKCS#11 3.2 token with CKM_ML_DSA_KEY_PAIR_GEN and CKM_ML_DSA")
+        } else if self.is_slh_dsa() {
+            Some("needs a PKCS#11 3.2 token with CKM_SLH_DSA_KEY_PAIR_GEN and CKM_SLH_DSA")
+        } else {
+            None
+        }
     }
 
     /// RSA modulus size in bits, for RSA specs.
@@ -88,9 +112,11 @@ impl KeySpec {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 matches!(alg, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512)
             }
-            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
-                self.algorithms().contains(&alg)
-            }
+            KeySpec::MlDsa44
+            | KeySpec::MlDsa65
+            | KeySpec::MlDsa87
+            | KeySpec::SlhDsaSha2_128s
+            | KeySpec::SlhDsaSha2_128f => self.algorithms().contains(&alg),
         }
     }
 
@@ -119,6 +145,8 @@ impl KeySpec {
                 HashMlDsa87Sha256,
                 HashMlDsa87Sha384,
             ],
+            KeySpec::SlhDsaSha2_128s => &[SlhDsaSha2_128s],
+            KeySpec::SlhDsaSha2_128f => &[SlhDsaSha2_128f],
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512]
             }
@@ -148,8 +176,13 @@ impl fmt::Display for KeySpec {
 
 /// A key spec name that is not one of [`KeySpec::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key spec {0:?} (expected one of ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096, ml-dsa-44, ml-dsa-65, ml-dsa-87)")]
+#[error("unknown key spec {0:?} (expected one of {names})", names = names(KeySpec::ALL.map(KeySpec::name)))]
 pub struct UnknownSpec(pub String);
+
+/// `a, b, c`.
+fn names<const N: usize>(all: [&str; N]) -> String {
+    all.join(", ")
+}
 
 impl FromStr for KeySpec {
     type Err = UnknownSpec;
@@ -208,6 +241,10 @@ pub enum SignatureAlgorithm {
     HashMlDsa65Sha384,
     /// HashML-DSA-87 with SHA-384.
     HashMlDsa87Sha384,
+    /// SLH-DSA-SHA2-128s (FIPS 205), pure: the token signs the message itself.
+    SlhDsaSha2_128s,
+    /// SLH-DSA-SHA2-128f (FIPS 205), pure.
+    SlhDsaSha2_128f,
 }
 
 /// The hash an algorithm signs over.
@@ -260,7 +297,7 @@ impl Hash {
 
 impl SignatureAlgorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 21] = [
+    pub const ALL: [SignatureAlgorithm; 23] = [
         SignatureAlgorithm::Es256,
         SignatureAlgorithm::Es384,
         SignatureAlgorithm::EdDsa,
@@ -282,6 +319,8 @@ impl SignatureAlgorithm {
         SignatureAlgorithm::HashMlDsa44Sha384,
         SignatureAlgorithm::HashMlDsa65Sha384,
         SignatureAlgorithm::HashMlDsa87Sha384,
+        SignatureAlgorithm::SlhDsaSha2_128s,
+        SignatureAlgorithm::SlhDsaSha2_128f,
     ];
 
     /// JOSE name (`ES256`, `EdDSA`, …).
@@ -308,6 +347,8 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::HashMlDsa44Sha384 => "HashML-DSA-44-SHA384",
             SignatureAlgorithm::HashMlDsa65Sha384 => "HashML-DSA-65-SHA384",
             SignatureAlgorithm::HashMlDsa87Sha384 => "HashML-DSA-87-SHA384",
+            SignatureAlgorithm::SlhDsaSha2_128s => "SLH-DSA-SHA2-128s",
+            SignatureAlgorithm::SlhDsaSha2_128f => "SLH-DSA-SHA2-128f",
         }
     }
 
@@ -321,7 +362,7 @@ impl SignatureAlgorithm {
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 => Some(Hash::Sha256),
             HashMlDsa44Sha384 | HashMlDsa65Sha384 | HashMlDsa87Sha384 => Some(Hash::Sha384),
             HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => Some(Hash::Sha512),
-            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => None,
+            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f => None,
         }
     }
 
@@ -354,10 +395,25 @@ impl SignatureAlgorithm {
         )
     }
 
+    /// True for SLH-DSA (FIPS 205; pure, with an optional context string).
+    pub fn is_slh_dsa(self) -> bool {
+        matches!(
+            self,
+            SignatureAlgorithm::SlhDsaSha2_128s | SignatureAlgorithm::SlhDsaSha2_128f
+        )
+    }
+
+    /// True for the post-quantum algorithms (ML-DSA, HashML-DSA, SLH-DSA), which take an
+    /// optional context string of at most 255 bytes.
+    pub fn is_post_quantum(self) -> bool {
+        self.is_ml_dsa() || self.is_slh_dsa()
+    }
+
     /// Whether JOSE names this algorithm (a JWS `alg`): all but HashML-DSA, which has no JOSE
-    /// or X.509 use (RFC 9881 and the JOSE draft define pure ML-DSA only).
+    /// or X.509 use (RFC 9881 and the JOSE draft define pure ML-DSA only), and SLH-DSA, whose
+    /// JOSE registration is still a draft: Signet signs no token with it.
     pub fn is_jose(self) -> bool {
-        !self.is_hash_ml_dsa()
+        !self.is_hash_ml_dsa() && !self.is_slh_dsa()
     }
 }
 
@@ -369,7 +425,7 @@ impl fmt::Display for SignatureAlgorithm {
 
 /// An algorithm name that is not one of [`SignatureAlgorithm::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown signature algorithm {0:?} (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512, ML-DSA-44, ML-DSA-65, ML-DSA-87, HashML-DSA-44-SHA512, HashML-DSA-65-SHA512, HashML-DSA-87-SHA512)")]
+#[error("unknown signature algorithm {0:?} (expected one of {names})", names = names(SignatureAlgorithm::ALL.map(SignatureAlgorithm::name)))]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for SignatureAlgorithm {
@@ -439,5 +495,19 @@ mod tests {
         assert!(!KeySpec::MlDsa87.allows(SignatureAlgorithm::EdDsa));
         assert_eq!("ML-DSA-65".parse(), Ok(SignatureAlgorithm::MlDsa65));
         assert_eq!("ml-dsa-87".parse(), Ok(KeySpec::MlDsa87));
+        assert_eq!("slh-dsa-sha2-128s".parse(), Ok(KeySpec::SlhDsaSha2_128s));
+        assert!(!KeySpec::SlhDsaSha2_128s.allows(SignatureAlgorithm::SlhDsaSha2_128f));
+        assert!(!SignatureAlgorithm::SlhDsaSha2_128f.is_jose());
+        // The refusals list every name there is.
+        let unknown = "dsa".parse::<KeySpec>().unwrap_err().to_string();
+        assert!(
+            unknown.contains("ml-dsa-87, slh-dsa-sha2-128s, slh-dsa-sha2-128f"),
+            "{unknown}"
+        );
+        let unknown = "x".parse::<SignatureAlgorithm>().unwrap_err().to_string();
+        assert!(
+            unknown.contains("HashML-DSA-87-SHA384, SLH-DSA-SHA2-128s"),
+            "{unknown}"
+        );
     }
 }

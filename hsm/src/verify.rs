@@ -1,5 +1,6 @@
 //! Signature verification in software, from a public key: what every backend can do without its
-//! device. ring for ECDSA, Ed25519 and RSA; RustCrypto's `ml-dsa` for ML-DSA, which ring lacks.
+//! device. ring for ECDSA, Ed25519 and RSA; RustCrypto's `ml-dsa` and `slh-dsa` for ML-DSA and
+//! SLH-DSA, which ring lacks.
 
 use ring::signature as rs;
 
@@ -9,7 +10,7 @@ use crate::input::{EcdsaFormat, SignInput};
 use crate::public::PublicKey;
 use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
 
-/// ring's verifier for an algorithm and ECDSA encoding; `None` for ML-DSA.
+/// ring's verifier for an algorithm and ECDSA encoding; `None` for ML-DSA and SLH-DSA.
 fn verifier(
     algorithm: SignatureAlgorithm,
     format: EcdsaFormat,
@@ -27,7 +28,7 @@ fn verifier(
         (Ps256, _) => &rs::RSA_PSS_2048_8192_SHA256,
         (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
         (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
-        (MlDsa44 | MlDsa65 | MlDsa87, _) => return None,
+        (MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f, _) => return None,
         (
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
             | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
@@ -81,6 +82,20 @@ pub fn verify_ml_dsa(public: &PublicKey, message: &[u8], context: &[u8], signatu
         .is_some_and(|set| signet_mldsa::verify(set, &public.raw(), message, context, signature))
 }
 
+/// slh_verify (FIPS 205, algorithm 24) of a pure SLH-DSA signature with context string
+/// `context` (empty when none was given). False for a key, signature or context of the wrong
+/// size.
+pub fn verify_slh_dsa(
+    public: &PublicKey,
+    message: &[u8],
+    context: &[u8],
+    signature: &[u8],
+) -> bool {
+    crate::public::slh_dsa_parameter_set(public.spec()).is_some_and(|set| {
+        signet_mldsa::slh::verify(set, &public.raw(), message, context, signature)
+    })
+}
+
 /// Verifies `signature` over a message with `public`. `Ok(false)` for a signature that does not
 /// match; an error for a mismatched algorithm, or a precomputed digest (which ring cannot check:
 /// a backend verifies those in its device, or answers unsupported).
@@ -109,6 +124,17 @@ pub fn verify(
             public, hash, &digest, context, signature,
         ));
     }
+    if algorithm.is_slh_dsa() {
+        return match input {
+            SignInput::Message(m) => Ok(verify_slh_dsa(public, m, &[], signature)),
+            SignInput::MessageWithContext(m, context) => {
+                Ok(verify_slh_dsa(public, m, context, signature))
+            }
+            SignInput::Digest(_) => Err(Error::Unsupported(format!(
+                "{algorithm} signs the whole message; a precomputed digest cannot be verified"
+            ))),
+        };
+    }
     let message = match input {
         SignInput::Message(m) => m,
         SignInput::MessageWithContext(m, context) if algorithm.is_ml_dsa() => {
@@ -116,7 +142,7 @@ pub fn verify(
         }
         SignInput::MessageWithContext(..) => {
             return Err(Error::Unsupported(format!(
-                "a context string with {algorithm} (only ML-DSA signatures take one)"
+                "a context string with {algorithm} (only ML-DSA and SLH-DSA signatures take one)"
             )))
         }
         SignInput::Digest(_) => {

@@ -137,7 +137,7 @@ fn every_algorithm_of(spec: KeySpec) {
                 .contains(&format!("does not support {spec}")),
             "{err}"
         );
-        if spec.is_ml_dsa() {
+        if spec.is_post_quantum() {
             assert!(
                 err.to_string().contains("needs a PKCS#11 3.2 token"),
                 "{err}"
@@ -179,6 +179,11 @@ fn every_algorithm_of(spec: KeySpec) {
         }
         if alg.is_ml_dsa() {
             ml_dsa_signs(&hsm, &key.id, &public, alg, msg);
+            signed += 1;
+            continue;
+        }
+        if alg.is_slh_dsa() {
+            slh_dsa_signs(&hsm, &key.id, &public, alg, msg);
             signed += 1;
             continue;
         }
@@ -404,6 +409,76 @@ fn ml_dsa_signs(
     assert_eq!(tail, public.raw().as_slice());
     assert_eq!(public.jwk()["kty"], "AKP");
     assert_eq!(public.jwk()["alg"], alg.name());
+}
+
+/// SLH-DSA: signatures of the FIPS 205 size, checked by the software verifier (RustCrypto's
+/// slh-dsa; checked against NIST's vectors in tests/mldsa_kat.rs), randomized (two signatures
+/// of one message differ), bound to the message, the context and the key; a digest and a
+/// context over 255 bytes are refused. pyca/cryptography has no SLH-DSA: OpenSSL 3.5's `pkeyutl`
+/// checks them again in tests/pqc.rs.
+fn slh_dsa_signs(
+    hsm: &Pkcs11Backend,
+    id: &KeyId,
+    public: &PublicKey,
+    alg: SignatureAlgorithm,
+    msg: &[u8],
+) {
+    use signet_hsm::verify::verify_slh_dsa;
+    let size = match public.spec() {
+        KeySpec::SlhDsaSha2_128s => 7856,
+        _ => 17088,
+    };
+    let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
+    assert_eq!(sig.len(), size, "{alg}");
+    assert!(verify_slh_dsa(public, msg, &[], &sig));
+    assert!(hsm
+        .verify(id, alg, SignInput::Message(msg), &sig, EcdsaFormat::Der)
+        .unwrap());
+    assert!(!verify_slh_dsa(public, b"another message", &[], &sig));
+    assert!(!verify_slh_dsa(public, msg, b"a context", &sig));
+    let mut bad = sig.clone();
+    bad[size / 2] ^= 1;
+    assert!(!verify_slh_dsa(public, msg, &[], &bad));
+    let again = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
+    assert_ne!(sig, again, "{alg}: randomized signatures should differ");
+    assert!(verify_slh_dsa(public, msg, &[], &again));
+    let ctx = b"signet test context";
+    let with_ctx = signet_hsm::sign_with_context(hsm, id, alg, msg, ctx).unwrap();
+    assert!(verify_slh_dsa(public, msg, ctx, &with_ctx));
+    assert!(!verify_slh_dsa(public, msg, &[], &with_ctx));
+    let err = signet_hsm::sign_with_context(hsm, id, alg, msg, &[7u8; 256]).unwrap_err();
+    assert!(err.to_string().contains("at most 255"), "{err}");
+    let digest = signet_hsm::Hash::Sha256.digest(msg);
+    let err = sign(hsm, id, alg, SignInput::Digest(&digest), EcdsaFormat::Der).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{alg}: {err}");
+    // The SPKI is RFC 9909's: the algorithm OID alone (2.16.840.1.101.3.4.3.20 or .21), then
+    // the FIPS 205 key (PK.seed || PK.root, 32 bytes).
+    let spki = public.spki_der();
+    let last = if public.spec() == KeySpec::SlhDsaSha2_128s {
+        20
+    } else {
+        21
+    };
+    assert_eq!(
+        &spki[..15],
+        &[
+            0x30, 0x30, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03,
+            last
+        ]
+    );
+    assert_eq!(&spki[spki.len() - 32..], public.raw().as_slice());
+    assert_eq!(public.jwk()["kty"], "AKP");
+    assert_eq!(public.jwk()["alg"], alg.name());
+}
+
+#[test]
+fn slh_dsa_sha2_128s_signs_and_verifies() {
+    every_algorithm_of(KeySpec::SlhDsaSha2_128s);
+}
+
+#[test]
+fn slh_dsa_sha2_128f_signs_and_verifies() {
+    every_algorithm_of(KeySpec::SlhDsaSha2_128f);
 }
 
 #[test]

@@ -177,8 +177,8 @@ fn a_full_card_is_a_clear_error_and_unsupported_specs_are_refused() {
         hsm.generate(&KeyRequest::named("ed", KeySpec::Ed25519)),
         Err(Error::SpecUnsupported { .. })
     ));
-    // ML-DSA: the typed refusal, saying what a token would need.
-    for spec in [KeySpec::MlDsa44, KeySpec::MlDsa65, KeySpec::MlDsa87] {
+    // ML-DSA and SLH-DSA: the typed refusal, saying what a token would need.
+    for spec in KeySpec::ALL.into_iter().filter(|s| s.is_post_quantum()) {
         let err = hsm.generate(&KeyRequest::named("pq", spec)).unwrap_err();
         assert!(matches!(err, Error::SpecUnsupported { .. }), "{err}");
         assert!(

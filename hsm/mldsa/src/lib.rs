@@ -5,6 +5,7 @@
 //! ring's rustls provider with these verifications added, for the server's TLS and the client
 //! library.
 
+pub mod slh;
 #[cfg(feature = "rustls")]
 pub mod tls;
 

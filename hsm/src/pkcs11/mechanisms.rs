@@ -47,6 +47,10 @@ impl Mechanisms {
                 MechanismType::ML_DSA_KEY_PAIR_GEN,
                 Mechanism::MlDsaKeyPairGen,
             ),
+            KeySpec::SlhDsaSha2_128s | KeySpec::SlhDsaSha2_128f => (
+                MechanismType::SLH_DSA_KEY_PAIR_GEN,
+                Mechanism::SlhDsaKeyPairGen,
+            ),
         };
         self.has(kind).then_some(mechanism)
     }
@@ -60,6 +64,7 @@ impl Mechanisms {
             Rs256 | Rs384 | Rs512 => self.has(MechanismType::RSA_PKCS),
             Ps256 | Ps384 | Ps512 => self.has(MechanismType::RSA_PKCS_PSS),
             MlDsa44 | MlDsa65 | MlDsa87 => self.has(MechanismType::ML_DSA),
+            SlhDsaSha2_128s | SlhDsaSha2_128f => self.has(MechanismType::SLH_DSA),
             // Hashed on the host, signed with the generic pre-hash mechanism.
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
             | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
@@ -73,7 +78,7 @@ impl Mechanisms {
         match algorithm {
             Es256 => self.has(MechanismType::ECDSA_SHA256),
             Es384 => self.has(MechanismType::ECDSA_SHA384),
-            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 => true,
+            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f => true,
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
             | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
             | HashMlDsa87Sha512 => false,
@@ -101,6 +106,10 @@ pub(crate) fn for_signature<'a>(
             // there is no context string, which every PKCS#11 3.2 token must take.
             let context = (!context.is_empty()).then_some(context);
             Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, context))
+        } else if algorithm.is_slh_dsa() {
+            // Pure SLH-DSA, hedged (the randomized variant: opt_rand from the token).
+            let context = (!context.is_empty()).then_some(context);
+            Mechanism::SlhDsa(SignAdditionalContext::new(HedgeType::Preferred, context))
         } else {
             Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
         };
@@ -157,7 +166,7 @@ pub(crate) fn for_signature<'a>(
                 "{algorithm} signs a digest made on the host"
             )))
         }
-        (EdDsa | MlDsa44 | MlDsa65 | MlDsa87, _) => {
+        (EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f, _) => {
             return Err(Error::Unsupported(format!("{algorithm} has no hash")))
         }
     })

@@ -604,7 +604,7 @@ impl Backend for Pkcs11Backend {
         self.sign_in_token(id, algorithm, payload, &[])
     }
 
-    fn sign_ml_dsa_with_context(
+    fn sign_with_context_string(
         &self,
         id: &KeyId,
         algorithm: SignatureAlgorithm,

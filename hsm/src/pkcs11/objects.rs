@@ -3,6 +3,7 @@
 
 use cryptoki::object::{
     Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
+    ParameterSetType, SlhDsaParameterSetType,
 };
 use cryptoki::session::Session;
 
@@ -54,21 +55,27 @@ pub(crate) fn templates(
             public.push(Attribute::ModulusBits(u64::from(bits).into()));
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
         }
-        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
-            if let Some(set) = ml_dsa_parameter_set(spec) {
-                public.push(Attribute::ParameterSet(set.into()));
+        KeySpec::MlDsa44
+        | KeySpec::MlDsa65
+        | KeySpec::MlDsa87
+        | KeySpec::SlhDsaSha2_128s
+        | KeySpec::SlhDsaSha2_128f => {
+            if let Some(set) = parameter_set(spec) {
+                public.push(Attribute::ParameterSet(set));
             }
         }
     }
     (public, private)
 }
 
-/// The PKCS#11 3.2 parameter set (`CKA_PARAMETER_SET`) of an ML-DSA spec.
-fn ml_dsa_parameter_set(spec: KeySpec) -> Option<MlDsaParameterSetType> {
+/// The PKCS#11 3.2 parameter set (`CKA_PARAMETER_SET`) of an ML-DSA or SLH-DSA spec.
+fn parameter_set(spec: KeySpec) -> Option<ParameterSetType> {
     match spec {
-        KeySpec::MlDsa44 => Some(MlDsaParameterSetType::ML_DSA_44),
-        KeySpec::MlDsa65 => Some(MlDsaParameterSetType::ML_DSA_65),
-        KeySpec::MlDsa87 => Some(MlDsaParameterSetType::ML_DSA_87),
+        KeySpec::MlDsa44 => Some(MlDsaParameterSetType::ML_DSA_44.into()),
+        KeySpec::MlDsa65 => Some(MlDsaParameterSetType::ML_DSA_65.into()),
+        KeySpec::MlDsa87 => Some(MlDsaParameterSetType::ML_DSA_87.into()),
+        KeySpec::SlhDsaSha2_128s => Some(SlhDsaParameterSetType::SHA2_128S.into()),
+        KeySpec::SlhDsaSha2_128f => Some(SlhDsaParameterSetType::SHA2_128F.into()),
         _ => None,
     }
 }
@@ -268,7 +275,8 @@ pub(crate) fn key_info(session: &Session, handle: ObjectHandle) -> Result<KeyInf
             if t == KeyType::EC
                 || t == KeyType::EC_EDWARDS
                 || t == KeyType::RSA
-                || t == KeyType::ML_DSA =>
+                || t == KeyType::ML_DSA
+                || t == KeyType::SLH_DSA =>
         {
             public_key_of_type(session, &id, t)?.spec()
         }
@@ -313,25 +321,40 @@ fn public_key_of_type(session: &Session, id: &KeyId, key_type: KeyType) -> Resul
         };
         return PublicKey::from_rsa(spec, n, e);
     }
-    if key_type == KeyType::ML_DSA {
+    if key_type == KeyType::ML_DSA || key_type == KeyType::SLH_DSA {
         let attrs = session
             .get_attributes(handle, &[AttributeType::ParameterSet, AttributeType::Value])
             .map_err(from_cryptoki)?;
         let (mut set, mut value) = (None, Vec::new());
         for attr in attrs {
             match attr {
-                Attribute::ParameterSet(p) => set = Some(MlDsaParameterSetType::from(p)),
+                Attribute::ParameterSet(p) => set = Some(p),
                 Attribute::Value(v) => value = v,
                 _ => {}
             }
         }
-        let spec = [KeySpec::MlDsa44, KeySpec::MlDsa65, KeySpec::MlDsa87]
+        let ml_dsa = key_type == KeyType::ML_DSA;
+        let spec = KeySpec::ALL
             .into_iter()
-            .find(|spec| set.is_some() && ml_dsa_parameter_set(*spec) == set)
+            .filter(|spec| {
+                if ml_dsa {
+                    spec.is_ml_dsa()
+                } else {
+                    spec.is_slh_dsa()
+                }
+            })
+            .find(|spec| set.is_some() && parameter_set(*spec) == set)
             .ok_or_else(|| {
-                Error::Unsupported("an ML-DSA key of an unknown parameter set".into())
+                Error::Unsupported(format!(
+                    "an {} key of a parameter set Signet does not use",
+                    if ml_dsa { "ML-DSA" } else { "SLH-DSA" }
+                ))
             })?;
-        return PublicKey::from_ml_dsa(spec, &value);
+        return if ml_dsa {
+            PublicKey::from_ml_dsa(spec, &value)
+        } else {
+            PublicKey::from_slh_dsa(spec, &value)
+        };
     }
     let attrs = session
         .get_attributes(handle, &[AttributeType::EcParams, AttributeType::EcPoint])
