@@ -98,6 +98,13 @@ if ! "$root/target/py/bin/python" -c 'import jwt; from cryptography.hazmat.primi
   echo "setup: installing PyJWT and pyca/cryptography into target/py"
   "$root/target/py/bin/pip" install -q 'pyjwt[crypto]' 'cryptography>=50'
 fi
+# The `slhdsa` package (a FIPS 205 implementation of its own; pyca/cryptography has no SLH-DSA),
+# checking Signet's SLH-DSA signatures and keys (tests/pqc.rs). Pinned: a test tool, not a
+# dependency of Signet.
+if ! "$root/target/py/bin/python" -c 'import slhdsa' 2>/dev/null; then
+  echo "setup: installing slh-dsa into target/py"
+  "$root/target/py/bin/pip" install -q 'slh-dsa==0.2.5'
+fi
 # Schemathesis, the property-based API tester tests/openapi.rs runs against a live server, in
 # its own venv (its dependencies pin versions the validators above need otherwise). Pinned: the
 # seeded run is then the same run on every machine (with the Hypothesis it was run with).

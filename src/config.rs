@@ -689,6 +689,18 @@ impl CaConfig {
         // rustls has no ML-DSA server authentication: the server's own key signs handshakes,
         // so it stays ECDSA, Ed25519 or RSA. The root and the intermediate may be ML-DSA (an
         // all-ML-DSA chain above an ECDSA or RSA server key).
+        for (field, spec) in [
+            ("root_key_spec", self.root_key_spec),
+            ("intermediate_key_spec", self.intermediate_key_spec),
+            ("server_key_spec", self.server_key_spec),
+        ] {
+            if spec.is_slh_dsa() {
+                return Err(ConfigError::Invalid(format!(
+                    "ca.{field} = {:?}: Signet signs no certificate with SLH-DSA; SLH-DSA keys sign through the API only",
+                    spec.name()
+                )));
+            }
+        }
         if self.server_key_spec.is_ml_dsa() {
             return Err(ConfigError::Invalid(format!(
                 "ca.server_key_spec = {:?}: the TLS server key cannot be ML-DSA (rustls has no ML-DSA server authentication); use ec-p256, ec-p384, ed25519 or rsa-*",
@@ -817,6 +829,12 @@ impl TokensConfig {
             return invalid(format!(
                 "tokens.algorithm {} does not fit tokens.key_spec {}",
                 self.algorithm, self.key_spec
+            ));
+        }
+        if self.algorithm.is_slh_dsa() {
+            return invalid(format!(
+                "tokens.algorithm {}: SLH-DSA has no registered JWS algorithm yet (a draft only); Signet signs no token with it",
+                self.algorithm
             ));
         }
         if !self.algorithm.is_jose() {
@@ -1136,6 +1154,12 @@ mod tests {
         assert!(refusal("[server]\nio_threads = 100000\n").contains("io_threads"));
         // ML-DSA CA keys sign certificates and CRLs; the server key signs handshakes.
         assert!(refusal("[ca]\nserver_key_spec = \"ml-dsa-65\"\n").contains("cannot be ML-DSA"));
+        assert!(refusal("[ca]\nroot_key_spec = \"slh-dsa-sha2-128s\"\n")
+            .contains("no certificate with SLH-DSA"));
+        assert!(refusal(
+            "[tokens]\nkey_spec = \"slh-dsa-sha2-128f\"\nalgorithm = \"SLH-DSA-SHA2-128f\"\n"
+        )
+        .contains("no registered JWS algorithm"));
         Config::parse(
             "[ca]\nroot_key_spec = \"ml-dsa-87\"\nintermediate_key_spec = \"ml-dsa-65\"\n",
         )

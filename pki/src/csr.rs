@@ -158,6 +158,17 @@ pub fn check(input: &[u8], profile: Profile, granted: &BTreeSet<String>) -> Resu
             format!("rsa-{bits}")
         }
         (None, _) if key_oid == "1.3.101.112" => "ed25519".to_string(),
+        // RFC 9909's SLH-DSA OIDs (2.16.840.1.101.3.4.3.20 to .31).
+        (None, _)
+            if key_oid
+                .strip_prefix("2.16.840.1.101.3.4.3.")
+                .and_then(|arc| arc.parse::<u8>().ok())
+                .is_some_and(|arc| (20..=31).contains(&arc)) =>
+        {
+            return Err(Error::CsrRefused(format!(
+                "an SLH-DSA key ({key_oid}): Signet issues no certificate for SLH-DSA keys"
+            )))
+        }
         _ => {
             return Err(Error::CsrRefused(format!(
                 "unsupported key algorithm {key_oid}"

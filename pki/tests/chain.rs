@@ -396,6 +396,32 @@ fn csr_attacks_are_refused() {
     )
     .contains("PEM"));
     assert!(refused(&client_request("c"), b"\x30\x03garbage").contains("PKCS#10"));
+
+    // A request for an SLH-DSA key (RFC 9909's id-slh-dsa-sha2-128s), written out by hand:
+    // refused for what it is, before its (junk) self-signature is looked at.
+    let tlv = |tag: u8, content: &[u8]| {
+        let mut out = vec![tag, u8::try_from(content.len()).unwrap()];
+        out.extend_from_slice(content);
+        out
+    };
+    let oid = tlv(
+        0x06,
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x14],
+    );
+    let algorithm = tlv(0x30, &oid);
+    let key = tlv(0x03, &[[0u8].as_slice(), &[7u8; 32]].concat());
+    let spki = tlv(0x30, &[algorithm.clone(), key].concat());
+    let info = tlv(
+        0x30,
+        &[tlv(0x02, &[0]), tlv(0x30, &[]), spki, tlv(0xa0, &[])].concat(),
+    );
+    let signature = tlv(0x03, &[0u8; 17]);
+    let slh_dsa = tlv(0x30, &[info, algorithm, signature].concat());
+    let why = refused(&client_request("c"), &slh_dsa);
+    assert!(
+        why.contains("SLH-DSA") && why.contains("2.16.840.1.101.3.4.3.20"),
+        "{why}"
+    );
     assert!(
         refused(&client_request("c"), pem_cert(f.ca.root_der()).as_bytes()).contains("CERTIFICATE")
     );

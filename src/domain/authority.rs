@@ -295,6 +295,11 @@ impl Authority<'_> {
             let specs = self.backend.info()?.specs;
             for (what, spec) in asked {
                 match spec {
+                    Some(spec) if spec.is_slh_dsa() => {
+                        return Err(Error::BadRequest(format!(
+                            "the {what} key cannot be {spec}: Signet signs no certificate with SLH-DSA; nothing was changed"
+                        )));
+                    }
                     Some(spec) if !specs.contains(&spec) => {
                         return Err(Error::BadRequest(format!(
                             "this token cannot make the {what} key ({spec}); nothing was changed"
