@@ -5,8 +5,9 @@
 #   scripts/bench.sh ca                 `signet ca init` per CA key spec
 #   scripts/bench.sh pkcs11             ES256 through the raw token, the JSON API and the PKCS#11
 #                                       module, 1 and 8 threads
-#   scripts/bench.sh pqc                ML-DSA-44/65/87 next to ES256 on the PQC kryoptic build: key
-#                                       generations/s and signatures/s raw and through the API
+#   scripts/bench.sh pqc                ML-DSA-44/65/87 and SLH-DSA-SHA2-128s/128f next to ES256
+#                                       on the PQC kryoptic build: key generations/s and
+#                                       signatures/s raw and through the API
 #   scripts/bench.sh cluster            1, 2 and 3 nodes on one PostgreSQL and one remote token,
 #                                       and revocation propagation between nodes
 #   scripts/bench.sh compare BASE.json [api|cluster]

@@ -1,4 +1,4 @@
-//! `pqc`: ML-DSA-44/65/87 next to ES256 on one token with ML-DSA (kryoptic built by
+//! `pqc`: ML-DSA-44/65/87 and SLH-DSA-SHA2-128s/128f next to ES256 on one token with them (kryoptic built by
 //! scripts/kryoptic.sh, `SIGNET_TEST_TOKEN=kryoptic`): key generations/s and signatures/s
 //! through the backend, then through the JSON API of a `signet serve` on the same token (one
 //! and two keep-alive connections), with the server's CPU µs per signature; and HashML-DSA
@@ -13,11 +13,13 @@ use signet_hsm::{Backend, EcdsaFormat, KeyRequest, KeySpec, Pkcs11Backend, SignI
 
 use super::{pct, post, rand_suffix, sign_in_backend, sign_over_api, Report, Server, MESSAGE};
 
-const SPECS: [KeySpec; 4] = [
+const SPECS: [KeySpec; 6] = [
     KeySpec::EcP256,
     KeySpec::MlDsa44,
     KeySpec::MlDsa65,
     KeySpec::MlDsa87,
+    KeySpec::SlhDsaSha2_128s,
+    KeySpec::SlhDsaSha2_128f,
 ];
 
 pub fn run(report: &mut Report, duration: Duration) {
@@ -30,7 +32,7 @@ pub fn run(report: &mut Report, duration: Duration) {
         token.kind.name()
     );
     println!(
-        "## ML-DSA and ES256 on {} ({})\n",
+        "## ML-DSA, SLH-DSA and ES256 on {} ({})\n",
         token.kind.name(),
         info.library
     );
