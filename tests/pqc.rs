@@ -892,6 +892,125 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
     ]);
 }
 
+/// SLH-DSA keys through `libsignet_pkcs11.so` (on kryoptic): listed as `CKK_SLH_DSA` with
+/// their parameter set and public `CKA_VALUE`, signing with `CKM_SLH_DSA` (with and without a
+/// context string; deterministic signing refused), verified by the module's `C_Verify` and by
+/// the `slhdsa` package against the PEM Signet serves.
+#[test]
+fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::error::{Error as CkError, RvError};
+    use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
+    use cryptoki::mechanism::{Mechanism, MechanismType};
+    use cryptoki::object::{
+        Attribute, AttributeType, KeyType, ObjectClass, SlhDsaParameterSetType,
+    };
+
+    let mut configured = Configured::init("");
+    if !supports_ml_dsa(&configured) {
+        return;
+    }
+    configured.serve();
+    let server = configured.server();
+    let admin = server.admin();
+    let name = "slh";
+    let created = admin.post(
+        "/v1/keys",
+        &json!({"name": name, "spec": "slh-dsa-sha2-128f"}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let version = created.json()["versions"][0].clone();
+    // Read by the module's C_Initialize, before any other thread of this test exists.
+    std::env::set_var(
+        "SIGNET_PKCS11_CONF",
+        common::pkcs11_settings(server, "admin"),
+    );
+    let ctx = Pkcs11::new(common::pkcs11_module()).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    assert!(ctx
+        .get_mechanism_list(slot)
+        .unwrap()
+        .contains(&MechanismType::SLH_DSA));
+    let session = ctx.open_ro_session(slot).unwrap();
+    let find = |class: ObjectClass| {
+        let found = session
+            .find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(name.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "{class:?} {name}");
+        found[0]
+    };
+    let private = find(ObjectClass::PRIVATE_KEY);
+    let attrs = session
+        .get_attributes(
+            private,
+            &[AttributeType::KeyType, AttributeType::ParameterSet],
+        )
+        .unwrap();
+    assert!(
+        attrs.contains(&Attribute::KeyType(KeyType::SLH_DSA)),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs.contains(&Attribute::ParameterSet(
+            SlhDsaParameterSetType::SHA2_128F.into()
+        )),
+        "{attrs:?}"
+    );
+    let public = find(ObjectClass::PUBLIC_KEY);
+    let value = session
+        .get_attributes(public, &[AttributeType::Value])
+        .unwrap();
+    let jwk_pub = unb64url(version["jwk"]["pub"].as_str().unwrap());
+    assert_eq!(value, vec![Attribute::Value(jwk_pub)]);
+
+    let msg = b"signed by an application through the PKCS#11 module";
+    let plain = Mechanism::SlhDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
+    let sig = session.sign(&plain, private, msg).unwrap();
+    assert_eq!(sig.len(), 17088);
+    session.verify(&plain, public, msg, &sig).unwrap();
+    assert!(session.verify(&plain, public, b"other", &sig).is_err());
+    let ctx_bytes = b"app-context";
+    let with_ctx = Mechanism::SlhDsa(SignAdditionalContext::new(
+        HedgeType::Required,
+        Some(ctx_bytes),
+    ));
+    let sig_ctx = session.sign(&with_ctx, private, msg).unwrap();
+    session.verify(&with_ctx, public, msg, &sig_ctx).unwrap();
+    assert!(session.verify(&plain, public, msg, &sig_ctx).is_err());
+    let deterministic = Mechanism::SlhDsa(SignAdditionalContext::new(
+        HedgeType::DeterministicRequired,
+        None,
+    ));
+    let err = session.sign_init(&deterministic, private).unwrap_err();
+    assert!(
+        matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
+        "{err}"
+    );
+    // An ML-DSA mechanism on an SLH-DSA key is the wrong key type.
+    let ml_dsa = Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
+    let err = session.sign_init(&ml_dsa, private).unwrap_err();
+    assert!(
+        matches!(err, CkError::Pkcs11(RvError::KeyTypeInconsistent, _)),
+        "{err}"
+    );
+    let pem = version["public_key_pem"].as_str().unwrap();
+    python_checks(
+        "slhdsa_check.py",
+        vec![
+            json!({"what": "a module signature", "kind": "sig", "alg": "SLH-DSA-SHA2-128f",
+                   "pem": pem, "msg": b64(msg), "sig": b64(&sig), "expect": true}),
+            json!({"what": "a module signature with context", "kind": "sig",
+                   "alg": "SLH-DSA-SHA2-128f", "pem": pem, "msg": b64(msg),
+                   "sig": b64(&sig_ctx), "ctx": b64(ctx_bytes), "expect": true}),
+        ],
+    );
+}
+
 /// `POST /v1/keys/NAME/rotate {"spec": …}` moves a key to another spec (ES256 to ML-DSA-65 on a
 /// token with ML-DSA; to Ed25519 on SoftHSM2, ES384 over p11-kit): the new version signs with
 /// the new algorithm, the old one still verifies with its own, and the token key refuses a spec

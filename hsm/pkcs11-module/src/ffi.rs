@@ -481,7 +481,8 @@ extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
 }
 
 /// # Safety
-/// `m.pParameter` is null or points to `m.ulParameterLen` bytes; for `CKM_ML_DSA`, to a
+/// `m.pParameter` is null or points to `m.ulParameterLen` bytes; for `CKM_ML_DSA` (and
+/// `CKM_SLH_DSA`, the same structure), to a
 /// `CK_SIGN_ADDITIONAL_CONTEXT` whose `pContext` is null or holds `ulContextLen` bytes.
 unsafe fn params(m: &CK_MECHANISM) -> Params {
     let len = m.ulParameterLen as usize;
@@ -513,7 +514,11 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
                 hash: p.hash,
             }
         }
-        CKM_ML_DSA | CKM_HASH_ML_DSA_SHA256 | CKM_HASH_ML_DSA_SHA384 | CKM_HASH_ML_DSA_SHA512
+        CKM_ML_DSA
+        | CKM_HASH_ML_DSA_SHA256
+        | CKM_HASH_ML_DSA_SHA384
+        | CKM_HASH_ML_DSA_SHA512
+        | CKM_SLH_DSA
             if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() =>
         {
             let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);

@@ -135,6 +135,8 @@ pub enum Plan {
     /// `CKM_HASH_ML_DSA_SHA256/384/512` with a context string: the message goes to Signet,
     /// which hashes.
     HashMlDsaHashContext(Hash, Vec<u8>),
+    /// `CKM_SLH_DSA`: the message, with this context string (FIPS 205 `ctx`, maybe empty).
+    SlhDsa(Vec<u8>),
 }
 
 /// The signing mechanisms the module offers, for each key type.
@@ -157,6 +159,7 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_HASH_ML_DSA_SHA256, CKK_ML_DSA),
     (CKM_HASH_ML_DSA_SHA384, CKK_ML_DSA),
     (CKM_HASH_ML_DSA_SHA512, CKK_ML_DSA),
+    (CKM_SLH_DSA, CKK_SLH_DSA),
 ];
 
 /// Key sizes (bits) each key type comes in on Signet.
@@ -165,6 +168,7 @@ pub fn key_sizes(key_type: CK_KEY_TYPE) -> (CK_ULONG, CK_ULONG) {
         CKK_EC => (256, 384),
         CKK_EC_EDWARDS => (256, 256),
         CKK_ML_DSA => (1312, 2592),
+        CKK_SLH_DSA => (32, 32),
         _ => (2048, 4096),
     }
 }
@@ -207,6 +211,14 @@ pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Re
             Params::None => Ok(Plan::MlDsa(Vec::new())),
             Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
                 Ok(Plan::MlDsa(context.clone()))
+            }
+            _ => Err(CKR_MECHANISM_PARAM_INVALID),
+        },
+        // SLH-DSA, pure and randomized (hedged) like Signet's: the same parameters as ML-DSA's.
+        CKM_SLH_DSA => match params {
+            Params::None => Ok(Plan::SlhDsa(Vec::new())),
+            Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
+                Ok(Plan::SlhDsa(context.clone()))
             }
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
@@ -308,7 +320,8 @@ impl Data {
             | Plan::Pss(_)
             | Plan::MlDsa(_)
             | Plan::HashMlDsa(_)
-            | Plan::HashMlDsaHashContext(..) => return Data::Buffer(Vec::new()),
+            | Plan::HashMlDsaHashContext(..)
+            | Plan::SlhDsa(_) => return Data::Buffer(Vec::new()),
         };
         match hash {
             Hash::Sha256 => Data::Sha256(Sha256::new()),
@@ -444,6 +457,20 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
                 context: context.clone(),
             })
         }
+        Plan::SlhDsa(context) => {
+            let KeyKind::SlhDsa { set, .. } = kind else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if input.is_empty() {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            Ok(Request {
+                input,
+                input_type: InputType::Message,
+                algorithm: crate::objects::slh_dsa(*set).4,
+                context: context.clone(),
+            })
+        }
         Plan::HashMlDsa(hash) | Plan::HashMlDsaHash(hash) => {
             let KeyKind::MlDsa { set, .. } = kind else {
                 return Err(CKR_KEY_TYPE_INCONSISTENT);
@@ -525,6 +552,13 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
             }
             None => verify_ml_dsa(*set, public, &request.input, &request.context, signature),
         },
+        (KeyKind::SlhDsa { set, public }, _) => {
+            let set = match *set {
+                CKP_SLH_DSA_SHA2_128S => signet_mldsa::slh::ParameterSet::Sha2_128s,
+                _ => signet_mldsa::slh::ParameterSet::Sha2_128f,
+            };
+            signet_mldsa::slh::verify(set, public, &request.input, &request.context, signature)
+        }
     };
     if valid {
         Ok(())

@@ -44,6 +44,40 @@ pub enum KeyKind {
         /// The FIPS 204 encoded public key (`CKA_VALUE` of the public key).
         public: Vec<u8>,
     },
+    /// SLH-DSA (PKCS#11 3.2 `CKK_SLH_DSA`).
+    SlhDsa {
+        /// `CKA_PARAMETER_SET`: `CKP_SLH_DSA_SHA2_128S` or `_128F`.
+        set: CK_ULONG,
+        /// The FIPS 205 public key, PK.seed ‖ PK.root (`CKA_VALUE` of the public key).
+        public: Vec<u8>,
+    },
+}
+
+/// The SLH-DSA parameter sets Signet makes keys for, as [`ML_DSA`]'s rows: SPKI OID (RFC
+/// 9909), `CKA_PARAMETER_SET`, public key and signature lengths (FIPS 205), algorithm name.
+pub(crate) const SLH_DSA: [(&str, CK_ULONG, usize, usize, &str); 2] = [
+    (
+        "2.16.840.1.101.3.4.3.20",
+        CKP_SLH_DSA_SHA2_128S,
+        32,
+        7856,
+        "SLH-DSA-SHA2-128s",
+    ),
+    (
+        "2.16.840.1.101.3.4.3.21",
+        CKP_SLH_DSA_SHA2_128F,
+        32,
+        17088,
+        "SLH-DSA-SHA2-128f",
+    ),
+];
+
+/// The row of [`SLH_DSA`] for a parameter set.
+pub(crate) fn slh_dsa(set: CK_ULONG) -> (&'static str, CK_ULONG, usize, usize, &'static str) {
+    SLH_DSA
+        .into_iter()
+        .find(|row| row.1 == set)
+        .unwrap_or(SLH_DSA[1])
 }
 
 /// The ML-DSA parameter sets: SPKI OID (RFC 9881), `CKA_PARAMETER_SET`, public key and
@@ -94,6 +128,12 @@ impl KeyKind {
                 return Err(format!("an ML-DSA public key of {} bytes", public.len()));
             }
             KeyKind::MlDsa { set, public }
+        } else if let Some(&(_, set, len, _, _)) = SLH_DSA.iter().find(|row| row.0 == oid) {
+            let public = spki.subject_public_key.data.to_vec();
+            if public.len() != len {
+                return Err(format!("an SLH-DSA public key of {} bytes", public.len()));
+            }
+            KeyKind::SlhDsa { set, public }
         } else if oid == "1.3.101.112" {
             KeyKind::Ed25519 {
                 point: spki.subject_public_key.data.to_vec(),
@@ -136,6 +176,7 @@ impl KeyKind {
             KeyKind::Ed25519 { .. } => CKK_EC_EDWARDS,
             KeyKind::Rsa { .. } => CKK_RSA,
             KeyKind::MlDsa { .. } => CKK_ML_DSA,
+            KeyKind::SlhDsa { .. } => CKK_SLH_DSA,
         }
     }
 
@@ -146,17 +187,18 @@ impl KeyKind {
             KeyKind::Ed25519 { .. } => 64,
             KeyKind::Rsa { modulus, .. } => modulus.len(),
             KeyKind::MlDsa { set, .. } => ml_dsa(*set).3,
+            KeyKind::SlhDsa { set, .. } => slh_dsa(*set).3,
         }
     }
 
-    /// The key size in bits, as `CK_MECHANISM_INFO` counts it (ML-DSA: the public key's
-    /// bytes, as kryoptic reports it).
+    /// The key size in bits, as `CK_MECHANISM_INFO` counts it (ML-DSA and SLH-DSA: the public
+    /// key's bytes, as kryoptic reports it).
     pub fn bits(&self) -> usize {
         match self {
             KeyKind::Ec { size, .. } => size * 8,
             KeyKind::Ed25519 { .. } => 256,
             KeyKind::Rsa { modulus, .. } => modulus.len() * 8,
-            KeyKind::MlDsa { public, .. } => public.len(),
+            KeyKind::MlDsa { public, .. } | KeyKind::SlhDsa { public, .. } => public.len(),
         }
     }
 
@@ -164,7 +206,7 @@ impl KeyKind {
         match self {
             KeyKind::Ec { params, .. } => Some(params.clone()),
             KeyKind::Ed25519 { .. } => Some(ED25519.to_vec()),
-            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } => None,
+            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } | KeyKind::SlhDsa { .. } => None,
         }
     }
 
@@ -172,7 +214,7 @@ impl KeyKind {
     fn ec_point(&self) -> Option<Vec<u8>> {
         let point = match self {
             KeyKind::Ec { point, .. } | KeyKind::Ed25519 { point } => point,
-            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } => return None,
+            KeyKind::Rsa { .. } | KeyKind::MlDsa { .. } | KeyKind::SlhDsa { .. } => return None,
         };
         let mut der = vec![0x04];
         if point.len() < 0x80 {
@@ -295,11 +337,13 @@ impl Object {
                 _ => Value::Invalid,
             },
             CKA_PARAMETER_SET => match &self.kind {
-                KeyKind::MlDsa { set, .. } => ulong(*set),
+                KeyKind::MlDsa { set, .. } | KeyKind::SlhDsa { set, .. } => ulong(*set),
                 _ => Value::Invalid,
             },
             CKA_VALUE if !private => match &self.kind {
-                KeyKind::MlDsa { public, .. } => Value::Bytes(public.clone()),
+                KeyKind::MlDsa { public, .. } | KeyKind::SlhDsa { public, .. } => {
+                    Value::Bytes(public.clone())
+                }
                 _ => Value::Invalid,
             },
             CKA_MODULUS_BITS if !private => match &self.kind {
