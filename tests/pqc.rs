@@ -82,6 +82,120 @@ fn supports_ml_dsa(configured: &Configured) -> bool {
     configured.token.kind == TokenKind::Kryoptic
 }
 
+/// A post-quantum key made over the API, and its signatures of one message without and with a
+/// context string.
+struct Made {
+    name: String,
+    pem: String,
+    jwk: Value,
+    sig: Vec<u8>,
+    sig_ctx: Vec<u8>,
+}
+
+impl Made {
+    /// What an outside implementation must find: both signatures good with their own context,
+    /// not with another or over another message; the JWK the PEM's key.
+    fn checks(&self, (spec, alg, _): (&str, &str, usize), msg: &[u8], ctx: &[u8]) -> Vec<Value> {
+        let (pem, sig, sig_ctx) = (&self.pem, &self.sig, &self.sig_ctx);
+        vec![
+            json!({"what": format!("{spec} signature"), "kind": "sig", "alg": alg, "pem": pem,
+                   "msg": b64(msg), "sig": b64(sig), "expect": true}),
+            json!({"what": format!("{spec} signature with context"), "kind": "sig", "alg": alg,
+                   "pem": pem, "msg": b64(msg), "sig": b64(sig_ctx), "ctx": b64(ctx),
+                   "expect": true}),
+            json!({"what": format!("{spec} context signature without it"), "kind": "sig",
+                   "alg": alg, "pem": pem, "msg": b64(msg), "sig": b64(sig_ctx),
+                   "expect": false}),
+            json!({"what": format!("{spec} another message"), "kind": "sig", "alg": alg,
+                   "pem": pem, "msg": b64(b"another"), "sig": b64(sig), "expect": false}),
+            json!({"what": format!("{spec} JWK"), "kind": "jwk", "jwk": self.jwk, "pem": pem}),
+        ]
+    }
+}
+
+/// Makes a key of `spec` over the API and signs `msg` with its default algorithm, without and
+/// with `ctx`: signatures of `size` bytes, which the service's verifier accepts with the context
+/// they were made with only; a digest is refused. On a token without the spec, the 422 that
+/// names what it would need instead, and `None`.
+fn pq_key_signs_over_the_api(
+    admin: &common::Client,
+    token: &signet_softhsm::TestToken,
+    supported: bool,
+    (spec, alg, size): (&str, &str, usize),
+    msg: &[u8],
+    ctx: &[u8],
+) -> Option<Made> {
+    let name = token.unique(spec);
+    let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+    if !supported {
+        assert_eq!(created.status, 422, "{}: {created:?}", token.kind.name());
+        let detail = created.json()["detail"].as_str().unwrap().to_string();
+        let mechanism = if spec.starts_with("ml-dsa") {
+            "CKM_ML_DSA"
+        } else {
+            "CKM_SLH_DSA"
+        };
+        assert!(
+            detail.contains(&format!("does not support {spec}"))
+                && detail.contains(&format!("needs a PKCS#11 3.2 token with {mechanism}")),
+            "{detail}"
+        );
+        assert!(!detail.contains("CKR_"), "a raw return code: {detail}");
+        return None;
+    }
+    assert_eq!(created.status, 201, "{spec}: {created:?}");
+    let key = created.json();
+    assert_eq!(key["spec"], spec);
+    let version = &key["versions"][0];
+    assert_eq!(version["jwk"]["kty"], "AKP");
+    assert_eq!(version["jwk"]["alg"], alg);
+
+    let path = format!("/v1/keys/{name}/sign");
+    let signed = admin.post(&path, &json!({"input": b64(msg)}));
+    assert_eq!(signed.status, 200, "{signed:?}");
+    assert_eq!(signed.json()["algorithm"], alg);
+    let sig = unb64(signed.json()["signature"].as_str().unwrap());
+    assert_eq!(sig.len(), size);
+    let with_ctx = admin.post(&path, &json!({"input": b64(msg), "context": b64(ctx)}));
+    assert_eq!(with_ctx.status, 200, "{with_ctx:?}");
+    let sig_ctx = unb64(with_ctx.json()["signature"].as_str().unwrap());
+
+    // The service's own verifier, with and without the context.
+    let verify = |sig: &[u8], context: Option<&[u8]>| {
+        let mut body = json!({"input": b64(msg), "signature": b64(sig)});
+        if let Some(c) = context {
+            body["context"] = b64(c).into();
+        }
+        let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.json()["valid"].as_bool().unwrap()
+    };
+    assert!(verify(&sig, None));
+    assert!(verify(&sig_ctx, Some(ctx)));
+    assert!(!verify(&sig_ctx, None));
+    assert!(!verify(&sig, Some(ctx)));
+
+    let digest = admin.post(
+        &path,
+        &json!({"input": b64(&[0u8; 32]), "input_type": "digest"}),
+    );
+    assert_eq!(digest.status, 422, "{digest:?}");
+    assert!(
+        digest.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{alg} signs the whole message")),
+        "{digest:?}"
+    );
+    Some(Made {
+        pem: version["public_key_pem"].as_str().unwrap().to_string(),
+        jwk: version["jwk"].clone(),
+        name,
+        sig,
+        sig_ctx,
+    })
+}
+
 const SLH_SPECS: [(&str, &str, usize); 2] = [
     ("slh-dsa-sha2-128s", "SLH-DSA-SHA2-128s", 7856),
     ("slh-dsa-sha2-128f", "SLH-DSA-SHA2-128f", 17088),
@@ -101,78 +215,11 @@ fn slh_dsa_keys_sign_over_the_api_and_an_independent_implementation_verifies() {
     let msg = b"a message signed with a hash-based key in the token";
     let ctx = b"signet/slh-dsa-test";
     let mut checks = Vec::new();
-    for (spec, alg, size) in SLH_SPECS {
-        let name = token.unique(spec);
-        let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
-        if !supported {
-            assert_eq!(created.status, 422, "{}: {created:?}", token.kind.name());
-            let detail = created.json()["detail"].as_str().unwrap().to_string();
-            assert!(
-                detail.contains(&format!("does not support {spec}"))
-                    && detail.contains("needs a PKCS#11 3.2 token with CKM_SLH_DSA"),
-                "{detail}"
-            );
-            assert!(!detail.contains("CKR_"), "a raw return code: {detail}");
+    for row in SLH_SPECS {
+        let Some(made) = pq_key_signs_over_the_api(&admin, token, supported, row, msg, ctx) else {
             continue;
-        }
-        assert_eq!(created.status, 201, "{spec}: {created:?}");
-        let key = created.json();
-        assert_eq!(key["spec"], spec);
-        let version = &key["versions"][0];
-        let pem = version["public_key_pem"].as_str().unwrap().to_string();
-        assert_eq!(version["jwk"]["kty"], "AKP");
-        assert_eq!(version["jwk"]["alg"], alg);
-
-        let path = format!("/v1/keys/{name}/sign");
-        let signed = admin.post(&path, &json!({"input": b64(msg)}));
-        assert_eq!(signed.status, 200, "{signed:?}");
-        assert_eq!(signed.json()["algorithm"], alg);
-        let sig = unb64(signed.json()["signature"].as_str().unwrap());
-        assert_eq!(sig.len(), size);
-        let with_ctx = admin.post(&path, &json!({"input": b64(msg), "context": b64(ctx)}));
-        assert_eq!(with_ctx.status, 200, "{with_ctx:?}");
-        let sig_ctx = unb64(with_ctx.json()["signature"].as_str().unwrap());
-
-        let verify = |sig: &[u8], context: Option<&[u8]>| {
-            let mut body = json!({"input": b64(msg), "signature": b64(sig)});
-            if let Some(c) = context {
-                body["context"] = b64(c).into();
-            }
-            let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
-            assert_eq!(reply.status, 200, "{reply:?}");
-            reply.json()["valid"].as_bool().unwrap()
         };
-        assert!(verify(&sig, None));
-        assert!(verify(&sig_ctx, Some(ctx)));
-        assert!(!verify(&sig_ctx, None));
-        assert!(!verify(&sig, Some(ctx)));
-
-        let digest = admin.post(
-            &path,
-            &json!({"input": b64(&[0u8; 32]), "input_type": "digest"}),
-        );
-        assert_eq!(digest.status, 422, "{digest:?}");
-        assert!(
-            digest.json()["detail"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{alg} signs the whole message")),
-            "{digest:?}"
-        );
-        checks.extend([
-            json!({"what": format!("{spec} signature"), "kind": "sig", "alg": alg, "pem": pem,
-                   "msg": b64(msg), "sig": b64(&sig), "expect": true}),
-            json!({"what": format!("{spec} signature with context"), "kind": "sig", "alg": alg,
-                   "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx), "ctx": b64(ctx),
-                   "expect": true}),
-            json!({"what": format!("{spec} context signature without it"), "kind": "sig",
-                   "alg": alg, "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx),
-                   "expect": false}),
-            json!({"what": format!("{spec} another message"), "kind": "sig", "alg": alg,
-                   "pem": pem, "msg": b64(b"another"), "sig": b64(&sig), "expect": false}),
-            json!({"what": format!("{spec} JWK"), "kind": "jwk", "jwk": version["jwk"],
-                   "pem": pem}),
-        ]);
+        checks.extend(made.checks(row, msg, ctx));
     }
     if !supported {
         return;
@@ -246,54 +293,14 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
     let msg = b"a message signed with a post-quantum key in the token";
     let ctx = b"signet/pqc-test";
     let mut checks = Vec::new();
-    for (spec, alg, size) in SPECS {
-        let name = token.unique(spec);
-        let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
-        if !supported {
-            assert_eq!(created.status, 422, "{}: {created:?}", token.kind.name());
-            let detail = created.json()["detail"].as_str().unwrap().to_string();
-            assert!(
-                detail.contains(&format!("does not support {spec}"))
-                    && detail.contains("needs a PKCS#11 3.2 token with CKM_ML_DSA"),
-                "{detail}"
-            );
-            assert!(!detail.contains("CKR_"), "a raw return code: {detail}");
+    for row in SPECS {
+        let Some(made) = pq_key_signs_over_the_api(&admin, token, supported, row, msg, ctx) else {
             continue;
-        }
-        assert_eq!(created.status, 201, "{spec}: {created:?}");
-        let key = created.json();
-        assert_eq!(key["spec"], spec);
-        let version = &key["versions"][0];
-        let pem = version["public_key_pem"].as_str().unwrap().to_string();
-        assert_eq!(version["jwk"]["kty"], "AKP");
-        assert_eq!(version["jwk"]["alg"], alg);
-
-        let path = format!("/v1/keys/{name}/sign");
-        let signed = admin.post(&path, &json!({"input": b64(msg)}));
-        assert_eq!(signed.status, 200, "{signed:?}");
-        assert_eq!(signed.json()["algorithm"], alg);
-        let sig = unb64(signed.json()["signature"].as_str().unwrap());
-        assert_eq!(sig.len(), size);
-        let with_ctx = admin.post(&path, &json!({"input": b64(msg), "context": b64(ctx)}));
-        assert_eq!(with_ctx.status, 200, "{with_ctx:?}");
-        let sig_ctx = unb64(with_ctx.json()["signature"].as_str().unwrap());
-
-        // The service's own verifier, with and without the context.
-        let verify = |sig: &[u8], context: Option<&[u8]>| {
-            let mut body = json!({"input": b64(msg), "signature": b64(sig)});
-            if let Some(c) = context {
-                body["context"] = b64(c).into();
-            }
-            let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
-            assert_eq!(reply.status, 200, "{reply:?}");
-            reply.json()["valid"].as_bool().unwrap()
         };
-        assert!(verify(&sig, None));
-        assert!(verify(&sig_ctx, Some(ctx)));
-        assert!(!verify(&sig_ctx, None));
-        assert!(!verify(&sig, Some(ctx)));
-
-        // Refusals: a context that is too long, a digest, a context on a digest.
+        let (spec, alg, _) = row;
+        let (name, pem) = (&made.name, &made.pem);
+        let path = format!("/v1/keys/{name}/sign");
+        // A context that is too long is refused.
         let long = admin.post(
             &path,
             &json!({"input": b64(msg), "context": b64(&[1u8; 256])}),
@@ -303,18 +310,6 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
             .as_str()
             .unwrap()
             .contains("at most 255"));
-        let digest = admin.post(
-            &path,
-            &json!({"input": b64(&[0u8; 32]), "input_type": "digest"}),
-        );
-        assert_eq!(digest.status, 422, "{digest:?}");
-        assert!(
-            digest.json()["detail"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{alg} signs the whole message")),
-            "{digest:?}"
-        );
 
         // Batch signing: each item on its own.
         let batch = admin.post(
@@ -326,23 +321,12 @@ fn ml_dsa_keys_sign_verify_and_batch_over_the_api() {
         assert_eq!(results.len(), 2, "{batch:?}");
         let batch_sig = unb64(results[1]["signature"].as_str().unwrap());
 
-        checks.extend([
-            json!({"what": format!("{spec} signature"), "kind": "sig", "alg": alg, "pem": pem,
-                   "msg": b64(msg), "sig": b64(&sig), "expect": true}),
-            json!({"what": format!("{spec} signature with context"), "kind": "sig", "alg": alg,
-                   "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx), "ctx": b64(ctx),
-                   "expect": true}),
-            json!({"what": format!("{spec} context signature without it"), "kind": "sig",
-                   "alg": alg, "pem": pem, "msg": b64(msg), "sig": b64(&sig_ctx),
-                   "expect": false}),
-            json!({"what": format!("{spec} another message"), "kind": "sig", "alg": alg,
-                   "pem": pem, "msg": b64(b"another"), "sig": b64(&sig), "expect": false}),
+        checks.extend(made.checks(row, msg, ctx));
+        checks.push(
             json!({"what": format!("{spec} batch item"), "kind": "sig", "alg": alg, "pem": pem,
                    "msg": b64(b"second"), "sig": b64(&batch_sig), "ctx": b64(ctx),
                    "expect": true}),
-            json!({"what": format!("{spec} JWK"), "kind": "jwk", "jwk": version["jwk"],
-                   "pem": pem}),
-        ]);
+        );
 
         // The CLI's `key public` gives the same PEM.
         let public = admin.get(&format!("/v1/keys/{name}"));

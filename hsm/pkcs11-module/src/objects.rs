@@ -55,7 +55,7 @@ pub enum KeyKind {
 
 /// The SLH-DSA parameter sets Signet makes keys for, as [`ML_DSA`]'s rows: SPKI OID (RFC
 /// 9909), `CKA_PARAMETER_SET`, public key and signature lengths (FIPS 205), algorithm name.
-pub(crate) const SLH_DSA: [(&str, CK_ULONG, usize, usize, &str); 2] = [
+pub(crate) const SLH_DSA: [ParameterRow; 2] = [
     (
         "2.16.840.1.101.3.4.3.20",
         CKP_SLH_DSA_SHA2_128S,
@@ -73,16 +73,26 @@ pub(crate) const SLH_DSA: [(&str, CK_ULONG, usize, usize, &str); 2] = [
 ];
 
 /// The row of [`SLH_DSA`] for a parameter set.
-pub(crate) fn slh_dsa(set: CK_ULONG) -> (&'static str, CK_ULONG, usize, usize, &'static str) {
-    SLH_DSA
-        .into_iter()
+pub(crate) fn slh_dsa(set: CK_ULONG) -> ParameterRow {
+    row(&SLH_DSA, set)
+}
+
+/// A row of [`ML_DSA`] or [`SLH_DSA`].
+pub(crate) type ParameterRow = (&'static str, CK_ULONG, usize, usize, &'static str);
+
+/// The row of `table` for a parameter set (its last row for an unknown one: the module only
+/// makes objects for keys it found a row for).
+fn row(table: &[ParameterRow], set: CK_ULONG) -> ParameterRow {
+    table
+        .iter()
+        .copied()
         .find(|row| row.1 == set)
-        .unwrap_or(SLH_DSA[1])
+        .unwrap_or(table[table.len() - 1])
 }
 
 /// The ML-DSA parameter sets: SPKI OID (RFC 9881), `CKA_PARAMETER_SET`, public key and
 /// signature lengths (FIPS 204), Signet's algorithm name.
-pub(crate) const ML_DSA: [(&str, CK_ULONG, usize, usize, &str); 3] = [
+pub(crate) const ML_DSA: [ParameterRow; 3] = [
     (
         "2.16.840.1.101.3.4.3.17",
         CKP_ML_DSA_44,
@@ -107,11 +117,8 @@ pub(crate) const ML_DSA: [(&str, CK_ULONG, usize, usize, &str); 3] = [
 ];
 
 /// The row of [`ML_DSA`] for a parameter set.
-pub(crate) fn ml_dsa(set: CK_ULONG) -> (&'static str, CK_ULONG, usize, usize, &'static str) {
-    ML_DSA
-        .into_iter()
-        .find(|row| row.1 == set)
-        .unwrap_or(ML_DSA[1])
+pub(crate) fn ml_dsa(set: CK_ULONG) -> ParameterRow {
+    row(&ML_DSA, set)
 }
 
 impl KeyKind {
