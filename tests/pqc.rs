@@ -659,7 +659,6 @@ fn the_token_key_moves_to_another_spec_and_both_kids_verify() {
 /// the mechanism and refuses it on another key type.
 #[test]
 fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::error::{Error as CkError, RvError};
     use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
     use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -678,30 +677,12 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
     let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
     assert_eq!(created.status, 201, "{created:?}");
     let version = created.json()["versions"][0].clone();
-    // Read by the module's C_Initialize, before any other thread of this test exists.
-    std::env::set_var(
-        "SIGNET_PKCS11_CONF",
-        common::pkcs11_settings(server, "admin"),
-    );
-    let ctx = Pkcs11::new(common::pkcs11_module()).unwrap();
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let (ctx, slot, session) = module_session(server);
     assert!(ctx
         .get_mechanism_list(slot)
         .unwrap()
         .contains(&MechanismType::ML_DSA));
-    let session = ctx.open_ro_session(slot).unwrap();
-    let find = |class: ObjectClass| {
-        let found = session
-            .find_objects(&[
-                Attribute::Class(class),
-                Attribute::Label(name.as_bytes().to_vec()),
-            ])
-            .unwrap();
-        assert_eq!(found.len(), 1, "{class:?} {name}");
-        found[0]
-    };
+    let find = |class: ObjectClass| find_one(&session, class, name);
     let private = find(ObjectClass::PRIVATE_KEY);
     let plain = Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
     if !supported {
@@ -876,13 +857,52 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
     ]);
 }
 
+/// `libsignet_pkcs11.so` for the admin of `server` (its configuration is read by
+/// `C_Initialize`: call before any other thread of the test exists), its one slot, and a
+/// read-only session there.
+fn module_session(
+    server: &common::Server,
+) -> (
+    cryptoki::context::Pkcs11,
+    cryptoki::slot::Slot,
+    cryptoki::session::Session,
+) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    std::env::set_var(
+        "SIGNET_PKCS11_CONF",
+        common::pkcs11_settings(server, "admin"),
+    );
+    let ctx = Pkcs11::new(common::pkcs11_module()).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let session = ctx.open_ro_session(slot).unwrap();
+    (ctx, slot, session)
+}
+
+/// The one object of `class` labelled `label`.
+fn find_one(
+    session: &cryptoki::session::Session,
+    class: cryptoki::object::ObjectClass,
+    label: &str,
+) -> cryptoki::object::ObjectHandle {
+    use cryptoki::object::Attribute;
+    let found = session
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(found.len(), 1, "{class:?} {label}");
+    found[0]
+}
+
 /// SLH-DSA keys through `libsignet_pkcs11.so` (on kryoptic): listed as `CKK_SLH_DSA` with
 /// their parameter set and public `CKA_VALUE`, signing with `CKM_SLH_DSA` (with and without a
 /// context string; deterministic signing refused), verified by the module's `C_Verify` and by
 /// the `slhdsa` package against the PEM Signet serves.
 #[test]
 fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::error::{Error as CkError, RvError};
     use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
     use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -904,30 +924,12 @@ fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
     );
     assert_eq!(created.status, 201, "{created:?}");
     let version = created.json()["versions"][0].clone();
-    // Read by the module's C_Initialize, before any other thread of this test exists.
-    std::env::set_var(
-        "SIGNET_PKCS11_CONF",
-        common::pkcs11_settings(server, "admin"),
-    );
-    let ctx = Pkcs11::new(common::pkcs11_module()).unwrap();
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let (ctx, slot, session) = module_session(server);
     assert!(ctx
         .get_mechanism_list(slot)
         .unwrap()
         .contains(&MechanismType::SLH_DSA));
-    let session = ctx.open_ro_session(slot).unwrap();
-    let find = |class: ObjectClass| {
-        let found = session
-            .find_objects(&[
-                Attribute::Class(class),
-                Attribute::Label(name.as_bytes().to_vec()),
-            ])
-            .unwrap();
-        assert_eq!(found.len(), 1, "{class:?} {name}");
-        found[0]
-    };
+    let find = |class: ObjectClass| find_one(&session, class, name);
     let private = find(ObjectClass::PRIVATE_KEY);
     let attrs = session
         .get_attributes(
