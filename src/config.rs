@@ -260,7 +260,8 @@ pub struct Pkcs11Settings {
     pub pin_env: Option<String>,
     /// Most PKCS#11 sessions open at once; by default one per CPU (a token inside this
     /// process, such as SoftHSM2 or kryoptic, signs on these CPUs: more sessions only queue on
-    /// its locks). A network HSM serves more at once: set its own concurrency.
+    /// its locks). A network HSM serves more at once: set its own concurrency. While every
+    /// session is busy with a slow operation, other requests wait for a worker.
     pub pool_size: usize,
 }
 
