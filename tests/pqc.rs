@@ -662,7 +662,7 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
     use cryptoki::error::{Error as CkError, RvError};
     use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
     use cryptoki::mechanism::{Mechanism, MechanismType};
-    use cryptoki::object::{Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass};
+    use cryptoki::object::{KeyType, MlDsaParameterSetType, ObjectClass};
 
     let mut configured = Configured::init("");
     configured.serve();
@@ -693,50 +693,15 @@ fn applications_sign_with_ml_dsa_keys_through_the_pkcs11_module() {
         );
         return;
     }
-    let attrs = session
-        .get_attributes(
-            private,
-            &[AttributeType::KeyType, AttributeType::ParameterSet],
-        )
-        .unwrap();
-    assert!(
-        attrs.contains(&Attribute::KeyType(KeyType::ML_DSA)),
-        "{attrs:?}"
-    );
-    assert!(
-        attrs.contains(&Attribute::ParameterSet(
-            MlDsaParameterSetType::ML_DSA_65.into()
-        )),
-        "{attrs:?}"
-    );
     let public = find(ObjectClass::PUBLIC_KEY);
-    let value = session
-        .get_attributes(public, &[AttributeType::Value])
-        .unwrap();
-    let jwk_pub = unb64url(version["jwk"]["pub"].as_str().unwrap());
-    assert_eq!(value, vec![Attribute::Value(jwk_pub)]);
-
-    let msg = b"signed by an application through the PKCS#11 module";
-    let sig = session.sign(&plain, private, msg).unwrap();
-    assert_eq!(sig.len(), 3309);
-    session.verify(&plain, public, msg, &sig).unwrap();
-    assert!(session.verify(&plain, public, b"other", &sig).is_err());
-    let ctx_bytes = b"app-context";
-    let with_ctx = Mechanism::MlDsa(SignAdditionalContext::new(
-        HedgeType::Required,
-        Some(ctx_bytes),
-    ));
-    let sig_ctx = session.sign(&with_ctx, private, msg).unwrap();
-    session.verify(&with_ctx, public, msg, &sig_ctx).unwrap();
-    assert!(session.verify(&plain, public, msg, &sig_ctx).is_err());
-    let deterministic = Mechanism::MlDsa(SignAdditionalContext::new(
-        HedgeType::DeterministicRequired,
-        None,
-    ));
-    let err = session.sign_init(&deterministic, private).unwrap_err();
-    assert!(
-        matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
-        "{err}"
+    let (msg, ctx_bytes) = (MODULE_MESSAGE, MODULE_CONTEXT);
+    let (sig, sig_ctx) = module_key_signs_with_context(
+        &session,
+        (private, public),
+        (KeyType::ML_DSA, MlDsaParameterSetType::ML_DSA_65.into()),
+        &version["jwk"],
+        Mechanism::MlDsa,
+        3309,
     );
     // HashML-DSA with SHA-512: a digest the application made (CKM_HASH_ML_DSA), the module
     // hashing the parts (CKM_HASH_ML_DSA_SHA512), and with a context string; the module's
@@ -897,6 +862,75 @@ fn find_one(
     found[0]
 }
 
+/// What the module tests sign, and the context string they sign it with.
+const MODULE_MESSAGE: &[u8] = b"signed by an application through the PKCS#11 module";
+const MODULE_CONTEXT: &[u8] = b"app-context";
+
+/// Through the module, a post-quantum key pair (`keys`: private, public): a `key_type` key of
+/// parameter set `set`, whose public `CKA_VALUE` is the `jwk`'s `pub`. It signs
+/// [`MODULE_MESSAGE`] with the mechanism `mechanism` makes of a `CK_SIGN_ADDITIONAL_CONTEXT`,
+/// without and with [`MODULE_CONTEXT`]: signatures of `size` bytes that `C_Verify` accepts over
+/// that message with that context only. Deterministic signing is refused. Returns the two
+/// signatures.
+fn module_key_signs_with_context(
+    session: &cryptoki::session::Session,
+    (private, public): (
+        cryptoki::object::ObjectHandle,
+        cryptoki::object::ObjectHandle,
+    ),
+    (key_type, set): (
+        cryptoki::object::KeyType,
+        cryptoki::object::ParameterSetType,
+    ),
+    jwk: &Value,
+    mechanism: fn(
+        cryptoki::mechanism::dsa::SignAdditionalContext<'static>,
+    ) -> cryptoki::mechanism::Mechanism<'static>,
+    size: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    use cryptoki::error::{Error as CkError, RvError};
+    use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
+    use cryptoki::object::{Attribute, AttributeType};
+
+    let attrs = session
+        .get_attributes(
+            private,
+            &[AttributeType::KeyType, AttributeType::ParameterSet],
+        )
+        .unwrap();
+    assert!(attrs.contains(&Attribute::KeyType(key_type)), "{attrs:?}");
+    assert!(attrs.contains(&Attribute::ParameterSet(set)), "{attrs:?}");
+    let value = session
+        .get_attributes(public, &[AttributeType::Value])
+        .unwrap();
+    let jwk_pub = unb64url(jwk["pub"].as_str().unwrap());
+    assert_eq!(value, vec![Attribute::Value(jwk_pub)]);
+
+    let msg = MODULE_MESSAGE;
+    let plain = mechanism(SignAdditionalContext::new(HedgeType::Preferred, None));
+    let sig = session.sign(&plain, private, msg).unwrap();
+    assert_eq!(sig.len(), size);
+    session.verify(&plain, public, msg, &sig).unwrap();
+    assert!(session.verify(&plain, public, b"other", &sig).is_err());
+    let with_ctx = mechanism(SignAdditionalContext::new(
+        HedgeType::Required,
+        Some(MODULE_CONTEXT),
+    ));
+    let sig_ctx = session.sign(&with_ctx, private, msg).unwrap();
+    session.verify(&with_ctx, public, msg, &sig_ctx).unwrap();
+    assert!(session.verify(&plain, public, msg, &sig_ctx).is_err());
+    let deterministic = mechanism(SignAdditionalContext::new(
+        HedgeType::DeterministicRequired,
+        None,
+    ));
+    let err = session.sign_init(&deterministic, private).unwrap_err();
+    assert!(
+        matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
+        "{err}"
+    );
+    (sig, sig_ctx)
+}
+
 /// SLH-DSA keys through `libsignet_pkcs11.so` (on kryoptic): listed as `CKK_SLH_DSA` with
 /// their parameter set and public `CKA_VALUE`, signing with `CKM_SLH_DSA` (with and without a
 /// context string; deterministic signing refused), verified by the module's `C_Verify` and by
@@ -906,9 +940,7 @@ fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
     use cryptoki::error::{Error as CkError, RvError};
     use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
     use cryptoki::mechanism::{Mechanism, MechanismType};
-    use cryptoki::object::{
-        Attribute, AttributeType, KeyType, ObjectClass, SlhDsaParameterSetType,
-    };
+    use cryptoki::object::{KeyType, ObjectClass, SlhDsaParameterSetType};
 
     let mut configured = Configured::init("");
     if !supports_ml_dsa(&configured) {
@@ -931,51 +963,15 @@ fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
         .contains(&MechanismType::SLH_DSA));
     let find = |class: ObjectClass| find_one(&session, class, name);
     let private = find(ObjectClass::PRIVATE_KEY);
-    let attrs = session
-        .get_attributes(
-            private,
-            &[AttributeType::KeyType, AttributeType::ParameterSet],
-        )
-        .unwrap();
-    assert!(
-        attrs.contains(&Attribute::KeyType(KeyType::SLH_DSA)),
-        "{attrs:?}"
-    );
-    assert!(
-        attrs.contains(&Attribute::ParameterSet(
-            SlhDsaParameterSetType::SHA2_128F.into()
-        )),
-        "{attrs:?}"
-    );
     let public = find(ObjectClass::PUBLIC_KEY);
-    let value = session
-        .get_attributes(public, &[AttributeType::Value])
-        .unwrap();
-    let jwk_pub = unb64url(version["jwk"]["pub"].as_str().unwrap());
-    assert_eq!(value, vec![Attribute::Value(jwk_pub)]);
-
-    let msg = b"signed by an application through the PKCS#11 module";
-    let plain = Mechanism::SlhDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
-    let sig = session.sign(&plain, private, msg).unwrap();
-    assert_eq!(sig.len(), 17088);
-    session.verify(&plain, public, msg, &sig).unwrap();
-    assert!(session.verify(&plain, public, b"other", &sig).is_err());
-    let ctx_bytes = b"app-context";
-    let with_ctx = Mechanism::SlhDsa(SignAdditionalContext::new(
-        HedgeType::Required,
-        Some(ctx_bytes),
-    ));
-    let sig_ctx = session.sign(&with_ctx, private, msg).unwrap();
-    session.verify(&with_ctx, public, msg, &sig_ctx).unwrap();
-    assert!(session.verify(&plain, public, msg, &sig_ctx).is_err());
-    let deterministic = Mechanism::SlhDsa(SignAdditionalContext::new(
-        HedgeType::DeterministicRequired,
-        None,
-    ));
-    let err = session.sign_init(&deterministic, private).unwrap_err();
-    assert!(
-        matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
-        "{err}"
+    let (msg, ctx_bytes) = (MODULE_MESSAGE, MODULE_CONTEXT);
+    let (sig, sig_ctx) = module_key_signs_with_context(
+        &session,
+        (private, public),
+        (KeyType::SLH_DSA, SlhDsaParameterSetType::SHA2_128F.into()),
+        &version["jwk"],
+        Mechanism::SlhDsa,
+        17088,
     );
     // An ML-DSA mechanism on an SLH-DSA key is the wrong key type.
     let ml_dsa = Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None));

@@ -58,12 +58,12 @@ impl AppState {
     }
 }
 
-/// How many worker threads run requests' blocking work: one per token session (at least two,
-/// so that a request that is not a key use does not queue behind a slow token call), and with
-/// a database one more per database connection, as each request then spends most of its time
-/// waiting on the network. No more than the token can serve: with SoftHSM2 on two CPUs, four
-/// extra idle threads doubled the context switches per signature at 16 connections (2.3 → 1.3
-/// with two threads; BENCHMARKS.md) and cost CPU in the token's locks.
+/// How many worker threads run requests' blocking work: one per token session (at least two),
+/// and with a database one more per database connection, as each request then spends most of
+/// its time waiting on the network. No more than the token can serve: with SoftHSM2 on two
+/// CPUs, six workers for four sessions made 2.4–2.5 context switches per signature at 16
+/// connections, two workers for two sessions 1.7–2.1 at the same rate (BENCHMARKS.md). While
+/// every session is busy with a slow operation, other requests wait for a worker.
 pub fn worker_threads(config: &crate::config::Config) -> usize {
     let mut threads = match &config.hsm {
         crate::config::HsmConfig::Pkcs11(p) => p.pool_size.max(2),

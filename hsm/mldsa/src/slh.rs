@@ -15,14 +15,6 @@ impl ParameterSet {
     pub fn public_key_len(self) -> usize {
         32
     }
-
-    /// The length of a signature (FIPS 205, table 2).
-    pub fn signature_len(self) -> usize {
-        match self {
-            ParameterSet::Sha2_128s => 7856,
-            ParameterSet::Sha2_128f => 17088,
-        }
-    }
 }
 
 /// slh_verify (FIPS 205, algorithm 24) of `signature` over `message` with context string
