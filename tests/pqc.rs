@@ -244,10 +244,12 @@ fn slh_dsa_keys_sign_over_the_api_and_an_independent_implementation_verifies() {
 }
 
 /// Signet's SLH-DSA verifier judges signatures made outside the project, by the `slhdsa`
-/// package from PyPI (its own FIPS 205 implementation): it accepts them, with the right
-/// context, and refuses them altered, cut short, over another message or without their
-/// context. (NIST's ACVP SLH-DSA signature-verification prompts were not reachable here; the
-/// token's signatures are checked the other way round above.) Needs no token.
+/// package from PyPI (its own FIPS 205 implementation), pure and HashSLH-DSA (SHA-256 with a
+/// context, SHA-512): it accepts them, with the right context and hash, and refuses them
+/// altered, cut short, over another message, without their context, under another hash, and
+/// a pre-hash signature as a pure one or the reverse. (The NIST ACVP SLH-DSA verification
+/// vectors reachable here cover no parameter set Signet makes; the token's signatures are
+/// checked the other way round above.) Needs no token.
 #[test]
 fn slh_dsa_signatures_made_elsewhere_verify_in_signet() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/slhdsa_check.py");
@@ -265,14 +267,20 @@ fn slh_dsa_signatures_made_elsewhere_verify_in_signet() {
         let hex = |v: &Value| hex::decode(v.as_str().unwrap()).unwrap();
         let public = signet_hsm::PublicKey::from_slh_dsa(spec, &hex(&made["public"])).unwrap();
         let cases = made["cases"].as_array().unwrap();
-        assert_eq!(cases.len(), 6);
+        assert_eq!(cases.len(), 13);
         for case in cases {
-            let got = signet_hsm::verify::verify_slh_dsa(
-                &public,
-                &hex(&case["msg"]),
-                &hex(&case["ctx"]),
-                &hex(&case["sig"]),
-            );
+            let (msg, ctx, sig) = (hex(&case["msg"]), hex(&case["ctx"]), hex(&case["sig"]));
+            let got = match case["hash"].as_str() {
+                None => signet_hsm::verify::verify_slh_dsa(&public, &msg, &ctx, &sig),
+                Some(hash) => {
+                    let hash = match hash {
+                        "SHA256" => signet_hsm::Hash::Sha256,
+                        _ => signet_hsm::Hash::Sha512,
+                    };
+                    let digest = hash.digest(&msg);
+                    signet_hsm::verify::verify_pre_hashed(&public, hash, &digest, &ctx, &sig)
+                }
+            };
             assert_eq!(
                 got,
                 case["valid"].as_bool().unwrap(),
@@ -281,6 +289,117 @@ fn slh_dsa_signatures_made_elsewhere_verify_in_signet() {
             );
         }
     }
+}
+
+/// HashSLH-DSA (FIPS 205 §10.2) with SHA-256 and SHA-512 over the API: an SLH-DSA key signs a
+/// message (Signet hashes it) or a digest made elsewhere, with or without a context string; the
+/// token (`CKM_HASH_SLH_DSA`) builds M' and signs. The service's verifier and the `slhdsa`
+/// package from PyPI accept exactly those signatures: not as pure SLH-DSA, not under the
+/// other hash, not without their context. On a token without SLH-DSA the algorithm is refused.
+#[test]
+fn hash_slh_dsa_signs_messages_and_digests_over_the_api() {
+    use sha2::Digest;
+    let mut configured = Configured::init("");
+    configured.serve();
+    let supported = supports_ml_dsa(&configured);
+    let (server, token) = (configured.server(), &configured.token);
+    let admin = server.admin();
+    let name = token.unique("hash-slh");
+    let spec = if supported {
+        "slh-dsa-sha2-128f"
+    } else {
+        "ec-p256"
+    };
+    let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
+    assert_eq!(created.status, 201, "{created:?}");
+    let path = format!("/v1/keys/{name}/sign");
+    if !supported {
+        let refused = admin.post(
+            &path,
+            &json!({"input": b64(b"x"), "algorithm": "HashSLH-DSA-SHA2-128f-SHA256"}),
+        );
+        assert_eq!(refused.status, 422, "{refused:?}");
+        return;
+    }
+    let pem = created.json()["versions"][0]["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = b"a large document, signed as its digest with a hash-based key";
+    let ctx = b"signet/hash-slh-dsa";
+    let pure = "SLH-DSA-SHA2-128f";
+    let mut checks = Vec::new();
+    for (hash, digest) in [
+        ("SHA256", sha2::Sha256::digest(msg).to_vec()),
+        ("SHA512", sha2::Sha512::digest(msg).to_vec()),
+    ] {
+        let alg = format!("HashSLH-DSA-SHA2-128f-{hash}");
+        let other = format!(
+            "HashSLH-DSA-SHA2-128f-{}",
+            if hash == "SHA256" { "SHA512" } else { "SHA256" }
+        );
+        let sign = |body: Value| {
+            let reply = admin.post(&path, &body);
+            assert_eq!(reply.status, 200, "{alg}: {reply:?}");
+            assert_eq!(reply.json()["algorithm"], alg.as_str());
+            let sig = unb64(reply.json()["signature"].as_str().unwrap());
+            assert_eq!(sig.len(), 17088);
+            sig
+        };
+        let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
+        let of_digest =
+            sign(json!({"input": b64(&digest), "input_type": "digest", "algorithm": alg}));
+        let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
+        let verify =
+            |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
+                let mut body =
+                    json!({"input": b64(input), "signature": b64(sig), "algorithm": algorithm});
+                if digest {
+                    body["input_type"] = "digest".into();
+                }
+                if let Some(c) = context {
+                    body["context"] = b64(c).into();
+                }
+                let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
+                assert_eq!(reply.status, 200, "{reply:?}");
+                reply.json()["valid"].as_bool().unwrap()
+            };
+        for sig in [&of_message, &of_digest] {
+            assert!(verify(msg, false, &alg, sig, None), "{alg} message");
+            assert!(verify(&digest, true, &alg, sig, None), "{alg} digest");
+            assert!(!verify(b"another message", false, &alg, sig, None));
+            assert!(!verify(msg, false, &alg, sig, Some(ctx)));
+            assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
+            assert!(!verify(msg, false, &other, sig, None), "{alg} as {other}");
+        }
+        assert!(verify(msg, false, &alg, &with_ctx, Some(ctx)));
+        assert!(!verify(msg, false, &alg, &with_ctx, None));
+        // A digest of the wrong length is refused, saying what it should be.
+        let short = admin.post(
+            &path,
+            &json!({"input": b64(&[0u8; 20]), "input_type": "digest", "algorithm": alg}),
+        );
+        assert_eq!(short.status, 422, "{short:?}");
+        let detail = short.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(&digest.len().to_string()), "{detail}");
+        let check =
+            |what: &str, hash: Option<&str>, sig: &[u8], ctx: Option<&[u8]>, expect: bool| {
+                json!({"what": format!("{alg}: {what}"), "kind": "sig", "alg": pure, "pem": pem,
+                   "hash": hash, "msg": b64(msg), "sig": b64(sig), "ctx": ctx.map(b64),
+                   "expect": expect})
+            };
+        checks.extend([
+            check("of the message", Some(hash), &of_message, None, true),
+            check("of the digest", Some(hash), &of_digest, None, true),
+            check("with a context", Some(hash), &with_ctx, Some(ctx), true),
+            check("without its context", Some(hash), &with_ctx, None, false),
+            check("as pure SLH-DSA", None, &of_digest, None, false),
+        ]);
+    }
+    python_checks("slhdsa_check.py", checks);
+    // The key's own algorithm stays pure SLH-DSA unless asked.
+    let signed = admin.post(&path, &json!({"input": b64(msg)}));
+    assert_eq!(signed.json()["algorithm"], pure, "{signed:?}");
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub fn sign_with_context(
             EcdsaFormat::Der,
         );
     }
-    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_hash_ml_dsa()) {
+    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_pre_hash()) {
         let digest = hash.digest(message);
         return backend.sign_with_context_string(id, algorithm, &digest, context);
     }

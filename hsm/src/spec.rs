@@ -145,8 +145,16 @@ impl KeySpec {
                 HashMlDsa87Sha256,
                 HashMlDsa87Sha384,
             ],
-            KeySpec::SlhDsaSha2_128s => &[SlhDsaSha2_128s],
-            KeySpec::SlhDsaSha2_128f => &[SlhDsaSha2_128f],
+            KeySpec::SlhDsaSha2_128s => &[
+                SlhDsaSha2_128s,
+                HashSlhDsaSha2_128sSha256,
+                HashSlhDsaSha2_128sSha512,
+            ],
+            KeySpec::SlhDsaSha2_128f => &[
+                SlhDsaSha2_128f,
+                HashSlhDsaSha2_128fSha256,
+                HashSlhDsaSha2_128fSha512,
+            ],
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 &[Rs256, Rs384, Rs512, Ps256, Ps384, Ps512]
             }
@@ -245,6 +253,15 @@ pub enum SignatureAlgorithm {
     SlhDsaSha2_128s,
     /// SLH-DSA-SHA2-128f (FIPS 205), pure.
     SlhDsaSha2_128f,
+    /// HashSLH-DSA-SHA2-128s with SHA-256 (FIPS 205 §10.2): the token signs a SHA-256 digest
+    /// of the message, so a precomputed digest can be signed.
+    HashSlhDsaSha2_128sSha256,
+    /// HashSLH-DSA-SHA2-128s with SHA-512.
+    HashSlhDsaSha2_128sSha512,
+    /// HashSLH-DSA-SHA2-128f with SHA-256.
+    HashSlhDsaSha2_128fSha256,
+    /// HashSLH-DSA-SHA2-128f with SHA-512.
+    HashSlhDsaSha2_128fSha512,
 }
 
 /// The hash an algorithm signs over.
@@ -297,7 +314,7 @@ impl Hash {
 
 impl SignatureAlgorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [SignatureAlgorithm; 23] = [
+    pub const ALL: [SignatureAlgorithm; 27] = [
         SignatureAlgorithm::Es256,
         SignatureAlgorithm::Es384,
         SignatureAlgorithm::EdDsa,
@@ -321,6 +338,10 @@ impl SignatureAlgorithm {
         SignatureAlgorithm::HashMlDsa87Sha384,
         SignatureAlgorithm::SlhDsaSha2_128s,
         SignatureAlgorithm::SlhDsaSha2_128f,
+        SignatureAlgorithm::HashSlhDsaSha2_128sSha256,
+        SignatureAlgorithm::HashSlhDsaSha2_128sSha512,
+        SignatureAlgorithm::HashSlhDsaSha2_128fSha256,
+        SignatureAlgorithm::HashSlhDsaSha2_128fSha512,
     ];
 
     /// JOSE name (`ES256`, `EdDSA`, …).
@@ -349,6 +370,10 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::HashMlDsa87Sha384 => "HashML-DSA-87-SHA384",
             SignatureAlgorithm::SlhDsaSha2_128s => "SLH-DSA-SHA2-128s",
             SignatureAlgorithm::SlhDsaSha2_128f => "SLH-DSA-SHA2-128f",
+            SignatureAlgorithm::HashSlhDsaSha2_128sSha256 => "HashSLH-DSA-SHA2-128s-SHA256",
+            SignatureAlgorithm::HashSlhDsaSha2_128sSha512 => "HashSLH-DSA-SHA2-128s-SHA512",
+            SignatureAlgorithm::HashSlhDsaSha2_128fSha256 => "HashSLH-DSA-SHA2-128f-SHA256",
+            SignatureAlgorithm::HashSlhDsaSha2_128fSha512 => "HashSLH-DSA-SHA2-128f-SHA512",
         }
     }
 
@@ -362,6 +387,8 @@ impl SignatureAlgorithm {
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 => Some(Hash::Sha256),
             HashMlDsa44Sha384 | HashMlDsa65Sha384 | HashMlDsa87Sha384 => Some(Hash::Sha384),
             HashMlDsa44Sha512 | HashMlDsa65Sha512 | HashMlDsa87Sha512 => Some(Hash::Sha512),
+            HashSlhDsaSha2_128sSha256 | HashSlhDsaSha2_128fSha256 => Some(Hash::Sha256),
+            HashSlhDsaSha2_128sSha512 | HashSlhDsaSha2_128fSha512 => Some(Hash::Sha512),
             EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f => None,
         }
     }
@@ -395,12 +422,30 @@ impl SignatureAlgorithm {
         )
     }
 
-    /// True for SLH-DSA (FIPS 205; pure, with an optional context string).
+    /// True for the SLH-DSA algorithms, pure and pre-hash (which take an optional context
+    /// string).
     pub fn is_slh_dsa(self) -> bool {
+        use SignatureAlgorithm::*;
+        self.is_hash_slh_dsa() || matches!(self, SlhDsaSha2_128s | SlhDsaSha2_128f)
+    }
+
+    /// True for HashSLH-DSA (FIPS 205 §10.2: SLH-DSA over a digest, with the hash's OID bound
+    /// in).
+    pub fn is_hash_slh_dsa(self) -> bool {
+        use SignatureAlgorithm::*;
         matches!(
             self,
-            SignatureAlgorithm::SlhDsaSha2_128s | SignatureAlgorithm::SlhDsaSha2_128f
+            HashSlhDsaSha2_128sSha256
+                | HashSlhDsaSha2_128sSha512
+                | HashSlhDsaSha2_128fSha256
+                | HashSlhDsaSha2_128fSha512
         )
+    }
+
+    /// True for the pre-hash post-quantum algorithms (HashML-DSA, HashSLH-DSA): the token signs
+    /// M' = 0x01 ‖ |ctx| ‖ ctx ‖ OID(hash) ‖ digest, and the caller may send the digest.
+    pub fn is_pre_hash(self) -> bool {
+        self.is_hash_ml_dsa() || self.is_hash_slh_dsa()
     }
 
     /// True for the post-quantum algorithms (ML-DSA, HashML-DSA, SLH-DSA), which take an
@@ -498,6 +543,16 @@ mod tests {
         assert_eq!("slh-dsa-sha2-128s".parse(), Ok(KeySpec::SlhDsaSha2_128s));
         assert!(!KeySpec::SlhDsaSha2_128s.allows(SignatureAlgorithm::SlhDsaSha2_128f));
         assert!(!SignatureAlgorithm::SlhDsaSha2_128f.is_jose());
+        // HashSLH-DSA goes with its own parameter set only, and is no JWS algorithm either.
+        let hashed = SignatureAlgorithm::HashSlhDsaSha2_128sSha256;
+        assert!(KeySpec::SlhDsaSha2_128s.allows(hashed));
+        assert!(!KeySpec::SlhDsaSha2_128f.allows(hashed));
+        assert!(hashed.is_slh_dsa() && hashed.is_pre_hash() && !hashed.is_jose());
+        assert_eq!(hashed.hash(), Some(Hash::Sha256));
+        assert_eq!(
+            "hashslh-dsa-sha2-128f-sha512".parse(),
+            Ok(SignatureAlgorithm::HashSlhDsaSha2_128fSha512)
+        );
         // The refusals list every name there is.
         let unknown = "dsa".parse::<KeySpec>().unwrap_err().to_string();
         assert!(

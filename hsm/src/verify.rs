@@ -28,22 +28,36 @@ fn verifier(
         (Ps256, _) => &rs::RSA_PSS_2048_8192_SHA256,
         (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
         (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
-        (MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f, _) => return None,
         (
-            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
-            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
-            | HashMlDsa87Sha512,
+            MlDsa44
+            | MlDsa65
+            | MlDsa87
+            | SlhDsaSha2_128s
+            | SlhDsaSha2_128f
+            | HashMlDsa44Sha256
+            | HashMlDsa65Sha256
+            | HashMlDsa87Sha256
+            | HashMlDsa44Sha384
+            | HashMlDsa65Sha384
+            | HashMlDsa87Sha384
+            | HashMlDsa44Sha512
+            | HashMlDsa65Sha512
+            | HashMlDsa87Sha512
+            | HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512,
             _,
         ) => return None,
     })
 }
 
-/// FIPS 204's M' for HashML-DSA (algorithm 4, line 23) with `hash`: 0x01, the context's
-/// length and bytes, the DER of the hash's OID, the digest. What ML-DSA signs in the pre-hash
-/// variant.
-pub fn hash_ml_dsa_message(hash: Hash, context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
+/// M' of HashML-DSA (FIPS 204, algorithm 4, line 23) and HashSLH-DSA (FIPS 205, algorithm 23)
+/// with `hash`: 0x01, the context's length and bytes, the DER of the hash's OID, the digest.
+/// What ML-DSA or SLH-DSA signs in the pre-hash variant.
+pub fn pre_hash_message(hash: Hash, context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     use ::der::Encode;
-    signet_mldsa::hash_ml_dsa_message(&hash.oid().to_der().ok()?, context, digest)
+    signet_mldsa::pre_hash_message(&hash.oid().to_der().ok()?, context, digest)
 }
 
 /// The parameter set of an ML-DSA key (`None` for any other).
@@ -57,10 +71,12 @@ fn parameter_set(public: &PublicKey) -> Option<signet_mldsa::ParameterSet> {
     }
 }
 
-/// HashML-DSA.Verify (FIPS 204, algorithm 5) with `hash` over a precomputed `digest`: ML-DSA's
-/// internal verification of [`hash_ml_dsa_message`]. False for a digest, key, signature or
-/// context of the wrong size.
-pub fn verify_hash_ml_dsa(
+/// A pre-hash signature's verification with `hash` over a precomputed `digest`, by the key's
+/// scheme: HashML-DSA.Verify (FIPS 204, algorithm 5) for an ML-DSA key, hash_slh_verify
+/// (FIPS 205, algorithm 25) for an SLH-DSA key; each is its scheme's internal verification of
+/// [`pre_hash_message`]. False for a digest, key, signature or context of the wrong size, and
+/// for a key of any other spec.
+pub fn verify_pre_hashed(
     public: &PublicKey,
     hash: Hash,
     digest: &[u8],
@@ -68,11 +84,20 @@ pub fn verify_hash_ml_dsa(
     signature: &[u8],
 ) -> bool {
     use ::der::Encode;
-    let (Some(set), Ok(oid)) = (parameter_set(public), hash.oid().to_der()) else {
+    let Ok(oid) = hash.oid().to_der() else {
         return false;
     };
-    digest.len() == hash.len()
-        && signet_mldsa::verify_prehashed(set, &public.raw(), &oid, digest, context, signature)
+    if digest.len() != hash.len() {
+        return false;
+    }
+    let key = public.raw();
+    if let Some(set) = parameter_set(public) {
+        signet_mldsa::verify_prehashed(set, &key, &oid, digest, context, signature)
+    } else if let Some(set) = crate::public::slh_dsa_parameter_set(public.spec()) {
+        signet_mldsa::slh::verify_prehashed(set, &key, &oid, digest, context, signature)
+    } else {
+        false
+    }
 }
 
 /// ML-DSA.Verify (FIPS 204, algorithm 3) of a pure signature with context string `context`
@@ -112,17 +137,15 @@ pub fn verify(
             spec: public.spec(),
         });
     }
-    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_hash_ml_dsa()) {
+    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_pre_hash()) {
         // The digest is the algorithm's hash's: given, or made here from the message.
         let (message, context) = match input {
-            SignInput::Digest(d) => return Ok(verify_hash_ml_dsa(public, hash, d, &[], signature)),
+            SignInput::Digest(d) => return Ok(verify_pre_hashed(public, hash, d, &[], signature)),
             SignInput::Message(m) => (m, &[][..]),
             SignInput::MessageWithContext(m, context) => (m, context),
         };
         let digest = hash.digest(message);
-        return Ok(verify_hash_ml_dsa(
-            public, hash, &digest, context, signature,
-        ));
+        return Ok(verify_pre_hashed(public, hash, &digest, context, signature));
     }
     if algorithm.is_slh_dsa() {
         return match input {
@@ -190,7 +213,7 @@ mod tests {
     /// M' is FIPS 204's (algorithm 4, line 23; algorithm 5, line 18): the byte 1, the context's
     /// length and bytes, then SHA-512's OID 2.16.840.1.101.3.4.2.3 in DER, then the digest.
     #[test]
-    fn hash_ml_dsa_message_is_fips_204s() {
+    fn pre_hash_message_is_fips_204s() {
         let digest: Vec<u8> = (0..64).collect();
         let mut expected = vec![1, 2, b'a', b'b'];
         expected.extend([
@@ -198,19 +221,19 @@ mod tests {
         ]);
         expected.extend(&digest);
         assert_eq!(
-            hash_ml_dsa_message(Hash::Sha512, b"ab", &digest).unwrap(),
+            pre_hash_message(Hash::Sha512, b"ab", &digest).unwrap(),
             expected
         );
-        let empty = hash_ml_dsa_message(Hash::Sha512, &[], &digest).unwrap();
+        let empty = pre_hash_message(Hash::Sha512, &[], &digest).unwrap();
         assert_eq!(&empty[..3], &[1, 0, 0x06]);
-        assert!(hash_ml_dsa_message(Hash::Sha512, &[0; 256], &digest).is_none());
+        assert!(pre_hash_message(Hash::Sha512, &[0; 256], &digest).is_none());
         assert_eq!(
-            hash_ml_dsa_message(Hash::Sha512, &[0; 255], &digest).unwrap()[1],
+            pre_hash_message(Hash::Sha512, &[0; 255], &digest).unwrap()[1],
             255
         );
         // SHA-256 and SHA-384 differ only in the OID's last byte (2.16.840.1.101.3.4.2.1, .2).
         for (hash, last) in [(Hash::Sha256, 0x01), (Hash::Sha384, 0x02)] {
-            let m = hash_ml_dsa_message(hash, &[], &digest[..hash.len()]).unwrap();
+            let m = pre_hash_message(hash, &[], &digest[..hash.len()]).unwrap();
             let oid = [
                 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last,
             ];

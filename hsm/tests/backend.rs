@@ -172,8 +172,8 @@ fn every_algorithm_of(spec: KeySpec) {
             );
             continue;
         }
-        if alg.is_hash_ml_dsa() {
-            hash_ml_dsa_signs(&hsm, &key.id, &public, alg, msg);
+        if alg.is_pre_hash() {
+            pre_hash_signs(&hsm, &key.id, &public, alg, msg);
             signed += 1;
             continue;
         }
@@ -253,40 +253,58 @@ fn ml_dsa_signature_len(spec: KeySpec) -> usize {
     }
 }
 
-/// HashML-DSA with SHA-256, SHA-384 or SHA-512 (FIPS 204 §5.4): the token builds M' from the digest Signet
-/// makes (or is given) and signs it; Signet's verifier builds M' on its own and checks it with
-/// RustCrypto's ML-DSA, so the two constructions must agree byte for byte.
-fn hash_ml_dsa_signs(
+/// FIPS 205's signature sizes.
+fn slh_dsa_signature_len(spec: KeySpec) -> usize {
+    match spec {
+        KeySpec::SlhDsaSha2_128s => 7856,
+        _ => 17088,
+    }
+}
+
+/// HashML-DSA with SHA-256, SHA-384 or SHA-512 (FIPS 204 §5.4) and HashSLH-DSA with SHA-256
+/// or SHA-512 (FIPS 205 §10.2): the token builds M' from the digest Signet makes (or is given)
+/// and signs it; Signet's verifier builds M' on its own and checks it with RustCrypto's ML-DSA
+/// or SLH-DSA, so the two constructions must agree byte for byte.
+fn pre_hash_signs(
     hsm: &Pkcs11Backend,
     id: &KeyId,
     public: &PublicKey,
     alg: SignatureAlgorithm,
     msg: &[u8],
 ) {
-    use signet_hsm::verify::{verify_hash_ml_dsa, verify_ml_dsa};
-    let size = ml_dsa_signature_len(public.spec());
+    use signet_hsm::verify::{verify_ml_dsa, verify_pre_hashed};
+    // The pure verification of the key's scheme: a pre-hash signature must fail it.
+    let verify_pure = |sig: &[u8]| {
+        if alg.is_slh_dsa() {
+            signet_hsm::verify::verify_slh_dsa(public, msg, &[], sig)
+        } else {
+            verify_ml_dsa(public, msg, &[], sig)
+        }
+    };
+    let size = if alg.is_slh_dsa() {
+        slh_dsa_signature_len(public.spec())
+    } else {
+        ml_dsa_signature_len(public.spec())
+    };
     let hash = alg.hash().unwrap();
     let digest = hash.digest(msg);
     let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_eq!(sig.len(), size, "{alg}");
-    assert!(
-        verify_hash_ml_dsa(public, hash, &digest, &[], &sig),
-        "{alg}"
-    );
+    assert!(verify_pre_hashed(public, hash, &digest, &[], &sig), "{alg}");
     for input in [SignInput::Message(msg), SignInput::Digest(&digest)] {
         assert!(hsm.verify(id, alg, input, &sig, EcdsaFormat::Der).unwrap());
     }
-    // Not a pure ML-DSA signature, and a pure one is not a HashML-DSA one (M' starts 0x01
-    // here, 0x00 there).
-    assert!(!verify_ml_dsa(public, msg, &[], &sig));
+    // Not a pure signature, and a pure one is not a pre-hash one (M' starts 0x01 here, 0x00
+    // there).
+    assert!(!verify_pure(&sig));
     let pure_alg = public.spec().default_algorithm();
     let pure = sign(hsm, id, pure_alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
-    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &pure));
+    assert!(!verify_pre_hashed(public, hash, &digest, &[], &pure));
     // A digest made elsewhere signs the same way; another digest does not verify.
     let from_digest = sign(hsm, id, alg, SignInput::Digest(&digest), EcdsaFormat::Der).unwrap();
-    assert!(verify_hash_ml_dsa(public, hash, &digest, &[], &from_digest));
+    assert!(verify_pre_hashed(public, hash, &digest, &[], &from_digest));
     let other = hash.digest(b"another message");
-    assert!(!verify_hash_ml_dsa(public, hash, &other, &[], &from_digest));
+    assert!(!verify_pre_hashed(public, hash, &other, &[], &from_digest));
     assert!(!hsm
         .verify(
             id,
@@ -298,7 +316,7 @@ fn hash_ml_dsa_signs(
         .unwrap());
     let mut bad = from_digest.clone();
     bad[100] ^= 1;
-    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &bad));
+    assert!(!verify_pre_hashed(public, hash, &digest, &[], &bad));
     // Another hash's digest (of another length) is refused, saying the length expected.
     let wrong = match hash {
         signet_hsm::Hash::Sha512 => signet_hsm::Hash::Sha256,
@@ -319,7 +337,7 @@ fn hash_ml_dsa_signs(
         if other_hash != hash {
             let d = other_hash.digest(msg);
             assert!(
-                !verify_hash_ml_dsa(public, other_hash, &d, &[], &sig),
+                !verify_pre_hashed(public, other_hash, &d, &[], &sig),
                 "{alg} as {other_hash:?}"
             );
         }
@@ -327,8 +345,8 @@ fn hash_ml_dsa_signs(
     // A context string is bound in too.
     let ctx = b"signet test context";
     let with_ctx = signet_hsm::sign_with_context(hsm, id, alg, msg, ctx).unwrap();
-    assert!(verify_hash_ml_dsa(public, hash, &digest, ctx, &with_ctx));
-    assert!(!verify_hash_ml_dsa(public, hash, &digest, &[], &with_ctx));
+    assert!(verify_pre_hashed(public, hash, &digest, ctx, &with_ctx));
+    assert!(!verify_pre_hashed(public, hash, &digest, &[], &with_ctx));
     assert!(hsm
         .verify(
             id,
@@ -412,10 +430,9 @@ fn ml_dsa_signs(
 }
 
 /// SLH-DSA: signatures of the FIPS 205 size, checked by the software verifier (RustCrypto's
-/// slh-dsa; checked against NIST's vectors in tests/mldsa_kat.rs), randomized (two signatures
-/// of one message differ), bound to the message, the context and the key; a digest and a
-/// context over 255 bytes are refused. pyca/cryptography has no SLH-DSA: OpenSSL 3.5's `pkeyutl`
-/// checks them again in tests/pqc.rs.
+/// slh-dsa), randomized (two signatures of one message differ), bound to the message, the
+/// context and the key; a digest and a context over 255 bytes are refused. pyca/cryptography
+/// has no SLH-DSA: the `slhdsa` package from PyPI checks them again in tests/pqc.rs.
 fn slh_dsa_signs(
     hsm: &Pkcs11Backend,
     id: &KeyId,
@@ -424,10 +441,7 @@ fn slh_dsa_signs(
     msg: &[u8],
 ) {
     use signet_hsm::verify::verify_slh_dsa;
-    let size = match public.spec() {
-        KeySpec::SlhDsaSha2_128s => 7856,
-        _ => 17088,
-    };
+    let size = slh_dsa_signature_len(public.spec());
     let sig = sign(hsm, id, alg, SignInput::Message(msg), EcdsaFormat::Der).unwrap();
     assert_eq!(sig.len(), size, "{alg}");
     assert!(verify_slh_dsa(public, msg, &[], &sig));

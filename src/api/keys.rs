@@ -247,8 +247,8 @@ pub struct SignRequest {
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
-    /// ML-DSA only: a context string (FIPS 204 `ctx`, base64, at most 255 bytes) the signature
-    /// is bound to; a verifier must give the same one.
+    /// ML-DSA and SLH-DSA only, pure or pre-hash: a context string (FIPS 204/205 `ctx`,
+    /// base64, at most 255 bytes) the signature is bound to; a verifier must give the same one.
     context: Option<String>,
 }
 
@@ -269,7 +269,7 @@ impl SignRequest {
                 }
                 if self.input_type == InputType::Digest {
                     return Err(Error::Unprocessable(
-                        "context goes with a message, not a digest (only ML-DSA takes one; with HashML-DSA Signet makes the digest of the message itself)".into(),
+                        "context goes with a message, not a digest (only ML-DSA and SLH-DSA take one; with HashML-DSA or HashSLH-DSA Signet makes the digest of the message itself)".into(),
                     ));
                 }
                 Some(context)
@@ -353,7 +353,7 @@ pub struct VerifyRequest {
     version: Option<u32>,
     #[serde(default)]
     encoding: Encoding,
-    /// ML-DSA only: the context string the signature was made with (base64).
+    /// ML-DSA and SLH-DSA only: the context string the signature was made with (base64).
     context: Option<String>,
 }
 

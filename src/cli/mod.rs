@@ -201,7 +201,7 @@ pub enum KeyCommand {
         /// Input file (- for stdin).
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
-        /// ML-DSA only: a context string (its UTF-8 bytes, at most 255) the signature is bound to.
+        /// ML-DSA and SLH-DSA only: a context string (its UTF-8 bytes, at most 255) the signature is bound to.
         #[arg(long)]
         context: Option<String>,
         /// Write raw signature bytes here instead of base64 to stdout.

@@ -22,7 +22,7 @@ pub struct SignItem {
     pub version: Option<u32>,
     /// ECDSA encoding.
     pub format: EcdsaFormat,
-    /// An ML-DSA context string (FIPS 204 `ctx`) the signature is bound to.
+    /// An ML-DSA or SLH-DSA context string (FIPS 204/205 `ctx`) the signature is bound to.
     pub context: Option<Vec<u8>>,
 }
 

@@ -20,10 +20,11 @@ pub enum ParameterSet {
     MlDsa87,
 }
 
-/// FIPS 204's M' for HashML-DSA (algorithm 4, line 23): 0x01, the context's length and bytes,
-/// the DER of the hash's OID (`hash_oid`, tag and length included), the digest. What ML-DSA
+/// M' of the pre-hash variants, the same in FIPS 204 (HashML-DSA, algorithm 4, line 23) and
+/// FIPS 205 (HashSLH-DSA, algorithm 23, line 22): 0x01, the context's length and bytes, the DER
+/// of the hash's OID (`hash_oid`, tag and length included), the digest. What ML-DSA or SLH-DSA
 /// signs in the pre-hash variant; `None` for a context longer than 255 bytes.
-pub fn hash_ml_dsa_message(hash_oid: &[u8], context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
+pub fn pre_hash_message(hash_oid: &[u8], context: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     let context_len = u8::try_from(context.len()).ok()?;
     let mut m = Vec::with_capacity(2 + context.len() + hash_oid.len() + digest.len());
     m.push(1);
@@ -47,7 +48,7 @@ pub fn verify(
 }
 
 /// HashML-DSA.Verify (algorithm 5) over a precomputed `digest` made with the hash whose OID's
-/// DER is `hash_oid`: ML-DSA's internal verification of [`hash_ml_dsa_message`]. The caller
+/// DER is `hash_oid`: ML-DSA's internal verification of [`pre_hash_message`]. The caller
 /// checks the digest's length against its hash. False for a key, signature or context of the
 /// wrong size.
 pub fn verify_prehashed(
@@ -58,7 +59,7 @@ pub fn verify_prehashed(
     context: &[u8],
     signature: &[u8],
 ) -> bool {
-    match hash_ml_dsa_message(hash_oid, context, digest) {
+    match pre_hash_message(hash_oid, context, digest) {
         Some(m) => check(set, key, signature, Check::Internal(&m)),
         None => false,
     }

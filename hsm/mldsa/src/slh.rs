@@ -1,5 +1,6 @@
 //! SLH-DSA (FIPS 205) verification in software: pure signatures (algorithm 24, `slh_verify`)
-//! with a context string, for what a token signed with `CKM_SLH_DSA`.
+//! with a context string, for what a token signed with `CKM_SLH_DSA`, and HashSLH-DSA's
+//! (algorithm 25, as SLH-DSA's internal verification of M'), for `CKM_HASH_SLH_DSA`.
 
 /// An SLH-DSA parameter set (those Signet makes keys for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,18 +28,59 @@ pub fn verify(
     context: &[u8],
     signature: &[u8],
 ) -> bool {
+    check(set, key, signature, Check::Pure { message, context })
+}
+
+/// hash_slh_verify (FIPS 205, algorithm 25) over a precomputed `digest` made with the hash whose
+/// OID's DER is `hash_oid`: SLH-DSA's internal verification of [`crate::pre_hash_message`]. The
+/// caller checks the digest's length against its hash. False for a key, signature or context
+/// of the wrong size.
+pub fn verify_prehashed(
+    set: ParameterSet,
+    key: &[u8],
+    hash_oid: &[u8],
+    digest: &[u8],
+    context: &[u8],
+    signature: &[u8],
+) -> bool {
+    match crate::pre_hash_message(hash_oid, context, digest) {
+        Some(m) => check(set, key, signature, Check::Internal(&m)),
+        None => false,
+    }
+}
+
+/// What a verification checks: a pure signature over a message and context, or SLH-DSA's
+/// internal verification of a prepared M'.
+enum Check<'a> {
+    Pure {
+        message: &'a [u8],
+        context: &'a [u8],
+    },
+    Internal(&'a [u8]),
+}
+
+/// Runs `what` with `key` over `signature`; false for a key or signature of the wrong size.
+fn check(set: ParameterSet, key: &[u8], signature: &[u8], what: Check<'_>) -> bool {
     use slh_dsa::{Signature, VerifyingKey};
-    fn with<P: slh_dsa::ParameterSet>(key: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> bool {
+    fn with<P: slh_dsa::ParameterSet>(key: &[u8], sig: &[u8], what: Check<'_>) -> bool {
         let (Ok(key), Ok(sig)) = (
             VerifyingKey::<P>::try_from(key),
             Signature::<P>::try_from(sig),
         ) else {
             return false;
         };
-        key.try_verify_with_context(msg, ctx, &sig).is_ok()
+        match what {
+            Check::Pure { message, context } => {
+                key.try_verify_with_context(message, context, &sig).is_ok()
+            }
+            // slh_verify_internal is public but hidden from the documentation ("for KAT
+            // validation"); the crate is pinned exactly, and the pure path above is this same
+            // function over 0x00 ‖ |ctx| ‖ ctx ‖ M.
+            Check::Internal(m) => key.slh_verify_internal(&[m], &sig).is_ok(),
+        }
     }
     match set {
-        ParameterSet::Sha2_128s => with::<slh_dsa::Sha2_128s>(key, message, context, signature),
-        ParameterSet::Sha2_128f => with::<slh_dsa::Sha2_128f>(key, message, context, signature),
+        ParameterSet::Sha2_128s => with::<slh_dsa::Sha2_128s>(key, signature, what),
+        ParameterSet::Sha2_128f => with::<slh_dsa::Sha2_128f>(key, signature, what),
     }
 }

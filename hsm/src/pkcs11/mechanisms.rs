@@ -69,6 +69,10 @@ impl Mechanisms {
             HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
             | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
             | HashMlDsa87Sha512 => self.has(MechanismType::HASH_ML_DSA),
+            HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512 => self.has(MechanismType::HASH_SLH_DSA),
         }
     }
 
@@ -79,9 +83,19 @@ impl Mechanisms {
             Es256 => self.has(MechanismType::ECDSA_SHA256),
             Es384 => self.has(MechanismType::ECDSA_SHA384),
             EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f => true,
-            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
-            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
-            | HashMlDsa87Sha512 => false,
+            HashMlDsa44Sha256
+            | HashMlDsa65Sha256
+            | HashMlDsa87Sha256
+            | HashMlDsa44Sha384
+            | HashMlDsa65Sha384
+            | HashMlDsa87Sha384
+            | HashMlDsa44Sha512
+            | HashMlDsa65Sha512
+            | HashMlDsa87Sha512
+            | HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512 => false,
             Rs256 => self.has(MechanismType::SHA256_RSA_PKCS),
             Rs384 => self.has(MechanismType::SHA384_RSA_PKCS),
             Rs512 => self.has(MechanismType::SHA512_RSA_PKCS),
@@ -156,10 +170,32 @@ pub(crate) fn for_signature<'a>(
             let params = HashSignAdditionalContext::new(HedgeType::Preferred, context, hash_mech);
             (Mechanism::HashMlDsa(params), d.to_vec())
         }
+        // CKM_HASH_SLH_DSA: the same M' (FIPS 205 algorithm 23), signed with SLH-DSA, hedged.
         (
-            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
-            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
-            | HashMlDsa87Sha512,
+            HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512,
+            Payload::Digest(d),
+        ) => {
+            let context = (!context.is_empty()).then_some(context);
+            let params = HashSignAdditionalContext::new(HedgeType::Preferred, context, hash_mech);
+            (Mechanism::HashSlhDsa(params), d.to_vec())
+        }
+        (
+            HashMlDsa44Sha256
+            | HashMlDsa65Sha256
+            | HashMlDsa87Sha256
+            | HashMlDsa44Sha384
+            | HashMlDsa65Sha384
+            | HashMlDsa87Sha384
+            | HashMlDsa44Sha512
+            | HashMlDsa65Sha512
+            | HashMlDsa87Sha512
+            | HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512,
             Payload::Message(_),
         ) => {
             return Err(Error::Unsupported(format!(

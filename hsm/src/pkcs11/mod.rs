@@ -611,7 +611,7 @@ impl Backend for Pkcs11Backend {
         message: &[u8],
         context: &[u8],
     ) -> Result<Vec<u8>> {
-        let payload = if algorithm.is_hash_ml_dsa() {
+        let payload = if algorithm.is_pre_hash() {
             Payload::Digest(message)
         } else {
             Payload::Message(message)
@@ -731,8 +731,9 @@ impl Pkcs11Backend {
         format: EcdsaFormat,
     ) -> Result<bool> {
         let digest = match input {
-            SignInput::Digest(d) if !algorithm.is_hash_ml_dsa() => d,
-            // Messages, and HashML-DSA digests too: the software verifier takes them.
+            SignInput::Digest(d) if !algorithm.is_pre_hash() => d,
+            // Messages, and HashML-DSA and HashSLH-DSA digests too: the software verifier
+            // takes them.
             _ => {
                 let public = self.public_key(id)?;
                 return crate::verify::verify(&public, algorithm, input, signature, format);

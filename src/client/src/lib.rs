@@ -442,7 +442,7 @@ pub struct SignRequest<'a> {
     pub version: Option<u32>,
     /// ECDSA signatures as DER instead of r‖s.
     pub der: bool,
-    /// ML-DSA only: the context string the signature is bound to (at most 255 bytes).
+    /// ML-DSA and SLH-DSA only: the context string the signature is bound to (at most 255 bytes).
     pub context: Option<&'a [u8]>,
 }
 
