@@ -1052,8 +1052,9 @@ fn module_key_signs_with_context(
 
 /// SLH-DSA keys through `libsignet_pkcs11.so` (on kryoptic): listed as `CKK_SLH_DSA` with
 /// their parameter set and public `CKA_VALUE`, signing with `CKM_SLH_DSA` (with and without a
-/// context string; deterministic signing refused), verified by the module's `C_Verify` and by
-/// the `slhdsa` package against the PEM Signet serves.
+/// context string; deterministic signing refused) and HashSLH-DSA (`CKM_HASH_SLH_DSA` over a
+/// digest, `CKM_HASH_SLH_DSA_SHA256/512` in parts or with a context), verified by the module's
+/// `C_Verify`, the service and the `slhdsa` package against the PEM Signet serves.
 #[test]
 fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
     use cryptoki::error::{Error as CkError, RvError};
@@ -1099,15 +1100,128 @@ fn applications_sign_with_slh_dsa_keys_through_the_pkcs11_module() {
         matches!(err, CkError::Pkcs11(RvError::KeyTypeInconsistent, _)),
         "{err}"
     );
+    // HashSLH-DSA: a SHA-512 digest the application made (CKM_HASH_SLH_DSA naming SHA-512),
+    // the module hashing the parts (CKM_HASH_SLH_DSA_SHA256), and with a context string
+    // (CKM_HASH_SLH_DSA_SHA512); the module's C_Verify, Signet's verify and the `slhdsa`
+    // package agree. SHA-384, which Signet's HashSLH-DSA does not take, is refused.
+    let (of_digest, in_parts, hashed_ctx) = {
+        use cryptoki::mechanism::dsa::HashSignAdditionalContext;
+        use sha2::Digest;
+        let mechanisms = ctx.get_mechanism_list(slot).unwrap();
+        for wanted in [
+            MechanismType::HASH_SLH_DSA,
+            MechanismType::HASH_SLH_DSA_SHA256,
+            MechanismType::HASH_SLH_DSA_SHA512,
+        ] {
+            assert!(mechanisms.contains(&wanted), "{wanted} in {mechanisms:?}");
+        }
+        let pure = Mechanism::SlhDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
+        let named = |hash| {
+            Mechanism::HashSlhDsa(HashSignAdditionalContext::new(
+                HedgeType::Preferred,
+                None,
+                hash,
+            ))
+        };
+        let digest = sha2::Sha512::digest(msg).to_vec();
+        let of_digest = session
+            .sign(&named(MechanismType::SHA512), private, &digest)
+            .unwrap();
+        assert_eq!(of_digest.len(), 17088);
+        let sha512 =
+            Mechanism::HashSlhDsaSha512(SignAdditionalContext::new(HedgeType::Preferred, None));
+        session.verify(&sha512, public, msg, &of_digest).unwrap();
+        assert!(session.verify(&pure, public, msg, &of_digest).is_err());
+        let sha256 =
+            Mechanism::HashSlhDsaSha256(SignAdditionalContext::new(HedgeType::Preferred, None));
+        session.sign_init(&sha256, private).unwrap();
+        session.sign_update(&msg[..9]).unwrap();
+        session.sign_update(&msg[9..]).unwrap();
+        let in_parts = session.sign_final().unwrap();
+        let digest256 = sha2::Sha256::digest(msg).to_vec();
+        session
+            .verify(&named(MechanismType::SHA256), public, &digest256, &in_parts)
+            .unwrap();
+        assert!(session.verify(&sha512, public, msg, &in_parts).is_err());
+        let with_context = Mechanism::HashSlhDsaSha512(SignAdditionalContext::new(
+            HedgeType::Preferred,
+            Some(ctx_bytes),
+        ));
+        let hashed_ctx = session.sign(&with_context, private, msg).unwrap();
+        session
+            .verify(&with_context, public, msg, &hashed_ctx)
+            .unwrap();
+        assert!(session.verify(&sha512, public, msg, &hashed_ctx).is_err());
+        let api_verify = |sig: &[u8], algorithm: &str, context: Option<&[u8]>| {
+            let mut body =
+                json!({"input": b64(msg), "signature": b64(sig), "algorithm": algorithm});
+            if let Some(c) = context {
+                body["context"] = b64(c).into();
+            }
+            admin.post(&format!("/v1/keys/{name}/verify"), &body).json()["valid"] == true
+        };
+        assert!(api_verify(&of_digest, "HashSLH-DSA-SHA2-128f-SHA512", None));
+        assert!(api_verify(&in_parts, "HashSLH-DSA-SHA2-128f-SHA256", None));
+        assert!(!api_verify(&in_parts, "HashSLH-DSA-SHA2-128f-SHA512", None));
+        assert!(api_verify(
+            &hashed_ctx,
+            "HashSLH-DSA-SHA2-128f-SHA512",
+            Some(ctx_bytes)
+        ));
+        let err = session
+            .sign_init(&named(MechanismType::SHA384), private)
+            .unwrap_err();
+        assert!(
+            matches!(err, CkError::Pkcs11(RvError::MechanismParamInvalid, _)),
+            "{err}"
+        );
+        (of_digest, in_parts, hashed_ctx)
+    };
     let pem = version["public_key_pem"].as_str().unwrap();
+    let check = |what: &str, hash: Option<&str>, sig: &[u8], ctx: Option<&[u8]>, expect: bool| {
+        json!({"what": what, "kind": "sig", "alg": "SLH-DSA-SHA2-128f", "pem": pem,
+               "hash": hash, "msg": b64(msg), "sig": b64(sig), "ctx": ctx.map(b64),
+               "expect": expect})
+    };
     python_checks(
         "slhdsa_check.py",
         vec![
-            json!({"what": "a module signature", "kind": "sig", "alg": "SLH-DSA-SHA2-128f",
-                   "pem": pem, "msg": b64(msg), "sig": b64(&sig), "expect": true}),
-            json!({"what": "a module signature with context", "kind": "sig",
-                   "alg": "SLH-DSA-SHA2-128f", "pem": pem, "msg": b64(msg),
-                   "sig": b64(&sig_ctx), "ctx": b64(ctx_bytes), "expect": true}),
+            check("a module signature", None, &sig, None, true),
+            check(
+                "a module signature with context",
+                None,
+                &sig_ctx,
+                Some(ctx_bytes),
+                true,
+            ),
+            check(
+                "HashSLH-DSA over a digest",
+                Some("SHA512"),
+                &of_digest,
+                None,
+                true,
+            ),
+            check(
+                "HashSLH-DSA in parts",
+                Some("SHA256"),
+                &in_parts,
+                None,
+                true,
+            ),
+            check(
+                "in parts, as SHA-512",
+                Some("SHA512"),
+                &in_parts,
+                None,
+                false,
+            ),
+            check(
+                "HashSLH-DSA with context",
+                Some("SHA512"),
+                &hashed_ctx,
+                Some(ctx_bytes),
+                true,
+            ),
         ],
     );
 }

@@ -482,7 +482,7 @@ extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
 
 /// # Safety
 /// `m.pParameter` is null or points to `m.ulParameterLen` bytes; for `CKM_ML_DSA` (and
-/// `CKM_SLH_DSA`, the same structure), to a
+/// `CKM_SLH_DSA` and the hashing pre-hash mechanisms, the same structure), to a
 /// `CK_SIGN_ADDITIONAL_CONTEXT` whose `pContext` is null or holds `ulContextLen` bytes.
 unsafe fn params(m: &CK_MECHANISM) -> Params {
     let len = m.ulParameterLen as usize;
@@ -503,12 +503,14 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
                 salt: p.sLen,
             }
         }
-        CKM_HASH_ML_DSA if len == std::mem::size_of::<CK_HASH_SIGN_ADDITIONAL_CONTEXT>() => {
+        CKM_HASH_ML_DSA | CKM_HASH_SLH_DSA
+            if len == std::mem::size_of::<CK_HASH_SIGN_ADDITIONAL_CONTEXT>() =>
+        {
             let p = ptr::read_unaligned(m.pParameter as *const CK_HASH_SIGN_ADDITIONAL_CONTEXT);
             let Some(context) = ml_dsa_context(p.pContext, p.ulContextLen) else {
                 return Params::Other;
             };
-            Params::HashMlDsa {
+            Params::HashSign {
                 hedge: p.hedgeVariant,
                 context,
                 hash: p.hash,
@@ -519,6 +521,8 @@ unsafe fn params(m: &CK_MECHANISM) -> Params {
         | CKM_HASH_ML_DSA_SHA384
         | CKM_HASH_ML_DSA_SHA512
         | CKM_SLH_DSA
+        | CKM_HASH_SLH_DSA_SHA256
+        | CKM_HASH_SLH_DSA_SHA512
             if len == std::mem::size_of::<CK_SIGN_ADDITIONAL_CONTEXT>() =>
         {
             let p = ptr::read_unaligned(m.pParameter as *const CK_SIGN_ADDITIONAL_CONTEXT);

@@ -88,8 +88,8 @@ pub enum Params {
         /// Context length.
         context: usize,
     },
-    /// `CK_HASH_SIGN_ADDITIONAL_CONTEXT` (`CKM_HASH_ML_DSA`).
-    HashMlDsa {
+    /// `CK_HASH_SIGN_ADDITIONAL_CONTEXT` (`CKM_HASH_ML_DSA`, `CKM_HASH_SLH_DSA`).
+    HashSign {
         /// `hedgeVariant`.
         hedge: CK_ULONG,
         /// The context string.
@@ -97,7 +97,7 @@ pub enum Params {
         /// `hash`: the mechanism of the hash the digest was made with.
         hash: CK_MECHANISM_TYPE,
     },
-    /// `CK_SIGN_ADDITIONAL_CONTEXT` (ML-DSA).
+    /// `CK_SIGN_ADDITIONAL_CONTEXT` (ML-DSA, SLH-DSA and their hashing pre-hash mechanisms).
     MlDsa {
         /// `hedgeVariant`.
         hedge: CK_ULONG,
@@ -127,14 +127,15 @@ pub enum Plan {
     PssHash(Hash),
     /// `CKM_ML_DSA`: the message, with this context string (FIPS 204 `ctx`, maybe empty).
     MlDsa(Vec<u8>),
-    /// `CKM_HASH_ML_DSA` with this hash named in its parameters: the input is the digest (no
-    /// context string: Signet takes one with a message only).
-    HashMlDsa(Hash),
-    /// `CKM_HASH_ML_DSA_SHA256/384/512` without a context: hash here, send the digest.
-    HashMlDsaHash(Hash),
-    /// `CKM_HASH_ML_DSA_SHA256/384/512` with a context string: the message goes to Signet,
-    /// which hashes.
-    HashMlDsaHashContext(Hash, Vec<u8>),
+    /// `CKM_HASH_ML_DSA` or `CKM_HASH_SLH_DSA` with this hash named in its parameters
+    /// (HashML-DSA or HashSLH-DSA, by the key): the input is the digest (no context string:
+    /// Signet takes one with a message only).
+    PreHash(Hash),
+    /// `CKM_HASH_ML_DSA_SHA256/384/512`, `CKM_HASH_SLH_DSA_SHA256/512` without a context: hash
+    /// here, send the digest.
+    PreHashHash(Hash),
+    /// The same with a context string: the message goes to Signet, which hashes.
+    PreHashHashContext(Hash, Vec<u8>),
     /// `CKM_SLH_DSA`: the message, with this context string (FIPS 205 `ctx`, maybe empty).
     SlhDsa(Vec<u8>),
 }
@@ -160,6 +161,9 @@ pub const MECHANISMS: &[(CK_MECHANISM_TYPE, CK_KEY_TYPE)] = &[
     (CKM_HASH_ML_DSA_SHA384, CKK_ML_DSA),
     (CKM_HASH_ML_DSA_SHA512, CKK_ML_DSA),
     (CKM_SLH_DSA, CKK_SLH_DSA),
+    (CKM_HASH_SLH_DSA, CKK_SLH_DSA),
+    (CKM_HASH_SLH_DSA_SHA256, CKK_SLH_DSA),
+    (CKM_HASH_SLH_DSA_SHA512, CKK_SLH_DSA),
 ];
 
 /// Key sizes (bits) each key type comes in on Signet.
@@ -222,30 +226,36 @@ pub fn plan(mechanism: CK_MECHANISM_TYPE, params: &Params, kind: &KeyKind) -> Re
             }
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
-        // HashML-DSA (FIPS 204 §5.4) with SHA-256, SHA-384 or SHA-512, hedged.
-        CKM_HASH_ML_DSA => match params {
-            Params::HashMlDsa {
+        // HashML-DSA (FIPS 204 §5.4) with SHA-256, SHA-384 or SHA-512, and HashSLH-DSA (FIPS
+        // 205 §10.2) with SHA-256 or SHA-512 (Signet has no HashSLH-DSA with SHA-384), hedged.
+        CKM_HASH_ML_DSA | CKM_HASH_SLH_DSA => match params {
+            Params::HashSign {
                 hedge,
                 context,
                 hash,
             } if hedged(*hedge) && context.is_empty() => Hash::of_mechanism(*hash)
-                .map(Plan::HashMlDsa)
+                .filter(|h| mechanism == CKM_HASH_ML_DSA || *h != Hash::Sha384)
+                .map(Plan::PreHash)
                 .ok_or(CKR_MECHANISM_PARAM_INVALID),
             _ => Err(CKR_MECHANISM_PARAM_INVALID),
         },
-        CKM_HASH_ML_DSA_SHA256 | CKM_HASH_ML_DSA_SHA384 | CKM_HASH_ML_DSA_SHA512 => {
+        CKM_HASH_ML_DSA_SHA256
+        | CKM_HASH_ML_DSA_SHA384
+        | CKM_HASH_ML_DSA_SHA512
+        | CKM_HASH_SLH_DSA_SHA256
+        | CKM_HASH_SLH_DSA_SHA512 => {
             let hash = match mechanism {
-                CKM_HASH_ML_DSA_SHA256 => Hash::Sha256,
+                CKM_HASH_ML_DSA_SHA256 | CKM_HASH_SLH_DSA_SHA256 => Hash::Sha256,
                 CKM_HASH_ML_DSA_SHA384 => Hash::Sha384,
                 _ => Hash::Sha512,
             };
             match params {
-                Params::None => Ok(Plan::HashMlDsaHash(hash)),
+                Params::None => Ok(Plan::PreHashHash(hash)),
                 Params::MlDsa { hedge, context } if hedged(*hedge) && context.is_empty() => {
-                    Ok(Plan::HashMlDsaHash(hash))
+                    Ok(Plan::PreHashHash(hash))
                 }
                 Params::MlDsa { hedge, context } if hedged(*hedge) && context.len() <= 255 => {
-                    Ok(Plan::HashMlDsaHashContext(hash, context.clone()))
+                    Ok(Plan::PreHashHashContext(hash, context.clone()))
                 }
                 _ => Err(CKR_MECHANISM_PARAM_INVALID),
             }
@@ -286,12 +296,11 @@ pub enum Data {
 }
 
 impl Plan {
-    /// The hash of a HashML-DSA plan, whatever input it takes (`None`: not HashML-DSA).
-    pub fn hash_ml_dsa(&self) -> Option<Hash> {
+    /// The hash of a pre-hash plan (HashML-DSA, HashSLH-DSA), whatever input it takes
+    /// (`None`: not a pre-hash one).
+    pub fn pre_hash(&self) -> Option<Hash> {
         match *self {
-            Plan::HashMlDsa(h) | Plan::HashMlDsaHash(h) | Plan::HashMlDsaHashContext(h, _) => {
-                Some(h)
-            }
+            Plan::PreHash(h) | Plan::PreHashHash(h) | Plan::PreHashHashContext(h, _) => Some(h),
             _ => None,
         }
     }
@@ -301,7 +310,7 @@ impl Plan {
     pub fn multi_part(&self) -> bool {
         matches!(
             self,
-            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_) | Plan::HashMlDsaHash(_)
+            Plan::EcdsaHash(_) | Plan::RsaPkcsHash(_) | Plan::PssHash(_) | Plan::PreHashHash(_)
         )
     }
 }
@@ -310,17 +319,16 @@ impl Data {
     /// Empty data for `plan`.
     pub fn new(plan: &Plan) -> Data {
         let hash = match *plan {
-            Plan::EcdsaHash(h)
-            | Plan::RsaPkcsHash(h)
-            | Plan::PssHash(h)
-            | Plan::HashMlDsaHash(h) => h,
+            Plan::EcdsaHash(h) | Plan::RsaPkcsHash(h) | Plan::PssHash(h) | Plan::PreHashHash(h) => {
+                h
+            }
             Plan::Ecdsa
             | Plan::EdDsa
             | Plan::RsaPkcs
             | Plan::Pss(_)
             | Plan::MlDsa(_)
-            | Plan::HashMlDsa(_)
-            | Plan::HashMlDsaHashContext(..)
+            | Plan::PreHash(_)
+            | Plan::PreHashHashContext(..)
             | Plan::SlhDsa(_) => return Data::Buffer(Vec::new()),
         };
         match hash {
@@ -439,16 +447,14 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
             algorithm: "EdDSA",
             context: Vec::new(),
         }),
-        Plan::MlDsa(context) | Plan::HashMlDsaHashContext(_, context) => {
-            let KeyKind::MlDsa { set, .. } = kind else {
-                return Err(CKR_KEY_TYPE_INCONSISTENT);
-            };
+        Plan::MlDsa(context) | Plan::PreHashHashContext(_, context) => {
             if input.is_empty() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            let algorithm = match plan.hash_ml_dsa() {
-                Some(hash) => hash_ml_dsa(*set, hash),
-                None => crate::objects::ml_dsa(*set).4,
+            let algorithm = match (kind, plan.pre_hash()) {
+                (_, Some(hash)) => pre_hash_algorithm(kind, hash)?,
+                (KeyKind::MlDsa { set, .. }, None) => crate::objects::ml_dsa(*set).4,
+                _ => return Err(CKR_KEY_TYPE_INCONSISTENT),
             };
             Ok(Request {
                 input,
@@ -471,14 +477,12 @@ pub fn request(plan: &Plan, kind: &KeyKind, data: Data) -> Result<Request, CK_RV
                 context: context.clone(),
             })
         }
-        Plan::HashMlDsa(hash) | Plan::HashMlDsaHash(hash) => {
-            let KeyKind::MlDsa { set, .. } = kind else {
-                return Err(CKR_KEY_TYPE_INCONSISTENT);
-            };
+        Plan::PreHash(hash) | Plan::PreHashHash(hash) => {
+            let algorithm = pre_hash_algorithm(kind, *hash)?;
             if input.len() != hash.len() {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            Ok(digest(input, hash_ml_dsa(*set, *hash)))
+            Ok(digest(input, algorithm))
         }
         Plan::RsaPkcs => {
             let (hash, prefix) = DIGEST_INFOS
@@ -542,7 +546,7 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
             };
             result.is_ok()
         }
-        (KeyKind::MlDsa { set, public }, _) => match plan.hash_ml_dsa() {
+        (KeyKind::MlDsa { set, public }, _) => match plan.pre_hash() {
             Some(hash) => {
                 let digest = match request.input_type {
                     InputType::Digest => request.input.clone(),
@@ -557,7 +561,24 @@ pub fn verify(plan: &Plan, kind: &KeyKind, data: Data, signature: &[u8]) -> Resu
                 CKP_SLH_DSA_SHA2_128S => signet_mldsa::slh::ParameterSet::Sha2_128s,
                 _ => signet_mldsa::slh::ParameterSet::Sha2_128f,
             };
-            signet_mldsa::slh::verify(set, public, &request.input, &request.context, signature)
+            let (input, context) = (&request.input, &request.context);
+            match plan.pre_hash() {
+                Some(hash) => {
+                    let digest = match request.input_type {
+                        InputType::Digest => input.clone(),
+                        _ => hash.digest(input),
+                    };
+                    signet_mldsa::slh::verify_prehashed(
+                        set,
+                        public,
+                        &hash.oid(),
+                        &digest,
+                        context,
+                        signature,
+                    )
+                }
+                None => signet_mldsa::slh::verify(set, public, input, context, signature),
+            }
         }
     };
     if valid {
@@ -597,6 +618,23 @@ fn verify_hash_ml_dsa(
         && parameter_set(set).is_some_and(|set| {
             signet_mldsa::verify_prehashed(set, key, &hash.oid(), digest, ctx, sig)
         })
+}
+
+/// Signet's name for the pre-hash algorithm with `hash` on a key of `kind`: HashML-DSA on an
+/// ML-DSA key, HashSLH-DSA (SHA-256 or SHA-512) on an SLH-DSA key.
+fn pre_hash_algorithm(kind: &KeyKind, hash: Hash) -> Result<&'static str, CK_RV> {
+    match (kind, hash) {
+        (KeyKind::MlDsa { set, .. }, _) => Ok(hash_ml_dsa(*set, hash)),
+        (KeyKind::SlhDsa { set, .. }, Hash::Sha256) if *set == CKP_SLH_DSA_SHA2_128S => {
+            Ok("HashSLH-DSA-SHA2-128s-SHA256")
+        }
+        (KeyKind::SlhDsa { set, .. }, Hash::Sha512) if *set == CKP_SLH_DSA_SHA2_128S => {
+            Ok("HashSLH-DSA-SHA2-128s-SHA512")
+        }
+        (KeyKind::SlhDsa { .. }, Hash::Sha256) => Ok("HashSLH-DSA-SHA2-128f-SHA256"),
+        (KeyKind::SlhDsa { .. }, Hash::Sha512) => Ok("HashSLH-DSA-SHA2-128f-SHA512"),
+        _ => Err(CKR_KEY_TYPE_INCONSISTENT),
+    }
 }
 
 /// Signet's name for HashML-DSA with `hash` on a parameter set.
@@ -722,7 +760,7 @@ mod tests {
             set: CKP_ML_DSA_87,
             public: vec![0; 2592],
         };
-        let hash_params = |hash, context: &[u8]| Params::HashMlDsa {
+        let hash_params = |hash, context: &[u8]| Params::HashSign {
             hedge: CKH_HEDGE_PREFERRED,
             context: context.to_vec(),
             hash,
@@ -768,7 +806,7 @@ mod tests {
                 (r.input.as_slice(), r.input_type, r.algorithm),
                 (digest.as_slice(), InputType::Digest, algorithm)
             );
-            assert!(Plan::HashMlDsaHash(hash).multi_part());
+            assert!(Plan::PreHashHash(hash).multi_part());
             let ctx = Params::MlDsa {
                 hedge: CKH_HEDGE_REQUIRED,
                 context: b"ctx".to_vec(),
@@ -811,6 +849,78 @@ mod tests {
                 &ec(32),
                 &[&digest]
             ),
+            Err(CKR_KEY_TYPE_INCONSISTENT)
+        );
+    }
+
+    /// HashSLH-DSA: `CKM_HASH_SLH_DSA` takes a SHA-256 or SHA-512 digest (SHA-384, which
+    /// Signet's HashSLH-DSA lacks, is refused), `CKM_HASH_SLH_DSA_SHA256/512` hash here in parts
+    /// or send the message with a context string; named by the key's parameter set. The ML-DSA
+    /// and SLH-DSA pre-hash mechanisms do not cross key types.
+    #[test]
+    fn hash_slh_dsa_takes_a_digest_or_hashes_here() {
+        let slh = |set| KeyKind::SlhDsa {
+            set,
+            public: vec![0; 32],
+        };
+        let hash_params = |hash, context: &[u8]| Params::HashSign {
+            hedge: CKH_HEDGE_PREFERRED,
+            context: context.to_vec(),
+            hash,
+        };
+        for (set, name) in [
+            (CKP_SLH_DSA_SHA2_128S, "HashSLH-DSA-SHA2-128s"),
+            (CKP_SLH_DSA_SHA2_128F, "HashSLH-DSA-SHA2-128f"),
+        ] {
+            let kind = slh(set);
+            for (hash, named, hashing, suffix) in [
+                (Hash::Sha256, CKM_SHA256, CKM_HASH_SLH_DSA_SHA256, "SHA256"),
+                (Hash::Sha512, CKM_SHA512, CKM_HASH_SLH_DSA_SHA512, "SHA512"),
+            ] {
+                let algorithm = format!("{name}-{suffix}");
+                let digest = hash.digest(b"hello");
+                let r = sign(CKM_HASH_SLH_DSA, hash_params(named, b""), &kind, &[&digest]).unwrap();
+                assert_eq!(
+                    (r.input.as_slice(), r.input_type, r.algorithm),
+                    (digest.as_slice(), InputType::Digest, algorithm.as_str())
+                );
+                let r = sign(hashing, Params::None, &kind, &[b"he", b"llo"]).unwrap();
+                assert_eq!(
+                    (r.input.as_slice(), r.input_type, r.algorithm),
+                    (digest.as_slice(), InputType::Digest, algorithm.as_str())
+                );
+                let ctx = Params::MlDsa {
+                    hedge: CKH_HEDGE_PREFERRED,
+                    context: b"ctx".to_vec(),
+                };
+                let r = sign(hashing, ctx, &kind, &[b"hello"]).unwrap();
+                assert_eq!(
+                    (r.input.as_slice(), r.input_type, r.context.as_slice()),
+                    (&b"hello"[..], InputType::Message, &b"ctx"[..])
+                );
+                assert_eq!(r.algorithm, algorithm);
+            }
+            let d384 = Hash::Sha384.digest(b"hello");
+            assert_eq!(
+                sign(
+                    CKM_HASH_SLH_DSA,
+                    hash_params(CKM_SHA384, b""),
+                    &kind,
+                    &[&d384]
+                ),
+                Err(CKR_MECHANISM_PARAM_INVALID)
+            );
+            assert_eq!(
+                sign(CKM_HASH_ML_DSA_SHA256, Params::None, &kind, &[b"x"]),
+                Err(CKR_KEY_TYPE_INCONSISTENT)
+            );
+        }
+        let ml_dsa = KeyKind::MlDsa {
+            set: CKP_ML_DSA_44,
+            public: vec![0; 1312],
+        };
+        assert_eq!(
+            sign(CKM_HASH_SLH_DSA_SHA512, Params::None, &ml_dsa, &[b"x"]),
             Err(CKR_KEY_TYPE_INCONSISTENT)
         );
     }
