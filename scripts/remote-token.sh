@@ -4,11 +4,13 @@
 #
 #   scripts/remote-token.sh start [DIR]   # prints the environment to source (idempotent)
 #   scripts/remote-token.sh stop [DIR]
-#   scripts/remote-token.sh restart [DIR] [DOWN_SECONDS]
+#   scripts/remote-token.sh restart [DIR] [DOWN_SECONDS] [URI]
 #                                         # the HSM service restarting: the server and every
 #                                         # connection's process killed, then (after
 #                                         # DOWN_SECONDS) the server started again over the same
-#                                         # token and socket
+#                                         # token and socket, exporting the tokens URI matches
+#                                         # (default pkcs11:token=remote; another one makes a
+#                                         # service that is up but shows no token)
 #
 # The environment: P11_KIT_SERVER_ADDRESS, SIGNET_P11KIT_TOKEN, SIGNET_P11KIT_PIN (a test PIN,
 # random per token), SIGNET_P11KIT_MODULE. DIR defaults to target/remote-token.
@@ -27,7 +29,7 @@ stop() {
 
 serve() {
   SOFTHSM2_CONF="$dir/softhsm2.conf" p11-kit server --provider /usr/lib/softhsm/libsofthsm2.so \
-    -n "$dir/socket" -s "pkcs11:token=remote" > "$dir/server.env" 2> "$dir/server.log" < /dev/null
+    -n "$dir/socket" -s "${1:-pkcs11:token=remote}" > "$dir/server.env" 2> "$dir/server.log" < /dev/null
   # shellcheck disable=SC1091
   . "$dir/server.env"
   echo "$P11_KIT_SERVER_PID" > "$dir/server.pid"
@@ -43,7 +45,7 @@ case "$cmd" in
       rm -f "$dir/server.pid" "$dir/socket"
     fi
     sleep "${3:-0}"
-    serve
+    serve "${4:-}"
     cat "$env_file"
     exit 0 ;;
   start) ;;

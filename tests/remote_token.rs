@@ -140,3 +140,46 @@ fn a_dead_connection_is_recovered_under_concurrent_signing() {
         &failures[..failures.len().min(10)]
     );
 }
+
+/// An HSM service that is up but shows no token (here `p11-kit server` exporting another
+/// token's URI; in production a partition not there yet, or a token directory being rewritten
+/// as a connection starts): opening the backend answers "no such token" within seconds. With
+/// cryptoki's own slot listing it spun for ever at full CPU, p11-kit's client answering
+/// CKR_BUFFER_TOO_SMALL with a count of zero to every retry. Once the service shows the token,
+/// the same open succeeds.
+#[test]
+fn a_service_without_the_token_is_a_clear_error_not_a_spin() {
+    let token = RemoteToken::start();
+    std::env::set_var(
+        "P11_KIT_SERVER_ADDRESS",
+        var(&token.env, "P11_KIT_SERVER_ADDRESS"),
+    );
+    let config = Pkcs11Config {
+        module: var(&token.env, "SIGNET_P11KIT_MODULE").into(),
+        token: TokenSelector::Label(var(&token.env, "SIGNET_P11KIT_TOKEN").into()),
+        pin: Pin::new(var(&token.env, "SIGNET_P11KIT_PIN").to_string()),
+        pool_size: 1,
+    };
+    token.restart_exporting(Duration::ZERO, "pkcs11:token=elsewhere");
+    let (done, answer) = std::sync::mpsc::channel();
+    let opening = config.clone();
+    let started = Instant::now();
+    // A thread, so that a spin fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let _ = done.send(Pkcs11Backend::open(opening).map(|_| ()));
+    });
+    let got = answer
+        .recv_timeout(Duration::from_secs(20))
+        .expect("opening the backend did not return within 20 s");
+    let err = got.expect_err("no token is exported");
+    assert!(matches!(err, signet_hsm::Error::TokenNotFound(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the module has no initialised token"),
+        "{err}"
+    );
+    eprintln!("refused after {:?}: {err}", started.elapsed());
+    token.restart_exporting(Duration::ZERO, "pkcs11:token=remote");
+    let backend = Pkcs11Backend::open(config).unwrap();
+    assert!(backend.info().is_ok());
+}

@@ -43,12 +43,19 @@ impl RemoteToken {
     /// The HSM service restarting: the server and every connection killed, the server started
     /// again over the same token (`remote-token.sh restart`).
     pub fn restart(&self, down: std::time::Duration) {
+        self.restart_exporting(down, "pkcs11:token=remote");
+    }
+
+    /// The same, the server exporting the tokens `uri` matches: another token's URI makes a
+    /// service that is up but shows no token (a partition not there yet).
+    pub fn restart_exporting(&self, down: std::time::Duration, uri: &str) {
         script(
             "remote-token.sh",
             &[
                 "restart",
                 self.dir.path().to_str().unwrap(),
                 &format!("{:.1}", down.as_secs_f64()),
+                uri,
             ],
         );
     }

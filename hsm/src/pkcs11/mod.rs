@@ -7,6 +7,7 @@ mod mechanisms;
 mod module;
 mod objects;
 mod pool;
+mod slots;
 mod uri;
 
 use std::collections::{HashMap, HashSet};
@@ -92,6 +93,8 @@ pub struct Pkcs11Backend {
     refused: Mutex<HashSet<KeySpec>>,
     /// Which token (to find it again after the module is reinitialised).
     token: TokenSelector,
+    /// The module's file, whose slot list is read directly (see `slots`).
+    module: std::path::PathBuf,
     /// Who may call into the module, and its reinitialisation (see `gate`).
     gate: gate::Gate,
 }
@@ -160,7 +163,7 @@ impl Pkcs11Backend {
     fn open_once(config: &Pkcs11Config) -> Result<Self> {
         let config = config.clone();
         let ctx = module::load(&config.module)?;
-        let (slot, token_label) = module::find_slot(&ctx, &config.token)?;
+        let (slot, token_label) = module::find_slot(&ctx, &config.module, &config.token)?;
         let mechanisms = Mechanisms::new(ctx.get_mechanism_list(slot).map_err(from_cryptoki)?);
         let backend = Pkcs11Backend {
             pool: SessionPool::new(config.pool_size),
@@ -172,6 +175,7 @@ impl Pkcs11Backend {
             handles: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
             token: config.token.clone(),
+            module: config.module.clone(),
             gate: gate::Gate::default(),
         };
         // Open the first session now so a wrong PIN fails here, clearly, and not on first use.
@@ -243,7 +247,7 @@ impl Pkcs11Backend {
                 return false;
             }
         }
-        match module::find_slot(&self.ctx, &self.token) {
+        match module::find_slot(&self.ctx, &self.module, &self.token) {
             Ok((slot, _)) if slot.id() == self.slot().id() => true,
             Ok((slot, _)) if matches!(self.token, TokenSelector::Slot(_)) => {
                 tracing::error!(

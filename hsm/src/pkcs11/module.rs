@@ -30,14 +30,20 @@ pub(crate) fn load(path: &Path) -> Result<Pkcs11> {
     }
 }
 
-/// The slot holding the selected token, and the token's label.
-pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, String)> {
+/// The slot holding the selected token, and the token's label: the module at `path` (loaded
+/// as `ctx`) lists its slots with a token ([`super::slots`], never cryptoki's unbounded
+/// listing), and `ctx` reads each one's token.
+pub(crate) fn find_slot(
+    ctx: &Pkcs11,
+    path: &Path,
+    token: &TokenSelector,
+) -> Result<(Slot, String)> {
     let mut present = Vec::new();
-    for slot in ctx
-        .get_slots_with_initialized_token()
-        .map_err(from_cryptoki)?
-    {
+    for slot in super::slots::list(path, true)? {
         let info = ctx.get_token_info(slot).map_err(from_cryptoki)?;
+        if !info.token_initialized() {
+            continue;
+        }
         let label = info.label().trim_end();
         let found = match token {
             TokenSelector::Label(wanted) => label == wanted,
@@ -79,11 +85,11 @@ pub(crate) fn find_slot(ctx: &Pkcs11, token: &TokenSelector) -> Result<(Slot, St
 /// appear on a command line.
 pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> Result<()> {
     let ctx = load(module)?;
-    if find_slot(&ctx, &TokenSelector::Label(label.to_string())).is_ok() {
+    if find_slot(&ctx, module, &TokenSelector::Label(label.to_string())).is_ok() {
         return Err(Error::KeyExists(format!("token {label}")));
     }
     let mut free = None;
-    for slot in ctx.get_slots_with_token().map_err(from_cryptoki)? {
+    for slot in super::slots::list(module, true)? {
         if !ctx
             .get_token_info(slot)
             .map_err(from_cryptoki)?
@@ -99,7 +105,7 @@ pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> R
     ctx.init_token(slot, &super::auth_pin(so_pin), label)
         .map_err(from_cryptoki)?;
     // SoftHSM2 moves a newly initialised token to a new slot id: look it up again.
-    let (slot, _) = find_slot(&ctx, &TokenSelector::Label(label.to_string()))?;
+    let (slot, _) = find_slot(&ctx, module, &TokenSelector::Label(label.to_string()))?;
     let session = ctx.open_rw_session(slot).map_err(from_cryptoki)?;
     session
         .login(UserType::So, Some(&super::auth_pin(so_pin)))
