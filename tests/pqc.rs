@@ -291,6 +291,83 @@ fn slh_dsa_signatures_made_elsewhere_verify_in_signet() {
     }
 }
 
+/// A pre-hash algorithm (HashML-DSA, HashSLH-DSA) on a key made over the API.
+struct PreHash<'a> {
+    name: &'a str,
+    alg: &'a str,
+    /// The key's pure algorithm.
+    pure: &'a str,
+    /// The key's other pre-hash algorithms.
+    others: &'a [String],
+    /// The signature's length.
+    size: usize,
+}
+
+impl PreHash<'_> {
+    /// Signs `msg` three ways over the API — the message (Signet hashes it), its `digest`
+    /// made here, the message with `ctx` — and checks them with the service's verifier: each
+    /// verifies with its own input and context only, not over another message, not as the pure
+    /// algorithm (of the message or of the digest), not under another hash; a digest of the
+    /// wrong length is refused, saying the length. The three signatures, in that order.
+    fn signs_and_verifies(
+        &self,
+        admin: &common::Client,
+        msg: &[u8],
+        digest: &[u8],
+        ctx: &[u8],
+    ) -> [Vec<u8>; 3] {
+        let (alg, pure) = (self.alg, self.pure);
+        let path = format!("/v1/keys/{}/sign", self.name);
+        let sign = |body: Value| {
+            let reply = admin.post(&path, &body);
+            assert_eq!(reply.status, 200, "{alg}: {reply:?}");
+            assert_eq!(reply.json()["algorithm"], alg);
+            let sig = unb64(reply.json()["signature"].as_str().unwrap());
+            assert_eq!(sig.len(), self.size);
+            sig
+        };
+        let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
+        let of_digest =
+            sign(json!({"input": b64(digest), "input_type": "digest", "algorithm": alg}));
+        let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
+        let verify =
+            |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
+                let mut body =
+                    json!({"input": b64(input), "signature": b64(sig), "algorithm": algorithm});
+                if digest {
+                    body["input_type"] = "digest".into();
+                }
+                if let Some(c) = context {
+                    body["context"] = b64(c).into();
+                }
+                let reply = admin.post(&format!("/v1/keys/{}/verify", self.name), &body);
+                assert_eq!(reply.status, 200, "{reply:?}");
+                reply.json()["valid"].as_bool().unwrap()
+            };
+        for sig in [&of_message, &of_digest] {
+            assert!(verify(msg, false, alg, sig, None), "{alg} message");
+            assert!(verify(digest, true, alg, sig, None), "{alg} digest");
+            assert!(!verify(b"another message", false, alg, sig, None));
+            assert!(!verify(msg, false, alg, sig, Some(ctx)));
+            assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
+            assert!(!verify(digest, false, pure, sig, None), "{alg} as {pure}");
+            for other in self.others {
+                assert!(!verify(msg, false, other, sig, None), "{alg} as {other}");
+            }
+        }
+        assert!(verify(msg, false, alg, &with_ctx, Some(ctx)));
+        assert!(!verify(msg, false, alg, &with_ctx, None));
+        let short = admin.post(
+            &path,
+            &json!({"input": b64(&[0u8; 20]), "input_type": "digest", "algorithm": alg}),
+        );
+        assert_eq!(short.status, 422, "{short:?}");
+        let detail = short.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(&digest.len().to_string()), "{detail}");
+        [of_message, of_digest, with_ctx]
+    }
+}
+
 /// HashSLH-DSA (FIPS 205 §10.2) with SHA-256 and SHA-512 over the API: an SLH-DSA key signs a
 /// message (Signet hashes it) or a digest made elsewhere, with or without a context string; the
 /// token (`CKM_HASH_SLH_DSA`) builds M' and signs. The service's verifier and the `slhdsa`
@@ -338,50 +415,15 @@ fn hash_slh_dsa_signs_messages_and_digests_over_the_api() {
             "HashSLH-DSA-SHA2-128f-{}",
             if hash == "SHA256" { "SHA512" } else { "SHA256" }
         );
-        let sign = |body: Value| {
-            let reply = admin.post(&path, &body);
-            assert_eq!(reply.status, 200, "{alg}: {reply:?}");
-            assert_eq!(reply.json()["algorithm"], alg.as_str());
-            let sig = unb64(reply.json()["signature"].as_str().unwrap());
-            assert_eq!(sig.len(), 17088);
-            sig
+        let signing = PreHash {
+            name: &name,
+            alg: &alg,
+            pure,
+            others: &[other],
+            size: 17088,
         };
-        let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
-        let of_digest =
-            sign(json!({"input": b64(&digest), "input_type": "digest", "algorithm": alg}));
-        let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
-        let verify =
-            |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
-                let mut body =
-                    json!({"input": b64(input), "signature": b64(sig), "algorithm": algorithm});
-                if digest {
-                    body["input_type"] = "digest".into();
-                }
-                if let Some(c) = context {
-                    body["context"] = b64(c).into();
-                }
-                let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
-                assert_eq!(reply.status, 200, "{reply:?}");
-                reply.json()["valid"].as_bool().unwrap()
-            };
-        for sig in [&of_message, &of_digest] {
-            assert!(verify(msg, false, &alg, sig, None), "{alg} message");
-            assert!(verify(&digest, true, &alg, sig, None), "{alg} digest");
-            assert!(!verify(b"another message", false, &alg, sig, None));
-            assert!(!verify(msg, false, &alg, sig, Some(ctx)));
-            assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
-            assert!(!verify(msg, false, &other, sig, None), "{alg} as {other}");
-        }
-        assert!(verify(msg, false, &alg, &with_ctx, Some(ctx)));
-        assert!(!verify(msg, false, &alg, &with_ctx, None));
-        // A digest of the wrong length is refused, saying what it should be.
-        let short = admin.post(
-            &path,
-            &json!({"input": b64(&[0u8; 20]), "input_type": "digest", "algorithm": alg}),
-        );
-        assert_eq!(short.status, 422, "{short:?}");
-        let detail = short.json()["detail"].as_str().unwrap().to_string();
-        assert!(detail.contains(&digest.len().to_string()), "{detail}");
+        let [of_message, of_digest, with_ctx] =
+            signing.signs_and_verifies(&admin, msg, &digest, ctx);
         let check =
             |what: &str, hash: Option<&str>, sig: &[u8], ctx: Option<&[u8]>, expect: bool| {
                 json!({"what": format!("{alg}: {what}"), "kind": "sig", "alg": pure, "pem": pem,
@@ -1335,67 +1377,19 @@ fn hash_ml_dsa_signs_messages_and_digests_over_the_api() {
         let name = token.unique(&format!("hash-{spec}-{hash}"));
         let created = admin.post("/v1/keys", &json!({"name": name, "spec": spec}));
         assert_eq!(created.status, 201, "{spec}: {created:?}");
-        let path = format!("/v1/keys/{name}/sign");
-        let sign = |body: Value| {
-            let reply = admin.post(&path, &body);
-            assert_eq!(reply.status, 200, "{alg}: {reply:?}");
-            assert_eq!(reply.json()["algorithm"], alg.as_str());
-            let sig = unb64(reply.json()["signature"].as_str().unwrap());
-            assert_eq!(sig.len(), size);
-            sig
+        let others: Vec<String> = hashes
+            .iter()
+            .filter(|(other, _)| other != hash)
+            .map(|(other, _)| format!("Hash{pure}-{other}"))
+            .collect();
+        let signing = PreHash {
+            name: &name,
+            alg: &alg,
+            pure,
+            others: &others,
+            size,
         };
-        let of_message = sign(json!({"input": b64(msg), "algorithm": alg}));
-        let of_digest =
-            sign(json!({"input": b64(digest), "input_type": "digest", "algorithm": alg}));
-        let with_ctx = sign(json!({"input": b64(msg), "algorithm": alg, "context": b64(ctx)}));
-        let verify =
-            |input: &[u8], digest: bool, algorithm: &str, sig: &[u8], context: Option<&[u8]>| {
-                let mut body =
-                    json!({"input": b64(input), "signature": b64(sig), "algorithm": algorithm});
-                if digest {
-                    body["input_type"] = "digest".into();
-                }
-                if let Some(c) = context {
-                    body["context"] = b64(c).into();
-                }
-                let reply = admin.post(&format!("/v1/keys/{name}/verify"), &body);
-                assert_eq!(reply.status, 200, "{reply:?}");
-                reply.json()["valid"].as_bool().unwrap()
-            };
-        for sig in [&of_message, &of_digest] {
-            assert!(verify(msg, false, &alg, sig, None), "{alg} message");
-            assert!(verify(digest, true, &alg, sig, None), "{alg} digest");
-            assert!(!verify(b"another message", false, &alg, sig, None));
-            assert!(!verify(msg, false, &alg, sig, Some(ctx)));
-            // Not a pure ML-DSA signature of the message, nor of the digest.
-            assert!(!verify(msg, false, pure, sig, None), "{alg} as {pure}");
-            assert!(!verify(digest, false, pure, sig, None), "{alg} as {pure}");
-            // Nor a signature with another hash.
-            for (other, _) in &hashes {
-                if other != hash {
-                    let as_other = format!("Hash{pure}-{other}");
-                    assert!(
-                        !verify(msg, false, &as_other, sig, None),
-                        "{alg} as {as_other}"
-                    );
-                }
-            }
-        }
-        assert!(verify(msg, false, &alg, &with_ctx, Some(ctx)));
-        assert!(!verify(msg, false, &alg, &with_ctx, None));
-        // A digest of the wrong length is refused, saying what it should be.
-        let short = admin.post(
-            &path,
-            &json!({"input": b64(&[0u8; 20]), "input_type": "digest", "algorithm": alg}),
-        );
-        assert_eq!(short.status, 422, "{short:?}");
-        assert!(
-            short.json()["detail"]
-                .as_str()
-                .unwrap()
-                .contains(&digest.len().to_string()),
-            "{short:?}"
-        );
+        signing.signs_and_verifies(&admin, msg, digest, ctx);
     }
     // The key's own algorithm stays pure ML-DSA unless asked.
     let name = token.unique("hash-ml-dsa-65-SHA512");

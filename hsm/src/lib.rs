@@ -35,4 +35,4 @@ pub use piv::{ManagementKey, PinUse, PivConfig, PivSlots, TouchUse};
 pub use pkcs11::{Pkcs11Backend, Pkcs11Config, Pkcs11Uri, TokenSelector, UriError};
 pub use public::PublicKey;
 pub use signing::{sign, sign_with_context, HsmSigner, Signer, MAX_CONTEXT};
-pub use spec::{Hash, KeySpec, SignatureAlgorithm, UnknownAlgorithm, UnknownSpec};
+pub use spec::{Family, Hash, KeySpec, SignatureAlgorithm, UnknownAlgorithm, UnknownSpec};

@@ -264,6 +264,27 @@ pub enum SignatureAlgorithm {
     HashSlhDsaSha2_128fSha512,
 }
 
+/// What kind of signature an algorithm makes (see [`SignatureAlgorithm::family`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// ECDSA (`ES256`, `ES384`).
+    Ecdsa,
+    /// Pure EdDSA.
+    EdDsa,
+    /// RSASSA-PKCS1-v1_5 (`RS*`).
+    RsaPkcs1,
+    /// RSASSA-PSS (`PS*`).
+    RsaPss,
+    /// Pure ML-DSA (FIPS 204).
+    MlDsa,
+    /// HashML-DSA (FIPS 204 §5.4).
+    HashMlDsa,
+    /// Pure SLH-DSA (FIPS 205).
+    SlhDsa,
+    /// HashSLH-DSA (FIPS 205 §10.2).
+    HashSlhDsa,
+}
+
 /// The hash an algorithm signs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hash {
@@ -393,59 +414,53 @@ impl SignatureAlgorithm {
         }
     }
 
+    /// The family the algorithm belongs to; each variant is named here once, and what
+    /// follows from the family (the mechanism, the input, the verifier) is decided from it.
+    pub fn family(self) -> Family {
+        use SignatureAlgorithm::*;
+        match self {
+            Es256 | Es384 => Family::Ecdsa,
+            EdDsa => Family::EdDsa,
+            Rs256 | Rs384 | Rs512 => Family::RsaPkcs1,
+            Ps256 | Ps384 | Ps512 => Family::RsaPss,
+            MlDsa44 | MlDsa65 | MlDsa87 => Family::MlDsa,
+            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
+            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
+            | HashMlDsa87Sha512 => Family::HashMlDsa,
+            SlhDsaSha2_128s | SlhDsaSha2_128f => Family::SlhDsa,
+            HashSlhDsaSha2_128sSha256
+            | HashSlhDsaSha2_128sSha512
+            | HashSlhDsaSha2_128fSha256
+            | HashSlhDsaSha2_128fSha512 => Family::HashSlhDsa,
+        }
+    }
+
     /// True for the ECDSA algorithms (whose signatures have a DER and a raw form).
     pub fn is_ecdsa(self) -> bool {
-        matches!(self, SignatureAlgorithm::Es256 | SignatureAlgorithm::Es384)
+        self.family() == Family::Ecdsa
     }
 
     /// True for the ML-DSA algorithms, pure and pre-hash (which take an optional context
     /// string).
     pub fn is_ml_dsa(self) -> bool {
-        use SignatureAlgorithm::*;
-        self.is_hash_ml_dsa() || matches!(self, MlDsa44 | MlDsa65 | MlDsa87)
+        matches!(self.family(), Family::MlDsa | Family::HashMlDsa)
     }
 
     /// True for HashML-DSA (FIPS 204 §5.4: ML-DSA over a digest, with the hash's OID bound in).
     pub fn is_hash_ml_dsa(self) -> bool {
-        use SignatureAlgorithm::*;
-        matches!(
-            self,
-            HashMlDsa44Sha256
-                | HashMlDsa65Sha256
-                | HashMlDsa87Sha256
-                | HashMlDsa44Sha384
-                | HashMlDsa65Sha384
-                | HashMlDsa87Sha384
-                | HashMlDsa44Sha512
-                | HashMlDsa65Sha512
-                | HashMlDsa87Sha512
-        )
+        self.family() == Family::HashMlDsa
     }
 
     /// True for the SLH-DSA algorithms, pure and pre-hash (which take an optional context
     /// string).
     pub fn is_slh_dsa(self) -> bool {
-        use SignatureAlgorithm::*;
-        self.is_hash_slh_dsa() || matches!(self, SlhDsaSha2_128s | SlhDsaSha2_128f)
-    }
-
-    /// True for HashSLH-DSA (FIPS 205 §10.2: SLH-DSA over a digest, with the hash's OID bound
-    /// in).
-    pub fn is_hash_slh_dsa(self) -> bool {
-        use SignatureAlgorithm::*;
-        matches!(
-            self,
-            HashSlhDsaSha2_128sSha256
-                | HashSlhDsaSha2_128sSha512
-                | HashSlhDsaSha2_128fSha256
-                | HashSlhDsaSha2_128fSha512
-        )
+        matches!(self.family(), Family::SlhDsa | Family::HashSlhDsa)
     }
 
     /// True for the pre-hash post-quantum algorithms (HashML-DSA, HashSLH-DSA): the token signs
     /// M' = 0x01 ‖ |ctx| ‖ ctx ‖ OID(hash) ‖ digest, and the caller may send the digest.
     pub fn is_pre_hash(self) -> bool {
-        self.is_hash_ml_dsa() || self.is_hash_slh_dsa()
+        matches!(self.family(), Family::HashMlDsa | Family::HashSlhDsa)
     }
 
     /// True for the post-quantum algorithms (ML-DSA, HashML-DSA, SLH-DSA), which take an

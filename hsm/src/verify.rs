@@ -8,9 +8,10 @@ use crate::der;
 use crate::error::{Error, Result};
 use crate::input::{EcdsaFormat, SignInput};
 use crate::public::PublicKey;
-use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
+use crate::spec::{Family, Hash, KeySpec, SignatureAlgorithm};
 
-/// ring's verifier for an algorithm and ECDSA encoding; `None` for ML-DSA and SLH-DSA.
+/// ring's verifier for an ECDSA, EdDSA or RSA algorithm and ECDSA encoding; `None` for the
+/// others (ring has no ML-DSA or SLH-DSA).
 fn verifier(
     algorithm: SignatureAlgorithm,
     format: EcdsaFormat,
@@ -28,27 +29,7 @@ fn verifier(
         (Ps256, _) => &rs::RSA_PSS_2048_8192_SHA256,
         (Ps384, _) => &rs::RSA_PSS_2048_8192_SHA384,
         (Ps512, _) => &rs::RSA_PSS_2048_8192_SHA512,
-        (
-            MlDsa44
-            | MlDsa65
-            | MlDsa87
-            | SlhDsaSha2_128s
-            | SlhDsaSha2_128f
-            | HashMlDsa44Sha256
-            | HashMlDsa65Sha256
-            | HashMlDsa87Sha256
-            | HashMlDsa44Sha384
-            | HashMlDsa65Sha384
-            | HashMlDsa87Sha384
-            | HashMlDsa44Sha512
-            | HashMlDsa65Sha512
-            | HashMlDsa87Sha512
-            | HashSlhDsaSha2_128sSha256
-            | HashSlhDsaSha2_128sSha512
-            | HashSlhDsaSha2_128fSha256
-            | HashSlhDsaSha2_128fSha512,
-            _,
-        ) => return None,
+        _ => return None,
     })
 }
 
@@ -137,49 +118,61 @@ pub fn verify(
             spec: public.spec(),
         });
     }
-    if let Some(hash) = algorithm.hash().filter(|_| algorithm.is_pre_hash()) {
-        // The digest is the algorithm's hash's: given, or made here from the message.
-        let (message, context) = match input {
-            SignInput::Digest(d) => return Ok(verify_pre_hashed(public, hash, d, &[], signature)),
-            SignInput::Message(m) => (m, &[][..]),
-            SignInput::MessageWithContext(m, context) => (m, context),
-        };
-        let digest = hash.digest(message);
-        return Ok(verify_pre_hashed(public, hash, &digest, context, signature));
+    let family = algorithm.family();
+    match family {
+        Family::HashMlDsa | Family::HashSlhDsa => {
+            let Some(hash) = algorithm.hash() else {
+                return Err(Error::Unsupported(format!("{algorithm} has no hash")));
+            };
+            // The digest is the algorithm's hash's: given, or made here from the message.
+            let (message, context) = match input {
+                SignInput::Digest(d) => {
+                    return Ok(verify_pre_hashed(public, hash, d, &[], signature))
+                }
+                SignInput::Message(m) => (m, &[][..]),
+                SignInput::MessageWithContext(m, context) => (m, context),
+            };
+            let digest = hash.digest(message);
+            Ok(verify_pre_hashed(public, hash, &digest, context, signature))
+        }
+        Family::MlDsa | Family::SlhDsa => {
+            let (message, context) = match input {
+                SignInput::Message(m) => (m, &[][..]),
+                SignInput::MessageWithContext(m, context) => (m, context),
+                SignInput::Digest(_) => {
+                    return Err(Error::Unsupported(format!(
+                    "{algorithm} signs the whole message; a precomputed digest cannot be verified"
+                )))
+                }
+            };
+            Ok(if family == Family::MlDsa {
+                verify_ml_dsa(public, message, context, signature)
+            } else {
+                verify_slh_dsa(public, message, context, signature)
+            })
+        }
+        Family::Ecdsa | Family::EdDsa | Family::RsaPkcs1 | Family::RsaPss => {
+            let message = match input {
+                SignInput::Message(m) => m,
+                SignInput::MessageWithContext(..) => {
+                    return Err(Error::Unsupported(format!(
+                        "a context string with {algorithm} (only ML-DSA and SLH-DSA signatures take one)"
+                    )))
+                }
+                SignInput::Digest(_) => {
+                    return Err(Error::Unsupported(
+                        "verifying a precomputed digest is not offered by this token".into(),
+                    ))
+                }
+            };
+            let verifier = verifier(algorithm, format).ok_or_else(|| {
+                Error::Unsupported(format!("{algorithm} has no software verifier"))
+            })?;
+            Ok(rs::UnparsedPublicKey::new(verifier, public.raw())
+                .verify(message, signature)
+                .is_ok())
+        }
     }
-    if algorithm.is_slh_dsa() {
-        return match input {
-            SignInput::Message(m) => Ok(verify_slh_dsa(public, m, &[], signature)),
-            SignInput::MessageWithContext(m, context) => {
-                Ok(verify_slh_dsa(public, m, context, signature))
-            }
-            SignInput::Digest(_) => Err(Error::Unsupported(format!(
-                "{algorithm} signs the whole message; a precomputed digest cannot be verified"
-            ))),
-        };
-    }
-    let message = match input {
-        SignInput::Message(m) => m,
-        SignInput::MessageWithContext(m, context) if algorithm.is_ml_dsa() => {
-            return Ok(verify_ml_dsa(public, m, context, signature));
-        }
-        SignInput::MessageWithContext(..) => {
-            return Err(Error::Unsupported(format!(
-                "a context string with {algorithm} (only ML-DSA and SLH-DSA signatures take one)"
-            )))
-        }
-        SignInput::Digest(_) => {
-            return Err(Error::Unsupported(
-                "verifying a precomputed digest is not offered by this token".into(),
-            ))
-        }
-    };
-    let Some(verifier) = verifier(algorithm, format) else {
-        return Ok(verify_ml_dsa(public, message, &[], signature));
-    };
-    Ok(rs::UnparsedPublicKey::new(verifier, public.raw())
-        .verify(message, signature)
-        .is_ok())
 }
 
 /// Verifies a JWS-style signature strictly: ECDSA must be raw `r || s` in low-S form, so that one

@@ -65,8 +65,8 @@ pub fn verify_prehashed(
     }
 }
 
-/// What a verification checks: a pure signature over a message and context, or ML-DSA's
-/// internal verification of a prepared M'.
+/// What a verification checks: a pure signature over a message and context, or the scheme's
+/// internal verification of a prepared M' (ML-DSA's here, SLH-DSA's in [`slh`]).
 enum Check<'a> {
     Pure {
         message: &'a [u8],

@@ -2,6 +2,8 @@
 //! with a context string, for what a token signed with `CKM_SLH_DSA`, and HashSLH-DSA's
 //! (algorithm 25, as SLH-DSA's internal verification of M'), for `CKM_HASH_SLH_DSA`.
 
+use crate::Check;
+
 /// An SLH-DSA parameter set (those Signet makes keys for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParameterSet {
@@ -47,16 +49,6 @@ pub fn verify_prehashed(
         Some(m) => check(set, key, signature, Check::Internal(&m)),
         None => false,
     }
-}
-
-/// What a verification checks: a pure signature over a message and context, or SLH-DSA's
-/// internal verification of a prepared M'.
-enum Check<'a> {
-    Pure {
-        message: &'a [u8],
-        context: &'a [u8],
-    },
-    Internal(&'a [u8]),
 }
 
 /// Runs `what` with `key` over `signature`; false for a key or signature of the wrong size.

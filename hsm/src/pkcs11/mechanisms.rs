@@ -10,7 +10,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use crate::der;
 use crate::error::{Error, Result};
 use crate::input::Payload;
-use crate::spec::{Hash, KeySpec, SignatureAlgorithm};
+use crate::spec::{Family, Hash, KeySpec, SignatureAlgorithm};
 
 /// The token's mechanism list.
 #[derive(Debug, Clone)]
@@ -57,153 +57,138 @@ impl Mechanisms {
 
     /// Whether the token can sign with `algorithm` at all.
     pub(crate) fn signs(&self, algorithm: SignatureAlgorithm) -> bool {
-        use SignatureAlgorithm::*;
-        match algorithm {
-            Es256 | Es384 => self.has(MechanismType::ECDSA),
-            EdDsa => self.has(MechanismType::EDDSA),
-            Rs256 | Rs384 | Rs512 => self.has(MechanismType::RSA_PKCS),
-            Ps256 | Ps384 | Ps512 => self.has(MechanismType::RSA_PKCS_PSS),
-            MlDsa44 | MlDsa65 | MlDsa87 => self.has(MechanismType::ML_DSA),
-            SlhDsaSha2_128s | SlhDsaSha2_128f => self.has(MechanismType::SLH_DSA),
+        self.has(match algorithm.family() {
+            Family::Ecdsa => MechanismType::ECDSA,
+            Family::EdDsa => MechanismType::EDDSA,
+            Family::RsaPkcs1 => MechanismType::RSA_PKCS,
+            Family::RsaPss => MechanismType::RSA_PKCS_PSS,
+            Family::MlDsa => MechanismType::ML_DSA,
+            Family::SlhDsa => MechanismType::SLH_DSA,
             // Hashed on the host, signed with the generic pre-hash mechanism.
-            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
-            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
-            | HashMlDsa87Sha512 => self.has(MechanismType::HASH_ML_DSA),
-            HashSlhDsaSha2_128sSha256
-            | HashSlhDsaSha2_128sSha512
-            | HashSlhDsaSha2_128fSha256
-            | HashSlhDsaSha2_128fSha512 => self.has(MechanismType::HASH_SLH_DSA),
-        }
+            Family::HashMlDsa => MechanismType::HASH_ML_DSA,
+            Family::HashSlhDsa => MechanismType::HASH_SLH_DSA,
+        })
     }
 
     /// Whether the token hashes the message itself for `algorithm`.
     pub(crate) fn hashes(&self, algorithm: SignatureAlgorithm) -> bool {
-        use SignatureAlgorithm::*;
-        match algorithm {
-            Es256 => self.has(MechanismType::ECDSA_SHA256),
-            Es384 => self.has(MechanismType::ECDSA_SHA384),
-            EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f => true,
-            HashMlDsa44Sha256
-            | HashMlDsa65Sha256
-            | HashMlDsa87Sha256
-            | HashMlDsa44Sha384
-            | HashMlDsa65Sha384
-            | HashMlDsa87Sha384
-            | HashMlDsa44Sha512
-            | HashMlDsa65Sha512
-            | HashMlDsa87Sha512
-            | HashSlhDsaSha2_128sSha256
-            | HashSlhDsaSha2_128sSha512
-            | HashSlhDsaSha2_128fSha256
-            | HashSlhDsaSha2_128fSha512 => false,
-            Rs256 => self.has(MechanismType::SHA256_RSA_PKCS),
-            Rs384 => self.has(MechanismType::SHA384_RSA_PKCS),
-            Rs512 => self.has(MechanismType::SHA512_RSA_PKCS),
-            Ps256 => self.has(MechanismType::SHA256_RSA_PKCS_PSS),
-            Ps384 => self.has(MechanismType::SHA384_RSA_PKCS_PSS),
-            Ps512 => self.has(MechanismType::SHA512_RSA_PKCS_PSS),
+        match algorithm.family() {
+            Family::EdDsa | Family::MlDsa | Family::SlhDsa => true,
+            Family::HashMlDsa | Family::HashSlhDsa => false,
+            Family::Ecdsa | Family::RsaPkcs1 | Family::RsaPss => {
+                algorithm.hash().is_some_and(|hash| {
+                    self.has(hashing(algorithm.family(), hash, None).mechanism_type())
+                })
+            }
         }
     }
 }
 
 /// The mechanism and the bytes to give `C_Sign` for a checked payload. `context` is ML-DSA's
-/// context string (empty for none; the caller checked it is for ML-DSA and at most 255 bytes).
+/// or SLH-DSA's context string (empty for none; the caller checked it is for one of them and
+/// at most 255 bytes).
 pub(crate) fn for_signature<'a>(
     algorithm: SignatureAlgorithm,
     payload: Payload<'_>,
     context: &'a [u8],
 ) -> Result<(Mechanism<'a>, Vec<u8>)> {
-    use SignatureAlgorithm::*;
-    let Some(hash) = algorithm.hash() else {
-        let mechanism = if algorithm.is_ml_dsa() {
-            // Pure ML-DSA, hedged (the token's randomness mixed in); no parameter at all when
-            // there is no context string, which every PKCS#11 3.2 token must take.
-            let context = (!context.is_empty()).then_some(context);
-            Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, context))
-        } else if algorithm.is_slh_dsa() {
-            // Pure SLH-DSA, hedged (the randomized variant: opt_rand from the token).
-            let context = (!context.is_empty()).then_some(context);
-            Mechanism::SlhDsa(SignAdditionalContext::new(HedgeType::Preferred, context))
-        } else {
-            Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
-        };
-        return match payload {
-            Payload::Message(m) => Ok((mechanism, m.to_vec())),
-            Payload::Digest(_) => Err(Error::Unsupported(format!(
-                "{algorithm} signs the whole message; a precomputed digest cannot be signed"
-            ))),
-        };
+    // No parameter at all when there is no context string, which every PKCS#11 3.2 token must
+    // take; the post-quantum signatures are hedged (the token's randomness mixed in).
+    let context = (!context.is_empty()).then_some(context);
+    let family = algorithm.family();
+    let whole = |mechanism| match payload {
+        Payload::Message(m) => Ok((mechanism, m.to_vec())),
+        Payload::Digest(_) => Err(Error::Unsupported(format!(
+            "{algorithm} signs the whole message; a precomputed digest cannot be signed"
+        ))),
     };
-    let (hash_mech, mgf) = match hash {
-        Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
-        Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
-        Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    let hash = || {
+        algorithm
+            .hash()
+            .ok_or_else(|| Error::Unsupported(format!("{algorithm} has no hash")))
     };
-    let pss = PkcsPssParams {
-        hash_alg: hash_mech,
+    match family {
+        Family::EdDsa => whole(Mechanism::Eddsa(EddsaParams::new(
+            EddsaSignatureScheme::Pure,
+        ))),
+        Family::MlDsa => whole(Mechanism::MlDsa(SignAdditionalContext::new(
+            HedgeType::Preferred,
+            context,
+        ))),
+        Family::SlhDsa => whole(Mechanism::SlhDsa(SignAdditionalContext::new(
+            HedgeType::Preferred,
+            context,
+        ))),
+        // CKM_HASH_ML_DSA / CKM_HASH_SLH_DSA: the token builds M' (0x01, the context, the
+        // hash's OID, the digest) and signs it.
+        Family::HashMlDsa | Family::HashSlhDsa => {
+            let Payload::Digest(d) = payload else {
+                return Err(Error::Unsupported(format!(
+                    "{algorithm} signs a digest made on the host"
+                )));
+            };
+            let params = HashSignAdditionalContext::new(
+                HedgeType::Preferred,
+                context,
+                hash_mechanism(hash()?),
+            );
+            let mechanism = if family == Family::HashMlDsa {
+                Mechanism::HashMlDsa(params)
+            } else {
+                Mechanism::HashSlhDsa(params)
+            };
+            Ok((mechanism, d.to_vec()))
+        }
+        Family::Ecdsa | Family::RsaPkcs1 | Family::RsaPss => {
+            let hash = hash()?;
+            Ok(match payload {
+                Payload::Message(m) => (hashing(family, hash, Some(pss(hash))), m.to_vec()),
+                Payload::Digest(d) => match family {
+                    Family::Ecdsa => (Mechanism::Ecdsa, d.to_vec()),
+                    Family::RsaPkcs1 => (Mechanism::RsaPkcs, der::rsa_digest_info(hash, d)?),
+                    _ => (Mechanism::RsaPkcsPss(pss(hash)), d.to_vec()),
+                },
+            })
+        }
+    }
+}
+
+/// The mechanism that hashes the message in the token for an ECDSA or RSA family and hash
+/// (`pss` for the PSS parameters; without them, a stand-in to ask the mechanism list about).
+fn hashing(family: Family, hash: Hash, pss: Option<PkcsPssParams>) -> Mechanism<'static> {
+    let pss = pss.unwrap_or_else(|| self::pss(hash));
+    match (family, hash) {
+        (Family::Ecdsa, Hash::Sha256) => Mechanism::EcdsaSha256,
+        (Family::Ecdsa, Hash::Sha384) => Mechanism::EcdsaSha384,
+        (Family::Ecdsa, Hash::Sha512) => Mechanism::EcdsaSha512,
+        (Family::RsaPss, Hash::Sha256) => Mechanism::Sha256RsaPkcsPss(pss),
+        (Family::RsaPss, Hash::Sha384) => Mechanism::Sha384RsaPkcsPss(pss),
+        (Family::RsaPss, Hash::Sha512) => Mechanism::Sha512RsaPkcsPss(pss),
+        (_, Hash::Sha256) => Mechanism::Sha256RsaPkcs,
+        (_, Hash::Sha384) => Mechanism::Sha384RsaPkcs,
+        (_, Hash::Sha512) => Mechanism::Sha512RsaPkcs,
+    }
+}
+
+/// The hash's own mechanism (what `CK_HASH_SIGN_ADDITIONAL_CONTEXT` and PSS name).
+fn hash_mechanism(hash: Hash) -> MechanismType {
+    match hash {
+        Hash::Sha256 => MechanismType::SHA256,
+        Hash::Sha384 => MechanismType::SHA384,
+        Hash::Sha512 => MechanismType::SHA512,
+    }
+}
+
+/// Signet's PSS: MGF1 with the message hash, a salt as long as the hash.
+fn pss(hash: Hash) -> PkcsPssParams {
+    let mgf = match hash {
+        Hash::Sha256 => PkcsMgfType::MGF1_SHA256,
+        Hash::Sha384 => PkcsMgfType::MGF1_SHA384,
+        Hash::Sha512 => PkcsMgfType::MGF1_SHA512,
+    };
+    PkcsPssParams {
+        hash_alg: hash_mechanism(hash),
         mgf,
         s_len: (hash.len() as u64).into(),
-    };
-    Ok(match (algorithm, payload) {
-        (Es256 | Es384, Payload::Digest(d)) => (Mechanism::Ecdsa, d.to_vec()),
-        (Es256, Payload::Message(m)) => (Mechanism::EcdsaSha256, m.to_vec()),
-        (Es384, Payload::Message(m)) => (Mechanism::EcdsaSha384, m.to_vec()),
-        (Rs256 | Rs384 | Rs512, Payload::Digest(d)) => {
-            (Mechanism::RsaPkcs, der::rsa_digest_info(hash, d)?)
-        }
-        (Rs256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcs, m.to_vec()),
-        (Rs384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcs, m.to_vec()),
-        (Rs512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcs, m.to_vec()),
-        (Ps256 | Ps384 | Ps512, Payload::Digest(d)) => (Mechanism::RsaPkcsPss(pss), d.to_vec()),
-        (Ps256, Payload::Message(m)) => (Mechanism::Sha256RsaPkcsPss(pss), m.to_vec()),
-        (Ps384, Payload::Message(m)) => (Mechanism::Sha384RsaPkcsPss(pss), m.to_vec()),
-        (Ps512, Payload::Message(m)) => (Mechanism::Sha512RsaPkcsPss(pss), m.to_vec()),
-        // CKM_HASH_ML_DSA: the token builds FIPS 204's M' (0x01, the context, the hash's OID,
-        // the digest) and signs it, hedged.
-        (
-            HashMlDsa44Sha256 | HashMlDsa65Sha256 | HashMlDsa87Sha256 | HashMlDsa44Sha384
-            | HashMlDsa65Sha384 | HashMlDsa87Sha384 | HashMlDsa44Sha512 | HashMlDsa65Sha512
-            | HashMlDsa87Sha512,
-            Payload::Digest(d),
-        ) => {
-            let context = (!context.is_empty()).then_some(context);
-            let params = HashSignAdditionalContext::new(HedgeType::Preferred, context, hash_mech);
-            (Mechanism::HashMlDsa(params), d.to_vec())
-        }
-        // CKM_HASH_SLH_DSA: the same M' (FIPS 205 algorithm 23), signed with SLH-DSA, hedged.
-        (
-            HashSlhDsaSha2_128sSha256
-            | HashSlhDsaSha2_128sSha512
-            | HashSlhDsaSha2_128fSha256
-            | HashSlhDsaSha2_128fSha512,
-            Payload::Digest(d),
-        ) => {
-            let context = (!context.is_empty()).then_some(context);
-            let params = HashSignAdditionalContext::new(HedgeType::Preferred, context, hash_mech);
-            (Mechanism::HashSlhDsa(params), d.to_vec())
-        }
-        (
-            HashMlDsa44Sha256
-            | HashMlDsa65Sha256
-            | HashMlDsa87Sha256
-            | HashMlDsa44Sha384
-            | HashMlDsa65Sha384
-            | HashMlDsa87Sha384
-            | HashMlDsa44Sha512
-            | HashMlDsa65Sha512
-            | HashMlDsa87Sha512
-            | HashSlhDsaSha2_128sSha256
-            | HashSlhDsaSha2_128sSha512
-            | HashSlhDsaSha2_128fSha256
-            | HashSlhDsaSha2_128fSha512,
-            Payload::Message(_),
-        ) => {
-            return Err(Error::Unsupported(format!(
-                "{algorithm} signs a digest made on the host"
-            )))
-        }
-        (EdDsa | MlDsa44 | MlDsa65 | MlDsa87 | SlhDsaSha2_128s | SlhDsaSha2_128f, _) => {
-            return Err(Error::Unsupported(format!("{algorithm} has no hash")))
-        }
-    })
+    }
 }
