@@ -75,11 +75,9 @@ impl Mechanisms {
         match algorithm.family() {
             Family::EdDsa | Family::MlDsa | Family::SlhDsa => true,
             Family::HashMlDsa | Family::HashSlhDsa => false,
-            Family::Ecdsa | Family::RsaPkcs1 | Family::RsaPss => {
-                algorithm.hash().is_some_and(|hash| {
-                    self.has(hashing(algorithm.family(), hash, None).mechanism_type())
-                })
-            }
+            Family::Ecdsa | Family::RsaPkcs1 | Family::RsaPss => algorithm
+                .hash()
+                .is_some_and(|hash| self.has(hashing(algorithm.family(), hash).mechanism_type())),
         }
     }
 }
@@ -142,7 +140,7 @@ pub(crate) fn for_signature<'a>(
         Family::Ecdsa | Family::RsaPkcs1 | Family::RsaPss => {
             let hash = hash()?;
             Ok(match payload {
-                Payload::Message(m) => (hashing(family, hash, Some(pss(hash))), m.to_vec()),
+                Payload::Message(m) => (hashing(family, hash), m.to_vec()),
                 Payload::Digest(d) => match family {
                     Family::Ecdsa => (Mechanism::Ecdsa, d.to_vec()),
                     Family::RsaPkcs1 => (Mechanism::RsaPkcs, der::rsa_digest_info(hash, d)?),
@@ -153,10 +151,9 @@ pub(crate) fn for_signature<'a>(
     }
 }
 
-/// The mechanism that hashes the message in the token for an ECDSA or RSA family and hash
-/// (`pss` for the PSS parameters; without them, a stand-in to ask the mechanism list about).
-fn hashing(family: Family, hash: Hash, pss: Option<PkcsPssParams>) -> Mechanism<'static> {
-    let pss = pss.unwrap_or_else(|| self::pss(hash));
+/// The mechanism that hashes the message in the token for an ECDSA or RSA family and hash.
+fn hashing(family: Family, hash: Hash) -> Mechanism<'static> {
+    let pss = pss(hash);
     match (family, hash) {
         (Family::Ecdsa, Hash::Sha256) => Mechanism::EcdsaSha256,
         (Family::Ecdsa, Hash::Sha384) => Mechanism::EcdsaSha384,

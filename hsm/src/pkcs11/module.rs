@@ -39,7 +39,7 @@ pub(crate) fn find_slot(
     token: &TokenSelector,
 ) -> Result<(Slot, String)> {
     let mut present = Vec::new();
-    for slot in super::slots::list(path, true)? {
+    for slot in super::slots::list(path)? {
         let info = ctx.get_token_info(slot).map_err(from_cryptoki)?;
         if !info.token_initialized() {
             continue;
@@ -89,7 +89,7 @@ pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> R
         return Err(Error::KeyExists(format!("token {label}")));
     }
     let mut free = None;
-    for slot in super::slots::list(module, true)? {
+    for slot in super::slots::list(module)? {
         if !ctx
             .get_token_info(slot)
             .map_err(from_cryptoki)?

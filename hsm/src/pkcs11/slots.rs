@@ -19,10 +19,11 @@
 use std::path::Path;
 use std::ptr;
 
-use cryptoki::error::{Error as CkError, Rv};
+use cryptoki::context::Function;
+use cryptoki::error::Rv;
 use cryptoki::slot::Slot;
 use cryptoki_sys::{
-    CKF_OS_LOCKING_OK, CKR_BUFFER_TOO_SMALL, CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_OK, CK_FALSE,
+    CKF_OS_LOCKING_OK, CKR_BUFFER_TOO_SMALL, CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_OK,
     CK_FUNCTION_LIST, CK_RV, CK_SLOT_ID, CK_TRUE, CK_ULONG,
 };
 
@@ -32,9 +33,8 @@ use crate::error::{Error, Result};
 /// How many times the list may change size between the two calls before this gives up.
 const TRIES: usize = 4;
 
-/// The ids of the slots with a token present (`with_token`) or of every slot, from the module
-/// at `path`.
-pub(crate) fn list(path: &Path, with_token: bool) -> Result<Vec<Slot>> {
+/// The slots with a token present, from the module at `path`.
+pub(crate) fn list(path: &Path) -> Result<Vec<Slot>> {
     let load_error = |reason: String| Error::ModuleLoad {
         path: path.to_path_buf(),
         reason,
@@ -46,7 +46,7 @@ pub(crate) fn list(path: &Path, with_token: bool) -> Result<Vec<Slot>> {
     let mut functions: *mut CK_FUNCTION_LIST = ptr::null_mut();
     // SAFETY: C_GetFunctionList writes one pointer to the out-parameter given.
     let rv = unsafe { library.C_GetFunctionList(&mut functions) };
-    check(rv, cryptoki::context::Function::GetFunctionList)?;
+    check(rv, Function::GetFunctionList)?;
     if functions.is_null() {
         return Err(load_error("C_GetFunctionList gave no function list".into()));
     }
@@ -73,13 +73,16 @@ pub(crate) fn list(path: &Path, with_token: bool) -> Result<Vec<Slot>> {
     let ours = match rv {
         CKR_OK => true,
         CKR_CRYPTOKI_ALREADY_INITIALIZED => false,
-        other => return check(other, cryptoki::context::Function::Initialize).map(|()| Vec::new()),
+        other => {
+            // Any other code is an error.
+            check(other, Function::Initialize)?;
+            false
+        }
     };
-    let token = if with_token { CK_TRUE } else { CK_FALSE };
     let listed = bounded(|ids, count| {
         let buffer = ids.map_or(ptr::null_mut(), <[CK_SLOT_ID]>::as_mut_ptr);
         // SAFETY: `buffer` is null or holds `*count` slot ids, as C_GetSlotList expects.
-        unsafe { get_slot_list(token, buffer, count) }
+        unsafe { get_slot_list(CK_TRUE, buffer, count) }
     });
     if ours {
         // SAFETY: this instance was initialised above and nothing else uses it.
@@ -99,17 +102,14 @@ fn bounded(
 ) -> Result<Vec<CK_SLOT_ID>> {
     for _ in 0..TRIES {
         let mut count: CK_ULONG = 0;
-        check(
-            call(None, &mut count),
-            cryptoki::context::Function::GetSlotList,
-        )?;
+        check(call(None, &mut count), Function::GetSlotList)?;
         if count == 0 {
             return Ok(Vec::new());
         }
         let mut ids = vec![0; usize::try_from(count).unwrap_or(0)];
         match call(Some(&mut ids), &mut count) {
             CKR_BUFFER_TOO_SMALL => continue,
-            rv => check(rv, cryptoki::context::Function::GetSlotList)?,
+            rv => check(rv, Function::GetSlotList)?,
         }
         ids.truncate(usize::try_from(count).unwrap_or(0));
         return Ok(ids);
@@ -123,10 +123,8 @@ fn bounded(
 }
 
 /// A return code as cryptoki's error (and so Signet's).
-fn check(rv: CK_RV, function: cryptoki::context::Function) -> Result<()> {
-    Rv::from(rv)
-        .into_result(function)
-        .map_err(|e: CkError| from_cryptoki(e))
+fn check(rv: CK_RV, function: Function) -> Result<()> {
+    Rv::from(rv).into_result(function).map_err(from_cryptoki)
 }
 
 #[cfg(test)]
