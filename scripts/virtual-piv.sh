@@ -7,7 +7,9 @@
 #   scripts/virtual-piv.sh stop [DIR]
 #
 # The environment: SIGNET_PIV_ROOT (the card's test attestation root, PEM), SIGNET_PIV_CONTROL
-# (touch $SIGNET_PIV_CONTROL/removed to pull the card, remove it to put the card back). pcscd
+# (touch $SIGNET_PIV_CONTROL/removed to pull the card, remove it to put the card back; a port
+# written to $SIGNET_PIV_CONTROL/port — 35964, vpcd's second reader — is the reader it goes back
+# into). pcscd
 # allows one instance per machine: a pcscd already running is stopped first. DIR defaults to
 # target/virtual-piv. The card keeps its keys in memory; a restart is a factory-fresh card.
 set -euo pipefail
@@ -49,7 +51,7 @@ if alive card && alive pcscd; then
 fi
 stop
 mkdir -p "$dir/reader.conf.d" "$dir/control" && chmod 700 "$dir"
-rm -f "$dir/control/removed"
+rm -f "$dir/control/removed" "$dir/control/port"
 cat > "$dir/reader.conf.d/vpcd" <<CONF
 FRIENDLYNAME "Yubico YubiKey (virtual)"
 DEVICENAME   /dev/null:0x8C7B

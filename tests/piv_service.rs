@@ -45,6 +45,39 @@ fn signet(config: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// `openssl verify` of a PEM file holding the leaf then its issuer, against `root`.
+/// The virtual card moved to vpcd's second reader (port 35964) for as long as this lives, then
+/// back into the first, so the tests after this one find it where they expect it.
+struct OtherReader<'a> {
+    removed: &'a Path,
+}
+
+impl<'a> OtherReader<'a> {
+    fn plug(removed: &'a Path) -> Self {
+        let moved = OtherReader { removed };
+        moved.replug(Some("35964"));
+        moved
+    }
+
+    /// Pulls the card, names the reader it goes back into (none: its first), puts it back.
+    fn replug(&self, port: Option<&str>) {
+        let control = self.removed.parent().unwrap();
+        std::fs::write(self.removed, b"").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        match port {
+            Some(port) => std::fs::write(control.join("port"), port).unwrap(),
+            None => drop(std::fs::remove_file(control.join("port"))),
+        }
+        std::fs::remove_file(self.removed).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+impl Drop for OtherReader<'_> {
+    fn drop(&mut self) {
+        self.replug(None);
+    }
+}
+
 fn verify_chain(dir: &Path, root: &str, chain: &[u8]) {
     let file = dir.join("chain.pem");
     std::fs::write(&file, chain).unwrap();
@@ -162,6 +195,25 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
     assert_eq!(ready.status, 503, "{ready:?}");
     let back = sign();
     assert_eq!(back.status, 200, "{back:?}");
+    // Pulled again and plugged into the other reader: PC/SC shows it there, and the same
+    // server finds it by its serial and signs, still without a restart.
+    let moved = OtherReader::plug(&removed);
+    let readers = Command::new("opensc-tool").arg("-l").output().unwrap();
+    let readers = text(&readers);
+    let card_in = |reader: &str| {
+        readers
+            .lines()
+            .find(|line| line.ends_with(reader))
+            .map(|line| line.split_whitespace().nth(1) == Some("Yes"))
+    };
+    assert_eq!(
+        (card_in("(virtual) 00 00"), card_in("(virtual) 00 01")),
+        (Some(false), Some(true)),
+        "the card is not in the second reader:\n{readers}"
+    );
+    let elsewhere = sign();
+    assert_eq!(elsewhere.status, 200, "{elsewhere:?}");
+    drop(moved);
     let data = server.stop();
     let audit = signet(&config, &["audit", "verify"]);
     assert!(audit.status.success(), "{}", text(&audit));

@@ -14,7 +14,9 @@
 //!
 //! **For tests only**: trussed's software platform seeds its RNG the same on every start, and
 //! the card keeps everything in memory. `--control DIR`: while `DIR/removed` exists the card is
-//! out of the reader (its state kept), as a pulled and reinserted YubiKey.
+//! out of the reader (its state kept), as a pulled and reinserted YubiKey; when it goes back in
+//! it takes the vpcd port written in `DIR/port`, if there is one (vpcd's second reader listens
+//! on 35964): the same card plugged into another reader.
 
 mod dispatch;
 
@@ -118,13 +120,22 @@ fn main() {
 
 /// Plugs the card into vpcd, again and again: after vpcd goes away, or while removed.
 fn serve<T: piv_authenticator::Client>(card: &mut Card<T>, port: u16, control: Option<PathBuf>) {
-    let removed = control.map(|dir| dir.join("removed"));
+    let removed = control.as_ref().map(|dir| dir.join("removed"));
     let is_removed = |removed: &Option<PathBuf>| removed.as_ref().is_some_and(|p| p.exists());
+    // The reader to go into: the one the control directory names, else the one given.
+    let reader = || {
+        control
+            .as_ref()
+            .and_then(|dir| std::fs::read_to_string(dir.join("port")).ok())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(port)
+    };
     loop {
         if is_removed(&removed) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        let port = reader();
         let stream = match TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => stream,
             Err(_) => {
@@ -134,7 +145,7 @@ fn serve<T: piv_authenticator::Client>(card: &mut Card<T>, port: u16, control: O
         };
         // vpcd waits for each answer: no Nagle delay on the small writes.
         let _ = stream.set_nodelay(true);
-        eprintln!("virtual-piv: in the reader");
+        eprintln!("virtual-piv: in the reader on port {port}");
         // Pulling the card: a watcher shuts the connection down when the control file appears.
         let done = Arc::new(AtomicBool::new(false));
         let watcher = match (stream.try_clone(), removed.clone()) {
