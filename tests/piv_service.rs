@@ -44,7 +44,6 @@ fn signet(config: &Path, args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
-/// `openssl verify` of a PEM file holding the leaf then its issuer, against `root`.
 /// The virtual card moved to vpcd's second reader (port 35964) for as long as this lives, then
 /// back into the first, so the tests after this one find it where they expect it.
 struct OtherReader<'a> {
@@ -78,6 +77,7 @@ impl Drop for OtherReader<'_> {
     }
 }
 
+/// `openssl verify` of a PEM file holding the leaf then its issuer, against `root`.
 fn verify_chain(dir: &Path, root: &str, chain: &[u8]) {
     let file = dir.join("chain.pem");
     std::fs::write(&file, chain).unwrap();
