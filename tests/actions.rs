@@ -294,6 +294,11 @@ fn no_operation_lets_a_caller_gain_rights_or_lock_out_the_last_admin() {
         issue_server(&server, &issuer, "elsewhere.test", Some("127.0.0.1")),
         403
     );
+    // The same address as an IPv4-mapped IPv6 one (Go's clients compare the two equal).
+    assert_eq!(
+        issue_server(&server, &issuer, "mapped.test", Some("::ffff:127.0.0.1")),
+        403
+    );
     assert_eq!(issue_server(&server, &issuer, "elsewhere.test", None), 201);
     assert_eq!(issue_server(&server, &admin, "localhost", None), 201);
 

@@ -335,7 +335,14 @@ impl Ca {
                     ));
                 }
                 if let Some(bad) = req.dns.iter().find(|d| !valid_dns_name(d)) {
-                    return Err(Error::Policy(format!("{bad:?} is not a valid DNS name")));
+                    let hint = if bad.parse::<std::net::IpAddr>().is_ok() {
+                        " (an IP address goes among the IP addresses)"
+                    } else {
+                        ""
+                    };
+                    return Err(Error::Policy(format!(
+                        "{bad:?} is not a valid DNS name{hint}"
+                    )));
                 }
                 if req.name.is_empty() || req.name.chars().count() > 64 {
                     return Err(Error::Policy("server name must be 1-64 characters".into()));

@@ -67,10 +67,16 @@ pub fn valid_client_name(name: &str) -> bool {
 }
 
 /// Whether `name` is a plausible DNS name (letters, digits, hyphens, dots; optional leading `*.`).
+/// A name whose last label is all digits is not one (no top-level domain is): `127.0.0.1` is an
+/// address, which belongs in an IP SAN, and some clients would match it as one.
 pub fn valid_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
     !name.is_empty()
         && name.len() <= 253
+        && !name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -80,4 +86,37 @@ pub fn valid_dns_name(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        for good in [
+            "localhost",
+            "api.example.com",
+            "*.svc.internal",
+            "a-1.b2",
+            "x.example",
+        ] {
+            assert!(valid_dns_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a..b",
+            "-a.example",
+            "a_b.example",
+            "localhost.",
+            "127.0.0.1",
+            "*.0.0.1",
+            "10.1",
+            "host.123",
+        ] {
+            assert!(!valid_dns_name(bad), "{bad}");
+        }
+    }
 }

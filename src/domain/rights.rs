@@ -131,7 +131,10 @@ pub fn may_issue_client_certificate(actor: Actor<'_>, principal: &Principal) -> 
 
 /// May `actor` issue a server certificate for these names? The names the service itself
 /// answers on (its own certificate's SANs) are reserved to admin: anyone else could
-/// impersonate the server to its clients.
+/// impersonate the server to its clients. A name is taken by the service when a client that
+/// connects to the service by one of its names would accept it: the same name (case and a
+/// final dot aside), a wildcard covering it or covered by the service's own wildcard, or the
+/// same address written as an IPv4-mapped IPv6 one (which some clients compare equal).
 pub fn may_issue_server_certificate(
     actor: Actor<'_>,
     dns: &[String],
@@ -141,21 +144,53 @@ pub fn may_issue_server_certificate(
     if actor.is_admin() {
         return Ok(());
     }
-    let own: BTreeSet<String> = own_sans.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let wanted = dns
+    let own_dns: Vec<String> = own_sans
         .iter()
-        .map(|d| format!("dns:{}", d.trim_end_matches('.').to_ascii_lowercase()))
-        .chain(ips.iter().map(|ip| format!("ip:{ip}")));
-    for name in wanted {
-        if own.contains(&name) {
-            let shown = name.split_once(':').map(|(_, n)| n).unwrap_or(&name);
-            return Err(format!(
-                "{} is a name this service answers on: a server certificate for it is issued to admin only",
-                echo(shown)
-            ));
-        }
+        .filter_map(|s| s.strip_prefix("DNS:").or_else(|| s.strip_prefix("dns:")))
+        .map(dns_key)
+        .collect();
+    let own_ips: Vec<IpAddr> = own_sans
+        .iter()
+        .filter_map(|s| s.strip_prefix("IP:").or_else(|| s.strip_prefix("ip:")))
+        .filter_map(|s| s.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect();
+    let taken = dns
+        .iter()
+        .find(|d| {
+            let d = dns_key(d);
+            own_dns
+                .iter()
+                .any(|own| dns_covers(own, &d) || dns_covers(&d, own))
+        })
+        .cloned()
+        .or_else(|| {
+            ips.iter()
+                .find(|ip| own_ips.contains(&ip.to_canonical()))
+                .map(ToString::to_string)
+        });
+    match taken {
+        Some(name) => Err(format!(
+            "{} is a name this service answers on: a server certificate for it is issued to admin only",
+            echo(&name)
+        )),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// A DNS name as clients compare it: lower case, without a final dot.
+fn dns_key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a certificate for `pattern` (a name, or `*.` and a name) is accepted for `name`.
+fn dns_covers(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(parent) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => pattern == name,
+    }
 }
 
 /// May `actor` create principal `name` with `scopes`, or replace `current` with them? It must
@@ -345,6 +380,21 @@ mod tests {
         )
         .is_err());
         assert!(may_issue_server_certificate(i, &["api.example".into()], &[], &own).is_ok());
+        // The same names in other spellings clients accept for them.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(may_issue_server_certificate(i, &[], &[mapped], &own).is_err());
+        let own = vec![
+            "DNS:signet.example.com".to_string(),
+            "DNS:*.svc.internal".into(),
+        ];
+        assert!(may_issue_server_certificate(i, &["*.example.com".into()], &[], &own).is_err());
+        assert!(may_issue_server_certificate(i, &["api.svc.internal".into()], &[], &own).is_err());
+        assert!(may_issue_server_certificate(i, &["*.SVC.internal".into()], &[], &own).is_err());
+        assert!(
+            may_issue_server_certificate(i, &["*.signet.example.com".into()], &[], &own).is_ok()
+        );
+        assert!(may_issue_server_certificate(i, &["a.b.svc.internal".into()], &[], &own).is_ok());
+        assert!(may_issue_server_certificate(i, &["example.com".into()], &[], &own).is_ok());
         let admin = vec!["admin".to_string()];
         assert!(
             may_issue_server_certificate(actor("a", &admin), &["localhost".into()], &[], &own)
