@@ -381,7 +381,7 @@ mod tests {
         .is_err());
         assert!(may_issue_server_certificate(i, &["api.example".into()], &[], &own).is_ok());
         // The same names in other spellings clients accept for them.
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped());
         assert!(may_issue_server_certificate(i, &[], &[mapped], &own).is_err());
         let own = vec![
             "DNS:signet.example.com".to_string(),
