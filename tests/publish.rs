@@ -382,3 +382,132 @@ fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
         "{crl}"
     );
 }
+
+/// Transactions committed in `url`'s database so far (PostgreSQL's own count; a backend
+/// reports it within a second of going idle).
+fn transactions(url: &str, password_file: &Path) -> u64 {
+    common::pg::psql(
+        url,
+        password_file,
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Relying parties nobody enrolled cannot make the database work for them: however often they
+/// fetch, the published files are read from the store at most once every few seconds
+/// (PostgreSQL's own transaction count is the witness), and a revocation made on this node is
+/// in the next CRL fetched all the same.
+#[test]
+fn fetching_published_files_does_not_load_the_database() {
+    let pg_url = std::env::var("SIGNET_PG_URL").expect(
+        "SIGNET_PG_URL is not set: start PostgreSQL with `eval \"$(scripts/postgres.sh start)\"` (scripts/test.sh does)",
+    );
+    let password_file = std::path::PathBuf::from(std::env::var("SIGNET_PG_PASSWORD_FILE").unwrap());
+    let db = format!("publish_{}", std::process::id());
+    let admin_url = common::pg::with_database(&pg_url, "postgres");
+    common::pg::psql(
+        &admin_url,
+        &password_file,
+        &format!("DROP DATABASE IF EXISTS {db}"),
+    );
+    common::pg::psql(&admin_url, &password_file, &format!("CREATE DATABASE {db}"));
+    let db_url = common::pg::with_database(&pg_url, &db);
+
+    let data = Data::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\n\
+             [store]\nkind = \"postgres\"\nurl = \"{db_url}\"\npassword_file = \"{}\"\n",
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_in(data, &[("SIGNET_CONFIG", conf.to_str().unwrap())]);
+    let admin = server.admin();
+    let root_crl = format!("{base}/{}", signet_pki::publication::ROOT_CRL);
+    assert_eq!(fetch(&root_crl, "GET").0, "200");
+
+    // 400 fetches over a few keep-alive connections, the way a crowd of relying parties would.
+    const FETCHES: usize = 400;
+    // Start-up's transactions are counted once the server's sessions have gone idle.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let before = transactions(&db_url, &password_file);
+    let statuses: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let out = Command::new("curl")
+                        .arg("-sS")
+                        .args(["-w", "%{http_code}\n"])
+                        .args(
+                            std::iter::repeat_n(
+                                ["-o", "/dev/null", root_crl.as_str()],
+                                FETCHES / 4,
+                            )
+                            .flatten(),
+                        )
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).to_string()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let ok = statuses
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter(|l| *l == "200")
+        .count();
+    assert_eq!(ok, FETCHES, "{statuses:?}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = transactions(&db_url, &password_file) - before;
+    eprintln!("{FETCHES} fetches of a published CRL: {used} PostgreSQL transactions");
+    // The server's own background work (about 4 a second idle: checkpoints, the rotation
+    // check) and a refresh of the published files take a few dozen at most; reading the
+    // store per fetch took more than one per fetch.
+    assert!(
+        used < (FETCHES / 4) as u64,
+        "{FETCHES} fetches of a published CRL cost {used} PostgreSQL transactions"
+    );
+
+    // A revocation on this node is in the next CRL fetched, cache or not.
+    let rp = tempfile::tempdir().unwrap();
+    let dir = rp.path();
+    let (_key, csr) = openssl_csr(dir, "svc", &[]);
+    let issued = admin.post(
+        "/v1/certificates",
+        &json!({"csr": csr, "profile": "server", "name": "svc.internal"}),
+    );
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let doc = issued.json();
+    let serial = doc["serial"].as_str().unwrap().to_lowercase();
+    std::fs::write(dir.join("leaf.pem"), doc["certificate"].as_str().unwrap()).unwrap();
+    let crl_url = uri_after(
+        &x509_text(dir, "leaf.pem", "PEM"),
+        "CRL Distribution Points",
+    );
+    let lists_leaf = || {
+        der_to_pem(dir, &fetch(&crl_url, "GET").3, "crl", "crl");
+        let listed = openssl(dir, &["crl", "-in", "crl.pem", "-noout", "-text"]);
+        assert!(listed.status.success(), "{}", text(&listed));
+        text(&listed)
+            .to_lowercase()
+            .contains(&format!("serial number: {serial}"))
+    };
+    assert!(!lists_leaf());
+    let revoked = admin.post(&format!("/v1/certificates/{serial}/revoke"), &json!({}));
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert!(lists_leaf());
+    common::pg::psql(
+        &admin_url,
+        &password_file,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}

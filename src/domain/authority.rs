@@ -1,6 +1,7 @@
 //! The CA as the service runs it: building the chain (`ca init`), issuance, revocation and the
 //! CRL, with records in the store and the public files under `DATA/ca`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct Authority<'a> {
     pub store: &'a dyn Store,
     /// The configuration.
     pub config: &'a Config,
+    /// The published files as last read (for the publication listener).
+    pub published: &'a super::published::PublishedFiles,
 }
 
 /// How long a key replaced by a rotation stays in the token for nodes still using it.
@@ -1077,31 +1080,40 @@ impl Authority<'_> {
 
     /// The file published as `name`, DER; `None` for any other name.
     pub fn published(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let files = self.published.get(|| self.read_published())?;
+        Ok(files.get(name).cloned())
+    }
+
+    /// Every published file, read from the store now.
+    fn read_published(&self) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut files = BTreeMap::new();
         let Some(record) = self.store.ca()? else {
-            return Ok(None);
+            return Ok(files);
         };
-        match Self::publications(&record).iter().find(|(n, _)| n == name) {
-            Some((_, what)) => self.fetch(what),
-            None => Ok(None),
+        for (name, what) in Self::publications(&record) {
+            if let Some(der) = self.fetch(&what)? {
+                files.insert(name, der);
+            }
         }
+        Ok(files)
     }
 
     /// Writes every published file to `publish.dir` (when configured), replacing those that
     /// changed, for a web server to serve.
     pub fn write_published(&self) -> Result<()> {
+        self.published.changed();
         let Some(dir) = &self.config.publish.dir else {
             return Ok(());
         };
-        let Some(record) = self.store.ca()? else {
+        let files = self.read_published()?;
+        if files.is_empty() {
             return Ok(());
-        };
+        }
         std::fs::create_dir_all(dir)?;
-        for (name, what) in Self::publications(&record) {
-            if let Some(der) = self.fetch(&what)? {
-                let path = dir.join(&name);
-                if std::fs::read(&path).ok().as_deref() != Some(der.as_slice()) {
-                    write_public(&path, &der)?;
-                }
+        for (name, der) in files {
+            let path = dir.join(&name);
+            if std::fs::read(&path).ok().as_deref() != Some(der.as_slice()) {
+                write_public(&path, &der)?;
             }
         }
         Ok(())

@@ -6,5 +6,6 @@ pub mod audit;
 pub mod authority;
 pub mod keys;
 pub mod principals;
+pub mod published;
 pub mod rights;
 pub mod tokens;

@@ -59,6 +59,7 @@ pub struct Service {
     attestation_roots: Vec<Vec<u8>>,
     refusals: std::sync::Mutex<crate::domain::audit::refusals::Refusals>,
     denials: std::sync::Mutex<crate::domain::audit::refusals::Denials>,
+    published: crate::domain::published::PublishedFiles,
 }
 
 impl Service {
@@ -125,6 +126,7 @@ impl Service {
             backend: &self.backend,
             store: self.store.as_ref(),
             config: &self.config,
+            published: &self.published,
         }
     }
 

@@ -145,6 +145,7 @@ impl Service {
                 config.server.denials_audited_per_sec,
             )),
             metrics: super::Metrics::new(),
+            published: Default::default(),
             public_keys: PublicKeys::default(),
             attestation_roots: attestation_roots(&config)?,
             config,
