@@ -512,3 +512,44 @@ fn fetching_published_files_does_not_load_the_database() {
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
 }
+
+/// One address holding every connection it can open (raw sockets that never send a request)
+/// takes only its share of the publication listener: a relying party at another address
+/// still fetches the root CRL, each time within a second, while they are held.
+#[test]
+fn one_address_cannot_take_the_publication_listener() {
+    let data = Data::new();
+    let port = free_port();
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n"
+        ),
+    )
+    .unwrap();
+    let _server = Server::start_in(data, &[("SIGNET_CONFIG", conf.to_str().unwrap())]);
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(held.len() >= 256, "{}", held.len());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let url = format!(
+        "http://127.0.0.1:{port}/{}",
+        signet_pki::publication::ROOT_CRL
+    );
+    for round in 0..5 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+            .args(["--interface", "127.0.0.2", "--max-time", "5"])
+            .arg(&url)
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, time) = answer.split_once(' ').unwrap_or(("000", "99"));
+        assert_eq!(status, "200", "round {round}: {answer}");
+        let secs: f64 = time.parse().unwrap();
+        assert!(secs < 1.0, "round {round} took {secs} s");
+    }
+    drop(held);
+}

@@ -98,6 +98,18 @@ impl Admission {
         })
     }
 
+    /// Caps for a listener with no handshake (the publication listener): `total` connections,
+    /// `per_source` from any one address. Call [`Admitted::handshake_done`] once admitted.
+    pub fn plain(total: usize, per_source: usize) -> Arc<Self> {
+        Arc::new(Admission {
+            max_open: total,
+            max_per_source: per_source,
+            max_handshakes: total,
+            max_handshakes_per_source: per_source,
+            ..Admission::default()
+        })
+    }
+
     fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (usize, usize)>> {
         self.per_source.lock().unwrap_or_else(|p| p.into_inner())
     }

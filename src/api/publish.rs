@@ -16,8 +16,11 @@ use tokio::net::TcpListener;
 
 use crate::service::Service;
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once from one address: no one address can take the listener from
+/// the relying parties.
+const MAX_PER_SOURCE: usize = 16;
 /// A client has this long to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Any connection is closed after this long.
@@ -84,19 +87,26 @@ async fn not_here() -> Response {
 }
 
 /// Serves `listener` until the task is dropped: HTTP/1.1 only, a bounded number of
-/// connections, each with a header timeout and a lifetime.
+/// connections in all and from each address, each with a header timeout and a lifetime.
 pub async fn serve(service: Arc<Service>, listener: TcpListener) {
     let app = router(service);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let admission = super::conn::Admission::plain(MAX_CONNECTIONS, MAX_PER_SOURCE);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (tcp, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "publication: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = match admission.admit(peer.ip()) {
+            Ok(mut admitted) => {
+                admitted.handshake_done();
+                admitted
+            }
+            Err(refused) => {
+                tracing::debug!(%peer, reason = refused.reason(), "publication: connection refused");
                 continue;
             }
         };
