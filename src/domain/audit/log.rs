@@ -942,10 +942,7 @@ impl Inner {
                 let why =
                     format!("{gap}; writes stop until `signet audit reanchor` records the loss");
                 tracing::error!(log_head = gap.log_head, anchored = ?gap.anchored.as_ref().map(|a| a.seq), "{why}");
-                let mut state = self.lock();
-                state.fence = Some(why.clone());
-                state.fence_checked = Some(Instant::now());
-                drop(state);
+                self.fenced(why.clone());
                 return Err(Error::AuditUnavailable(why));
             }
             Err(e) => {
@@ -981,9 +978,18 @@ impl Inner {
         if let Err(e) = self.anchor.fence(&head, &reason) {
             tracing::error!(error = %e, "could not fence the audit chain in the token");
         }
+        self.fenced(why);
+    }
+
+    /// Stops writes for `why`, and wakes the background thread to look for `audit reanchor`
+    /// once a second from now on: a fence met on a request's own thread (a lone request
+    /// appends in place) must not wait for something else to wake it.
+    fn fenced(&self, why: String) {
         let mut state = self.lock();
         state.fence = Some(why);
         state.fence_checked = Some(Instant::now());
+        drop(state);
+        self.wake.notify_all();
     }
 
     /// Whether `audit reanchor` has moved the anchor (a later epoch) onto the chain the
