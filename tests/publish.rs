@@ -112,6 +112,21 @@ fn verify_chain(dir: &Path, leaf: &str, int: &str, crl: &str) -> std::process::O
     )
 }
 
+/// A data directory whose configuration publishes on a free port (`[publish]`, then the lines
+/// in `extra`): the directory, its configuration file and the base URL.
+fn publishing(extra: &str) -> (Data, std::path::PathBuf, String) {
+    let data = Data::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let conf = data.join("signet.toml");
+    std::fs::write(
+        &conf,
+        format!("[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\n{extra}"),
+    )
+    .unwrap();
+    (data, conf, base)
+}
+
 #[test]
 fn a_relying_party_follows_the_certificate_urls_and_checks_every_crl() {
     let data = Data::new();
@@ -269,15 +284,7 @@ fn a_listener_without_a_base_url_is_refused() {
 /// still verifies against its own.
 #[test]
 fn a_leaf_of_a_previous_intermediate_is_revoked_on_that_intermediates_crl() {
-    let data = Data::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let conf = data.join("signet.toml");
-    std::fs::write(
-        &conf,
-        format!("[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\n"),
-    )
-    .unwrap();
+    let (data, conf, _base) = publishing("");
     let conf = conf.to_str().unwrap().to_string();
     let env = [("SIGNET_CONFIG", conf.as_str())];
     let rp = tempfile::tempdir().unwrap();
@@ -415,19 +422,10 @@ fn fetching_published_files_does_not_load_the_database() {
     common::pg::psql(&admin_url, &password_file, &format!("CREATE DATABASE {db}"));
     let db_url = common::pg::with_database(&pg_url, &db);
 
-    let data = Data::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let conf = data.join("signet.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}/\"\n\
-             [store]\nkind = \"postgres\"\nurl = \"{db_url}\"\npassword_file = \"{}\"\n",
-            password_file.display()
-        ),
-    )
-    .unwrap();
+    let (data, conf, base) = publishing(&format!(
+        "[store]\nkind = \"postgres\"\nurl = \"{db_url}\"\npassword_file = \"{}\"\n",
+        password_file.display()
+    ));
     let server = Server::start_in(data, &[("SIGNET_CONFIG", conf.to_str().unwrap())]);
     let admin = server.admin();
     let root_crl = format!("{base}/{}", signet_pki::publication::ROOT_CRL);
@@ -518,38 +516,17 @@ fn fetching_published_files_does_not_load_the_database() {
 /// still fetches the root CRL, each time within a second, while they are held.
 #[test]
 fn one_address_cannot_take_the_publication_listener() {
-    let data = Data::new();
-    let port = free_port();
-    let conf = data.join("signet.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[publish]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n"
-        ),
-    )
-    .unwrap();
+    let (data, conf, base) = publishing("");
     let _server = Server::start_in(data, &[("SIGNET_CONFIG", conf.to_str().unwrap())]);
+    let address = base.trim_start_matches("http://");
     let held: Vec<std::net::TcpStream> = (0..300)
-        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .filter_map(|_| std::net::TcpStream::connect(address).ok())
         .collect();
     assert!(held.len() >= 256, "{}", held.len());
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let url = format!(
-        "http://127.0.0.1:{port}/{}",
-        signet_pki::publication::ROOT_CRL
-    );
+    let url = format!("{base}/{}", signet_pki::publication::ROOT_CRL);
     for round in 0..5 {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
-            .args(["--interface", "127.0.0.2", "--max-time", "5"])
-            .arg(&url)
-            .output()
-            .unwrap();
-        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (status, time) = answer.split_once(' ').unwrap_or(("000", "99"));
-        assert_eq!(status, "200", "round {round}: {answer}");
-        let secs: f64 = time.parse().unwrap();
-        assert!(secs < 1.0, "round {round} took {secs} s");
+        common::answered_within_a_second_from_elsewhere([&url], &format!("round {round}"));
     }
     drop(held);
 }

@@ -71,6 +71,27 @@ impl Data {
     }
 }
 
+/// One request with curl from another loopback address (127.0.0.2), as a client other than the
+/// test's own would make it, `args` before the URL: asserts it was answered 200 within a second
+/// (`what` names the attempt in a failure).
+pub fn answered_within_a_second_from_elsewhere<I, A>(args: I, what: &str)
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+        .args(["--interface", "127.0.0.2", "--max-time", "5"])
+        .args(args)
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, time) = answer.split_once(' ').unwrap_or(("000", "99"));
+    assert_eq!(status, "200", "{what}: {answer}");
+    let secs: f64 = time.parse().unwrap();
+    assert!(secs < 1.0, "{what} took {secs} s");
+}
+
 /// A loopback port free now (for a server the test starts itself).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
