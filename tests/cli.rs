@@ -1464,6 +1464,46 @@ fn remote_mode_uses_a_running_server_with_a_bundle() {
         .as_str()
         .unwrap()
         .starts_with("signet-cli/"));
+    // A principal that may only sign (no `keys:read`) lists the keys it may use.
+    let admin = server.admin();
+    assert_eq!(
+        admin
+            .post(
+                "/v1/keys",
+                &serde_json::json!({"name": "other-k", "spec": "ec-p256"})
+            )
+            .status,
+        201
+    );
+    common::enrol_principal(&server, &admin, "signer", &["keys:sign:remote-*"]);
+    let clients = server.data.join("clients");
+    let settings = dir.path().join("signer.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "url = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            ca.display(),
+            clients.join("signer.crt.pem").display(),
+            clients.join("signer.key.pem").display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .arg("--remote")
+        .arg(&settings)
+        .args(["key", "list"])
+        .current_dir(dir.path())
+        .env_remove("SIGNET_DATA_DIR")
+        .env_remove("SIGNET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("remote-k") && listed.contains("ec-p384") && !listed.contains("other-k"),
+        "{}",
+        text(&out)
+    );
     // What cannot be done remotely, and a wrong password, are clear errors.
     let out = remote(&["key", "delete", "remote-k"]);
     assert!(!out.status.success());

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 use signet_client::settings::{Credentials, Settings};
-use signet_client::{Client, InputType, SignRequest};
+use signet_client::{Client, InputType, KeySummary, SignRequest};
 
 use super::{read_input, Cli, Command, KeyCommand};
 
@@ -95,7 +95,30 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
 fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::List => {
-            let keys = client.keys()?;
+            let keys = match client.keys() {
+                Ok(keys) => keys,
+                // Without `keys:read`: the keys this client may use, as the PKCS#11 module
+                // shows them (`GET /v1/me/keys`).
+                Err(e) if e.status() == Some(403) => {
+                    eprintln!("(this client may not read every key: the keys it may use)");
+                    client
+                        .usable_keys()?
+                        .into_iter()
+                        .map(|u| KeySummary {
+                            state: if u.key.deletion.is_some() {
+                                "pending_deletion".into()
+                            } else {
+                                "active".into()
+                            },
+                            created: u.key.created.unwrap_or_default(),
+                            name: u.key.name,
+                            spec: u.key.spec,
+                            primary_version: u.key.primary_version,
+                        })
+                        .collect()
+                }
+                Err(e) => return Err(e.into()),
+            };
             let name_w = keys.iter().map(|k| k.name.len()).max().unwrap_or(0).max(4);
             let spec_w = keys.iter().map(|k| k.spec.len()).max().unwrap_or(0).max(4);
             println!(

@@ -512,6 +512,9 @@ pub struct Key {
     pub name: String,
     /// Its spec.
     pub spec: String,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
     /// The version that signs.
     pub primary_version: u32,
     /// Set when its deletion is scheduled.
