@@ -6,7 +6,8 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::{openssl, text, Data};
 
@@ -1392,6 +1393,20 @@ fn the_printed_example_configuration_checks() {
     );
 }
 
+/// `signet --remote SETTINGS ARGS…` run in `dir`, with no data directory or configuration
+/// from the environment.
+fn signet_remote(settings: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .arg("--remote")
+        .arg(settings)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SIGNET_DATA_DIR")
+        .env_remove("SIGNET_CONFIG")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn remote_mode_uses_a_running_server_with_a_bundle() {
     let server = common::Server::start();
@@ -1488,15 +1503,7 @@ fn remote_mode_uses_a_running_server_with_a_bundle() {
         ),
     )
     .unwrap();
-    let out = Command::new(common::BIN)
-        .arg("--remote")
-        .arg(&settings)
-        .args(["key", "list"])
-        .current_dir(dir.path())
-        .env_remove("SIGNET_DATA_DIR")
-        .env_remove("SIGNET_CONFIG")
-        .output()
-        .unwrap();
+    let out = signet_remote(&settings, dir.path(), &["key", "list"]);
     assert!(out.status.success(), "{}", text(&out));
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -1546,17 +1553,7 @@ fn remote_mode_reads_a_client_settings_file() {
         .unwrap();
         path
     };
-    let remote = |file: &std::path::Path, args: &[&str]| {
-        Command::new(common::BIN)
-            .arg("--remote")
-            .arg(file)
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("SIGNET_DATA_DIR")
-            .env_remove("SIGNET_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let remote = |file: &Path, args: &[&str]| signet_remote(file, dir.path(), args);
     std::fs::copy(clients.join("admin.key.pem"), dir.path().join("plain.pem")).unwrap();
     let out = remote(
         &settings("plain.pem"),
