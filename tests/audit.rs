@@ -361,9 +361,19 @@ fn a_log_cut_at_any_record_stays_refused_and_inspecting_commands_write_nothing()
         t.contains("BROKEN") && t.contains(&format!("records {}-{anchored}", cut + 1)),
         "{t}"
     );
+    // The anchored checkpoint is still named (not "none anchored yet"), and the log is not
+    // reported as taking records.
+    assert!(
+        t.contains(&format!(
+            "checkpoint    seq {anchored} anchored in the token"
+        )),
+        "{t}"
+    );
+    let json: Value = serde_json::from_slice(&data.signet(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["audit"]["last_checkpoint"]["seq"], anchored, "{json}");
+    assert_eq!(json["audit"]["writable"], false, "{json}");
     for args in [
-        &["status", "--json"][..],
-        &["key", "list"],
+        &["key", "list"][..],
         &["ca", "show"],
         &["cert", "list"],
         &["key", "public", "k"],

@@ -73,10 +73,16 @@ pub(super) fn print(status: &Status, json: bool) -> anyhow::Result<()> {
         Part::Ok(a) => {
             println!("audit head    seq {}  {}", a.head_seq, a.head_hash);
             match &a.last_checkpoint {
-                Some(c) => println!(
-                    "checkpoint    seq {} at {} (anchored in the token), {} record(s) after it",
-                    c.seq, c.time, a.after_checkpoint
-                ),
+                Some(c) => match &c.time {
+                    Some(time) => println!(
+                        "checkpoint    seq {} at {time} (anchored in the token), {} record(s) after it",
+                        c.seq, a.after_checkpoint
+                    ),
+                    None => println!(
+                        "checkpoint    seq {} anchored in the token, not in the log",
+                        c.seq
+                    ),
+                },
                 None => println!("checkpoint    none anchored yet"),
             }
             if let Some(gap) = &a.anchor_gap {

@@ -132,8 +132,10 @@ pub struct CrlStatus {
 pub struct CheckpointRef {
     /// Its sequence number.
     pub seq: u64,
-    /// When it was written.
-    pub time: String,
+    /// When it was written; absent when the log does not hold it (records lost: see
+    /// `anchor_gap`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// The audit log.
@@ -246,26 +248,33 @@ impl Service {
     fn audit_status(&self) -> Result<AuditStatus> {
         let head = self.audit.head()?;
         let last = self.anchor.load()?;
+        // The anchor names the checkpoint even when the log no longer holds it.
         let last_checkpoint = match &last {
-            Some(c) if c.seq > 0 => self
-                .audit
-                .read(c.seq - 1, 1)?
-                .first()
-                .map(|r| CheckpointRef {
-                    seq: r.seq,
-                    time: r.time.clone(),
-                }),
+            Some(c) if c.seq > 0 => Some(CheckpointRef {
+                seq: c.seq,
+                time: self
+                    .audit
+                    .read(c.seq - 1, 1)?
+                    .first()
+                    .filter(|r| r.seq == c.seq)
+                    .map(|r| r.time.clone()),
+            }),
             _ => None,
         };
         let anchor_gap = self.audit_gap()?.map(|gap| gap.to_string());
         Ok(AuditStatus {
-            anchor_gap,
             head_seq: head.seq,
             head_hash: head.hash,
             after_checkpoint: head.seq - last.map(|c| c.seq).unwrap_or(0).min(head.seq),
             last_checkpoint,
-            writable: self.audit.writable().is_ok(),
-            not_writable: self.audit.writable().err(),
+            // A log that does not hold its anchor takes no record anywhere (serve refuses to
+            // start on it, a running node is fenced) until the loss is recorded.
+            writable: anchor_gap.is_none() && self.audit.writable().is_ok(),
+            not_writable: match &anchor_gap {
+                Some(_) => Some("refused until `signet audit reanchor` records the loss".into()),
+                None => self.audit.writable().err(),
+            },
+            anchor_gap,
         })
     }
 }
