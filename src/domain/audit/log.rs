@@ -43,6 +43,10 @@ const RECENT: usize = 8;
 /// The longest wait between two tries of a failing checkpoint.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// How soon a checkpoint that found another node anchoring is anchored again (see
+/// `State::unanchored`).
+const ANCHOR_AGAIN: Duration = Duration::from_millis(200);
+
 /// Where a batch's records (or its failure) go.
 type Reply = oneshot::Sender<Result<Vec<AuditRecord>>>;
 
@@ -105,6 +109,17 @@ enum Next {
     Nothing,
 }
 
+/// What is left to do about a checkpoint's anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unanchored {
+    /// Nothing: it is anchored, or a later checkpoint is, or it never will be (fenced).
+    No,
+    /// Another node was anchoring: try again shortly.
+    Busy,
+    /// The token failed: try again after a pause.
+    Failed,
+}
+
 /// What the lock guards.
 struct State {
     /// Records waiting for the next batch, with where each group's result goes.
@@ -136,6 +151,15 @@ struct State {
     fence: Option<String>,
     /// When the fence was last checked against the anchor.
     fence_checked: Option<Instant>,
+    /// This node's latest checkpoint, written but not anchored (another node was anchoring,
+    /// or the token failed): anchored again at `anchor_retry_at`, until it or a later
+    /// checkpoint is. Without this the anchor stayed behind the chain's head for as long as
+    /// the nodes stayed idle.
+    unanchored: Option<ChainHead>,
+    /// When `unanchored` is tried next.
+    anchor_retry_at: Instant,
+    /// The pause before that, after the token failed (doubles up to `MAX_BACKOFF`).
+    anchor_backoff: Duration,
     closing: bool,
 }
 
@@ -531,6 +555,9 @@ impl Inner {
                 checkpoint_backoff: RETRY,
                 fence: None,
                 fence_checked: None,
+                unanchored: None,
+                anchor_retry_at: Instant::now(),
+                anchor_backoff: RETRY,
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -622,6 +649,7 @@ impl Inner {
             || !state.checkpoint_requests.is_empty()
             || state.since_checkpoint >= self.config.checkpoint_every
             || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval)
+            || (state.unanchored.is_some() && Instant::now() >= state.anchor_retry_at)
             || state.outage.is_some()
             || state.closing;
         drop(state);
@@ -657,9 +685,14 @@ impl Inner {
                 && !backing_off
                 && (state.since_checkpoint >= self.config.checkpoint_every
                     || (state.since_checkpoint > 0 && state.last_checkpoint.elapsed() >= interval));
+            let anchor_due = state.unanchored.is_some()
+                && state.outage.is_none()
+                && state.fence.is_none()
+                && Instant::now() >= state.anchor_retry_at;
             let work = !state.queue.is_empty()
                 || !state.checkpoint_requests.is_empty()
                 || checkpoint_due
+                || anchor_due
                 || retry_due
                 || state.closing;
             if state.writing || !work {
@@ -685,6 +718,17 @@ impl Inner {
                 if state.fence.is_some() {
                     let checked = state.fence_checked.map_or(RETRY, |t| t.elapsed());
                     wait = wait.min(RETRY.saturating_sub(checked));
+                }
+                if state.unanchored.is_some()
+                    && state.outage.is_none()
+                    && state.fence.is_none()
+                    && !state.writing
+                {
+                    wait = wait.min(
+                        state
+                            .anchor_retry_at
+                            .saturating_duration_since(Instant::now()),
+                    );
                 }
                 let (s, _) = self
                     .wake
@@ -734,7 +778,44 @@ impl Inner {
             } else {
                 None
             };
+            let (result, anchored) = match result {
+                Some(Ok((record, anchoring))) => (Some(Ok(record)), Some(anchoring)),
+                Some(Err(e)) => (Some(Err(e)), None),
+                None => (None, None),
+            };
+            // A checkpoint left unanchored earlier, when nothing newer was just written.
+            let anchored = match anchored {
+                Some(anchoring) => Some(anchoring),
+                None => {
+                    let again = {
+                        let state = self.lock();
+                        state
+                            .unanchored
+                            .clone()
+                            .filter(|_| state.fence.is_none() && state.outage.is_none())
+                            .filter(|_| Instant::now() >= state.anchor_retry_at)
+                    };
+                    again.map(|head| (head.clone(), self.anchor_again(&head)))
+                }
+            };
             state = self.lock();
+            match anchored {
+                Some((_, Unanchored::No)) => {
+                    state.unanchored = None;
+                    state.anchor_backoff = RETRY;
+                }
+                Some((head, Unanchored::Busy)) => {
+                    state.unanchored = Some(head);
+                    state.anchor_retry_at = Instant::now() + ANCHOR_AGAIN;
+                }
+                Some((head, Unanchored::Failed)) => {
+                    state.unanchored = Some(head);
+                    let backoff = state.anchor_backoff;
+                    state.anchor_retry_at = Instant::now() + backoff;
+                    state.anchor_backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                None => {}
+            }
             if let Some(result) = &result {
                 state.last_checkpoint = Instant::now();
                 if result.is_ok() {
@@ -902,7 +983,7 @@ impl Inner {
     }
 
     /// Signs the head with the audit key, appends the checkpoint record and anchors it.
-    fn write_checkpoint(&self) -> Result<AuditRecord> {
+    fn write_checkpoint(&self) -> Result<(AuditRecord, (ChainHead, Unanchored))> {
         let head = self.journal.head()?;
         let signature = signet_hsm::sign(
             self.backend.as_ref(),
@@ -930,26 +1011,46 @@ impl Inner {
             seq: record.seq,
             hash: record.hash.clone(),
         };
-        match self.anchor.save(&anchored, self.journal.as_ref()) {
-            Ok(super::Anchoring::Anchored) => {}
+        let anchoring = self.anchor_checkpoint(&anchored)?;
+        Ok((record, (anchored, anchoring)))
+    }
+
+    /// Anchors the checkpoint `head` in the token; what is left to do.
+    fn anchor_checkpoint(&self, head: &ChainHead) -> Result<Unanchored> {
+        match self.anchor.save(head, self.journal.as_ref()) {
+            Ok(super::Anchoring::Anchored) => Ok(Unanchored::No),
             Ok(super::Anchoring::Busy) => {
                 tracing::debug!(
-                    seq = record.seq,
-                    "another node is anchoring; this checkpoint is not anchored"
+                    seq = head.seq,
+                    "another node is anchoring; this checkpoint is anchored again shortly"
                 );
+                Ok(Unanchored::Busy)
             }
             Ok(super::Anchoring::Refused(gap)) => {
                 let why =
                     format!("{gap}; writes stop until `signet audit reanchor` records the loss");
                 tracing::error!(log_head = gap.log_head, anchored = ?gap.anchored.as_ref().map(|a| a.seq), "{why}");
                 self.fenced(why.clone());
-                return Err(Error::AuditUnavailable(why));
+                Err(Error::AuditUnavailable(why))
             }
             Err(e) => {
-                tracing::error!(error = %e, seq = record.seq, "could not anchor the audit checkpoint in the token");
+                tracing::error!(error = %e, seq = head.seq, "could not anchor the audit checkpoint in the token");
+                Ok(Unanchored::Failed)
             }
         }
-        Ok(record)
+    }
+
+    /// Anchors again a checkpoint of this node's that was left unanchored, unless the anchor
+    /// has moved past it meanwhile (another node's later checkpoint covers it).
+    fn anchor_again(&self, head: &ChainHead) -> Unanchored {
+        match self.anchor.load() {
+            Ok(Some(anchored)) if anchored.seq >= head.seq => Unanchored::No,
+            Ok(_) => self.anchor_checkpoint(head).unwrap_or(Unanchored::No),
+            Err(e) => {
+                tracing::error!(error = %e, seq = head.seq, "could not anchor the audit checkpoint in the token");
+                Unanchored::Failed
+            }
+        }
     }
 
     /// The database's chain does not continue the one this node wrote: fences the chain in the
