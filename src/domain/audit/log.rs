@@ -1041,8 +1041,33 @@ impl Inner {
     }
 
     /// Anchors again a checkpoint of this node's that was left unanchored, unless the anchor
-    /// has moved past it meanwhile (another node's later checkpoint covers it).
+    /// has moved past it meanwhile (another node's later checkpoint covers it) or the journal
+    /// no longer holds it (the database failed over or was restored meanwhile, and `audit
+    /// reanchor` anchored the chain it holds now: anchoring the old checkpoint would fence
+    /// that chain again).
     fn anchor_again(&self, head: &ChainHead) -> Unanchored {
+        let held = self
+            .journal
+            .read(head.seq.saturating_sub(1), 1)
+            .map(|records| {
+                records
+                    .first()
+                    .is_some_and(|r| r.seq == head.seq && r.hash == head.hash)
+            });
+        match held {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    seq = head.seq,
+                    "a checkpoint left unanchored is no longer in the log; not anchored"
+                );
+                return Unanchored::No;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = head.seq, "could not anchor the audit checkpoint in the token");
+                return Unanchored::Failed;
+            }
+        }
         match self.anchor.load() {
             Ok(Some(anchored)) if anchored.seq >= head.seq => Unanchored::No,
             Ok(_) => self.anchor_checkpoint(head).unwrap_or(Unanchored::No),
@@ -1089,6 +1114,7 @@ impl Inner {
         let mut state = self.lock();
         state.fence = Some(why);
         state.fence_checked = Some(Instant::now());
+        state.unanchored = None;
         drop(state);
         self.wake.notify_all();
     }
@@ -1126,6 +1152,8 @@ impl Inner {
                 if state.fence.take().is_some() {
                     state.checkpoint_retry_at = None;
                     state.checkpoint_backoff = RETRY;
+                    // A checkpoint of the chain as it was before the loss is never anchored.
+                    state.unanchored = None;
                     tracing::warn!(
                         "the audit chain was re-anchored (`signet audit reanchor`); writes resume"
                     );
