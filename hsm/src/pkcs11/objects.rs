@@ -446,14 +446,20 @@ fn data_objects(session: &Session, name: &str) -> Result<Vec<ObjectHandle>> {
 pub(crate) fn data_values(session: &Session, name: &str) -> Result<Vec<(ObjectHandle, Vec<u8>)>> {
     let mut values = Vec::new();
     for handle in data_objects(session, name)? {
-        let value = session
-            .get_attributes(handle, &[AttributeType::Value])
-            .map_err(from_cryptoki)?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Value(v) => Some(v),
-                _ => None,
-            });
+        let attributes = match session.get_attributes(handle, &[AttributeType::Value]) {
+            Ok(attributes) => attributes,
+            // Destroyed since it was found, by another process sharing the token (a node
+            // replacing the record): it is no longer one of the values.
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::ObjectHandleInvalid,
+                _,
+            )) => continue,
+            Err(e) => return Err(from_cryptoki(e)),
+        };
+        let value = attributes.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        });
         values.extend(value.map(|v| (handle, v)));
     }
     Ok(values)
