@@ -132,8 +132,8 @@ pub struct CrlStatus {
 pub struct CheckpointRef {
     /// Its sequence number.
     pub seq: u64,
-    /// When it was written; absent when the log does not hold it (records lost: see
-    /// `anchor_gap`).
+    /// When it was written; absent when the log does not hold it (records lost, or another
+    /// record in its place: see `anchor_gap`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
 }
@@ -256,7 +256,7 @@ impl Service {
                     .audit
                     .read(c.seq - 1, 1)?
                     .first()
-                    .filter(|r| r.seq == c.seq)
+                    .filter(|r| r.seq == c.seq && r.hash == c.hash)
                     .map(|r| r.time.clone()),
             }),
             _ => None,
