@@ -198,16 +198,29 @@ fn ca_init_and_serve_run_on_the_card_and_a_client_signs_over_mtls() {
     // Pulled again and plugged into the other reader: PC/SC shows it there, and the same
     // server finds it by its serial and signs, still without a restart.
     let moved = OtherReader::plug(&removed);
-    let readers = Command::new("opensc-tool").arg("-l").output().unwrap();
-    let readers = text(&readers);
-    let card_in = |reader: &str| {
-        readers
-            .lines()
-            .find(|line| line.ends_with(reader))
-            .map(|line| line.split_whitespace().nth(1) == Some("Yes"))
+    // Where PC/SC shows the card: (first reader, second reader), each None while pcscd does
+    // not list that reader yet (it can take a few seconds on a loaded machine).
+    let placement = || {
+        let readers = text(&Command::new("opensc-tool").arg("-l").output().unwrap());
+        let card_in = |reader: &str| {
+            readers
+                .lines()
+                .find(|line| line.ends_with(reader))
+                .map(|line| line.split_whitespace().nth(1) == Some("Yes"))
+        };
+        (
+            (card_in("(virtual) 00 00"), card_in("(virtual) 00 01")),
+            readers,
+        )
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (mut place, mut readers) = placement();
+    while place != (Some(false), Some(true)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        (place, readers) = placement();
+    }
     assert_eq!(
-        (card_in("(virtual) 00 00"), card_in("(virtual) 00 01")),
+        place,
         (Some(false), Some(true)),
         "the card is not in the second reader:\n{readers}"
     );
